@@ -1,0 +1,17 @@
+"""Collectors: one module per kind of source. Each writes into the store and knows nothing of views."""
+
+from __future__ import annotations
+
+from monitoring.config import Config
+from monitoring.runtime import Collector
+
+
+def build_collectors(config: Config) -> list[Collector]:
+    """One collector per configured source, in config order."""
+    from collectors.kafka import KafkaCollector
+
+    collectors: list[Collector] = []
+    for pipeline in config.pipelines:
+        if pipeline.kafka is not None:
+            collectors.append(KafkaCollector(pipeline.name, pipeline.kafka))
+    return collectors

@@ -1,0 +1,445 @@
+"""Kafka consumer lag: committed offsets, high watermarks, lag, group state and rates.
+
+Requests per cycle grow with brokers and coordinators, not with partitions: one Metadata request,
+ListGroups per broker, DescribeGroups per coordinator, ListOffsets per partition leader (latest and
+earliest), and one OffsetFetch per group (the OffsetFetch API before v8 takes one group). Groups'
+coordinators are cached between cycles. Committed offsets are read before high watermarks so a
+commit landing mid-cycle can only over-state lag for a moment, never make it negative.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import time
+from collections import defaultdict
+from dataclasses import dataclass
+from typing import Any
+
+from aiokafka.client import AIOKafkaClient
+from aiokafka.errors import IncompatibleBrokerVersion, KafkaConnectionError, KafkaError, for_code
+from aiokafka.protocol.admin import DescribeGroupsRequest, ListGroupsRequest
+from aiokafka.protocol.commit import OffsetFetchRequest
+from aiokafka.protocol.coordination import FindCoordinatorRequest
+from aiokafka.protocol.metadata import MetadataRequest
+from aiokafka.protocol.offset import OffsetRequest
+
+from monitoring.config import KafkaSource
+from monitoring.health import describe
+from monitoring.runtime import Collector
+from monitoring.store import Store
+
+log = logging.getLogger(__name__)
+
+_LATEST, _EARLIEST = -1, -2
+_GROUP_COORDINATOR = 0
+_COORDINATOR_MOVED = {14, 15, 16}  # COORDINATOR_LOAD_IN_PROGRESS, COORDINATOR_NOT_AVAILABLE, NOT_COORDINATOR
+
+
+@dataclass(frozen=True, slots=True)
+class PartitionLag:
+    topic: str
+    partition: int
+    committed: int | None
+    """None: the group has no commit for this partition (lag unknown, not 0)."""
+    high_watermark: int | None
+    """None: the partition has no leader or its offsets could not be read."""
+    lag: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class GroupInfo:
+    group_id: str
+    state: str
+    protocol_type: str
+    members: int | None
+    coordinator: int | None
+    partitions: tuple[PartitionLag, ...]
+    error: str | None = None
+    """Why this group's offsets are missing this cycle; the other groups are unaffected."""
+
+    @property
+    def lag_sum(self) -> int | None:
+        lags = [p.lag for p in self.partitions if p.lag is not None]
+        return sum(lags) if lags else None
+
+    @property
+    def max_lag(self) -> int | None:
+        lags = [p.lag for p in self.partitions if p.lag is not None]
+        return max(lags) if lags else None
+
+
+@dataclass(frozen=True, slots=True)
+class TopicInfo:
+    name: str
+    partitions: int
+    high_watermarks: dict[int, int]
+    log_start_offsets: dict[int, int]
+    produce_rate: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class KafkaSnapshot:
+    cluster: str
+    cluster_id: str | None
+    brokers: tuple[tuple[int, str, int], ...]
+    topics: dict[str, TopicInfo]
+    groups: tuple[GroupInfo, ...]
+    consume_rates: dict[tuple[str, str], float]
+    """(group, topic) -> committed-offset advance per second."""
+    unmatched_patterns: tuple[str, ...]
+    """Configured group patterns that matched no group on the cluster."""
+    requests: int
+    collected_at: float
+
+
+@dataclass(slots=True)
+class _Metadata:
+    cluster_id: str | None
+    brokers: tuple[tuple[int, str, int], ...]
+    leaders: dict[tuple[str, int], int]
+    """(topic, partition) -> leader broker id; partitions without a leader are absent."""
+    partitions: dict[str, list[int]]
+
+
+class KafkaCollector(Collector):
+    name = "kafka"
+
+    def __init__(self, pipeline: str, config: KafkaSource) -> None:
+        super().__init__(pipeline, ",".join(config.bootstrap_servers), config.interval_seconds, config.timeout_seconds)
+        self.config = config
+        self._client: AIOKafkaClient | None = None
+        self._coordinators: dict[str, int] = {}
+        self._limit = asyncio.Semaphore(config.max_concurrent_requests)
+        self._requests = 0
+        self._fetch_all_committed = True
+        """OffsetFetch with a null partition list (all of a group's commits) is what real Kafka
+        answers since 0.10.2; brokers that cannot answer it get explicit partition lists instead."""
+        self._previous_hw: dict[tuple[str, int], int] = {}
+        self._previous_committed: dict[tuple[str, str, int], int] = {}
+        self._previous_t: float | None = None
+
+    async def close(self) -> None:
+        if self._client is not None:
+            client, self._client = self._client, None
+            await client.close()
+
+    async def collect(self, store: Store) -> int:
+        self._requests = 0
+        client = await self._connect()
+        metadata = await self._metadata(client)
+        groups = await self._list_groups(client, metadata)
+        descriptions = await self._describe_groups(client, list(groups))
+        committed, group_errors = await self._committed_offsets(client, list(groups), metadata)
+        high_watermarks, log_starts = await asyncio.gather(
+            self._list_offsets(client, metadata, _LATEST), self._list_offsets(client, metadata, _EARLIEST)
+        )
+        t = time.time()
+        snapshot = self._build_snapshot(metadata, groups, descriptions, committed, group_errors,
+                                        high_watermarks, log_starts, t)
+        self._write(store, snapshot, t)
+        return self._requests
+
+    # -- requests ---------------------------------------------------------------------------------
+
+    async def _connect(self) -> AIOKafkaClient:
+        if self._client is None:
+            client = AIOKafkaClient(
+                bootstrap_servers=self.config.bootstrap_servers,
+                client_id="pipewatch",
+                request_timeout_ms=int(self.config.timeout_seconds * 1000),
+                retry_backoff_ms=200,
+            )
+            try:
+                await client.bootstrap()
+            except KafkaConnectionError:
+                await client.close()
+                raise await _unreachable(self.config.bootstrap_servers, self.config.timeout_seconds) from None
+            except BaseException:
+                await client.close()
+                raise
+            self._client = client
+        return self._client
+
+    async def _send(self, client: AIOKafkaClient, node_id: int, request: Any) -> Any:
+        async with self._limit:
+            self._requests += 1
+            return await client.send(node_id, request)
+
+    def _any_node(self, client: AIOKafkaClient) -> int:
+        node = client.get_random_node()
+        if node is None:
+            raise KafkaConnectionError("no broker known: metadata is empty")
+        return node
+
+    async def _metadata(self, client: AIOKafkaClient) -> _Metadata:
+        response = await self._send(client, self._any_node(client), MetadataRequest(None))
+        client.cluster.update_metadata(response)
+        body = response.to_object()
+        brokers = tuple(sorted((b["node_id"], b["host"], b["port"]) for b in body["brokers"]))
+        leaders: dict[tuple[str, int], int] = {}
+        partitions: dict[str, list[int]] = {}
+        for topic in body["topics"]:
+            if topic["error_code"] or topic.get("is_internal") or topic["topic"].startswith("__"):
+                continue
+            ids = []
+            for partition in topic["partitions"]:
+                ids.append(partition["partition"])
+                if partition["leader"] >= 0:
+                    leaders[(topic["topic"], partition["partition"])] = partition["leader"]
+            partitions[topic["topic"]] = sorted(ids)
+        return _Metadata(body.get("cluster_id"), brokers, leaders, partitions)
+
+    async def _list_groups(self, client: AIOKafkaClient, metadata: _Metadata) -> dict[str, str]:
+        """Matched group id -> protocol type, from ListGroups on every broker."""
+        responses = await asyncio.gather(
+            *(self._send(client, broker_id, ListGroupsRequest()) for broker_id, _, _ in metadata.brokers)
+        )
+        groups: dict[str, str] = {}
+        for response in responses:
+            body = response.to_object()
+            if body["error_code"]:
+                raise for_code(body["error_code"])("ListGroups failed")
+            for group in body["groups"]:
+                if self.config.matches_group(group["group"]):
+                    groups[group["group"]] = group["protocol_type"]
+        return groups
+
+    async def _coordinator(self, client: AIOKafkaClient, group_id: str) -> int:
+        if group_id not in self._coordinators:
+            response = await self._send(client, self._any_node(client), FindCoordinatorRequest(group_id, _GROUP_COORDINATOR))
+            body = response.to_object()
+            if body["error_code"]:
+                raise for_code(body["error_code"])(f"FindCoordinator for group {group_id!r}")
+            self._coordinators[group_id] = body["coordinator_id"]
+        return self._coordinators[group_id]
+
+    async def _describe_groups(self, client: AIOKafkaClient, group_ids: list[str]) -> dict[str, dict[str, Any]]:
+        """One DescribeGroups per coordinator, covering all of its groups."""
+        by_coordinator: dict[int, list[str]] = defaultdict(list)
+        found = await asyncio.gather(*(self._coordinator(client, g) for g in group_ids), return_exceptions=True)
+        for group_id, coordinator in zip(group_ids, found):
+            if isinstance(coordinator, int):
+                by_coordinator[coordinator].append(group_id)
+        responses = await asyncio.gather(
+            *(self._send(client, node, DescribeGroupsRequest(ids)) for node, ids in by_coordinator.items()),
+            return_exceptions=True,
+        )
+        out: dict[str, dict[str, Any]] = {}
+        for (node, ids), response in zip(by_coordinator.items(), responses):
+            if isinstance(response, BaseException):
+                if not isinstance(response, (KafkaError, OSError, asyncio.TimeoutError)):
+                    raise response
+                for group_id in ids:
+                    self._coordinators.pop(group_id, None)
+                continue
+            for group in response.to_object()["groups"]:
+                if group["error_code"] in _COORDINATOR_MOVED:
+                    self._coordinators.pop(group["group"], None)
+                if not group["error_code"]:
+                    out[group["group"]] = group
+        return out
+
+    async def _committed_offsets(
+        self, client: AIOKafkaClient, group_ids: list[str], metadata: _Metadata
+    ) -> tuple[dict[str, dict[tuple[str, int], int]], dict[str, str]]:
+        results = await asyncio.gather(
+            *(self._group_offsets(client, g, metadata) for g in group_ids), return_exceptions=True
+        )
+        committed: dict[str, dict[tuple[str, int], int]] = {}
+        errors: dict[str, str] = {}
+        for group_id, result in zip(group_ids, results):
+            if isinstance(result, BaseException):
+                if not isinstance(result, (KafkaError, OSError, asyncio.TimeoutError)):
+                    raise result
+                self._coordinators.pop(group_id, None)
+                errors[group_id] = describe(result)
+            else:
+                committed[group_id] = result
+        if group_ids and len(errors) == len(group_ids):
+            # Nothing answered: that is the cluster failing, not one group.
+            raise KafkaConnectionError(f"OffsetFetch failed for every group; first: {next(iter(errors.values()))}")
+        return committed, errors
+
+    async def _group_offsets(self, client: AIOKafkaClient, group_id: str, metadata: _Metadata) -> dict[tuple[str, int], int]:
+        coordinator = await self._coordinator(client, group_id)
+        if self._fetch_all_committed:
+            try:
+                response = await self._send(client, coordinator, OffsetFetchRequest(group_id, None))
+            except (IncompatibleBrokerVersion, KafkaConnectionError, ValueError) as exc:
+                log.info("cluster %s cannot fetch all committed offsets of a group at once (%s); "
+                         "listing partitions explicitly from now on", self.config.cluster_label, describe(exc))
+                self._fetch_all_committed = False
+        if not self._fetch_all_committed:
+            listed = [(topic, ids) for topic, ids in metadata.partitions.items()]
+            if not listed:
+                return {}
+            response = await self._send(client, coordinator, OffsetFetchRequest(group_id, listed))
+        body = response.to_object()
+        if body.get("error_code"):
+            raise for_code(body["error_code"])(f"OffsetFetch for group {group_id!r}")
+        offsets: dict[tuple[str, int], int] = {}
+        for topic in body["topics"]:
+            for partition in topic["partitions"]:
+                if partition["error_code"]:
+                    raise for_code(partition["error_code"])(
+                        f"OffsetFetch for group {group_id!r}, {topic['topic']}[{partition['partition']}]")
+                if partition["offset"] >= 0:
+                    offsets[(topic["topic"], partition["partition"])] = partition["offset"]
+        return offsets
+
+    async def _list_offsets(self, client: AIOKafkaClient, metadata: _Metadata, which: int) -> dict[tuple[str, int], int]:
+        """Latest or earliest offset of every led partition: one ListOffsets per leader broker."""
+        by_leader: dict[int, dict[str, list[tuple[int, int]]]] = defaultdict(lambda: defaultdict(list))
+        for (topic, partition), leader in metadata.leaders.items():
+            by_leader[leader][topic].append((partition, which))
+        responses = await asyncio.gather(
+            *(self._send(client, leader, OffsetRequest(-1, 0, list(topics.items()))) for leader, topics in by_leader.items())
+        )
+        offsets: dict[tuple[str, int], int] = {}
+        for response in responses:
+            for topic in response.to_object()["topics"]:
+                for partition in topic["partitions"]:
+                    if not partition["error_code"] and partition["offset"] >= 0:
+                        offsets[(topic["topic"], partition["partition"])] = partition["offset"]
+        return offsets
+
+    # -- results ----------------------------------------------------------------------------------
+
+    def _build_snapshot(
+        self,
+        metadata: _Metadata,
+        groups: dict[str, str],
+        descriptions: dict[str, dict[str, Any]],
+        committed: dict[str, dict[tuple[str, int], int]],
+        group_errors: dict[str, str],
+        high_watermarks: dict[tuple[str, int], int],
+        log_starts: dict[tuple[str, int], int],
+        t: float,
+    ) -> KafkaSnapshot:
+        dt = t - self._previous_t if self._previous_t is not None else None
+        topics = {
+            name: TopicInfo(
+                name, len(ids),
+                {p: high_watermarks[(name, p)] for p in ids if (name, p) in high_watermarks},
+                {p: log_starts[(name, p)] for p in ids if (name, p) in log_starts},
+                _rate([(self._previous_hw.get((name, p)), high_watermarks.get((name, p))) for p in ids], dt),
+            )
+            for name, ids in metadata.partitions.items()
+        }
+        group_infos = []
+        consume_rates: dict[tuple[str, str], float] = {}
+        current_committed: dict[tuple[str, str, int], int] = {}
+        for group_id in sorted(groups):
+            description = descriptions.get(group_id)
+            offsets = committed.get(group_id, {})
+            # Every partition of a topic the group has committed to, so an uncommitted partition
+            # shows as unknown instead of vanishing.
+            group_topics = sorted({topic for topic, _ in offsets if topic in metadata.partitions})
+            partitions = []
+            for topic in group_topics:
+                pairs = []
+                for partition in metadata.partitions[topic]:
+                    offset = offsets.get((topic, partition))
+                    hw = high_watermarks.get((topic, partition))
+                    lag = max(0, hw - offset) if offset is not None and hw is not None else None
+                    partitions.append(PartitionLag(topic, partition, offset, hw, lag))
+                    if offset is not None:
+                        current_committed[(group_id, topic, partition)] = offset
+                    pairs.append((self._previous_committed.get((group_id, topic, partition)), offset))
+                rate = _rate(pairs, dt)
+                if rate is not None:
+                    consume_rates[(group_id, topic)] = rate
+            group_infos.append(GroupInfo(
+                group_id=group_id,
+                state=description["state"] if description else "Unknown",
+                protocol_type=groups[group_id],
+                members=len(description["members"]) if description else None,
+                coordinator=self._coordinators.get(group_id),
+                partitions=tuple(partitions),
+                error=group_errors.get(group_id),
+            ))
+        unmatched = tuple(
+            pattern for pattern in self.config.consumer_groups
+            if not any(re.fullmatch(pattern, g) for g in groups)
+        )
+        self._previous_hw = dict(high_watermarks)
+        self._previous_committed = current_committed
+        self._previous_t = t
+        return KafkaSnapshot(
+            cluster=self.config.cluster_label, cluster_id=metadata.cluster_id, brokers=metadata.brokers,
+            topics=topics, groups=tuple(group_infos), consume_rates=consume_rates,
+            unmatched_patterns=unmatched, requests=self._requests, collected_at=t,
+        )
+
+    def _write(self, store: Store, snapshot: KafkaSnapshot, t: float) -> None:
+        cluster = snapshot.cluster
+        with store.cycle(self.source, t) as cycle:
+            for topic in snapshot.topics.values():
+                for partition, hw in topic.high_watermarks.items():
+                    cycle.set("kafka_topic_partition_current_offset", (cluster, topic.name, str(partition)), hw)
+                for partition, start in topic.log_start_offsets.items():
+                    cycle.set("kafka_topic_partition_oldest_offset", (cluster, topic.name, str(partition)), start)
+                if topic.produce_rate is not None:
+                    cycle.set("kafka_topic_produce_rate", (cluster, topic.name), topic.produce_rate)
+            for group in snapshot.groups:
+                if group.error is not None:
+                    # Keep the group's last known series (marked by their age) rather than blank them.
+                    prefix = (self.pipeline, cluster, group.group_id)
+                    cycle.retain(lambda key, prefix=prefix: key[1][:3] == prefix)
+                    continue
+                labels = (cluster, group.group_id)
+                if group.members is not None:
+                    cycle.set("kafka_consumergroup_members", labels, group.members)
+                if group.lag_sum is not None:
+                    cycle.set("kafka_consumergroup_group_sum_lag", labels, group.lag_sum)
+                    cycle.set("kafka_consumergroup_group_max_lag", labels, group.max_lag)
+                per_topic: dict[str, int] = defaultdict(int)
+                for p in group.partitions:
+                    if p.committed is None:
+                        continue
+                    key = (cluster, group.group_id, p.topic, str(p.partition))
+                    cycle.set("kafka_consumergroup_current_offset", key, p.committed)
+                    if p.lag is not None:
+                        cycle.set("kafka_consumergroup_lag", key, p.lag)
+                        per_topic[p.topic] += p.lag
+                for topic, lag in per_topic.items():
+                    cycle.set("kafka_consumergroup_lag_sum", (cluster, group.group_id, topic), lag)
+            for (group_id, topic), rate in snapshot.consume_rates.items():
+                cycle.set("kafka_consumergroup_consume_rate", (cluster, group_id, topic), rate)
+        store.publish_snapshot(self.source, snapshot, t)
+
+
+async def _unreachable(servers: list[str], timeout: float) -> OSError:
+    """Why no bootstrap server answered, found by a plain TCP connect to each (only after a failure)."""
+    reasons = []
+    for server in servers:
+        host, _, port = server.rpartition(":")
+        try:
+            _, writer = await asyncio.wait_for(asyncio.open_connection(host, int(port)), timeout=min(timeout, 5))
+            writer.close()
+            reasons.append(f"{server}: accepts TCP but does not answer the Kafka protocol")
+        except (OSError, asyncio.TimeoutError) as exc:
+            reasons.append(f"{server}: {exc.strerror if isinstance(exc, OSError) and exc.strerror else describe(exc)}")
+    error = ConnectionRefusedError if all("refused" in r.lower() for r in reasons) else ConnectionError
+    return error(f"no bootstrap server reachable ({'; '.join(reasons)})")
+
+
+def _rate(pairs: list[tuple[int | None, int | None]], dt: float | None) -> float | None:
+    """Offset advance per second over partitions known at both samples; None if not measurable.
+
+    An offset going backwards (topic recreated, group reset) makes the rate unknown for that
+    cycle rather than negative.
+    """
+    if not dt or dt <= 0:
+        return None
+    total, seen = 0, False
+    for before, after in pairs:
+        if before is None or after is None:
+            continue
+        if after < before:
+            return None
+        total += after - before
+        seen = True
+    return total / dt if seen else None

@@ -1,0 +1,1 @@
+"""Exporters republish what is in the store; they never talk to sources."""

@@ -1,0 +1,1 @@
+"""pipewatch core: configuration, the store, the collector runtime and health."""

@@ -1,0 +1,99 @@
+"""The `pipewatch` command."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import signal
+import sys
+from pathlib import Path
+
+from monitoring.config import CONFIG_ENV_VAR, Config, ConfigError, load_config
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="pipewatch", description="Live monitoring for streaming data pipelines.")
+    parser.add_argument("--log-level", default=os.environ.get("PIPEWATCH_LOG_LEVEL", "INFO"),
+                        choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    check = commands.add_parser("check-config", help="validate a config file and exit")
+    check.add_argument("file", nargs="?", type=Path, help=f"config file (default: ${CONFIG_ENV_VAR})")
+
+    agent = commands.add_parser("agent", help="run collectors and the Prometheus exporter, without the UI")
+    agent.add_argument("--config", type=Path, help=f"config file (default: ${CONFIG_ENV_VAR})")
+
+    demo = commands.add_parser("demo", help="start a local broker, a producer and a lagging consumer, and serve the app")
+    demo.add_argument("--port", type=int, default=5006, help="dashboard port (default 5006)")
+    demo.add_argument("--metrics-port", type=int, default=9108, help="/metrics port (default 9108)")
+    demo.add_argument("--pattern", default="base=50/s;1m-2m:400%;every=4m",
+                      help="traffic pattern: base rate, bursts as START-END:PERCENT, cycle length")
+    demo.add_argument("--no-browser", action="store_true", help="do not open a browser tab")
+
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+    if args.command == "check-config":
+        return _check_config(args.file)
+    if args.command == "agent":
+        config = _load_or_exit(args.config)
+        return asyncio.run(_run_agent(config))
+    if args.command == "demo":
+        from monitoring.demo import run_demo
+
+        return run_demo(args.port, args.metrics_port, args.pattern, open_browser=not args.no_browser)
+    parser.error(f"unknown command {args.command}")
+    return 2
+
+
+def _resolve(path: Path | None) -> Path:
+    if path is not None:
+        return path
+    value = os.environ.get(CONFIG_ENV_VAR)
+    if not value:
+        raise ConfigError(f"no config file: pass one or set {CONFIG_ENV_VAR}")
+    return Path(value)
+
+
+def _load_or_exit(path: Path | None) -> Config:
+    try:
+        return load_config(_resolve(path))
+    except ConfigError as exc:
+        print(f"pipewatch: invalid configuration\n{exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+def _check_config(path: Path | None) -> int:
+    config = _load_or_exit(path)
+    for pipeline in config.pipelines:
+        sources = [name for name in ("kafka",) if getattr(pipeline, name) is not None]
+        print(f"pipeline {pipeline.name}: {', '.join(sources) or 'no sources'}")
+    print(f"{_resolve(path)}: OK")
+    return 0
+
+
+async def _run_agent(config: Config) -> int:
+    from monitoring.service import Service
+
+    service = Service(config)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        service.start()
+    except OSError as exc:
+        print(f"pipewatch: {exc}", file=sys.stderr)
+        return 1
+    logging.getLogger("pipewatch").info("agent running: %d collectors, metrics at %s",
+                                        len(service.supervisor.collectors),
+                                        service.exporter.url if service.exporter else "(exporter disabled)")
+    await stop.wait()
+    await service.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,181 @@
+"""Configuration: one YAML file declaring pipelines, their sources, the exporter and the store.
+
+pydantic does the validation (types, unknown keys, ranges) so every error arrives with the path of
+the key it concerns; this module adds `${ENV_VAR}` interpolation and turns errors into one message
+that names the file, the key path and the problem.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Annotated, Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+CONFIG_ENV_VAR = "PIPEWATCH_CONFIG"
+
+_ENV_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+_NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
+
+
+class ConfigError(Exception):
+    """A configuration file that cannot be used; the message names file, key path and problem."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class KafkaSource(_Strict):
+    bootstrap_servers: Annotated[list[str], Field(min_length=1)]
+    consumer_groups: list[str] = Field(default_factory=lambda: [".*"])
+    """Regular expressions matched against the whole group id."""
+    cluster: Annotated[str, Field(pattern=_NAME)] | None = None
+    """Value of the `cluster` label; defaults to the first bootstrap server."""
+    interval_seconds: Annotated[float, Field(gt=0, le=3600)] = 5.0
+    timeout_seconds: Annotated[float, Field(gt=0, le=3600)] = 15.0
+    max_concurrent_requests: Annotated[int, Field(ge=1, le=1000)] = 16
+    """Upper bound on requests in flight against the cluster at once."""
+
+    @field_validator("bootstrap_servers")
+    @classmethod
+    def _host_port(cls, servers: list[str]) -> list[str]:
+        for server in servers:
+            host, sep, port = server.rpartition(":")
+            if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+                raise ValueError(f"{server!r} is not host:port")
+        return servers
+
+    @field_validator("consumer_groups")
+    @classmethod
+    def _regexes(cls, patterns: list[str]) -> list[str]:
+        for pattern in patterns:
+            try:
+                re.compile(pattern)
+            except re.error as exc:
+                raise ValueError(f"{pattern!r} is not a valid regular expression: {exc}") from None
+        return patterns
+
+    @property
+    def cluster_label(self) -> str:
+        return self.cluster or self.bootstrap_servers[0]
+
+    def matches_group(self, group_id: str) -> bool:
+        return any(re.fullmatch(pattern, group_id) for pattern in self.consumer_groups)
+
+
+class Pipeline(_Strict):
+    name: Annotated[str, Field(pattern=_NAME, max_length=100)]
+    kafka: KafkaSource | None = None
+
+
+class Exporter(_Strict):
+    enabled: bool = True
+    host: str = "127.0.0.1"
+    port: Annotated[int, Field(ge=0, le=65535)] = 9108
+
+
+class StoreSettings(_Strict):
+    points_per_series: Annotated[int, Field(ge=2, le=1_000_000)] = 3600
+    """Ring capacity of every series: at 1 sample/s, one hour of history."""
+    max_series: Annotated[int, Field(ge=1, le=10_000_000)] = 200_000
+    """Hard cap on live series; writes of new series beyond it are refused and logged."""
+    events: Annotated[int, Field(ge=1, le=1_000_000)] = 2000
+
+
+class RuntimeSettings(_Strict):
+    max_backoff_seconds: Annotated[float, Field(gt=0, le=3600)] = 60.0
+    """Longest wait between retries of a failing collector (backoff doubles up to this)."""
+
+
+class Config(_Strict):
+    pipelines: Annotated[list[Pipeline], Field(min_length=1)]
+    exporter: Exporter = Field(default_factory=Exporter)
+    store: StoreSettings = Field(default_factory=StoreSettings)
+    runtime: RuntimeSettings = Field(default_factory=RuntimeSettings)
+
+    @model_validator(mode="after")
+    def _unique_pipeline_names(self) -> Config:
+        seen: set[str] = set()
+        for pipeline in self.pipelines:
+            if pipeline.name in seen:
+                raise ValueError(f"pipeline name {pipeline.name!r} is used twice")
+            seen.add(pipeline.name)
+        return self
+
+
+def load_config(path: str | os.PathLike[str], environ: dict[str, str] | None = None) -> Config:
+    """Read, interpolate and validate a config file, or raise ConfigError."""
+    file = Path(path)
+    try:
+        text = file.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"{file}: cannot read the file: {exc.strerror or exc}") from None
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{file}: not valid YAML: {_short_yaml_error(exc)}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{file}: the top level must be a mapping with a 'pipelines' key")
+    interpolated = _interpolate(raw, (), os.environ if environ is None else environ, file)
+    try:
+        return Config.model_validate(interpolated)
+    except ValidationError as exc:
+        raise ConfigError(_format_validation_error(file, exc)) from None
+
+
+def config_path_from_env() -> Path:
+    value = os.environ.get(CONFIG_ENV_VAR)
+    if not value:
+        raise ConfigError(f"{CONFIG_ENV_VAR} is not set: name the config file, e.g. {CONFIG_ENV_VAR}=examples/orders.yml")
+    return Path(value)
+
+
+def _interpolate(node: Any, path: tuple[str | int, ...], environ: Any, file: Path) -> Any:
+    if isinstance(node, dict):
+        return {key: _interpolate(value, (*path, key), environ, file) for key, value in node.items()}
+    if isinstance(node, list):
+        return [_interpolate(value, (*path, index), environ, file) for index, value in enumerate(node)]
+    if isinstance(node, str):
+
+        def replace(match: re.Match[str]) -> str:
+            name, default = match.group(1), match.group(2)
+            if name in environ:
+                return environ[name]
+            if default is not None:
+                return default
+            raise ConfigError(f"{file}: {_key_path(path)}: environment variable {name} is not set")
+
+        return _ENV_REFERENCE.sub(replace, node)
+    return node
+
+
+def _key_path(loc: tuple[str | int, ...]) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out or "(top level)"
+
+
+def _format_validation_error(file: Path, exc: ValidationError) -> str:
+    lines = []
+    for error in exc.errors(include_url=False):
+        loc = tuple(part for part in error["loc"] if part not in ("function-after",))
+        message = error["msg"].removeprefix("Value error, ")
+        if error["type"] == "extra_forbidden":
+            message = "unknown key"
+        elif error["type"] == "missing":
+            message = "required key is missing"
+        lines.append(f"{file}: {_key_path(loc)}: {message}")
+    return "\n".join(lines)
+
+
+def _short_yaml_error(exc: yaml.YAMLError) -> str:
+    mark = getattr(exc, "problem_mark", None)
+    problem = getattr(exc, "problem", None) or str(exc)
+    if mark is not None:
+        return f"line {mark.line + 1}, column {mark.column + 1}: {problem}"
+    return problem

@@ -1,0 +1,79 @@
+"""The catalogue of every measurement pipewatch keeps: name, type, unit, labels, meaning, collector.
+
+The store refuses names that are not here, the exporter takes type and help from here, and
+docs/metrics.md is generated from here, so the three cannot drift apart.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+MetricType = Literal["gauge", "counter"]
+
+
+@dataclass(frozen=True, slots=True)
+class MetricSpec:
+    name: str
+    type: MetricType
+    unit: str
+    labels: tuple[str, ...]
+    help: str
+    collector: str
+    exported: bool = True
+
+
+_PARTITION = ("pipeline", "cluster", "consumergroup", "topic", "partition")
+_GROUP_TOPIC = ("pipeline", "cluster", "consumergroup", "topic")
+_GROUP = ("pipeline", "cluster", "consumergroup")
+_TOPIC_PARTITION = ("pipeline", "cluster", "topic", "partition")
+_TOPIC = ("pipeline", "cluster", "topic")
+_COLLECTOR = ("pipeline", "collector")
+
+CATALOGUE: dict[str, MetricSpec] = {
+    spec.name: spec
+    for spec in (
+        # Kafka: names and labels follow kafka_exporter so its Grafana dashboards work unchanged.
+        MetricSpec("kafka_consumergroup_lag", "gauge", "messages", _PARTITION,
+                   "High watermark minus committed offset of a partition (offset lag).", "kafka"),
+        MetricSpec("kafka_consumergroup_current_offset", "gauge", "offset", _PARTITION,
+                   "Offset the consumer group last committed for the partition.", "kafka"),
+        MetricSpec("kafka_consumergroup_lag_sum", "gauge", "messages", _GROUP_TOPIC,
+                   "Offset lag of a consumer group summed over the partitions of a topic that have a commit.", "kafka"),
+        MetricSpec("kafka_consumergroup_group_sum_lag", "gauge", "messages", _GROUP,
+                   "Offset lag of a consumer group summed over all its committed partitions.", "kafka"),
+        MetricSpec("kafka_consumergroup_group_max_lag", "gauge", "messages", _GROUP,
+                   "Largest partition offset lag of a consumer group.", "kafka"),
+        MetricSpec("kafka_consumergroup_members", "gauge", "members", _GROUP,
+                   "Members currently in the consumer group.", "kafka"),
+        MetricSpec("kafka_consumergroup_consume_rate", "gauge", "messages per second", _GROUP_TOPIC,
+                   "Committed-offset advance per second between the last two collection cycles.", "kafka"),
+        MetricSpec("kafka_topic_partition_current_offset", "gauge", "offset", _TOPIC_PARTITION,
+                   "High watermark (next offset to be written) of a partition.", "kafka"),
+        MetricSpec("kafka_topic_partition_oldest_offset", "gauge", "offset", _TOPIC_PARTITION,
+                   "Log start offset (oldest retained offset) of a partition.", "kafka"),
+        MetricSpec("kafka_topic_produce_rate", "gauge", "messages per second", _TOPIC,
+                   "High-watermark advance per second over all partitions between the last two collection cycles.",
+                   "kafka"),
+        # pipewatch's own health, one series per configured collector.
+        MetricSpec("pipewatch_collector_up", "gauge", "boolean", _COLLECTOR,
+                   "1 when the collector's last run succeeded and is not stale, else 0.", "runtime"),
+        MetricSpec("pipewatch_collector_last_success_timestamp_seconds", "gauge", "seconds", _COLLECTOR,
+                   "Unix time at which the collector last finished a run successfully.", "runtime"),
+        MetricSpec("pipewatch_collector_run_duration_seconds", "gauge", "seconds", _COLLECTOR,
+                   "Wall time of the collector's last run, successful or not.", "runtime"),
+        MetricSpec("pipewatch_collector_runs_total", "counter", "runs", _COLLECTOR,
+                   "Collector runs started since the process started.", "runtime"),
+        MetricSpec("pipewatch_collector_errors_total", "counter", "runs", (*_COLLECTOR, "category"),
+                   "Failed collector runs since the process started, by error category.", "runtime"),
+        MetricSpec("pipewatch_collector_requests", "gauge", "requests", _COLLECTOR,
+                   "Requests the collector sent to its source in its last successful run.", "runtime"),
+    )
+}
+
+
+def spec(name: str) -> MetricSpec:
+    try:
+        return CATALOGUE[name]
+    except KeyError:
+        raise KeyError(f"metric {name!r} is not in monitoring.metrics.CATALOGUE") from None

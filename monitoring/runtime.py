@@ -1,0 +1,123 @@
+"""The collector runtime: every collector runs on its own interval, isolated from the others.
+
+A supervisor task per collector enforces a per-run timeout, backs off exponentially (with jitter)
+after failures, and records the collector's health in the store. One slow or failing source never
+stops or delays another because each runs in its own task and only ever awaits its own I/O.
+"""
+
+from __future__ import annotations
+
+import abc
+import asyncio
+import dataclasses
+import logging
+import random
+import time
+
+from monitoring.health import CollectorHealth, State, categorize, describe
+from monitoring.store import Store
+
+log = logging.getLogger(__name__)
+
+
+class Collector(abc.ABC):
+    """A source of measurements. Subclasses write into the store and know nothing of views."""
+
+    name: str
+    """Collector kind, the `collector` label: "kafka", "flink", ..."""
+
+    def __init__(self, pipeline: str, target: str, interval: float, timeout: float) -> None:
+        self.pipeline = pipeline
+        self.target = target
+        self.interval = interval
+        self.timeout = timeout
+
+    @property
+    def source(self) -> tuple[str, str]:
+        return (self.pipeline, self.name)
+
+    @abc.abstractmethod
+    async def collect(self, store: Store) -> int:
+        """Run one collection cycle; return the number of requests sent to the source."""
+
+    async def close(self) -> None:  # noqa: B027 - optional hook
+        """Release connections; called once when the runtime stops."""
+
+
+class Supervisor:
+    def __init__(self, store: Store, collectors: list[Collector], max_backoff: float = 60.0) -> None:
+        self.store = store
+        self.collectors = collectors
+        self.max_backoff = max_backoff
+        self._tasks: list[asyncio.Task[None]] = []
+        for collector in collectors:
+            store.set_health(CollectorHealth(collector.pipeline, collector.name, collector.target, collector.interval))
+
+    @property
+    def running(self) -> bool:
+        return any(not task.done() for task in self._tasks)
+
+    def start(self) -> None:
+        """Start one task per collector on the running event loop."""
+        if self.running:
+            return
+        self._tasks = [
+            asyncio.create_task(self._supervise(collector), name=f"pipewatch:{collector.pipeline}:{collector.name}")
+            for collector in self.collectors
+        ]
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks = []
+        for collector in self.collectors:
+            try:
+                await asyncio.wait_for(collector.close(), timeout=5)
+            except Exception as exc:  # closing is best effort: report, never block shutdown
+                log.warning("closing %s/%s failed: %s", collector.pipeline, collector.name, describe(exc))
+
+    async def _supervise(self, collector: Collector) -> None:
+        while True:
+            delay = await self.run_once(collector)
+            await asyncio.sleep(delay)
+
+    async def run_once(self, collector: Collector) -> float:
+        """Run one cycle, record its outcome, and return how long to wait before the next."""
+        source = collector.source
+        before = self.store.health()[source]
+        started_wall, started = time.time(), time.monotonic()
+        try:
+            requests = await asyncio.wait_for(collector.collect(self.store), timeout=collector.timeout)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            if isinstance(exc, asyncio.TimeoutError):
+                exc = TimeoutError(f"run took longer than the {collector.timeout:g} s timeout")
+            category, message = categorize(exc), describe(exc)
+            failures = before.consecutive_failures + 1
+            errors = dict(before.errors_by_category)
+            errors[category] = errors.get(category, 0) + 1
+            after = dataclasses.replace(
+                before, state=State.DOWN, last_attempt=started_wall, last_duration=time.monotonic() - started,
+                last_error=message, error_category=category, consecutive_failures=failures,
+                runs=before.runs + 1, errors_by_category=errors,
+            )
+            self.store.set_health(after)
+            if before.state is not State.DOWN or before.error_category != category:
+                self.store.add_event(collector.pipeline, collector.name, "error",
+                                     f"{collector.name} collector for {collector.target} is down: {category}: {message}")
+                log.warning("%s/%s down: %s: %s", collector.pipeline, collector.name, category, message)
+            backoff = min(self.max_backoff, collector.interval * 2 ** (failures - 1))
+            return backoff * random.uniform(0.5, 1.0)  # jitter spreads retries of many collectors
+        duration = time.monotonic() - started
+        after = dataclasses.replace(
+            before, state=State.UP, last_success=time.time(), last_attempt=started_wall, last_duration=duration,
+            last_error=None, error_category=None, consecutive_failures=0, runs=before.runs + 1, requests=requests,
+        )
+        self.store.set_health(after)
+        if before.state is State.DOWN:
+            self.store.add_event(collector.pipeline, collector.name, "info",
+                                 f"{collector.name} collector for {collector.target} recovered")
+            log.info("%s/%s recovered", collector.pipeline, collector.name)
+        return max(0.0, collector.interval - duration)

@@ -1,0 +1,58 @@
+"""The process-wide assembly: one store, its collectors' supervisor and the exporter.
+
+Every entry point (the agent, the Panel server's hooks, tests) builds exactly one Service per
+process; every browser session reads the same store.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from collectors import build_collectors
+from exporters.prometheus import ExporterServer, start_exporter
+from monitoring.config import Config, config_path_from_env, load_config
+from monitoring.runtime import Supervisor
+from monitoring.store import Store
+
+log = logging.getLogger(__name__)
+
+
+class Service:
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        settings = config.store
+        self.store = Store(settings.points_per_series, settings.max_series, settings.events)
+        self.supervisor = Supervisor(self.store, build_collectors(config), config.runtime.max_backoff_seconds)
+        self.exporter: ExporterServer | None = None
+
+    def start(self) -> None:
+        """Start the exporter and the collectors; call on the event loop that will run them."""
+        if self.config.exporter.enabled and self.exporter is None:
+            self.exporter = start_exporter(self.store, self.config.exporter.host, self.config.exporter.port)
+        self.supervisor.start()
+
+    async def stop(self) -> None:
+        await self.supervisor.stop()
+        self.stop_exporter()
+
+    def stop_exporter(self) -> None:
+        if self.exporter is not None:
+            self.exporter.stop()
+            self.exporter = None
+
+
+_service: Service | None = None
+
+
+def get_service() -> Service:
+    """The process's Service, configured from PIPEWATCH_CONFIG on first use (not started)."""
+    global _service
+    if _service is None:
+        _service = Service(load_config(config_path_from_env()))
+    return _service
+
+
+def reset_service() -> None:
+    """Forget the process's Service (after stopping it)."""
+    global _service
+    _service = None

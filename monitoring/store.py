@@ -1,0 +1,259 @@
+"""The hub: bounded, in-memory, shared by every collector, view and exporter in the process.
+
+Three kinds of content, all bounded:
+- numeric series: per (metric name, label values) a fixed-capacity ring of (time, value), with a
+  running count so a reader asks "what came after the n-th point" and gets only the new points;
+- snapshots: per source, the latest structured picture (tables a view renders as they are now);
+- an event log of discrete happenings (state changes, errors), with sequence numbers.
+
+Collectors write; apps and exporters read. Writes happen on the event loop, reads also come from
+the exporter's HTTP thread, so every access takes one short lock and readers get copies.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from monitoring.health import CollectorHealth
+from monitoring.metrics import CATALOGUE
+
+log = logging.getLogger(__name__)
+
+SeriesKey = tuple[str, tuple[str, ...]]
+"""(metric name, label values in the order the metric's spec lists its labels)."""
+
+Source = tuple[str, str]
+"""(pipeline, collector): who wrote a series, so its freshness follows that collector's health."""
+
+
+class Series:
+    """A fixed-capacity ring of (unix time, value) points."""
+
+    __slots__ = ("key", "source", "_times", "_values", "count")
+
+    def __init__(self, key: SeriesKey, source: Source, capacity: int) -> None:
+        self.key = key
+        self.source = source
+        self._times = np.empty(capacity, dtype=np.float64)
+        self._values = np.empty(capacity, dtype=np.float64)
+        self.count = 0
+        """Points ever appended: the sequence number readers pass back to get only newer points."""
+
+    @property
+    def capacity(self) -> int:
+        return len(self._times)
+
+    def append(self, t: float, value: float) -> None:
+        slot = self.count % self.capacity
+        self._times[slot] = t
+        self._values[slot] = value
+        self.count += 1
+
+    def latest(self) -> tuple[float, float] | None:
+        if not self.count:
+            return None
+        slot = (self.count - 1) % self.capacity
+        return float(self._times[slot]), float(self._values[slot])
+
+    def since(self, seen: int) -> tuple[int, np.ndarray, np.ndarray]:
+        """Points after the first `seen` ones (at most the ring's capacity), oldest first."""
+        new = min(self.count - max(seen, 0), self.capacity, self.count)
+        if new <= 0:
+            return self.count, np.empty(0), np.empty(0)
+        slots = np.arange(self.count - new, self.count) % self.capacity
+        return self.count, self._times[slots], self._values[slots]
+
+    @property
+    def nbytes(self) -> int:
+        return self._times.nbytes + self._values.nbytes
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    seq: int
+    time: float
+    pipeline: str
+    collector: str
+    severity: str  # "info" | "warning" | "error"
+    message: str
+
+
+@dataclass(slots=True)
+class Delta:
+    """New points of one series since a reader's last look."""
+
+    key: SeriesKey
+    count: int
+    times: np.ndarray
+    values: np.ndarray
+
+
+class Store:
+    def __init__(self, points_per_series: int = 3600, max_series: int = 200_000, events: int = 2000) -> None:
+        self.points_per_series = points_per_series
+        self.max_series = max_series
+        self._lock = threading.Lock()
+        self._series: dict[SeriesKey, Series] = {}
+        self._snapshots: dict[Source, tuple[float, Any]] = {}
+        self._health: dict[Source, CollectorHealth] = {}
+        self._events: deque[Event] = deque(maxlen=events)
+        self._event_seq = 0
+        self._refused_keys = 0
+        self.series_generation = 0
+        """Bumped whenever a series is created or removed, so views know to rediscover lines."""
+
+    # -- writing (collectors, runtime) -----------------------------------------------------------
+
+    @contextmanager
+    def cycle(self, source: Source, t: float | None = None) -> Iterator[CycleWriter]:
+        """Write one collection cycle's measurements for a source.
+
+        When the block finishes without an exception, the source's series that the cycle neither
+        wrote nor retained are removed: a deleted group or topic disappears at once.
+        """
+        writer = CycleWriter(self, source, time.time() if t is None else t)
+        yield writer
+        with self._lock:
+            stale = [
+                key for key, series in self._series.items()
+                if series.source == source and key not in writer.touched and not writer.retains(key)
+            ]
+            for key in stale:
+                del self._series[key]
+            if stale:
+                self.series_generation += 1
+
+    def append(self, source: Source, name: str, labels: tuple[str, ...], value: float, t: float) -> None:
+        key = (name, labels)
+        with self._lock:
+            series = self._series.get(key)
+            if series is None:
+                if name not in CATALOGUE:
+                    raise KeyError(f"metric {name!r} is not in the catalogue")
+                if len(labels) != len(CATALOGUE[name].labels):
+                    raise ValueError(f"{name} takes labels {CATALOGUE[name].labels}, got {labels}")
+                if len(self._series) >= self.max_series:
+                    self._refused_keys += 1
+                    if self._refused_keys in (1, 1000) or self._refused_keys % 100_000 == 0:
+                        log.warning("store is full (%d series): refused new series %s%s (%d refused so far)",
+                                    self.max_series, name, labels, self._refused_keys)
+                    return
+                series = self._series[key] = Series(key, source, self.points_per_series)
+                self.series_generation += 1
+            series.append(t, value)
+
+    def remove_source(self, source: Source) -> None:
+        with self._lock:
+            keys = [key for key, series in self._series.items() if series.source == source]
+            for key in keys:
+                del self._series[key]
+            self._snapshots.pop(source, None)
+            if keys:
+                self.series_generation += 1
+
+    def publish_snapshot(self, source: Source, snapshot: Any, t: float | None = None) -> None:
+        with self._lock:
+            self._snapshots[source] = (time.time() if t is None else t, snapshot)
+
+    def set_health(self, health: CollectorHealth) -> None:
+        with self._lock:
+            self._health[(health.pipeline, health.collector)] = health
+
+    def add_event(self, pipeline: str, collector: str, severity: str, message: str, t: float | None = None) -> Event:
+        with self._lock:
+            self._event_seq += 1
+            event = Event(self._event_seq, time.time() if t is None else t, pipeline, collector, severity, message)
+            self._events.append(event)
+            return event
+
+    # -- reading (views, exporters) --------------------------------------------------------------
+
+    def keys(self, name: str | None = None, where: Callable[[SeriesKey], bool] | None = None) -> list[SeriesKey]:
+        with self._lock:
+            return [
+                key for key in self._series
+                if (name is None or key[0] == name) and (where is None or where(key))
+            ]
+
+    def latest(self, name: str, labels: tuple[str, ...]) -> tuple[float, float] | None:
+        with self._lock:
+            series = self._series.get((name, labels))
+            return series.latest() if series else None
+
+    def latest_values(self, names: set[str] | None = None) -> list[tuple[SeriesKey, Source, float, float]]:
+        """(key, source, time, value) of the newest point of every series (of the given names)."""
+        with self._lock:
+            out = []
+            for key, series in self._series.items():
+                if names is not None and key[0] not in names:
+                    continue
+                point = series.latest()
+                if point is not None:
+                    out.append((key, series.source, point[0], point[1]))
+            return out
+
+    def since(self, key: SeriesKey, seen: int = 0) -> Delta | None:
+        """New points of a series after the reader's `seen` count; None if the series is gone."""
+        with self._lock:
+            series = self._series.get(key)
+            if series is None:
+                return None
+            count, times, values = series.since(seen)
+        return Delta(key, count, times, values)
+
+    def snapshot(self, source: Source) -> tuple[float, Any] | None:
+        with self._lock:
+            return self._snapshots.get(source)
+
+    def health(self) -> dict[Source, CollectorHealth]:
+        with self._lock:
+            return dict(self._health)
+
+    def events_since(self, seq: int = 0, limit: int | None = None) -> list[Event]:
+        with self._lock:
+            events = [event for event in self._events if event.seq > seq]
+        return events[-limit:] if limit else events
+
+    def stats(self) -> dict[str, int]:
+        with self._lock:
+            return {
+                "series": len(self._series),
+                "points": sum(min(s.count, s.capacity) for s in self._series.values()),
+                "bytes": sum(s.nbytes for s in self._series.values()),
+                "events": len(self._events),
+                "refused_series": self._refused_keys,
+            }
+
+
+@dataclass
+class CycleWriter:
+    """Collects one cycle's writes for a source; see Store.cycle."""
+
+    store: Store
+    source: Source
+    t: float
+    touched: set[SeriesKey] = field(default_factory=set)
+    _retained: list[Callable[[SeriesKey], bool]] = field(default_factory=list)
+
+    def set(self, name: str, labels: tuple[str, ...], value: float | None) -> None:
+        """Record a measured value; None (unknown) records NaN so the gap is visible in history."""
+        full = (self.source[0], *labels)
+        self.store.append(self.source, name, full, math.nan if value is None else float(value), self.t)
+        self.touched.add((name, full))
+
+    def retain(self, predicate: Callable[[SeriesKey], bool]) -> None:
+        """Keep series matching predicate although not written this cycle (their source part failed)."""
+        self._retained.append(predicate)
+
+    def retains(self, key: SeriesKey) -> bool:
+        return any(predicate(key) for predicate in self._retained)

@@ -1,0 +1,174 @@
+"""The Kafka lag collector against a real Kafka-protocol broker (Tansu)."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+
+import pytest
+
+from collectors.kafka import KafkaCollector, KafkaSnapshot
+from monitoring.config import KafkaSource
+from monitoring.health import State
+from monitoring.runtime import Supervisor
+from monitoring.store import Store
+from tests.kafka_util import commit, create_topic, delete_topic, produce
+from tests.services import async_wait_until
+
+
+def _collector(bootstrap: str, **overrides) -> KafkaCollector:
+    source = KafkaSource(bootstrap_servers=[bootstrap], cluster="local", interval_seconds=0.2, timeout_seconds=5,
+                         **overrides)
+    return KafkaCollector("orders", source)
+
+
+def _lag(store: Store, group: str, topic: str, partition: int) -> float | None:
+    point = store.latest("kafka_consumergroup_lag", ("orders", "local", group, topic, str(partition)))
+    return None if point is None else point[1]
+
+
+async def test_exact_lag_offsets_and_rollups(broker):
+    await create_topic(broker.bootstrap, "payments", 3)
+    await produce(broker.bootstrap, "payments", {0: 10, 1: 7, 2: 5})
+    await commit(broker.bootstrap, "billing", "payments", {0: 4, 1: 7, 2: 1})
+    store, collector = Store(), _collector(broker.bootstrap)
+    try:
+        requests = await collector.collect(store)
+    finally:
+        await collector.close()
+
+    assert [_lag(store, "billing", "payments", p) for p in range(3)] == [6, 0, 4]
+    current = [store.latest("kafka_consumergroup_current_offset", ("orders", "local", "billing", "payments", str(p)))[1]
+               for p in range(3)]
+    assert current == [4, 7, 1]
+    watermarks = [store.latest("kafka_topic_partition_current_offset", ("orders", "local", "payments", str(p)))[1]
+                  for p in range(3)]
+    assert watermarks == [10, 7, 5]
+    assert store.latest("kafka_consumergroup_lag_sum", ("orders", "local", "billing", "payments"))[1] == 10
+    assert store.latest("kafka_consumergroup_group_sum_lag", ("orders", "local", "billing"))[1] == 10
+    assert store.latest("kafka_consumergroup_group_max_lag", ("orders", "local", "billing"))[1] == 6
+
+    _, snapshot = store.snapshot(("orders", "kafka"))
+    assert isinstance(snapshot, KafkaSnapshot)
+    (group,) = snapshot.groups
+    assert group.group_id == "billing" and group.members == 0 and group.state == "Empty"
+    # Requests per cycle do not grow with partitions: metadata, ListGroups, FindCoordinator,
+    # DescribeGroups, OffsetFetch (a retry with explicit partitions on this broker), 2x ListOffsets.
+    assert requests <= 8
+
+
+async def test_partitions_without_commit_are_unknown_not_zero(broker):
+    await create_topic(broker.bootstrap, "clicks", 2)
+    await produce(broker.bootstrap, "clicks", {0: 3, 1: 3})
+    await commit(broker.bootstrap, "half", "clicks", {0: 1})
+    store, collector = Store(), _collector(broker.bootstrap)
+    try:
+        await collector.collect(store)
+    finally:
+        await collector.close()
+    assert _lag(store, "half", "clicks", 0) == 2
+    assert _lag(store, "half", "clicks", 1) is None  # no series rather than a made-up 0 or -1
+    _, snapshot = store.snapshot(("orders", "kafka"))
+    unknown = [p for p in snapshot.groups[0].partitions if p.partition == 1][0]
+    assert unknown.committed is None and unknown.lag is None and unknown.high_watermark == 3
+
+
+async def test_group_patterns_filter_and_unmatched_patterns_are_reported(broker):
+    await create_topic(broker.bootstrap, "t", 1)
+    await produce(broker.bootstrap, "t", {0: 2})
+    for group in ("app-a", "app-b", "other"):
+        await commit(broker.bootstrap, group, "t", {0: 1})
+    store, collector = Store(), _collector(broker.bootstrap, consumer_groups=["app-.*", "missing-group"])
+    try:
+        await collector.collect(store)
+    finally:
+        await collector.close()
+    _, snapshot = store.snapshot(("orders", "kafka"))
+    assert [g.group_id for g in snapshot.groups] == ["app-a", "app-b"]
+    assert snapshot.unmatched_patterns == ("missing-group",)
+    assert {k[1][2] for k in store.keys("kafka_consumergroup_lag")} == {"app-a", "app-b"}
+
+
+async def test_rates_come_from_offset_deltas(broker):
+    await create_topic(broker.bootstrap, "rates", 1)
+    await produce(broker.bootstrap, "rates", {0: 5})
+    await commit(broker.bootstrap, "g", "rates", {0: 5})
+    store, collector = Store(), _collector(broker.bootstrap)
+    try:
+        await collector.collect(store)
+        assert store.latest("kafka_topic_produce_rate", ("orders", "local", "rates")) is None  # one sample: unknown
+        await produce(broker.bootstrap, "rates", {0: 20})
+        await commit(broker.bootstrap, "g", "rates", {0: 15})
+        await collector.collect(store)
+    finally:
+        await collector.close()
+    _, snapshot = store.snapshot(("orders", "kafka"))
+    t_hw = [store.since(("kafka_topic_partition_current_offset", ("orders", "local", "rates", "0")))]
+    times = t_hw[0].times
+    dt = times[-1] - times[-2]
+    assert store.latest("kafka_topic_produce_rate", ("orders", "local", "rates"))[1] == pytest.approx(20 / dt)
+    assert store.latest("kafka_consumergroup_consume_rate", ("orders", "local", "g", "rates"))[1] == pytest.approx(10 / dt)
+
+
+async def test_deleted_topic_disappears_within_one_cycle(broker):
+    await create_topic(broker.bootstrap, "keep", 1)
+    await create_topic(broker.bootstrap, "gone", 2)
+    await produce(broker.bootstrap, "gone", {0: 1, 1: 1})
+    await produce(broker.bootstrap, "keep", {0: 1})
+    store, collector = Store(), _collector(broker.bootstrap)
+    try:
+        await collector.collect(store)
+        assert len(store.keys("kafka_topic_partition_current_offset")) == 3
+        await delete_topic(broker.bootstrap, "gone")
+        await collector.collect(store)
+    finally:
+        await collector.close()
+    assert [k[1][2] for k in store.keys("kafka_topic_partition_current_offset")] == ["keep"]
+
+
+async def test_unreachable_broker_marks_only_that_collector_down_with_reason(broker):
+    await create_topic(broker.bootstrap, "t", 1)
+    store = Store()
+    good = _collector(broker.bootstrap)
+    bad = KafkaCollector("other", KafkaSource(bootstrap_servers=["127.0.0.1:1"], interval_seconds=0.2,
+                                              timeout_seconds=2))
+    supervisor = Supervisor(store, [good, bad], max_backoff=0.5)
+    supervisor.start()
+    try:
+        await async_wait_until(lambda: store.health()[("orders", "kafka")].runs >= 3
+                               and store.health()[("other", "kafka")].runs >= 1, 20, what="both collectors to run")
+    finally:
+        await supervisor.stop()
+    good_health, bad_health = store.health()[("orders", "kafka")], store.health()[("other", "kafka")]
+    assert good_health.state is State.UP
+    assert bad_health.state is State.DOWN
+    assert bad_health.error_category in ("connection", "connection_refused")
+    assert "127.0.0.1:1" in bad_health.last_error
+    assert any("other" == e.pipeline and e.severity == "error" for e in store.events_since(0))
+
+
+async def test_broker_stopped_mid_run_then_restarted_recovers_by_itself(broker):
+    await create_topic(broker.bootstrap, "t", 1)
+    await produce(broker.bootstrap, "t", {0: 3})
+    await commit(broker.bootstrap, "g", "t", {0: 1})
+    store = Store()
+    collector = _collector(broker.bootstrap)
+    supervisor = Supervisor(store, [collector], max_backoff=0.5)
+    supervisor.start()
+    health = lambda: store.health()[("orders", "kafka")]  # noqa: E731
+    try:
+        await async_wait_until(lambda: health().state is State.UP, 20, what="first success")
+        assert _lag(store, "g", "t", 0) == 2
+        broker.stop()
+        await async_wait_until(lambda: health().state is State.DOWN, 30, what="collector down after broker stop")
+        assert health().last_error
+        broker.start()  # same port, empty memory storage
+        await create_topic(broker.bootstrap, "t", 1)
+        await produce(broker.bootstrap, "t", {0: 4})
+        await commit(broker.bootstrap, "g", "t", {0: 3})
+        await async_wait_until(lambda: health().state is State.UP and _lag(store, "g", "t", 0) == 1, 60,
+                               what="recovery with the new broker's lag")
+    finally:
+        await supervisor.stop()
+    messages = [e.message for e in store.events_since(0)]
+    assert any("down" in m for m in messages) and any("recovered" in m for m in messages)
