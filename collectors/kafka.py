@@ -11,9 +11,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import re
 import time
-from collections import defaultdict
+from collections import defaultdict, deque
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -113,12 +116,15 @@ class KafkaCollector(Collector):
         self._coordinators: dict[str, int] = {}
         self._limit = asyncio.Semaphore(config.max_concurrent_requests)
         self._requests = 0
-        self._fetch_all_committed = True
+        self._fetch_all_committed: bool | None = None
         """OffsetFetch with a null partition list (all of a group's commits) is what real Kafka
-        answers since 0.10.2; brokers that cannot answer it get explicit partition lists instead."""
-        self._previous_hw: dict[tuple[str, int], int] = {}
-        self._previous_committed: dict[tuple[str, str, int], int] = {}
-        self._previous_t: float | None = None
+        answers since 0.10.2; brokers that cannot answer it get explicit partition lists instead.
+        None until the first group's answer tells which kind of broker this is."""
+        self._describe_many: bool | None = None
+        """DescribeGroups takes many groups per request; a broker that fails to encode such an
+        answer (the local test broker does) gets one group per request instead."""
+        self._samples: deque[_OffsetSums] = deque(
+            maxlen=min(1000, math.ceil(config.rate_window_seconds / config.interval_seconds) + 2))
 
     async def close(self) -> None:
         if self._client is not None:
@@ -216,20 +222,34 @@ class KafkaCollector(Collector):
         return self._coordinators[group_id]
 
     async def _describe_groups(self, client: AIOKafkaClient, group_ids: list[str]) -> dict[str, dict[str, Any]]:
-        """One DescribeGroups per coordinator, covering all of its groups."""
+        """One DescribeGroups per coordinator covering all of its groups (per group on brokers that
+        cannot encode a multi-group answer)."""
         by_coordinator: dict[int, list[str]] = defaultdict(list)
         found = await asyncio.gather(*(self._coordinator(client, g) for g in group_ids), return_exceptions=True)
         for group_id, coordinator in zip(group_ids, found):
             if isinstance(coordinator, int):
                 by_coordinator[coordinator].append(group_id)
-        responses = await asyncio.gather(
-            *(self._send(client, node, DescribeGroupsRequest(ids)) for node, ids in by_coordinator.items()),
-            return_exceptions=True,
-        )
+        batches = [
+            (node, chunk)
+            for node, ids in by_coordinator.items()
+            for chunk in ([ids] if self._describe_many is not False else [[g] for g in ids])
+        ]
+        with _quiet("aiokafka.conn", enabled=self._describe_many is None and any(len(ids) > 1 for _, ids in batches)):
+            responses = await asyncio.gather(
+                *(self._send(client, node, DescribeGroupsRequest(ids)) for node, ids in batches), return_exceptions=True
+            )
+        multi = [r for (_, ids), r in zip(batches, responses) if len(ids) > 1]
+        if self._describe_many is None and multi and not any(isinstance(r, BaseException) for r in multi):
+            self._describe_many = True
+        elif self._describe_many is None and any(isinstance(r, (KafkaConnectionError, ValueError)) for r in multi):
+            log.info("cluster %s cannot answer DescribeGroups for several groups at once; describing one group per "
+                     "request from now on", self.config.cluster_label)
+            self._describe_many = False
+            return await self._describe_groups(client, group_ids)
         out: dict[str, dict[str, Any]] = {}
-        for (node, ids), response in zip(by_coordinator.items(), responses):
+        for (node, ids), response in zip(batches, responses):
             if isinstance(response, BaseException):
-                if not isinstance(response, (KafkaError, OSError, asyncio.TimeoutError)):
+                if not isinstance(response, (KafkaError, OSError, asyncio.TimeoutError, ValueError)):
                     raise response
                 for group_id in ids:
                     self._coordinators.pop(group_id, None)
@@ -244,8 +264,12 @@ class KafkaCollector(Collector):
     async def _committed_offsets(
         self, client: AIOKafkaClient, group_ids: list[str], metadata: _Metadata
     ) -> tuple[dict[str, dict[tuple[str, int], int]], dict[str, str]]:
-        results = await asyncio.gather(
-            *(self._group_offsets(client, g, metadata) for g in group_ids), return_exceptions=True
+        results: list[Any] = []
+        if self._fetch_all_committed is None and group_ids:
+            # Learn from one group whether the broker takes a null partition list, then fan out.
+            results = await asyncio.gather(self._group_offsets(client, group_ids[0], metadata), return_exceptions=True)
+        results += await asyncio.gather(
+            *(self._group_offsets(client, g, metadata) for g in group_ids[len(results):]), return_exceptions=True
         )
         committed: dict[str, dict[tuple[str, int], int]] = {}
         errors: dict[str, str] = {}
@@ -264,10 +288,14 @@ class KafkaCollector(Collector):
 
     async def _group_offsets(self, client: AIOKafkaClient, group_id: str, metadata: _Metadata) -> dict[tuple[str, int], int]:
         coordinator = await self._coordinator(client, group_id)
-        if self._fetch_all_committed:
+        if self._fetch_all_committed is not False:
             try:
-                response = await self._send(client, coordinator, OffsetFetchRequest(group_id, None))
+                with _quiet("aiokafka.conn", enabled=self._fetch_all_committed is None):
+                    response = await self._send(client, coordinator, OffsetFetchRequest(group_id, None))
+                self._fetch_all_committed = True
             except (IncompatibleBrokerVersion, KafkaConnectionError, ValueError) as exc:
+                if self._fetch_all_committed:
+                    raise
                 log.info("cluster %s cannot fetch all committed offsets of a group at once (%s); "
                          "listing partitions explicitly from now on", self.config.cluster_label, describe(exc))
                 self._fetch_all_committed = False
@@ -305,6 +333,12 @@ class KafkaCollector(Collector):
                         offsets[(topic["topic"], partition["partition"])] = partition["offset"]
         return offsets
 
+    def _reference_sample(self, now: float) -> _OffsetSums | None:
+        """The newest sample at least one rate window old, else the oldest one kept."""
+        window = self.config.rate_window_seconds
+        old_enough = [sample for sample in self._samples if now - sample.t >= window]
+        return old_enough[-1] if old_enough else (self._samples[0] if self._samples else None)
+
     # -- results ----------------------------------------------------------------------------------
 
     def _build_snapshot(
@@ -318,19 +352,19 @@ class KafkaCollector(Collector):
         log_starts: dict[tuple[str, int], int],
         t: float,
     ) -> KafkaSnapshot:
-        dt = t - self._previous_t if self._previous_t is not None else None
+        sums = _OffsetSums.of(t, high_watermarks, committed)
+        reference = self._reference_sample(t)
         topics = {
             name: TopicInfo(
                 name, len(ids),
                 {p: high_watermarks[(name, p)] for p in ids if (name, p) in high_watermarks},
                 {p: log_starts[(name, p)] for p in ids if (name, p) in log_starts},
-                _rate([(self._previous_hw.get((name, p)), high_watermarks.get((name, p))) for p in ids], dt),
+                _rate(reference, sums, name),
             )
             for name, ids in metadata.partitions.items()
         }
         group_infos = []
         consume_rates: dict[tuple[str, str], float] = {}
-        current_committed: dict[tuple[str, str, int], int] = {}
         for group_id in sorted(groups):
             description = descriptions.get(group_id)
             offsets = committed.get(group_id, {})
@@ -339,16 +373,12 @@ class KafkaCollector(Collector):
             group_topics = sorted({topic for topic, _ in offsets if topic in metadata.partitions})
             partitions = []
             for topic in group_topics:
-                pairs = []
                 for partition in metadata.partitions[topic]:
                     offset = offsets.get((topic, partition))
                     hw = high_watermarks.get((topic, partition))
                     lag = max(0, hw - offset) if offset is not None and hw is not None else None
                     partitions.append(PartitionLag(topic, partition, offset, hw, lag))
-                    if offset is not None:
-                        current_committed[(group_id, topic, partition)] = offset
-                    pairs.append((self._previous_committed.get((group_id, topic, partition)), offset))
-                rate = _rate(pairs, dt)
+                rate = _rate(reference, sums, (group_id, topic))
                 if rate is not None:
                     consume_rates[(group_id, topic)] = rate
             group_infos.append(GroupInfo(
@@ -364,9 +394,7 @@ class KafkaCollector(Collector):
             pattern for pattern in self.config.consumer_groups
             if not any(re.fullmatch(pattern, g) for g in groups)
         )
-        self._previous_hw = dict(high_watermarks)
-        self._previous_committed = current_committed
-        self._previous_t = t
+        self._samples.append(sums)
         return KafkaSnapshot(
             cluster=self.config.cluster_label, cluster_id=metadata.cluster_id, brokers=metadata.brokers,
             topics=topics, groups=tuple(group_infos), consume_rates=consume_rates,
@@ -411,6 +439,19 @@ class KafkaCollector(Collector):
         store.publish_snapshot(self.source, snapshot, t)
 
 
+@contextmanager
+def _quiet(logger_name: str, enabled: bool) -> Iterator[None]:
+    """Silence a logger while probing a broker capability whose failure is expected and handled."""
+    logger = logging.getLogger(logger_name)
+    level = logger.level
+    if enabled:
+        logger.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
 async def _unreachable(servers: list[str], timeout: float) -> OSError:
     """Why no bootstrap server answered, found by a plain TCP connect to each (only after a failure)."""
     reasons = []
@@ -426,20 +467,36 @@ async def _unreachable(servers: list[str], timeout: float) -> OSError:
     return error(f"no bootstrap server reachable ({'; '.join(reasons)})")
 
 
-def _rate(pairs: list[tuple[int | None, int | None]], dt: float | None) -> float | None:
-    """Offset advance per second over partitions known at both samples; None if not measurable.
+@dataclass(frozen=True, slots=True)
+class _OffsetSums:
+    """Offsets summed per topic (high watermarks) and per (group, topic) (commits) at one time,
+    with how many partitions each sum covers: all a rate needs, at a fraction of the memory."""
 
-    An offset going backwards (topic recreated, group reset) makes the rate unknown for that
-    cycle rather than negative.
-    """
-    if not dt or dt <= 0:
+    t: float
+    sums: dict[str | tuple[str, str], tuple[int, int]]
+
+    @classmethod
+    def of(cls, t: float, high_watermarks: dict[tuple[str, int], int],
+           committed: dict[str, dict[tuple[str, int], int]]) -> _OffsetSums:
+        sums: dict[str | tuple[str, str], tuple[int, int]] = {}
+        for (topic, _), offset in high_watermarks.items():
+            total, count = sums.get(topic, (0, 0))
+            sums[topic] = (total + offset, count + 1)
+        for group_id, offsets in committed.items():
+            for (topic, _), offset in offsets.items():
+                total, count = sums.get((group_id, topic), (0, 0))
+                sums[(group_id, topic)] = (total + offset, count + 1)
+        return cls(t, sums)
+
+
+def _rate(reference: _OffsetSums | None, current: _OffsetSums, key: str | tuple[str, str]) -> float | None:
+    """Offset advance per second since the reference sample; None when not measurable: no
+    reference yet, partitions added or removed in between, or offsets gone backwards (topic
+    recreated, group reset). Never a negative or made-up rate."""
+    if reference is None or key not in reference.sums or key not in current.sums:
         return None
-    total, seen = 0, False
-    for before, after in pairs:
-        if before is None or after is None:
-            continue
-        if after < before:
-            return None
-        total += after - before
-        seen = True
-    return total / dt if seen else None
+    (before, count_before), (after, count_after) = reference.sums[key], current.sums[key]
+    dt = current.t - reference.t
+    if dt <= 0 or count_before != count_after or after < before:
+        return None
+    return (after - before) / dt

@@ -28,9 +28,8 @@ def main(argv: list[str] | None = None) -> int:
     demo = commands.add_parser("demo", help="start a local broker, a producer and a lagging consumer, and serve the app")
     demo.add_argument("--port", type=int, default=5006, help="dashboard port (default 5006)")
     demo.add_argument("--metrics-port", type=int, default=9108, help="/metrics port (default 9108)")
-    demo.add_argument("--pattern", default="base=50/s;1m-2m:400%;every=4m",
+    demo.add_argument("--pattern", default="base=50/s;1m-2m:400%;every=5m",
                       help="traffic pattern: base rate, bursts as START-END:PERCENT, cycle length")
-    demo.add_argument("--no-browser", action="store_true", help="do not open a browser tab")
 
     args = parser.parse_args(argv)
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -43,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "demo":
         from monitoring.demo import run_demo
 
-        return run_demo(args.port, args.metrics_port, args.pattern, open_browser=not args.no_browser)
+        return run_demo(args.port, args.metrics_port, args.pattern)
     parser.error(f"unknown command {args.command}")
     return 2
 

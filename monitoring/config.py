@@ -37,6 +37,8 @@ class KafkaSource(_Strict):
     """Value of the `cluster` label; defaults to the first bootstrap server."""
     interval_seconds: Annotated[float, Field(gt=0, le=3600)] = 5.0
     timeout_seconds: Annotated[float, Field(gt=0, le=3600)] = 15.0
+    rate_window_seconds: Annotated[float, Field(gt=0, le=3600)] = 10.0
+    """Produce and consume rates are offset advances over (at least) this long."""
     max_concurrent_requests: Annotated[int, Field(ge=1, le=1000)] = 16
     """Upper bound on requests in flight against the cluster at once."""
 

@@ -66,9 +66,13 @@ class Supervisor:
             for collector in self.collectors
         ]
 
-    async def stop(self) -> None:
+    def cancel(self) -> None:
+        """Cancel the collector tasks without waiting (for shutdown paths that cannot await)."""
         for task in self._tasks:
             task.cancel()
+
+    async def stop(self) -> None:
+        self.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks = []
         for collector in self.collectors:

@@ -26,10 +26,14 @@ class Service:
         self.exporter: ExporterServer | None = None
 
     def start(self) -> None:
-        """Start the exporter and the collectors; call on the event loop that will run them."""
+        """Start the exporter and the collectors; call on the running event loop that will run them."""
+        self.start_exporter()
+        self.supervisor.start()
+
+    def start_exporter(self) -> None:
+        """Serve /metrics (on its own thread); raises OSError naming host:port if it cannot listen."""
         if self.config.exporter.enabled and self.exporter is None:
             self.exporter = start_exporter(self.store, self.config.exporter.host, self.config.exporter.port)
-        self.supervisor.start()
 
     async def stop(self) -> None:
         await self.supervisor.stop()

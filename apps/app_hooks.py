@@ -1,0 +1,35 @@
+"""Server lifecycle hooks of the `panel serve apps/` directory app.
+
+The collectors, the store and the exporter are process-wide: started once when the server loads,
+stopped when it unloads. Browser sessions only build views over the shared store.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+from tornado.ioloop import IOLoop
+
+from monitoring.config import ConfigError
+from monitoring.service import get_service
+
+log = logging.getLogger("pipewatch.app")
+
+
+def on_server_loaded(server_context) -> None:
+    try:
+        service = get_service()
+        service.start_exporter()
+    except (ConfigError, OSError) as exc:
+        # A bad config or a taken port must stop the server at start, not leave a blank app running.
+        print(f"pipewatch: cannot start\n{exc}", file=sys.stderr, flush=True)
+        raise SystemExit(2) from None
+    IOLoop.current().add_callback(service.supervisor.start)
+    log.info("pipewatch runtime started: %d collectors", len(service.supervisor.collectors))
+
+
+def on_server_unloaded(server_context) -> None:
+    service = get_service()
+    service.stop_exporter()
+    service.supervisor.cancel()

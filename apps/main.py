@@ -1,0 +1,48 @@
+"""pipewatch's dashboard; each browser session runs this script and builds its own views."""
+
+from __future__ import annotations
+
+import panel as pn
+
+from apps.views import PipelinePage
+from monitoring.service import get_service
+
+pn.extension("tabulator", sizing_mode="stretch_width", notifications=False)
+
+service = get_service()
+if not service.supervisor.running:  # served without app_hooks.py (e.g. `panel serve apps/main.py`)
+    service.start()
+
+pipelines = {p.name: p for p in service.config.pipelines}
+choice = pn.widgets.Select(name="Pipeline", options=list(pipelines), value=next(iter(pipelines)), width=240)
+if pn.state.location is not None:
+    pn.state.location.sync(choice, {"value": "pipeline"})
+metrics_link = (
+    f'<a href="http://{service.exporter.host}:{service.exporter.port}/metrics" target="_blank">/metrics</a>'
+    if service.exporter else ""
+)
+holder = pn.Column(sizing_mode="stretch_width")
+current: dict[str, PipelinePage] = {}
+
+
+def show(name: str) -> None:
+    page = PipelinePage(service.store, name, has_kafka=pipelines[name].kafka is not None)
+    current["page"] = page
+    holder[:] = [page]
+
+
+def tick() -> None:
+    with pn.io.hold():
+        current["page"].refresh()
+
+
+show(choice.value)
+choice.param.watch(lambda event: show(event.new), "value")
+pn.state.add_periodic_callback(tick, period=1000)
+
+pn.Column(
+    pn.Row(pn.pane.HTML("<h2 style='margin:4px 0'>pipewatch</h2>"), choice, pn.pane.HTML(metrics_link),
+           sizing_mode="stretch_width"),
+    holder,
+    sizing_mode="stretch_width",
+).servable(title="pipewatch")

@@ -1,0 +1,169 @@
+"""`pipewatch demo`: an embedded pipeline made of real parts, watched by the real app.
+
+A local Kafka-protocol broker, a producer following a traffic pattern, a consumer group whose
+capacity is below the burst rate (it falls behind during bursts and catches up after), a second
+group that keeps up, and `panel serve apps/` with the exporter. Ctrl-C stops all of it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from monitoring.local_broker import LocalBroker, port_open
+from monitoring.traffic import PatternError, TrafficPattern, parse_pattern
+
+log = logging.getLogger("pipewatch.demo")
+
+TOPIC = "orders"
+PARTITIONS = 6
+LAGGING_GROUP, LAGGING_CAPACITY = "order-processor", 2.0  # x base rate: below a 400% burst, above base
+KEEPING_UP_GROUP, KEEPING_UP_CAPACITY = "order-audit", 10.0
+_APPS_DIR = Path(__file__).resolve().parent.parent / "apps"
+
+
+def run_demo(port: int, metrics_port: int, pattern_text: str) -> int:
+    try:
+        pattern = parse_pattern(pattern_text)
+    except PatternError as exc:
+        print(f"pipewatch demo: bad --pattern: {exc}", file=sys.stderr)
+        return 2
+    for name, taken in (("dashboard", port), ("metrics", metrics_port)):
+        if port_open(taken):
+            print(f"pipewatch demo: the {name} port {taken} is already in use; pick another with "
+                  f"--{'port' if name == 'dashboard' else 'metrics-port'}", file=sys.stderr)
+            return 1
+    logging.getLogger("aiokafka").setLevel(logging.WARNING)  # the demo's own clients chat at INFO
+    workdir = Path(tempfile.mkdtemp(prefix="pipewatch-demo-"))
+    broker = LocalBroker(workdir, port=9092 if not port_open(9092) else None)
+    server: subprocess.Popen[bytes] | None = None
+    try:
+        broker.start()
+        config = _write_config(workdir, broker.bootstrap, metrics_port)
+        server = subprocess.Popen(
+            [sys.executable, "-m", "panel", "serve", str(_APPS_DIR), "--address", "127.0.0.1", "--port", str(port),
+             "--allow-websocket-origin", f"127.0.0.1:{port}", "--allow-websocket-origin", f"localhost:{port}",
+             "--unused-session-lifetime", "5000", "--check-unused-sessions", "2000"],
+            env={**os.environ, "PIPEWATCH_CONFIG": str(config)}, start_new_session=True,
+        )
+        print(f"\npipewatch demo\n  dashboard: http://127.0.0.1:{port}/apps\n  metrics:   http://127.0.0.1:{metrics_port}/metrics\n"
+              f"  broker:    {broker.bootstrap} (topic {TOPIC!r}, {PARTITIONS} partitions)\n"
+              f"  traffic:   {pattern_text}\n  config:    {config}\nCtrl-C stops everything.\n", flush=True)
+        asyncio.run(_traffic(broker.bootstrap, pattern, server))
+    except KeyboardInterrupt:
+        pass
+    finally:
+        if server is not None and server.poll() is None:
+            os.killpg(server.pid, signal.SIGTERM)
+            try:
+                server.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                os.killpg(server.pid, signal.SIGKILL)
+                server.wait()
+        broker.stop()
+        print("pipewatch demo stopped: broker, producer, consumers and server are gone.", flush=True)
+    return 0 if server is None or server.returncode in (0, -signal.SIGTERM, None) else 1
+
+
+def _write_config(workdir: Path, bootstrap: str, metrics_port: int) -> Path:
+    path = workdir / "demo.yml"
+    path.write_text(
+        "pipelines:\n"
+        "  - name: orders\n"
+        "    kafka:\n"
+        f"      bootstrap_servers: [\"{bootstrap}\"]\n"
+        "      cluster: demo\n"
+        "      consumer_groups: [\".*\"]\n"
+        "      interval_seconds: 1\n"
+        "exporter:\n"
+        "  host: 127.0.0.1\n"
+        f"  port: {metrics_port}\n",
+        encoding="utf-8",
+    )
+    return path
+
+
+async def _traffic(bootstrap: str, pattern: TrafficPattern, server: subprocess.Popen[bytes]) -> None:
+    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        await admin.create_topics([NewTopic(TOPIC, PARTITIONS, 1)])
+    finally:
+        await admin.close()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    tasks = [
+        asyncio.create_task(_produce(bootstrap, pattern, stop)),
+        asyncio.create_task(_consume(bootstrap, LAGGING_GROUP, pattern.base_rate * LAGGING_CAPACITY, stop)),
+        asyncio.create_task(_consume(bootstrap, KEEPING_UP_GROUP, pattern.base_rate * KEEPING_UP_CAPACITY, stop)),
+        asyncio.create_task(_watch_server(server, stop)),
+    ]
+    await stop.wait()
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+
+
+async def _watch_server(server: subprocess.Popen[bytes], stop: asyncio.Event) -> None:
+    while server.poll() is None:
+        await asyncio.sleep(0.5)
+    print(f"pipewatch demo: the dashboard server exited with code {server.returncode}", file=sys.stderr)
+    stop.set()
+
+
+async def _produce(bootstrap: str, pattern: TrafficPattern, stop: asyncio.Event) -> None:
+    """Produce at the pattern's rate, one record per request (the local broker reports exact high
+    watermarks only for single-record batches)."""
+    from aiokafka import AIOKafkaProducer
+
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=0)
+    await producer.start()
+    started, sent, due = time.monotonic(), 0, 0.0
+    last = started
+    try:
+        while not stop.is_set():
+            now = time.monotonic()
+            due += pattern.rate_at(now - started) * (now - last)
+            last = now
+            while sent < int(due):
+                await producer.send_and_wait(TOPIC, f'{{"order": {sent}}}'.encode(), partition=sent % PARTITIONS)
+                sent += 1
+            await asyncio.sleep(0.05)
+    finally:
+        await producer.stop()
+
+
+async def _consume(bootstrap: str, group: str, capacity: float, stop: asyncio.Event) -> None:
+    """Consume at most `capacity` messages per second and commit every second."""
+    from aiokafka import AIOKafkaConsumer
+
+    consumer = AIOKafkaConsumer(TOPIC, bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False,
+                                auto_offset_reset="earliest", client_id=f"demo-{group}")
+    await consumer.start()
+    allowance, last, last_commit = 0.0, time.monotonic(), time.monotonic()
+    try:
+        while not stop.is_set():
+            now = time.monotonic()
+            allowance = min(allowance + capacity * (now - last), capacity)  # at most one second of work banked
+            last = now
+            if allowance >= 1:
+                batch = await consumer.getmany(timeout_ms=100, max_records=int(allowance))
+                allowance -= sum(len(records) for records in batch.values())
+            else:
+                await asyncio.sleep(0.05)
+            if now - last_commit >= 1:
+                await consumer.commit()
+                last_commit = now
+    finally:
+        await consumer.stop()

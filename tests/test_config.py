@@ -1,0 +1,291 @@
+"""Config loading: the documented example, defaults, ${ENV} interpolation, errors that name file and key path,
+and the CLI entry points that read a config (check-config, agent)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from monitoring.config import CONFIG_ENV_VAR, ConfigError, load_config
+
+ROOT = Path(__file__).resolve().parents[1]
+PIPEWATCH = ROOT / ".venv" / "bin" / "pipewatch"
+
+EXAMPLE = """\
+pipelines:
+  - name: orders
+    kafka:
+      bootstrap_servers: ["127.0.0.1:9092"]
+      consumer_groups: [".*"]        # regular expressions; default: all groups
+exporter:
+  host: 127.0.0.1
+  port: 9108
+"""
+
+
+def _write(tmp_path: Path, text: str, name: str = "pipewatch.yml") -> Path:
+    path = tmp_path / name
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def _error(path: Path, environ: dict[str, str] | None = None) -> str:
+    with pytest.raises(ConfigError) as info:
+        load_config(path, environ={} if environ is None else environ)
+    message = str(info.value)
+    assert str(path) in message, f"error does not name the file {path}: {message!r}"
+    return message
+
+
+# -- valid files -----------------------------------------------------------------------------------
+
+
+def test_documented_example_loads_exactly_as_written(tmp_path):
+    config = load_config(_write(tmp_path, EXAMPLE), environ={})
+    assert [p.name for p in config.pipelines] == ["orders"]
+    kafka = config.pipelines[0].kafka
+    assert kafka is not None
+    assert kafka.bootstrap_servers == ["127.0.0.1:9092"]
+    assert kafka.consumer_groups == [".*"]
+    assert kafka.cluster is None and kafka.cluster_label == "127.0.0.1:9092"
+    assert config.exporter.enabled is True
+    assert config.exporter.host == "127.0.0.1"
+    assert config.exporter.port == 9108
+    assert isinstance(config.exporter.port, int)
+
+
+def test_consumer_groups_default_to_all_groups(tmp_path):
+    path = _write(tmp_path, "pipelines:\n  - name: orders\n    kafka:\n      bootstrap_servers: ['127.0.0.1:9092']\n")
+    kafka = load_config(path, environ={}).pipelines[0].kafka
+    assert kafka.consumer_groups == [".*"]
+    assert kafka.matches_group("anything") and kafka.matches_group("")
+
+
+def test_consumer_group_patterns_match_the_whole_group_id(tmp_path):
+    path = _write(tmp_path, "pipelines:\n  - name: orders\n    kafka:\n      bootstrap_servers: ['h:1']\n"
+                            "      consumer_groups: ['app-.*', 'billing']\n")
+    kafka = load_config(path, environ={}).pipelines[0].kafka
+    assert [g for g in ("app-a", "billing", "billing-2", "my-app-a") if kafka.matches_group(g)] == ["app-a", "billing"]
+
+
+def test_env_interpolation_with_and_without_defaults(tmp_path):
+    path = _write(tmp_path, """\
+pipelines:
+  - name: ${PIPELINE}
+    kafka:
+      bootstrap_servers: ["${KAFKA_HOST}:${KAFKA_PORT:-9092}", "${OTHER:-backup:9093}"]
+      consumer_groups: ["${GROUP_PREFIX:-}app-.*"]
+exporter:
+  host: ${EXPORTER_HOST:-0.0.0.0}
+  port: ${EXPORTER_PORT:-9108}
+""")
+    config = load_config(path, environ={"PIPELINE": "orders", "KAFKA_HOST": "kafka.internal", "EXPORTER_PORT": "9200"})
+    kafka = config.pipelines[0].kafka
+    assert config.pipelines[0].name == "orders"
+    assert kafka.bootstrap_servers == ["kafka.internal:9092", "backup:9093"]
+    assert kafka.consumer_groups == ["app-.*"]
+    assert config.exporter.host == "0.0.0.0"
+    assert config.exporter.port == 9200
+
+    # A set variable wins over its default.
+    config = load_config(path, environ={"PIPELINE": "p2", "KAFKA_HOST": "k", "KAFKA_PORT": "29092",
+                                        "OTHER": "o:1", "GROUP_PREFIX": "prod-", "EXPORTER_HOST": "127.0.0.1"})
+    kafka = config.pipelines[0].kafka
+    assert kafka.bootstrap_servers == ["k:29092", "o:1"]
+    assert kafka.consumer_groups == ["prod-app-.*"]
+    assert (config.exporter.host, config.exporter.port) == ("127.0.0.1", 9108)
+
+
+def test_env_interpolation_reads_the_process_environment_by_default(tmp_path, monkeypatch):
+    monkeypatch.setenv("PIPEWATCH_TEST_BOOTSTRAP", "10.0.0.7:9094")
+    path = _write(tmp_path, "pipelines:\n  - name: orders\n    kafka:\n"
+                            "      bootstrap_servers: ['${PIPEWATCH_TEST_BOOTSTRAP}']\n")
+    assert load_config(path).pipelines[0].kafka.bootstrap_servers == ["10.0.0.7:9094"]
+
+
+# -- errors: each names the file, the key path and the problem ------------------------------------
+
+
+def test_missing_env_var_names_key_path_and_variable(tmp_path):
+    path = _write(tmp_path, "pipelines:\n  - name: orders\n    kafka:\n"
+                            "      bootstrap_servers: ['127.0.0.1:9092', '${KAFKA_BOOTSTRAP}']\n")
+    message = _error(path, environ={"UNRELATED": "x"})
+    assert "pipelines[0].kafka.bootstrap_servers[1]" in message
+    assert "KAFKA_BOOTSTRAP" in message
+    assert "not set" in message
+
+
+def test_bad_yaml_names_file_and_line(tmp_path):
+    path = _write(tmp_path, "pipelines:\n  - name: orders\n\tkafka:\n      bootstrap_servers: ['h:1']\n")
+    message = _error(path)
+    assert "not valid YAML" in message
+    assert "line 3" in message
+
+
+def test_bad_yaml_unclosed_flow_sequence_names_line(tmp_path):
+    path = _write(tmp_path, "pipelines:\n  - name: orders\n    kafka:\n      bootstrap_servers: ['h:1'\n"
+                            "exporter:\n  port: 1\n")
+    message = _error(path)
+    assert "not valid YAML" in message
+    assert "line 5" in message
+
+
+def test_top_level_that_is_not_a_mapping(tmp_path):
+    message = _error(_write(tmp_path, "- name: orders\n"))
+    assert "pipelines" in message
+
+
+def test_unknown_key_names_its_path(tmp_path):
+    path = _write(tmp_path, "pipelines:\n  - name: orders\n    kafka:\n      bootstrap_servers: ['h:1']\n"
+                            "      consumer_group: ['typo']\n")
+    message = _error(path)
+    assert f"{path}: pipelines[0].kafka.consumer_group: unknown key" in message
+
+
+def test_unknown_top_level_key(tmp_path):
+    message = _error(_write(tmp_path, EXAMPLE + "exporters:\n  port: 1\n"))
+    assert "exporters: unknown key" in message
+
+
+def test_wrong_type_names_its_path(tmp_path):
+    message = _error(_write(tmp_path, "pipelines:\n  - name: orders\nexporter:\n  port: ninety\n"))
+    assert "exporter.port" in message
+    assert "integer" in message
+
+
+def test_string_where_list_expected(tmp_path):
+    path = _write(tmp_path, "pipelines:\n  - name: orders\n    kafka:\n      bootstrap_servers: '127.0.0.1:9092'\n")
+    message = _error(path)
+    assert "pipelines[0].kafka.bootstrap_servers" in message
+    assert "list" in message
+
+
+def test_port_out_of_range(tmp_path):
+    message = _error(_write(tmp_path, "pipelines:\n  - name: orders\nexporter:\n  port: 70000\n"))
+    assert "exporter.port" in message
+
+
+def test_bad_bootstrap_server_is_not_host_port(tmp_path):
+    path = _write(tmp_path, "pipelines:\n  - name: orders\n    kafka:\n      bootstrap_servers: ['kafka']\n")
+    message = _error(path)
+    assert "pipelines[0].kafka.bootstrap_servers" in message
+    assert "'kafka' is not host:port" in message
+
+
+def test_bad_regex_names_its_path_and_pattern(tmp_path):
+    path = _write(tmp_path, "pipelines:\n  - name: orders\n    kafka:\n      bootstrap_servers: ['h:1']\n"
+                            "      consumer_groups: ['ok-.*', 'app-(']\n")
+    message = _error(path)
+    assert "pipelines[0].kafka.consumer_groups" in message
+    assert "'app-(' is not a valid regular expression" in message
+
+
+def test_missing_pipelines(tmp_path):
+    message = _error(_write(tmp_path, "exporter:\n  port: 9108\n"))
+    assert f"{tmp_path / 'pipewatch.yml'}: pipelines: required key is missing" in message
+
+
+def test_empty_pipelines_list(tmp_path):
+    message = _error(_write(tmp_path, "pipelines: []\n"))
+    assert "pipelines:" in message and "at least 1" in message
+
+
+def test_kafka_without_bootstrap_servers(tmp_path):
+    path = _write(tmp_path, "pipelines:\n  - name: orders\n  - name: payments\n    kafka:\n"
+                            "      consumer_groups: ['.*']\n")
+    message = _error(path)
+    assert "pipelines[1].kafka.bootstrap_servers: required key is missing" in message
+
+
+def test_several_errors_are_all_reported_one_per_line(tmp_path):
+    path = _write(tmp_path, "pipelines:\n  - name: orders\n    kafka:\n      bootstrap_servers: ['h:1']\n"
+                            "      consumer_groups: ['(']\nexporter:\n  port: x\n  colour: red\n")
+    lines = _error(path).splitlines()
+    assert len(lines) == 3
+    assert all(line.startswith(f"{path}: ") for line in lines)
+    assert {line.split(": ")[1] for line in lines} == {"pipelines[0].kafka.consumer_groups", "exporter.port",
+                                                      "exporter.colour"}
+
+
+def test_duplicate_pipeline_names_name_the_key_path(tmp_path):
+    path = _write(tmp_path, "pipelines:\n  - name: orders\n    kafka:\n      bootstrap_servers: ['h:1']\n"
+                            "  - name: orders\n")
+    message = _error(path)
+    assert "'orders'" in message
+    # The second pipeline's `name` is the key at fault. (Currently fails: the model-level validator
+    # reports the error at "(top level)"; see the report for a patch.)
+    assert "pipelines[1].name" in message, message
+
+
+def test_missing_file_is_a_config_error(tmp_path):
+    message = _error(tmp_path / "absent.yml")
+    assert "cannot read" in message
+
+
+# -- the CLI ---------------------------------------------------------------------------------------
+
+
+def _run(*args: str, env_extra: dict[str, str] | None = None, timeout: float = 30) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if k != CONFIG_ENV_VAR}
+    env.update(env_extra or {})
+    return subprocess.run([str(PIPEWATCH), *args], capture_output=True, text=True, env=env, cwd=ROOT, timeout=timeout)
+
+
+def test_cli_check_config_accepts_the_example(tmp_path):
+    path = _write(tmp_path, EXAMPLE)
+    result = _run("check-config", str(path))
+    assert result.returncode == 0, result.stderr
+    assert f"{path}: OK" in result.stdout
+    assert "pipeline orders: kafka" in result.stdout
+
+
+def test_cli_check_config_rejects_a_bad_file_with_the_key_path(tmp_path):
+    path = _write(tmp_path, "pipelines:\n  - name: orders\n    kafka:\n      bootstrap_servers: ['h:1']\n"
+                            "      consumer_groups: ['(']\n")
+    result = _run("check-config", str(path))
+    assert result.returncode != 0
+    assert "pipelines[0].kafka.consumer_groups" in result.stderr
+    assert str(path) in result.stderr
+    assert "OK" not in result.stdout
+
+
+def test_cli_check_config_uses_the_env_var_when_no_file_is_given(tmp_path):
+    good = _write(tmp_path, EXAMPLE, "good.yml")
+    result = _run("check-config", env_extra={CONFIG_ENV_VAR: str(good)})
+    assert result.returncode == 0, result.stderr
+    assert f"{good}: OK" in result.stdout
+
+    bad = _write(tmp_path, "pipelines:\n  - name: orders\n    kafka: {}\n", "bad.yml")
+    result = _run("check-config", env_extra={CONFIG_ENV_VAR: str(bad)})
+    assert result.returncode != 0
+    assert "pipelines[0].kafka.bootstrap_servers" in result.stderr
+
+
+def test_cli_check_config_without_file_or_env_var_explains(tmp_path):
+    result = _run("check-config")
+    assert result.returncode != 0
+    assert CONFIG_ENV_VAR in result.stderr
+
+
+def test_cli_agent_with_bad_config_exits_promptly_and_starts_nothing(tmp_path):
+    path = _write(tmp_path, "pipelines:\n  - name: orders\n    kafka:\n      bootstrap_servers: ['127.0.0.1:9092']\n"
+                            "      consumer_groups: ['[unclosed']\nexporter:\n  port: 0\n")
+    result = _run("agent", "--config", str(path), timeout=20)  # a started agent would run until killed
+    assert result.returncode != 0
+    assert "invalid configuration" in result.stderr
+    assert f"{path}: pipelines[0].kafka.consumer_groups:" in result.stderr
+    assert "agent running" not in result.stderr
+    assert "exporter serving" not in result.stderr
+
+
+def test_cli_agent_missing_env_var_in_config_exits_with_the_variable(tmp_path):
+    path = _write(tmp_path, "pipelines:\n  - name: orders\n    kafka:\n      bootstrap_servers: ['${PW_TEST_NOPE}']\n")
+    result = _run("agent", env_extra={CONFIG_ENV_VAR: str(path)}, timeout=20)
+    assert result.returncode != 0
+    assert "pipelines[0].kafka.bootstrap_servers[0]" in result.stderr
+    assert "PW_TEST_NOPE" in result.stderr
+    assert "agent running" not in result.stderr
+
