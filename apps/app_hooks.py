@@ -12,7 +12,7 @@ import sys
 from tornado.ioloop import IOLoop
 
 from monitoring.config import ConfigError
-from monitoring.service import get_service
+from monitoring.service import existing_service, get_service
 
 log = logging.getLogger("pipewatch.app")
 
@@ -30,6 +30,8 @@ def on_server_loaded(server_context) -> None:
 
 
 def on_server_unloaded(server_context) -> None:
-    service = get_service()
+    service = existing_service()
+    if service is None:  # the server never got as far as building it (e.g. a bad config)
+        return
     service.stop_exporter()
     service.supervisor.cancel()

@@ -56,7 +56,7 @@ def get_service() -> Service:
     return _service
 
 
-def reset_service() -> None:
-    """Forget the process's Service (after stopping it)."""
-    global _service
-    _service = None
+def existing_service() -> Service | None:
+    """The process's Service if one was built, without building one."""
+    return _service
+

@@ -43,3 +43,69 @@ async def async_wait_until(predicate: Callable[[], object], timeout: float = 20.
 
 
 TansuBroker = LocalBroker
+
+
+class PanelServer:
+    """`panel serve apps/` as a user runs it, with PIPEWATCH_CONFIG naming the config."""
+
+    def __init__(self, workdir: Path, config: Path, port: int | None = None) -> None:
+        self.workdir, self.config = workdir, config
+        self.port = port or free_port()
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/apps"
+
+    @property
+    def log_path(self) -> Path:
+        return self.workdir / f"panel-{self.port}.log"
+
+    def start(self, timeout: float = 60.0) -> None:
+        import sys
+        import urllib.request
+
+        repo = Path(__file__).resolve().parent.parent
+        with open(self.log_path, "ab") as log:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "panel", "serve", str(repo / "apps"), "--address", "127.0.0.1",
+                 "--port", str(self.port), "--allow-websocket-origin", f"127.0.0.1:{self.port}"],
+                env={**os.environ, "PIPEWATCH_CONFIG": str(self.config)}, cwd=repo, stdout=log,
+                stderr=subprocess.STDOUT, start_new_session=True,
+            )
+
+        def ready() -> bool:
+            if self.proc.poll() is not None:
+                raise AssertionError(f"panel serve exited with {self.proc.returncode}: {self.log_path.read_text()[-2000:]}")
+            try:
+                return urllib.request.urlopen(self.url, timeout=2).status == 200
+            except OSError:
+                return False
+
+        wait_until(ready, timeout, interval=0.2, what=f"panel serve on {self.port}")
+
+    def stop(self) -> None:
+        if self.proc is None:
+            return
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+        self.proc = None
+
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync", "--no-first-run"]
+
+
+def run_async(coroutine):
+    """Run a coroutine to completion from sync code that may sit inside a running loop
+    (Playwright's sync API keeps one in the test's thread)."""
+    import concurrent.futures
+
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(asyncio.run, coroutine).result()

@@ -1,0 +1,101 @@
+"""The dashboard in a real browser (system Chromium via Playwright), fed by a real broker."""
+
+from __future__ import annotations
+
+import urllib.request
+
+import pytest
+from playwright.sync_api import expect, sync_playwright
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests.kafka_util import commit, create_topic, produce
+from tests.services import CHROMIUM, CHROMIUM_ARGS, PanelServer, free_port, run_async
+
+pytestmark = pytest.mark.browser
+
+
+@pytest.fixture
+def browser_page():
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        yield page
+        browser.close()
+
+
+def _metric(url: str, name: str, labels: dict[str, str]) -> float | None:
+    text = urllib.request.urlopen(url, timeout=5).read().decode()
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
+                return sample.value
+    return None
+
+
+def test_page_shows_exact_lag_live_updates_and_source_down_then_up(broker, tmp_path, browser_page):
+    run_async(create_topic(broker.bootstrap, "payments", 3))
+    run_async(produce(broker.bootstrap, "payments", {0: 10, 1: 7, 2: 5}))
+    run_async(commit(broker.bootstrap, "billing", "payments", {0: 4, 1: 7}))
+    metrics_port = free_port()
+    config = tmp_path / "pipewatch.yml"
+    config.write_text(
+        "pipelines:\n"
+        "  - name: orders\n"
+        "    kafka:\n"
+        f"      bootstrap_servers: [\"{broker.bootstrap}\"]\n"
+        "      cluster: local\n"
+        "      interval_seconds: 0.5\n"
+        "runtime:\n"
+        "  max_backoff_seconds: 1\n"
+        "exporter:\n"
+        "  host: 127.0.0.1\n"
+        f"  port: {metrics_port}\n"
+    )
+    server = PanelServer(tmp_path, config)
+    server.start()
+    try:
+        page = browser_page
+        page.goto(f"{server.url}?pipeline=orders")
+        # Partitions table, most lagging first; partition 2 has no commit: unknown, not 0.
+        expect(page.get_by_text("Partitions (the 1,000 most lagging)")).to_be_visible(timeout=30_000)
+        partitions = page.locator(".tabulator").filter(has=page.locator('[tabulator-field="high watermark"]'))
+        expect(partitions.locator('.tabulator-row [tabulator-field="lag"]')).to_have_text(["6", "0", "unknown"],
+                                                                                         timeout=30_000)
+        expect(partitions.locator('.tabulator-row [tabulator-field="committed"]')).to_have_text(["4", "7", "unknown"])
+        expect(partitions.locator('.tabulator-row [tabulator-field="high watermark"]')).to_have_text(["10", "7", "5"])
+        groups = page.locator(".tabulator").filter(has=page.locator('[tabulator-field="max lag"]'))
+        expect(groups.locator('.tabulator-row [tabulator-field="lag"]')).to_have_text(["6"])
+        expect(groups.locator('.tabulator-row [tabulator-field="state"]')).to_have_text(["Empty"])
+        expect(page.locator('.pw-health[data-collector="kafka"]')).to_have_attribute("data-state", "up")
+
+        # The exporter serves the same numbers alongside the app.
+        metrics_url = f"http://127.0.0.1:{metrics_port}/metrics"
+        labels = {"pipeline": "orders", "cluster": "local", "consumergroup": "billing", "topic": "payments"}
+        assert _metric(metrics_url, "kafka_consumergroup_lag", {**labels, "partition": "0"}) == 6
+        assert _metric(metrics_url, "kafka_consumergroup_lag", {**labels, "partition": "2"}) is None
+
+        # New records show up in the open page without a reload.
+        run_async(produce(broker.bootstrap, "payments", {0: 5}))
+        expect(partitions.locator('.tabulator-row [tabulator-field="lag"]')).to_have_text(["11", "0", "unknown"],
+                                                                                         timeout=30_000)
+
+        # Broker gone: the page says so (down, with the reason) and marks the data stale.
+        broker.stop()
+        expect(page.locator('.pw-health[data-collector="kafka"]')).to_have_attribute("data-state", "down",
+                                                                                      timeout=30_000)
+        expect(page.locator(".pw-stale")).to_contain_text("STALE")
+        assert _metric(metrics_url, "pipewatch_collector_up", {"pipeline": "orders", "collector": "kafka"}) == 0
+        assert _metric(metrics_url, "kafka_consumergroup_lag", {**labels, "partition": "0"}) is None
+
+        # Broker back (empty, in-memory): the collector recovers by itself and the page follows.
+        broker.start()
+        run_async(create_topic(broker.bootstrap, "payments", 3))
+        run_async(produce(broker.bootstrap, "payments", {0: 3, 1: 3, 2: 3}))
+        run_async(commit(broker.bootstrap, "billing", "payments", {0: 1, 1: 2, 2: 3}))
+        expect(page.locator('.pw-health[data-collector="kafka"]')).to_have_attribute("data-state", "up",
+                                                                                      timeout=60_000)
+        expect(partitions.locator('.tabulator-row [tabulator-field="lag"]')).to_have_text(["2", "1", "0"],
+                                                                                         timeout=30_000)
+        expect(page.locator(".pw-stale")).to_have_count(0)
+    finally:
+        server.stop()

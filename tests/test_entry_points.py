@@ -1,0 +1,108 @@
+"""The commands users run: `pipewatch agent` and `pipewatch demo`, as subprocesses."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import urllib.request
+from pathlib import Path
+
+from prometheus_client.parser import text_string_to_metric_families
+
+from monitoring.local_broker import port_open
+from tests.kafka_util import commit, create_topic, produce
+from tests.services import free_port, run_async, wait_until
+
+PIPEWATCH = [sys.executable, "-m", "monitoring.cli"]
+REPO = Path(__file__).resolve().parent.parent
+
+
+def _samples(url: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    try:
+        text = urllib.request.urlopen(url, timeout=5).read().decode()
+    except OSError:
+        return {}
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(text) for s in family.samples
+    }
+
+
+def test_agent_serves_exact_lag_and_stops_cleanly_on_sigterm(broker, tmp_path):
+    run_async(create_topic(broker.bootstrap, "events", 2))
+    run_async(produce(broker.bootstrap, "events", {0: 9, 1: 4}))
+    run_async(commit(broker.bootstrap, "loader", "events", {0: 2, 1: 4}))
+    port = free_port()
+    config = tmp_path / "agent.yml"
+    config.write_text(
+        f"pipelines:\n  - name: orders\n    kafka:\n      bootstrap_servers: [\"{broker.bootstrap}\"]\n"
+        f"      cluster: local\n      interval_seconds: 0.5\nexporter:\n  host: 127.0.0.1\n  port: {port}\n"
+    )
+    agent = subprocess.Popen([*PIPEWATCH, "agent"], env={**os.environ, "PIPEWATCH_CONFIG": str(config)}, cwd=REPO,
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        key = ("kafka_consumergroup_lag", tuple(sorted({"pipeline": "orders", "cluster": "local",
+                                                        "consumergroup": "loader", "topic": "events",
+                                                        "partition": "0"}.items())))
+        samples = wait_until(lambda: (s := _samples(f"http://127.0.0.1:{port}/metrics")).get(key) is not None and s,
+                             30, what="the agent to export lag")
+        assert samples[key] == 7
+        group_sum = ("kafka_consumergroup_group_sum_lag",
+                     tuple(sorted({"pipeline": "orders", "cluster": "local", "consumergroup": "loader"}.items())))
+        assert samples[group_sum] == 7
+    finally:
+        agent.send_signal(signal.SIGTERM)
+        output = agent.communicate(timeout=20)[0].decode()
+    assert agent.returncode == 0, output
+    assert not port_open(port)
+
+
+def test_agent_with_bad_config_exits_at_once_naming_the_key(tmp_path):
+    config = tmp_path / "bad.yml"
+    config.write_text("pipelines:\n  - name: orders\n    kafka:\n      bootstrap_servers: [\"127.0.0.1:9092\"]\n"
+                      "      consumer_groups: [\"[unclosed\"]\n")
+    result = subprocess.run([*PIPEWATCH, "agent", "--config", str(config)], capture_output=True, text=True, timeout=30,
+                            cwd=REPO)
+    assert result.returncode == 2
+    assert f"{config}: pipelines[0].kafka.consumer_groups: '[unclosed' is not a valid regular expression" in result.stderr
+
+
+def test_demo_shows_real_lag_and_ctrl_c_stops_everything(tmp_path):
+    dashboard, metrics = free_port(), free_port()
+    demo = subprocess.Popen(
+        [*PIPEWATCH, "demo", "--port", str(dashboard), "--metrics-port", str(metrics),
+         "--pattern", "base=20/s;0s-30s:500%;every=60s"],
+        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
+    )
+    lines: list[str] = []
+    try:
+        broker_line = wait_until(lambda: _read_until(demo, lines, "broker:"), 60, what="the demo to start")
+        broker_port = int(re.search(r"127\.0\.0\.1:(\d+)", broker_line).group(1))
+        url = f"http://127.0.0.1:{metrics}/metrics"
+
+        def lagging() -> bool:
+            samples = _samples(url)
+            lag = [v for (name, labels), v in samples.items()
+                   if name == "kafka_consumergroup_group_sum_lag" and ("consumergroup", "order-processor") in labels]
+            return bool(lag) and lag[0] > 0
+
+        wait_until(lagging, 60, interval=0.5, what="the demo's lagging consumer to show lag")
+        assert urllib.request.urlopen(f"http://127.0.0.1:{dashboard}/apps", timeout=10).status == 200
+    finally:
+        os.killpg(demo.pid, signal.SIGINT)  # what Ctrl-C in a terminal does
+        rest = demo.communicate(timeout=30)[0]
+    assert demo.returncode == 0, "".join(lines) + rest
+    assert "pipewatch demo stopped" in rest
+    for port in (dashboard, metrics, broker_port):
+        assert not port_open(port), f"port {port} still open after Ctrl-C"
+
+
+def _read_until(proc: subprocess.Popen[str], lines: list[str], marker: str) -> str | None:
+    line = proc.stdout.readline()
+    if not line and proc.poll() is not None:
+        raise AssertionError(f"demo exited early: {''.join(lines)}")
+    lines.append(line)
+    return line if marker in line else None
