@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from bokeh.models import ColumnDataSource, HoverTool
+from bokeh.models import ColumnDataSource, HoverTool, Legend
 from bokeh.palettes import Category10_10
 from bokeh.plotting import figure
 
@@ -45,13 +45,14 @@ class LiveChart:
         self._lines: dict[SeriesKey, _Line] = {}
         self._generation = -1
         self.figure = figure(
-            title=title, name=name, x_axis_type="datetime", height=260, sizing_mode="stretch_width",
+            title=title, name=name, x_axis_type="datetime", height=300, sizing_mode="stretch_width",
             tools="pan,wheel_zoom,box_zoom,reset,save", toolbar_location="above", output_backend="webgl",
         )
         self.figure.yaxis.axis_label = y_label
         self.figure.add_tools(HoverTool(tooltips=[("series", "$name"), ("value", "$y{0,0.[00]}"),
                                                   ("time", "$x{%H:%M:%S}")], formatters={"$x": "datetime"}))
-        self.figure.legend.location = "top_left"
+        # Outside the plot area: a legend inside hides the newest points, which is where users look.
+        self.figure.add_layout(Legend(click_policy="hide", label_text_font_size="9pt"), "below")
 
     def refresh(self) -> None:
         """Stream whatever is new; call inside the session's `pn.io.hold()`."""

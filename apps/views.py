@@ -96,7 +96,7 @@ class KafkaLagView(Viewer):
         self.groups = pn.widgets.Tabulator(
             _empty_groups(), name="groups-table", show_index=False, disabled=True, sizing_mode="stretch_width",
             formatters={c: _COUNT for c in ("members", "lag", "max lag")} | {"consume rate": _RATE},
-            height=200, layout="fit_data_stretch",
+            pagination="remote", page_size=10, layout="fit_data_stretch",
         )
         self.partitions = pn.widgets.Tabulator(
             _empty_partitions(), name="partitions-table", show_index=False, disabled=True,
@@ -105,8 +105,8 @@ class KafkaLagView(Viewer):
         )
         self.topics = pn.widgets.Tabulator(
             _empty_topics(), name="topics-table", show_index=False, disabled=True, sizing_mode="stretch_width",
-            formatters={"partitions": _COUNT, "messages": _COUNT, "produce rate": _RATE}, height=160,
-            layout="fit_data_stretch",
+            formatters={"partitions": _COUNT, "messages": _COUNT, "produce rate": _RATE},
+            pagination="remote", page_size=10, layout="fit_data_stretch",
         )
         self._layout = pn.Column(
             self.status,
