@@ -46,7 +46,7 @@ class LiveChart:
         self._generation = -1
         self.figure = figure(
             title=title, name=name, x_axis_type="datetime", height=300, sizing_mode="stretch_width",
-            tools="pan,wheel_zoom,box_zoom,reset,save", toolbar_location="above", output_backend="webgl",
+            tools="pan,wheel_zoom,box_zoom,reset,save", toolbar_location="above",
         )
         self.figure.yaxis.axis_label = y_label
         self.figure.add_tools(HoverTool(tooltips=[("series", "$name"), ("value", "$y{0,0.[00]}"),

@@ -82,7 +82,7 @@ class KafkaLagView(Viewer):
         self._notes = ""
         self.lag_chart = LiveChart(
             store, "Consumer lag (messages) per group and topic", "messages",
-            select=lambda k: k[0] == "kafka_consumergroup_lag_sum" and k[1][0] == pipeline,
+            select=lambda k: k[0] == "kafka_consumergroup_group_topic_sum_lag" and k[1][0] == pipeline,
             label=lambda k: f"{k[1][2]} / {k[1][3]}", name="lag-chart",
         )
         self.rate_chart = LiveChart(

@@ -39,12 +39,12 @@ Run alone: .venv/bin/python bench/bench_kafka.py [--quick]
 from __future__ import annotations
 
 import asyncio
-import logging
 import os
 import statistics
 import sys
 import tempfile
 import time
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -86,8 +86,6 @@ CONCURRENCY = 16  # KafkaSource.max_concurrent_requests default, used by every s
 SCENARIOS = ((1, 100), (10, 100), (10, 1_000))
 _LATEST, _EARLIEST = -1, -2
 
-log = logging.getLogger("bench.kafka")
-
 
 # -- the named baseline ---------------------------------------------------------------------------
 
@@ -95,8 +93,9 @@ log = logging.getLogger("bench.kafka")
 class DescribeGroupsUpToV2(Request[DescribeGroupsRequest_v0 | DescribeGroupsRequest_v1 | DescribeGroupsRequest_v2]):
     """DescribeGroups capped at v2. aiokafka 0.14.0 parses a v3 answer with the v2 schema
     (DescribeGroupsRequest_v3.RESPONSE_TYPE is DescribeGroupsResponse_v2, which lacks the
-    per-group authorized_operations field), so an answer about two or more groups fails to decode,
-    on any broker that supports v3 (Kafka >= 2.3 does). v2 carries everything used here."""
+    per-group authorized_operations field), so every group after the first in an answer is
+    mis-parsed (garbage fields for two groups, a decode error and a closed connection for more) on
+    any broker that offers v3, Kafka >= 2.3 as well as Tansu. v2 carries everything used here."""
 
     API_KEY = 15
 
@@ -298,6 +297,20 @@ async def _ensure(cluster: Cluster, groups: int, partitions: int, concurrency: i
 
 # -- measuring ------------------------------------------------------------------------------------
 
+API_NAMES = {"MetadataRequest": "Metadata", "ListGroupsRequest": "ListGroups", "FindCoordinatorRequest": "FindCoordinator",
+             "DescribeGroupsRequest": "DescribeGroups", "DescribeGroupsUpToV2": "DescribeGroups",
+             "OffsetFetchRequest": "OffsetFetch", "OffsetRequest": "ListOffsets"}
+_api_counts: Counter[str] = Counter()
+_original_send = AIOKafkaClient.send
+
+
+async def _counting_send(self, node_id, request, *args, **kwargs):
+    """AIOKafkaClient.send, counting requests by API (installed only while the benchmark runs)."""
+    name = type(request).__name__
+    _api_counts[API_NAMES.get(name, name)] += 1
+    return await _original_send(self, node_id, request, *args, **kwargs)
+
+
 
 def _broker_cpu_seconds(pid: int) -> float:
     with open(f"/proc/{pid}/stat") as f:
@@ -315,6 +328,8 @@ class Row:
     wall: list[float]
     cpu: list[float]
     broker_cpu_per_cycle: float | None
+    by_api: dict[str, int]
+    """Requests of the last timed cycle by API, counted at AIOKafkaClient.send."""
     described: int
     """Groups whose state and members came back (DescribeGroups) in the last cycle."""
     checked: str
@@ -325,12 +340,13 @@ class Row:
 
 
 async def _measure(collect: Callable[[], Awaitable[int]], cycles: int, budget: float, min_cycles: int,
-                   broker_pid: int | None) -> tuple[list[int], list[float], list[float], float | None]:
+                   broker_pid: int | None) -> tuple[list[int], list[float], list[float], float | None, dict[str, int]]:
     await collect()  # warm-up, untimed
     requests, wall, cpu = [], [], []
     broker_before = _broker_cpu_seconds(broker_pid) if broker_pid else None
     started = time.perf_counter()
     for i in range(cycles):
+        _api_counts.clear()
         w0, c0 = time.perf_counter(), time.process_time()
         n = await collect()
         wall.append(time.perf_counter() - w0)
@@ -339,7 +355,7 @@ async def _measure(collect: Callable[[], Awaitable[int]], cycles: int, budget: f
         if i + 1 >= min_cycles and time.perf_counter() - started > budget:
             break
     broker = (_broker_cpu_seconds(broker_pid) - broker_before) / len(wall) if broker_pid else None
-    return requests, wall, cpu, broker
+    return requests, wall, cpu, broker, dict(_api_counts)
 
 
 async def _scenario(cluster: Cluster, groups: int, partitions: int, cycles: int, budget: float,
@@ -408,8 +424,12 @@ def run(quick: bool = False, progress: Callable[[str], None] = print) -> dict:
             proc = getattr(broker, "proc", None)
             broker_version = Path(str(proc.args[0])).name if proc is not None else "tansu"
             pid = proc.pid if proc is not None and Path(f"/proc/{proc.pid}/stat").exists() else None
-            result = asyncio.run(_run_async(broker.bootstrap, pid, quick, progress))
-        except BaseException:
+            AIOKafkaClient.send = _counting_send
+            try:
+                result = asyncio.run(_run_async(broker.bootstrap, pid, quick, progress))
+            finally:
+                AIOKafkaClient.send = _original_send
+        except Exception:  # not on Ctrl-C / SIGTERM: those only stop the broker (finally)
             logs = list(Path(workdir).glob("tansu-*.log"))
             if logs:
                 tail = logs[0].read_text(errors="replace")[-3000:]
@@ -438,9 +458,22 @@ def table(result: dict) -> tuple[list[str], list[list[str]]]:
     return header, body
 
 
+def api_table(result: dict) -> tuple[list[str], list[list[str]]]:
+    """Requests of the last timed cycle by API, per scenario and strategy."""
+    apis = ["Metadata", "ListGroups", "FindCoordinator", "DescribeGroups", "OffsetFetch", "ListOffsets"]
+    seen = {api for r in result["rows"] for api in r.by_api}
+    apis += sorted(seen - set(apis))
+    header = ["groups x partitions", "strategy", *apis]
+    body = [[r.scenario, SHORT_NAMES[r.strategy], *(f"{r.by_api.get(api, 0):,}" for api in apis)]
+            for r in result["rows"]]
+    return header, body
+
+
 if __name__ == "__main__":
     from run import print_table  # noqa: E402  (bench/ is sys.path[0] when run as a script)
 
     res = run(quick="--quick" in sys.argv)
     print_table(*table(res))
+    print()
+    print_table(*api_table(res))
     print(f"({res['seconds']:.1f} s)")

@@ -18,12 +18,17 @@ Workload, per series count N:
   process), then appends into the full ring, full-history reads (`since(key, 0)`, what a chart does
   when it first opens) and bytes per point at capacity.
 
+Both implementations live side by side and get every tick in turn (which goes first alternates),
+with the garbage collector paused while timing; a rate is the series count divided by the median
+tick's seconds, so a burst of other work on the machine moves neither much.
+
 Run alone: .venv/bin/python bench/bench_store.py [--quick]
 """
 
 from __future__ import annotations
 
 import gc
+import statistics
 import sys
 import threading
 import time
@@ -34,6 +39,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from monitoring.config import StoreSettings  # noqa: E402
 from monitoring.metrics import CATALOGUE  # noqa: E402
 from monitoring.store import Store  # noqa: E402
 
@@ -42,7 +48,7 @@ STORE_NAME = "pipewatch Store (numpy ring per series)"
 
 METRIC = "kafka_consumergroup_lag"
 SOURCE = ("bench", "kafka")
-CAPACITY = 3600  # StoreSettings.points_per_series default: one hour at 1 sample/s
+CAPACITY = StoreSettings().points_per_series  # the default ring: one hour at 1 sample/s (3,600)
 
 
 class NaiveStore:
@@ -124,36 +130,43 @@ class Row:
     bytes_per_point: float
 
 
-def _live(impl, label_sets: list[tuple[str, ...]], ticks: int, seen: dict,
-          first_tick: int = 0) -> tuple[float, float, int, int]:
-    """Write one point per series per tick, then delta-read every series; return timings."""
-    keys = [(METRIC, labels) for labels in label_sets]
-    append, since = impl.append, impl.since
-    write_s = read_s = 0.0
-    points_read = reads = 0
-    t0 = 1_700_000_000.0
-    is_store = isinstance(impl, Store)
-    for tick in range(first_tick, first_tick + ticks):
-        t = t0 + tick
-        start = time.perf_counter()
-        for i, labels in enumerate(label_sets):
-            append(SOURCE, METRIC, labels, float(tick * 7 + i), t)
-        write_s += time.perf_counter() - start
+def _write_tick(impl, label_sets: list[tuple[str, ...]], tick: int) -> float:
+    """One collector cycle: one point to every series; returns the seconds it took."""
+    append, t = impl.append, 1_700_000_000.0 + tick
+    start = time.perf_counter()
+    for i, labels in enumerate(label_sets):
+        append(SOURCE, METRIC, labels, float(tick * 7 + i), t)
+    return time.perf_counter() - start
 
-        start = time.perf_counter()
-        if is_store:
-            for key in keys:
-                delta = since(key, seen[key])
-                seen[key] = delta.count
-                points_read += len(delta.values)
-        else:
-            for key in keys:
-                count, points = since(key, seen[key])
-                seen[key] = count
-                points_read += len(points)
-        read_s += time.perf_counter() - start
-        reads += len(keys)
-    return write_s, read_s, points_read, reads
+
+def _read_tick(impl, keys: list, seen: dict) -> tuple[float, int]:
+    """One live-view tick: every series' new points after `seen`; returns (seconds, points read)."""
+    since, points_read = impl.since, 0
+    start = time.perf_counter()
+    if isinstance(impl, Store):
+        for key in keys:
+            delta = since(key, seen[key])
+            seen[key] = delta.count
+            points_read += len(delta.values)
+    else:
+        for key in keys:
+            count, points = since(key, seen[key])
+            seen[key] = count
+            points_read += len(points)
+    return time.perf_counter() - start, points_read
+
+
+def _full_read(impl, keys: list) -> tuple[float, int]:
+    """Whole history of every series (since(key, 0)); returns (seconds, points read)."""
+    since, points_read = impl.since, 0
+    start = time.perf_counter()
+    if isinstance(impl, Store):
+        for key in keys:
+            points_read += len(since(key, 0).values)
+    else:
+        for key in keys:
+            points_read += len(since(key, 0)[1])
+    return time.perf_counter() - start, points_read
 
 
 def _bytes_per_point(impl) -> float:
@@ -161,30 +174,46 @@ def _bytes_per_point(impl) -> float:
     return stats["bytes"] / stats["points"] if stats["points"] else float("nan")
 
 
+def _implementations(n: int) -> dict:
+    return {STORE_NAME: Store(points_per_series=CAPACITY, max_series=10 * n), BASELINE_NAME: NaiveStore(CAPACITY)}
+
+
 def _measure_live(n: int, ticks: int) -> list[Row]:
+    """Both implementations get the same ticks, alternating which goes first, so interference from
+    other work on the machine hits both alike; rates come from the median tick."""
     label_sets = _keys(n)
+    keys = [(METRIC, labels) for labels in label_sets]
+    impls = _implementations(n)
+    seen = {name: dict.fromkeys(keys, 0) for name in impls}
+    writes: dict[str, list[float]] = {name: [] for name in impls}
+    reads: dict[str, list[float]] = {name: [] for name in impls}
+    for name, impl in impls.items():  # one untimed tick creates the series (allocation happens once)
+        _write_tick(impl, label_sets, 0)
+        _read_tick(impl, keys, seen[name])
+    gc.collect()
+    gc.disable()
+    try:
+        for tick in range(1, ticks + 1):
+            order = list(impls.items()) if tick % 2 else list(reversed(impls.items()))
+            for name, impl in order:
+                writes[name].append(_write_tick(impl, label_sets, tick))
+            for name, impl in order:
+                seconds, points_read = _read_tick(impl, keys, seen[name])
+                assert points_read == n, (name, points_read)
+                reads[name].append(seconds)
+    finally:
+        gc.enable()
     rows = []
-    for name, factory in ((STORE_NAME, lambda: Store(points_per_series=CAPACITY, max_series=10 * n)),
-                          (BASELINE_NAME, lambda: NaiveStore(CAPACITY))):
-        impl = factory()
-        # One untimed tick creates the series (allocation happens once, not per point).
-        seen = dict.fromkeys(((METRIC, labels) for labels in label_sets), 0)
-        _live(impl, label_sets, 1, seen)
-        gc.collect()
-        gc.disable()
-        try:
-            write_s, read_s, points_read, reads = _live(impl, label_sets, ticks, seen, first_tick=1)
-        finally:
-            gc.enable()
-        assert points_read == reads == n * ticks, (points_read, reads)
+    for name, impl in impls.items():
+        write_s, read_s = statistics.median(writes[name]), statistics.median(reads[name])
         rows.append(Row(
             scenario=f"{n:,} series x {ticks + 1} ticks", implementation=name, series=n,
-            points_per_series=ticks + 1, append_pts_per_s=n * ticks / write_s,
-            read_label="delta read (1 new point)", read_pts_per_s=points_read / read_s,
-            reads_per_s=reads / read_s, bytes_per_point=_bytes_per_point(impl),
+            points_per_series=ticks + 1, append_pts_per_s=n / write_s,
+            read_label="delta read (1 new point)", read_pts_per_s=n / read_s,
+            reads_per_s=n / read_s, bytes_per_point=_bytes_per_point(impl),
         ))
-        del impl
-        gc.collect()
+    del impls
+    gc.collect()
     return rows
 
 
@@ -192,42 +221,38 @@ def _measure_full_ring(n: int, wrapped_ticks: int, full_reads: int) -> list[Row]
     """Series filled past capacity: appends into the full ring, whole-history reads, bytes/point."""
     label_sets = _keys(n)
     keys = [(METRIC, labels) for labels in label_sets]
+    impls = _implementations(n)
+    for impl in impls.values():  # fill, untimed
+        for tick in range(CAPACITY):
+            _write_tick(impl, label_sets, tick)
+    writes: dict[str, list[float]] = {name: [] for name in impls}
+    reads: dict[str, list[float]] = {name: [] for name in impls}
+    gc.collect()
+    gc.disable()
+    try:
+        for tick in range(CAPACITY, CAPACITY + wrapped_ticks):
+            order = list(impls.items()) if tick % 2 else list(reversed(impls.items()))
+            for name, impl in order:
+                writes[name].append(_write_tick(impl, label_sets, tick))
+        for round_ in range(full_reads):
+            order = list(impls.items()) if round_ % 2 else list(reversed(impls.items()))
+            for name, impl in order:
+                seconds, points_read = _full_read(impl, keys)
+                assert points_read == n * CAPACITY, (name, points_read)
+                reads[name].append(seconds)
+    finally:
+        gc.enable()
     rows = []
-    for name, factory in ((STORE_NAME, lambda: Store(points_per_series=CAPACITY, max_series=10 * n)),
-                          (BASELINE_NAME, lambda: NaiveStore(CAPACITY))):
-        impl = factory()
-        t0 = 1_700_000_000.0
-        for tick in range(CAPACITY):  # fill, untimed
-            for i, labels in enumerate(label_sets):
-                impl.append(SOURCE, METRIC, labels, float(tick * 7 + i), t0 + tick)
-        gc.collect()
-        gc.disable()
-        try:
-            start = time.perf_counter()
-            for tick in range(CAPACITY, CAPACITY + wrapped_ticks):
-                t = t0 + tick
-                for i, labels in enumerate(label_sets):
-                    impl.append(SOURCE, METRIC, labels, float(tick * 7 + i), t)
-            write_s = time.perf_counter() - start
-
-            points_read = 0
-            start = time.perf_counter()
-            for _ in range(full_reads):
-                for key in keys:
-                    result = impl.since(key, 0)
-                    points_read += len(result.values) if isinstance(impl, Store) else len(result[1])
-            read_s = time.perf_counter() - start
-        finally:
-            gc.enable()
-        assert points_read == full_reads * n * CAPACITY, points_read
+    for name, impl in impls.items():
+        write_s, read_s = statistics.median(writes[name]), statistics.median(reads[name])
         rows.append(Row(
-            scenario=f"{n:,} series, full {CAPACITY}-point ring", implementation=name, series=n,
-            points_per_series=CAPACITY, append_pts_per_s=n * wrapped_ticks / write_s,
-            read_label=f"full-history read ({CAPACITY} points)", read_pts_per_s=points_read / read_s,
-            reads_per_s=full_reads * n / read_s, bytes_per_point=_bytes_per_point(impl),
+            scenario=f"{n:,} series, full {CAPACITY:,}-point ring", implementation=name, series=n,
+            points_per_series=CAPACITY, append_pts_per_s=n / write_s,
+            read_label=f"full-history read ({CAPACITY:,} points)", read_pts_per_s=n * CAPACITY / read_s,
+            reads_per_s=n / read_s, bytes_per_point=_bytes_per_point(impl),
         ))
-        del impl
-        gc.collect()
+    del impls
+    gc.collect()
     return rows
 
 

@@ -22,7 +22,13 @@ from typing import Any
 
 from aiokafka.client import AIOKafkaClient
 from aiokafka.errors import IncompatibleBrokerVersion, KafkaConnectionError, KafkaError, for_code
-from aiokafka.protocol.admin import DescribeGroupsRequest, ListGroupsRequest
+from aiokafka.protocol.admin import (
+    DescribeGroupsRequest_v0,
+    DescribeGroupsRequest_v1,
+    DescribeGroupsRequest_v2,
+    ListGroupsRequest,
+)
+from aiokafka.protocol.api import Request
 from aiokafka.protocol.commit import OffsetFetchRequest
 from aiokafka.protocol.coordination import FindCoordinatorRequest
 from aiokafka.protocol.metadata import MetadataRequest
@@ -38,6 +44,19 @@ log = logging.getLogger(__name__)
 _LATEST, _EARLIEST = -1, -2
 _GROUP_COORDINATOR = 0
 _COORDINATOR_MOVED = {14, 15, 16}  # COORDINATOR_LOAD_IN_PROGRESS, COORDINATOR_NOT_AVAILABLE, NOT_COORDINATOR
+
+
+class _DescribeGroupsRequest(Request[DescribeGroupsRequest_v0 | DescribeGroupsRequest_v1 | DescribeGroupsRequest_v2]):
+    """DescribeGroups capped at v2: aiokafka 0.14 decodes v3 answers with the v2 schema, which
+    garbles every group after the first (brokers since Kafka 2.3 would answer v3)."""
+
+    API_KEY = 15
+
+    def __init__(self, groups: list[str]) -> None:
+        self._groups = groups
+
+    def build(self, request_struct_class: type) -> Any:
+        return request_struct_class(self._groups)
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,9 +139,6 @@ class KafkaCollector(Collector):
         """OffsetFetch with a null partition list (all of a group's commits) is what real Kafka
         answers since 0.10.2; brokers that cannot answer it get explicit partition lists instead.
         None until the first group's answer tells which kind of broker this is."""
-        self._describe_many: bool | None = None
-        """DescribeGroups takes many groups per request; a broker that fails to encode such an
-        answer (the local test broker does) gets one group per request instead."""
         self._samples: deque[_OffsetSums] = deque(
             maxlen=min(1000, math.ceil(config.rate_window_seconds / config.interval_seconds) + 2))
 
@@ -222,34 +238,20 @@ class KafkaCollector(Collector):
         return self._coordinators[group_id]
 
     async def _describe_groups(self, client: AIOKafkaClient, group_ids: list[str]) -> dict[str, dict[str, Any]]:
-        """One DescribeGroups per coordinator covering all of its groups (per group on brokers that
-        cannot encode a multi-group answer)."""
+        """One DescribeGroups per coordinator, covering all of its groups."""
         by_coordinator: dict[int, list[str]] = defaultdict(list)
         found = await asyncio.gather(*(self._coordinator(client, g) for g in group_ids), return_exceptions=True)
         for group_id, coordinator in zip(group_ids, found):
             if isinstance(coordinator, int):
                 by_coordinator[coordinator].append(group_id)
-        batches = [
-            (node, chunk)
-            for node, ids in by_coordinator.items()
-            for chunk in ([ids] if self._describe_many is not False else [[g] for g in ids])
-        ]
-        with _quiet("aiokafka.conn", enabled=self._describe_many is None and any(len(ids) > 1 for _, ids in batches)):
-            responses = await asyncio.gather(
-                *(self._send(client, node, DescribeGroupsRequest(ids)) for node, ids in batches), return_exceptions=True
-            )
-        multi = [r for (_, ids), r in zip(batches, responses) if len(ids) > 1]
-        if self._describe_many is None and multi and not any(isinstance(r, BaseException) for r in multi):
-            self._describe_many = True
-        elif self._describe_many is None and any(isinstance(r, (KafkaConnectionError, ValueError)) for r in multi):
-            log.info("cluster %s cannot answer DescribeGroups for several groups at once; describing one group per "
-                     "request from now on", self.config.cluster_label)
-            self._describe_many = False
-            return await self._describe_groups(client, group_ids)
+        responses = await asyncio.gather(
+            *(self._send(client, node, _DescribeGroupsRequest(ids)) for node, ids in by_coordinator.items()),
+            return_exceptions=True,
+        )
         out: dict[str, dict[str, Any]] = {}
-        for (node, ids), response in zip(batches, responses):
+        for (node, ids), response in zip(by_coordinator.items(), responses):
             if isinstance(response, BaseException):
-                if not isinstance(response, (KafkaError, OSError, asyncio.TimeoutError, ValueError)):
+                if not isinstance(response, (KafkaError, OSError, asyncio.TimeoutError)):
                     raise response
                 for group_id in ids:
                     self._coordinators.pop(group_id, None)
@@ -433,7 +435,7 @@ class KafkaCollector(Collector):
                         cycle.set("kafka_consumergroup_lag", key, p.lag)
                         per_topic[p.topic] += p.lag
                 for topic, lag in per_topic.items():
-                    cycle.set("kafka_consumergroup_lag_sum", (cluster, group.group_id, topic), lag)
+                    cycle.set("kafka_consumergroup_group_topic_sum_lag", (cluster, group.group_id, topic), lag)
             for (group_id, topic), rate in snapshot.consume_rates.items():
                 cycle.set("kafka_consumergroup_consume_rate", (cluster, group_id, topic), rate)
         store.publish_snapshot(self.source, snapshot, t)

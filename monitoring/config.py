@@ -13,7 +13,8 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
 CONFIG_ENV_VAR = "PIPEWATCH_CONFIG"
 
@@ -25,13 +26,24 @@ class ConfigError(Exception):
     """A configuration file that cannot be used; the message names file, key path and problem."""
 
 
+def _compiles(pattern: str) -> str:
+    try:
+        re.compile(pattern)
+    except re.error as exc:
+        raise ValueError(f"{pattern!r} is not a valid regular expression: {exc}") from None
+    return pattern
+
+
+Regex = Annotated[str, AfterValidator(_compiles)]
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 class KafkaSource(_Strict):
     bootstrap_servers: Annotated[list[str], Field(min_length=1)]
-    consumer_groups: list[str] = Field(default_factory=lambda: [".*"])
+    consumer_groups: list[Regex] = Field(default_factory=lambda: [".*"])
     """Regular expressions matched against the whole group id."""
     cluster: Annotated[str, Field(pattern=_NAME)] | None = None
     """Value of the `cluster` label; defaults to the first bootstrap server."""
@@ -51,16 +63,6 @@ class KafkaSource(_Strict):
                 raise ValueError(f"{server!r} is not host:port")
         return servers
 
-    @field_validator("consumer_groups")
-    @classmethod
-    def _regexes(cls, patterns: list[str]) -> list[str]:
-        for pattern in patterns:
-            try:
-                re.compile(pattern)
-            except re.error as exc:
-                raise ValueError(f"{pattern!r} is not a valid regular expression: {exc}") from None
-        return patterns
-
     @property
     def cluster_label(self) -> str:
         return self.cluster or self.bootstrap_servers[0]
@@ -73,6 +75,13 @@ class Pipeline(_Strict):
     name: Annotated[str, Field(pattern=_NAME, max_length=100)]
     kafka: KafkaSource | None = None
 
+    @field_validator("kafka", mode="before")
+    @classmethod
+    def _not_empty(cls, value: object) -> object:
+        if value is None:  # `kafka:` with nothing under it is a mistake, not "no Kafka"
+            raise ValueError("is empty: give its settings (bootstrap_servers, ...) or remove the key")
+        return value
+
 
 class Exporter(_Strict):
     enabled: bool = True
@@ -81,10 +90,11 @@ class Exporter(_Strict):
 
 
 class StoreSettings(_Strict):
-    points_per_series: Annotated[int, Field(ge=2, le=1_000_000)] = 3600
-    """Ring capacity of every series: at 1 sample/s, one hour of history."""
-    max_series: Annotated[int, Field(ge=1, le=10_000_000)] = 200_000
-    """Hard cap on live series; writes of new series beyond it are refused and logged."""
+    points_per_series: Annotated[int, Field(ge=2, le=1_000_000)] = 720
+    """Ring capacity of every series: an hour at the default 5 s interval."""
+    max_series: Annotated[int, Field(ge=1, le=10_000_000)] = 100_000
+    """Hard cap on live series; writes of new series beyond it are refused and logged.
+    Worst-case memory of the series: max_series x points_per_series x 16 bytes (1.2 GB by default)."""
     events: Annotated[int, Field(ge=1, le=1_000_000)] = 2000
 
 
@@ -101,11 +111,14 @@ class Config(_Strict):
 
     @model_validator(mode="after")
     def _unique_pipeline_names(self) -> Config:
-        seen: set[str] = set()
-        for pipeline in self.pipelines:
-            if pipeline.name in seen:
-                raise ValueError(f"pipeline name {pipeline.name!r} is used twice")
-            seen.add(pipeline.name)
+        first: dict[str, int] = {}
+        for index, pipeline in enumerate(self.pipelines):
+            if pipeline.name in first:
+                raise ValidationError.from_exception_data(type(self).__name__, [InitErrorDetails(
+                    type=PydanticCustomError("duplicate_name", "pipeline name '{name}' is already used by pipelines[{first}]",
+                                             {"name": pipeline.name, "first": first[pipeline.name]}),
+                    loc=("pipelines", index, "name"), input=pipeline.name)])
+            first[pipeline.name] = index
         return self
 
 

@@ -38,7 +38,7 @@ CATALOGUE: dict[str, MetricSpec] = {
                    "High watermark minus committed offset of a partition (offset lag).", "kafka"),
         MetricSpec("kafka_consumergroup_current_offset", "gauge", "offset", _PARTITION,
                    "Offset the consumer group last committed for the partition.", "kafka"),
-        MetricSpec("kafka_consumergroup_lag_sum", "gauge", "messages", _GROUP_TOPIC,
+        MetricSpec("kafka_consumergroup_group_topic_sum_lag", "gauge", "messages", _GROUP_TOPIC,
                    "Offset lag of a consumer group summed over the partitions of a topic that have a commit.", "kafka"),
         MetricSpec("kafka_consumergroup_group_sum_lag", "gauge", "messages", _GROUP,
                    "Offset lag of a consumer group summed over all its committed partitions.", "kafka"),

@@ -50,6 +50,7 @@ class Supervisor:
         self.collectors = collectors
         self.max_backoff = max_backoff
         self._tasks: list[asyncio.Task[None]] = []
+        self._stopping = False
         for collector in collectors:
             store.set_health(CollectorHealth(collector.pipeline, collector.name, collector.target, collector.interval))
 
@@ -61,6 +62,7 @@ class Supervisor:
         """Start one task per collector on the running event loop."""
         if self.running:
             return
+        self._stopping = False
         self._tasks = [
             asyncio.create_task(self._supervise(collector), name=f"pipewatch:{collector.pipeline}:{collector.name}")
             for collector in self.collectors
@@ -68,6 +70,7 @@ class Supervisor:
 
     def cancel(self) -> None:
         """Cancel the collector tasks without waiting (for shutdown paths that cannot await)."""
+        self._stopping = True
         for task in self._tasks:
             task.cancel()
 
@@ -82,7 +85,7 @@ class Supervisor:
                 log.warning("closing %s/%s failed: %s", collector.pipeline, collector.name, describe(exc))
 
     async def _supervise(self, collector: Collector) -> None:
-        while True:
+        while not self._stopping:
             delay = await self.run_once(collector)
             await asyncio.sleep(delay)
 
@@ -92,11 +95,14 @@ class Supervisor:
         before = self.store.health()[source]
         started_wall, started = time.time(), time.monotonic()
         try:
-            requests = await asyncio.wait_for(collector.collect(self.store), timeout=collector.timeout)
+            # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation that
+            # arrives as the run finishes, and the supervisor would never stop.
+            async with asyncio.timeout(collector.timeout):
+                requests = await collector.collect(self.store)
         except asyncio.CancelledError:
             raise
         except Exception as exc:
-            if isinstance(exc, asyncio.TimeoutError):
+            if isinstance(exc, TimeoutError) and time.monotonic() - started >= collector.timeout:
                 exc = TimeoutError(f"run took longer than the {collector.timeout:g} s timeout")
             category, message = categorize(exc), describe(exc)
             failures = before.consecutive_failures + 1
@@ -112,7 +118,8 @@ class Supervisor:
                 self.store.add_event(collector.pipeline, collector.name, "error",
                                      f"{collector.name} collector for {collector.target} is down: {category}: {message}")
                 log.warning("%s/%s down: %s: %s", collector.pipeline, collector.name, category, message)
-            backoff = min(self.max_backoff, collector.interval * 2 ** (failures - 1))
+            # The exponent is capped: 2 ** 1024 overflows a float after ~1,000 failures in a row.
+            backoff = min(self.max_backoff, collector.interval * 2.0 ** min(failures - 1, 60))
             return backoff * random.uniform(0.5, 1.0)  # jitter spreads retries of many collectors
         duration = time.monotonic() - started
         after = dataclasses.replace(

@@ -29,6 +29,8 @@ from monitoring.metrics import CATALOGUE
 
 log = logging.getLogger(__name__)
 
+_INITIAL_POINTS = 16
+
 SeriesKey = tuple[str, tuple[str, ...]]
 """(metric name, label values in the order the metric's spec lists its labels)."""
 
@@ -37,24 +39,32 @@ Source = tuple[str, str]
 
 
 class Series:
-    """A fixed-capacity ring of (unix time, value) points."""
+    """A ring of at most `capacity` (unix time, value) points.
 
-    __slots__ = ("key", "source", "_times", "_values", "count")
+    Its arrays start small and double until they reach the capacity, so memory follows the points
+    actually held: a store full of young series costs little, a full one costs 16 bytes a point.
+    """
+
+    __slots__ = ("key", "source", "capacity", "_times", "_values", "count")
 
     def __init__(self, key: SeriesKey, source: Source, capacity: int) -> None:
         self.key = key
         self.source = source
-        self._times = np.empty(capacity, dtype=np.float64)
-        self._values = np.empty(capacity, dtype=np.float64)
+        self.capacity = capacity
+        size = min(capacity, _INITIAL_POINTS)
+        self._times = np.empty(size, dtype=np.float64)
+        self._values = np.empty(size, dtype=np.float64)
         self.count = 0
         """Points ever appended: the sequence number readers pass back to get only newer points."""
 
-    @property
-    def capacity(self) -> int:
-        return len(self._times)
-
     def append(self, t: float, value: float) -> None:
-        slot = self.count % self.capacity
+        size = len(self._times)
+        if self.count == size < self.capacity:  # not wrapped yet: the points sit at [0, count)
+            grown = min(self.capacity, size * 2)
+            self._times = np.resize(self._times, grown)
+            self._values = np.resize(self._values, grown)
+            size = grown
+        slot = self.count % size
         self._times[slot] = t
         self._values[slot] = value
         self.count += 1
@@ -62,16 +72,22 @@ class Series:
     def latest(self) -> tuple[float, float] | None:
         if not self.count:
             return None
-        slot = (self.count - 1) % self.capacity
+        slot = (self.count - 1) % len(self._times)
         return float(self._times[slot]), float(self._values[slot])
 
     def since(self, seen: int) -> tuple[int, np.ndarray, np.ndarray]:
-        """Points after the first `seen` ones (at most the ring's capacity), oldest first."""
-        new = min(self.count - max(seen, 0), self.capacity, self.count)
+        """Copies of the points after the first `seen` ones (at most `capacity`), oldest first."""
+        count, size = self.count, len(self._times)
+        new = min(count - max(seen, 0), size, count)
         if new <= 0:
-            return self.count, np.empty(0), np.empty(0)
-        slots = np.arange(self.count - new, self.count) % self.capacity
-        return self.count, self._times[slots], self._values[slots]
+            return count, np.empty(0), np.empty(0)
+        start = (count - new) % size
+        end = start + new
+        if end <= size:
+            return count, self._times[start:end].copy(), self._values[start:end].copy()
+        end -= size  # wrapped: the ring's tail, then its head
+        return (count, np.concatenate((self._times[start:], self._times[:end])),
+                np.concatenate((self._values[start:], self._values[:end])))
 
     @property
     def nbytes(self) -> int:
@@ -99,7 +115,7 @@ class Delta:
 
 
 class Store:
-    def __init__(self, points_per_series: int = 3600, max_series: int = 200_000, events: int = 2000) -> None:
+    def __init__(self, points_per_series: int = 720, max_series: int = 100_000, events: int = 2000) -> None:
         self.points_per_series = points_per_series
         self.max_series = max_series
         self._lock = threading.Lock()
@@ -123,7 +139,9 @@ class Store:
         """
         writer = CycleWriter(self, source, time.time() if t is None else t)
         yield writer
-        with self._lock:
+        with self._lock:  # one lock for the whole cycle: readers see all of it or none of it
+            for name, labels, value in writer.points:
+                self._append_locked(source, name, labels, value, writer.t)
             stale = [
                 key for key, series in self._series.items()
                 if series.source == source and key not in writer.touched and not writer.retains(key)
@@ -134,23 +152,23 @@ class Store:
                 self.series_generation += 1
 
     def append(self, source: Source, name: str, labels: tuple[str, ...], value: float, t: float) -> None:
-        key = (name, labels)
         with self._lock:
-            series = self._series.get(key)
-            if series is None:
-                if name not in CATALOGUE:
-                    raise KeyError(f"metric {name!r} is not in the catalogue")
-                if len(labels) != len(CATALOGUE[name].labels):
-                    raise ValueError(f"{name} takes labels {CATALOGUE[name].labels}, got {labels}")
-                if len(self._series) >= self.max_series:
-                    self._refused_keys += 1
-                    if self._refused_keys in (1, 1000) or self._refused_keys % 100_000 == 0:
-                        log.warning("store is full (%d series): refused new series %s%s (%d refused so far)",
-                                    self.max_series, name, labels, self._refused_keys)
-                    return
-                series = self._series[key] = Series(key, source, self.points_per_series)
-                self.series_generation += 1
-            series.append(t, value)
+            self._append_locked(source, name, labels, value, t)
+
+    def _append_locked(self, source: Source, name: str, labels: tuple[str, ...], value: float, t: float) -> None:
+        key = (name, labels)
+        series = self._series.get(key)
+        if series is None:
+            check_key(name, labels)
+            if len(self._series) >= self.max_series:
+                self._refused_keys += 1
+                if self._refused_keys in (1, 1000) or self._refused_keys % 100_000 == 0:
+                    log.warning("store is full (%d series): refused new series %s%s (%d refused so far)",
+                                self.max_series, name, labels, self._refused_keys)
+                return
+            series = self._series[key] = Series(key, source, self.points_per_series)
+            self.series_generation += 1
+        series.append(t, value)
 
     def remove_source(self, source: Source) -> None:
         with self._lock:
@@ -235,6 +253,15 @@ class Store:
             }
 
 
+def check_key(name: str, labels: tuple[str, ...]) -> None:
+    """Refuse a metric name missing from the catalogue or the wrong number of label values."""
+    spec = CATALOGUE.get(name)
+    if spec is None:
+        raise KeyError(f"metric {name!r} is not in the catalogue")
+    if len(labels) != len(spec.labels):
+        raise ValueError(f"{name} takes labels {spec.labels}, got {labels}")
+
+
 @dataclass
 class CycleWriter:
     """Collects one cycle's writes for a source; see Store.cycle."""
@@ -243,12 +270,14 @@ class CycleWriter:
     source: Source
     t: float
     touched: set[SeriesKey] = field(default_factory=set)
+    points: list[tuple[str, tuple[str, ...], float]] = field(default_factory=list)
     _retained: list[Callable[[SeriesKey], bool]] = field(default_factory=list)
 
     def set(self, name: str, labels: tuple[str, ...], value: float | None) -> None:
         """Record a measured value; None (unknown) records NaN so the gap is visible in history."""
         full = (self.source[0], *labels)
-        self.store.append(self.source, name, full, math.nan if value is None else float(value), self.t)
+        check_key(name, full)
+        self.points.append((name, full, math.nan if value is None else float(value)))
         self.touched.add((name, full))
 
     def retain(self, predicate: Callable[[SeriesKey], bool]) -> None:

@@ -11,7 +11,7 @@ import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-from monitoring.local_broker import LocalBroker, free_port
+from monitoring.local_broker import LocalBroker, free_port, port_open
 
 
 def wait_until(predicate: Callable[[], object], timeout: float = 20.0, interval: float = 0.05, what: str = "condition"):
@@ -63,7 +63,6 @@ class PanelServer:
 
     def start(self, timeout: float = 60.0) -> None:
         import sys
-        import urllib.request
 
         repo = Path(__file__).resolve().parent.parent
         with open(self.log_path, "ab") as log:
@@ -77,10 +76,8 @@ class PanelServer:
         def ready() -> bool:
             if self.proc.poll() is not None:
                 raise AssertionError(f"panel serve exited with {self.proc.returncode}: {self.log_path.read_text()[-2000:]}")
-            try:
-                return urllib.request.urlopen(self.url, timeout=2).status == 200
-            except OSError:
-                return False
+            # Only the port: a GET of the app would open (and leave behind) a session of its own.
+            return port_open(self.port)
 
         wait_until(ready, timeout, interval=0.2, what=f"panel serve on {self.port}")
 

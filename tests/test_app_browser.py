@@ -19,6 +19,9 @@ def browser_page():
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.errors = []  # JavaScript errors, reported when a test fails
+        page.on("pageerror", lambda error: page.errors.append(str(error)))
+        page.on("console", lambda message: message.type == "error" and page.errors.append(message.text))
         yield page
         browser.close()
 
@@ -97,5 +100,10 @@ def test_page_shows_exact_lag_live_updates_and_source_down_then_up(broker, tmp_p
         expect(partitions.locator('.tabulator-row [tabulator-field="lag"]')).to_have_text(["2", "1", "0"],
                                                                                          timeout=30_000)
         expect(page.locator(".pw-stale")).to_have_count(0)
+    except AssertionError as exc:
+        shot = tmp_path / "failure.png"
+        browser_page.screenshot(path=str(shot), full_page=True)
+        raise AssertionError(f"{exc}\nscreenshot: {shot}\nbrowser errors: {browser_page.errors}\n"
+                             f"server log tail:\n{server.log_path.read_text()[-3000:]}") from None
     finally:
         server.stop()

@@ -179,7 +179,7 @@ def test_bad_regex_names_its_path_and_pattern(tmp_path):
     path = _write(tmp_path, "pipelines:\n  - name: orders\n    kafka:\n      bootstrap_servers: ['h:1']\n"
                             "      consumer_groups: ['ok-.*', 'app-(']\n")
     message = _error(path)
-    assert "pipelines[0].kafka.consumer_groups" in message
+    assert "pipelines[0].kafka.consumer_groups[1]" in message
     assert "'app-(' is not a valid regular expression" in message
 
 
@@ -206,7 +206,7 @@ def test_several_errors_are_all_reported_one_per_line(tmp_path):
     lines = _error(path).splitlines()
     assert len(lines) == 3
     assert all(line.startswith(f"{path}: ") for line in lines)
-    assert {line.split(": ")[1] for line in lines} == {"pipelines[0].kafka.consumer_groups", "exporter.port",
+    assert {line.split(": ")[1] for line in lines} == {"pipelines[0].kafka.consumer_groups[0]", "exporter.port",
                                                       "exporter.colour"}
 
 
@@ -247,7 +247,7 @@ def test_cli_check_config_rejects_a_bad_file_with_the_key_path(tmp_path):
                             "      consumer_groups: ['(']\n")
     result = _run("check-config", str(path))
     assert result.returncode != 0
-    assert "pipelines[0].kafka.consumer_groups" in result.stderr
+    assert "pipelines[0].kafka.consumer_groups[0]" in result.stderr
     assert str(path) in result.stderr
     assert "OK" not in result.stdout
 
@@ -276,7 +276,7 @@ def test_cli_agent_with_bad_config_exits_promptly_and_starts_nothing(tmp_path):
     result = _run("agent", "--config", str(path), timeout=20)  # a started agent would run until killed
     assert result.returncode != 0
     assert "invalid configuration" in result.stderr
-    assert f"{path}: pipelines[0].kafka.consumer_groups:" in result.stderr
+    assert f"{path}: pipelines[0].kafka.consumer_groups[0]:" in result.stderr
     assert "agent running" not in result.stderr
     assert "exporter serving" not in result.stderr
 

@@ -44,7 +44,7 @@ async def test_exact_lag_offsets_and_rollups(broker):
     watermarks = [store.latest("kafka_topic_partition_current_offset", ("orders", "local", "payments", str(p)))[1]
                   for p in range(3)]
     assert watermarks == [10, 7, 5]
-    assert store.latest("kafka_consumergroup_lag_sum", ("orders", "local", "billing", "payments"))[1] == 10
+    assert store.latest("kafka_consumergroup_group_topic_sum_lag", ("orders", "local", "billing", "payments"))[1] == 10
     assert store.latest("kafka_consumergroup_group_sum_lag", ("orders", "local", "billing"))[1] == 10
     assert store.latest("kafka_consumergroup_group_max_lag", ("orders", "local", "billing"))[1] == 6
 

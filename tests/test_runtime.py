@@ -86,6 +86,26 @@ def _health(store: Store, collector: Collector) -> CollectorHealth:
     return store.health()[collector.source]
 
 
+async def _stop(supervisor: Supervisor, timeout: float = 5.0) -> bool:
+    """supervisor.stop(), bounded so a lost cancellation cannot hang the test run.
+
+    True if stop() finished by itself. Otherwise (see test_stop_requested_as_a_run_finishes_still_stops)
+    the tasks are cancelled again until stop() returns, and False is returned.
+    """
+    tasks = list(supervisor._tasks)
+    stopping = asyncio.ensure_future(supervisor.stop())
+    done, _ = await asyncio.wait({stopping}, timeout=timeout)
+    if done:
+        stopping.result()
+        return True
+    while not stopping.done():
+        for task in tasks:
+            task.cancel()
+        await asyncio.wait({stopping}, timeout=0.5)
+    stopping.result()
+    return False
+
+
 # -- timeout ---------------------------------------------------------------------------------------
 
 
@@ -114,8 +134,7 @@ async def test_run_that_exceeds_its_timeout_marks_the_collector_down_with_catego
 
 async def test_timeout_error_raised_by_the_collector_itself_keeps_its_own_message():
     # A collector whose own request timed out well within the run timeout must not be reported
-    # as having exceeded the run timeout. (Currently fails: run_once rewrites every TimeoutError,
-    # since asyncio.TimeoutError is TimeoutError on Python 3.11; see the report for a patch.)
+    # as having exceeded the run timeout (asyncio.TimeoutError is TimeoutError on Python 3.11).
     store = Store()
     collector = FailingCollector("orders", interval=1.0, timeout=30.0,
                                  error=TimeoutError("metadata request to broker 1 timed out"))
@@ -166,8 +185,8 @@ async def test_backoff_jitter_stays_between_half_and_full_backoff():
 
 async def test_backoff_after_very_many_failures_is_still_capped():
     # A source down for a long time (over 1024 consecutive failures: ~17 h at a 60 s cap) must keep
-    # being retried every max_backoff. (Currently fails: interval * 2 ** (failures - 1) overflows a
-    # float and run_once raises OverflowError, which ends the collector's task; see the report.)
+    # being retried every max_backoff: an uncapped interval * 2 ** (failures - 1) overflows a float,
+    # and the OverflowError would end the collector's task.
     store = Store()
     collector = FailingCollector("orders", interval=5.0, timeout=1.0)
     supervisor = Supervisor(store, [collector], max_backoff=60.0)
@@ -220,7 +239,7 @@ async def test_hanging_and_failing_collectors_do_not_delay_a_fast_one():
         assert _health(store, slow).runs == 1
         assert _health(store, fast).state is State.UP and _health(store, fast).consecutive_failures == 0
     finally:
-        await supervisor.stop()
+        await _stop(supervisor)
 
 
 # -- recovery --------------------------------------------------------------------------------------
@@ -257,7 +276,7 @@ async def test_supervised_collector_recovers_by_itself():
     try:
         await async_wait_until(lambda: _health(store, collector).state is State.UP, timeout=5, what="recovery")
     finally:
-        await supervisor.stop()
+        await _stop(supervisor)
     assert _health(store, collector).runs >= 5
     assert _health(store, collector).errors_by_category == {"connection_refused": 4}
     events = store.events_since(0)
@@ -323,21 +342,51 @@ async def test_health_written_by_a_successful_run_goes_stale_later():
 async def test_stop_cancels_tasks_and_closes_every_collector():
     store = Store()
     hanging = HangingCollector("slow", interval=0.05, timeout=30.0)
-    fast = FakeCollector("fast", interval=0.02)
-    bad_close = BadCloseCollector("bad", interval=0.02)
-    supervisor = Supervisor(store, [hanging, bad_close, fast])
+    idle = FakeCollector("idle", interval=30.0)
+    bad_close = BadCloseCollector("bad", interval=30.0)
+    supervisor = Supervisor(store, [hanging, bad_close, idle])
     supervisor.start()
     supervisor.start()  # idempotent while running
-    await async_wait_until(lambda: hanging.hanging.is_set() and fast.completed >= 2 and bad_close.completed >= 1,
+    await async_wait_until(lambda: hanging.hanging.is_set() and idle.completed == 1 and bad_close.completed == 1,
                            timeout=5, what="collectors running")
     assert supervisor.running
+    assert len([t for t in asyncio.all_tasks() if t.get_name().startswith("pipewatch:")]) == 3
 
-    await supervisor.stop()
+    assert await _stop(supervisor), "stop() did not return by itself"
 
     assert not supervisor.running
     assert hanging.cancelled == 1 and hanging.started == 1
-    assert (hanging.closed, bad_close.closed, fast.closed) == (1, 1, 1)  # a failing close does not skip the rest
+    assert (hanging.closed, bad_close.closed, idle.closed) == (1, 1, 1)  # a failing close does not skip the rest
     assert [t for t in asyncio.all_tasks() if t.get_name().startswith("pipewatch:")] == []
+
+
+async def test_stop_requested_as_a_run_finishes_still_stops():
+    # stop() called at the moment a run completes (e.g. SIGTERM handled right then) must still stop
+    # the collector. On Python 3.11, asyncio.wait_for around the run returns the finished run's
+    # result and swallows the cancellation, so the collector's loop would run on and stop() would
+    # never return. The stop is requested from inside the second run, which hits that window exactly.
+    store = Store()
+    stopping: list[asyncio.Future] = []
+
+    class StopsDuringSecondRun(FakeCollector):
+        async def work(self) -> None:
+            if self.started == 2:
+                stopping.append(asyncio.ensure_future(supervisor.stop()))
+
+    collector = StopsDuringSecondRun("orders", interval=0.01)
+    supervisor = Supervisor(store, [collector])
+    supervisor.start()
+    tasks_before = list(supervisor._tasks)
+    await async_wait_until(lambda: stopping, timeout=5, what="stop requested during the second run")
+    done, _ = await asyncio.wait(stopping, timeout=3)
+    if not done:  # clean up the runaway task before failing
+        while not stopping[0].done():
+            for task in tasks_before:
+                task.cancel()
+            await asyncio.wait(stopping, timeout=0.5)
+    extra_runs = collector.completed - 2
+    assert done, f"stop() did not return within 3 s; the collector ran {extra_runs} more times after stop()"
+    assert collector.completed == 2 and collector.closed == 1
 
 
 async def test_one_task_per_collector_named_after_it():
@@ -349,7 +398,7 @@ async def test_one_task_per_collector_named_after_it():
         await async_wait_until(lambda: a.completed == 1 and b.completed == 1, timeout=5, what="one run each")
         assert sorted(t.get_name() for t in supervisor._tasks) == ["pipewatch:a:fake", "pipewatch:b:fake"]
     finally:
-        await supervisor.stop()
+        await _stop(supervisor)
 
 
 # -- error categories ------------------------------------------------------------------------------
