@@ -2,6 +2,11 @@
 
 Each line owns a ColumnDataSource; every tick it receives only the points the store got since the
 last tick (`Store.since`), through `ColumnDataSource.stream(..., rollover)`. Nothing is re-sent.
+
+A chart builds all its line slots (renderer, data source, legend item) up front and only shows,
+hides and relabels them afterwards. Adding Bokeh models to a live document while the browser is
+still connecting can leave it with references it never received ("reference ... isn't known"),
+after which the session stops updating.
 """
 
 from __future__ import annotations
@@ -9,7 +14,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from bokeh.models import ColumnDataSource, HoverTool, Legend
+from bokeh.core.properties import value
+from bokeh.models import ColumnDataSource, GlyphRenderer, HoverTool, Legend, LegendItem
 from bokeh.palettes import Category10_10
 from bokeh.plotting import figure
 
@@ -17,13 +23,16 @@ from monitoring.store import SeriesKey, Store
 
 
 @dataclass
-class _Line:
+class _Slot:
     source: ColumnDataSource
-    seen: int
+    renderer: GlyphRenderer
+    legend: LegendItem
+    key: SeriesKey | None = None
+    seen: int = 0
 
 
 class LiveChart:
-    """One Bokeh figure with one line per matching series; lines come and go with the series."""
+    """One Bokeh figure with a line per matching series (at most `max_lines`)."""
 
     def __init__(
         self,
@@ -34,15 +43,13 @@ class LiveChart:
         label: Callable[[SeriesKey], str],
         name: str,
         rollover: int = 720,
-        max_lines: int = 20,
+        max_lines: int = 10,
     ) -> None:
         self.store = store
         self.select = select
         self.label = label
         self.rollover = rollover
-        self.max_lines = max_lines
         self.hidden_lines = 0
-        self._lines: dict[SeriesKey, _Line] = {}
         self._generation = -1
         self.figure = figure(
             title=title, name=name, x_axis_type="datetime", height=300, sizing_mode="stretch_width",
@@ -51,41 +58,45 @@ class LiveChart:
         self.figure.yaxis.axis_label = y_label
         self.figure.add_tools(HoverTool(tooltips=[("series", "$name"), ("value", "$y{0,0.[00]}"),
                                                   ("time", "$x{%H:%M:%S}")], formatters={"$x": "datetime"}))
+        self._slots: list[_Slot] = []
+        for index in range(max_lines):
+            source = ColumnDataSource({"t": [], "y": []})
+            renderer = self.figure.line("t", "y", source=source, color=Category10_10[index % 10], line_width=2,
+                                        visible=False)
+            self._slots.append(_Slot(source, renderer, LegendItem(label=value(""), renderers=[renderer], visible=False)))
         # Outside the plot area: a legend inside hides the newest points, which is where users look.
-        self.figure.add_layout(Legend(click_policy="hide", label_text_font_size="9pt"), "below")
+        self.figure.add_layout(Legend(items=[slot.legend for slot in self._slots], click_policy="hide",
+                                      label_text_font_size="9pt"), "below")
 
     def refresh(self) -> None:
         """Stream whatever is new; call inside the session's `pn.io.hold()`."""
         if self.store.series_generation != self._generation:
-            self._discover()
-        for key, line in self._lines.items():
-            delta = self.store.since(key, line.seen)
-            if delta is None or delta.count == line.seen:
+            self._assign()
+        for slot in self._slots:
+            if slot.key is None:
                 continue
-            line.seen = delta.count
-            line.source.stream({"t": delta.times * 1000.0, "y": delta.values}, rollover=self.rollover)
+            delta = self.store.since(slot.key, slot.seen)
+            if delta is None or delta.count == slot.seen:
+                continue
+            slot.seen = delta.count
+            slot.source.stream({"t": delta.times * 1000.0, "y": delta.values}, rollover=self.rollover)
 
-    def _discover(self) -> None:
+    def _assign(self) -> None:
+        """Give each wanted series a slot, keeping the slots of series still wanted."""
         self._generation = self.store.series_generation
         keys = sorted(self.store.keys(where=self.select), key=self.label)
-        shown, self.hidden_lines = keys[: self.max_lines], max(0, len(keys) - self.max_lines)
-        for key in [k for k in self._lines if k not in shown]:
-            self._remove(key)
-        for key in shown:
-            if key not in self._lines:
-                self._add(key)
-
-    def _add(self, key: SeriesKey) -> None:
-        source = ColumnDataSource({"t": [], "y": []})
-        color = Category10_10[len(self.figure.renderers) % len(Category10_10)]
-        label = self.label(key)
-        self.figure.line("t", "y", source=source, color=color, line_width=2, legend_label=label, name=label)
-        self._lines[key] = _Line(source, 0)
-
-    def _remove(self, key: SeriesKey) -> None:
-        line = self._lines.pop(key)
-        renderers = [r for r in self.figure.renderers if getattr(r, "data_source", None) is not line.source]
-        self.figure.renderers = renderers
-        for item in list(self.figure.legend.items):
-            item.renderers = [r for r in item.renderers if r in renderers]
-        self.figure.legend.items = [item for item in self.figure.legend.items if item.renderers]
+        wanted = set(keys[: len(self._slots)])
+        self.hidden_lines = max(0, len(keys) - len(self._slots))
+        for slot in self._slots:
+            if slot.key is not None and slot.key not in wanted:
+                slot.key, slot.seen = None, 0
+                slot.source.data = {"t": [], "y": []}
+                slot.renderer.visible = slot.legend.visible = False
+        shown = {slot.key for slot in self._slots}
+        free = (slot for slot in self._slots if slot.key is None)
+        for key in (k for k in keys if k in wanted and k not in shown):
+            slot = next(free)
+            slot.key, slot.seen = key, 0
+            slot.renderer.name = self.label(key)
+            slot.legend.label = value(slot.renderer.name)  # a plain string would be read as a column name
+            slot.renderer.visible = slot.legend.visible = True

@@ -36,9 +36,16 @@ def tick() -> None:
         current["page"].refresh()
 
 
+def start_ticking() -> None:
+    # Only once the browser is connected: changes made between the page's first render and the
+    # websocket connection never reach the browser, and a stale document stops updating.
+    tick()
+    pn.state.add_periodic_callback(tick, period=1000)
+
+
 show(choice.value)
 choice.param.watch(lambda event: show(event.new), "value")
-pn.state.add_periodic_callback(tick, period=1000)
+pn.state.onload(start_ticking)
 
 pn.Column(
     pn.Row(pn.pane.HTML("<h2 style='margin:4px 0'>pipewatch</h2>"), choice, pn.pane.HTML(metrics_link),

@@ -9,7 +9,7 @@ from playwright.sync_api import expect, sync_playwright
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.kafka_util import commit, create_topic, produce
-from tests.services import CHROMIUM, CHROMIUM_ARGS, PanelServer, free_port, run_async
+from tests.services import CHROMIUM, CHROMIUM_ARGS, PanelServer, free_port, run_async, wait_until
 
 pytestmark = pytest.mark.browser
 
@@ -24,6 +24,25 @@ def browser_page():
         page.on("console", lambda message: message.type == "error" and page.errors.append(message.text))
         yield page
         browser.close()
+
+
+def _chart_lines(page, name: str) -> dict[str, float]:
+    """Visible lines of a live chart in the browser's Bokeh document: label -> last y value."""
+    return page.evaluate(
+        """(name) => {
+            const out = {};
+            for (const doc of Bokeh.documents) {
+                for (const chart of [...doc._all_models.values()].filter((m) => m.name === name)) {
+                    for (const r of chart.renderers.filter((r) => r.visible)) {
+                        const y = r.data_source.data.y;
+                        out[r.name] = y.length ? y[y.length - 1] : null;
+                    }
+                }
+            }
+            return out;
+        }""",
+        name,
+    )
 
 
 def _metric(url: str, name: str, labels: dict[str, str]) -> float | None:
@@ -81,6 +100,11 @@ def test_page_shows_exact_lag_live_updates_and_source_down_then_up(broker, tmp_p
         run_async(produce(broker.bootstrap, "payments", {0: 5}))
         expect(partitions.locator('.tabulator-row [tabulator-field="lag"]')).to_have_text(["11", "0", "unknown"],
                                                                                          timeout=30_000)
+        # The live chart streamed the same value: its one line (billing / payments) ends at 11.
+        try:
+            wait_until(lambda: _chart_lines(page, "lag-chart") == {"billing / payments": 11.0}, 10)
+        except AssertionError:
+            raise AssertionError(f"lag chart lines: {_chart_lines(page, 'lag-chart')}") from None
 
         # Broker gone: the page says so (down, with the reason) and marks the data stale.
         broker.stop()
@@ -100,6 +124,7 @@ def test_page_shows_exact_lag_live_updates_and_source_down_then_up(broker, tmp_p
         expect(partitions.locator('.tabulator-row [tabulator-field="lag"]')).to_have_text(["2", "1", "0"],
                                                                                          timeout=30_000)
         expect(page.locator(".pw-stale")).to_have_count(0)
+        assert page.errors == []
     except AssertionError as exc:
         shot = tmp_path / "failure.png"
         browser_page.screenshot(path=str(shot), full_page=True)
