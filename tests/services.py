@@ -42,7 +42,6 @@ async def async_wait_until(predicate: Callable[[], object], timeout: float = 20.
     raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
-TansuBroker = LocalBroker
 
 
 class PanelServer:
