@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 import html
+import math
 import time
 from datetime import datetime, timezone
 
 import numpy as np
 import pandas as pd
 import panel as pn
-from bokeh.models import NumberFormatter
+from bokeh.models import HTMLTemplateFormatter, NumberFormatter
 from panel.viewable import Viewer
 
 from apps.live import LiveChart
-from collectors.kafka import KafkaSnapshot
+from collectors.kafka_model import GroupInfo, KafkaSnapshot, PartitionLag, TopicInfo
 from monitoring.health import CollectorHealth, State
 from monitoring.store import Store
 
@@ -72,7 +73,7 @@ class HealthBar(Viewer):
 
 
 class KafkaLagView(Viewer):
-    """Consumer lag of one pipeline: live lag and rate charts, groups and per-partition tables."""
+    """Kafka for one pipeline: live lag charts, groups, partitions, topics and brokers."""
 
     def __init__(self, store: Store, pipeline: str, **params) -> None:
         super().__init__(**params)
@@ -85,6 +86,11 @@ class KafkaLagView(Viewer):
             select=lambda k: k[0] == "kafka_consumergroup_group_topic_sum_lag" and k[1][0] == pipeline,
             label=lambda k: f"{k[1][2]} / {k[1][3]}", name="lag-chart",
         )
+        self.lag_seconds_chart = LiveChart(
+            store, "Consumer lag (seconds): age of the oldest unconsumed record, per group", "seconds",
+            select=lambda k: k[0] == "kafka_consumergroup_group_max_lag_seconds" and k[1][0] == pipeline,
+            label=lambda k: k[1][2], name="lag-seconds-chart",
+        )
         self.rate_chart = LiveChart(
             store, "Produce and consume rate (messages/s)", "messages / s",
             select=lambda k: k[1][0] == pipeline and k[0] in ("kafka_topic_produce_rate", "kafka_consumergroup_consume_rate"),
@@ -92,29 +98,20 @@ class KafkaLagView(Viewer):
                              else f"consumed by {k[1][2]} from {k[1][3]}"),
             name="rate-chart",
         )
+        self.charts = (self.lag_chart, self.lag_seconds_chart, self.rate_chart)
         self.status = pn.pane.HTML("", name="kafka-status", sizing_mode="stretch_width")
-        self.groups = pn.widgets.Tabulator(
-            _empty_groups(), name="groups-table", show_index=False, disabled=True, sizing_mode="stretch_width",
-            formatters={c: _COUNT for c in ("members", "lag", "max lag")} | {"consume rate": _RATE},
-            pagination="remote", page_size=10, layout="fit_data_stretch",
-        )
-        self.partitions = pn.widgets.Tabulator(
-            _empty_partitions(), name="partitions-table", show_index=False, disabled=True,
-            sizing_mode="stretch_width", pagination="remote", page_size=20, layout="fit_data_stretch",
-            formatters={c: _COUNT for c in ("partition", "committed", "high watermark", "lag")},
-        )
-        self.topics = pn.widgets.Tabulator(
-            _empty_topics(), name="topics-table", show_index=False, disabled=True, sizing_mode="stretch_width",
-            formatters={"partitions": _COUNT, "messages": _COUNT, "produce rate": _RATE},
-            pagination="remote", page_size=10, layout="fit_data_stretch",
-        )
+        self.groups = _table(_GROUP_COLUMNS, "groups-table", page_size=10)
+        self.partitions = _table(_PARTITION_COLUMNS, "partitions-table", page_size=20)
+        self.topics = _table(_TOPIC_COLUMNS, "topics-table", page_size=10)
+        self.brokers = _table(_BROKER_COLUMNS, "brokers-table", page_size=10)
         self._layout = pn.Column(
             self.status,
-            pn.Row(pn.pane.Bokeh(self.lag_chart.figure, sizing_mode="stretch_width"),
-                   pn.pane.Bokeh(self.rate_chart.figure, sizing_mode="stretch_width"), sizing_mode="stretch_width"),
+            pn.Row(*(pn.pane.Bokeh(chart.figure, sizing_mode="stretch_width") for chart in self.charts),
+                   sizing_mode="stretch_width"),
             pn.pane.Markdown("#### Consumer groups"), self.groups,
             pn.pane.Markdown(f"#### Partitions (the {PARTITION_ROWS:,} most lagging)"), self.partitions,
-            pn.pane.Markdown("#### Topics"), self.topics,
+            pn.Row(pn.Column(pn.pane.Markdown("#### Topics"), self.topics),
+                   pn.Column(pn.pane.Markdown("#### Brokers"), self.brokers), sizing_mode="stretch_width"),
             sizing_mode="stretch_width",
         )
         self.refresh()
@@ -123,8 +120,8 @@ class KafkaLagView(Viewer):
         return self._layout
 
     def refresh(self) -> None:
-        self.lag_chart.refresh()
-        self.rate_chart.refresh()
+        for chart in self.charts:
+            chart.refresh()
         entry = self.store.snapshot(self.source)
         health = self.store.health().get(self.source)
         self._refresh_status(entry[0] if entry else None, health)
@@ -148,62 +145,117 @@ class KafkaLagView(Viewer):
         if text != self.status.object:
             self.status.object = text
         stale = snapshot_time is not None and health is not None and health.effective_state(now) is not State.UP
-        for table in (self.groups, self.partitions, self.topics):
+        for table in (self.groups, self.partitions, self.topics, self.brokers):
             table.styles = {"opacity": "0.5"} if stale else {}
 
     def _render(self, snapshot: KafkaSnapshot) -> None:
-        self._notes = ""
+        notes = []
         if snapshot.unmatched_patterns:
-            self._notes = '<div class="pw-note">No consumer group matches ' + ", ".join(
-                f"<code>{html.escape(p)}</code>" for p in snapshot.unmatched_patterns) + "</div>"
-        groups = pd.DataFrame(
-            [{
-                "group": g.group_id, "state": g.state, "members": _num(g.members), "lag": _num(g.lag_sum),
-                "max lag": _num(g.max_lag),
-                "consume rate": _num(_sum_or_none([r for (gid, _), r in snapshot.consume_rates.items() if gid == g.group_id])),
-                "error": g.error or "",
-            } for g in snapshot.groups],
-            columns=_empty_groups().columns,
-        )
-        rows = [
-            {"group": g.group_id, "topic": p.topic, "partition": p.partition, "committed": _num(p.committed),
-             "high watermark": _num(p.high_watermark), "lag": _num(p.lag)}
-            for g in snapshot.groups for p in g.partitions
-        ]
-        partitions = pd.DataFrame(rows, columns=_empty_partitions().columns)
-        # Most lagging first, unknown lag after known, then a stable order.
+            notes.append("No consumer group matches " + ", ".join(
+                f"<code>{html.escape(p)}</code>" for p in snapshot.unmatched_patterns))
+        for progress in snapshot.group_topics.values():
+            if progress.retention_risk_seconds == 0:
+                notes.append(f"<b>{html.escape(progress.group_id)}</b> lost records of "
+                             f"<b>{html.escape(progress.topic)}</b>: retention deleted them before they were consumed")
+            elif math.isfinite(progress.retention_risk_seconds):
+                notes.append(f"<b>{html.escape(progress.group_id)}</b>: records of <b>{html.escape(progress.topic)}</b> "
+                             f"will be deleted before they are consumed in about "
+                             f"{_duration(progress.retention_risk_seconds)}")
+        self._notes = "".join(f'<div class="pw-note" style="color:#9a6700">{n}</div>' for n in notes)
+        self.groups.value = pd.DataFrame([_group_row(g, snapshot) for g in snapshot.groups], columns=list(_GROUP_COLUMNS))
+        rows = [_partition_row(g, p) for g in snapshot.groups for p in g.partitions]
+        partitions = pd.DataFrame(rows, columns=list(_PARTITION_COLUMNS))
+        # Most lagging first (unknown lag after known), then a stable order.
         partitions = partitions.sort_values(["lag", "group", "topic", "partition"], ascending=[False, True, True, True],
                                             na_position="last", kind="stable").head(PARTITION_ROWS)
-        topics = pd.DataFrame(
-            [{"topic": t.name, "partitions": float(t.partitions),
-              "messages": float(sum(t.high_watermarks.values()) - sum(t.log_start_offsets.values()))
-              if len(t.high_watermarks) == len(t.log_start_offsets) == t.partitions else np.nan,
-              "produce rate": _num(t.produce_rate)} for t in sorted(snapshot.topics.values(), key=lambda t: t.name)],
-            columns=_empty_topics().columns,
-        )
-        self.groups.value = groups
         self.partitions.value = partitions.reset_index(drop=True)
-        self.topics.value = topics
+        self.topics.value = pd.DataFrame([_topic_row(t) for t in sorted(snapshot.topics.values(), key=lambda t: t.name)],
+                                         columns=list(_TOPIC_COLUMNS))
+        self.brokers.value = pd.DataFrame(
+            [{"id": str(b.node_id), "host": b.host, "port": str(b.port),
+              "leads": float(sum(meta.leader == b.node_id for t in snapshot.topics.values() for meta in t.partitions.values()))}
+             for b in snapshot.brokers], columns=list(_BROKER_COLUMNS))
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+def _duration_formatter(infinite: str) -> HTMLTemplateFormatter:
+    """Seconds as s / min / h in the browser; NaN as unknown, +Inf as `infinite`; sorts numerically."""
+    return HTMLTemplateFormatter(template=(
+        "<% if (value === null || value === undefined || Number.isNaN(value)) { %>unknown"
+        f"<% }} else if (value === Infinity) {{ %>{infinite}"
+        "<% } else if (value < 120) { %><%= value.toFixed(1) %> s"
+        "<% } else if (value < 7200) { %><%= (value / 60).toFixed(1) %> min"
+        "<% } else { %><%= (value / 3600).toFixed(1) %> h<% } %>"
+    ))
+
+
+_STATUS = HTMLTemplateFormatter(template=(
+    '<span class="pw-status" data-status="<%= value %>" style="font-weight:bold;color:'
+    + "<%= ({OK: '#1a7f37', WARN: '#bf8700', ERR: '#cf222e', STOP: '#cf222e', STALL: '#cf222e', REWIND: '#cf222e'})"
+    + "[value] || '#6e7781' %>\"><%= value %></span>"
+))
+_GROUP_COLUMNS = {
+    "group": None, "state": None, "status": _STATUS, "members": _COUNT, "lag": _COUNT, "max lag": _COUNT,
+    "lag seconds": _duration_formatter("unbounded"), "catch-up": _duration_formatter("not catching up"),
+    "consume rate": _RATE, "reason": None, "error": None,
+}
+_PARTITION_COLUMNS = {
+    "group": None, "topic": None, "partition": _COUNT, "owner": None, "committed": _COUNT, "high watermark": _COUNT,
+    "lag": _COUNT, "lag seconds": _duration_formatter("unbounded"), "method": None, "status": _STATUS, "reason": None,
+}
+_TOPIC_COLUMNS = {
+    "topic": None, "partitions": _COUNT, "under-replicated": _COUNT, "offline": _COUNT, "messages": _COUNT,
+    "produce rate": _RATE,
+}
+_BROKER_COLUMNS = {"id": None, "host": None, "port": None, "leads": _COUNT}
+
+
+def _table(columns: dict[str, object], name: str, page_size: int) -> pn.widgets.Tabulator:
+    return pn.widgets.Tabulator(
+        pd.DataFrame(columns=list(columns)), name=name, show_index=False, disabled=True, sizing_mode="stretch_width",
+        pagination="remote", page_size=page_size, layout="fit_data_stretch",
+        formatters={column: f for column, f in columns.items() if f is not None},
+    )
+
+
+def _group_row(group: GroupInfo, snapshot: KafkaSnapshot) -> dict[str, object]:
+    progress = [p for (gid, _), p in snapshot.group_topics.items() if gid == group.group_id]
+    rates = [p.consume_rate for p in progress if p.consume_rate is not None]
+    catch_up = [p.catch_up_seconds for p in progress if not math.isnan(p.catch_up_seconds)]
+    return {
+        "group": group.group_id, "state": group.state, "status": group.status.name, "members": _num(group.member_count),
+        "lag": _num(group.lag_sum), "max lag": _num(group.max_lag), "lag seconds": group.max_lag_seconds,
+        "catch-up": max(catch_up) if catch_up else np.nan, "consume rate": sum(rates) if rates else np.nan,
+        "reason": group.status_reason, "error": group.error or "",
+    }
+
+
+def _partition_row(group: GroupInfo, p: PartitionLag) -> dict[str, object]:
+    return {
+        "group": group.group_id, "topic": p.topic, "partition": p.partition, "owner": p.owner or "",
+        "committed": _num(p.committed), "high watermark": _num(p.high_watermark), "lag": _num(p.lag),
+        "lag seconds": p.lag_seconds, "method": p.lag_seconds_method, "status": p.status.name,
+        "reason": p.status_reason,
+    }
+
+
+def _topic_row(topic: TopicInfo) -> dict[str, object]:
+    complete = len(topic.high_watermarks) == len(topic.log_start_offsets) == len(topic.partitions)
+    messages = sum(topic.high_watermarks.values()) - sum(topic.log_start_offsets.values()) if complete else np.nan
+    return {"topic": topic.name, "partitions": float(len(topic.partitions)),
+            "under-replicated": float(topic.under_replicated), "offline": float(topic.offline),
+            "messages": float(messages), "produce rate": _num(topic.produce_rate)}
 
 
 def _num(value: float | int | None) -> float:
     return np.nan if value is None else float(value)
-
-
-def _sum_or_none(values: list[float]) -> float | None:
-    return sum(values) if values else None
-
-
-def _empty_groups() -> pd.DataFrame:
-    return pd.DataFrame(columns=["group", "state", "members", "lag", "max lag", "consume rate", "error"])
-
-
-def _empty_partitions() -> pd.DataFrame:
-    return pd.DataFrame(columns=["group", "topic", "partition", "committed", "high watermark", "lag"])
-
-
-def _empty_topics() -> pd.DataFrame:
-    return pd.DataFrame(columns=["topic", "partitions", "messages", "produce rate"])
 
 
 class PipelinePage(Viewer):

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from aiokafka.client import AIOKafkaClient
+from aiokafka.coordinator.protocol import ConsumerProtocolMemberAssignment
 from aiokafka.errors import IncompatibleBrokerVersion, KafkaConnectionError, KafkaError, for_code
 from aiokafka.protocol.admin import (
     DescribeGroupsRequest_v0,
@@ -34,6 +35,18 @@ from aiokafka.protocol.coordination import FindCoordinatorRequest
 from aiokafka.protocol.metadata import MetadataRequest
 from aiokafka.protocol.offset import OffsetRequest
 
+from collectors.kafka_lag_time import OffsetTimeTable
+from collectors.kafka_model import (
+    Broker,
+    GroupInfo,
+    GroupTopic,
+    KafkaSnapshot,
+    Member,
+    PartitionLag,
+    PartitionMeta,
+    TopicInfo,
+)
+from collectors.kafka_status import Evaluation, PartitionHistory, Status, evaluate, group_status
 from monitoring.config import KafkaSource
 from monitoring.health import describe
 from monitoring.runtime import Collector
@@ -59,70 +72,14 @@ class _DescribeGroupsRequest(Request[DescribeGroupsRequest_v0 | DescribeGroupsRe
         return request_struct_class(self._groups)
 
 
-@dataclass(frozen=True, slots=True)
-class PartitionLag:
-    topic: str
-    partition: int
-    committed: int | None
-    """None: the group has no commit for this partition (lag unknown, not 0)."""
-    high_watermark: int | None
-    """None: the partition has no leader or its offsets could not be read."""
-    lag: int | None
-
-
-@dataclass(frozen=True, slots=True)
-class GroupInfo:
-    group_id: str
-    state: str
-    protocol_type: str
-    members: int | None
-    coordinator: int | None
-    partitions: tuple[PartitionLag, ...]
-    error: str | None = None
-    """Why this group's offsets are missing this cycle; the other groups are unaffected."""
-
-    @property
-    def lag_sum(self) -> int | None:
-        lags = [p.lag for p in self.partitions if p.lag is not None]
-        return sum(lags) if lags else None
-
-    @property
-    def max_lag(self) -> int | None:
-        lags = [p.lag for p in self.partitions if p.lag is not None]
-        return max(lags) if lags else None
-
-
-@dataclass(frozen=True, slots=True)
-class TopicInfo:
-    name: str
-    partitions: int
-    high_watermarks: dict[int, int]
-    log_start_offsets: dict[int, int]
-    produce_rate: float | None
-
-
-@dataclass(frozen=True, slots=True)
-class KafkaSnapshot:
-    cluster: str
-    cluster_id: str | None
-    brokers: tuple[tuple[int, str, int], ...]
-    topics: dict[str, TopicInfo]
-    groups: tuple[GroupInfo, ...]
-    consume_rates: dict[tuple[str, str], float]
-    """(group, topic) -> committed-offset advance per second."""
-    unmatched_patterns: tuple[str, ...]
-    """Configured group patterns that matched no group on the cluster."""
-    requests: int
-    collected_at: float
-
-
 @dataclass(slots=True)
 class _Metadata:
     cluster_id: str | None
-    brokers: tuple[tuple[int, str, int], ...]
+    brokers: tuple[Broker, ...]
     leaders: dict[tuple[str, int], int]
     """(topic, partition) -> leader broker id; partitions without a leader are absent."""
     partitions: dict[str, list[int]]
+    layout: dict[str, dict[int, PartitionMeta]]
 
 
 class KafkaCollector(Collector):
@@ -139,6 +96,10 @@ class KafkaCollector(Collector):
         """OffsetFetch with a null partition list (all of a group's commits) is what real Kafka
         answers since 0.10.2; brokers that cannot answer it get explicit partition lists instead.
         None until the first group's answer tells which kind of broker this is."""
+        self._tables: dict[tuple[str, int], OffsetTimeTable] = {}
+        """High-watermark history per partition, for lag in seconds."""
+        self._histories: dict[tuple[str, str, int], PartitionHistory] = {}
+        """Observed commits per (group, topic, partition), for the status evaluation."""
         self._samples: deque[_OffsetSums] = deque(
             maxlen=min(1000, math.ceil(config.rate_window_seconds / config.interval_seconds) + 2))
 
@@ -199,24 +160,28 @@ class KafkaCollector(Collector):
         response = await self._send(client, self._any_node(client), MetadataRequest(None))
         client.cluster.update_metadata(response)
         body = response.to_object()
-        brokers = tuple(sorted((b["node_id"], b["host"], b["port"]) for b in body["brokers"]))
+        brokers = tuple(sorted(Broker(b["node_id"], b["host"], b["port"]) for b in body["brokers"]))
         leaders: dict[tuple[str, int], int] = {}
         partitions: dict[str, list[int]] = {}
+        layout: dict[str, dict[int, PartitionMeta]] = {}
         for topic in body["topics"]:
             if topic["error_code"] or topic.get("is_internal") or topic["topic"].startswith("__"):
                 continue
-            ids = []
+            metas = {}
             for partition in topic["partitions"]:
-                ids.append(partition["partition"])
+                metas[partition["partition"]] = PartitionMeta(
+                    partition["leader"], tuple(partition["replicas"]), tuple(partition["isr"]),
+                    tuple(partition.get("offline_replicas") or ()))
                 if partition["leader"] >= 0:
                     leaders[(topic["topic"], partition["partition"])] = partition["leader"]
-            partitions[topic["topic"]] = sorted(ids)
-        return _Metadata(body.get("cluster_id"), brokers, leaders, partitions)
+            partitions[topic["topic"]] = sorted(metas)
+            layout[topic["topic"]] = dict(sorted(metas.items()))
+        return _Metadata(body.get("cluster_id"), brokers, leaders, partitions, layout)
 
     async def _list_groups(self, client: AIOKafkaClient, metadata: _Metadata) -> dict[str, str]:
         """Matched group id -> protocol type, from ListGroups on every broker."""
         responses = await asyncio.gather(
-            *(self._send(client, broker_id, ListGroupsRequest()) for broker_id, _, _ in metadata.brokers)
+            *(self._send(client, broker.node_id, ListGroupsRequest()) for broker in metadata.brokers)
         )
         groups: dict[str, str] = {}
         for response in responses:
@@ -354,44 +319,56 @@ class KafkaCollector(Collector):
         log_starts: dict[tuple[str, int], int],
         t: float,
     ) -> KafkaSnapshot:
-        sums = _OffsetSums.of(t, high_watermarks, committed)
+        sums = _OffsetSums.of(t, high_watermarks, log_starts, committed)
         reference = self._reference_sample(t)
+        self._track_watermarks(high_watermarks, t)
         topics = {
             name: TopicInfo(
-                name, len(ids),
+                name, metadata.layout[name],
                 {p: high_watermarks[(name, p)] for p in ids if (name, p) in high_watermarks},
                 {p: log_starts[(name, p)] for p in ids if (name, p) in log_starts},
                 _rate(reference, sums, name),
             )
             for name, ids in metadata.partitions.items()
         }
-        group_infos = []
-        consume_rates: dict[tuple[str, str], float] = {}
+        group_infos, group_topics = [], {}
+        seen_histories: set[tuple[str, str, int]] = set()
         for group_id in sorted(groups):
             description = descriptions.get(group_id)
+            members = _members(description) if description else None
+            owners = {tp: m.label for m in members or () for tp in m.assignment}
             offsets = committed.get(group_id, {})
             # Every partition of a topic the group has committed to, so an uncommitted partition
             # shows as unknown instead of vanishing.
-            group_topics = sorted({topic for topic, _ in offsets if topic in metadata.partitions})
+            group_topic_names = sorted({topic for topic, _ in offsets if topic in metadata.partitions})
             partitions = []
-            for topic in group_topics:
+            for topic in group_topic_names:
                 for partition in metadata.partitions[topic]:
-                    offset = offsets.get((topic, partition))
-                    hw = high_watermarks.get((topic, partition))
-                    lag = max(0, hw - offset) if offset is not None and hw is not None else None
-                    partitions.append(PartitionLag(topic, partition, offset, hw, lag))
-                rate = _rate(reference, sums, (group_id, topic))
-                if rate is not None:
-                    consume_rates[(group_id, topic)] = rate
+                    key = (group_id, topic, partition)
+                    seen_histories.add(key)
+                    partitions.append(self._partition_lag(
+                        key, offsets.get((topic, partition)), high_watermarks.get((topic, partition)),
+                        log_starts.get((topic, partition)), owners.get((topic, partition)),
+                        bool(members) if members is not None else None, t))
+                lags = [p for p in partitions if p.topic == topic]
+                group_topics[(group_id, topic)] = _group_topic(
+                    group_id, topic, lags, _rate(reference, sums, (group_id, topic)), topics[topic].produce_rate,
+                    _rate(reference, sums, ("log_start", topic)))
+            evaluation = group_status([_evaluation(p) for p in partitions])
             group_infos.append(GroupInfo(
                 group_id=group_id,
                 state=description["state"] if description else "Unknown",
                 protocol_type=groups[group_id],
-                members=len(description["members"]) if description else None,
+                members=members,
                 coordinator=self._coordinators.get(group_id),
                 partitions=tuple(partitions),
+                status=evaluation.status if partitions else Status.NOTFOUND,
+                status_reason=evaluation.reason if partitions else "no committed offsets",
                 error=group_errors.get(group_id),
             ))
+        # Histories of groups and partitions that are gone are dropped: memory follows the cluster.
+        for key in [k for k in self._histories if k not in seen_histories]:
+            del self._histories[key]
         unmatched = tuple(
             pattern for pattern in self.config.consumer_groups
             if not any(re.fullmatch(pattern, g) for g in groups)
@@ -399,14 +376,48 @@ class KafkaCollector(Collector):
         self._samples.append(sums)
         return KafkaSnapshot(
             cluster=self.config.cluster_label, cluster_id=metadata.cluster_id, brokers=metadata.brokers,
-            topics=topics, groups=tuple(group_infos), consume_rates=consume_rates,
+            topics=topics, groups=tuple(group_infos), group_topics=group_topics,
             unmatched_patterns=unmatched, requests=self._requests, collected_at=t,
         )
+
+    def _track_watermarks(self, high_watermarks: dict[tuple[str, int], int], t: float) -> None:
+        for key, offset in high_watermarks.items():
+            table = self._tables.get(key)
+            if table is None:
+                table = self._tables[key] = OffsetTimeTable()
+            table.add(offset, t)
+        for key in [k for k in self._tables if k not in high_watermarks]:
+            del self._tables[key]
+
+    def _partition_lag(self, key: tuple[str, str, int], offset: int | None, hw: int | None, log_start: int | None,
+                       owner: str | None, has_members: bool | None, t: float) -> PartitionLag:
+        _, topic, partition = key
+        lag = max(0, hw - offset) if offset is not None and hw is not None else None
+        if offset is None or hw is None:
+            return PartitionLag(topic, partition, offset, hw, lag, log_start, owner=owner,
+                                status_reason="no committed offset" if offset is None else "no watermark")
+        lag_time = self._tables[(topic, partition)].lag_time(offset, t)
+        history = self._histories.get(key)
+        if history is None:
+            history = self._histories[key] = PartitionHistory(size=self.config.status_window)
+        history.observe(t, offset, hw)
+        evaluation = evaluate(history, t, has_members, allowed_lag=self.config.allowed_lag,
+                              stall_after=self.config.stall_after_seconds)
+        return PartitionLag(topic, partition, offset, hw, lag, log_start, lag_time.seconds, lag_time.method,
+                            evaluation.status, evaluation.reason, owner)
 
     def _write(self, store: Store, snapshot: KafkaSnapshot, t: float) -> None:
         cluster = snapshot.cluster
         with store.cycle(self.source, t) as cycle:
+            cycle.set("kafka_brokers", (cluster,), len(snapshot.brokers))
             for topic in snapshot.topics.values():
+                cycle.set("kafka_topic_partitions", (cluster, topic.name), len(topic.partitions))
+                for partition, meta in topic.partitions.items():
+                    labels = (cluster, topic.name, str(partition))
+                    cycle.set("kafka_topic_partition_leader", labels, meta.leader)
+                    cycle.set("kafka_topic_partition_replicas", labels, len(meta.replicas))
+                    cycle.set("kafka_topic_partition_in_sync_replica", labels, len(meta.isr))
+                    cycle.set("kafka_topic_partition_under_replicated_partition", labels, int(meta.under_replicated))
                 for partition, hw in topic.high_watermarks.items():
                     cycle.set("kafka_topic_partition_current_offset", (cluster, topic.name, str(partition)), hw)
                 for partition, start in topic.log_start_offsets.items():
@@ -420,25 +431,80 @@ class KafkaCollector(Collector):
                     cycle.retain(lambda key, prefix=prefix: key[1][:3] == prefix)
                     continue
                 labels = (cluster, group.group_id)
-                if group.members is not None:
-                    cycle.set("kafka_consumergroup_members", labels, group.members)
+                cycle.set("kafka_consumergroup_status", labels, int(group.status))
+                if group.member_count is not None:
+                    cycle.set("kafka_consumergroup_members", labels, group.member_count)
                 if group.lag_sum is not None:
                     cycle.set("kafka_consumergroup_group_sum_lag", labels, group.lag_sum)
                     cycle.set("kafka_consumergroup_group_max_lag", labels, group.max_lag)
-                per_topic: dict[str, int] = defaultdict(int)
+                cycle.set("kafka_consumergroup_group_max_lag_seconds", labels, group.max_lag_seconds)
                 for p in group.partitions:
                     if p.committed is None:
                         continue
                     key = (cluster, group.group_id, p.topic, str(p.partition))
                     cycle.set("kafka_consumergroup_current_offset", key, p.committed)
+                    cycle.set("kafka_consumergroup_partition_status", key, int(p.status))
                     if p.lag is not None:
                         cycle.set("kafka_consumergroup_lag", key, p.lag)
-                        per_topic[p.topic] += p.lag
-                for topic, lag in per_topic.items():
-                    cycle.set("kafka_consumergroup_group_topic_sum_lag", (cluster, group.group_id, topic), lag)
-            for (group_id, topic), rate in snapshot.consume_rates.items():
-                cycle.set("kafka_consumergroup_consume_rate", (cluster, group_id, topic), rate)
+                    cycle.set("kafka_consumergroup_lag_seconds", key, p.lag_seconds)
+            for (group_id, topic), progress in snapshot.group_topics.items():
+                labels = (cluster, group_id, topic)
+                if progress.lag is not None:
+                    cycle.set("kafka_consumergroup_group_topic_sum_lag", labels, progress.lag)
+                if progress.consume_rate is not None:
+                    cycle.set("kafka_consumergroup_consume_rate", labels, progress.consume_rate)
+                cycle.set("kafka_consumergroup_catch_up_seconds", labels, progress.catch_up_seconds)
+                if progress.retention_margin is not None:
+                    cycle.set("kafka_consumergroup_retention_margin_messages", labels, progress.retention_margin)
+                cycle.set("kafka_consumergroup_retention_risk_seconds", labels, progress.retention_risk_seconds)
         store.publish_snapshot(self.source, snapshot, t)
+
+
+def _members(description: dict[str, Any]) -> tuple[Member, ...]:
+    members = []
+    for member in description["members"]:
+        assignment: tuple[tuple[str, int], ...] = ()
+        raw = member.get("member_assignment") or b""
+        if raw:
+            try:
+                decoded = ConsumerProtocolMemberAssignment.decode(raw)
+                assignment = tuple(sorted((topic, p) for topic, partitions in decoded.assignment for p in partitions))
+            except Exception:  # a non-consumer protocol (e.g. Connect) encodes its own format
+                assignment = ()
+        members.append(Member(member["member_id"], member.get("client_id") or "", member.get("client_host") or "",
+                              assignment))
+    return tuple(sorted(members, key=lambda m: m.member_id))
+
+
+def _evaluation(partition: PartitionLag) -> Evaluation:
+    return Evaluation(partition.status, f"{partition.topic}[{partition.partition}]: {partition.status_reason}")
+
+
+def _group_topic(group_id: str, topic: str, partitions: list[PartitionLag], consume_rate: float | None,
+                 produce_rate: float | None, log_start_rate: float | None) -> GroupTopic:
+    lags = [p.lag for p in partitions if p.lag is not None]
+    lag = sum(lags) if lags else None
+    if lag == 0:
+        catch_up = 0.0
+    elif lag is None or consume_rate is None or produce_rate is None:
+        catch_up = math.nan
+    elif consume_rate > produce_rate:
+        catch_up = lag / (consume_rate - produce_rate)
+    else:
+        catch_up = math.inf
+    margins = [p.retention_margin for p in partitions if p.retention_margin is not None]
+    margin = min(margins) if margins else None
+    if margin is None or log_start_rate is None or consume_rate is None:
+        risk = math.nan
+    elif margin <= 0:
+        risk = 0.0
+    else:
+        # Per partition, on average: the log start gains on the slowest committed offset at the
+        # difference of the two rates.
+        count = max(1, len(margins))
+        closing = (log_start_rate - consume_rate) / count
+        risk = margin / closing if closing > 0 else math.inf
+    return GroupTopic(group_id, topic, lag, consume_rate, catch_up, margin, risk)
 
 
 @contextmanager
@@ -471,19 +537,23 @@ async def _unreachable(servers: list[str], timeout: float) -> OSError:
 
 @dataclass(frozen=True, slots=True)
 class _OffsetSums:
-    """Offsets summed per topic (high watermarks) and per (group, topic) (commits) at one time,
+    """Offsets summed per topic (high watermarks), per ("log_start", topic) and per (group, topic)
+    (commits) at one time,
     with how many partitions each sum covers: all a rate needs, at a fraction of the memory."""
 
     t: float
     sums: dict[str | tuple[str, str], tuple[int, int]]
 
     @classmethod
-    def of(cls, t: float, high_watermarks: dict[tuple[str, int], int],
+    def of(cls, t: float, high_watermarks: dict[tuple[str, int], int], log_starts: dict[tuple[str, int], int],
            committed: dict[str, dict[tuple[str, int], int]]) -> _OffsetSums:
         sums: dict[str | tuple[str, str], tuple[int, int]] = {}
         for (topic, _), offset in high_watermarks.items():
             total, count = sums.get(topic, (0, 0))
             sums[topic] = (total + offset, count + 1)
+        for (topic, _), offset in log_starts.items():
+            total, count = sums.get(("log_start", topic), (0, 0))
+            sums[("log_start", topic)] = (total + offset, count + 1)
         for group_id, offsets in committed.items():
             for (topic, _), offset in offsets.items():
                 total, count = sums.get((group_id, topic), (0, 0))

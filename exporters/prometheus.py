@@ -46,6 +46,14 @@ class StoreCollector(_PromCollector):
             if family is None:
                 family = families[name] = _family(name)
             family.add_metric(labels, value)
+            codes = CATALOGUE[name].codes
+            if codes and value.is_integer() and 0 <= value < len(codes):
+                info = families.get(name + "_info")
+                if info is None:
+                    info = families[name + "_info"] = GaugeMetricFamily(
+                        name + "_info", f"1 for the current status of {name}, by name.",
+                        labels=(*CATALOGUE[name].labels, "status"))
+                info.add_metric((*labels, codes[int(value)]), 1.0)
         yield from families.values()
         yield from _health_families(health, now)
 

@@ -51,6 +51,12 @@ class KafkaSource(_Strict):
     timeout_seconds: Annotated[float, Field(gt=0, le=3600)] = 15.0
     rate_window_seconds: Annotated[float, Field(gt=0, le=3600)] = 10.0
     """Produce and consume rates are offset advances over (at least) this long."""
+    status_window: Annotated[int, Field(ge=2, le=100)] = 10
+    """Observed commits per partition that the lag status evaluation looks back over."""
+    stall_after_seconds: Annotated[float, Field(gt=0, le=7 * 24 * 3600)] = 300.0
+    """New data waiting this long on an offset that does not move makes a partition STOP or STALL."""
+    allowed_lag: Annotated[int, Field(ge=0)] = 0
+    """Lag (messages) at or below which a partition counts as caught up."""
     max_concurrent_requests: Annotated[int, Field(ge=1, le=1000)] = 16
     """Upper bound on requests in flight against the cluster at once."""
 

@@ -20,7 +20,9 @@ class MetricSpec:
     labels: tuple[str, ...]
     help: str
     collector: str
-    exported: bool = True
+    codes: tuple[str, ...] = ()
+    """For a metric whose value is a code: the name of each code (index = value). The exporter
+    also serves `<name>_info{..., status="<name of the code>"} 1` so dashboards can show words."""
 
 
 _PARTITION = ("pipeline", "cluster", "consumergroup", "topic", "partition")
@@ -29,6 +31,8 @@ _GROUP = ("pipeline", "cluster", "consumergroup")
 _TOPIC_PARTITION = ("pipeline", "cluster", "topic", "partition")
 _TOPIC = ("pipeline", "cluster", "topic")
 _COLLECTOR = ("pipeline", "collector")
+_CLUSTER = ("pipeline", "cluster")
+_STATUS_CODES = ("NOTFOUND", "OK", "WARN", "ERR", "STOP", "STALL", "REWIND")
 
 CATALOGUE: dict[str, MetricSpec] = {
     spec.name: spec
@@ -36,6 +40,27 @@ CATALOGUE: dict[str, MetricSpec] = {
         # Kafka: names and labels follow kafka_exporter so its Grafana dashboards work unchanged.
         MetricSpec("kafka_consumergroup_lag", "gauge", "messages", _PARTITION,
                    "High watermark minus committed offset of a partition (offset lag).", "kafka"),
+        MetricSpec("kafka_consumergroup_lag_seconds", "gauge", "seconds", _PARTITION,
+                   "Age of the oldest unconsumed record of the partition: now minus the time the record at the "
+                   "committed offset was produced, from the partition's high-watermark history. Absent when unknown.",
+                   "kafka"),
+        MetricSpec("kafka_consumergroup_group_max_lag_seconds", "gauge", "seconds", _GROUP,
+                   "Largest partition lag in seconds of a consumer group (absent when none is known).", "kafka"),
+        MetricSpec("kafka_consumergroup_status", "gauge", "code", _GROUP,
+                   "Group lag status: 0 NOTFOUND, 1 OK, 2 WARN, 3 ERR (a partition is STOP, STALL or REWIND).",
+                   "kafka", codes=_STATUS_CODES),
+        MetricSpec("kafka_consumergroup_partition_status", "gauge", "code", _PARTITION,
+                   "Partition lag status: 0 NOTFOUND, 1 OK, 2 WARN, 4 STOP, 5 STALL, 6 REWIND.", "kafka",
+                   codes=_STATUS_CODES),
+        MetricSpec("kafka_consumergroup_catch_up_seconds", "gauge", "seconds", _GROUP_TOPIC,
+                   "Estimated time to consume the topic's lag at current rates: lag / (consume rate - produce "
+                   "rate); +Inf when the group is not catching up.", "kafka"),
+        MetricSpec("kafka_consumergroup_retention_margin_messages", "gauge", "messages", _GROUP_TOPIC,
+                   "Smallest distance between a committed offset and its partition's log start offset; "
+                   "negative when records were deleted before the group consumed them.", "kafka"),
+        MetricSpec("kafka_consumergroup_retention_risk_seconds", "gauge", "seconds", _GROUP_TOPIC,
+                   "Estimated time until retention deletes records the group has not consumed yet, from the log "
+                   "start and consume rates; 0 when it already happened, +Inf when not at risk.", "kafka"),
         MetricSpec("kafka_consumergroup_current_offset", "gauge", "offset", _PARTITION,
                    "Offset the consumer group last committed for the partition.", "kafka"),
         MetricSpec("kafka_consumergroup_group_topic_sum_lag", "gauge", "messages", _GROUP_TOPIC,
@@ -48,6 +73,18 @@ CATALOGUE: dict[str, MetricSpec] = {
                    "Members currently in the consumer group.", "kafka"),
         MetricSpec("kafka_consumergroup_consume_rate", "gauge", "messages per second", _GROUP_TOPIC,
                    "Committed-offset advance per second over the rate window (rate_window_seconds).", "kafka"),
+        MetricSpec("kafka_brokers", "gauge", "brokers", _CLUSTER,
+                   "Brokers in the cluster's metadata.", "kafka"),
+        MetricSpec("kafka_topic_partitions", "gauge", "partitions", _TOPIC,
+                   "Partitions of the topic.", "kafka"),
+        MetricSpec("kafka_topic_partition_leader", "gauge", "broker id", _TOPIC_PARTITION,
+                   "Broker id of the partition's leader; -1 when it has none (offline).", "kafka"),
+        MetricSpec("kafka_topic_partition_replicas", "gauge", "replicas", _TOPIC_PARTITION,
+                   "Replicas assigned to the partition.", "kafka"),
+        MetricSpec("kafka_topic_partition_in_sync_replica", "gauge", "replicas", _TOPIC_PARTITION,
+                   "Replicas in sync with the leader.", "kafka"),
+        MetricSpec("kafka_topic_partition_under_replicated_partition", "gauge", "boolean", _TOPIC_PARTITION,
+                   "1 when fewer replicas are in sync than assigned.", "kafka"),
         MetricSpec("kafka_topic_partition_current_offset", "gauge", "offset", _TOPIC_PARTITION,
                    "High watermark (next offset to be written) of a partition.", "kafka"),
         MetricSpec("kafka_topic_partition_oldest_offset", "gauge", "offset", _TOPIC_PARTITION,

@@ -47,3 +47,19 @@ async def commit(bootstrap: str, group: str, topic: str, offsets: dict[int, int]
         await consumer.commit({TopicPartition(topic, p): o for p, o in offsets.items()})
     finally:
         await consumer.stop()
+
+
+async def record_timestamp(bootstrap: str, topic: str, partition: int, offset: int) -> float:
+    """The producer timestamp (unix seconds) of the record at an offset: the true production time."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        tp = TopicPartition(topic, partition)
+        consumer.assign([tp])
+        consumer.seek(tp, offset)
+        records = await consumer.getmany(tp, timeout_ms=5000, max_records=1)
+        (record,) = records[tp]
+        assert record.offset == offset, (record.offset, offset)
+        return record.timestamp / 1000.0
+    finally:
+        await consumer.stop()

@@ -7,7 +7,8 @@ import math
 
 import pytest
 
-from collectors.kafka import KafkaCollector, KafkaSnapshot
+from collectors.kafka import KafkaCollector
+from collectors.kafka_model import KafkaSnapshot
 from monitoring.config import KafkaSource
 from monitoring.health import State
 from monitoring.runtime import Supervisor
@@ -51,7 +52,7 @@ async def test_exact_lag_offsets_and_rollups(broker):
     _, snapshot = store.snapshot(("orders", "kafka"))
     assert isinstance(snapshot, KafkaSnapshot)
     (group,) = snapshot.groups
-    assert group.group_id == "billing" and group.members == 0 and group.state == "Empty"
+    assert group.group_id == "billing" and group.member_count == 0 and group.state == "Empty"
     # Requests per cycle do not grow with partitions: metadata, ListGroups, FindCoordinator,
     # DescribeGroups, OffsetFetch (a retry with explicit partitions on this broker), 2x ListOffsets.
     assert requests <= 8

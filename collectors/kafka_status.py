@@ -1,0 +1,303 @@
+"""Consumer status per (group, partition) in the manner of LinkedIn Burrow, adapted to polled offsets.
+
+Pure logic, no I/O. Burrow reads every commit from ``__consumer_offsets``; pipewatch polls committed
+offsets (OffsetFetch) once per collection cycle, so each cycle it sees, per (group, partition), the
+time, the committed offset and the high watermark, plus whether the group has members. It cannot see
+a consumer re-committing the same offset, which is the evidence Burrow's STALL rests on; the rules
+below replace that evidence with group membership. "[Burrow]" marks a rule that follows Burrow's code
+(core/internal/evaluator/caching.go, core/internal/storage/inmemory.go); "[differs]" says where and why
+pipewatch departs from it.
+
+Window (``PartitionHistory``)
+  - One entry per observed *change* of the committed offset: (offset, time first seen, lag at that
+    time = max(0, high watermark - offset)), at most ``size`` entries, oldest dropped. [differs: Burrow
+    keeps one entry per commit; an entry's time here is when a poll first saw the offset, up to one
+    cycle after the real commit.]
+  - A forward change less than ``min_distance`` seconds after the newest entry replaces that entry's
+    offset and lag but keeps its time, so a consumer moving faster than ``min_distance`` still opens
+    a new entry every ``min_distance``. [Burrow] A backward change is always a new entry. [differs:
+    Burrow merges it too, which can erase the very rewind it should report.]
+  - The latest observation (time, offset, watermark) is kept apart from the window, with the time
+    the offset was first seen at its current value and the watermark at that moment. Observations
+    older than the latest one are ignored. Memory per partition is fixed: ``size`` entries and a few
+    numbers, however long a consumer sits still.
+  - ``len(history)`` is the number of window entries.
+
+Evaluation (``evaluate``), first rule that applies wins:
+  1. Never observed: NOTFOUND, "no committed offset observed". [differs: Burrow answers NOTFOUND for
+     an unknown group and OK for a partition without commits; pipewatch only tracks partitions it has
+     a commit for, so NOTFOUND means "not seen yet" and ``group_status`` ignores it.]
+  2. Fewer than 2 observations: OK, "not enough commits observed yet". [differs: Burrow evaluates a
+     partial window unless ``minimum-complete`` says otherwise; one poll shows no movement at all.]
+  3. Current lag (latest watermark - latest offset, floored at 0) <= ``allowed_lag``: OK, caught up.
+     [Burrow, with allowed_lag=0; the allowance is pipewatch's.]
+  4. STOP / STALL: new data has waited unconsumed longer than ``stall_after`` and longer than the
+     window's span (newest entry time - oldest entry time). The wait is measured from the first
+     observation, after the offset last changed, whose watermark is above both the offset and the
+     watermark seen when the offset last changed: that is when there was new work the consumer did not
+     take. Then: no members -> STOP ("no member is consuming"); members -> STALL ("members present but
+     the offset does not move"); membership unknown -> STOP, saying membership is unknown.
+     [differs: Burrow's STOP is "time since the last commit > window span, and no recent watermark <=
+     the last offset"; its STALL is "every commit in the window has the same offset" (a live consumer
+     re-committing), which polling cannot see, so membership tells a dead consumer from a stuck live
+     one. The span condition is Burrow's: a consumer that normally commits every 10 minutes (a
+     checkpointing job) is not stalled after 5. ``stall_after`` is the floor, and the only threshold
+     while the window has a single entry.]
+     Slow-topic false alarm (Burrow users report STOP on topics that get a message every few minutes):
+     Burrow's clock starts at the last commit, which on a slow topic is long before the next message
+     arrives, so that message's lag of 1 looks like an hour-old stop. Here the clock starts when new
+     data shows up, so a consumer that was caught up and takes the message within ``stall_after`` is
+     never flagged, however long ago it last moved.
+     Idle topic: lag that was already there when the consumer last moved (transaction markers at the
+     log end, consumers committing the last processed offset instead of the next one, the last few
+     messages of a topic that went quiet) never starts the clock; it starts only once the watermark
+     moves again. Cost, documented on purpose: a consumer that dies on a backlog after its producers
+     went quiet is not flagged until new data arrives (its lag gauge still shows the backlog).
+  5. REWIND: some entry's offset is lower than its predecessor's and no later entry regained the
+     predecessor's offset (the most recent such drop is reported). Checked even when the window holds
+     a caught-up entry. [differs: Burrow flags any decrease, even one long since regained, and only
+     when no entry in the window had zero lag, which hides a reset done from a caught-up position.]
+  6. WARN: at least 2 entries, lag never decreased between consecutive entries, the newest lag is
+     larger than the oldest, and no entry had lag <= ``allowed_lag``: the consumer moves but falls
+     behind. [differs: Burrow also warns on a flat lag; a consumer keeping a constant distance is
+     keeping pace, not falling behind.]
+  7. Otherwise OK, with a reason saying whether the offset advances, new data is waiting (and how
+     long, against which threshold), or nothing new arrived since the consumer last moved.
+  STOP/STALL is checked before REWIND and WARN, as in Burrow's code (its wiki states another order):
+  a consumer stuck after a reset keeps its rewind in the window, and being stuck is what matters.
+  ERR is never produced for a partition. [Burrow]
+
+Group (``group_status``): the worst partition by status code, with STOP/STALL/REWIND reported as ERR
+[Burrow]; the reason names the worst partition's status and reason, and how many other partitions are
+not OK. Accepts an iterable of evaluations or a mapping from a partition key to its evaluation; with a
+mapping the reason also names the partition (``(topic, partition)`` keys read ``topic[partition]``).
+NOTFOUND partitions are ignored unless every partition is NOTFOUND (or there are none): NOTFOUND.
+
+Times are seconds on one clock (the collector's cycle time); ``now`` is normally the latest cycle's.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from enum import IntEnum
+from itertools import pairwise
+from typing import Any
+
+
+class Status(IntEnum):
+    """Burrow's numbering, exported as ``kafka_consumergroup_status``."""
+
+    NOTFOUND = 0
+    OK = 1
+    WARN = 2
+    ERR = 3
+    STOP = 4
+    STALL = 5
+    REWIND = 6
+
+
+@dataclass(frozen=True, slots=True)
+class Evaluation:
+    status: Status
+    reason: str
+    """Short human sentence naming the evidence, with the numbers it rests on."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Entry:
+    offset: int
+    t: float
+    """When a poll first saw this offset (kept across min_distance replacements)."""
+    lag: int
+
+
+@dataclass(frozen=True, slots=True)
+class _Observation:
+    t: float
+    committed: int
+    high_watermark: int
+
+
+class PartitionHistory:
+    """Sliding window of observed commits of one (group, partition)."""
+
+    __slots__ = ("_entries", "_min_distance", "_latest", "_observations", "_moved_at", "_hw_when_moved",
+                 "_waiting_since")
+
+    def __init__(self, size: int = 10, min_distance: float = 0.0) -> None:
+        if size < 2:
+            raise ValueError(f"size must be at least 2 (a trend needs two entries), got {size}")
+        if min_distance < 0:
+            raise ValueError(f"min_distance must not be negative, got {min_distance}")
+        self._entries: deque[_Entry] = deque(maxlen=size)
+        self._min_distance = min_distance
+        self._latest: _Observation | None = None
+        self._observations = 0
+        self._moved_at = 0.0
+        """When the current offset was first seen."""
+        self._hw_when_moved = 0
+        """The watermark at that moment: lag up to it was already there when the consumer last moved."""
+        self._waiting_since: float | None = None
+        """First observation since the offset last changed that showed new data; None while there is none."""
+
+    def observe(self, t: float, committed: int, high_watermark: int) -> None:
+        """Record one poll; call once per cycle, and only when both the committed offset and the
+        watermark were read (a missing value is no evidence of movement or of its absence)."""
+        latest = self._latest
+        if latest is not None and t < latest.t:
+            return  # out of order: every duration below would go negative
+        self._latest = _Observation(t, committed, high_watermark)
+        self._observations += 1
+        if latest is None or committed != latest.committed:
+            self._record_change(t, committed, high_watermark)
+            self._moved_at, self._hw_when_moved, self._waiting_since = t, high_watermark, None
+        elif self._waiting_since is None and high_watermark > max(self._hw_when_moved, committed):
+            self._waiting_since = t
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def _record_change(self, t: float, committed: int, high_watermark: int) -> None:
+        lag = max(0, high_watermark - committed)
+        if self._entries:
+            last = self._entries[-1]
+            if t - last.t < self._min_distance and committed > last.offset:
+                # Keep the slot's time, as Burrow does: otherwise a consumer moving more often than
+                # min_distance would replace the same slot forever and the window would never fill.
+                self._entries[-1] = _Entry(committed, last.t, lag)
+                return
+        self._entries.append(_Entry(committed, t, lag))
+
+
+def evaluate(history: PartitionHistory, now: float, has_members: bool | None, allowed_lag: int = 0,
+             stall_after: float = 300.0) -> Evaluation:
+    """Status of one (group, partition); the rules are in the module docstring."""
+    latest = history._latest
+    if latest is None:
+        return Evaluation(Status.NOTFOUND, "no committed offset observed")
+    if history._observations < 2:
+        return Evaluation(Status.OK, "not enough commits observed yet")
+    lag = max(0, latest.high_watermark - latest.committed)
+    if lag <= allowed_lag:
+        return Evaluation(Status.OK, f"caught up: lag {lag:,} (allowed {allowed_lag:,})")
+    entries = list(history._entries)
+    return (_stopped(history, entries, now, lag, has_members, stall_after)
+            or _rewound(entries, now, latest.committed, lag)
+            or _falling_behind(entries, allowed_lag)
+            or _ok(history, entries, now, lag, stall_after))
+
+
+def group_status(evaluations: Iterable[Evaluation] | Mapping[Any, Evaluation]) -> Evaluation:
+    """Worst partition of a group, STOP/STALL/REWIND shown as ERR; a mapping's keys name the partition."""
+    if isinstance(evaluations, Mapping):
+        labelled = [(_label(key), evaluation) for key, evaluation in evaluations.items()]
+    else:
+        labelled = [(None, evaluation) for evaluation in evaluations]
+    seen = [(label, e) for label, e in labelled if e.status != Status.NOTFOUND]
+    if not seen:
+        return Evaluation(Status.NOTFOUND, "no partition of the group has an observed commit")
+    # max() keeps the first of equals, so ties go to the caller's order.
+    worst_label, worst = max(seen, key=lambda item: item[1].status)
+    unseen = len(labelled) - len(seen)
+    if worst.status == Status.OK:
+        reason = f"{len(seen)} of {len(labelled)} partitions OK"
+        return Evaluation(Status.OK, reason + (f", {unseen} not observed yet" if unseen else ""))
+    where = f"{worst_label} " if worst_label is not None else "worst partition "
+    reason = f"{where}{worst.status.name}: {worst.reason}"
+    others = sum(1 for _, e in seen if e.status > Status.OK) - 1
+    if others:
+        reason += f"; {others} other partition{'s' if others > 1 else ''} not OK"
+    return Evaluation(min(worst.status, Status.ERR), reason)
+
+
+# -- rules ------------------------------------------------------------------------------------------
+
+
+def _stopped(history: PartitionHistory, entries: list[_Entry], now: float, lag: int, has_members: bool | None,
+             stall_after: float) -> Evaluation | None:
+    if history._waiting_since is None:
+        return None  # nothing arrived since the consumer last moved: idle, not stopped
+    waited = max(0.0, now - history._waiting_since)
+    if waited <= _stall_threshold(entries, stall_after):
+        return None
+    offset = entries[-1].offset
+    evidence = (f"offset {offset:,} unchanged for {_duration(now - history._moved_at)} while lag is {lag:,}, "
+                f"new data waiting {_duration(waited)}")
+    if has_members is None:
+        return Evaluation(Status.STOP, f"{evidence}; group membership unknown, so treated as stopped")
+    if has_members:
+        return Evaluation(Status.STALL, f"{evidence}; members present but the offset does not move")
+    return Evaluation(Status.STOP, f"{evidence} and the group has no members: no member is consuming")
+
+
+def _rewound(entries: list[_Entry], now: float, offset: int, lag: int) -> Evaluation | None:
+    regained_up_to = -math.inf  # highest offset at or after the entry being looked at
+    for before, after in reversed(list(pairwise(entries))):
+        regained_up_to = max(regained_up_to, after.offset)
+        if after.offset < before.offset and regained_up_to < before.offset:
+            return Evaluation(Status.REWIND,
+                              f"offset went back from {before.offset:,} to {after.offset:,} "
+                              f"{_duration(now - after.t)} ago and has not regained {before.offset:,} "
+                              f"(now {offset:,}, lag {lag:,})")
+    return None
+
+
+def _falling_behind(entries: list[_Entry], allowed_lag: int) -> Evaluation | None:
+    if len(entries) < 2:
+        return None
+    lags = [e.lag for e in entries]
+    if min(lags) <= allowed_lag or lags[-1] <= lags[0] or any(b < a for a, b in pairwise(lags)):
+        return None
+    return Evaluation(Status.WARN,
+                      f"lag grew from {lags[0]:,} to {lags[-1]:,} over {len(entries)} offsets in "
+                      f"{_duration(entries[-1].t - entries[0].t)} without ever decreasing: "
+                      f"the consumer moves but falls behind")
+
+
+def _ok(history: PartitionHistory, entries: list[_Entry], now: float, lag: int, stall_after: float) -> Evaluation:
+    offset = entries[-1].offset
+    unchanged = _duration(now - history._moved_at)
+    if history._waiting_since is not None:
+        return Evaluation(Status.OK,
+                          f"offset {offset:,} unchanged for {unchanged}, new data waiting "
+                          f"{_duration(now - history._waiting_since)} (stall after "
+                          f"{_duration(_stall_threshold(entries, stall_after))}), lag {lag:,}")
+    latest = history._latest
+    if latest is not None and history._moved_at < latest.t:
+        return Evaluation(Status.OK,
+                          f"lag {lag:,} but no new data since offset {offset:,} was first seen {unchanged} ago: "
+                          f"nothing new to consume")
+    if len(entries) >= 2:
+        return Evaluation(Status.OK,
+                          f"offset advancing ({entries[0].offset:,} to {offset:,} in "
+                          f"{_duration(entries[-1].t - entries[0].t)}), lag {lag:,}")
+    return Evaluation(Status.OK, f"offset moved to {offset:,}, lag {lag:,}")
+
+
+def _stall_threshold(entries: list[_Entry], stall_after: float) -> float:
+    """How long new data may wait: stall_after, or the window's span if longer (Burrow's STOP test),
+    so consumers that normally commit rarely are judged against their own pace."""
+    return max(stall_after, entries[-1].t - entries[0].t)
+
+
+# -- formatting -------------------------------------------------------------------------------------
+
+
+def _duration(seconds: float) -> str:
+    s = max(0, round(seconds))
+    if s < 60:
+        return f"{s} s"
+    if s < 3600:
+        minutes, rest = divmod(s, 60)
+        return f"{minutes} min" + (f" {rest} s" if rest else "")
+    hours, rest = divmod(s, 3600)
+    return f"{hours} h" + (f" {rest // 60} min" if rest >= 60 else "")
+
+
+def _label(key: Any) -> str:
+    if isinstance(key, tuple) and len(key) == 2:
+        return f"{key[0]}[{key[1]}]"
+    return str(key)
