@@ -5,6 +5,7 @@ from __future__ import annotations
 import panel as pn
 
 from apps.views import PipelinePage
+from collectors.kafka import KafkaCollector
 from monitoring.service import get_service
 
 pn.extension("tabulator", sizing_mode="stretch_width", notifications=False)
@@ -26,7 +27,9 @@ current: dict[str, PipelinePage] = {}
 
 
 def show(name: str) -> None:
-    page = PipelinePage(service.store, name, has_kafka=pipelines[name].kafka is not None)
+    kafka = [(c.name, c.config.cluster_label) for c in service.supervisor.collectors
+             if c.pipeline == name and isinstance(c, KafkaCollector)]
+    page = PipelinePage(service.store, name, kafka_clusters=kafka)
     current["page"] = page
     holder[:] = [page]
 

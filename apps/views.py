@@ -75,25 +75,26 @@ class HealthBar(Viewer):
 class KafkaLagView(Viewer):
     """Kafka for one pipeline: live lag charts, groups, partitions, topics and brokers."""
 
-    def __init__(self, store: Store, pipeline: str, **params) -> None:
+    def __init__(self, store: Store, pipeline: str, collector: str, cluster: str, **params) -> None:
         super().__init__(**params)
         self.store, self.pipeline = store, pipeline
-        self.source = (pipeline, "kafka")
+        self.source = (pipeline, collector)
+        mine = (pipeline, cluster)  # the first two labels of every Kafka series
         self._snapshot_time: float | None = None
         self._notes = ""
         self.lag_chart = LiveChart(
             store, "Consumer lag (messages) per group and topic", "messages",
-            select=lambda k: k[0] == "kafka_consumergroup_group_topic_sum_lag" and k[1][0] == pipeline,
+            select=lambda k: k[0] == "kafka_consumergroup_group_topic_sum_lag" and k[1][:2] == mine,
             label=lambda k: f"{k[1][2]} / {k[1][3]}", name="lag-chart",
         )
         self.lag_seconds_chart = LiveChart(
             store, "Consumer lag (seconds): age of the oldest unconsumed record, per group", "seconds",
-            select=lambda k: k[0] == "kafka_consumergroup_group_max_lag_seconds" and k[1][0] == pipeline,
+            select=lambda k: k[0] == "kafka_consumergroup_group_max_lag_seconds" and k[1][:2] == mine,
             label=lambda k: k[1][2], name="lag-seconds-chart",
         )
         self.rate_chart = LiveChart(
             store, "Produce and consume rate (messages/s)", "messages / s",
-            select=lambda k: k[1][0] == pipeline and k[0] in ("kafka_topic_produce_rate", "kafka_consumergroup_consume_rate"),
+            select=lambda k: k[1][:2] == mine and k[0] in ("kafka_topic_produce_rate", "kafka_consumergroup_consume_rate"),
             label=lambda k: (f"produced to {k[1][2]}" if k[0] == "kafka_topic_produce_rate"
                              else f"consumed by {k[1][2]} from {k[1][3]}"),
             name="rate-chart",
@@ -105,6 +106,7 @@ class KafkaLagView(Viewer):
         self.topics = _table(_TOPIC_COLUMNS, "topics-table", page_size=10)
         self.brokers = _table(_BROKER_COLUMNS, "brokers-table", page_size=10)
         self._layout = pn.Column(
+            pn.pane.Markdown(f"### Kafka cluster `{cluster}`"),
             self.status,
             pn.Row(*(pn.pane.Bokeh(chart.figure, sizing_mode="stretch_width") for chart in self.charts),
                    sizing_mode="stretch_width"),
@@ -261,10 +263,11 @@ def _num(value: float | int | None) -> float:
 class PipelinePage(Viewer):
     """Everything about one pipeline: collector health, then one section per configured source."""
 
-    def __init__(self, store: Store, pipeline: str, has_kafka: bool, **params) -> None:
+    def __init__(self, store: Store, pipeline: str, kafka_clusters: list[tuple[str, str]], **params) -> None:
+        """`kafka_clusters`: (collector name, cluster label) of each Kafka cluster the pipeline watches."""
         super().__init__(**params)
         self.health = HealthBar(store, pipeline)
-        self.sections: list[KafkaLagView] = [KafkaLagView(store, pipeline)] if has_kafka else []
+        self.sections = [KafkaLagView(store, pipeline, collector, cluster) for collector, cluster in kafka_clusters]
         self._layout = pn.Column(self.health, *self.sections, sizing_mode="stretch_width")
 
     def __panel__(self):

@@ -12,6 +12,7 @@ def build_collectors(config: Config) -> list[Collector]:
 
     collectors: list[Collector] = []
     for pipeline in config.pipelines:
-        if pipeline.kafka is not None:
-            collectors.append(KafkaCollector(pipeline.name, pipeline.kafka))
+        several = len(pipeline.kafka_clusters) > 1
+        for cluster in pipeline.kafka_clusters:
+            collectors.append(KafkaCollector(pipeline.name, cluster, distinct_name=several))
     return collectors

@@ -23,6 +23,7 @@ from typing import Any
 from aiokafka.client import AIOKafkaClient
 from aiokafka.coordinator.protocol import ConsumerProtocolMemberAssignment
 from aiokafka.errors import IncompatibleBrokerVersion, KafkaConnectionError, KafkaError, for_code
+from aiokafka.helpers import create_ssl_context
 from aiokafka.protocol.admin import (
     DescribeGroupsRequest_v0,
     DescribeGroupsRequest_v1,
@@ -83,10 +84,10 @@ class _Metadata:
 
 
 class KafkaCollector(Collector):
-    name = "kafka"
-
-    def __init__(self, pipeline: str, config: KafkaSource) -> None:
+    def __init__(self, pipeline: str, config: KafkaSource, distinct_name: bool = False) -> None:
         super().__init__(pipeline, ",".join(config.bootstrap_servers), config.interval_seconds, config.timeout_seconds)
+        self.name = f"kafka:{config.cluster_label}" if distinct_name else "kafka"
+        """`kafka`, or `kafka:<cluster>` when the pipeline watches several clusters."""
         self.config = config
         self._client: AIOKafkaClient | None = None
         self._coordinators: dict[str, int] = {}
@@ -133,6 +134,7 @@ class KafkaCollector(Collector):
                 client_id="pipewatch",
                 request_timeout_ms=int(self.config.timeout_seconds * 1000),
                 retry_backoff_ms=200,
+                **client_security(self.config),
             )
             try:
                 await client.bootstrap()
@@ -458,6 +460,25 @@ class KafkaCollector(Collector):
                     cycle.set("kafka_consumergroup_retention_margin_messages", labels, progress.retention_margin)
                 cycle.set("kafka_consumergroup_retention_risk_seconds", labels, progress.retention_risk_seconds)
         store.publish_snapshot(self.source, snapshot, t)
+
+
+def client_security(config: KafkaSource) -> dict[str, Any]:
+    """aiokafka client settings for TLS and SASL; secrets are read here and nowhere else."""
+    options: dict[str, Any] = {"security_protocol": config.security_protocol}
+    if config.security_protocol.endswith("SSL"):
+        tls = config.tls
+        context = create_ssl_context(
+            cafile=str(tls.ca_file) if tls and tls.ca_file else None,
+            certfile=str(tls.cert_file) if tls and tls.cert_file else None,
+            keyfile=str(tls.key_file) if tls and tls.key_file else None,
+            password=tls.key_password.get_secret_value() if tls and tls.key_password else None,
+        )
+        context.check_hostname = tls.check_hostname if tls else True
+        options["ssl_context"] = context
+    if config.sasl is not None:
+        options.update(sasl_mechanism=config.sasl.mechanism, sasl_plain_username=config.sasl.username,
+                       sasl_plain_password=config.sasl.password.get_secret_value())
+    return options
 
 
 def _members(description: dict[str, Any]) -> tuple[Member, ...]:

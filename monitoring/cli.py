@@ -67,7 +67,7 @@ def _load_or_exit(path: Path | None) -> Config:
 def _check_config(path: Path | None) -> int:
     config = _load_or_exit(path)
     for pipeline in config.pipelines:
-        sources = [name for name in ("kafka",) if getattr(pipeline, name) is not None]
+        sources = [f"kafka ({cluster.cluster_label})" for cluster in pipeline.kafka_clusters]
         print(f"pipeline {pipeline.name}: {', '.join(sources) or 'no sources'}")
     print(f"{_resolve(path)}: OK")
     return 0

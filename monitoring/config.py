@@ -10,10 +10,22 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    FilePath,
+    SecretStr,
+    Tag,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
 CONFIG_ENV_VAR = "PIPEWATCH_CONFIG"
@@ -41,6 +53,28 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+class KafkaSasl(_Strict):
+    mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]
+    username: str
+    password: SecretStr
+    """Use ${ENV_VAR}: the value is never logged, shown or exported."""
+
+
+class KafkaTls(_Strict):
+    ca_file: FilePath | None = None
+    """CA bundle that signed the brokers' certificates; the system's CAs when omitted."""
+    cert_file: FilePath | None = None
+    key_file: FilePath | None = None
+    key_password: SecretStr | None = None
+    check_hostname: bool = True
+
+    @model_validator(mode="after")
+    def _cert_and_key_together(self) -> KafkaTls:
+        if (self.cert_file is None) != (self.key_file is None):
+            raise ValueError("cert_file and key_file go together (client certificate authentication)")
+        return self
+
+
 class KafkaSource(_Strict):
     bootstrap_servers: Annotated[list[str], Field(min_length=1)]
     consumer_groups: list[Regex] = Field(default_factory=lambda: [".*"])
@@ -59,6 +93,21 @@ class KafkaSource(_Strict):
     """Lag (messages) at or below which a partition counts as caught up."""
     max_concurrent_requests: Annotated[int, Field(ge=1, le=1000)] = 16
     """Upper bound on requests in flight against the cluster at once."""
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    sasl: KafkaSasl | None = None
+    tls: KafkaTls | None = None
+
+    @model_validator(mode="after")
+    def _security_settings_match_protocol(self) -> KafkaSource:
+        uses_sasl = self.security_protocol.startswith("SASL")
+        if uses_sasl and self.sasl is None:
+            raise ValueError(f"security_protocol {self.security_protocol} needs a sasl section")
+        if not uses_sasl and self.sasl is not None:
+            raise ValueError(f"a sasl section needs security_protocol SASL_SSL or SASL_PLAINTEXT, "
+                             f"not {self.security_protocol}")
+        if self.tls is not None and not self.security_protocol.endswith("SSL"):
+            raise ValueError(f"a tls section needs security_protocol SSL or SASL_SSL, not {self.security_protocol}")
+        return self
 
     @field_validator("bootstrap_servers")
     @classmethod
@@ -79,7 +128,12 @@ class KafkaSource(_Strict):
 
 class Pipeline(_Strict):
     name: Annotated[str, Field(pattern=_NAME, max_length=100)]
-    kafka: KafkaSource | None = None
+    kafka: Annotated[
+        Annotated[KafkaSource, Tag("__one_cluster")]
+        | Annotated[list[KafkaSource], Field(min_length=1), Tag("__clusters")],
+        Discriminator(lambda value: "__clusters" if isinstance(value, list) else "__one_cluster"),
+    ] | None = None
+    """One cluster, or a list of clusters (each with its own `cluster` label)."""
 
     @field_validator("kafka", mode="before")
     @classmethod
@@ -87,6 +141,21 @@ class Pipeline(_Strict):
         if value is None:  # `kafka:` with nothing under it is a mistake, not "no Kafka"
             raise ValueError("is empty: give its settings (bootstrap_servers, ...) or remove the key")
         return value
+
+    @model_validator(mode="after")
+    def _unique_cluster_labels(self) -> Pipeline:
+        labels = [cluster.cluster_label for cluster in self.kafka_clusters]
+        for label in labels:
+            if labels.count(label) > 1:
+                raise ValueError(f"two Kafka clusters of pipeline {self.name!r} share the cluster label {label!r}: "
+                                 f"give each a distinct `cluster`")
+        return self
+
+    @property
+    def kafka_clusters(self) -> list[KafkaSource]:
+        if self.kafka is None:
+            return []
+        return self.kafka if isinstance(self.kafka, list) else [self.kafka]
 
 
 class Exporter(_Strict):
@@ -184,7 +253,9 @@ def _key_path(loc: tuple[str | int, ...]) -> str:
 def _format_validation_error(file: Path, exc: ValidationError) -> str:
     lines = []
     for error in exc.errors(include_url=False):
-        loc = tuple(part for part in error["loc"] if part not in ("function-after",))
+        # Union tags ("__...") and validator wrappers are pydantic's bookkeeping, not keys of the file.
+        loc = tuple(part for part in error["loc"]
+                    if not (isinstance(part, str) and (part.startswith("__") or part.startswith("function-"))))
         message = error["msg"].removeprefix("Value error, ")
         if error["type"] == "extra_forbidden":
             message = "unknown key"

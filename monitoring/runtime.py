@@ -24,7 +24,7 @@ class Collector(abc.ABC):
     """A source of measurements. Subclasses write into the store and know nothing of views."""
 
     name: str
-    """Collector kind, the `collector` label: "kafka", "flink", ..."""
+    """The `collector` label: "kafka", "flink", ...; unique within a pipeline."""
 
     def __init__(self, pipeline: str, target: str, interval: float, timeout: float) -> None:
         self.pipeline = pipeline

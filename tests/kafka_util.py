@@ -63,3 +63,20 @@ async def record_timestamp(bootstrap: str, topic: str, partition: int, offset: i
         return record.timestamp / 1000.0
     finally:
         await consumer.stop()
+
+
+async def delete_group(bootstrap: str, group: str) -> None:
+    """DeleteGroups sent to the group's coordinator (aiokafka's admin client has no call for it)."""
+    from aiokafka.client import AIOKafkaClient
+    from aiokafka.protocol.admin import DeleteGroupsRequest
+    from aiokafka.protocol.coordination import FindCoordinatorRequest
+
+    client = AIOKafkaClient(bootstrap_servers=bootstrap)
+    await client.bootstrap()
+    try:
+        found = await client.send(client.get_random_node(), FindCoordinatorRequest(group, 0))
+        response = await client.send(found.coordinator_id, DeleteGroupsRequest([group]))
+        (result,) = response.to_object()["results"]
+        assert result["error_code"] == 0, result
+    finally:
+        await client.close()

@@ -289,3 +289,50 @@ def test_cli_agent_missing_env_var_in_config_exits_with_the_variable(tmp_path):
     assert "PW_TEST_NOPE" in result.stderr
     assert "agent running" not in result.stderr
 
+
+
+def test_several_kafka_clusters_per_pipeline_need_distinct_labels(tmp_path):
+    from collectors import build_collectors
+
+    path = _write(tmp_path, "pipelines:\n  - name: orders\n    kafka:\n"
+                            "      - {bootstrap_servers: ['a:9092'], cluster: east}\n"
+                            "      - {bootstrap_servers: ['b:9092'], cluster: west}\n")
+    config = load_config(path)
+    assert [c.cluster_label for c in config.pipelines[0].kafka_clusters] == ["east", "west"]
+    assert [c.name for c in build_collectors(config)] == ["kafka:east", "kafka:west"]
+    same = _write(tmp_path, "pipelines:\n  - name: orders\n    kafka:\n"
+                            "      - {bootstrap_servers: ['a:9092']}\n      - {bootstrap_servers: ['a:9092']}\n")
+    assert "pipelines[0]: two Kafka clusters of pipeline 'orders' share the cluster label 'a:9092'" in _error(same)
+
+
+def test_sasl_and_tls_settings_with_secret_from_the_environment(tmp_path, monkeypatch):
+    from collectors.kafka import client_security
+
+    monkeypatch.setenv("KAFKA_PASSWORD", "s3cret-value")
+    path = _write(tmp_path, "pipelines:\n  - name: orders\n    kafka:\n      bootstrap_servers: ['k:9093']\n"
+                            "      security_protocol: SASL_SSL\n"
+                            "      sasl: {mechanism: SCRAM-SHA-512, username: monitor, password: '${KAFKA_PASSWORD}'}\n"
+                            "      tls: {check_hostname: false}\n")
+    config = load_config(path)
+    kafka = config.pipelines[0].kafka
+    assert "s3cret-value" not in repr(config) and "s3cret-value" not in str(kafka)
+    options = client_security(kafka)
+    assert options["security_protocol"] == "SASL_SSL" and options["sasl_mechanism"] == "SCRAM-SHA-512"
+    assert options["sasl_plain_username"] == "monitor" and options["sasl_plain_password"] == "s3cret-value"
+    assert options["ssl_context"].check_hostname is False
+
+
+def test_security_settings_must_match_the_protocol(tmp_path):
+    no_sasl = _write(tmp_path, "pipelines:\n  - name: o\n    kafka:\n      bootstrap_servers: ['k:1']\n"
+                               "      security_protocol: SASL_PLAINTEXT\n")
+    assert "pipelines[0].kafka: security_protocol SASL_PLAINTEXT needs a sasl section" in _error(no_sasl)
+    bad_mechanism = _write(tmp_path, "pipelines:\n  - name: o\n    kafka:\n      bootstrap_servers: ['k:1']\n"
+                                     "      security_protocol: SASL_SSL\n"
+                                     "      sasl: {mechanism: GSSAPI, username: u, password: p}\n")
+    assert "pipelines[0].kafka.sasl.mechanism" in _error(bad_mechanism)
+    tls_on_plaintext = _write(tmp_path, "pipelines:\n  - name: o\n    kafka:\n      bootstrap_servers: ['k:1']\n"
+                                        "      tls: {check_hostname: false}\n")
+    assert "a tls section needs security_protocol SSL or SASL_SSL" in _error(tls_on_plaintext)
+    missing_ca = _write(tmp_path, "pipelines:\n  - name: o\n    kafka:\n      bootstrap_servers: ['k:1']\n"
+                                  "      security_protocol: SSL\n      tls: {ca_file: /nonexistent/ca.pem}\n")
+    assert "pipelines[0].kafka.tls.ca_file" in _error(missing_ca)

@@ -12,7 +12,7 @@ from collectors.kafka_model import PartitionLag
 from collectors.kafka_status import Status
 from monitoring.config import KafkaSource
 from monitoring.store import Store
-from tests.kafka_util import commit, create_topic, produce, record_timestamp
+from tests.kafka_util import commit, create_topic, delete_group, produce, record_timestamp
 from tests.services import async_wait_until
 
 
@@ -204,3 +204,53 @@ async def test_status_transitions_with_real_consumers(broker):
     finally:
         await collector.close()
         await member.stop()
+
+
+async def test_deleted_group_disappears_within_one_cycle_and_stays_gone(broker):
+    await create_topic(broker.bootstrap, "t", 1)
+    await produce(broker.bootstrap, "t", {0: 5})
+    await commit(broker.bootstrap, "doomed", "t", {0: 2})
+    await commit(broker.bootstrap, "kept", "t", {0: 3})
+    store, collector = Store(), _collector(broker.bootstrap)
+    try:
+        await collector.collect(store)
+        assert {k[1][2] for k in store.keys("kafka_consumergroup_lag")} == {"doomed", "kept"}
+        await delete_group(broker.bootstrap, "doomed")
+        for _ in range(3):  # gone in the next cycle, and not resurrected by later ones
+            await collector.collect(store)
+            assert [g.group_id for g in _snapshot(store).groups] == ["kept"]
+            assert {k[1][2] for k in store.keys() if k[0].startswith("kafka_consumergroup")} == {"kept"}
+    finally:
+        await collector.close()
+
+
+async def test_one_pipeline_watching_two_clusters(broker, tmp_path):
+    from collectors import build_collectors
+    from monitoring.config import load_config
+    from monitoring.local_broker import LocalBroker
+    from monitoring.runtime import Supervisor
+
+    second = LocalBroker(tmp_path)
+    second.start()
+    try:
+        for bootstrap, lag in ((broker.bootstrap, 2), (second.bootstrap, 5)):
+            await create_topic(bootstrap, "t", 1)
+            await produce(bootstrap, "t", {0: 6})
+            await commit(bootstrap, "g", "t", {0: 6 - lag})
+        path = tmp_path / "two.yml"
+        path.write_text("pipelines:\n  - name: orders\n    kafka:\n"
+                        f"      - {{bootstrap_servers: ['{broker.bootstrap}'], cluster: east}}\n"
+                        f"      - {{bootstrap_servers: ['{second.bootstrap}'], cluster: west}}\n")
+        store = Store()
+        supervisor = Supervisor(store, build_collectors(load_config(path)))
+        try:
+            for collector in supervisor.collectors:
+                await supervisor.run_once(collector)
+        finally:
+            await supervisor.stop()
+        assert sorted(store.health()) == [("orders", "kafka:east"), ("orders", "kafka:west")]
+        assert store.latest("kafka_consumergroup_lag", ("orders", "east", "g", "t", "0"))[1] == 2
+        assert store.latest("kafka_consumergroup_lag", ("orders", "west", "g", "t", "0"))[1] == 5
+        assert store.snapshot(("orders", "kafka:west"))[1].cluster == "west"
+    finally:
+        second.stop()
