@@ -15,7 +15,7 @@ if not service.supervisor.running:  # served without app_hooks.py (e.g. `panel s
     service.start()
 
 pipelines = {p.name: p for p in service.config.pipelines}
-choice = pn.widgets.Select(name="Pipeline", options=list(pipelines), value=next(iter(pipelines)), width=240)
+choice = pn.widgets.Select(label="Pipeline", options=list(pipelines), value=next(iter(pipelines)), width=240)
 if pn.state.location is not None:
     pn.state.location.sync(choice, {"value": "pipeline"})
 metrics_link = (

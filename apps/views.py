@@ -105,13 +105,20 @@ class KafkaLagView(Viewer):
         self.partitions = _table(_PARTITION_COLUMNS, "partitions-table", page_size=20)
         self.topics = _table(_TOPIC_COLUMNS, "topics-table", page_size=10)
         self.brokers = _table(_BROKER_COLUMNS, "brokers-table", page_size=10)
+        self.members = _table(_MEMBER_COLUMNS, "members-table", page_size=10)
+        self.group_choice = pn.widgets.Select(label="Drill down into", options=[_ALL_GROUPS], value=_ALL_GROUPS,
+                                              width=320)
+        self.group_choice.param.watch(lambda _: self._render_group(), "value")
+        self._snapshot: KafkaSnapshot | None = None
         self._layout = pn.Column(
             pn.pane.Markdown(f"### Kafka cluster `{cluster}`"),
             self.status,
             pn.Row(*(pn.pane.Bokeh(chart.figure, sizing_mode="stretch_width") for chart in self.charts),
                    sizing_mode="stretch_width"),
             pn.pane.Markdown("#### Consumer groups"), self.groups,
+            self.group_choice,
             pn.pane.Markdown(f"#### Partitions (the {PARTITION_ROWS:,} most lagging)"), self.partitions,
+            pn.pane.Markdown("#### Members of the chosen group"), self.members,
             pn.Row(pn.Column(pn.pane.Markdown("#### Topics"), self.topics),
                    pn.Column(pn.pane.Markdown("#### Brokers"), self.brokers), sizing_mode="stretch_width"),
             sizing_mode="stretch_width",
@@ -125,11 +132,10 @@ class KafkaLagView(Viewer):
         for chart in self.charts:
             chart.refresh()
         entry = self.store.snapshot(self.source)
-        health = self.store.health().get(self.source)
-        self._refresh_status(entry[0] if entry else None, health)
         if entry is not None and entry[0] != self._snapshot_time:
             self._snapshot_time = entry[0]
             self._render(entry[1])
+        self._refresh_status(entry[0] if entry else None, self.store.health().get(self.source))
 
     def _refresh_status(self, snapshot_time: float | None, health: CollectorHealth | None) -> None:
         now = time.time()
@@ -147,7 +153,7 @@ class KafkaLagView(Viewer):
         if text != self.status.object:
             self.status.object = text
         stale = snapshot_time is not None and health is not None and health.effective_state(now) is not State.UP
-        for table in (self.groups, self.partitions, self.topics, self.brokers):
+        for table in (self.groups, self.partitions, self.members, self.topics, self.brokers):
             table.styles = {"opacity": "0.5"} if stale else {}
 
     def _render(self, snapshot: KafkaSnapshot) -> None:
@@ -164,19 +170,37 @@ class KafkaLagView(Viewer):
                              f"will be deleted before they are consumed in about "
                              f"{_duration(progress.retention_risk_seconds)}")
         self._notes = "".join(f'<div class="pw-note" style="color:#9a6700">{n}</div>' for n in notes)
+        self._snapshot = snapshot
         self.groups.value = pd.DataFrame([_group_row(g, snapshot) for g in snapshot.groups], columns=list(_GROUP_COLUMNS))
-        rows = [_partition_row(g, p) for g in snapshot.groups for p in g.partitions]
-        partitions = pd.DataFrame(rows, columns=list(_PARTITION_COLUMNS))
-        # Most lagging first (unknown lag after known), then a stable order.
-        partitions = partitions.sort_values(["lag", "group", "topic", "partition"], ascending=[False, True, True, True],
-                                            na_position="last", kind="stable").head(PARTITION_ROWS)
-        self.partitions.value = partitions.reset_index(drop=True)
+        options = [_ALL_GROUPS, *(g.group_id for g in snapshot.groups)]
+        if self.group_choice.options != options:
+            self.group_choice.options = options  # a vanished group falls back to all groups
+        self._render_group()
         self.topics.value = pd.DataFrame([_topic_row(t) for t in sorted(snapshot.topics.values(), key=lambda t: t.name)],
                                          columns=list(_TOPIC_COLUMNS))
         self.brokers.value = pd.DataFrame(
             [{"id": str(b.node_id), "host": b.host, "port": str(b.port),
               "leads": float(sum(meta.leader == b.node_id for t in snapshot.topics.values() for meta in t.partitions.values()))}
              for b in snapshot.brokers], columns=list(_BROKER_COLUMNS))
+
+
+    def _render_group(self) -> None:
+        """Partitions of the chosen group (or of all groups) and the chosen group's members."""
+        if self._snapshot is None:
+            return
+        chosen = self.group_choice.value
+        groups = [g for g in self._snapshot.groups if chosen in (_ALL_GROUPS, g.group_id)]
+        partitions = pd.DataFrame([_partition_row(g, p) for g in groups for p in g.partitions],
+                                  columns=list(_PARTITION_COLUMNS))
+        # Most lagging first (unknown lag after known), then a stable order.
+        partitions = partitions.sort_values(["lag", "group", "topic", "partition"], ascending=[False, True, True, True],
+                                            na_position="last", kind="stable").head(PARTITION_ROWS)
+        self.partitions.value = partitions.reset_index(drop=True)
+        members = [m for g in groups for m in (g.members or ())] if chosen != _ALL_GROUPS else []
+        self.members.value = pd.DataFrame(
+            [{"member": m.member_id, "client id": m.client_id or "unknown", "host": m.client_host or "unknown",
+              "partitions": ", ".join(f"{t}[{p}]" for t, p in m.assignment) or "not reported"} for m in members],
+            columns=list(_MEMBER_COLUMNS))
 
 
 def _duration(seconds: float) -> str:
@@ -216,6 +240,8 @@ _TOPIC_COLUMNS = {
     "topic": None, "partitions": _COUNT, "under-replicated": _COUNT, "offline": _COUNT, "messages": _COUNT,
     "produce rate": _RATE,
 }
+_ALL_GROUPS = "all groups"
+_MEMBER_COLUMNS = {"member": None, "client id": None, "host": None, "partitions": None}
 _BROKER_COLUMNS = {"id": None, "host": None, "port": None, "leads": _COUNT}
 
 
