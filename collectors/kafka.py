@@ -453,6 +453,7 @@ class KafkaCollector(Collector):
                 labels = (cluster, group_id, topic)
                 if progress.lag is not None:
                     cycle.set("kafka_consumergroup_group_topic_sum_lag", labels, progress.lag)
+                cycle.set("kafka_consumergroup_group_topic_max_lag_seconds", labels, progress.max_lag_seconds)
                 if progress.consume_rate is not None:
                     cycle.set("kafka_consumergroup_consume_rate", labels, progress.consume_rate)
                 cycle.set("kafka_consumergroup_catch_up_seconds", labels, progress.catch_up_seconds)
@@ -525,7 +526,8 @@ def _group_topic(group_id: str, topic: str, partitions: list[PartitionLag], cons
         count = max(1, len(margins))
         closing = (log_start_rate - consume_rate) / count
         risk = margin / closing if closing > 0 else math.inf
-    return GroupTopic(group_id, topic, lag, consume_rate, catch_up, margin, risk)
+    seconds = [p.lag_seconds for p in partitions if not math.isnan(p.lag_seconds)]
+    return GroupTopic(group_id, topic, lag, max(seconds) if seconds else math.nan, consume_rate, catch_up, margin, risk)
 
 
 @contextmanager

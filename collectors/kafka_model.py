@@ -132,6 +132,8 @@ class GroupTopic:
     group_id: str
     topic: str
     lag: int | None
+    max_lag_seconds: float
+    """Largest partition lag in seconds on the topic; NaN when none is known."""
     consume_rate: float | None
     catch_up_seconds: float
     """Lag / (consume rate - produce rate); inf when not catching up; NaN when rates are unknown."""

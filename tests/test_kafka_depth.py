@@ -54,6 +54,8 @@ async def test_lag_seconds_match_the_true_age_of_the_oldest_unconsumed_record(br
     exported = store.latest("kafka_consumergroup_lag_seconds", ("orders", "local", "reader", "clicks", "0"))[1]
     assert exported == partition.lag_seconds
     assert store.latest("kafka_consumergroup_group_max_lag_seconds", ("orders", "local", "reader"))[1] == exported
+    assert store.latest("kafka_consumergroup_group_topic_max_lag_seconds",
+                        ("orders", "local", "reader", "clicks"))[1] == exported
 
 
 async def test_caught_up_group_has_zero_lag_seconds_and_uncommitted_partition_is_unknown(broker):
@@ -254,3 +256,27 @@ async def test_one_pipeline_watching_two_clusters(broker, tmp_path):
         assert store.snapshot(("orders", "kafka:west"))[1].cluster == "west"
     finally:
         second.stop()
+
+
+def test_group_with_members_but_no_commits_stays_visible_as_unknown():
+    # The local broker leaves groups without commits out of ListGroups (Kafka lists them), so this
+    # runs the collector's cycle logic on crafted answers: one live member, no committed offset.
+    from collectors.kafka import _Metadata
+    from collectors.kafka_model import Broker, PartitionMeta
+
+    collector = _collector("127.0.0.1:9")
+    metadata = _Metadata(None, (Broker(1, "k", 9092),), {("fresh", 0): 1}, {"fresh": [0]},
+                         {"fresh": {0: PartitionMeta(1, (1,), (1,), ())}})
+    description = {"group": "newcomer", "state": "Stable", "members": [
+        {"member_id": "m-1", "client_id": "app", "client_host": "/10.0.0.9", "member_assignment": b""}]}
+    snapshot = collector._build_snapshot(metadata, {"newcomer": "consumer"}, {"newcomer": description}, {}, {},
+                                         {("fresh", 0): 3}, {("fresh", 0): 0}, t=100.0)
+    store = Store()
+    collector._write(store, snapshot, 100.0)
+    (group,) = snapshot.groups
+    assert group.group_id == "newcomer" and group.member_count == 1 and group.partitions == ()
+    assert group.status is Status.NOTFOUND and group.status_reason == "no committed offsets"
+    assert group.lag_sum is None and math.isnan(group.max_lag_seconds)
+    assert store.latest("kafka_consumergroup_members", ("orders", "local", "newcomer"))[1] == 1
+    assert store.latest("kafka_consumergroup_status", ("orders", "local", "newcomer"))[1] == 0
+    assert store.latest("kafka_consumergroup_group_sum_lag", ("orders", "local", "newcomer")) is None

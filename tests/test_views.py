@@ -22,8 +22,8 @@ def _snapshot() -> KafkaSnapshot:
                       (PartitionLag("orders", 0, 1, 10, 9, 0, math.nan, "unknown", Status.STOP, "no member is consuming"),),
                       Status.ERR, "orders[0] STOP: no member is consuming")
     return KafkaSnapshot("local", None, (), {}, (audit, billing),
-                         {("billing", "orders"): GroupTopic("billing", "orders", 6, 2.0, 3.0, 4, math.inf),
-                          ("audit", "orders"): GroupTopic("audit", "orders", 9, 0.0, math.inf, 1, 30.0)},
+                         {("billing", "orders"): GroupTopic("billing", "orders", 6, 2.5, 2.0, 3.0, 4, math.inf),
+                          ("audit", "orders"): GroupTopic("audit", "orders", 9, math.nan, 0.0, math.inf, 1, 30.0)},
                          (), 7, 1000.0)
 
 
