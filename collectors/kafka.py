@@ -25,6 +25,7 @@ from aiokafka.coordinator.protocol import ConsumerProtocolMemberAssignment
 from aiokafka.errors import IncompatibleBrokerVersion, KafkaConnectionError, KafkaError, for_code
 from aiokafka.helpers import create_ssl_context
 from aiokafka.protocol.admin import (
+    DescribeConfigsRequest,
     DescribeGroupsRequest_v0,
     DescribeGroupsRequest_v1,
     DescribeGroupsRequest_v2,
@@ -57,6 +58,7 @@ log = logging.getLogger(__name__)
 
 _LATEST, _EARLIEST = -1, -2
 _GROUP_COORDINATOR = 0
+_TOPIC_RESOURCE = 2
 _COORDINATOR_MOVED = {14, 15, 16}  # COORDINATOR_LOAD_IN_PROGRESS, COORDINATOR_NOT_AVAILABLE, NOT_COORDINATOR
 
 
@@ -101,6 +103,11 @@ class KafkaCollector(Collector):
         """High-watermark history per partition, for lag in seconds."""
         self._histories: dict[tuple[str, str, int], PartitionHistory] = {}
         """Observed commits per (group, topic, partition), for the status evaluation."""
+        self._retention: dict[str, float | None] = {}
+        """Topic -> time-based retention in seconds; None when unlimited, compacted or unknown."""
+        self._retention_read_at: float | None = None
+        self._describe_configs: bool | None = None
+        """Whether the cluster answers DescribeConfigs; None until it has been asked once."""
         self._samples: deque[_OffsetSums] = deque(
             maxlen=min(1000, math.ceil(config.rate_window_seconds / config.interval_seconds) + 2))
 
@@ -119,6 +126,9 @@ class KafkaCollector(Collector):
         high_watermarks, log_starts = await asyncio.gather(
             self._list_offsets(client, metadata, _LATEST), self._list_offsets(client, metadata, _EARLIEST)
         )
+        # After the offsets, alone: a broker that cannot answer DescribeConfigs may drop the
+        # connection, which must not take other requests down with it.
+        await self._refresh_retention(client, metadata)
         t = time.time()
         snapshot = self._build_snapshot(metadata, groups, descriptions, committed, group_errors,
                                         high_watermarks, log_starts, t)
@@ -286,6 +296,40 @@ class KafkaCollector(Collector):
                     offsets[(topic["topic"], partition["partition"])] = partition["offset"]
         return offsets
 
+    async def _refresh_retention(self, client: AIOKafkaClient, metadata: _Metadata) -> None:
+        """Time-based retention of every topic, re-read every `topic_config_refresh_seconds` or when
+        topics appear; one DescribeConfigs for all topics. A broker that refuses (no permission,
+        old version) leaves retention unknown and the risk falls back to log-start movement."""
+        if self._describe_configs is False:
+            self._retention = dict.fromkeys(metadata.partitions)
+            return
+        now = time.monotonic()
+        fresh = self._retention_read_at is not None and now - self._retention_read_at < self.config.topic_config_refresh_seconds
+        if fresh and set(metadata.partitions) <= set(self._retention):
+            return
+        self._retention_read_at = now
+        request = DescribeConfigsRequest([(_TOPIC_RESOURCE, topic, ["retention.ms", "cleanup.policy"])
+                                          for topic in metadata.partitions])
+        try:
+            with _quiet("aiokafka.conn", enabled=self._describe_configs is None):
+                response = await self._send(client, self._any_node(client), request)
+            self._describe_configs = True
+        except (KafkaError, OSError, asyncio.TimeoutError, ValueError) as exc:
+            if self._describe_configs is None and isinstance(exc, (KafkaConnectionError, ValueError)):
+                self._describe_configs = False  # the broker does not speak it: do not ask again
+            log.info("cluster %s: topic retention unavailable (%s)", self.config.cluster_label, describe(exc))
+            self._retention = dict.fromkeys(metadata.partitions)
+            return
+        self._retention = {topic: None for topic in metadata.partitions}
+        for resource in response.to_object()["resources"]:
+            if resource["error_code"]:
+                continue
+            entries = {entry["config_names"]: entry["config_value"] for entry in resource["config_entries"]}
+            retention_ms = entries.get("retention.ms")
+            deletes = "delete" in (entries.get("cleanup.policy") or "delete")
+            if retention_ms and retention_ms.lstrip("-").isdigit() and int(retention_ms) > 0 and deletes:
+                self._retention[resource["resource_name"]] = int(retention_ms) / 1000.0
+
     async def _list_offsets(self, client: AIOKafkaClient, metadata: _Metadata, which: int) -> dict[tuple[str, int], int]:
         """Latest or earliest offset of every led partition: one ListOffsets per leader broker."""
         by_leader: dict[int, dict[str, list[tuple[int, int]]]] = defaultdict(lambda: defaultdict(list))
@@ -355,7 +399,7 @@ class KafkaCollector(Collector):
                 lags = [p for p in partitions if p.topic == topic]
                 group_topics[(group_id, topic)] = _group_topic(
                     group_id, topic, lags, _rate(reference, sums, (group_id, topic)), topics[topic].produce_rate,
-                    _rate(reference, sums, ("log_start", topic)))
+                    _rate(reference, sums, ("log_start", topic)), self._retention.get(topic))
             evaluation = group_status([_evaluation(p) for p in partitions])
             group_infos.append(GroupInfo(
                 group_id=group_id,
@@ -503,7 +547,8 @@ def _evaluation(partition: PartitionLag) -> Evaluation:
 
 
 def _group_topic(group_id: str, topic: str, partitions: list[PartitionLag], consume_rate: float | None,
-                 produce_rate: float | None, log_start_rate: float | None) -> GroupTopic:
+                 produce_rate: float | None, log_start_rate: float | None,
+                 retention_seconds: float | None = None) -> GroupTopic:
     lags = [p.lag for p in partitions if p.lag is not None]
     lag = sum(lags) if lags else None
     if lag == 0:
@@ -516,18 +561,45 @@ def _group_topic(group_id: str, topic: str, partitions: list[PartitionLag], cons
         catch_up = math.inf
     margins = [p.retention_margin for p in partitions if p.retention_margin is not None]
     margin = min(margins) if margins else None
-    if margin is None or log_start_rate is None or consume_rate is None:
-        risk = math.nan
-    elif margin <= 0:
-        risk = 0.0
-    else:
-        # Per partition, on average: the log start gains on the slowest committed offset at the
-        # difference of the two rates.
-        count = max(1, len(margins))
-        closing = (log_start_rate - consume_rate) / count
-        risk = margin / closing if closing > 0 else math.inf
     seconds = [p.lag_seconds for p in partitions if not math.isnan(p.lag_seconds)]
-    return GroupTopic(group_id, topic, lag, max(seconds) if seconds else math.nan, consume_rate, catch_up, margin, risk)
+    max_lag_seconds = max(seconds) if seconds else math.nan
+    if margin is not None and margin < 0:
+        risk = 0.0  # the log start already passed a committed offset: records were lost
+    elif retention_seconds is not None and seconds:
+        risk = _time_retention_risk(retention_seconds, max_lag_seconds, lag, consume_rate, produce_rate)
+    else:
+        risk = _log_start_retention_risk(margin, len(margins), consume_rate, log_start_rate)
+    return GroupTopic(group_id, topic, lag, max_lag_seconds, consume_rate, catch_up, margin, risk)
+
+
+def _time_retention_risk(retention: float, lag_seconds: float, lag: int | None, consume_rate: float | None,
+                         produce_rate: float | None) -> float:
+    """Time until the oldest unconsumed record is older than the topic's retention.
+
+    Its age (the lag in seconds) grows by 1 - consume/produce seconds per second: fully when the
+    group is stopped, not at all when it keeps up.
+    """
+    left = retention - lag_seconds
+    if left <= 0:
+        return 0.0
+    if not lag:
+        return math.inf
+    if consume_rate is None or produce_rate is None:
+        return math.nan
+    if produce_rate <= 0:
+        return math.inf if consume_rate > 0 else left
+    growth = 1.0 - consume_rate / produce_rate
+    return left / growth if growth > 0 else math.inf
+
+
+def _log_start_retention_risk(margin: int | None, partitions: int, consume_rate: float | None,
+                              log_start_rate: float | None) -> float:
+    """Without a known retention time: when the log start, advancing faster than the group
+    consumes, reaches the slowest committed offset (per partition, on average)."""
+    if margin is None or log_start_rate is None or consume_rate is None:
+        return math.nan
+    closing = (log_start_rate - consume_rate) / max(1, partitions)
+    return margin / closing if closing > 0 else math.inf
 
 
 @contextmanager

@@ -85,6 +85,8 @@ class KafkaSource(_Strict):
     timeout_seconds: Annotated[float, Field(gt=0, le=3600)] = 15.0
     rate_window_seconds: Annotated[float, Field(gt=0, le=3600)] = 10.0
     """Produce and consume rates are offset advances over (at least) this long."""
+    topic_config_refresh_seconds: Annotated[float, Field(gt=0, le=86400)] = 300.0
+    """How often topics' retention settings are read (DescribeConfigs): they rarely change."""
     status_window: Annotated[int, Field(ge=2, le=100)] = 10
     """Observed commits per partition that the lag status evaluation looks back over."""
     stall_after_seconds: Annotated[float, Field(gt=0, le=7 * 24 * 3600)] = 300.0

@@ -280,3 +280,40 @@ def test_group_with_members_but_no_commits_stays_visible_as_unknown():
     assert store.latest("kafka_consumergroup_members", ("orders", "local", "newcomer"))[1] == 1
     assert store.latest("kafka_consumergroup_status", ("orders", "local", "newcomer"))[1] == 0
     assert store.latest("kafka_consumergroup_group_sum_lag", ("orders", "local", "newcomer")) is None
+
+
+def test_retention_risk_from_the_topics_retention_time():
+    # Lag seconds 600 on a topic that keeps 3,600 s: 3,000 s left before the oldest unconsumed record
+    # is deleted, if its age keeps growing at full speed (a stopped group).
+    behind = [PartitionLag("t", 0, 100, 400, 300, 0, 600.0, "interpolated")]
+    stopped = _group_topic("g", "t", behind, consume_rate=0.0, produce_rate=10.0, log_start_rate=None,
+                           retention_seconds=3600.0)
+    assert stopped.retention_risk_seconds == 3000.0
+    slow = _group_topic("g", "t", behind, consume_rate=5.0, produce_rate=10.0, log_start_rate=None,
+                        retention_seconds=3600.0)
+    assert slow.retention_risk_seconds == 3000.0 / 0.5  # its age grows half as fast
+    keeping_up = _group_topic("g", "t", behind, consume_rate=12.0, produce_rate=10.0, log_start_rate=None,
+                              retention_seconds=3600.0)
+    assert math.isinf(keeping_up.retention_risk_seconds)
+    past = _group_topic("g", "t", [PartitionLag("t", 0, 100, 400, 300, 0, 4000.0, "interpolated")],
+                        consume_rate=12.0, produce_rate=10.0, log_start_rate=None, retention_seconds=3600.0)
+    assert past.retention_risk_seconds == 0.0
+
+
+async def test_retention_unknown_when_the_broker_cannot_describe_topic_configs(broker):
+    await create_topic(broker.bootstrap, "t", 1)
+    await produce(broker.bootstrap, "t", {0: 4})
+    await commit(broker.bootstrap, "g", "t", {0: 1})
+    store, collector = Store(), _collector(broker.bootstrap)
+    try:
+        first = await collector.collect(store)
+        second = await collector.collect(store)
+    finally:
+        await collector.close()
+    # This broker drops the connection on DescribeConfigs: asked once, then not again, and the
+    # cycle's other answers are unaffected; retention stays unknown, never made up.
+    # Second cycle: Metadata, ListGroups, DescribeGroups, OffsetFetch, 2 x ListOffsets; no DescribeConfigs.
+    assert second == 6 and first > second
+    assert collector._describe_configs is False
+    assert collector._retention == {"t": None}
+    assert _snapshot(store).groups[0].partitions[0].lag == 3
