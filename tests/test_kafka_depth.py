@@ -5,6 +5,8 @@ from __future__ import annotations
 import math
 import time
 
+import pytest
+
 from aiokafka import AIOKafkaConsumer
 
 from collectors.kafka import KafkaCollector, _group_topic, _members
@@ -25,21 +27,27 @@ def _snapshot(store: Store):
     return store.snapshot(("orders", "kafka"))[1]
 
 
-async def test_lag_seconds_match_the_true_age_of_the_oldest_unconsumed_record(broker):
-    await create_topic(broker.bootstrap, "clicks", 1)
-    store, collector = Store(), _collector(broker.bootstrap)
-    try:
-        await produce(broker.bootstrap, "clicks", {0: 1})
-        await commit(broker.bootstrap, "reader", "clicks", {0: 1})
-        sample_times = [time.time()]
-        await collector.collect(store)  # watermark 1, caught up
-        for _ in range(3):  # three bursts, each bracketed by watermark samples
-            await produce(broker.bootstrap, "clicks", {0: 4})
-            sample_times.append(time.time())
-            await collector.collect(store)
-        # Committed offset 6: the oldest unconsumed record was produced in the second burst.
-        await commit(broker.bootstrap, "reader", "clicks", {0: 6})
+async def _bursts(broker, collector: KafkaCollector, store: Store) -> list[float]:
+    """Three bursts of 4 records, each bracketed by watermark samples; commit at offset 6."""
+    await produce(broker.bootstrap, "clicks", {0: 1})
+    await commit(broker.bootstrap, "reader", "clicks", {0: 1})
+    sample_times = [time.time()]
+    await collector.collect(store)  # watermark 1, caught up
+    for _ in range(3):
+        await produce(broker.bootstrap, "clicks", {0: 4})
+        sample_times.append(time.time())
         await collector.collect(store)
+    # Committed offset 6: the oldest unconsumed record was produced in the second burst.
+    await commit(broker.bootstrap, "reader", "clicks", {0: 6})
+    await collector.collect(store)
+    return sample_times
+
+
+async def test_lag_seconds_interpolated_within_the_sample_spacing_of_the_true_age(broker):
+    await create_topic(broker.bootstrap, "clicks", 1)
+    store, collector = Store(), _collector(broker.bootstrap, record_timestamp_lookups=0)
+    try:
+        sample_times = await _bursts(broker, collector, store)
     finally:
         await collector.close()
     snapshot = _snapshot(store)
@@ -51,6 +59,20 @@ async def test_lag_seconds_match_the_true_age_of_the_oldest_unconsumed_record(br
     # the time between those two samples.
     tolerance = sample_times[2] - sample_times[1] + 0.05
     assert abs(partition.lag_seconds - true_age) <= tolerance, (partition.lag_seconds, true_age, tolerance)
+
+
+async def test_lag_seconds_exact_from_the_record_timestamp(broker):
+    await create_topic(broker.bootstrap, "clicks", 1)
+    store, collector = Store(), _collector(broker.bootstrap)
+    try:
+        await _bursts(broker, collector, store)
+    finally:
+        await collector.close()
+    snapshot = _snapshot(store)
+    (partition,) = snapshot.groups[0].partitions
+    assert partition.lag_seconds_method == "record_timestamp"
+    true_age = snapshot.collected_at - await record_timestamp(broker.bootstrap, "clicks", 0, 6)
+    assert partition.lag_seconds == pytest.approx(true_age, abs=1e-3)
     exported = store.latest("kafka_consumergroup_lag_seconds", ("orders", "local", "reader", "clicks", "0"))[1]
     assert exported == partition.lag_seconds
     assert store.latest("kafka_consumergroup_group_max_lag_seconds", ("orders", "local", "reader"))[1] == exported
@@ -312,8 +334,9 @@ async def test_retention_unknown_when_the_broker_cannot_describe_topic_configs(b
         await collector.close()
     # This broker drops the connection on DescribeConfigs: asked once, then not again, and the
     # cycle's other answers are unaffected; retention stays unknown, never made up.
-    # Second cycle: Metadata, ListGroups, DescribeGroups, OffsetFetch, 2 x ListOffsets; no DescribeConfigs.
-    assert second == 6 and first > second
+    # Second cycle: Metadata, ListGroups, DescribeGroups, OffsetFetch, 2 x ListOffsets, Fetch (a
+    # record timestamp); no DescribeConfigs.
+    assert second == 7 and first > second
     assert collector._describe_configs is False
     assert collector._retention == {"t": None}
     assert _snapshot(store).groups[0].partitions[0].lag == 3
