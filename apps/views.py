@@ -179,7 +179,8 @@ class KafkaLagView(Viewer):
         self.topics.value = pd.DataFrame([_topic_row(t) for t in sorted(snapshot.topics.values(), key=lambda t: t.name)],
                                          columns=list(_TOPIC_COLUMNS))
         self.brokers.value = pd.DataFrame(
-            [{"id": str(b.node_id), "host": b.host, "port": str(b.port),
+            [{"id": str(b.node_id), "host": b.host, "port": str(b.port), "reachable": "yes" if b.reachable else "NO",
+              "error": b.error or "",
               "leads": float(sum(meta.leader == b.node_id for t in snapshot.topics.values() for meta in t.partitions.values()))}
              for b in snapshot.brokers], columns=list(_BROKER_COLUMNS))
 
@@ -242,7 +243,7 @@ _TOPIC_COLUMNS = {
 }
 _ALL_GROUPS = "all groups"
 _MEMBER_COLUMNS = {"member": None, "client id": None, "host": None, "partitions": None}
-_BROKER_COLUMNS = {"id": None, "host": None, "port": None, "leads": _COUNT}
+_BROKER_COLUMNS = {"id": None, "host": None, "port": None, "reachable": None, "leads": _COUNT, "error": None}
 
 
 def _table(columns: dict[str, object], name: str, page_size: int) -> pn.widgets.Tabulator:

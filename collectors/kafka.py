@@ -10,6 +10,7 @@ commit landing mid-cycle can only over-state lag for a moment, never make it neg
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import math
 import re
@@ -107,6 +108,8 @@ class KafkaCollector(Collector):
         """High-watermark history per partition, for lag in seconds."""
         self._histories: dict[tuple[str, str, int], PartitionHistory] = {}
         """Observed commits per (group, topic, partition), for the status evaluation."""
+        self._protocol_types: dict[str, str] = {}
+        """Groups of the last cycle -> protocol type, to keep groups whose coordinator is unreachable."""
         self._retention: dict[str, float | None] = {}
         """Topic -> time-based retention in seconds; None when unlimited, compacted or unknown."""
         self._retention_read_at: float | None = None
@@ -124,9 +127,19 @@ class KafkaCollector(Collector):
         self._requests = 0
         client = await self._connect()
         metadata = await self._metadata(client)
-        groups = await self._list_groups(client, metadata)
-        descriptions = await self._describe_groups(client, list(groups))
-        committed, group_errors = await self._committed_offsets(client, list(groups), metadata)
+        listed, unreachable = await self._list_groups(client, metadata)
+        descriptions = await self._describe_groups(client, list(listed))
+        committed, group_errors = await self._committed_offsets(client, list(listed), metadata)
+        # Groups whose coordinator did not answer are not listed; keep them, marked, rather than
+        # let them vanish as if deleted.
+        groups = dict(listed)
+        for group_id, node in self._coordinators.items():
+            if node in unreachable and group_id not in listed and group_id in self._protocol_types:
+                groups[group_id] = self._protocol_types[group_id]
+                group_errors[group_id] = f"coordinator {node} unreachable: {unreachable[node]}"
+        self._protocol_types = groups
+        metadata.brokers = tuple(
+            dataclasses.replace(broker, error=unreachable.get(broker.node_id)) for broker in metadata.brokers)
         high_watermarks, log_starts = await asyncio.gather(
             self._list_offsets(client, metadata, _LATEST), self._list_offsets(client, metadata, _EARLIEST)
         )
@@ -195,20 +208,31 @@ class KafkaCollector(Collector):
             layout[topic["topic"]] = dict(sorted(metas.items()))
         return _Metadata(body.get("cluster_id"), brokers, leaders, partitions, layout)
 
-    async def _list_groups(self, client: AIOKafkaClient, metadata: _Metadata) -> dict[str, str]:
-        """Matched group id -> protocol type, from ListGroups on every broker."""
+    async def _list_groups(self, client: AIOKafkaClient, metadata: _Metadata) -> tuple[dict[str, str], dict[int, str]]:
+        """Matched group id -> protocol type, from ListGroups on every broker; and the brokers that
+        did not answer, with why. Only when no broker answers is the cycle lost."""
         responses = await asyncio.gather(
-            *(self._send(client, broker.node_id, ListGroupsRequest()) for broker in metadata.brokers)
+            *(self._send(client, broker.node_id, ListGroupsRequest()) for broker in metadata.brokers),
+            return_exceptions=True,
         )
         groups: dict[str, str] = {}
-        for response in responses:
+        unreachable: dict[int, str] = {}
+        for broker, response in zip(metadata.brokers, responses):
+            if isinstance(response, BaseException):
+                if not isinstance(response, (KafkaError, OSError, asyncio.TimeoutError)):
+                    raise response
+                unreachable[broker.node_id] = describe(response)
+                continue
             body = response.to_object()
             if body["error_code"]:
-                raise for_code(body["error_code"])("ListGroups failed")
+                unreachable[broker.node_id] = describe(for_code(body["error_code"])("ListGroups failed"))
+                continue
             for group in body["groups"]:
                 if self.config.matches_group(group["group"]):
                     groups[group["group"]] = group["protocol_type"]
-        return groups
+        if metadata.brokers and len(unreachable) == len(metadata.brokers):
+            raise KafkaConnectionError(f"no broker answered ListGroups; first: {next(iter(unreachable.values()))}")
+        return groups, unreachable
 
     async def _coordinator(self, client: AIOKafkaClient, group_id: str) -> int:
         if group_id not in self._coordinators:
@@ -518,6 +542,8 @@ class KafkaCollector(Collector):
         cluster = snapshot.cluster
         with store.cycle(self.source, t) as cycle:
             cycle.set("kafka_brokers", (cluster,), len(snapshot.brokers))
+            for broker in snapshot.brokers:
+                cycle.set("kafka_broker_reachable", (cluster, str(broker.node_id)), int(broker.reachable))
             for topic in snapshot.topics.values():
                 cycle.set("kafka_topic_partitions", (cluster, topic.name), len(topic.partitions))
                 for partition, meta in topic.partitions.items():

@@ -11,11 +11,17 @@ from dataclasses import dataclass
 from collectors.kafka_status import Status
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, order=True)
 class Broker:
     node_id: int
     host: str
     port: int
+    error: str | None = None
+    """Why the broker did not answer this cycle; None when it did."""
+
+    @property
+    def reachable(self) -> bool:
+        return self.error is None
 
 
 @dataclass(frozen=True, slots=True)

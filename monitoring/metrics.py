@@ -78,6 +78,8 @@ CATALOGUE: dict[str, MetricSpec] = {
                    "Committed-offset advance per second over the rate window (rate_window_seconds).", "kafka"),
         MetricSpec("kafka_brokers", "gauge", "brokers", _CLUSTER,
                    "Brokers in the cluster's metadata.", "kafka"),
+        MetricSpec("kafka_broker_reachable", "gauge", "boolean", ("pipeline", "cluster", "broker"),
+                   "1 when the broker answered this cycle's requests, 0 when it did not.", "kafka"),
         MetricSpec("kafka_topic_partitions", "gauge", "partitions", _TOPIC,
                    "Partitions of the topic.", "kafka"),
         MetricSpec("kafka_topic_partition_leader", "gauge", "broker id", _TOPIC_PARTITION,

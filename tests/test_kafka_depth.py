@@ -340,3 +340,32 @@ async def test_retention_unknown_when_the_broker_cannot_describe_topic_configs(b
     assert collector._describe_configs is False
     assert collector._retention == {"t": None}
     assert _snapshot(store).groups[0].partitions[0].lag == 3
+
+
+async def test_an_unreachable_broker_is_reported_and_the_others_still_collected(broker):
+    # A broker listed in the metadata but not answering (a second node that is down): this single-node
+    # broker cannot produce that, so the metadata the collector reads gets a node it cannot reach.
+    from collectors.kafka_model import Broker
+
+    await create_topic(broker.bootstrap, "t", 1)
+    await produce(broker.bootstrap, "t", {0: 3})
+    await commit(broker.bootstrap, "g", "t", {0: 1})
+    store, collector = Store(), _collector(broker.bootstrap)
+    real_metadata = collector._metadata
+
+    async def with_a_dead_node(client):
+        metadata = await real_metadata(client)
+        metadata.brokers = (*metadata.brokers, Broker(999, "127.0.0.1", 9))
+        return metadata
+
+    collector._metadata = with_a_dead_node
+    try:
+        await collector.collect(store)
+    finally:
+        await collector.close()
+    snapshot = _snapshot(store)
+    live, dead = snapshot.brokers
+    assert live.reachable and not dead.reachable and dead.error
+    assert snapshot.groups[0].partitions[0].lag == 2
+    assert store.latest("kafka_broker_reachable", ("orders", "local", "999"))[1] == 0
+    assert store.latest("kafka_broker_reachable", ("orders", "local", str(live.node_id)))[1] == 1
