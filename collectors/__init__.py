@@ -9,10 +9,14 @@ from monitoring.runtime import Collector
 def build_collectors(config: Config) -> list[Collector]:
     """One collector per configured source, in config order."""
     from collectors.kafka import KafkaCollector
+    from collectors.schema_registry import SchemaRegistryCollector
 
     collectors: list[Collector] = []
     for pipeline in config.pipelines:
         several = len(pipeline.kafka_clusters) > 1
         for cluster in pipeline.kafka_clusters:
             collectors.append(KafkaCollector(pipeline.name, cluster, distinct_name=several))
+        several = len(pipeline.schema_registries) > 1
+        for registry in pipeline.schema_registries:
+            collectors.append(SchemaRegistryCollector(pipeline.name, registry, distinct_name=several))
     return collectors

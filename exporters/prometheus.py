@@ -40,20 +40,20 @@ class StoreCollector(_PromCollector):
         fresh = {source for source, h in health.items() if h.effective_state(now) is State.UP}
         families: dict[str, Metric] = {}
         for (name, labels), source, _t, value in self.store.latest_values():
-            if source not in fresh or math.isnan(value):
+            spec = CATALOGUE[name]
+            if (source not in fresh and not spec.while_down) or math.isnan(value):
                 continue
             family = families.get(name)
             if family is None:
                 family = families[name] = _family(name)
             family.add_metric(labels, value)
-            codes = CATALOGUE[name].codes
-            if codes and value.is_integer() and 0 <= value < len(codes):
+            if spec.codes and value.is_integer() and 0 <= value < len(spec.codes):
                 info = families.get(name + "_info")
                 if info is None:
                     info = families[name + "_info"] = GaugeMetricFamily(
-                        name + "_info", f"1 for the current status of {name}, by name.",
-                        labels=(*CATALOGUE[name].labels, "status"))
-                info.add_metric((*labels, codes[int(value)]), 1.0)
+                        name + "_info", f"1 for the current {spec.code_label} of {name}, by name.",
+                        labels=(*spec.labels, spec.code_label))
+                info.add_metric((*labels, spec.codes[int(value)]), 1.0)
         yield from families.values()
         yield from _health_families(health, now)
 

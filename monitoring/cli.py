@@ -68,6 +68,7 @@ def _check_config(path: Path | None) -> int:
     config = _load_or_exit(path)
     for pipeline in config.pipelines:
         sources = [f"kafka ({cluster.cluster_label})" for cluster in pipeline.kafka_clusters]
+        sources += [f"schema registry ({registry.registry_label})" for registry in pipeline.schema_registries]
         print(f"pipeline {pipeline.name}: {', '.join(sources) or 'no sources'}")
     print(f"{_resolve(path)}: OK")
     return 0

@@ -11,6 +11,7 @@ import os
 import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 import yaml
 from pydantic import (
@@ -131,36 +132,122 @@ class KafkaSource(_Strict):
         return any(re.fullmatch(pattern, group_id) for pattern in self.consumer_groups)
 
 
+class BasicAuth(_Strict):
+    username: str
+    password: SecretStr
+    """Use ${ENV_VAR}: the value is never logged, shown or exported."""
+
+
+class HttpTls(_Strict):
+    ca_file: FilePath | None = None
+    """CA bundle that signed the server's certificate; the system's CAs when omitted."""
+    cert_file: FilePath | None = None
+    key_file: FilePath | None = None
+    verify: bool = True
+    """False accepts any certificate (a lab registry with a self-signed one); never in production."""
+
+    @model_validator(mode="after")
+    def _cert_and_key_together(self) -> HttpTls:
+        if (self.cert_file is None) != (self.key_file is None):
+            raise ValueError("cert_file and key_file go together (client certificate authentication)")
+        return self
+
+
+def _http_url(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"{url!r} is not an http:// or https:// URL with a host")
+    if parts.query or parts.fragment:
+        raise ValueError(f"{url!r}: a base URL takes no query or fragment")
+    try:
+        parts.port  # noqa: B018 - raises on a port that is not a number in range
+    except ValueError:
+        raise ValueError(f"{url!r} has an invalid port") from None
+    return url.rstrip("/")
+
+
+HttpUrl = Annotated[str, AfterValidator(_http_url)]
+
+
+class SchemaRegistrySource(_Strict):
+    url: HttpUrl
+    """Base URL of a Confluent-compatible API (Confluent, Karapace, Redpanda, Apicurio's ccompat)."""
+    path_prefix: Annotated[str, Field(pattern=r"^(/[A-Za-z0-9._~-]+)*/?$")] = ""
+    """Put before every path, e.g. /apis/ccompat/v7 for Apicurio."""
+    registry: Annotated[str, Field(pattern=_NAME)] | None = None
+    """Value of the `registry` label; defaults to host:port of the URL."""
+    basic_auth: BasicAuth | None = None
+    tls: HttpTls | None = None
+    interval_seconds: Annotated[float, Field(gt=0, le=3600)] = 10.0
+    """Liveness (GET /), the subject list, global compatibility and mode: every cycle."""
+    timeout_seconds: Annotated[float, Field(gt=0, le=3600)] = 10.0
+    inventory_refresh_seconds: Annotated[float, Field(gt=0, le=7 * 24 * 3600)] = 300.0
+    """Each subject's versions, latest schema, compatibility and mode are re-read once per this
+    period, spread over the cycles in between; new subjects are read in the cycle they appear."""
+    max_concurrent_requests: Annotated[int, Field(ge=1, le=100)] = 4
+    """Requests in flight against the registry at once."""
+    max_subjects: Annotated[int, Field(ge=1, le=100_000)] = 10_000
+    """Subjects read in detail (and exported one series each), in name order; the count covers all."""
+
+    @property
+    def registry_label(self) -> str:
+        if self.registry:
+            return self.registry
+        parts = urlsplit(self.url)
+        return f"{parts.hostname}:{parts.port or (443 if parts.scheme == 'https' else 80)}"
+
+    @property
+    def base_url(self) -> str:
+        return self.url + self.path_prefix.rstrip("/")
+
+
+def _one_or_many(model: type) -> Any:
+    """A key that takes one source or a non-empty list of them."""
+    return Annotated[
+        Annotated[model, Tag("__one")] | Annotated[list[model], Field(min_length=1), Tag("__many")],
+        Discriminator(lambda value: "__many" if isinstance(value, list) else "__one"),
+    ] | None
+
+
 class Pipeline(_Strict):
     name: Annotated[str, Field(pattern=_NAME, max_length=100)]
-    kafka: Annotated[
-        Annotated[KafkaSource, Tag("__one_cluster")]
-        | Annotated[list[KafkaSource], Field(min_length=1), Tag("__clusters")],
-        Discriminator(lambda value: "__clusters" if isinstance(value, list) else "__one_cluster"),
-    ] | None = None
+    kafka: _one_or_many(KafkaSource) = None
     """One cluster, or a list of clusters (each with its own `cluster` label)."""
+    schema_registry: _one_or_many(SchemaRegistrySource) = None
+    """One registry, or a list of registries (each with its own `registry` label)."""
 
-    @field_validator("kafka", mode="before")
+    @field_validator("kafka", "schema_registry", mode="before")
     @classmethod
     def _not_empty(cls, value: object) -> object:
         if value is None:  # `kafka:` with nothing under it is a mistake, not "no Kafka"
-            raise ValueError("is empty: give its settings (bootstrap_servers, ...) or remove the key")
+            raise ValueError("is empty: give its settings or remove the key")
         return value
 
     @model_validator(mode="after")
-    def _unique_cluster_labels(self) -> Pipeline:
-        labels = [cluster.cluster_label for cluster in self.kafka_clusters]
-        for label in labels:
-            if labels.count(label) > 1:
-                raise ValueError(f"two Kafka clusters of pipeline {self.name!r} share the cluster label {label!r}: "
-                                 f"give each a distinct `cluster`")
+    def _unique_labels(self) -> Pipeline:
+        for kind, key, labels in (
+            ("Kafka clusters", "cluster", [c.cluster_label for c in self.kafka_clusters]),
+            ("schema registries", "registry", [r.registry_label for r in self.schema_registries]),
+        ):
+            for label in labels:
+                if labels.count(label) > 1:
+                    raise ValueError(f"two {kind} of pipeline {self.name!r} share the {key} label {label!r}: "
+                                     f"give each a distinct `{key}`")
         return self
 
     @property
     def kafka_clusters(self) -> list[KafkaSource]:
-        if self.kafka is None:
-            return []
-        return self.kafka if isinstance(self.kafka, list) else [self.kafka]
+        return _as_list(self.kafka)
+
+    @property
+    def schema_registries(self) -> list[SchemaRegistrySource]:
+        return _as_list(self.schema_registry)
+
+
+def _as_list(value: Any) -> list[Any]:
+    if value is None:
+        return []
+    return value if isinstance(value, list) else [value]
 
 
 class Exporter(_Strict):

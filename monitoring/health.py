@@ -62,6 +62,9 @@ class CollectorHealth:
 
 def categorize(exc: BaseException) -> str:
     """A short, stable category for an error, used as a metric label and shown to users."""
+    category = getattr(exc, "category", None)
+    if isinstance(category, str):  # a collector that already knows (e.g. HTTP 401 is "auth")
+        return category
     if isinstance(exc, (asyncio.TimeoutError, TimeoutError)):
         return "timeout"
     if isinstance(exc, ssl.SSLError):

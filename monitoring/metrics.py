@@ -22,7 +22,11 @@ class MetricSpec:
     collector: str
     codes: tuple[str, ...] = ()
     """For a metric whose value is a code: the name of each code (index = value). The exporter
-    also serves `<name>_info{..., status="<name of the code>"} 1` so dashboards can show words."""
+    also serves `<name>_info{..., <code_label>="<name of the code>"} 1` so dashboards can show words."""
+    code_label: str = "status"
+    while_down: bool = False
+    """Served while its collector is down: it describes the source's availability (up, errors),
+    which is what matters most exactly then. Every other series of a down collector is dropped."""
 
 
 _PARTITION = ("pipeline", "cluster", "consumergroup", "topic", "partition")
@@ -33,6 +37,11 @@ _TOPIC = ("pipeline", "cluster", "topic")
 _COLLECTOR = ("pipeline", "collector")
 _CLUSTER = ("pipeline", "cluster")
 _STATUS_CODES = ("NOTFOUND", "OK", "WARN", "ERR", "STOP", "STALL", "REWIND")
+_REGISTRY = ("pipeline", "registry")
+_SUBJECT = ("pipeline", "registry", "subject")
+COMPATIBILITY_LEVELS = ("UNKNOWN", "NONE", "BACKWARD", "BACKWARD_TRANSITIVE", "FORWARD", "FORWARD_TRANSITIVE", "FULL",
+                        "FULL_TRANSITIVE")
+REGISTRY_MODES = ("UNKNOWN", "READWRITE", "READONLY", "READONLY_OVERRIDE", "IMPORT")
 
 CATALOGUE: dict[str, MetricSpec] = {
     spec.name: spec
@@ -97,6 +106,52 @@ CATALOGUE: dict[str, MetricSpec] = {
         MetricSpec("kafka_topic_produce_rate", "gauge", "messages per second", _TOPIC,
                    "High-watermark advance per second over all partitions, over the rate window (rate_window_seconds).",
                    "kafka"),
+        # Schema registries (Confluent-compatible API), one `registry` label per configured registry.
+        MetricSpec("schema_registry_up", "gauge", "boolean", _REGISTRY,
+                   "1 when the registry answered GET / with 2xx within the timeout in the last cycle, else 0.",
+                   "schema_registry", while_down=True),
+        MetricSpec("schema_registry_request_duration_seconds", "gauge", "seconds", (*_REGISTRY, "endpoint"),
+                   "Latency of the last liveness (endpoint=\"/\") and subject list (endpoint=\"/subjects\") request.",
+                   "schema_registry"),
+        MetricSpec("schema_registry_requests_total", "counter", "requests", _REGISTRY,
+                   "HTTP requests sent to the registry since pipewatch started.", "schema_registry", while_down=True),
+        MetricSpec("schema_registry_errors_total", "counter", "requests", (*_REGISTRY, "http_status", "error_code"),
+                   "Failed requests since pipewatch started, by HTTP status (or timeout, connection_refused, tls, "
+                   "connection when no answer came) and the registry's error_code (empty when it gave none).",
+                   "schema_registry", while_down=True),
+        MetricSpec("schema_registry_subjects", "gauge", "subjects", _REGISTRY,
+                   "Subjects listed by GET /subjects (not deleted).", "schema_registry"),
+        MetricSpec("schema_registry_deleted_subjects", "gauge", "subjects", _REGISTRY,
+                   "Soft-deleted subjects: listed with ?deleted=true but not without it.", "schema_registry"),
+        MetricSpec("schema_registry_schema_versions", "gauge", "versions", _REGISTRY,
+                   "Versions summed over the subjects read in detail.", "schema_registry"),
+        MetricSpec("schema_registry_max_schema_id", "gauge", "id", _REGISTRY,
+                   "Highest schema id among the subjects' latest versions.", "schema_registry"),
+        MetricSpec("schema_registry_compatibility", "gauge", "code", _REGISTRY,
+                   "Global compatibility level: " + ", ".join(f"{i} {c}" for i, c in enumerate(COMPATIBILITY_LEVELS))
+                   + ".", "schema_registry", codes=COMPATIBILITY_LEVELS, code_label="compatibility"),
+        MetricSpec("schema_registry_mode", "gauge", "code", _REGISTRY,
+                   "Global mode: " + ", ".join(f"{i} {m}" for i, m in enumerate(REGISTRY_MODES)) + ".",
+                   "schema_registry", codes=REGISTRY_MODES, code_label="mode"),
+        MetricSpec("schema_registry_subject_versions", "gauge", "versions", _SUBJECT,
+                   "Registered (not deleted) versions of the subject.", "schema_registry"),
+        MetricSpec("schema_registry_subject_latest_version", "gauge", "version", _SUBJECT,
+                   "Version number of the subject's latest schema.", "schema_registry"),
+        MetricSpec("schema_registry_subject_latest_schema_id", "gauge", "id", _SUBJECT,
+                   "Schema id of the subject's latest version.", "schema_registry"),
+        MetricSpec("schema_registry_subject_compatibility", "gauge", "code", _SUBJECT,
+                   "Compatibility level in force for the subject (its own, else the global one); codes as "
+                   "schema_registry_compatibility.", "schema_registry", codes=COMPATIBILITY_LEVELS,
+                   code_label="compatibility"),
+        MetricSpec("schema_registry_subject_mode", "gauge", "code", _SUBJECT,
+                   "Mode in force for the subject (its own, else the global one); codes as schema_registry_mode.",
+                   "schema_registry", codes=REGISTRY_MODES, code_label="mode"),
+        MetricSpec("schema_registry_ready", "gauge", "boolean", _REGISTRY,
+                   "Karapace /_health: 1 when schema_registry_ready is true. Absent for registries without /_health.",
+                   "schema_registry"),
+        MetricSpec("schema_registry_reader_lag", "gauge", "messages", _REGISTRY,
+                   "Karapace /_health: reader_highest_offset minus reader_current_offset of the schemas topic.",
+                   "schema_registry"),
         # pipewatch's own health, one series per configured collector.
         MetricSpec("pipewatch_collector_up", "gauge", "boolean", _COLLECTOR,
                    "1 when the collector's last run succeeded and is not stale, else 0.", "runtime"),
