@@ -5,7 +5,6 @@ from __future__ import annotations
 import panel as pn
 
 from apps.views import PipelinePage
-from collectors.kafka import KafkaCollector
 from monitoring.service import get_service
 
 pn.extension("tabulator", sizing_mode="stretch_width", notifications=False)
@@ -27,9 +26,7 @@ current: dict[str, PipelinePage] = {}
 
 
 def show(name: str) -> None:
-    kafka = [(c.name, c.config.cluster_label) for c in service.supervisor.collectors
-             if c.pipeline == name and isinstance(c, KafkaCollector)]
-    page = PipelinePage(service.store, name, kafka_clusters=kafka)
+    page = PipelinePage(service.store, name, service.supervisor.collectors)
     current["page"] = page
     holder[:] = [page]
 

@@ -5,37 +5,25 @@ from __future__ import annotations
 import html
 import math
 import time
-from datetime import datetime, timezone
 
 import numpy as np
 import pandas as pd
 import panel as pn
-from bokeh.models import HTMLTemplateFormatter, NumberFormatter
+from bokeh.models import HTMLTemplateFormatter
 from panel.viewable import Viewer
 
 from apps.live import LiveChart
+from apps.registry_view import SchemaRegistryView
+from apps.widgets import COUNT, RATE, STATE_COLOURS, age, clock, duration, freshness, table
+from collectors.kafka import KafkaCollector
 from collectors.kafka_model import GroupInfo, KafkaSnapshot, PartitionLag, TopicInfo
+from collectors.schema_registry import SchemaRegistryCollector
 from monitoring.health import CollectorHealth, State
+from monitoring.runtime import Collector
 from monitoring.store import Store
 
-_STATE_COLOURS = {State.UP: "#1a7f37", State.DOWN: "#cf222e", State.STALE: "#bf8700", State.STARTING: "#6e7781"}
-_COUNT = NumberFormatter(format="0,0", nan_format="unknown", null_format="unknown")
-_RATE = NumberFormatter(format="0,0.0", nan_format="unknown", null_format="unknown")
 PARTITION_ROWS = 1000
 """The partition table keeps the most-lagging rows only: the browser stays fast at any cluster size."""
-
-
-def clock(t: float | None) -> str:
-    if t is None:
-        return "never"
-    return datetime.fromtimestamp(t, timezone.utc).strftime("%H:%M:%S UTC")
-
-
-def age(t: float | None, now: float) -> str:
-    if t is None:
-        return "never"
-    seconds = max(0.0, now - t)
-    return f"{seconds:.0f} s ago" if seconds < 120 else f"{seconds / 60:.0f} min ago"
 
 
 class HealthBar(Viewer):
@@ -66,8 +54,8 @@ class HealthBar(Viewer):
         return (
             f'<span class="pw-health" data-collector="{html.escape(health.collector)}" data-state="{state.value}" '
             f'style="display:inline-block;margin:2px 8px 2px 0;padding:3px 8px;border-radius:4px;'
-            f'border:1px solid {_STATE_COLOURS[state]}">'
-            f'<b style="color:{_STATE_COLOURS[state]}">{html.escape(health.collector)}: {state.value.upper()}</b> '
+            f'border:1px solid {STATE_COLOURS[state]}">'
+            f'<b style="color:{STATE_COLOURS[state]}">{html.escape(health.collector)}: {state.value.upper()}</b> '
             f'<span style="opacity:.8">{html.escape(health.target)} &middot; {detail}</span></span>'
         )
 
@@ -101,11 +89,11 @@ class KafkaLagView(Viewer):
         )
         self.charts = (self.lag_chart, self.lag_seconds_chart, self.rate_chart)
         self.status = pn.pane.HTML("", name="kafka-status", sizing_mode="stretch_width")
-        self.groups = _table(_GROUP_COLUMNS, "groups-table", page_size=10)
-        self.partitions = _table(_PARTITION_COLUMNS, "partitions-table", page_size=20)
-        self.topics = _table(_TOPIC_COLUMNS, "topics-table", page_size=10)
-        self.brokers = _table(_BROKER_COLUMNS, "brokers-table", page_size=10)
-        self.members = _table(_MEMBER_COLUMNS, "members-table", page_size=10)
+        self.groups = table(_GROUP_COLUMNS, "groups-table", page_size=10)
+        self.partitions = table(_PARTITION_COLUMNS, "partitions-table", page_size=20)
+        self.topics = table(_TOPIC_COLUMNS, "topics-table", page_size=10)
+        self.brokers = table(_BROKER_COLUMNS, "brokers-table", page_size=10)
+        self.members = table(_MEMBER_COLUMNS, "members-table", page_size=10)
         self.group_choice = pn.widgets.Select(label="Drill down into", options=[_ALL_GROUPS], value=_ALL_GROUPS,
                                               width=320)
         self.group_choice.param.watch(lambda _: self._render_group(), "value")
@@ -138,23 +126,12 @@ class KafkaLagView(Viewer):
         self._refresh_status(entry[0] if entry else None, self.store.health().get(self.source))
 
     def _refresh_status(self, snapshot_time: float | None, health: CollectorHealth | None) -> None:
-        now = time.time()
-        if snapshot_time is None:
-            text = "<em>No Kafka data yet: waiting for the first successful collection.</em>"
-            if health is not None and health.effective_state(now) is State.DOWN:
-                text += f" Collector down: {html.escape(health.reason(now))}"
-        elif health is not None and health.effective_state(now) is not State.UP:
-            text = (f'<div class="pw-stale" style="color:#9a6700"><b>STALE</b>: tables and charts show data measured '
-                    f'at {clock(snapshot_time)} ({age(snapshot_time, now)}); the collector is '
-                    f'{health.effective_state(now).value}: {html.escape(health.reason(now))}</div>')
-        else:
-            text = f'<span class="pw-fresh">Measured at {clock(snapshot_time)} ({age(snapshot_time, now)})</span>'
+        text, stale = freshness("Kafka", snapshot_time, health, time.time())
         text += self._notes
         if text != self.status.object:
             self.status.object = text
-        stale = snapshot_time is not None and health is not None and health.effective_state(now) is not State.UP
-        for table in (self.groups, self.partitions, self.members, self.topics, self.brokers):
-            table.styles = {"opacity": "0.5"} if stale else {}
+        for shown in (self.groups, self.partitions, self.members, self.topics, self.brokers):
+            shown.styles = {"opacity": "0.5"} if stale else {}
 
     def _render(self, snapshot: KafkaSnapshot) -> None:
         notes = []
@@ -168,7 +145,7 @@ class KafkaLagView(Viewer):
             elif math.isfinite(progress.retention_risk_seconds):
                 notes.append(f"<b>{html.escape(progress.group_id)}</b>: records of <b>{html.escape(progress.topic)}</b> "
                              f"will be deleted before they are consumed in about "
-                             f"{_duration(progress.retention_risk_seconds)}")
+                             f"{duration(progress.retention_risk_seconds)}")
         self._notes = "".join(f'<div class="pw-note" style="color:#9a6700">{n}</div>' for n in notes)
         self._snapshot = snapshot
         self.groups.value = pd.DataFrame([_group_row(g, snapshot) for g in snapshot.groups], columns=list(_GROUP_COLUMNS))
@@ -204,14 +181,6 @@ class KafkaLagView(Viewer):
             columns=list(_MEMBER_COLUMNS))
 
 
-def _duration(seconds: float) -> str:
-    if seconds < 120:
-        return f"{seconds:.0f} s"
-    if seconds < 7200:
-        return f"{seconds / 60:.0f} min"
-    return f"{seconds / 3600:.1f} h"
-
-
 def _duration_formatter(infinite: str) -> HTMLTemplateFormatter:
     """Seconds as s / min / h in the browser; NaN as unknown, +Inf as `infinite`; sorts numerically."""
     return HTMLTemplateFormatter(template=(
@@ -229,29 +198,21 @@ _STATUS = HTMLTemplateFormatter(template=(
     + "[value] || '#6e7781' %>\"><%= value %></span>"
 ))
 _GROUP_COLUMNS = {
-    "group": None, "state": None, "status": _STATUS, "members": _COUNT, "lag": _COUNT, "max lag": _COUNT,
+    "group": None, "state": None, "status": _STATUS, "members": COUNT, "lag": COUNT, "max lag": COUNT,
     "lag seconds": _duration_formatter("unbounded"), "catch-up": _duration_formatter("not catching up"),
-    "consume rate": _RATE, "reason": None, "error": None,
+    "consume rate": RATE, "reason": None, "error": None,
 }
 _PARTITION_COLUMNS = {
-    "group": None, "topic": None, "partition": _COUNT, "owner": None, "committed": _COUNT, "high watermark": _COUNT,
-    "lag": _COUNT, "lag seconds": _duration_formatter("unbounded"), "method": None, "status": _STATUS, "reason": None,
+    "group": None, "topic": None, "partition": COUNT, "owner": None, "committed": COUNT, "high watermark": COUNT,
+    "lag": COUNT, "lag seconds": _duration_formatter("unbounded"), "method": None, "status": _STATUS, "reason": None,
 }
 _TOPIC_COLUMNS = {
-    "topic": None, "partitions": _COUNT, "under-replicated": _COUNT, "offline": _COUNT, "messages": _COUNT,
-    "produce rate": _RATE,
+    "topic": None, "partitions": COUNT, "under-replicated": COUNT, "offline": COUNT, "messages": COUNT,
+    "produce rate": RATE,
 }
 _ALL_GROUPS = "all groups"
 _MEMBER_COLUMNS = {"member": None, "client id": None, "host": None, "partitions": None}
-_BROKER_COLUMNS = {"id": None, "host": None, "port": None, "reachable": None, "leads": _COUNT, "error": None}
-
-
-def _table(columns: dict[str, object], name: str, page_size: int) -> pn.widgets.Tabulator:
-    return pn.widgets.Tabulator(
-        pd.DataFrame(columns=list(columns)), name=name, show_index=False, disabled=True, sizing_mode="stretch_width",
-        pagination="remote", page_size=page_size, layout="fit_data_stretch",
-        formatters={column: f for column, f in columns.items() if f is not None},
-    )
+_BROKER_COLUMNS = {"id": None, "host": None, "port": None, "reachable": None, "leads": COUNT, "error": None}
 
 
 def _group_row(group: GroupInfo, snapshot: KafkaSnapshot) -> dict[str, object]:
@@ -290,11 +251,16 @@ def _num(value: float | int | None) -> float:
 class PipelinePage(Viewer):
     """Everything about one pipeline: collector health, then one section per configured source."""
 
-    def __init__(self, store: Store, pipeline: str, kafka_clusters: list[tuple[str, str]], **params) -> None:
-        """`kafka_clusters`: (collector name, cluster label) of each Kafka cluster the pipeline watches."""
+    def __init__(self, store: Store, pipeline: str, collectors: list[Collector], **params) -> None:
         super().__init__(**params)
         self.health = HealthBar(store, pipeline)
-        self.sections = [KafkaLagView(store, pipeline, collector, cluster) for collector, cluster in kafka_clusters]
+        mine = [c for c in collectors if c.pipeline == pipeline]
+        self.sections = [
+            *(KafkaLagView(store, pipeline, c.name, c.config.cluster_label) for c in mine
+              if isinstance(c, KafkaCollector)),
+            *(SchemaRegistryView(store, pipeline, c.name, c.registry) for c in mine
+              if isinstance(c, SchemaRegistryCollector)),
+        ]
         self._layout = pn.Column(self.health, *self.sections, sizing_mode="stretch_width")
 
     def __panel__(self):

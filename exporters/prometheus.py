@@ -12,7 +12,6 @@ import logging
 import math
 import threading
 import time
-from collections import defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass
 

@@ -5,13 +5,12 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import socket
 import subprocess
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-from monitoring.local_broker import LocalBroker, free_port, port_open
+from monitoring.local_broker import free_port, port_open
 
 
 def wait_until(predicate: Callable[[], object], timeout: float = 20.0, interval: float = 0.05, what: str = "condition"):

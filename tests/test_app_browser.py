@@ -132,3 +132,63 @@ def test_page_shows_exact_lag_live_updates_and_source_down_then_up(broker, tmp_p
                              f"server log tail:\n{server.log_path.read_text()[-3000:]}") from None
     finally:
         server.stop()
+
+
+def test_schema_registry_section_shows_subjects_changes_and_outage(tmp_path, browser_page):
+    from tests.schema_registry_standin import SchemaRegistryStandIn
+    from tests.test_schema_registry import _seed
+
+    registry = SchemaRegistryStandIn().start()
+    _seed(registry)
+    metrics_port = free_port()
+    config = tmp_path / "pipewatch.yml"
+    config.write_text(
+        "pipelines:\n"
+        "  - name: catalog\n"
+        "    schema_registry:\n"
+        f"      url: {registry.url}\n"
+        "      registry: main\n"
+        "      interval_seconds: 0.5\n"
+        "      inventory_refresh_seconds: 0.5\n"
+        "runtime:\n"
+        "  max_backoff_seconds: 1\n"
+        "exporter:\n"
+        f"  port: {metrics_port}\n"
+    )
+    server = PanelServer(tmp_path, config)
+    server.start()
+    try:
+        page = browser_page
+        page.goto(f"{server.url}?pipeline=catalog")
+        subjects = page.locator(".tabulator").filter(has=page.locator('[tabulator-field="latest id"]'))
+        expect(subjects.locator('.tabulator-row [tabulator-field="subject"]')).to_have_text(
+            ["audit-value", "inventory-value", "orders-value"], timeout=30_000)
+        expect(subjects.locator('.tabulator-row [tabulator-field="versions"]')).to_have_text(["1", "1", "2"])
+        expect(subjects.locator('.tabulator-row [tabulator-field="compatibility"]')).to_have_text(
+            ["BACKWARD (global)", "NONE", "BACKWARD (global)"])
+        expect(page.locator(".pw-registry-facts")).to_contain_text("3 subjects")
+        expect(page.locator('.pw-health[data-collector="schema_registry"]')).to_have_attribute("data-state", "up")
+
+        registry.register("orders-value", '{"type":"record","name":"Order","fields":[]}')
+        changes = page.locator(".tabulator").filter(has=page.locator('[tabulator-field="change"]'))
+        expect(changes.locator('.tabulator-row [tabulator-field="change"]').first).to_have_text(
+            "main: subject orders-value: version 3 registered (schema id 4)", timeout=30_000)
+        expect(subjects.locator('.tabulator-row [tabulator-field="versions"]')).to_have_text(["1", "1", "3"])
+
+        registry.failure = (500, 50001, "Error in the backend data store")
+        expect(page.locator(".pw-registry-down")).to_contain_text("HTTP 500, error 50001", timeout=30_000)
+        metrics_url = f"http://127.0.0.1:{metrics_port}/metrics"
+        assert _metric(metrics_url, "schema_registry_up", {"pipeline": "catalog", "registry": "main"}) == 0
+        registry.failure = None
+        expect(page.locator('.pw-health[data-collector="schema_registry"]')).to_have_attribute(
+            "data-state", "up", timeout=30_000)
+        expect(page.locator(".pw-registry-down")).to_have_count(0)
+        assert page.errors == []
+    except AssertionError as exc:
+        shot = tmp_path / "failure.png"
+        browser_page.screenshot(path=str(shot), full_page=True)
+        raise AssertionError(f"{exc}\nscreenshot: {shot}\nbrowser errors: {browser_page.errors}\n"
+                             f"server log tail:\n{server.log_path.read_text()[-3000:]}") from None
+    finally:
+        server.stop()
+        registry.stop()

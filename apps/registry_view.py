@@ -1,0 +1,132 @@
+"""A schema registry for one pipeline: status and latency, subjects, recent changes."""
+
+from __future__ import annotations
+
+import html
+import time
+
+import numpy as np
+import pandas as pd
+import panel as pn
+from panel.viewable import Viewer
+
+from apps.live import LiveChart
+from apps.widgets import COUNT, age, clock, freshness, table
+from collectors.schema_registry_model import RegistrySnapshot, Subject
+from monitoring.health import State
+from monitoring.store import Store
+
+CHANGES_SHOWN = 50
+"""Recent changes kept in the table; the store's event log holds more."""
+_WARN = "#9a6700"
+_SUBJECT_COLUMNS = {
+    "subject": None, "versions": COUNT, "latest version": COUNT, "latest id": COUNT, "type": None,
+    "compatibility": None, "mode": None, "read": None, "error": None,
+}
+_CHANGE_COLUMNS = {"time": None, "severity": None, "change": None}
+
+
+class SchemaRegistryView(Viewer):
+    def __init__(self, store: Store, pipeline: str, collector: str, registry: str, **params) -> None:
+        super().__init__(**params)
+        self.store, self.pipeline, self.collector = store, pipeline, collector
+        self.source = (pipeline, collector)
+        mine = (pipeline, registry)
+        self.latency_chart = LiveChart(
+            store, "Registry latency (seconds)", "seconds",
+            select=lambda k: k[0] == "schema_registry_request_duration_seconds" and k[1][:2] == mine,
+            label=lambda k: f"GET {k[1][2]}", name="registry-latency-chart",
+        )
+        self.errors_chart = LiveChart(
+            store, "Failed requests since start, by HTTP status and error code (the slope is the error rate)",
+            "requests",
+            select=lambda k: k[0] == "schema_registry_errors_total" and k[1][:2] == mine,
+            label=lambda k: k[1][2] + (f" / {k[1][3]}" if k[1][3] else ""), name="registry-errors-chart",
+        )
+        self.charts = (self.latency_chart, self.errors_chart)
+        self.status = pn.pane.HTML("", name="registry-status", sizing_mode="stretch_width")
+        self.subjects = table(_SUBJECT_COLUMNS, "subjects-table", page_size=15)
+        self.changes = table(_CHANGE_COLUMNS, "registry-changes-table", page_size=10)
+        self._snapshot_time: float | None = None
+        self._summary = ""
+        self._event_seq = 0
+        self._changes: list[dict[str, str]] = []
+        self._layout = pn.Column(
+            pn.pane.Markdown(f"### Schema registry `{registry}`"),
+            self.status,
+            pn.Row(*(pn.pane.Bokeh(chart.figure, sizing_mode="stretch_width") for chart in self.charts),
+                   sizing_mode="stretch_width"),
+            pn.pane.Markdown("#### Subjects"), self.subjects,
+            pn.pane.Markdown("#### Recent changes"), self.changes,
+            sizing_mode="stretch_width",
+        )
+        self.refresh()
+
+    def __panel__(self):
+        return self._layout
+
+    def refresh(self) -> None:
+        for chart in self.charts:
+            chart.refresh()
+        entry = self.store.snapshot(self.source)
+        now = time.time()
+        if entry is not None and entry[0] != self._snapshot_time:
+            self._snapshot_time = entry[0]
+            self._render(entry[1], now)
+        health = self.store.health().get(self.source)
+        text, stale = freshness("schema registry", entry[0] if entry else None, health, now)
+        if health is not None and health.effective_state(now) is State.DOWN:
+            text = f'<div class="pw-registry-down" style="color:#cf222e"><b>DOWN</b>: {html.escape(health.reason(now))}</div>' + text
+        text += self._summary
+        if text != self.status.object:
+            self.status.object = text
+        for shown in (self.subjects, self.changes):
+            shown.styles = {"opacity": "0.5"} if stale else {}
+        self._refresh_changes()
+
+    def _render(self, snapshot: RegistrySnapshot, now: float) -> None:
+        facts = [
+            f"{snapshot.subject_count:,} subjects",
+            "soft-deleted: " + (f"{len(snapshot.deleted_subjects):,}" if snapshot.deleted_subjects is not None
+                                else "unknown"),
+            f"global compatibility <b>{snapshot.compatibility or 'unknown'}</b>",
+            f"mode <b>{snapshot.mode or 'unknown'}</b>",
+        ]
+        if snapshot.karapace is not None:
+            facts.append("Karapace " + ("ready" if snapshot.karapace.ready else "NOT READY")
+                         + (f", reader lag {snapshot.karapace.reader_lag:,}" if snapshot.karapace.reader_lag is not None
+                            else ""))
+        self._summary = f'<div class="pw-registry-facts">{" &middot; ".join(facts)}</div>' + "".join(
+            f'<div class="pw-note" style="color:{_WARN}">{html.escape(w)}</div>' for w in snapshot.warnings)
+        self.subjects.value = pd.DataFrame([_subject_row(s, now) for s in snapshot.subjects],
+                                           columns=list(_SUBJECT_COLUMNS))
+
+    def _refresh_changes(self) -> None:
+        new = [e for e in self.store.events_since(self._event_seq)
+               if e.pipeline == self.pipeline and e.collector == self.collector]
+        if not new:
+            return
+        self._event_seq = new[-1].seq
+        self._changes = ([{"time": clock(e.time), "severity": e.severity, "change": e.message} for e in reversed(new)]
+                         + self._changes)[:CHANGES_SHOWN]
+        self.changes.value = pd.DataFrame(self._changes, columns=list(_CHANGE_COLUMNS))
+
+
+def _subject_row(subject: Subject, now: float) -> dict[str, object]:
+    def setting(value: str | None, own: bool) -> str:
+        if value is None:
+            return "unknown"
+        return value if own else f"{value} (global)"
+
+    read = subject.read_at is not None
+    return {
+        "subject": subject.name,
+        "versions": float(len(subject.versions)) if subject.versions is not None else np.nan,
+        "latest version": float(subject.latest_version) if subject.latest_version is not None else np.nan,
+        "latest id": float(subject.latest_id) if subject.latest_id is not None else np.nan,
+        "type": subject.schema_type or "unknown",
+        "compatibility": setting(subject.compatibility, subject.compatibility_own) if read else "unknown",
+        "mode": setting(subject.mode, subject.mode_own) if read else "unknown",
+        "read": age(subject.read_at, now) if read else "not read yet",
+        "error": subject.error or "",
+    }

@@ -1,0 +1,62 @@
+"""Pieces every source's view uses: time formatting, number formatters, tables, the freshness line."""
+
+from __future__ import annotations
+
+import html
+from datetime import datetime, timezone
+
+import pandas as pd
+import panel as pn
+from bokeh.models import NumberFormatter
+
+from monitoring.health import CollectorHealth, State
+
+STATE_COLOURS = {State.UP: "#1a7f37", State.DOWN: "#cf222e", State.STALE: "#bf8700", State.STARTING: "#6e7781"}
+COUNT = NumberFormatter(format="0,0", nan_format="unknown", null_format="unknown")
+RATE = NumberFormatter(format="0,0.0", nan_format="unknown", null_format="unknown")
+
+
+def clock(t: float | None) -> str:
+    if t is None:
+        return "never"
+    return datetime.fromtimestamp(t, timezone.utc).strftime("%H:%M:%S UTC")
+
+
+def age(t: float | None, now: float) -> str:
+    if t is None:
+        return "never"
+    seconds = max(0.0, now - t)
+    return f"{seconds:.0f} s ago" if seconds < 120 else f"{seconds / 60:.0f} min ago"
+
+
+def duration(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+def table(columns: dict[str, object], name: str, page_size: int) -> pn.widgets.Tabulator:
+    """A read-only table paged on the server: only the rows on screen go to the browser."""
+    return pn.widgets.Tabulator(
+        pd.DataFrame(columns=list(columns)), name=name, show_index=False, disabled=True, sizing_mode="stretch_width",
+        pagination="remote", page_size=page_size, layout="fit_data_stretch",
+        formatters={column: f for column, f in columns.items() if f is not None},
+    )
+
+
+def freshness(what: str, snapshot_time: float | None, health: CollectorHealth | None, now: float) -> tuple[str, bool]:
+    """The line above a source's tables: no data yet, measured at, or STALE with the reason.
+    Also whether what is shown is stale (its collector is not up)."""
+    state = health.effective_state(now) if health is not None else None
+    if snapshot_time is None:
+        text = f"<em>No {what} data yet: waiting for the first successful collection.</em>"
+        if state is State.DOWN:
+            text += f" Collector down: {html.escape(health.reason(now))}"
+        return text, False
+    if state is not None and state is not State.UP:
+        return (f'<div class="pw-stale" style="color:#9a6700"><b>STALE</b>: tables and charts show data measured '
+                f'at {clock(snapshot_time)} ({age(snapshot_time, now)}); the collector is '
+                f'{state.value}: {html.escape(health.reason(now))}</div>'), True
+    return f'<span class="pw-fresh">Measured at {clock(snapshot_time)} ({age(snapshot_time, now)})</span>', False
