@@ -336,3 +336,47 @@ def test_security_settings_must_match_the_protocol(tmp_path):
     missing_ca = _write(tmp_path, "pipelines:\n  - name: o\n    kafka:\n      bootstrap_servers: ['k:1']\n"
                                   "      security_protocol: SSL\n      tls: {ca_file: /nonexistent/ca.pem}\n")
     assert "pipelines[0].kafka.tls.ca_file" in _error(missing_ca)
+
+
+def test_schema_registry_settings_defaults_and_secret_from_the_environment(tmp_path):
+    config = load_config(_write(tmp_path, (
+        "pipelines:\n"
+        "  - name: catalog\n"
+        "    schema_registry:\n"
+        "      url: https://registry.example.com/\n"
+        "      path_prefix: /apis/ccompat/v7\n"
+        "      basic_auth: {username: monitor, password: '${REGISTRY_PASSWORD}'}\n"
+    )), environ={"REGISTRY_PASSWORD": "s3cret"})
+    (registry,) = config.pipelines[0].schema_registries
+    assert registry.registry_label == "registry.example.com:443"
+    assert registry.base_url == "https://registry.example.com/apis/ccompat/v7"
+    assert registry.basic_auth.password.get_secret_value() == "s3cret"
+    assert "s3cret" not in repr(registry)
+    assert (registry.interval_seconds, registry.inventory_refresh_seconds, registry.max_concurrent_requests) == (
+        10.0, 300.0, 4)
+
+
+def test_schema_registry_errors_name_the_key_path(tmp_path):
+    message = _error(_write(tmp_path, (
+        "pipelines:\n"
+        "  - name: catalog\n"
+        "    schema_registry:\n"
+        "      - url: registry:8081\n"
+        "      - url: http://a:8081\n"
+        "        registry: main\n"
+        "      - url: http://b:8081\n"
+        "        registry: main\n"
+        "        inventory_refresh_seconds: 0\n"
+    )))
+    assert "pipelines[0].schema_registry[0].url: 'registry:8081' is not an http:// or https:// URL with a host" in message
+    assert "pipelines[0].schema_registry[2].inventory_refresh_seconds: Input should be greater than 0" in message
+    empty = _error(_write(tmp_path, "pipelines:\n  - name: catalog\n    schema_registry:\n", "empty.yml"))
+    assert "pipelines[0].schema_registry: is empty: give its settings or remove the key" in empty
+    same = _error(_write(tmp_path, (
+        "pipelines:\n"
+        "  - name: catalog\n"
+        "    schema_registry:\n"
+        "      - {url: 'http://a:8081', registry: main}\n"
+        "      - {url: 'http://b:8081', registry: main}\n"
+    ), "same.yml"))
+    assert "pipelines[0]: two schema registries of pipeline 'catalog' share the registry label 'main'" in same
