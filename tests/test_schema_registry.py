@@ -309,3 +309,13 @@ async def test_exporter_serves_registry_metrics_and_keeps_availability_while_dow
                                                               ("collector", "schema_registry")}))] == 0
     finally:
         exporter.stop()
+
+
+async def test_tls_handshake_failure_is_reported_as_tls(registry):
+    # https:// to a server that speaks plain HTTP: the handshake fails, which is what a wrong port or a
+    # TLS-terminating proxy misconfiguration looks like.
+    store, collector = _supervised(registry, url=registry.url.replace("http://", "https://"))
+    await _run(store, collector)
+    health = _health(store)
+    assert health.state is State.DOWN and health.error_category == "tls", health.last_error
+    assert _value(store, "schema_registry_errors_total", "tls", "") == 1
