@@ -120,7 +120,8 @@ class SchemaRegistryCollector(Collector):
                     mode=subject.mode if subject.mode_own else global_mode)
             if name not in fresh or fresh[name] is not None:
                 subjects[name] = subject
-        vanished = set(previous) - set(listed)
+        # Gone from the list, or deleted between the list and the read of its details.
+        vanished = (set(previous) - set(listed)) | {name for name, read in fresh.items() if read is None and name in previous}
         self._deleted = await self._soft_deleted(client, set(listed))
 
         now = time.time()
