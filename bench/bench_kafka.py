@@ -15,11 +15,15 @@ block. Scenarios (groups x partitions) grow on the same broker, in this order:
 fewer groups than the broker holds (10 x 10,000 after 100 x 1,000) has every strategy match only
 its groups (a group pattern, g00..g09), the way a user limits the collector to some groups.
 
-Every partition gets a few records; every group commits an offset on every partition, all of a
-group's partitions in ONE commit call (at most 4 groups at once). Records are produced with send()
-and one flush rather than one send_and_wait per record: this broker reports exact high watermarks
-only for single-record batches, which does not matter here (lag values are not checked, only that
-every partition of every group has a commit and a high watermark).
+Every partition gets 4 records, produced in 4 rounds of one send() per partition and one flush()
+(far cheaper than one send_and_wait per record; this broker counts a batch as one offset, so one
+record per partition per flush makes every high watermark exactly 4). Every group commits an offset
+on every partition, all of a group's partitions in ONE commit call (at most 4 groups at once), at
+offset partition % 5: four partitions in five lag by 1 to 4 records, one in five is caught up. So
+the collector's per-partition work (lag in seconds, status evaluation, the record-timestamp lookups
+of the most lagging partitions) runs on lagging partitions as well as on caught-up ones. Each run
+checks that every strategy got a committed offset for every group and partition it asked about and
+a high watermark for every partition, and counts the collector's lagging group-partitions.
 
 Per scenario, three strategies collect the same data (committed offset of every partition of every
 group, latest and earliest offset of every partition, group list and descriptions), each with at
@@ -385,25 +389,27 @@ async def _create_topics(cluster: Cluster, count: int) -> None:
     await producer.start()
     try:
         # send() queues into per-partition batches, flush() sends them: far faster than one
-        # send_and_wait per record for thousands of partitions; high watermarks need not be exact here.
-        for name in names:
-            for partition in range(PARTITIONS_PER_TOPIC):
-                for i in range(RECORDS_PER_PARTITION):
+        # send_and_wait per record for thousands of partitions. One record per partition per flush:
+        # this broker advances a partition's high watermark by one per batch, not per record.
+        for i in range(RECORDS_PER_PARTITION):
+            for name in names:
+                for partition in range(PARTITIONS_PER_TOPIC):
                     await producer.send(name, f"{partition}-{i}".encode(), partition=partition)
-        await producer.flush()
+            await producer.flush()
     finally:
         await producer.stop()
     cluster.topics += names
 
 
 async def _commit(bootstrap: str, group: str, partitions: list[tuple[str, int]]) -> None:
-    """One commit call for all of the group's partitions (offset 1..3, below the records produced)."""
+    """One commit call for all of the group's partitions, at offset partition % 5 (0..4 of the 4
+    records produced: lag 4..1, or 0 for one partition in five)."""
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False)
     await consumer.start()
     try:
         tps = [TopicPartition(t, p) for t, p in partitions]
         consumer.assign(tps)
-        await consumer.commit({tp: 1 + tp.partition % 3 for tp in tps})
+        await consumer.commit({tp: tp.partition % 5 for tp in tps})
     finally:
         await consumer.stop()
 
@@ -435,7 +441,8 @@ def _group_pattern(cluster: Cluster, groups: int) -> str | None:
 
 API_NAMES = {"MetadataRequest": "Metadata", "ListGroupsRequest": "ListGroups", "FindCoordinatorRequest": "FindCoordinator",
              "DescribeGroupsRequest": "DescribeGroups", "_DescribeGroupsRequest": "DescribeGroups", "DescribeGroupsUpToV2": "DescribeGroups",
-             "OffsetFetchRequest": "OffsetFetch", "OffsetRequest": "ListOffsets"}
+             "OffsetFetchRequest": "OffsetFetch", "OffsetRequest": "ListOffsets",
+             "DescribeConfigsRequest": "DescribeConfigs", "FetchRequest": "Fetch"}
 _api_counts: Counter[str] = Counter()
 _original_send = AIOKafkaClient.send
 
@@ -473,6 +480,8 @@ class Row:
     """Set when the cycles were capped: the last cycle's OffsetFetch sample; times are estimates."""
     warmup: float = 0.0
     """Seconds of the untimed warm-up cycle."""
+    lagging: int | None = None
+    """Collector only: group-partitions with lag > 0 in the last cycle."""
 
     @property
     def scenario(self) -> str:
@@ -543,8 +552,10 @@ async def _scenario(cluster: Cluster, plan: Plan, broker_pid: int | None,
     assert len(snapshot.groups) == groups and committed == groups * partitions and with_hw == partitions \
         and not refused, (len(snapshot.groups), committed, with_hw, refused)
     described = sum(1 for g in snapshot.groups if g.members is not None)
+    lagging = sum(1 for g in snapshot.groups for p in g.partitions if p.lag)
     rows.append(Row(groups, partitions, COLLECTOR_NAME, **measured, described=described,
-                    checked=f"{committed} committed offsets, {with_hw} high watermarks"))
+                    checked=f"{committed} committed offsets, {with_hw} high watermarks, {lagging} lagging",
+                    lagging=lagging))
     del snapshot, store, collector
     gc.collect()
     progress(_progress_line(rows[-1]))
@@ -704,6 +715,8 @@ PHASES = (
     ("_describe_groups", "FindCoordinator (cached) + DescribeGroups"),
     ("_committed_offsets", "OffsetFetch, one per group: request, decode, dict of offsets"),
     ("_list_offsets", "ListOffsets latest + earliest (concurrent): request, decode"),
+    ("_refresh_retention", "DescribeConfigs for topic retention (re-read every 5 min)"),
+    ("_record_timestamps", "Fetch the record timestamps of the most lagging group-partitions"),
     ("_build_snapshot", "build the snapshot: lag, lag seconds, status, catch-up, retention"),
     ("_write", "write series into the Store + publish the snapshot"),
 )

@@ -284,7 +284,38 @@ def kafka_interpretation(result: dict) -> list[str]:
 # -- the page -------------------------------------------------------------------------------------
 
 
-def render(store: dict, kafka: dict, info: dict[str, str], quick: bool, seconds: float, started: dt.datetime) -> str:
+def profile_section(profile: dict | None) -> list[str]:
+    """Where a Kafka collector cycle spends its time, from the last `--profile` run (if any)."""
+    if profile is None:
+        return []
+    broker = f"{profile['broker_cpu']:.1f} s" if profile.get("broker_cpu") is not None else "unknown"
+    phases = [[p["phase"], f"{p['wall']:.2f}", f"{p['cpu']:.2f}",
+               f"{p['broker_cpu']:.2f}" if p.get("broker_cpu") is not None else "unknown"] for p in profile["phases"]]
+    own = [[f"`{f['function']}`", f"`{f['where']}`", f"{f['calls']:,}", f"{f['own_seconds']:.2f}"]
+           for f in profile["top_own"][:12]]
+    gc_info = profile.get("gc", {})
+    return [
+        f"### Where the time goes at {profile['groups']} x {profile['partitions']:,} (groups x partitions)",
+        "",
+        f"One KafkaCollector cycle timed phase by phase, then another profiled with cProfile, on "
+        f"{profile['date']} at commit {profile['commit']} (`bench/run.py --profile`; the full listing is in "
+        f"`bench/kafka_profile.txt`). Every group commits on every partition here: "
+        f"{profile['groups'] * profile['partitions']:,} group-partitions and {profile['series']:,} series in the "
+        f"store. The timed cycle took {profile['wall']:.1f} s wall, {profile['cpu']:.1f} s client CPU and {broker} "
+        f"broker CPU, in {profile['requests']} requests.",
+        "",
+        markdown_table(["phase", "wall (s)", "client CPU (s)", "broker CPU (s)"], phases),
+        "",
+        f"Garbage collection during the timed cycle: {gc_info.get('seconds', 0.0):.1f} s. Largest own time in the "
+        f"profiled cycle ({profile['profiled_wall']:.1f} s wall under the profiler):",
+        "",
+        markdown_table(["function", "where", "calls", "own (s)"], own),
+        "",
+    ]
+
+
+def render(store: dict, kafka: dict, registry: dict, info: dict[str, str], quick: bool, seconds: float,
+           started: dt.datetime) -> str:
     import bench_kafka
     import bench_store
 
@@ -421,7 +452,34 @@ def render(store: dict, kafka: dict, info: dict[str, str], quick: bool, seconds:
         "everything they use: one request per coordinator for all of its groups.",
         "",
     ]
-    return "\n".join(out)
+    return "\n".join(out) + "\n" + registry_section(registry, info, quick, started)
+
+
+REGISTRY_START, REGISTRY_END = "<!-- bench: schema registry -->", "<!-- /bench: schema registry -->"
+
+
+def registry_section(result: dict, info: dict[str, str], quick: bool, started: dt.datetime) -> str:
+    """The schema-registry section, between markers so `--only registry` can replace it alone."""
+    import bench_registry
+
+    return "\n".join([
+        REGISTRY_START,
+        "## Schema registry collection: requests and time per cycle",
+        "",
+        f"Run {started:%Y-%m-%d %H:%M %Z} ({'`--quick`' if quick else 'full'}; {result['seconds']:.0f} s), on the "
+        f"machine above ({info['CPU']}, {info['cores']} cores, Python {info['Python']}).",
+        "",
+        "Method (bench/bench_registry.py): " + bench_registry.__doc__.split("\n\n", 1)[1].strip(),
+        "",
+        "Cycle time and client CPU (`time.process_time` of the benchmark process; the registry runs in its",
+        "own process) are medians over the timed steady cycles, after every subject has been read once.",
+        "",
+        markdown_table(*bench_registry.table(result)),
+        "",
+        *bench_registry.interpretation(result),
+        REGISTRY_END,
+        "",
+    ])
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -432,12 +490,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--profile", action="store_true",
                         help="only profile one collector cycle at 100 x 10,000 (cProfile, ~8 minutes); writes "
                              "bench/kafka_profile.json and .txt, which the next run puts into the page")
+    parser.add_argument("--only", choices=["registry"],
+                        help="run one benchmark and replace only its section of the page")
     args = parser.parse_args(argv)
 
     # SIGTERM (e.g. a CI timeout) unwinds like Ctrl-C, so the broker's finally block runs.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
 
     import bench_kafka
+    import bench_registry
     import bench_store
 
     if args.profile:
@@ -453,6 +514,22 @@ def main(argv: list[str] | None = None) -> int:
     for key, value in info.items():
         print(f"  {key}: {value}")
 
+    if args.only == "registry":
+        print("\nschema registry benchmark ...", flush=True)
+        registry = bench_registry.run(quick=args.quick, progress=lambda line: print(line, flush=True))
+        print_table(*bench_registry.table(registry))
+        if not args.no_write:
+            page = args.output.read_text(encoding="utf-8")
+            section = registry_section(registry, info, args.quick, started)
+            if REGISTRY_START in page:
+                head, rest = page.split(REGISTRY_START, 1)
+                page = head + section.rstrip("\n") + rest.split(REGISTRY_END, 1)[1]
+            else:
+                page = page.rstrip("\n") + "\n\n" + section
+            args.output.write_text(page, encoding="utf-8")
+            print(f"wrote the schema registry section of {args.output}")
+        return 0
+
     print("\nstore benchmark ...", flush=True)
     store = bench_store.run(quick=args.quick)
     print(f"store benchmark done in {store['seconds']:.1f} s\n")
@@ -465,11 +542,15 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print_table(*bench_kafka.api_table(kafka))
 
+    print("\nschema registry benchmark ...", flush=True)
+    registry = bench_registry.run(quick=args.quick, progress=lambda line: print(line, flush=True))
+    print_table(*bench_registry.table(registry))
+
     seconds = time.perf_counter() - t0
     info["load average at end (1/5/15 min)"] = " / ".join(f"{x:.2f}" for x in os.getloadavg())
     print(f"\nwhole run: {seconds:.1f} s; load average at end: {info['load average at end (1/5/15 min)']}")
     if not args.no_write:
-        page = render(store, kafka, info, args.quick, seconds, started)
+        page = render(store, kafka, registry, info, args.quick, seconds, started)
         args.output.parent.mkdir(parents=True, exist_ok=True)
         args.output.write_text(page, encoding="utf-8")
         print(f"wrote {args.output}")
