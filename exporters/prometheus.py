@@ -40,7 +40,7 @@ class StoreCollector(_PromCollector):
         families: dict[str, Metric] = {}
         for (name, labels), source, _t, value in self.store.latest_values():
             spec = CATALOGUE[name]
-            if (source not in fresh and not spec.while_down) or math.isnan(value):
+            if not spec.exported or (source not in fresh and not spec.while_down) or math.isnan(value):
                 continue
             family = families.get(name)
             if family is None:

@@ -69,6 +69,8 @@ def _check_config(path: Path | None) -> int:
     for pipeline in config.pipelines:
         sources = [f"kafka ({cluster.cluster_label})" for cluster in pipeline.kafka_clusters]
         sources += [f"schema registry ({registry.registry_label})" for registry in pipeline.schema_registries]
+        if pipeline.profiling is not None:
+            sources.append(f"profiling ({pipeline.profiling.target})")
         print(f"pipeline {pipeline.name}: {', '.join(sources) or 'no sources'}")
     print(f"{_resolve(path)}: OK")
     return 0

@@ -11,7 +11,7 @@ import os
 import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, urlsplit
 
 import yaml
 from pydantic import (
@@ -201,6 +201,51 @@ class SchemaRegistrySource(_Strict):
         return self.url + self.path_prefix.rstrip("/")
 
 
+class ProfilingSource(_Strict):
+    dsn: SecretStr
+    """postgresql://user:password@host:port/database (use ${ENV_VAR}: it carries the password)."""
+    table_prefix: Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$", max_length=40)] = "profilemesh"
+    """profilemesh (ProfileMesh) or baselinr (its later name): the tables are <prefix>_runs, _results, ..."""
+    db_schema: Annotated[str, Field(alias="schema", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$", max_length=63)] = "public"
+    """The PostgreSQL schema that holds the profiler's tables."""
+    interval_seconds: Annotated[float, Field(gt=0, le=3600)] = 15.0
+    timeout_seconds: Annotated[float, Field(gt=0, le=3600)] = 30.0
+    fresh_within_seconds: Annotated[float, Field(gt=0)] = 86_400.0
+    """A table whose last profile is older than this counts as stale."""
+    history_days: Annotated[float, Field(gt=0, le=3650)] = 30.0
+    """How far back runs, drift events and column metrics are loaded and kept."""
+    late_rows_seconds: Annotated[float, Field(ge=0, le=86_400)] = 3600.0
+    """Rows may commit this long after the time they carry (a long profile writes its run at the end
+    with the time it started); such rows are still picked up, and counted once."""
+    table_state_refresh_seconds: Annotated[float, Field(gt=0, le=86_400)] = 300.0
+    """Table state rows change in place; newly profiled ones are read every cycle, all of them this often."""
+    max_runs: Annotated[int, Field(ge=100, le=1_000_000)] = 20_000
+    """Runs kept in memory (the newest); older ones still count in the totals."""
+    max_drift_events: Annotated[int, Field(ge=100, le=1_000_000)] = 20_000
+    runs_with_metrics: Annotated[int, Field(ge=1, le=100_000)] = 500
+    """The newest runs whose column metrics are kept for the run detail view."""
+    metric_points: Annotated[int, Field(ge=2, le=100_000)] = 500
+    """Points kept per (dataset, column, metric) history."""
+    max_metric_series: Annotated[int, Field(ge=1, le=1_000_000)] = 50_000
+
+    @property
+    def target(self) -> str:
+        """The DSN without its password, for messages and the health line."""
+        parts = urlsplit(self.dsn.get_secret_value())
+        host = parts.hostname or parse_qs(parts.query).get("host", ["local socket"])[0]
+        user = f"{parts.username}@" if parts.username else ""
+        port = f":{parts.port}" if parts.port else ""
+        return f"{user}{host}{port} database {parts.path.lstrip('/') or 'default'}: {self.db_schema}.{self.table_prefix}_*"
+
+    @field_validator("dsn")
+    @classmethod
+    def _postgres_url(cls, dsn: SecretStr) -> SecretStr:
+        scheme = urlsplit(dsn.get_secret_value()).scheme
+        if scheme not in ("postgresql", "postgres"):
+            raise ValueError("must be a postgresql:// URL (postgresql://user:password@host:port/database)")
+        return dsn
+
+
 def _one_or_many(model: type) -> Any:
     """A key that takes one source or a non-empty list of them."""
     return Annotated[
@@ -215,8 +260,10 @@ class Pipeline(_Strict):
     """One cluster, or a list of clusters (each with its own `cluster` label)."""
     schema_registry: _one_or_many(SchemaRegistrySource) = None
     """One registry, or a list of registries (each with its own `registry` label)."""
+    profiling: ProfilingSource | None = None
+    """ProfileMesh / baselinr profiling tables in PostgreSQL."""
 
-    @field_validator("kafka", "schema_registry", mode="before")
+    @field_validator("kafka", "schema_registry", "profiling", mode="before")
     @classmethod
     def _not_empty(cls, value: object) -> object:
         if value is None:  # `kafka:` with nothing under it is a mistake, not "no Kafka"

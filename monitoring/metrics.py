@@ -24,6 +24,8 @@ class MetricSpec:
     """For a metric whose value is a code: the name of each code (index = value). The exporter
     also serves `<name>_info{..., <code_label>="<name of the code>"} 1` so dashboards can show words."""
     code_label: str = "status"
+    exported: bool = True
+    """False for history kept for the page only (e.g. every column metric): never on /metrics."""
     while_down: bool = False
     """Served while its collector is down: it describes the source's availability (up, errors),
     which is what matters most exactly then. Every other series of a down collector is dropped."""
@@ -152,6 +154,31 @@ CATALOGUE: dict[str, MetricSpec] = {
         MetricSpec("schema_registry_reader_lag", "gauge", "messages", _REGISTRY,
                    "Karapace /_health: reader_highest_offset minus reader_current_offset of the schemas topic.",
                    "schema_registry"),
+        # Profiling (ProfileMesh / baselinr tables): one source per pipeline.
+        MetricSpec("profiling_runs_total", "counter", "runs", ("pipeline", "dataset", "status"),
+                   "Profiling runs in the runs table, by dataset and status as the profiler wrote it.", "profiling"),
+        MetricSpec("profiling_drift_events_total", "counter", "events", ("pipeline", "table", "severity"),
+                   "Drift events (DataDriftDetected) in the events table, by table and severity.", "profiling"),
+        MetricSpec("profiling_table_staleness_seconds", "gauge", "seconds", ("pipeline", "schema", "table"),
+                   "Time since the table was last profiled (table_state.last_profiled_at; without table_state, "
+                   "the dataset's newest run).", "profiling"),
+        MetricSpec("profiling_table_staleness_score", "gauge", "score", ("pipeline", "schema", "table"),
+                   "The profiler's own staleness score of the table (table_state.staleness_score).", "profiling"),
+        MetricSpec("profiling_table_decision", "gauge", "boolean", ("pipeline", "schema", "table", "decision"),
+                   "1 for the table's current incremental-profiling decision (skip, full, partial, defer, sample).",
+                   "profiling"),
+        MetricSpec("profiling_tables", "gauge", "tables", ("pipeline", "freshness"),
+                   "Tables by freshness against fresh_within_seconds: fresh, stale, or never profiled.", "profiling"),
+        MetricSpec("profiling_dataset_rows", "gauge", "rows", ("pipeline", "dataset"),
+                   "Row count of the dataset's newest run.", "profiling"),
+        MetricSpec("profiling_last_run_timestamp_seconds", "gauge", "seconds", ("pipeline", "dataset"),
+                   "Unix time of the dataset's newest run (profiled_at).", "profiling"),
+        MetricSpec("profiling_run_failure_ratio", "gauge", "ratio", ("pipeline",),
+                   "Failed runs / runs over the last 24 h; absent when there were none.", "profiling"),
+        MetricSpec("profiling_column_metric", "gauge", "as profiled", ("pipeline", "dataset", "column", "metric"),
+                   "History of every numeric column metric, at the time it was profiled (percent names as ratios). "
+                   "For the page's trend charts only: not exported (one series per column and metric).",
+                   "profiling", exported=False),
         # pipewatch's own health, one series per configured collector.
         MetricSpec("pipewatch_collector_up", "gauge", "boolean", _COLLECTOR,
                    "1 when the collector's last run succeeded and is not stale, else 0.", "runtime"),
