@@ -31,6 +31,16 @@ def main(argv: list[str] | None = None) -> int:
     demo.add_argument("--pattern", default="base=50/s;1m-2m:400%;every=5m",
                       help="traffic pattern: base rate, bursts as START-END:PERCENT, cycle length")
 
+    sample = commands.add_parser("sample-profiling",
+                                 help="create the ProfileMesh tables if missing and write realistic profiling runs")
+    sample.add_argument("--dsn", required=True, help="postgresql://user:password@host:port/database")
+    sample.add_argument("--schema", default="public", help="PostgreSQL schema of the tables (default public)")
+    sample.add_argument("--prefix", default="profilemesh", help="table prefix: profilemesh or baselinr")
+    sample.add_argument("--runs", type=int, default=200, help="runs of history to write (default 200)")
+    sample.add_argument("--days", type=float, default=14.0, help="spread over this many days back (default 14)")
+    sample.add_argument("--follow", type=float, metavar="SECONDS",
+                        help="then keep writing a run every SECONDS until interrupted")
+
     args = parser.parse_args(argv)
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
@@ -43,6 +53,19 @@ def main(argv: list[str] | None = None) -> int:
         from monitoring.demo import run_demo
 
         return run_demo(args.port, args.metrics_port, args.pattern)
+    if args.command == "sample-profiling":
+        import asyncpg
+
+        from monitoring.profiling_sample import run_sample
+
+        try:
+            asyncio.run(run_sample(args.dsn, args.schema, args.prefix, args.runs, args.days, args.follow))
+        except KeyboardInterrupt:
+            return 0
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            print(f"pipewatch sample-profiling: {type(exc).__name__}: {exc}", file=sys.stderr)
+            return 1
+        return 0
     parser.error(f"unknown command {args.command}")
     return 2
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import subprocess
+import sys
 import time
 
 import asyncpg
@@ -268,3 +269,30 @@ async def test_exporter_serves_profiling_series_but_not_the_metric_history(postg
     assert "profiling_column_metric" not in text
     lint = subprocess.run([PROMTOOL, "check", "metrics"], input=text, capture_output=True, text=True)
     assert lint.returncode == 0, lint.stdout + lint.stderr
+
+
+async def test_sample_command_writes_rows_the_collector_reads(postgres, pg_schema):
+    done = subprocess.run([sys.executable, "-m", "monitoring.cli", "sample-profiling", "--dsn", postgres.dsn,
+                           "--schema", pg_schema, "--prefix", "baselinr", "--runs", "120", "--days", "3"],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == f"wrote 120 runs over 3 days into {pg_schema}.baselinr_*"
+    connection = await asyncpg.connect(postgres.dsn)
+    try:
+        runs = await connection.fetch(f'SELECT dataset_name, status, count(*) AS n FROM "{pg_schema}".baselinr_runs '
+                                      f"GROUP BY 1, 2")
+        drift = await connection.fetchval(f'SELECT count(*) FROM "{pg_schema}".baselinr_events')
+        states = await connection.fetchval(f'SELECT count(*) FROM "{pg_schema}".baselinr_table_state')
+    finally:
+        await connection.close()
+    store = Store()
+    collector = _collector(postgres.dsn, pg_schema, table_prefix="baselinr")
+    try:
+        await collector.collect(store)
+    finally:
+        await collector.close()
+    assert runs and states == 4
+    for row in runs:
+        assert _value(store, "profiling_runs_total", row["dataset_name"], row["status"]) == row["n"]
+    assert _snapshot(store).total_drift_events == drift
+    assert len(_snapshot(store).table_state) == 4
