@@ -13,10 +13,12 @@ from bokeh.models import HTMLTemplateFormatter
 from panel.viewable import Viewer
 
 from apps.live import LiveChart
+from apps.profiling_view import ProfilingView
 from apps.registry_view import SchemaRegistryView
 from apps.widgets import COUNT, RATE, STATE_COLOURS, age, clock, duration, freshness, table
 from collectors.kafka import KafkaCollector
 from collectors.kafka_model import GroupInfo, KafkaSnapshot, PartitionLag, TopicInfo
+from collectors.profiling import ProfilingCollector
 from collectors.schema_registry import SchemaRegistryCollector
 from monitoring.health import CollectorHealth, State
 from monitoring.runtime import Collector
@@ -260,6 +262,7 @@ class PipelinePage(Viewer):
               if isinstance(c, KafkaCollector)),
             *(SchemaRegistryView(store, pipeline, c.name, c.registry) for c in mine
               if isinstance(c, SchemaRegistryCollector)),
+            *(ProfilingView(store, pipeline, c.name) for c in mine if isinstance(c, ProfilingCollector)),
         ]
         self._layout = pn.Column(self.health, *self.sections, sizing_mode="stretch_width")
 

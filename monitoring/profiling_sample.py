@@ -114,9 +114,9 @@ class ProfilingSample:
             jump = self.random.random() < 0.04
             before = (column.null_ratio, column.unique_ratio, column.mean)
             column.null_ratio = min(1.0, max(0.0, column.null_ratio * self.random.uniform(0.97, 1.03)
-                                             + (self.random.uniform(0.02, 0.2) if jump else 0)))
+                                             + (self.random.uniform(0.001, 0.02) if jump else 0)))
             column.unique_ratio = min(1.0, max(0.0, column.unique_ratio * self.random.uniform(0.99, 1.01)))
-            column.mean *= self.random.uniform(1.2, 1.6) if jump else self.random.uniform(0.98, 1.02)
+            column.mean *= self.random.uniform(1.06, 1.5) if jump else self.random.uniform(0.98, 1.02)
             count = dataset.rows
             nulls = round(count * column.null_ratio)
             metrics = {"count": count, "null_count": nulls, "null_ratio": round(column.null_ratio, 6),

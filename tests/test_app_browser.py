@@ -192,3 +192,69 @@ def test_schema_registry_section_shows_subjects_changes_and_outage(tmp_path, bro
     finally:
         server.stop()
         registry.stop()
+
+
+def test_profiling_section_shows_kpis_runs_live_and_exports_what_it_shows(postgres, pg_schema, tmp_path, browser_page):
+    import io
+
+    import asyncpg
+    import pandas as pd
+
+    from tests.profiling_util import ProfilerTables, utc
+    from tests.test_profiling import _seed
+
+    async def seed() -> None:
+        connection = await asyncpg.connect(postgres.dsn)
+        try:
+            await _seed(await ProfilerTables(connection, pg_schema).create())
+        finally:
+            await connection.close()
+
+    async def one_more_run() -> None:
+        connection = await asyncpg.connect(postgres.dsn)
+        try:
+            await ProfilerTables(connection, pg_schema).run("invoices", utc(0), rows=77, run_id="run-live")
+        finally:
+            await connection.close()
+
+    run_async(seed())
+    config = tmp_path / "pipewatch.yml"
+    config.write_text(
+        "pipelines:\n"
+        "  - name: warehouse\n"
+        "    profiling:\n"
+        f"      dsn: \"{postgres.dsn}\"\n"
+        f"      schema: {pg_schema}\n"
+        "      interval_seconds: 0.5\n"
+        "exporter:\n"
+        f"  port: {free_port()}\n"
+    )
+    server = PanelServer(tmp_path, config)
+    server.start()
+    try:
+        page = browser_page
+        page.goto(f"{server.url}?pipeline=warehouse")
+        expect(page.locator('.pw-kpi[data-kpi="runs"] .pw-kpi-value')).to_have_text("4", timeout=30_000)
+        expect(page.locator('.pw-kpi[data-kpi="failure rate"] .pw-kpi-value')).to_have_text("25.0%")
+        runs = page.locator(".tabulator").filter(has=page.locator('[tabulator-field="run id"]'))
+        expect(runs.locator('.tabulator-row [tabulator-field="dataset"]')).to_have_text(
+            ["orders", "orders", "orders", "customers", "customers", "orders"])
+
+        run_async(one_more_run())  # shows up without a reload
+        expect(runs.locator('.tabulator-row [tabulator-field="run id"]').first).to_have_text("run-live",
+                                                                                           timeout=30_000)
+        expect(page.locator('.pw-kpi[data-kpi="runs"] .pw-kpi-value')).to_have_text("5")
+
+        with page.expect_download() as download:
+            page.get_by_text("Runs as CSV").click()
+        exported = pd.read_csv(io.StringIO(open(download.value.path()).read()))
+        shown = runs.locator('.tabulator-row [tabulator-field="run id"]').all_inner_texts()
+        assert list(exported["run id"]) == shown and len(shown) == 7
+        assert page.errors == []
+    except AssertionError as exc:
+        shot = tmp_path / "failure.png"
+        browser_page.screenshot(path=str(shot), full_page=True)
+        raise AssertionError(f"{exc}\nscreenshot: {shot}\nbrowser errors: {browser_page.errors}\n"
+                             f"server log tail:\n{server.log_path.read_text()[-3000:]}") from None
+    finally:
+        server.stop()
