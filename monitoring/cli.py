@@ -25,7 +25,8 @@ def main(argv: list[str] | None = None) -> int:
     agent = commands.add_parser("agent", help="run collectors and the Prometheus exporter, without the UI")
     agent.add_argument("--config", type=Path, help=f"config file (default: ${CONFIG_ENV_VAR})")
 
-    demo = commands.add_parser("demo", help="start a local broker, a producer and a lagging consumer, and serve the app")
+    demo = commands.add_parser("demo", help="start a local broker with a producer and a lagging consumer, a local "
+                                            "PostgreSQL with profiling history, and serve the app")
     demo.add_argument("--port", type=int, default=5006, help="dashboard port (default 5006)")
     demo.add_argument("--metrics-port", type=int, default=9108, help="/metrics port (default 9108)")
     demo.add_argument("--pattern", default="base=50/s;1m-2m:400%;every=5m",

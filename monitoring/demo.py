@@ -2,7 +2,9 @@
 
 A local Kafka-protocol broker, a producer following a traffic pattern, a consumer group whose
 capacity is below the burst rate (it falls behind during bursts and catches up after), a second
-group that keeps up, and `panel serve apps/` with the exporter. Ctrl-C stops all of it.
+group that keeps up; a local PostgreSQL holding two weeks of ProfileMesh profiling history, with
+a new profiling run written every few seconds; and `panel serve apps/` with the exporter.
+Ctrl-C stops all of it.
 """
 
 from __future__ import annotations
@@ -17,7 +19,11 @@ import tempfile
 import time
 from pathlib import Path
 
+import asyncpg
+
 from monitoring.local_broker import LocalBroker, port_open
+from monitoring.local_postgres import LocalPostgres
+from monitoring.profiling_sample import ProfilingSample
 from monitoring.traffic import PatternError, TrafficPattern, parse_pattern
 
 log = logging.getLogger("pipewatch.demo")
@@ -26,6 +32,7 @@ TOPIC = "orders"
 PARTITIONS = 6
 LAGGING_GROUP, LAGGING_CAPACITY = "order-processor", 2.0  # x base rate: below a 400% burst, above base
 KEEPING_UP_GROUP, KEEPING_UP_CAPACITY = "order-audit", 10.0
+PROFILING_HISTORY_RUNS, PROFILING_HISTORY_DAYS, PROFILING_EVERY_SECONDS = 400, 14.0, 5.0
 _APPS_DIR = Path(__file__).resolve().parent.parent / "apps"
 
 
@@ -43,10 +50,14 @@ def run_demo(port: int, metrics_port: int, pattern_text: str) -> int:
     logging.getLogger("aiokafka").setLevel(logging.WARNING)  # the demo's own clients chat at INFO
     workdir = Path(tempfile.mkdtemp(prefix="pipewatch-demo-"))
     broker = LocalBroker(workdir, port=9092 if not port_open(9092) else None)
+    postgres = LocalPostgres(workdir)
     server: subprocess.Popen[bytes] | None = None
     try:
         broker.start()
-        config = _write_config(workdir, broker.bootstrap, metrics_port)
+        postgres.start()
+        sample = ProfilingSample(postgres.dsn, seed=1)
+        asyncio.run(_profiling_history(sample))
+        config = _write_config(workdir, broker.bootstrap, postgres.dsn, metrics_port)
         server = subprocess.Popen(
             [sys.executable, "-m", "panel", "serve", str(_APPS_DIR), "--address", "127.0.0.1", "--port", str(port),
              "--allow-websocket-origin", f"127.0.0.1:{port}", "--allow-websocket-origin", f"localhost:{port}",
@@ -55,8 +66,9 @@ def run_demo(port: int, metrics_port: int, pattern_text: str) -> int:
         )
         print(f"\npipewatch demo\n  dashboard: http://127.0.0.1:{port}/apps\n  metrics:   http://127.0.0.1:{metrics_port}/metrics\n"
               f"  broker:    {broker.bootstrap} (topic {TOPIC!r}, {PARTITIONS} partitions)\n"
+              f"  postgres:  {postgres.dsn} (ProfileMesh tables, a new run every {PROFILING_EVERY_SECONDS:g} s)\n"
               f"  traffic:   {pattern_text}\n  config:    {config}\nCtrl-C stops everything.\n", flush=True)
-        asyncio.run(_traffic(broker.bootstrap, pattern, server))
+        asyncio.run(_traffic(broker.bootstrap, pattern, server, sample))
     except KeyboardInterrupt:
         pass
     finally:
@@ -68,11 +80,12 @@ def run_demo(port: int, metrics_port: int, pattern_text: str) -> int:
                 os.killpg(server.pid, signal.SIGKILL)
                 server.wait()
         broker.stop()
-        print("pipewatch demo stopped: broker, producer, consumers and server are gone.", flush=True)
+        postgres.close()
+        print("pipewatch demo stopped: broker, PostgreSQL, producer, consumers and server are gone.", flush=True)
     return 0 if server is None or server.returncode in (0, -signal.SIGTERM, None) else 1
 
 
-def _write_config(workdir: Path, bootstrap: str, metrics_port: int) -> Path:
+def _write_config(workdir: Path, bootstrap: str, dsn: str, metrics_port: int) -> Path:
     path = workdir / "demo.yml"
     path.write_text(
         "pipelines:\n"
@@ -82,6 +95,9 @@ def _write_config(workdir: Path, bootstrap: str, metrics_port: int) -> Path:
         "      cluster: demo\n"
         "      consumer_groups: [\".*\"]\n"
         "      interval_seconds: 1\n"
+        "    profiling:\n"
+        f"      dsn: \"{dsn}\"\n"
+        "      interval_seconds: 2\n"
         "exporter:\n"
         "  host: 127.0.0.1\n"
         f"  port: {metrics_port}\n",
@@ -90,7 +106,28 @@ def _write_config(workdir: Path, bootstrap: str, metrics_port: int) -> Path:
     return path
 
 
-async def _traffic(bootstrap: str, pattern: TrafficPattern, server: subprocess.Popen[bytes]) -> None:
+async def _profiling_history(sample: ProfilingSample) -> None:
+    connection = await asyncpg.connect(sample.dsn)
+    try:
+        await sample.create_tables(connection)
+        await sample.write_history(connection, PROFILING_HISTORY_RUNS, PROFILING_HISTORY_DAYS)
+    finally:
+        await connection.close()
+
+
+async def _profile(sample: ProfilingSample, stop: asyncio.Event) -> None:
+    """A profiling run every few seconds, as a busy profiler would write them."""
+    connection = await asyncpg.connect(sample.dsn)
+    try:
+        while not stop.is_set():
+            await asyncio.sleep(PROFILING_EVERY_SECONDS)
+            await sample.write_run(connection)
+    finally:
+        await connection.close()
+
+
+async def _traffic(bootstrap: str, pattern: TrafficPattern, server: subprocess.Popen[bytes],
+                   sample: ProfilingSample) -> None:
     from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
@@ -108,6 +145,7 @@ async def _traffic(bootstrap: str, pattern: TrafficPattern, server: subprocess.P
         asyncio.create_task(_consume(bootstrap, LAGGING_GROUP, pattern.base_rate * LAGGING_CAPACITY, stop)),
         asyncio.create_task(_consume(bootstrap, KEEPING_UP_GROUP, pattern.base_rate * KEEPING_UP_CAPACITY, stop)),
         asyncio.create_task(_watch_server(server, stop)),
+        asyncio.create_task(_profile(sample, stop)),
     ]
     await stop.wait()
     for task in tasks:

@@ -81,6 +81,9 @@ def test_demo_shows_real_lag_and_ctrl_c_stops_everything(tmp_path):
     try:
         broker_line = wait_until(lambda: _read_until(demo, lines, "broker:"), 60, what="the demo to start")
         broker_port = int(re.search(r"127\.0\.0\.1:(\d+)", broker_line).group(1))
+        postgres_line = wait_until(lambda: _read_until(demo, lines, "postgres:"), 10, what="the demo's PostgreSQL")
+        pgdata = Path(re.search(r"host=(\S+)", postgres_line).group(1))
+        assert (pgdata / "postmaster.pid").exists()
         url = f"http://127.0.0.1:{metrics}/metrics"
 
         def lagging() -> bool:
@@ -91,6 +94,13 @@ def test_demo_shows_real_lag_and_ctrl_c_stops_everything(tmp_path):
 
         wait_until(lagging, 60, interval=0.5, what="the demo's lagging consumer to show lag")
         assert urllib.request.urlopen(f"http://127.0.0.1:{dashboard}/apps", timeout=10).status == 200
+
+        def profiled_runs() -> float:
+            return sum(v for (name, _), v in _samples(url).items() if name == "profiling_runs_total")
+
+        first = wait_until(profiled_runs, 60, interval=0.5, what="the demo's profiling history in /metrics")
+        assert first >= 300  # 400 planned runs, less the ones the planner skipped or deferred
+        wait_until(lambda: profiled_runs() > first, 60, interval=0.5, what="a new profiling run to be counted")
     finally:
         os.killpg(demo.pid, signal.SIGINT)  # what Ctrl-C in a terminal does
         rest = demo.communicate(timeout=30)[0]
@@ -98,6 +108,7 @@ def test_demo_shows_real_lag_and_ctrl_c_stops_everything(tmp_path):
     assert "pipewatch demo stopped" in rest
     for port in (dashboard, metrics, broker_port):
         assert not port_open(port), f"port {port} still open after Ctrl-C"
+    assert not (pgdata / "postmaster.pid").exists(), "PostgreSQL still running after Ctrl-C"
 
 
 def _read_until(proc: subprocess.Popen[str], lines: list[str], marker: str) -> str | None:
