@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import importlib
 import os
 import platform
 import signal
@@ -314,7 +315,7 @@ def profile_section(profile: dict | None) -> list[str]:
     ]
 
 
-def render(store: dict, kafka: dict, registry: dict, info: dict[str, str], quick: bool, seconds: float,
+def render(store: dict, kafka: dict, sections: dict[str, dict], info: dict[str, str], quick: bool, seconds: float,
            started: dt.datetime) -> str:
     import bench_kafka
     import bench_store
@@ -323,9 +324,12 @@ def render(store: dict, kafka: dict, registry: dict, info: dict[str, str], quick
     out = [
         "# Benchmarks",
         "",
-        "Two benchmarks of pipewatch's hot paths, each next to a named baseline in the same run:",
-        "the in-memory Store (appending points and reading only the new ones, as a live view does every",
-        "tick) and the Kafka lag collector (one collection cycle against a real Kafka-protocol broker).",
+        "Benchmarks of pipewatch's hot paths, each next to a named baseline in the same run: the in-memory",
+        "Store (appending points and reading only the new ones, as a live view does every tick), the Kafka",
+        "lag collector (one collection cycle against a real Kafka-protocol broker), the schema-registry",
+        "collector (requests per cycle as subjects grow) and the profiling collector (database load with a",
+        "large history and new runs arriving). `--only registry` or `--only profiling` reruns one of the last",
+        "two and replaces only its section.",
         "",
         "Run them with `make bench` (or `.venv/bin/python bench/run.py`; add `--quick` for a smaller run).",
         "The run prints the tables and rewrites this page, so every number below comes from the run",
@@ -452,34 +456,56 @@ def render(store: dict, kafka: dict, registry: dict, info: dict[str, str], quick
         "everything they use: one request per coordinator for all of its groups.",
         "",
     ]
-    return "\n".join(out) + "\n" + registry_section(registry, info, quick, started)
+    return "\n".join(out) + "".join("\n" + section(name, result, info, quick, started)
+                                   for name, result in sections.items())
 
 
-REGISTRY_START, REGISTRY_END = "<!-- bench: schema registry -->", "<!-- /bench: schema registry -->"
+SECTIONS = {
+    "registry": ("bench_registry", "Schema registry collection: requests and time per cycle"),
+    "profiling": ("bench_profiling", "Profiling collection: database load and time per cycle"),
+}
+"""Benchmarks whose section of the page can be rerun alone (`--only NAME`), between markers."""
 
 
-def registry_section(result: dict, info: dict[str, str], quick: bool, started: dt.datetime) -> str:
-    """The schema-registry section, between markers so `--only registry` can replace it alone."""
-    import bench_registry
+def _markers(name: str) -> tuple[str, str]:
+    return f"<!-- bench: {name} -->", f"<!-- /bench: {name} -->"
 
+
+def section(name: str, result: dict, info: dict[str, str], quick: bool, started: dt.datetime) -> str:
+    """One benchmark's section: its method (the module docstring), its table and what it shows."""
+    module = importlib.import_module(SECTIONS[name][0])
+    start, end = _markers(name)
     return "\n".join([
-        REGISTRY_START,
-        "## Schema registry collection: requests and time per cycle",
+        start,
+        f"## {SECTIONS[name][1]}",
         "",
-        f"Run {started:%Y-%m-%d %H:%M %Z} ({'`--quick`' if quick else 'full'}; {result['seconds']:.0f} s), on the "
-        f"machine above ({info['CPU']}, {info['cores']} cores, Python {info['Python']}).",
+        f"Run {started:%Y-%m-%d %H:%M %Z} ({'`--quick`' if quick else 'full'}; {result['seconds']:.0f} s), on "
+        f"{info['CPU']}, {info['cores']} cores, Python {info['Python']}, pipewatch commit {info['pipewatch commit']}.",
         "",
-        "Method (bench/bench_registry.py): " + bench_registry.__doc__.split("\n\n", 1)[1].strip(),
+        f"Method (bench/{module.__name__}.py): " + module.__doc__.split("\n\n", 1)[1].strip(),
         "",
-        "Cycle time and client CPU (`time.process_time` of the benchmark process; the registry runs in its",
-        "own process) are medians over the timed steady cycles, after every subject has been read once.",
+        markdown_table(*module.table(result)),
         "",
-        markdown_table(*bench_registry.table(result)),
-        "",
-        *bench_registry.interpretation(result),
-        REGISTRY_END,
+        *module.interpretation(result),
+        end,
         "",
     ])
+
+
+def replace_section(page: str, name: str, text: str) -> str:
+    start, end = _markers(name)
+    if start in page:
+        head, rest = page.split(start, 1)
+        return head + text.rstrip("\n") + rest.split(end, 1)[1]
+    return page.rstrip("\n") + "\n\n" + text
+
+
+def run_section(name: str, quick: bool) -> dict:
+    module = importlib.import_module(SECTIONS[name][0])
+    print(f"\n{name} benchmark ...", flush=True)
+    result = module.run(quick=quick, progress=lambda line: print(line, flush=True))
+    print_table(*module.table(result))
+    return result
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -490,7 +516,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--profile", action="store_true",
                         help="only profile one collector cycle at 100 x 10,000 (cProfile, ~8 minutes); writes "
                              "bench/kafka_profile.json and .txt, which the next run puts into the page")
-    parser.add_argument("--only", choices=["registry"],
+    parser.add_argument("--only", choices=list(SECTIONS),
                         help="run one benchmark and replace only its section of the page")
     args = parser.parse_args(argv)
 
@@ -498,7 +524,6 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
 
     import bench_kafka
-    import bench_registry
     import bench_store
 
     if args.profile:
@@ -514,20 +539,13 @@ def main(argv: list[str] | None = None) -> int:
     for key, value in info.items():
         print(f"  {key}: {value}")
 
-    if args.only == "registry":
-        print("\nschema registry benchmark ...", flush=True)
-        registry = bench_registry.run(quick=args.quick, progress=lambda line: print(line, flush=True))
-        print_table(*bench_registry.table(registry))
+    if args.only:
+        result = run_section(args.only, args.quick)
         if not args.no_write:
             page = args.output.read_text(encoding="utf-8")
-            section = registry_section(registry, info, args.quick, started)
-            if REGISTRY_START in page:
-                head, rest = page.split(REGISTRY_START, 1)
-                page = head + section.rstrip("\n") + rest.split(REGISTRY_END, 1)[1]
-            else:
-                page = page.rstrip("\n") + "\n\n" + section
-            args.output.write_text(page, encoding="utf-8")
-            print(f"wrote the schema registry section of {args.output}")
+            args.output.write_text(replace_section(page, args.only, section(args.only, result, info, args.quick,
+                                                                             started)), encoding="utf-8")
+            print(f"wrote the {args.only} section of {args.output}")
         return 0
 
     print("\nstore benchmark ...", flush=True)
@@ -542,15 +560,13 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print_table(*bench_kafka.api_table(kafka))
 
-    print("\nschema registry benchmark ...", flush=True)
-    registry = bench_registry.run(quick=args.quick, progress=lambda line: print(line, flush=True))
-    print_table(*bench_registry.table(registry))
+    sections = {name: run_section(name, args.quick) for name in SECTIONS}
 
     seconds = time.perf_counter() - t0
     info["load average at end (1/5/15 min)"] = " / ".join(f"{x:.2f}" for x in os.getloadavg())
     print(f"\nwhole run: {seconds:.1f} s; load average at end: {info['load average at end (1/5/15 min)']}")
     if not args.no_write:
-        page = render(store, kafka, registry, info, args.quick, seconds, started)
+        page = render(store, kafka, sections, info, args.quick, seconds, started)
         args.output.parent.mkdir(parents=True, exist_ok=True)
         args.output.write_text(page, encoding="utf-8")
         print(f"wrote {args.output}")

@@ -119,9 +119,9 @@ class ProfilingCollector(Collector):
         with store.cycle(self.source, now) as cycle:
             self._write(cycle, snapshot, now)
             cycle.retain(lambda key: key[0] == "profiling_column_metric")
-        points.sort(key=lambda point: point[1])  # charts read the history in time order
-        for (dataset, column, metric), t, value in points:
-            store.append(self.source, "profiling_column_metric", (self.pipeline, dataset, column, metric), value, t)
+        points.sort(key=lambda point: point[3])  # charts read the history in time order
+        store.append_many(self.source, "profiling_column_metric",
+                          [((self.pipeline, dataset, column, metric), t, value) for dataset, column, metric, t, value in points])
         store.publish_snapshot(self.source, snapshot, now)
         return self._queries
 
@@ -147,7 +147,7 @@ class ProfilingCollector(Collector):
         self.rows_read += len(rows)
         return rows
 
-    async def _load(self, connection) -> list[tuple[tuple[str, str, str], float, float]]:
+    async def _load(self, connection) -> list[tuple[str, str, str, float, float]]:
         """The first cycle: everything in the history window, from one consistent snapshot."""
         self._forget()
         await self._check_tables(connection)
@@ -200,13 +200,14 @@ class ProfilingCollector(Collector):
                 FROM {t['results']} WHERE id <= $1
                   AND profiled_at > (now() AT TIME ZONE 'UTC') - make_interval(secs => $2)
                 ORDER BY id DESC LIMIT $3""", self._result_cursor, history, _INITIAL_METRIC_ROWS)
-            points = self._add_results(reversed(rows))
+            newest = sorted(self._runs.values(), key=_run_order)[-self.config.runs_with_metrics:]
+            points = self._add_results(reversed(rows), detail_for={run.key for run in newest})
             if self._has_table_state:
                 await self._read_table_state(connection, full=True)
         self._trim()
         return points
 
-    async def _incremental(self, connection) -> list[tuple[tuple[str, str, str], float, float]]:
+    async def _incremental(self, connection) -> list[tuple[str, str, str, float, float]]:
         t, late = self._tables, self.config.late_rows_seconds
         while True:
             rows = await self._fetch(connection, f"""
@@ -313,9 +314,12 @@ class ProfilingCollector(Collector):
                 self._event_cursor = max(self._event_cursor or at, at)
             self._events[event.event_id] = event
 
-    def _add_results(self, rows: Iterable[asyncpg.Record], track_gaps: bool = False):
-        """Keep the rows' metrics for the run detail; return the numeric ones as history points."""
+    def _add_results(self, rows: Iterable[asyncpg.Record], track_gaps: bool = False,
+                     detail_for: set[RunKey] | None = None):
+        """Keep the rows' metrics for the run detail (only of the runs in `detail_for`, when given);
+        return the numeric ones as history points."""
         points = []
+        epochs: dict[datetime, float] = {}  # the rows of one run share their time
         for row in rows:
             identifier = row["id"]
             if track_gaps:
@@ -327,16 +331,22 @@ class ProfilingCollector(Collector):
                 else:
                     continue  # already had it (a re-asked gap can only come back once)
             key = (row["run_id"], row["dataset_name"])
-            metrics = self._metrics_by_run.get(key)
-            if metrics is None:
-                metrics = self._metrics_by_run[key] = []
-            metrics.append(ColumnMetric(row["column_name"], row["column_type"], row["metric_name"], row["metric_value"]))
+            if detail_for is None or key in detail_for:
+                metrics = self._metrics_by_run.get(key)
+                if metrics is None:
+                    metrics = self._metrics_by_run[key] = []
+                metrics.append(ColumnMetric(row["column_name"], row["column_type"], row["metric_name"],
+                                            row["metric_value"]))
             value = _number(row["metric_value"])
             if value is not None:
                 metric = row["metric_name"]
                 if metric in _PERCENT_METRICS:
                     metric, value = _PERCENT_METRICS[metric], value / 100.0
-                points.append(((row["dataset_name"], row["column_name"], metric), _epoch(row["profiled_at"]), value))
+                at = row["profiled_at"]
+                t = epochs.get(at)
+                if t is None:
+                    t = epochs[at] = _epoch(at)
+                points.append((row["dataset_name"], row["column_name"], metric, t, value))
         return points
 
     def _remember_gaps(self, first: int, past_last: int) -> None:

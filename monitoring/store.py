@@ -170,6 +170,12 @@ class Store:
             self.series_generation += 1
         series.append(t, value)
 
+    def append_many(self, source: Source, name: str, points: list[tuple[tuple[str, ...], float, float]]) -> None:
+        """Append (labels, time, value) points of one metric under one lock (history loaded in bulk)."""
+        with self._lock:
+            for labels, t, value in points:
+                self._append_locked(source, name, labels, value, t)
+
     def remove_source(self, source: Source) -> None:
         with self._lock:
             keys = [key for key, series in self._series.items() if series.source == source]
