@@ -380,3 +380,32 @@ def test_schema_registry_errors_name_the_key_path(tmp_path):
         "      - {url: 'http://b:8081', registry: main}\n"
     ), "same.yml"))
     assert "pipelines[0]: two schema registries of pipeline 'catalog' share the registry label 'main'" in same
+
+
+def test_profiling_settings_defaults_and_errors_with_key_paths(tmp_path):
+    config = load_config(_write(tmp_path, (
+        "pipelines:\n"
+        "  - name: warehouse\n"
+        "    profiling:\n"
+        "      dsn: ${PROFILING_DSN}\n"
+        "      table_prefix: baselinr\n"
+        "      schema: analytics\n"
+    )), environ={"PROFILING_DSN": "postgresql://reader:s3cret@db.example.com:5432/profiling"})
+    profiling = config.pipelines[0].profiling
+    assert (profiling.table_prefix, profiling.db_schema) == ("baselinr", "analytics")
+    assert profiling.target == "reader@db.example.com:5432 database profiling: analytics.baselinr_*"
+    assert "s3cret" not in profiling.target and "s3cret" not in repr(profiling)
+    assert (profiling.interval_seconds, profiling.fresh_within_seconds, profiling.late_rows_seconds) == (
+        15.0, 86_400.0, 3600.0)
+
+    message = _error(_write(tmp_path, (
+        "pipelines:\n"
+        "  - name: warehouse\n"
+        "    profiling:\n"
+        "      dsn: mysql://db/profiling\n"
+        "      table_prefix: 'profile mesh'\n"
+        "      histroy_days: 3\n"
+    ), "bad.yml"))
+    assert "pipelines[0].profiling.dsn: must be a postgresql:// URL" in message
+    assert "pipelines[0].profiling.table_prefix: String should match pattern" in message
+    assert "pipelines[0].profiling.histroy_days: unknown key" in message
