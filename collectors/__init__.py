@@ -8,6 +8,7 @@ from monitoring.runtime import Collector
 
 def build_collectors(config: Config) -> list[Collector]:
     """One collector per configured source, in config order."""
+    from collectors.flink import FlinkCollector
     from collectors.kafka import KafkaCollector
     from collectors.profiling import ProfilingCollector
     from collectors.schema_registry import SchemaRegistryCollector
@@ -20,6 +21,9 @@ def build_collectors(config: Config) -> list[Collector]:
         several = len(pipeline.schema_registries) > 1
         for registry in pipeline.schema_registries:
             collectors.append(SchemaRegistryCollector(pipeline.name, registry, distinct_name=several))
+        several = len(pipeline.flink_clusters) > 1
+        for flink in pipeline.flink_clusters:
+            collectors.append(FlinkCollector(pipeline.name, flink, distinct_name=several))
         if pipeline.profiling is not None:
             collectors.append(ProfilingCollector(pipeline.name, pipeline.profiling))
     return collectors

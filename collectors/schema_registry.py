@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import math
-import ssl
 import time
 from collections import Counter
 from typing import Any
@@ -22,6 +21,7 @@ from urllib.parse import quote
 
 import httpx
 
+from collectors.http import TRANSPORT_FAILURES, build_client, first_line, transport_category
 from collectors.schema_registry_model import KarapaceHealth, RegistrySnapshot, Subject
 from monitoring.config import SchemaRegistrySource
 from monitoring.metrics import COMPATIBILITY_LEVELS, REGISTRY_MODES
@@ -32,7 +32,6 @@ _ACCEPT = "application/vnd.schemaregistry.v1+json, application/vnd.schemaregistr
 _RISKY_MODES = {"READONLY": "no new schemas can be registered", "READONLY_OVERRIDE": "no new schemas can be registered",
                 "IMPORT": "schemas are being imported with fixed ids; producers cannot register"}
 _NEW_SUBJECTS_PER_CYCLE = 100
-_TRANSPORT_FAILURES = frozenset({"timeout", "connection_refused", "tls", "connection"})
 
 
 class RegistryError(Exception):
@@ -163,7 +162,7 @@ class SchemaRegistryCollector(Collector):
         out: dict[str, Subject | None] = {}
         for name, result in zip(names, results):
             if isinstance(result, RegistryError):
-                if result.category in _TRANSPORT_FAILURES:
+                if result.category in TRANSPORT_FAILURES:
                     raise result  # the registry itself went away mid-cycle
                 old = self._subjects.get(name, Subject(name))
                 out[name] = dataclasses.replace(old, error=str(result))
@@ -203,7 +202,7 @@ class SchemaRegistryCollector(Collector):
         try:
             names = await self._get_optional(client, "/subjects", params={"deleted": "true"})
         except RegistryError as exc:
-            if exc.category in _TRANSPORT_FAILURES:
+            if exc.category in TRANSPORT_FAILURES:
                 raise
             return None  # a registry without soft deletes: unknown, not zero
         if names is None:
@@ -216,7 +215,7 @@ class SchemaRegistryCollector(Collector):
         try:
             body = await self._get_optional(client, "/_health", unhealthy_ok=True)
         except RegistryError as exc:
-            if exc.category in _TRANSPORT_FAILURES:
+            if exc.category in TRANSPORT_FAILURES:
                 raise
             self._has_health_endpoint = False
             return None
@@ -242,26 +241,9 @@ class SchemaRegistryCollector(Collector):
     def _connect(self) -> httpx.AsyncClient:
         if self._client is None:
             config = self.config
-            auth = None
-            if config.basic_auth is not None:
-                auth = httpx.BasicAuth(config.basic_auth.username, config.basic_auth.password.get_secret_value())
-            self._client = httpx.AsyncClient(
-                base_url=config.base_url, auth=auth, verify=self._tls_context(), timeout=config.timeout_seconds,
-                headers={"Accept": _ACCEPT}, follow_redirects=False,
-                limits=httpx.Limits(max_connections=config.max_concurrent_requests),
-            )
+            self._client = build_client(config.base_url, config.basic_auth, config.tls, config.timeout_seconds,
+                                        config.max_concurrent_requests, {"Accept": _ACCEPT})
         return self._client
-
-    def _tls_context(self) -> ssl.SSLContext | bool:
-        tls = self.config.tls
-        if tls is None:
-            return True
-        if not tls.verify:
-            return False
-        context = ssl.create_default_context(cafile=str(tls.ca_file) if tls.ca_file else None)
-        if tls.cert_file is not None:
-            context.load_cert_chain(str(tls.cert_file), str(tls.key_file))
-        return context
 
     async def _get(self, client: httpx.AsyncClient, path: str, params: dict[str, str] | None = None,
                    optional: bool = False, unhealthy_ok: bool = False) -> tuple[Any, float]:
@@ -280,8 +262,8 @@ class SchemaRegistryCollector(Collector):
                 raise self._failed("timeout", "timeout", "", f"GET {path}: no answer within "
                                    f"{self.config.timeout_seconds:g} s") from None
             except httpx.TransportError as exc:
-                category = _transport_category(exc)
-                raise self._failed(category, category, "", f"GET {path}: {_cause(exc)}") from None
+                category = transport_category(exc)
+                raise self._failed(category, category, "", f"GET {path}: {first_line(exc)}") from None
             elapsed = time.monotonic() - started
         status = response.status_code
         if optional and status == 404:
@@ -421,27 +403,6 @@ class SchemaRegistryCollector(Collector):
         if karapace is not None and (not karapace.healthy or karapace.ready is False):
             warnings.append("Karapace reports itself " + ("not ready" if karapace.ready is False else "unhealthy"))
         return warnings
-
-
-def _transport_category(exc: httpx.TransportError) -> str:
-    seen: BaseException | None = exc
-    while seen is not None:
-        if isinstance(seen, ssl.SSLError):
-            return "tls"
-        if isinstance(seen, ConnectionRefusedError):
-            return "connection_refused"
-        seen = seen.__cause__ or seen.__context__
-    text = str(exc)
-    if "CERTIFICATE" in text.upper() or "SSL" in text.upper():
-        return "tls"
-    if "refused" in text.lower():
-        return "connection_refused"
-    return "connection"
-
-
-def _cause(exc: BaseException) -> str:
-    text = str(exc).strip() or type(exc).__name__
-    return text.splitlines()[0][:200]
 
 
 def _strings(body: Any, what: str) -> list[str]:

@@ -93,6 +93,7 @@ def _check_config(path: Path | None) -> int:
     for pipeline in config.pipelines:
         sources = [f"kafka ({cluster.cluster_label})" for cluster in pipeline.kafka_clusters]
         sources += [f"schema registry ({registry.registry_label})" for registry in pipeline.schema_registries]
+        sources += [f"flink ({flink.cluster_label})" for flink in pipeline.flink_clusters]
         if pipeline.profiling is not None:
             sources.append(f"profiling ({pipeline.profiling.target})")
         print(f"pipeline {pipeline.name}: {', '.join(sources) or 'no sources'}")

@@ -201,6 +201,33 @@ class SchemaRegistrySource(_Strict):
         return self.url + self.path_prefix.rstrip("/")
 
 
+class FlinkSource(_Strict):
+    rest_url: HttpUrl
+    """The jobmanager's REST endpoint, e.g. http://flink-jobmanager:8081 (a path prefix behind a proxy is fine)."""
+    cluster: Annotated[str, Field(pattern=_NAME)] | None = None
+    """Value of the `cluster` label; defaults to host:port of rest_url."""
+    basic_auth: BasicAuth | None = None
+    tls: HttpTls | None = None
+    interval_seconds: Annotated[float, Field(gt=0, le=3600)] = 10.0
+    timeout_seconds: Annotated[float, Field(gt=0, le=3600)] = 10.0
+    """Per request; a whole cycle is cut off at 4x this."""
+    max_concurrent_requests: Annotated[int, Field(ge=1, le=100)] = 8
+    backpressure_refresh_seconds: Annotated[float, Field(ge=1, le=3600)] = 10.0
+    """Backpressure is asked per vertex at most this often (Flink computes it at most every 10 s)."""
+    max_jobs: Annotated[int, Field(ge=1, le=10_000)] = 100
+    """Active jobs read in detail (vertices, checkpoints, metrics), newest first."""
+    finished_jobs: Annotated[int, Field(ge=0, le=10_000)] = 20
+    """Finished, failed and cancelled jobs listed (from the overview only)."""
+    exceptions_per_job: Annotated[int, Field(ge=1, le=100)] = 10
+
+    @property
+    def cluster_label(self) -> str:
+        if self.cluster:
+            return self.cluster
+        parts = urlsplit(self.rest_url)
+        return f"{parts.hostname}:{parts.port or (443 if parts.scheme == 'https' else 80)}"
+
+
 class ProfilingSource(_Strict):
     dsn: SecretStr
     """postgresql://user:password@host:port/database (use ${ENV_VAR}: it carries the password)."""
@@ -257,10 +284,12 @@ class Pipeline(_Strict):
     """One cluster, or a list of clusters (each with its own `cluster` label)."""
     schema_registry: _one_or_many(SchemaRegistrySource) = None
     """One registry, or a list of registries (each with its own `registry` label)."""
+    flink: _one_or_many(FlinkSource) = None
+    """One Flink cluster, or a list of clusters (each with its own `cluster` label)."""
     profiling: ProfilingSource | None = None
     """ProfileMesh / baselinr profiling tables in PostgreSQL."""
 
-    @field_validator("kafka", "schema_registry", "profiling", mode="before")
+    @field_validator("kafka", "schema_registry", "flink", "profiling", mode="before")
     @classmethod
     def _not_empty(cls, value: object) -> object:
         if value is None:  # `kafka:` with nothing under it is a mistake, not "no Kafka"
@@ -272,6 +301,7 @@ class Pipeline(_Strict):
         for kind, key, labels in (
             ("Kafka clusters", "cluster", [c.cluster_label for c in self.kafka_clusters]),
             ("schema registries", "registry", [r.registry_label for r in self.schema_registries]),
+            ("Flink clusters", "cluster", [f.cluster_label for f in self.flink_clusters]),
         ):
             for label in labels:
                 if labels.count(label) > 1:
@@ -286,6 +316,10 @@ class Pipeline(_Strict):
     @property
     def schema_registries(self) -> list[SchemaRegistrySource]:
         return _as_list(self.schema_registry)
+
+    @property
+    def flink_clusters(self) -> list[FlinkSource]:
+        return _as_list(self.flink)
 
 
 def _as_list(value: Any) -> list[Any]:

@@ -1,8 +1,11 @@
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import pytest
 
 from monitoring.local_broker import LocalBroker
+from monitoring.local_flink import LocalFlink
 from monitoring.local_postgres import LocalPostgres
 
 
@@ -26,3 +29,22 @@ def postgres(tmp_path_factory):
 def pg_schema(request) -> str:
     """A schema name unique to the test."""
     return "t_" + "".join(c if c.isalnum() else "_" for c in request.node.name.lower())[:50]
+
+
+@dataclass
+class FlinkJobs:
+    cluster: LocalFlink
+    steady: str
+    """Checkpoints every 2 s; its source is backpressured by a slow map."""
+    failing: str
+    """Divides by zero every 500 records, restarts every 2 s."""
+
+
+@pytest.fixture(scope="session")
+def flink(tmp_path_factory):
+    """One real Flink cluster for the session, running both test jobs."""
+    cluster = LocalFlink(tmp_path_factory.mktemp("flink")).start()
+    try:
+        yield FlinkJobs(cluster, cluster.submit("steady"), cluster.submit("failing"))
+    finally:
+        cluster.stop()
