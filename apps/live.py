@@ -68,6 +68,10 @@ class LiveChart:
         self.figure.add_layout(Legend(items=[slot.legend for slot in self._slots], click_policy="hide",
                                       label_text_font_size="9pt"), "below")
 
+    def reselect(self) -> None:
+        """The selection changed (e.g. another job was chosen): reassign the lines on the next refresh."""
+        self._generation = -1
+
     def refresh(self) -> None:
         """Stream whatever is new; call inside the session's `pn.io.hold()`."""
         if self.store.series_generation != self._generation:

@@ -12,10 +12,12 @@ import panel as pn
 from bokeh.models import HTMLTemplateFormatter
 from panel.viewable import Viewer
 
+from apps.flink_view import FlinkView
 from apps.live import LiveChart
 from apps.profiling_view import ProfilingView
 from apps.registry_view import SchemaRegistryView
 from apps.widgets import COUNT, RATE, STATE_COLOURS, age, clock, duration, freshness, table
+from collectors.flink import FlinkCollector
 from collectors.kafka import KafkaCollector
 from collectors.kafka_model import GroupInfo, KafkaSnapshot, PartitionLag, TopicInfo
 from collectors.profiling import ProfilingCollector
@@ -262,6 +264,7 @@ class PipelinePage(Viewer):
               if isinstance(c, KafkaCollector)),
             *(SchemaRegistryView(store, pipeline, c.name, c.registry) for c in mine
               if isinstance(c, SchemaRegistryCollector)),
+            *(FlinkView(store, pipeline, c.name, c.cluster) for c in mine if isinstance(c, FlinkCollector)),
             *(ProfilingView(store, pipeline, c.name) for c in mine if isinstance(c, ProfilingCollector)),
         ]
         self._layout = pn.Column(self.health, *self.sections, sizing_mode="stretch_width")

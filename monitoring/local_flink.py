@@ -153,7 +153,9 @@ class LocalFlink:
                 shutil.copy(shipped / name, self.conf_dir / name)
         java_opts = yaml.safe_load((shipped / "config.yaml").read_text())["env"]["java"]["opts"]["all"]
         config = {
-            "env": {"java": {"opts": {"all": java_opts}}},
+            # A JVM rethrowing the same exception often drops its message and stack trace (fast throw);
+            # the failing test job's exceptions must keep theirs.
+            "env": {"java": {"opts": {"all": java_opts, "taskmanager": "-XX:-OmitStackTraceInFastThrow"}}},
             "jobmanager": {"bind-host": "127.0.0.1", "rpc": {"address": "127.0.0.1", "port": self.rpc_port},
                            "memory": {"process": {"size": "1024m"}}, "execution": {"failover-strategy": "region"}},
             "taskmanager": {"bind-host": "127.0.0.1", "host": "127.0.0.1", "numberOfTaskSlots": self.slots,

@@ -258,3 +258,46 @@ def test_profiling_section_shows_kpis_runs_live_and_exports_what_it_shows(postgr
                              f"server log tail:\n{server.log_path.read_text()[-3000:]}") from None
     finally:
         server.stop()
+
+
+def test_flink_section_shows_jobs_graph_and_exceptions(flink, tmp_path, browser_page):
+    config = tmp_path / "pipewatch.yml"
+    config.write_text(
+        "pipelines:\n"
+        "  - name: streams\n"
+        "    flink:\n"
+        f"      rest_url: {flink.cluster.rest_url}\n"
+        "      cluster: local\n"
+        "      interval_seconds: 1\n"
+        "      backpressure_refresh_seconds: 1\n"
+        "exporter:\n"
+        f"  port: {free_port()}\n"
+    )
+    server = PanelServer(tmp_path, config)
+    server.start()
+    try:
+        page = browser_page
+        page.goto(f"{server.url}?pipeline=streams")
+        jobs = page.locator(".tabulator").filter(has=page.locator('[tabulator-field="busiest vertex"]'))
+        expect(jobs.locator('.tabulator-row [tabulator-field="job"]')).to_have_text(
+            sorted(["pipewatch steady job", "pipewatch failing job"]), timeout=30_000)
+        expect(jobs.locator('.pw-job-state[data-state="RUNNING"]')).to_have_count(1)
+        # The steady job is chosen (the running one); its source is backpressured by the slow map.
+        expect(page.locator('.pw-vertex[data-vertex="Source: orders source"]')).to_have_attribute(
+            "data-backpressure", "HIGH", timeout=30_000)
+        expect(page.locator('.pw-vertex[data-vertex="enrich (slow)"]')).to_be_visible()
+        exceptions = page.locator(".tabulator").filter(has=page.locator('[tabulator-field="hint"]'))
+        expect(exceptions.locator('.tabulator-row [tabulator-field="category"]').first).to_have_text(
+            "user code: arithmetic", timeout=30_000)
+        expect(exceptions.locator('.tabulator-row [tabulator-field="exception"]').first).to_have_text(
+            "java.lang.ArithmeticException: / by zero")
+        wait_until(lambda: _chart_lines(page, "flink-throughput-chart").get("enrich (slow)"), 30,
+                   what="a throughput line for the slow vertex")
+        assert page.errors == []
+    except AssertionError as exc:
+        shot = tmp_path / "failure.png"
+        browser_page.screenshot(path=str(shot), full_page=True)
+        raise AssertionError(f"{exc}\nscreenshot: {shot}\nbrowser errors: {browser_page.errors}\n"
+                             f"server log tail:\n{server.log_path.read_text()[-3000:]}") from None
+    finally:
+        server.stop()

@@ -125,10 +125,15 @@ async def test_failing_job_restarts_and_its_exception_is_categorised(flink):
 
         before = job.restarts
 
+        def failure_events() -> int:
+            return sum("java.lang.ArithmeticException: / by zero [user code: arithmetic]" in e.message
+                       for e in store.events_since(0))
+
+        seen = failure_events()
+
         async def later_failure_is_an_event() -> bool:
             await collector.collect(store)
-            return any("java.lang.ArithmeticException: / by zero [user code: arithmetic]" in e.message
-                       for e in store.events_since(0))
+            return failure_events() > seen
 
         await async_wait_until(later_failure_is_an_event, 30, interval=0.5, what="a new exception event")
         assert _job(_snapshot(store, collector), flink.failing).restarts > before
