@@ -3,8 +3,9 @@
 A local Kafka-protocol broker, a producer following a traffic pattern, a consumer group whose
 capacity is below the burst rate (it falls behind during bursts and catches up after), a second
 group that keeps up; a local PostgreSQL holding two weeks of ProfileMesh profiling history, with
-a new profiling run written every few seconds; and `panel serve apps/` with the exporter.
-Ctrl-C stops all of it.
+a new profiling run written every few seconds; where Java 17 is installed, a local Flink cluster
+running a backpressured streaming job and a job that keeps failing; and `panel serve apps/` with
+the exporter. Ctrl-C stops all of it.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from pathlib import Path
 import asyncpg
 
 from monitoring.local_broker import LocalBroker, port_open
+from monitoring.local_flink import FlinkUnavailable, LocalFlink
 from monitoring.local_postgres import LocalPostgres
 from monitoring.profiling_sample import ProfilingSample
 from monitoring.traffic import PatternError, TrafficPattern, parse_pattern
@@ -51,23 +53,33 @@ def run_demo(port: int, metrics_port: int, pattern_text: str) -> int:
     workdir = Path(tempfile.mkdtemp(prefix="pipewatch-demo-"))
     broker = LocalBroker(workdir, port=9092 if not port_open(9092) else None)
     postgres = LocalPostgres(workdir)
+    flink: LocalFlink | None = None
     server: subprocess.Popen[bytes] | None = None
     try:
         broker.start()
         postgres.start()
         sample = ProfilingSample(postgres.dsn, seed=1)
         asyncio.run(_profiling_history(sample))
-        config = _write_config(workdir, broker.bootstrap, postgres.dsn, metrics_port)
+        try:
+            flink = LocalFlink(workdir)
+        except FlinkUnavailable as exc:
+            print(f"pipewatch demo: no Flink cluster: {exc}", flush=True)
+        if flink is not None:
+            flink.start()
+            for kind in ("steady", "failing"):
+                flink.submit(kind)
+        config = _write_config(workdir, broker.bootstrap, postgres.dsn, flink.rest_url if flink else None, metrics_port)
         server = subprocess.Popen(
             [sys.executable, "-m", "panel", "serve", str(_APPS_DIR), "--address", "127.0.0.1", "--port", str(port),
              "--allow-websocket-origin", f"127.0.0.1:{port}", "--allow-websocket-origin", f"localhost:{port}",
              "--unused-session-lifetime", "5000", "--check-unused-sessions", "2000"],
             env={**os.environ, "PIPEWATCH_CONFIG": str(config)}, start_new_session=True,
         )
+        flink_line = f"  flink:     {flink.rest_url} (a backpressured job and a failing one)\n" if flink else ""
         print(f"\npipewatch demo\n  dashboard: http://127.0.0.1:{port}/apps\n  metrics:   http://127.0.0.1:{metrics_port}/metrics\n"
               f"  broker:    {broker.bootstrap} (topic {TOPIC!r}, {PARTITIONS} partitions)\n"
               f"  postgres:  {postgres.dsn} (ProfileMesh tables, a new run every {PROFILING_EVERY_SECONDS:g} s)\n"
-              f"  traffic:   {pattern_text}\n  config:    {config}\nCtrl-C stops everything.\n", flush=True)
+              f"{flink_line}  traffic:   {pattern_text}\n  config:    {config}\nCtrl-C stops everything.\n", flush=True)
         asyncio.run(_traffic(broker.bootstrap, pattern, server, sample))
     except KeyboardInterrupt:
         pass
@@ -81,11 +93,14 @@ def run_demo(port: int, metrics_port: int, pattern_text: str) -> int:
                 server.wait()
         broker.stop()
         postgres.close()
-        print("pipewatch demo stopped: broker, PostgreSQL, producer, consumers and server are gone.", flush=True)
+        if flink is not None:
+            flink.stop()
+        print("pipewatch demo stopped: broker, PostgreSQL, Flink, producer, consumers and server are gone.", flush=True)
     return 0 if server is None or server.returncode in (0, -signal.SIGTERM, None) else 1
 
 
-def _write_config(workdir: Path, bootstrap: str, dsn: str, metrics_port: int) -> Path:
+def _write_config(workdir: Path, bootstrap: str, dsn: str, flink_url: str | None, metrics_port: int) -> Path:
+    flink = f"    flink:\n      rest_url: {flink_url}\n      cluster: demo\n      interval_seconds: 2\n" if flink_url else ""
     path = workdir / "demo.yml"
     path.write_text(
         "pipelines:\n"
@@ -95,6 +110,7 @@ def _write_config(workdir: Path, bootstrap: str, dsn: str, metrics_port: int) ->
         "      cluster: demo\n"
         "      consumer_groups: [\".*\"]\n"
         "      interval_seconds: 1\n"
+        f"{flink}"
         "    profiling:\n"
         f"      dsn: \"{dsn}\"\n"
         "      interval_seconds: 2\n"

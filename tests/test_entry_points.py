@@ -84,6 +84,8 @@ def test_demo_shows_real_lag_and_ctrl_c_stops_everything(tmp_path):
         postgres_line = wait_until(lambda: _read_until(demo, lines, "postgres:"), 10, what="the demo's PostgreSQL")
         pgdata = Path(re.search(r"host=(\S+)", postgres_line).group(1))
         assert (pgdata / "postmaster.pid").exists()
+        flink_line = wait_until(lambda: _read_until(demo, lines, "flink:"), 10, what="the demo's Flink cluster")
+        flink_port = int(re.search(r"127\.0\.0\.1:(\d+)", flink_line).group(1))
         url = f"http://127.0.0.1:{metrics}/metrics"
 
         def lagging() -> bool:
@@ -101,12 +103,19 @@ def test_demo_shows_real_lag_and_ctrl_c_stops_everything(tmp_path):
         first = wait_until(profiled_runs, 60, interval=0.5, what="the demo's profiling history in /metrics")
         assert first >= 300  # 400 planned runs, less the ones the planner skipped or deferred
         wait_until(lambda: profiled_runs() > first, 60, interval=0.5, what="a new profiling run to be counted")
+
+        def flink_jobs_running() -> bool:
+            samples = _samples(url)
+            return any(name == "flink_jobmanager_job_state_info" and ("state", "RUNNING") in labels
+                       and ("job_name", "pipewatch steady job") in labels for (name, labels), _ in samples.items())
+
+        wait_until(flink_jobs_running, 60, interval=0.5, what="the demo's Flink job in /metrics")
     finally:
         os.killpg(demo.pid, signal.SIGINT)  # what Ctrl-C in a terminal does
         rest = demo.communicate(timeout=30)[0]
     assert demo.returncode == 0, "".join(lines) + rest
     assert "pipewatch demo stopped" in rest
-    for port in (dashboard, metrics, broker_port):
+    for port in (dashboard, metrics, broker_port, flink_port):
         assert not port_open(port), f"port {port} still open after Ctrl-C"
     assert not (pgdata / "postmaster.pid").exists(), "PostgreSQL still running after Ctrl-C"
 
