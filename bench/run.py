@@ -328,8 +328,9 @@ def render(store: dict, kafka: dict, sections: dict[str, dict], info: dict[str, 
         "Store (appending points and reading only the new ones, as a live view does every tick), the Kafka",
         "lag collector (one collection cycle against a real Kafka-protocol broker), the schema-registry",
         "collector (requests per cycle as subjects grow) and the profiling collector (database load with a",
-        "large history and new runs arriving). `--only registry` or `--only profiling` reruns one of the last",
-        "two and replaces only its section.",
+        "large history and new runs arriving), and the Flink collector (requests per cycle as jobs grow).",
+        "`--only registry`, `--only profiling` or `--only flink` reruns one of the last three and replaces",
+        "only its section.",
         "",
         "Run them with `make bench` (or `.venv/bin/python bench/run.py`; add `--quick` for a smaller run).",
         "The run prints the tables and rewrites this page, so every number below comes from the run",
@@ -463,6 +464,7 @@ def render(store: dict, kafka: dict, sections: dict[str, dict], info: dict[str, 
 SECTIONS = {
     "registry": ("bench_registry", "Schema registry collection: requests and time per cycle"),
     "profiling": ("bench_profiling", "Profiling collection: database load and time per cycle"),
+    "flink": ("bench_flink", "Flink collection: requests and time per cycle, and the scrape of its series"),
 }
 """Benchmarks whose section of the page can be rerun alone (`--only NAME`), between markers."""
 
