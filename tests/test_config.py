@@ -409,3 +409,31 @@ def test_profiling_settings_defaults_and_errors_with_key_paths(tmp_path):
     assert "pipelines[0].profiling.dsn: must be a postgresql:// URL" in message
     assert "pipelines[0].profiling.table_prefix: String should match pattern" in message
     assert "pipelines[0].profiling.histroy_days: unknown key" in message
+
+
+def test_flink_clusters_defaults_and_distinct_labels(tmp_path):
+    config = load_config(_write(tmp_path, (
+        "pipelines:\n"
+        "  - name: streams\n"
+        "    flink:\n"
+        "      rest_url: http://jobmanager:8081\n"
+    )), environ={})
+    (flink,) = config.pipelines[0].flink_clusters
+    assert (flink.cluster_label, flink.interval_seconds, flink.max_jobs) == ("jobmanager:8081", 10.0, 100)
+    message = _error(_write(tmp_path, (
+        "pipelines:\n"
+        "  - name: streams\n"
+        "    flink:\n"
+        "      - rest_url: jobmanager:8081\n"
+        "      - {rest_url: 'http://a:8081', cluster: main}\n"
+        "      - {rest_url: 'http://b:8081', cluster: main}\n"
+    ), "bad.yml"))
+    assert "pipelines[0].flink[0].rest_url: 'jobmanager:8081' is not an http:// or https:// URL with a host" in message
+    same = _error(_write(tmp_path, (
+        "pipelines:\n"
+        "  - name: streams\n"
+        "    flink:\n"
+        "      - {rest_url: 'http://a:8081', cluster: main}\n"
+        "      - {rest_url: 'http://b:8081', cluster: main}\n"
+    ), "same.yml"))
+    assert "pipelines[0]: two Flink clusters of pipeline 'streams' share the cluster label 'main'" in same
