@@ -29,7 +29,8 @@ _JOB_COLUMNS = {"job": None, "id": None, "state": _STATE, "uptime": None, "resta
                 "checkpoint age": None, "checkpoints": None, "records in/s": RATE, "busiest vertex": None,
                 "problems": None}
 _VERTEX_COLUMNS = {"vertex": None, "parallelism": COUNT, "status": None, "records in/s": RATE, "records out/s": RATE,
-                   "busy ms/s": RATE, "backpressured ms/s": RATE, "backpressure": None, "watermark lag": None}
+                   "busy ms/s": RATE, "backpressured ms/s": RATE, "backpressure": None, "subtask ratios": None,
+                   "watermark lag": None}
 _TM_COLUMNS = {"taskmanager": None, "slots used": None, "CPU load": None, "heap": None, "managed memory": None,
                "GC ms/s": RATE, "threads": COUNT, "last heartbeat": None}
 _EXCEPTION_COLUMNS = {"time": None, "job": None, "task": None, "exception": None, "category": None, "hint": None,
@@ -116,7 +117,7 @@ class FlinkView(Viewer):
         snapshot = self._snapshot
         self.jobs.value = pd.DataFrame([_job_row(j, now) for j in snapshot.jobs], columns=list(_JOB_COLUMNS))
         options = [j.job_id for j in snapshot.jobs if j.detailed] or [_NO_JOB]
-        labels = {j.job_id: f"{j.name} ({j.job_id[:8]}, {j.state})" for j in snapshot.jobs}
+        labels = {j.job_id: f"{j.name} ({j.job_id[:8]})" for j in snapshot.jobs}
         choices = {labels.get(o, o): o for o in options}
         if self.job_choice.options != choices:
             current = self.job_choice.value
@@ -159,6 +160,8 @@ class FlinkView(Viewer):
             "records in/s": _f(v.records_in_per_second), "records out/s": _f(v.records_out_per_second),
             "busy ms/s": _f(v.busy_ms_per_second), "backpressured ms/s": _f(v.backpressured_ms_per_second),
             "backpressure": v.backpressure.level if v.backpressure else "unknown",
+            "subtask ratios": ", ".join("unknown" if r is None else f"{r:.2f}" for r in v.backpressure.subtask_ratios)
+            if v.backpressure else "",
             "watermark lag": duration(now - v.input_watermark) if v.input_watermark else "no watermark",
         } for v in job.vertices], columns=list(_VERTEX_COLUMNS))
 

@@ -282,7 +282,10 @@ def test_flink_section_shows_jobs_graph_and_exceptions(flink, tmp_path, browser_
         expect(jobs.locator('.tabulator-row [tabulator-field="job"]')).to_have_text(
             sorted(["pipewatch steady job", "pipewatch failing job"]), timeout=30_000)
         expect(jobs.locator('.pw-job-state[data-state="RUNNING"]')).to_have_count(1)
-        # The steady job is chosen (the running one); its source is backpressured by the slow map.
+        # The steady job in detail: its source is backpressured by the slow map.
+        page.locator("select").filter(has=page.locator("option", has_text="pipewatch steady job")).select_option(
+            label=f"pipewatch steady job ({flink.steady[:8]})")
+        expect(page.locator(".pw-flink-job")).to_contain_text("checkpoints every 2 s", timeout=10_000)
         expect(page.locator('.pw-vertex[data-vertex="Source: orders source"]')).to_have_attribute(
             "data-backpressure", "HIGH", timeout=30_000)
         expect(page.locator('.pw-vertex[data-vertex="enrich (slow)"]')).to_be_visible()
