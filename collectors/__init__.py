@@ -8,6 +8,7 @@ from monitoring.runtime import Collector
 
 def build_collectors(config: Config) -> list[Collector]:
     """One collector per configured source, in config order."""
+    from collectors.change_feed import ChangeFeedCollector
     from collectors.flink import FlinkCollector
     from collectors.kafka import KafkaCollector
     from collectors.profiling import ProfilingCollector
@@ -26,4 +27,6 @@ def build_collectors(config: Config) -> list[Collector]:
             collectors.append(FlinkCollector(pipeline.name, flink, distinct_name=several))
         if pipeline.profiling is not None:
             collectors.append(ProfilingCollector(pipeline.name, pipeline.profiling))
+        if pipeline.change_feed is not None:
+            collectors.append(ChangeFeedCollector(pipeline.name, pipeline.change_feed))
     return collectors

@@ -39,6 +39,7 @@ from collectors.profiling_model import (
     RunKey,
     TableState,
 )
+from collectors.postgres import DATABASE_ERRORS, DatabaseError, classified
 from collectors.profiling_schema import REQUIRED, TABLES, table
 from monitoring.config import ProfilingSource
 from monitoring.runtime import Collector
@@ -56,12 +57,6 @@ _PERCENT_METRICS = {"null_percent": "null_ratio", "distinct_percent": "unique_ra
 _KEY_SEPARATOR = "\x1f"
 _EPOCH = datetime(1970, 1, 1)
 """The cursor before any row was seen."""
-
-
-class ProfilingError(Exception):
-    def __init__(self, category: str, message: str) -> None:
-        super().__init__(message)
-        self.category = category
 
 
 class ProfilingCollector(Collector):
@@ -111,8 +106,8 @@ class ProfilingCollector(Collector):
         try:
             async with pool.acquire() as connection:
                 points = await (self._incremental(connection) if self._loaded else self._load(connection))
-        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-            raise _classified(exc, self._tables) from None
+        except DATABASE_ERRORS as exc:
+            raise self._failure(exc) from None
         self._loaded = True
         now = time.time()
         snapshot = self._snapshot(now)
@@ -137,9 +132,13 @@ class ProfilingCollector(Collector):
                     # with now() needs the session in UTC too.
                     server_settings={"application_name": "pipewatch", "timezone": "UTC",
                                      "default_transaction_read_only": "on"})
-            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-                raise _classified(exc, self._tables) from None
+            except DATABASE_ERRORS as exc:
+                raise self._failure(exc) from None
         return self._pool
+
+    def _failure(self, exc: BaseException) -> DatabaseError:
+        return classified(exc, f"expected tables {', '.join(self._tables.values())}",
+                          "the role needs SELECT on the profiler's tables")
 
     async def _fetch(self, connection, query: str, *args) -> list[asyncpg.Record]:
         self._queries += 1
@@ -256,7 +255,7 @@ class ProfilingCollector(Collector):
             found[kind] = await connection.fetchval("SELECT to_regclass($1) IS NOT NULL", self._tables[kind])
         missing = [self._tables[kind] for kind in REQUIRED if not found[kind]]
         if missing:
-            raise ProfilingError("missing_table", f"table {', '.join(missing)} does not exist (schema "
+            raise DatabaseError("missing_table", f"table {', '.join(missing)} does not exist (schema "
                                  f"{self.config.db_schema!r}, table_prefix {self.config.table_prefix!r}): check "
                                  f"table_prefix (profilemesh or baselinr) and schema")
         self._has_table_state = found["table_state"]
@@ -463,25 +462,6 @@ class ProfilingCollector(Collector):
         failure = next(k for k in snapshot.kpis if k.name == "failure rate")
         if failure.value is not None:
             cycle.set("profiling_run_failure_ratio", (), failure.value)
-
-
-def _classified(exc: BaseException, tables: dict[str, str]) -> Exception:
-    if isinstance(exc, ProfilingError):
-        return exc
-    name = type(exc).__name__
-    message = str(exc).strip().splitlines()[0] if str(exc).strip() else name
-    if isinstance(exc, asyncpg.UndefinedTableError):
-        return ProfilingError("missing_table", f"{message} (expected tables {', '.join(tables.values())})")
-    if isinstance(exc, (asyncpg.InvalidPasswordError, asyncpg.InvalidAuthorizationSpecificationError)):
-        return ProfilingError("auth", message)
-    if isinstance(exc, asyncpg.InsufficientPrivilegeError):
-        return ProfilingError("permission", f"{message} (the role needs SELECT on the profiler's tables)")
-    if isinstance(exc, ConnectionRefusedError) or "refused" in message.lower():
-        return ProfilingError("connection_refused", message)
-    if isinstance(exc, (OSError, asyncpg.InterfaceError, asyncpg.PostgresConnectionError,
-                        asyncpg.CannotConnectNowError, asyncpg.AdminShutdownError)):
-        return ProfilingError("connection", f"{name}: {message}")
-    return ProfilingError("database", f"{name}: {message}")
 
 
 def _run(row: asyncpg.Record) -> Run:

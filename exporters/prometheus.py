@@ -16,11 +16,11 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry, GCCollector, PlatformCollector, ProcessCollector, start_http_server
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector as _PromCollector
 
 from monitoring.health import State
-from monitoring.metrics import CATALOGUE
+from monitoring.metrics import CATALOGUE, bucket_label
 from monitoring.store import Store
 
 log = logging.getLogger(__name__)
@@ -38,9 +38,13 @@ class StoreCollector(_PromCollector):
         health = self.store.health()
         fresh = {source for source, h in health.items() if h.effective_state(now) is State.UP}
         families: dict[str, Metric] = {}
+        histograms: dict[tuple[str, tuple[str, ...]], dict[str, float]] = {}
         for (name, labels), source, _t, value in self.store.latest_values():
             spec = CATALOGUE[name]
             if not spec.exported or (source not in fresh and not spec.while_down) or math.isnan(value):
+                continue
+            if spec.type == "histogram":
+                histograms.setdefault((name, labels[:-1]), {})[labels[-1]] = value
                 continue
             family = families.get(name)
             if family is None:
@@ -54,6 +58,7 @@ class StoreCollector(_PromCollector):
                         labels=(*spec.labels, spec.code_label))
                 info.add_metric((*labels, spec.codes[int(value)]), 1.0)
         yield from families.values()
+        yield from _histogram_families(histograms)
         yield from _health_families(health, now)
 
 
@@ -62,6 +67,20 @@ def _family(name: str) -> Metric:
     if spec.type == "counter":
         return CounterMetricFamily(name.removesuffix("_total"), spec.help, labels=spec.labels)
     return GaugeMetricFamily(name, spec.help, labels=spec.labels)
+
+
+def _histogram_families(parts: dict[tuple[str, tuple[str, ...]], dict[str, float]]) -> Iterator[Metric]:
+    """Histograms from their store series: one per bucket ("le=<bound>", cumulative) and "sum"."""
+    families: dict[str, HistogramMetricFamily] = {}
+    for (name, labels), values in sorted(parts.items()):
+        spec = CATALOGUE[name]
+        family = families.get(name)
+        if family is None:
+            family = families[name] = HistogramMetricFamily(name, spec.help, labels=spec.labels)
+        buckets = [(label.removeprefix("le="), values[label]) for label in
+                   (bucket_label(bound) for bound in (*spec.buckets, math.inf)) if label in values]
+        family.add_metric(labels, buckets, sum_value=values.get("sum", 0.0))
+    yield from families.values()
 
 
 def _health_families(health: dict, now: float) -> Iterator[Metric]:

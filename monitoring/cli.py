@@ -42,6 +42,12 @@ def main(argv: list[str] | None = None) -> int:
     sample.add_argument("--follow", type=float, metavar="SECONDS",
                         help="then keep writing a run every SECONDS until interrupted")
 
+    feed = commands.add_parser("change-feed", help="install or remove the change feed's changelog and triggers")
+    feed.add_argument("action", choices=["install", "uninstall"])
+    feed.add_argument("--config", type=Path, help=f"config file (default: ${CONFIG_ENV_VAR})")
+    feed.add_argument("--pipeline", help="only this pipeline's change feed (default: every pipeline that has one)")
+    feed.add_argument("--dry-run", action="store_true", help="print the SQL instead of running it")
+
     args = parser.parse_args(argv)
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
@@ -54,6 +60,8 @@ def main(argv: list[str] | None = None) -> int:
         from monitoring.demo import run_demo
 
         return run_demo(args.port, args.metrics_port, args.pattern)
+    if args.command == "change-feed":
+        return _change_feed(_load_or_exit(args.config), args.action, args.pipeline, args.dry_run)
     if args.command == "sample-profiling":
         import asyncpg
 
@@ -96,9 +104,48 @@ def _check_config(path: Path | None) -> int:
         sources += [f"flink ({flink.cluster_label})" for flink in pipeline.flink_clusters]
         if pipeline.profiling is not None:
             sources.append(f"profiling ({pipeline.profiling.target})")
+        if pipeline.change_feed is not None:
+            sources.append(f"change feed ({pipeline.change_feed.target}, {len(pipeline.change_feed.entities)} entities)")
         print(f"pipeline {pipeline.name}: {', '.join(sources) or 'no sources'}")
     print(f"{_resolve(path)}: OK")
     return 0
+
+
+def _change_feed(config: Config, action: str, only: str | None, dry_run: bool) -> int:
+    import asyncpg
+
+    from collectors import change_feed_postgres
+
+    feeds = [(p.name, p.change_feed) for p in config.pipelines if p.change_feed is not None and only in (None, p.name)]
+    if not feeds:
+        print(f"pipewatch change-feed: no pipeline{' ' + repr(only) if only else ''} has a change_feed section",
+              file=sys.stderr)
+        return 2
+    for name, feed in feeds:
+        statements = getattr(change_feed_postgres, action)(feed)
+        if dry_run:
+            print(f"-- pipeline {name}: {action} ({feed.target})")
+            print(";\n".join(statements) + ";")
+            continue
+        try:
+            asyncio.run(_execute(feed.dsn.get_secret_value(), statements))
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            print(f"pipewatch change-feed {action}: pipeline {name}: {type(exc).__name__}: {exc}", file=sys.stderr)
+            return 1
+        print(f"pipeline {name}: change feed {action}ed ({feed.target}, {len(feed.entities)} entities)")
+    return 0
+
+
+async def _execute(dsn: str, statements: list[str]) -> None:
+    import asyncpg
+
+    connection = await asyncpg.connect(dsn)
+    try:
+        async with connection.transaction():  # all of it or nothing
+            for statement in statements:
+                await connection.execute(statement)
+    finally:
+        await connection.close()
 
 
 async def _run_agent(config: Config) -> int:

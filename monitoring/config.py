@@ -228,6 +228,21 @@ class FlinkSource(_Strict):
         return f"{parts.hostname}:{parts.port or (443 if parts.scheme == 'https' else 80)}"
 
 
+def _postgres_dsn(dsn: SecretStr) -> SecretStr:
+    if urlsplit(dsn.get_secret_value()).scheme not in ("postgresql", "postgres"):
+        raise ValueError("must be a postgresql:// URL (postgresql://user:password@host:port/database)")
+    return dsn
+
+
+def _dsn_without_password(dsn: SecretStr) -> str:
+    """Where a DSN points, for messages and the health line: never its password."""
+    parts = urlsplit(dsn.get_secret_value())
+    host = parts.hostname or parse_qs(parts.query).get("host", ["local socket"])[0]
+    user = f"{parts.username}@" if parts.username else ""
+    port = f":{parts.port}" if parts.port else ""
+    return f"{user}{host}{port} database {parts.path.lstrip('/') or 'default'}"
+
+
 class ProfilingSource(_Strict):
     dsn: SecretStr
     """postgresql://user:password@host:port/database (use ${ENV_VAR}: it carries the password)."""
@@ -254,20 +269,69 @@ class ProfilingSource(_Strict):
 
     @property
     def target(self) -> str:
-        """The DSN without its password, for messages and the health line."""
-        parts = urlsplit(self.dsn.get_secret_value())
-        host = parts.hostname or parse_qs(parts.query).get("host", ["local socket"])[0]
-        user = f"{parts.username}@" if parts.username else ""
-        port = f":{parts.port}" if parts.port else ""
-        return f"{user}{host}{port} database {parts.path.lstrip('/') or 'default'}: {self.db_schema}.{self.table_prefix}_*"
+        return f"{_dsn_without_password(self.dsn)}: {self.db_schema}.{self.table_prefix}_*"
 
     @field_validator("dsn")
     @classmethod
     def _postgres_url(cls, dsn: SecretStr) -> SecretStr:
-        scheme = urlsplit(dsn.get_secret_value()).scheme
-        if scheme not in ("postgresql", "postgres"):
-            raise ValueError("must be a postgresql:// URL (postgresql://user:password@host:port/database)")
-        return dsn
+        return _postgres_dsn(dsn)
+
+
+_IDENTIFIER = r"^[A-Za-z_][A-Za-z0-9_ $-]{0,62}$"
+"""A PostgreSQL identifier pipewatch accepts in config (always quoted in SQL, never pasted raw)."""
+
+
+class ChangeFeedEntity(_Strict):
+    name: Annotated[str, Field(pattern=r"^[A-Za-z][A-Za-z0-9_ -]{0,63}$")]
+    """How the entity is called on the page and in the `entity` label, e.g. Order."""
+    table: Annotated[str, Field(pattern=_IDENTIFIER)]
+    db_schema: Annotated[str | None, Field(alias="schema", pattern=_IDENTIFIER)] = None
+    """The table's schema; the feed's schema when omitted."""
+    key: Annotated[str, Field(pattern=_IDENTIFIER)]
+    """The column that identifies a row (shown, and kept with every change)."""
+    fields: list[Annotated[str, Field(pattern=_IDENTIFIER)]] = Field(default_factory=list)
+    """Columns shown on the page; the row's first four columns when empty."""
+    events: Annotated[list[Literal["insert", "update", "delete"]], Field(min_length=1)] = Field(
+        default_factory=lambda: ["insert", "update", "delete"])
+
+
+class ChangeFeedSource(_Strict):
+    dsn: SecretStr
+    """postgresql://user:password@host:port/database (use ${ENV_VAR})."""
+    db_schema: Annotated[str, Field(alias="schema", pattern=_IDENTIFIER)] = "public"
+    """Where the changelog table and the capture function live (and the entity tables by default)."""
+    changelog_table: Annotated[str, Field(pattern=_IDENTIFIER)] = "db_events"
+    channel: Annotated[str, Field(pattern=r"^[a-z_][a-z0-9_]{0,62}$")] = "pipewatch_db_events"
+    """The LISTEN/NOTIFY channel the triggers wake readers on."""
+    entities: Annotated[list[ChangeFeedEntity], Field(min_length=1)]
+    poll_interval_seconds: Annotated[float, Field(ge=0.1, le=5)] = 0.5
+    """The safety net: notifications wake the reader at once; it also reads this often (and after a reconnect)."""
+    batch_size: Annotated[int, Field(ge=10, le=100_000)] = 1000
+    retention_seconds: Annotated[float, Field(ge=60)] = 86_400.0
+    """Changelog rows older than this are deleted, once they were read."""
+    prune_interval_seconds: Annotated[float, Field(ge=1)] = 60.0
+    rows_per_entity: Annotated[int, Field(ge=1, le=100_000)] = 500
+    """Recent changes kept per entity, in pipewatch and in each browser."""
+    timeout_seconds: Annotated[float, Field(gt=0, le=3600)] = 10.0
+
+    @property
+    def target(self) -> str:
+        return f"{_dsn_without_password(self.dsn)}: {self.db_schema}.{self.changelog_table}"
+
+    @field_validator("dsn")
+    @classmethod
+    def _postgres_url(cls, dsn: SecretStr) -> SecretStr:
+        return _postgres_dsn(dsn)
+
+    @model_validator(mode="after")
+    def _distinct_entities(self) -> ChangeFeedSource:
+        names = [e.name for e in self.entities]
+        tables = [(e.db_schema or self.db_schema, e.table) for e in self.entities]
+        for what, values in (("name", names), ("table", tables)):
+            for value in values:
+                if values.count(value) > 1:
+                    raise ValueError(f"two entities have the same {what} {value!r}")
+        return self
 
 
 def _one_or_many(model: type) -> Any:
@@ -288,8 +352,10 @@ class Pipeline(_Strict):
     """One Flink cluster, or a list of clusters (each with its own `cluster` label)."""
     profiling: ProfilingSource | None = None
     """ProfileMesh / baselinr profiling tables in PostgreSQL."""
+    change_feed: ChangeFeedSource | None = None
+    """Inserts, updates and deletes of chosen tables, captured by triggers into a changelog table."""
 
-    @field_validator("kafka", "schema_registry", "flink", "profiling", mode="before")
+    @field_validator("kafka", "schema_registry", "flink", "profiling", "change_feed", mode="before")
     @classmethod
     def _not_empty(cls, value: object) -> object:
         if value is None:  # `kafka:` with nothing under it is a mistake, not "no Kafka"

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-MetricType = Literal["gauge", "counter"]
+MetricType = Literal["gauge", "counter", "histogram"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,6 +24,9 @@ class MetricSpec:
     """For a metric whose value is a code: the name of each code (index = value). The exporter
     also serves `<name>_info{..., <code_label>="<name of the code>"} 1` so dashboards can show words."""
     code_label: str = "status"
+    buckets: tuple[float, ...] = ()
+    """For a histogram: upper bounds of its buckets (+Inf is added). Its series in the store carry one
+    label more than `labels`: "le=<bound>" for a cumulative bucket count, or "sum"."""
     exported: bool = True
     """False for history kept for the page only (e.g. every column metric): never on /metrics."""
     while_down: bool = False
@@ -47,6 +50,7 @@ _FLINK_TM = ("pipeline", "cluster", "tm_id")
 _FLINK_JOB = ("pipeline", "cluster", "job_name", "job_id")
 _FLINK_TASK = (*_FLINK_JOB, "task_name")
 _REGISTRY = ("pipeline", "registry")
+DELAY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 _SUBJECT = ("pipeline", "registry", "subject")
 COMPATIBILITY_LEVELS = ("UNKNOWN", "NONE", "BACKWARD", "BACKWARD_TRANSITIVE", "FORWARD", "FORWARD_TRANSITIVE", "FULL",
                         "FULL_TRANSITIVE")
@@ -246,6 +250,17 @@ CATALOGUE: dict[str, MetricSpec] = {
                    "flink", codes=BACKPRESSURE_LEVELS, code_label="level"),
         MetricSpec("flink_task_backpressure_ratio", "gauge", "ratio", _FLINK_TASK,
                    "Backpressure ratio of the most backpressured subtask (0..1).", "flink"),
+        # The database change feed: changes captured by triggers into a changelog table.
+        MetricSpec("db_change_events_total", "counter", "changes", ("pipeline", "entity", "event_type"),
+                   "Changes delivered by the change feed since pipewatch started, by entity and event type.",
+                   "change_feed"),
+        MetricSpec("db_change_feed_delay_seconds", "histogram", "seconds", ("pipeline", "entity"),
+                   "Delay from a change (its insert into the changelog, inside the writing transaction) to its "
+                   "delivery by pipewatch.", "change_feed", buckets=DELAY_BUCKETS),
+        MetricSpec("db_change_feed_backlog", "gauge", "changes", ("pipeline",),
+                   "Committed changes not delivered yet (counted up to 100,000).", "change_feed"),
+        MetricSpec("db_change_feed_rate", "gauge", "changes per second", ("pipeline", "entity"),
+                   "Changes delivered per second over the last 10 s.", "change_feed"),
         # Profiling (ProfileMesh / baselinr tables): one source per pipeline.
         MetricSpec("profiling_runs_total", "counter", "runs", ("pipeline", "dataset", "status"),
                    "Profiling runs in the runs table, by dataset and status as the profiler wrote it.", "profiling"),
@@ -288,8 +303,7 @@ CATALOGUE: dict[str, MetricSpec] = {
 }
 
 
-def spec(name: str) -> MetricSpec:
-    try:
-        return CATALOGUE[name]
-    except KeyError:
-        raise KeyError(f"metric {name!r} is not in monitoring.metrics.CATALOGUE") from None
+def bucket_label(bound: float) -> str:
+    """The store label of a histogram bucket: "le=" and the bound as the exposition writes it."""
+    return "le=+Inf" if bound == float("inf") else f"le={float(bound)!r}"
+

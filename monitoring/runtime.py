@@ -25,6 +25,9 @@ class Collector(abc.ABC):
 
     name: str
     """The `collector` label: "kafka", "flink", ...; unique within a pipeline."""
+    self_paced = False
+    """True for a collector whose collect() waits for its source itself (the change feed waits for a
+    notification): the supervisor then runs it again at once instead of sleeping out the interval."""
 
     def __init__(self, pipeline: str, target: str, interval: float, timeout: float) -> None:
         self.pipeline = pipeline
@@ -131,4 +134,4 @@ class Supervisor:
             self.store.add_event(collector.pipeline, collector.name, "info",
                                  f"{collector.name} collector for {collector.target} recovered")
             log.info("%s/%s recovered", collector.pipeline, collector.name)
-        return max(0.0, collector.interval - duration)
+        return 0.0 if collector.self_paced else max(0.0, collector.interval - duration)

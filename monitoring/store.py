@@ -104,6 +104,32 @@ class Event:
     message: str
 
 
+@dataclass(frozen=True, slots=True)
+class FeedRow:
+    """One change of a watched table, as the change feed delivered it."""
+
+    seq: int
+    """Position in the feed of its source: readers ask for the rows after the last seq they saw."""
+    entity: str
+    event_type: str
+    key: str | None
+    payload: dict[str, Any]
+    """The row's columns (after the change; before it, for a delete). Never modified after delivery."""
+    changed_at: float
+    delivered_at: float
+
+
+class _Feed:
+    """The newest rows of a source's change feed: `per_entity` for each entity, and the last rows in
+    delivery order for readers that follow along."""
+
+    def __init__(self, per_entity: int, capacity: int) -> None:
+        self.per_entity = per_entity
+        self.by_entity: dict[str, deque[FeedRow]] = {}
+        self.log: deque[FeedRow] = deque(maxlen=capacity)
+        self.seq = 0
+
+
 @dataclass(slots=True)
 class Delta:
     """New points of one series since a reader's last look."""
@@ -123,6 +149,7 @@ class Store:
         self._snapshots: dict[Source, tuple[float, Any]] = {}
         self._health: dict[Source, CollectorHealth] = {}
         self._events: deque[Event] = deque(maxlen=events)
+        self._feeds: dict[Source, _Feed] = {}
         self._event_seq = 0
         self._refused_keys = 0
         self.series_generation = 0
@@ -200,7 +227,47 @@ class Store:
             self._events.append(event)
             return event
 
+    def feed_append(self, source: Source, rows: list[tuple[str, str, str | None, dict[str, Any], float]],
+                    per_entity: int, capacity: int, delivered_at: float) -> int:
+        """Add delivered changes (entity, event type, key, payload, changed at); returns the last seq."""
+        with self._lock:
+            feed = self._feeds.get(source)
+            if feed is None:
+                feed = self._feeds[source] = _Feed(per_entity, capacity)
+            for entity, event_type, key, payload, changed_at in rows:
+                feed.seq += 1
+                row = FeedRow(feed.seq, entity, event_type, key, payload, changed_at, delivered_at)
+                recent = feed.by_entity.get(entity)
+                if recent is None:
+                    recent = feed.by_entity[entity] = deque(maxlen=feed.per_entity)
+                recent.append(row)
+                feed.log.append(row)
+            return feed.seq
+
     # -- reading (views, exporters) --------------------------------------------------------------
+
+    def feed_since(self, source: Source, seq: int) -> tuple[int, list[FeedRow], bool]:
+        """Rows delivered after `seq`, oldest first; False when some fell out of the log meanwhile."""
+        with self._lock:
+            feed = self._feeds.get(source)
+            if feed is None:
+                return 0, [], True
+            new: list[FeedRow] = []
+            for row in reversed(feed.log):
+                if row.seq <= seq:
+                    break
+                new.append(row)
+            complete = not new or new[-1].seq == seq + 1
+            return feed.seq, new[::-1], complete
+
+    def feed_recent(self, source: Source) -> tuple[int, dict[str, list[FeedRow]]]:
+        """The newest rows of every entity (what a view starts from) and the feed's last seq."""
+        with self._lock:
+            feed = self._feeds.get(source)
+            if feed is None:
+                return 0, {}
+            return feed.seq, {entity: list(rows) for entity, rows in feed.by_entity.items()}
+
 
     def keys(self, name: str | None = None, where: Callable[[SeriesKey], bool] | None = None) -> list[SeriesKey]:
         with self._lock:
@@ -264,8 +331,10 @@ def check_key(name: str, labels: tuple[str, ...]) -> None:
     spec = CATALOGUE.get(name)
     if spec is None:
         raise KeyError(f"metric {name!r} is not in the catalogue")
-    if len(labels) != len(spec.labels):
-        raise ValueError(f"{name} takes labels {spec.labels}, got {labels}")
+    expected = len(spec.labels) + (1 if spec.type == "histogram" else 0)
+    if len(labels) != expected:
+        raise ValueError(f"{name} takes labels {spec.labels}" + (" and a bucket" if spec.type == "histogram" else "")
+                         + f", got {labels}")
 
 
 @dataclass

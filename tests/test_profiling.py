@@ -10,7 +10,8 @@ import asyncpg
 import httpx
 import pytest
 
-from collectors.profiling import ProfilingCollector, ProfilingError
+from collectors.postgres import DatabaseError
+from collectors.profiling import ProfilingCollector
 from collectors.profiling_model import ProfilingSnapshot
 from exporters.prometheus import start_exporter
 from monitoring.config import ProfilingSource
@@ -190,7 +191,7 @@ async def test_baselinr_prefix_and_a_wrong_prefix_named(postgres, pg_schema):
 
     wrong = _collector(postgres.dsn, pg_schema)  # prefix profilemesh, but the tables are baselinr_*
     try:
-        with pytest.raises(ProfilingError) as info:
+        with pytest.raises(DatabaseError) as info:
             await wrong.collect(Store())
     finally:
         await wrong.close()

@@ -1,0 +1,229 @@
+"""The database change feed: inserts, updates and deletes of chosen tables, delivered exactly once.
+
+Triggers installed by `pipewatch change-feed install` write every change into a changelog table and
+NOTIFY a channel. The reader LISTENs on that channel with a connection of its own and reads as soon
+as a notification arrives, and every `poll_interval_seconds` anyway (notifications sent while it
+was disconnected are lost; the rows are not).
+
+Exactly once: each read runs in one REPEATABLE READ transaction that also takes the snapshot's xmin,
+the oldest transaction still running. Rows of older transactions are final, so once read they are
+below the reader's floor for good; rows of newer transactions that were visible are delivered at once
+and remembered by id until the floor passes them. A transaction that took a low id and commits late
+is read when it commits, and nothing is read twice. The floor and those ids live in the reader, so a
+dropped connection or a restarted database resumes exactly where it stopped.
+
+Changes go into the store's feed (the newest `rows_per_entity` of each entity); counts, rates, the
+delay histogram and the backlog are written as series at most once a second. Delivered rows older than
+`retention_seconds` are deleted every `prune_interval_seconds`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import math
+import time
+from collections import Counter, deque
+
+import asyncpg
+
+from collectors import change_feed_postgres as sql
+from collectors.postgres import DATABASE_ERRORS, DatabaseError, classified
+from monitoring.config import ChangeFeedSource
+from monitoring.metrics import DELAY_BUCKETS, bucket_label
+from monitoring.runtime import Collector
+from monitoring.store import Store
+
+log = logging.getLogger(__name__)
+
+_BATCHES_PER_READ = 20
+"""A read stops after this many full batches (the next one goes on at once): the page stays live."""
+_BACKLOG_LIMIT = 100_000
+_RATE_WINDOW_SECONDS = 10.0
+_SERIES_EVERY_SECONDS = 1.0
+
+
+class ChangeFeedCollector(Collector):
+    name = "change_feed"
+    self_paced = True
+
+    def __init__(self, pipeline: str, config: ChangeFeedSource) -> None:
+        super().__init__(pipeline, config.target, config.poll_interval_seconds, config.timeout_seconds)
+        self.config = config
+        self.entities = [entity.name for entity in config.entities]
+        self._connection: asyncpg.Connection | None = None
+        self._wake = asyncio.Event()
+        self._floor: int | None = None
+        """Every row of a transaction older than this has been delivered (None: not started)."""
+        self._ahead: dict[int, int] = {}
+        """Delivered rows at or above the floor: id -> their transaction id."""
+        self._counts: Counter[tuple[str, str]] = Counter()
+        self._buckets: dict[str, list[int]] = {e: [0] * (len(DELAY_BUCKETS) + 1) for e in self.entities}
+        self._delay_sum: Counter[str] = Counter()
+        self._recent: deque[tuple[float, str]] = deque()
+        """(delivery time, entity) of the last rate window's deliveries."""
+        self._backlog = 0
+        self._series_written_at = -math.inf
+        self._pruned_at = time.monotonic()
+        self.prune_note: str | None = None
+        self.delivered = 0
+
+    async def close(self) -> None:
+        if self._connection is not None:
+            connection, self._connection = self._connection, None
+            await connection.close()
+
+    async def collect(self, store: Store) -> int:
+        queries = 0
+        connection = await self._connect()
+        if self._floor is None:
+            queries += await self._start(connection, store)
+        else:
+            try:
+                await asyncio.wait_for(self._wake.wait(), self.config.poll_interval_seconds)
+            except TimeoutError:
+                pass
+        self._wake.clear()
+        try:
+            rows, read_queries = await self._read(connection)
+            queries += read_queries
+            if time.monotonic() - self._pruned_at >= self.config.prune_interval_seconds:
+                queries += await self._prune(connection)
+        except DATABASE_ERRORS as exc:
+            await self._drop_connection()
+            raise self._failure(exc) from None
+        now = time.time()
+        if rows:
+            self._deliver(store, rows, now)
+        if now - self._series_written_at >= _SERIES_EVERY_SECONDS:
+            self._write_series(store, now)
+        return queries
+
+    # -- reading ---------------------------------------------------------------------------------
+
+    def _failure(self, exc: BaseException) -> DatabaseError:
+        return classified(exc, "run `pipewatch change-feed install --config FILE`",
+                          "the role needs SELECT (and DELETE, for pruning) on the changelog")
+
+    async def _connect(self) -> asyncpg.Connection:
+        if self._connection is not None and not self._connection.is_closed():
+            return self._connection
+        try:
+            connection = await asyncpg.connect(self.config.dsn.get_secret_value(), timeout=self.config.timeout_seconds,
+                                               server_settings={"application_name": "pipewatch change feed"})
+            await connection.add_listener(self.config.channel, lambda *_: self._wake.set())
+        except DATABASE_ERRORS as exc:
+            raise self._failure(exc) from None
+        self._connection = connection
+        self._wake.set()  # read at once: notifications sent while disconnected are lost
+        return connection
+
+    async def _drop_connection(self) -> None:
+        connection, self._connection = self._connection, None
+        if connection is not None:
+            connection.terminate()
+
+    async def _start(self, connection: asyncpg.Connection, store: Store) -> int:
+        """Begin at the present: the newest rows of each entity fill the page, without being counted."""
+        try:
+            async with connection.transaction(isolation="repeatable_read", readonly=True):
+                floor = int(await connection.fetchval(sql.snapshot_floor()))
+                rows = await connection.fetch(sql.recent(self.config), self.entities, self.config.rows_per_entity)
+                visible = await connection.fetch(
+                    f"SELECT id, xid::text AS xid FROM {sql.changelog(self.config)} WHERE xid >= $1::text::xid8",
+                    str(floor))
+        except asyncpg.UndefinedTableError:
+            raise DatabaseError("not_installed", f"{sql.changelog(self.config)} does not exist: run "
+                                f"`pipewatch change-feed install --config FILE` first") from None
+        except DATABASE_ERRORS as exc:
+            await self._drop_connection()
+            raise self._failure(exc) from None
+        self._floor = floor
+        self._ahead = {row["id"]: int(row["xid"]) for row in visible}
+        if rows:
+            store.feed_append(self.source, [_change(row) for row in rows], self.config.rows_per_entity,
+                              self.config.rows_per_entity * len(self.entities), time.time())
+        return 3
+
+    async def _read(self, connection: asyncpg.Connection) -> tuple[list[asyncpg.Record], int]:
+        delivered: list[asyncpg.Record] = []
+        queries = 0
+        async with connection.transaction(isolation="repeatable_read", readonly=True):
+            xmin = int(await connection.fetchval(sql.snapshot_floor()))
+            queries += 1
+            for _ in range(_BATCHES_PER_READ):
+                batch = await connection.fetch(sql.read_new(self.config), str(self._floor), list(self._ahead),
+                                               self.config.batch_size)
+                queries += 1
+                delivered += batch
+                for row in batch:
+                    self._ahead[row["id"]] = int(row["xid"])
+                if len(batch) < self.config.batch_size:
+                    # Everything visible was read: rows of transactions older than xmin are all in.
+                    self._advance(xmin)
+                    self._backlog = 0
+                    break
+                # More to read: rows older than the last one's transaction are all in (ordered by xid).
+                self._advance(min(xmin, int(batch[-1]["xid"])))
+            else:
+                self._backlog = await connection.fetchval(sql.backlog(self.config), str(self._floor),
+                                                          list(self._ahead), _BACKLOG_LIMIT)
+                queries += 1
+                self._wake.set()  # carry on at once
+        return delivered, queries
+
+    def _advance(self, floor: int) -> None:
+        if floor > self._floor:
+            self._floor = floor
+            self._ahead = {row_id: xid for row_id, xid in self._ahead.items() if xid >= floor}
+
+    async def _prune(self, connection: asyncpg.Connection) -> int:
+        self._pruned_at = time.monotonic()
+        try:
+            deleted = await connection.execute(sql.prune(self.config), self.config.retention_seconds, str(self._floor))
+        except asyncpg.InsufficientPrivilegeError:
+            self.prune_note = ("pruning is off: the role has no DELETE on the changelog; old rows stay until "
+                               "someone deletes them")
+            return 1
+        self.prune_note = None
+        log.debug("change feed: pruned %s", deleted)
+        return 1
+
+    # -- results ---------------------------------------------------------------------------------
+
+    def _deliver(self, store: Store, rows: list[asyncpg.Record], now: float) -> None:
+        changes = [_change(row) for row in rows]
+        store.feed_append(self.source, changes, self.config.rows_per_entity,
+                          self.config.rows_per_entity * len(self.entities), now)
+        self.delivered += len(changes)
+        for entity, event_type, _key, _payload, changed_at in changes:
+            self._counts[(entity, event_type)] += 1
+            delay = max(0.0, now - changed_at)
+            buckets = self._buckets.setdefault(entity, [0] * (len(DELAY_BUCKETS) + 1))
+            for index, bound in enumerate(DELAY_BUCKETS):
+                if delay <= bound:
+                    buckets[index] += 1
+            buckets[-1] += 1
+            self._delay_sum[entity] += delay
+            self._recent.append((now, entity))
+
+    def _write_series(self, store: Store, now: float) -> None:
+        self._series_written_at = now
+        while self._recent and self._recent[0][0] < now - _RATE_WINDOW_SECONDS:
+            self._recent.popleft()
+        per_entity = Counter(entity for _, entity in self._recent)
+        with store.cycle(self.source, now) as cycle:
+            for entity in self.entities:
+                for event_type in ("insert", "update", "delete"):
+                    cycle.set("db_change_events_total", (entity, event_type), self._counts[(entity, event_type)])
+                buckets = self._buckets.setdefault(entity, [0] * (len(DELAY_BUCKETS) + 1))
+                for bound, count in zip((*DELAY_BUCKETS, math.inf), buckets):
+                    cycle.set("db_change_feed_delay_seconds", (entity, bucket_label(bound)), count)
+                cycle.set("db_change_feed_delay_seconds", (entity, "sum"), self._delay_sum[entity])
+                cycle.set("db_change_feed_rate", (entity,), per_entity[entity] / _RATE_WINDOW_SECONDS)
+            cycle.set("db_change_feed_backlog", (), self._backlog)
+
+
+def _change(row: asyncpg.Record) -> tuple[str, str, str | None, dict, float]:
+    return row["entity"], row["event_type"], row["row_key"], json.loads(row["payload"]), row["created_at"]

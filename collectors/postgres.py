@@ -1,0 +1,35 @@
+"""What the PostgreSQL collectors (profiling, change feed) share: their failures, categorised for the
+health line, with the hint that fits the collector."""
+
+from __future__ import annotations
+
+import asyncpg
+
+DATABASE_ERRORS = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError)
+"""Exceptions a database call can raise that mean the source failed (not pipewatch)."""
+
+
+class DatabaseError(Exception):
+    def __init__(self, category: str, message: str) -> None:
+        super().__init__(message)
+        self.category = category
+
+
+def classified(exc: BaseException, missing_table: str, permission: str) -> DatabaseError:
+    """A DatabaseError for `exc`; `missing_table` and `permission` say what to do about those two."""
+    if isinstance(exc, DatabaseError):
+        return exc
+    name = type(exc).__name__
+    message = str(exc).strip().splitlines()[0] if str(exc).strip() else name
+    if isinstance(exc, asyncpg.UndefinedTableError):
+        return DatabaseError("missing_table", f"{message} ({missing_table})")
+    if isinstance(exc, (asyncpg.InvalidPasswordError, asyncpg.InvalidAuthorizationSpecificationError)):
+        return DatabaseError("auth", message)
+    if isinstance(exc, asyncpg.InsufficientPrivilegeError):
+        return DatabaseError("permission", f"{message} ({permission})")
+    if isinstance(exc, ConnectionRefusedError) or "refused" in message.lower():
+        return DatabaseError("connection_refused", message)
+    if isinstance(exc, (OSError, asyncpg.InterfaceError, asyncpg.PostgresConnectionError,
+                        asyncpg.CannotConnectNowError, asyncpg.AdminShutdownError)):
+        return DatabaseError("connection", f"{name}: {message}")
+    return DatabaseError("database", f"{name}: {message}")
