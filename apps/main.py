@@ -22,13 +22,16 @@ metrics_link = (
     if service.exporter else ""
 )
 holder = pn.Column(sizing_mode="stretch_width")
-current: dict[str, PipelinePage] = {}
+current: dict[str, object] = {}
+"""This session's page and, once the browser is connected, its periodic callback (the ticker)."""
 
 
 def show(name: str) -> None:
     page = PipelinePage(service.store, name, service.supervisor.collectors)
     current["page"] = page
     holder[:] = [page]
+    if "ticker" in current:
+        current["ticker"].period = page.tick_ms  # a page with a live change feed ticks faster
 
 
 def tick() -> None:
@@ -40,7 +43,7 @@ def start_ticking() -> None:
     # Only once the browser is connected: changes made between the page's first render and the
     # websocket connection never reach the browser, and a stale document stops updating.
     tick()
-    pn.state.add_periodic_callback(tick, period=1000)
+    current["ticker"] = pn.state.add_periodic_callback(tick, period=current["page"].tick_ms)
 
 
 show(choice.value)

@@ -12,11 +12,13 @@ import panel as pn
 from bokeh.models import HTMLTemplateFormatter
 from panel.viewable import Viewer
 
+from apps.change_feed_view import ChangeFeedView
 from apps.flink_view import FlinkView
 from apps.live import LiveChart
 from apps.profiling_view import ProfilingView
 from apps.registry_view import SchemaRegistryView
 from apps.widgets import COUNT, RATE, STATE_COLOURS, age, clock, duration, freshness, table
+from collectors.change_feed import ChangeFeedCollector
 from collectors.flink import FlinkCollector
 from collectors.kafka import KafkaCollector
 from collectors.kafka_model import GroupInfo, KafkaSnapshot, PartitionLag, TopicInfo
@@ -266,13 +268,22 @@ class PipelinePage(Viewer):
               if isinstance(c, SchemaRegistryCollector)),
             *(FlinkView(store, pipeline, c.name, c.cluster) for c in mine if isinstance(c, FlinkCollector)),
             *(ProfilingView(store, pipeline, c.name) for c in mine if isinstance(c, ProfilingCollector)),
+            *(ChangeFeedView(store, pipeline, c.name, c.config) for c in mine if isinstance(c, ChangeFeedCollector)),
         ]
+        self.tick_ms = 100 if any(getattr(s, "fast", False) for s in self.sections) else 1000
+        """How often the session calls refresh(): fast for a live change feed, else once a second."""
+        self._slow_at = 0.0
         self._layout = pn.Column(self.health, *self.sections, sizing_mode="stretch_width")
 
     def __panel__(self):
         return self._layout
 
     def refresh(self) -> None:
-        self.health.refresh()
+        now = time.monotonic()
+        slow = now - self._slow_at >= 1.0
+        if slow:
+            self._slow_at = now
+            self.health.refresh()
         for section in self.sections:
-            section.refresh()
+            if slow or getattr(section, "fast", False):
+                section.refresh()

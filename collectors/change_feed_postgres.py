@@ -53,7 +53,7 @@ def install(config: ChangeFeedSource) -> list[str]:
     entity varchar(100) NOT NULL,
     event_type varchar(10) NOT NULL,
     row_key text,
-    payload jsonb NOT NULL,
+    payload json NOT NULL,  -- json, not jsonb: it keeps the table's column order
     created_at timestamptz NOT NULL DEFAULT clock_timestamp(),
     xid xid8 NOT NULL DEFAULT pg_current_xact_id()
 )""",
@@ -62,7 +62,7 @@ def install(config: ChangeFeedSource) -> list[str]:
         f"CREATE INDEX IF NOT EXISTS {quote(name + '_created_at')} ON {table} (created_at)",
         f"""CREATE OR REPLACE FUNCTION {_function(config)}() RETURNS trigger LANGUAGE plpgsql AS $pipewatch$
 DECLARE
-    changed jsonb := to_jsonb(CASE WHEN TG_OP = 'DELETE' THEN OLD ELSE NEW END);
+    changed json := to_json(CASE WHEN TG_OP = 'DELETE' THEN OLD ELSE NEW END);
 BEGIN
     -- TG_ARGV: entity name, key column, channel (string literals written by pipewatch change-feed install)
     INSERT INTO {table} (entity, event_type, row_key, payload)

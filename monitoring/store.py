@@ -246,6 +246,12 @@ class Store:
 
     # -- reading (views, exporters) --------------------------------------------------------------
 
+    def feed_position(self, source: Source) -> int:
+        """The seq of the last row delivered to the source's feed (0: none yet)."""
+        with self._lock:
+            feed = self._feeds.get(source)
+            return feed.seq if feed is not None else 0
+
     def feed_since(self, source: Source, seq: int) -> tuple[int, list[FeedRow], bool]:
         """Rows delivered after `seq`, oldest first; False when some fell out of the log meanwhile."""
         with self._lock:

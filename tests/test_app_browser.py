@@ -304,3 +304,55 @@ def test_flink_section_shows_jobs_graph_and_exceptions(flink, tmp_path, browser_
                              f"server log tail:\n{server.log_path.read_text()[-3000:]}") from None
     finally:
         server.stop()
+
+
+def test_change_feed_shows_a_new_row_live_and_payloads_as_text(postgres, pg_schema, tmp_path, browser_page):
+    import asyncpg
+
+    from tests.test_change_feed import _setup
+
+    feed = run_async(_setup(postgres.dsn, pg_schema))
+
+    async def write(statement: str, *args) -> None:
+        connection = await asyncpg.connect(postgres.dsn)
+        try:
+            await connection.execute(statement, *args)
+        finally:
+            await connection.close()
+
+    config = tmp_path / "pipewatch.yml"
+    config.write_text(
+        "pipelines:\n"
+        "  - name: shop\n"
+        "    change_feed:\n"
+        f"      dsn: \"{postgres.dsn}\"\n"
+        f"      schema: {pg_schema}\n"
+        f"      channel: {feed.channel}\n"
+        "      entities:\n"
+        "        - {name: Order, table: orders, key: order_key, fields: [status, note]}\n"
+        "        - {name: Order Item, table: order items, key: id, events: [insert]}\n"
+        "exporter:\n"
+        f"  port: {free_port()}\n"
+    )
+    server = PanelServer(tmp_path, config)
+    server.start()
+    try:
+        page = browser_page
+        page.goto(f"{server.url}?pipeline=shop")
+        expect(page.locator('.pw-feed-connection[data-state="up"]')).to_be_visible(timeout=30_000)
+        run_async(write(f'INSERT INTO "{pg_schema}".orders VALUES (42, \'new\', 5, $1)', "<script>window.pwned=1</script>"))
+        table = page.locator(".tabulator").filter(has=page.locator('[tabulator-field="payload"]'))
+        expect(table.locator('.tabulator-row [tabulator-field="key"]').first).to_have_text("42", timeout=10_000)
+        expect(table.locator('.tabulator-row [tabulator-field="fields"]').first).to_have_text(
+            "status=new, note=<script>window.pwned=1</script>")
+        assert page.evaluate("window.pwned") is None  # shown as text, never run
+        expect(page.locator('.pw-feed-card[data-entity="Order"] .pw-feed-totals')).to_contain_text("1 inserts",
+                                                                                                   timeout=10_000)
+        assert page.errors == []
+    except AssertionError as exc:
+        shot = tmp_path / "failure.png"
+        browser_page.screenshot(path=str(shot), full_page=True)
+        raise AssertionError(f"{exc}\nscreenshot: {shot}\nbrowser errors: {browser_page.errors}\n"
+                             f"server log tail:\n{server.log_path.read_text()[-3000:]}") from None
+    finally:
+        server.stop()
