@@ -3,7 +3,8 @@
 A local Kafka-protocol broker, a producer following a traffic pattern, a consumer group whose
 capacity is below the burst rate (it falls behind during bursts and catches up after), a second
 group that keeps up; a local PostgreSQL holding two weeks of ProfileMesh profiling history, with
-a new profiling run written every few seconds; where Java 17 is installed, a local Flink cluster
+a new profiling run written every few seconds, and TPC-H-like shop tables written at a varying rate
+and watched by the change feed; where Java 17 is installed, a local Flink cluster
 running a backpressured streaming job and a job that keeps failing; and `panel serve apps/` with
 the exporter. Ctrl-C stops all of it.
 """
@@ -11,6 +12,7 @@ the exporter. Ctrl-C stops all of it.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
 import signal
@@ -22,6 +24,9 @@ from pathlib import Path
 
 import asyncpg
 
+from collectors import change_feed_postgres
+from monitoring import feed_sample
+from monitoring.config import ChangeFeedSource
 from monitoring.local_broker import LocalBroker, port_open
 from monitoring.local_flink import FlinkUnavailable, LocalFlink
 from monitoring.local_postgres import LocalPostgres
@@ -60,6 +65,8 @@ def run_demo(port: int, metrics_port: int, pattern_text: str) -> int:
         postgres.start()
         sample = ProfilingSample(postgres.dsn, seed=1)
         asyncio.run(_profiling_history(sample))
+        feed = ChangeFeedSource.model_validate({"dsn": postgres.dsn, "entities": feed_sample.ENTITIES})
+        asyncio.run(_install_feed(feed))
         try:
             flink = LocalFlink(workdir)
         except FlinkUnavailable as exc:
@@ -78,7 +85,8 @@ def run_demo(port: int, metrics_port: int, pattern_text: str) -> int:
         flink_line = f"  flink:     {flink.rest_url} (a backpressured job and a failing one)\n" if flink else ""
         print(f"\npipewatch demo\n  dashboard: http://127.0.0.1:{port}/apps\n  metrics:   http://127.0.0.1:{metrics_port}/metrics\n"
               f"  broker:    {broker.bootstrap} (topic {TOPIC!r}, {PARTITIONS} partitions)\n"
-              f"  postgres:  {postgres.dsn} (ProfileMesh tables, a new run every {PROFILING_EVERY_SECONDS:g} s)\n"
+              f"  postgres:  {postgres.dsn} (ProfileMesh tables, a new run every {PROFILING_EVERY_SECONDS:g} s;"
+              f" shop tables under a change feed)\n"
               f"{flink_line}  traffic:   {pattern_text}\n  config:    {config}\nCtrl-C stops everything.\n", flush=True)
         asyncio.run(_traffic(broker.bootstrap, pattern, server, sample))
     except KeyboardInterrupt:
@@ -114,6 +122,9 @@ def _write_config(workdir: Path, bootstrap: str, dsn: str, flink_url: str | None
         "    profiling:\n"
         f"      dsn: \"{dsn}\"\n"
         "      interval_seconds: 2\n"
+        "    change_feed:\n"
+        f"      dsn: \"{dsn}\"\n"
+        f"      entities: {json.dumps(feed_sample.ENTITIES)}\n"
         "exporter:\n"
         "  host: 127.0.0.1\n"
         f"  port: {metrics_port}\n",
@@ -127,6 +138,17 @@ async def _profiling_history(sample: ProfilingSample) -> None:
     try:
         await sample.create_tables(connection)
         await sample.write_history(connection, PROFILING_HISTORY_RUNS, PROFILING_HISTORY_DAYS)
+    finally:
+        await connection.close()
+
+
+async def _install_feed(feed: ChangeFeedSource) -> None:
+    connection = await asyncpg.connect(feed.dsn.get_secret_value())
+    try:
+        await feed_sample.create_tables(connection)
+        async with connection.transaction():
+            for statement in change_feed_postgres.install(feed):
+                await connection.execute(statement)
     finally:
         await connection.close()
 
@@ -162,6 +184,7 @@ async def _traffic(bootstrap: str, pattern: TrafficPattern, server: subprocess.P
         asyncio.create_task(_consume(bootstrap, KEEPING_UP_GROUP, pattern.base_rate * KEEPING_UP_CAPACITY, stop)),
         asyncio.create_task(_watch_server(server, stop)),
         asyncio.create_task(_profile(sample, stop)),
+        asyncio.create_task(feed_sample.shop(sample.dsn, stop)),
     ]
     await stop.wait()
     for task in tasks:

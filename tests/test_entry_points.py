@@ -110,6 +110,12 @@ def test_demo_shows_real_lag_and_ctrl_c_stops_everything(tmp_path):
                        and ("job_name", "pipewatch steady job") in labels for (name, labels), _ in samples.items())
 
         wait_until(flink_jobs_running, 60, interval=0.5, what="the demo's Flink job in /metrics")
+
+        def shop_changes() -> float:
+            return sum(v for (name, _), v in _samples(url).items() if name == "db_change_events_total")
+
+        seen = wait_until(shop_changes, 60, interval=0.5, what="the demo shop's changes in /metrics")
+        wait_until(lambda: shop_changes() > seen, 30, interval=0.5, what="more shop changes")
     finally:
         os.killpg(demo.pid, signal.SIGINT)  # what Ctrl-C in a terminal does
         rest = demo.communicate(timeout=30)[0]
