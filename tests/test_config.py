@@ -437,3 +437,31 @@ def test_flink_clusters_defaults_and_distinct_labels(tmp_path):
         "      - {rest_url: 'http://b:8081', cluster: main}\n"
     ), "same.yml"))
     assert "pipelines[0]: two Flink clusters of pipeline 'streams' share the cluster label 'main'" in same
+
+
+def test_change_feed_entities_defaults_and_errors(tmp_path):
+    config = load_config(_write(tmp_path, (
+        "pipelines:\n"
+        "  - name: shop\n"
+        "    change_feed:\n"
+        "      dsn: postgresql://app@db/shop\n"
+        "      entities:\n"
+        "        - {name: Order, table: orders, key: order_key}\n"
+    )), environ={})
+    feed = config.pipelines[0].change_feed
+    (order,) = feed.entities
+    assert (order.events, order.fields, order.db_schema) == (["insert", "update", "delete"], [], None)
+    assert (feed.changelog_table, feed.channel, feed.poll_interval_seconds) == ("db_events", "pipewatch_db_events", 0.5)
+    message = _error(_write(tmp_path, (
+        "pipelines:\n"
+        "  - name: shop\n"
+        "    change_feed:\n"
+        "      dsn: postgresql://app@db/shop\n"
+        "      poll_interval_seconds: 10\n"
+        "      entities:\n"
+        "        - {name: Order, table: 'orders\\\"; DROP TABLE x; --', key: order_key, events: [upsert]}\n"
+        "        - {name: Order, table: orders, key: order_key}\n"
+    ), "bad.yml"))
+    assert "pipelines[0].change_feed.poll_interval_seconds: Input should be less than or equal to 5" in message
+    assert "pipelines[0].change_feed.entities[0].table: String should match pattern" in message
+    assert "pipelines[0].change_feed.entities[0].events[0]: Input should be 'insert', 'update' or 'delete'" in message
