@@ -465,6 +465,7 @@ SECTIONS = {
     "registry": ("bench_registry", "Schema registry collection: requests and time per cycle"),
     "profiling": ("bench_profiling", "Profiling collection: database load and time per cycle"),
     "flink": ("bench_flink", "Flink collection: requests and time per cycle, and the scrape of its series"),
+    "change_feed": ("bench_change_feed", "Change feed: insert-to-browser delay with many viewers, and memory"),
 }
 """Benchmarks whose section of the page can be rerun alone (`--only NAME`), between markers."""
 

@@ -112,7 +112,8 @@ class ChangeFeedCollector(Collector):
         try:
             connection = await asyncpg.connect(self.config.dsn.get_secret_value(), timeout=self.config.timeout_seconds,
                                                server_settings={"application_name": "pipewatch change feed"})
-            await connection.add_listener(self.config.channel, lambda *_: self._wake.set())
+            if self.config.listen:
+                await connection.add_listener(self.config.channel, lambda *_: self._wake.set())
         except DATABASE_ERRORS as exc:
             raise self._failure(exc) from None
         self._connection = connection

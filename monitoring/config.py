@@ -306,6 +306,8 @@ class ChangeFeedSource(_Strict):
     entities: Annotated[list[ChangeFeedEntity], Field(min_length=1)]
     poll_interval_seconds: Annotated[float, Field(ge=0.1, le=5)] = 0.5
     """The safety net: notifications wake the reader at once; it also reads this often (and after a reconnect)."""
+    listen: bool = True
+    """False: polling only (e.g. behind a pooler in transaction mode, where LISTEN does not work)."""
     batch_size: Annotated[int, Field(ge=10, le=100_000)] = 1000
     retention_seconds: Annotated[float, Field(ge=60)] = 86_400.0
     """Changelog rows older than this are deleted, once they were read."""
