@@ -7,6 +7,7 @@ import pytest
 from monitoring.local_broker import LocalBroker
 from monitoring.local_flink import LocalFlink
 from monitoring.local_postgres import LocalPostgres
+from tests.schema_registry_standin import SchemaRegistryStandIn
 
 
 @pytest.fixture
@@ -48,3 +49,11 @@ def flink(tmp_path_factory):
         yield FlinkJobs(cluster, cluster.submit("steady"), cluster.submit("failing"))
     finally:
         cluster.stop()
+
+
+@pytest.fixture
+def registry():
+    """The schema-registry stand-in (tests/schema_registry_standin.py) on a free port."""
+    standin = SchemaRegistryStandIn().start()
+    yield standin
+    standin.stop()

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import urllib.request
+from contextlib import contextmanager
+from pathlib import Path
 
 import pytest
 from playwright.sync_api import expect, sync_playwright
@@ -45,6 +47,22 @@ def _chart_lines(page, name: str) -> dict[str, float]:
     )
 
 
+@contextmanager
+def serving(tmp_path: Path, config: Path, page):
+    """`panel serve apps/` for one test; a failed assertion adds a screenshot, browser errors and the server log."""
+    server = PanelServer(tmp_path, config)
+    server.start()
+    try:
+        yield server
+    except AssertionError as exc:
+        shot = tmp_path / "failure.png"
+        page.screenshot(path=str(shot), full_page=True)
+        raise AssertionError(f"{exc}\nscreenshot: {shot}\nbrowser errors: {page.errors}\n"
+                             f"server log tail:\n{server.log_path.read_text()[-3000:]}") from None
+    finally:
+        server.stop()
+
+
 def _metric(url: str, name: str, labels: dict[str, str]) -> float | None:
     text = urllib.request.urlopen(url, timeout=5).read().decode()
     for family in text_string_to_metric_families(text):
@@ -73,9 +91,7 @@ def test_page_shows_exact_lag_live_updates_and_source_down_then_up(broker, tmp_p
         "  host: 127.0.0.1\n"
         f"  port: {metrics_port}\n"
     )
-    server = PanelServer(tmp_path, config)
-    server.start()
-    try:
+    with serving(tmp_path, config, browser_page) as server:
         page = browser_page
         page.goto(f"{server.url}?pipeline=orders")
         # Partitions table, most lagging first; partition 2 has no commit: unknown, not 0.
@@ -125,20 +141,11 @@ def test_page_shows_exact_lag_live_updates_and_source_down_then_up(broker, tmp_p
                                                                                          timeout=30_000)
         expect(page.locator(".pw-stale")).to_have_count(0)
         assert page.errors == []
-    except AssertionError as exc:
-        shot = tmp_path / "failure.png"
-        browser_page.screenshot(path=str(shot), full_page=True)
-        raise AssertionError(f"{exc}\nscreenshot: {shot}\nbrowser errors: {browser_page.errors}\n"
-                             f"server log tail:\n{server.log_path.read_text()[-3000:]}") from None
-    finally:
-        server.stop()
 
 
-def test_schema_registry_section_shows_subjects_changes_and_outage(tmp_path, browser_page):
-    from tests.schema_registry_standin import SchemaRegistryStandIn
+def test_schema_registry_section_shows_subjects_changes_and_outage(registry, tmp_path, browser_page):
     from tests.test_schema_registry import _seed
 
-    registry = SchemaRegistryStandIn().start()
     _seed(registry)
     metrics_port = free_port()
     config = tmp_path / "pipewatch.yml"
@@ -155,9 +162,7 @@ def test_schema_registry_section_shows_subjects_changes_and_outage(tmp_path, bro
         "exporter:\n"
         f"  port: {metrics_port}\n"
     )
-    server = PanelServer(tmp_path, config)
-    server.start()
-    try:
+    with serving(tmp_path, config, browser_page) as server:
         page = browser_page
         page.goto(f"{server.url}?pipeline=catalog")
         subjects = page.locator(".tabulator").filter(has=page.locator('[tabulator-field="latest id"]'))
@@ -184,14 +189,6 @@ def test_schema_registry_section_shows_subjects_changes_and_outage(tmp_path, bro
             "data-state", "up", timeout=30_000)
         expect(page.locator(".pw-registry-down")).to_have_count(0)
         assert page.errors == []
-    except AssertionError as exc:
-        shot = tmp_path / "failure.png"
-        browser_page.screenshot(path=str(shot), full_page=True)
-        raise AssertionError(f"{exc}\nscreenshot: {shot}\nbrowser errors: {browser_page.errors}\n"
-                             f"server log tail:\n{server.log_path.read_text()[-3000:]}") from None
-    finally:
-        server.stop()
-        registry.stop()
 
 
 def test_profiling_section_shows_kpis_runs_live_and_exports_what_it_shows(postgres, pg_schema, tmp_path, browser_page):
@@ -229,9 +226,7 @@ def test_profiling_section_shows_kpis_runs_live_and_exports_what_it_shows(postgr
         "exporter:\n"
         f"  port: {free_port()}\n"
     )
-    server = PanelServer(tmp_path, config)
-    server.start()
-    try:
+    with serving(tmp_path, config, browser_page) as server:
         page = browser_page
         page.goto(f"{server.url}?pipeline=warehouse")
         expect(page.locator('.pw-kpi[data-kpi="runs"] .pw-kpi-value')).to_have_text("4", timeout=30_000)
@@ -251,13 +246,6 @@ def test_profiling_section_shows_kpis_runs_live_and_exports_what_it_shows(postgr
         shown = runs.locator('.tabulator-row [tabulator-field="run id"]').all_inner_texts()
         assert list(exported["run id"]) == shown and len(shown) == 7
         assert page.errors == []
-    except AssertionError as exc:
-        shot = tmp_path / "failure.png"
-        browser_page.screenshot(path=str(shot), full_page=True)
-        raise AssertionError(f"{exc}\nscreenshot: {shot}\nbrowser errors: {browser_page.errors}\n"
-                             f"server log tail:\n{server.log_path.read_text()[-3000:]}") from None
-    finally:
-        server.stop()
 
 
 def test_flink_section_shows_jobs_graph_and_exceptions(flink, tmp_path, browser_page):
@@ -273,9 +261,7 @@ def test_flink_section_shows_jobs_graph_and_exceptions(flink, tmp_path, browser_
         "exporter:\n"
         f"  port: {free_port()}\n"
     )
-    server = PanelServer(tmp_path, config)
-    server.start()
-    try:
+    with serving(tmp_path, config, browser_page) as server:
         page = browser_page
         page.goto(f"{server.url}?pipeline=streams")
         jobs = page.locator(".tabulator").filter(has=page.locator('[tabulator-field="busiest vertex"]'))
@@ -297,13 +283,6 @@ def test_flink_section_shows_jobs_graph_and_exceptions(flink, tmp_path, browser_
         wait_until(lambda: _chart_lines(page, "flink-throughput-chart").get("enrich (slow)"), 30,
                    what="a throughput line for the slow vertex")
         assert page.errors == []
-    except AssertionError as exc:
-        shot = tmp_path / "failure.png"
-        browser_page.screenshot(path=str(shot), full_page=True)
-        raise AssertionError(f"{exc}\nscreenshot: {shot}\nbrowser errors: {browser_page.errors}\n"
-                             f"server log tail:\n{server.log_path.read_text()[-3000:]}") from None
-    finally:
-        server.stop()
 
 
 def test_change_feed_shows_a_new_row_live_and_payloads_as_text(postgres, pg_schema, tmp_path, browser_page):
@@ -334,9 +313,7 @@ def test_change_feed_shows_a_new_row_live_and_payloads_as_text(postgres, pg_sche
         "exporter:\n"
         f"  port: {free_port()}\n"
     )
-    server = PanelServer(tmp_path, config)
-    server.start()
-    try:
+    with serving(tmp_path, config, browser_page) as server:
         page = browser_page
         page.goto(f"{server.url}?pipeline=shop")
         expect(page.locator('.pw-feed-connection[data-state="up"]')).to_be_visible(timeout=30_000)
@@ -349,10 +326,3 @@ def test_change_feed_shows_a_new_row_live_and_payloads_as_text(postgres, pg_sche
         expect(page.locator('.pw-feed-card[data-entity="Order"] .pw-feed-totals')).to_contain_text("1 inserts",
                                                                                                    timeout=10_000)
         assert page.errors == []
-    except AssertionError as exc:
-        shot = tmp_path / "failure.png"
-        browser_page.screenshot(path=str(shot), full_page=True)
-        raise AssertionError(f"{exc}\nscreenshot: {shot}\nbrowser errors: {browser_page.errors}\n"
-                             f"server log tail:\n{server.log_path.read_text()[-3000:]}") from None
-    finally:
-        server.stop()

@@ -7,7 +7,6 @@ from __future__ import annotations
 import subprocess
 
 import httpx
-import pytest
 
 from collectors.schema_registry import SchemaRegistryCollector
 from collectors.schema_registry_model import RegistrySnapshot
@@ -23,13 +22,6 @@ PIPELINE = "orders"
 AVRO = '{"type":"record","name":"Order","fields":[{"name":"id","type":"long"}]}'
 AVRO_V2 = '{"type":"record","name":"Order","fields":[{"name":"id","type":"long"},{"name":"note","type":["null","string"],"default":null}]}'
 JSON_SCHEMA = '{"type":"object","properties":{"sku":{"type":"string"}}}'
-
-
-@pytest.fixture
-def registry():
-    standin = SchemaRegistryStandIn().start()
-    yield standin
-    standin.stop()
 
 
 def _collector(standin: SchemaRegistryStandIn, **settings) -> SchemaRegistryCollector:
