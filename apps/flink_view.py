@@ -13,7 +13,7 @@ from bokeh.models import HTMLTemplateFormatter
 from panel.viewable import Viewer
 
 from apps.live import LiveChart
-from apps.widgets import COUNT, RATE, age, clock, duration, freshness, table
+from apps.widgets import COUNT, RATE, SnapshotSection, age, clock, duration, freshness, table
 from collectors.flink_model import FlinkSnapshot, Job, Vertex
 from monitoring.store import Store
 
@@ -38,13 +38,13 @@ _EXCEPTION_COLUMNS = {"time": None, "job": None, "task": None, "exception": None
 _NO_JOB = "(no job)"
 
 
-class FlinkView(Viewer):
+class FlinkView(SnapshotSection, Viewer):
+    _snapshot: FlinkSnapshot | None = None
+
     def __init__(self, store: Store, pipeline: str, collector: str, cluster: str, **params) -> None:
         super().__init__(**params)
         self.store, self.pipeline = store, pipeline
         self.source = (pipeline, collector)
-        self._snapshot: FlinkSnapshot | None = None
-        self._snapshot_time: float | None = None
         self.status = pn.pane.HTML("", name="flink-status", sizing_mode="stretch_width")
         self.jobs = table(_JOB_COLUMNS, "flink-jobs-table", page_size=10)
         self.job_choice = pn.widgets.Select(label="Job", options=[_NO_JOB], value=_NO_JOB, width=420)
@@ -94,12 +94,9 @@ class FlinkView(Viewer):
 
     def refresh(self) -> None:
         now = time.time()
-        entry = self.store.snapshot(self.source)
-        if entry is not None and entry[0] != self._snapshot_time:
-            self._snapshot_time, self._snapshot = entry
-            self._render(now)
+        shown = self._follow_snapshot(now)
         health = self.store.health().get(self.source)
-        text, stale = freshness("Flink", entry[0] if entry else None, health, now)
+        text, stale = freshness("Flink", shown, health, now)
         if self._snapshot is not None:
             snap = self._snapshot
             states = ", ".join(f"{n} {s.lower()}" for s, n in sorted(snap.jobs_by_state.items())) or "no jobs"

@@ -19,7 +19,7 @@ import pandas as pd
 import panel as pn
 from panel.viewable import Viewer
 
-from apps.widgets import COUNT, age, freshness, table
+from apps.widgets import COUNT, SnapshotSection, age, freshness, table
 from collectors.profiling_model import Kpi, ProfilingSnapshot, Run, TableState
 from monitoring.store import Store
 
@@ -39,13 +39,13 @@ def iso(t: float | None) -> str | None:
     return None if t is None else datetime.fromtimestamp(t, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-class ProfilingView(Viewer):
+class ProfilingView(SnapshotSection, Viewer):
+    _snapshot: ProfilingSnapshot | None = None
+
     def __init__(self, store: Store, pipeline: str, collector: str, **params) -> None:
         super().__init__(**params)
         self.store, self.pipeline = store, pipeline
         self.source = (pipeline, collector)
-        self._snapshot: ProfilingSnapshot | None = None
-        self._snapshot_time: float | None = None
         self.status = pn.pane.HTML("", name="profiling-status", sizing_mode="stretch_width")
         self.kpis = pn.pane.HTML("", name="profiling-kpis", sizing_mode="stretch_width")
         self.per_day = pn.pane.HoloViews(None, sizing_mode="stretch_width", height=260)
@@ -113,12 +113,9 @@ class ProfilingView(Viewer):
 
     def refresh(self) -> None:
         now = time.time()
-        entry = self.store.snapshot(self.source)
-        if entry is not None and entry[0] != self._snapshot_time:
-            self._snapshot_time, self._snapshot = entry
-            self._render(now)
+        shown = self._follow_snapshot(now)
         health = self.store.health().get(self.source)
-        text, stale = freshness("profiling", entry[0] if entry else None, health, now)
+        text, stale = freshness("profiling", shown, health, now)
         if self._snapshot is not None:
             text += "".join(f'<div class="pw-note" style="color:#9a6700">{html.escape(n)}</div>'
                             for n in self._snapshot.notes)

@@ -11,7 +11,7 @@ import panel as pn
 from panel.viewable import Viewer
 
 from apps.live import LiveChart
-from apps.widgets import COUNT, age, clock, freshness, table
+from apps.widgets import COUNT, SnapshotSection, age, clock, freshness, table
 from collectors.schema_registry_model import RegistrySnapshot, Subject
 from monitoring.health import State
 from monitoring.store import Store
@@ -26,7 +26,7 @@ _SUBJECT_COLUMNS = {
 _CHANGE_COLUMNS = {"time": None, "severity": None, "change": None}
 
 
-class SchemaRegistryView(Viewer):
+class SchemaRegistryView(SnapshotSection, Viewer):
     def __init__(self, store: Store, pipeline: str, collector: str, registry: str, **params) -> None:
         super().__init__(**params)
         self.store, self.pipeline, self.collector = store, pipeline, collector
@@ -47,7 +47,6 @@ class SchemaRegistryView(Viewer):
         self.status = pn.pane.HTML("", name="registry-status", sizing_mode="stretch_width")
         self.subjects = table(_SUBJECT_COLUMNS, "subjects-table", page_size=15)
         self.changes = table(_CHANGE_COLUMNS, "registry-changes-table", page_size=10)
-        self._snapshot_time: float | None = None
         self._summary = ""
         self._event_seq = 0
         self._changes: list[dict[str, str]] = []
@@ -68,13 +67,10 @@ class SchemaRegistryView(Viewer):
     def refresh(self) -> None:
         for chart in self.charts:
             chart.refresh()
-        entry = self.store.snapshot(self.source)
         now = time.time()
-        if entry is not None and entry[0] != self._snapshot_time:
-            self._snapshot_time = entry[0]
-            self._render(entry[1], now)
+        shown = self._follow_snapshot(now)
         health = self.store.health().get(self.source)
-        text, stale = freshness("schema registry", entry[0] if entry else None, health, now)
+        text, stale = freshness("schema registry", shown, health, now)
         if health is not None and health.effective_state(now) is State.DOWN:
             text = f'<div class="pw-registry-down" style="color:#cf222e"><b>DOWN</b>: {html.escape(health.reason(now))}</div>' + text
         text += self._summary
@@ -84,7 +80,8 @@ class SchemaRegistryView(Viewer):
             shown.styles = {"opacity": "0.5"} if stale else {}
         self._refresh_changes()
 
-    def _render(self, snapshot: RegistrySnapshot, now: float) -> None:
+    def _render(self, now: float) -> None:
+        snapshot: RegistrySnapshot = self._snapshot
         facts = [
             f"{snapshot.subject_count:,} subjects",
             "soft-deleted: " + (f"{len(snapshot.deleted_subjects):,}" if snapshot.deleted_subjects is not None

@@ -60,3 +60,19 @@ def freshness(what: str, snapshot_time: float | None, health: CollectorHealth | 
                 f'at {clock(snapshot_time)} ({age(snapshot_time, now)}); the collector is '
                 f'{state.value}: {html.escape(health.reason(now))}</div>'), True
     return f'<span class="pw-fresh">Measured at {clock(snapshot_time)} ({age(snapshot_time, now)})</span>', False
+
+
+class SnapshotSection:
+    """A page section that draws its collector's latest snapshot, re-rendered only when a new one is
+    published. Subclasses set `store` and `source` and implement `_render(now)` from `self._snapshot`."""
+
+    _snapshot_time: float | None = None
+    _snapshot = None
+
+    def _follow_snapshot(self, now: float) -> float | None:
+        """Render a newer snapshot if there is one; return the time of the one shown (None: none yet)."""
+        entry = self.store.snapshot(self.source)
+        if entry is not None and entry[0] != self._snapshot_time:
+            self._snapshot_time, self._snapshot = entry
+            self._render(now)
+        return entry[0] if entry else None
