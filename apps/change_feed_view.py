@@ -50,6 +50,7 @@ class ChangeFeedView(Viewer):
         self.store, self.source, self.config = store, (pipeline, collector), config
         self.entities = [e.name for e in config.entities]
         self._fields = {e.name: list(e.fields) for e in config.entities}
+        self._events = {e.name: list(e.events) for e in config.entities}
         self._seq = -1
         self._paused_at: int | None = None
         self._shown_key: tuple | None = None
@@ -138,7 +139,7 @@ class ChangeFeedView(Viewer):
         _, recent = self.store.feed_recent(self.source)
         cards = []
         for name in self.entities:
-            counts = {event: self._latest("db_change_events_total", name, event) for event in _EVENTS}
+            counts = {event: self._latest("db_change_events_total", name, event) for event in self._events[name]}
             rate = self._latest("db_change_feed_rate", name)
             rows = recent.get(name) or []
             last = rows[-1].changed_at if rows else None
@@ -166,7 +167,7 @@ class ChangeFeedView(Viewer):
         else:
             text = (f'<span class="pw-feed-connection" data-state="{state.value}" style="color:#cf222e">'
                     f"<b>{state.value.upper()}</b>: {html.escape(health.reason(now) if health else 'not started')}</span>")
-        _, rows, _ = self.store.feed_since(self.source, max(0, self._seq - 200))
+        rows = self.store.feed_since(self.source, max(0, self._seq - 200))
         delays = sorted(r.delivered_at - r.changed_at for r in rows)
         if delays:
             p95 = delays[min(len(delays) - 1, int(len(delays) * 0.95))]

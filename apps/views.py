@@ -17,7 +17,7 @@ from apps.flink_view import FlinkView
 from apps.live import LiveChart
 from apps.profiling_view import ProfilingView
 from apps.registry_view import SchemaRegistryView
-from apps.widgets import COUNT, RATE, STATE_COLOURS, age, clock, duration, freshness, table
+from apps.widgets import COUNT, RATE, STATE_COLOURS, SnapshotSection, age, clock, duration, freshness, table
 from collectors.change_feed import ChangeFeedCollector
 from collectors.flink import FlinkCollector
 from collectors.kafka import KafkaCollector
@@ -66,15 +66,16 @@ class HealthBar(Viewer):
         )
 
 
-class KafkaLagView(Viewer):
+class KafkaLagView(SnapshotSection, Viewer):
     """Kafka for one pipeline: live lag charts, groups, partitions, topics and brokers."""
+
+    _snapshot: KafkaSnapshot | None = None
 
     def __init__(self, store: Store, pipeline: str, collector: str, cluster: str, **params) -> None:
         super().__init__(**params)
         self.store, self.pipeline = store, pipeline
         self.source = (pipeline, collector)
         mine = (pipeline, cluster)  # the first two labels of every Kafka series
-        self._snapshot_time: float | None = None
         self._notes = ""
         self.lag_chart = LiveChart(
             store, "Consumer lag (messages) per group and topic", "messages",
@@ -103,7 +104,6 @@ class KafkaLagView(Viewer):
         self.group_choice = pn.widgets.Select(label="Drill down into", options=[_ALL_GROUPS], value=_ALL_GROUPS,
                                               width=320)
         self.group_choice.param.watch(lambda _: self._render_group(), "value")
-        self._snapshot: KafkaSnapshot | None = None
         self._layout = pn.Column(
             pn.pane.Markdown(f"### Kafka cluster `{cluster}`"),
             self.status,
@@ -125,11 +125,8 @@ class KafkaLagView(Viewer):
     def refresh(self) -> None:
         for chart in self.charts:
             chart.refresh()
-        entry = self.store.snapshot(self.source)
-        if entry is not None and entry[0] != self._snapshot_time:
-            self._snapshot_time = entry[0]
-            self._render(entry[1])
-        self._refresh_status(entry[0] if entry else None, self.store.health().get(self.source))
+        shown = self._follow_snapshot(time.time())
+        self._refresh_status(shown, self.store.health().get(self.source))
 
     def _refresh_status(self, snapshot_time: float | None, health: CollectorHealth | None) -> None:
         text, stale = freshness("Kafka", snapshot_time, health, time.time())
@@ -139,7 +136,8 @@ class KafkaLagView(Viewer):
         for shown in (self.groups, self.partitions, self.members, self.topics, self.brokers):
             shown.styles = {"opacity": "0.5"} if stale else {}
 
-    def _render(self, snapshot: KafkaSnapshot) -> None:
+    def _render(self, now: float) -> None:
+        snapshot = self._snapshot
         notes = []
         if snapshot.unmatched_patterns:
             notes.append("No consumer group matches " + ", ".join(
@@ -153,7 +151,6 @@ class KafkaLagView(Viewer):
                              f"will be deleted before they are consumed in about "
                              f"{duration(progress.retention_risk_seconds)}")
         self._notes = "".join(f'<div class="pw-note" style="color:#9a6700">{n}</div>' for n in notes)
-        self._snapshot = snapshot
         self.groups.value = pd.DataFrame([_group_row(g, snapshot) for g in snapshot.groups], columns=list(_GROUP_COLUMNS))
         options = [_ALL_GROUPS, *(g.group_id for g in snapshot.groups)]
         if self.group_choice.options != options:

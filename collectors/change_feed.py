@@ -52,6 +52,8 @@ class ChangeFeedCollector(Collector):
         super().__init__(pipeline, config.target, config.poll_interval_seconds, config.timeout_seconds)
         self.config = config
         self.entities = [entity.name for entity in config.entities]
+        self.events = {entity.name: list(entity.events) for entity in config.entities}
+        """Event types captured per entity: the others have no series (not a measured 0)."""
         self._connection: asyncpg.Connection | None = None
         self._wake = asyncio.Event()
         self._floor: int | None = None
@@ -65,6 +67,7 @@ class ChangeFeedCollector(Collector):
         """(delivery time, entity) of the last rate window's deliveries."""
         self._backlog = 0
         self._series_written_at = -math.inf
+        self._started = time.time()
         self._pruned_at = time.monotonic()
         self.prune_note: str | None = None
         self.delivered = 0
@@ -214,15 +217,17 @@ class ChangeFeedCollector(Collector):
         while self._recent and self._recent[0][0] < now - _RATE_WINDOW_SECONDS:
             self._recent.popleft()
         per_entity = Counter(entity for _, entity in self._recent)
+        # Over the window, or over the time since the reader started when that is shorter.
+        window = min(_RATE_WINDOW_SECONDS, max(now - self._started, 1e-3))
         with store.cycle(self.source, now) as cycle:
             for entity in self.entities:
-                for event_type in ("insert", "update", "delete"):
+                for event_type in self.events[entity]:
                     cycle.set("db_change_events_total", (entity, event_type), self._counts[(entity, event_type)])
                 buckets = self._buckets.setdefault(entity, [0] * (len(DELAY_BUCKETS) + 1))
                 for bound, count in zip((*DELAY_BUCKETS, math.inf), buckets):
                     cycle.set("db_change_feed_delay_seconds", (entity, bucket_label(bound)), count)
                 cycle.set("db_change_feed_delay_seconds", (entity, "sum"), self._delay_sum[entity])
-                cycle.set("db_change_feed_rate", (entity,), per_entity[entity] / _RATE_WINDOW_SECONDS)
+                cycle.set("db_change_feed_rate", (entity,), per_entity[entity] / window)
             cycle.set("db_change_feed_backlog", (), self._backlog)
 
 

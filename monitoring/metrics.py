@@ -252,7 +252,8 @@ CATALOGUE: dict[str, MetricSpec] = {
                    "Backpressure ratio of the most backpressured subtask (0..1).", "flink"),
         # The database change feed: changes captured by triggers into a changelog table.
         MetricSpec("db_change_events_total", "counter", "changes", ("pipeline", "entity", "event_type"),
-                   "Changes delivered by the change feed since pipewatch started, by entity and event type.",
+                   "Changes delivered by the change feed since pipewatch started, by entity and event type (only the "
+                   "event types captured for the entity).",
                    "change_feed"),
         MetricSpec("db_change_feed_delay_seconds", "histogram", "seconds", ("pipeline", "entity"),
                    "Delay from a change (its insert into the changelog, inside the writing transaction) to its "

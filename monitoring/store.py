@@ -252,19 +252,18 @@ class Store:
             feed = self._feeds.get(source)
             return feed.seq if feed is not None else 0
 
-    def feed_since(self, source: Source, seq: int) -> tuple[int, list[FeedRow], bool]:
-        """Rows delivered after `seq`, oldest first; False when some fell out of the log meanwhile."""
+    def feed_since(self, source: Source, seq: int) -> list[FeedRow]:
+        """Rows delivered after `seq` that the log still holds, oldest first."""
         with self._lock:
             feed = self._feeds.get(source)
             if feed is None:
-                return 0, [], True
+                return []
             new: list[FeedRow] = []
             for row in reversed(feed.log):
                 if row.seq <= seq:
                     break
                 new.append(row)
-            complete = not new or new[-1].seq == seq + 1
-            return feed.seq, new[::-1], complete
+            return new[::-1]
 
     def feed_recent(self, source: Source) -> tuple[int, dict[str, list[FeedRow]]]:
         """The newest rows of every entity (what a view starts from) and the feed's last seq."""
