@@ -292,7 +292,9 @@ def _kpi_tiles(kpis: tuple[Kpi, ...], period: float) -> str:
         ratio = kpi.unit == "ratio"
         value = "unknown" if kpi.value is None else f"{kpi.value:.1%}" if ratio else f"{kpi.value:,.0f}"
         change = kpi.change
-        if change is None:
+        if not kpi.over_period:
+            detail = ""
+        elif change is None:
             detail = f"no earlier {hours} to compare" if kpi.previous is None else ""
         else:
             detail = (f"{change * 100:+.1f} points" if ratio else f"{change:+,.0f}") + f" vs the {hours} before"
@@ -300,7 +302,7 @@ def _kpi_tiles(kpis: tuple[Kpi, ...], period: float) -> str:
             f'<div class="pw-kpi" data-kpi="{html.escape(kpi.name)}" data-value="{"" if kpi.value is None else kpi.value}"'
             f' style="display:inline-block;min-width:150px;margin:4px 8px 4px 0;padding:6px 10px;'
             f'border:1px solid #d0d7de;border-radius:6px"><div style="opacity:.7">{html.escape(kpi.name)} '
-            f'({"now" if kpi.name == "stale tables" else "last " + hours})</div>'
+            f'({"last " + hours if kpi.over_period else "now"})</div>'
             f'<div class="pw-kpi-value" style="font-size:1.6em;font-weight:bold">{value}</div>'
             f'<div class="pw-kpi-change" style="opacity:.8">{detail}</div></div>')
     return "".join(tiles)

@@ -405,7 +405,7 @@ class ProfilingCollector(Collector):
                 if history_covers_previous else None),
             Kpi("datasets profiled", float(len({r.dataset for r in current if not r.failed})),
                 float(len({r.dataset for r in previous if not r.failed})) if history_covers_previous else None),
-            Kpi("stale tables", float(sum(1 for f in freshness if not f.fresh)), None),
+            Kpi("stale tables", float(sum(1 for f in freshness if not f.fresh)), None, over_period=False),
         )
         tables = Counter(e.table or "" for e in events)
         columns = Counter((e.table or "", e.column or "") for e in events)

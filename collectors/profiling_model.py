@@ -84,6 +84,8 @@ class Kpi:
     previous: float | None
     """The same measure over the period before; None when nothing is known for it."""
     unit: str = ""
+    over_period: bool = True
+    """False for a measure of now (stale tables): it has no earlier period to compare with."""
 
     @property
     def change(self) -> float | None:
