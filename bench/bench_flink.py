@@ -33,7 +33,7 @@ if str(ROOT) not in sys.path:
 import httpx  # noqa: E402
 
 from collectors.flink import FlinkCollector  # noqa: E402
-from exporters.prometheus import start_exporter  # noqa: E402
+from exporters.server import start_exporter  # noqa: E402
 from monitoring.config import FlinkSource  # noqa: E402
 from monitoring.local_broker import free_port, port_open  # noqa: E402
 from monitoring.local_flink import FlinkUnavailable, LocalFlink  # noqa: E402

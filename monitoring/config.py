@@ -396,10 +396,22 @@ def _as_list(value: Any) -> list[Any]:
     return value if isinstance(value, list) else [value]
 
 
+class ExporterTls(_Strict):
+    cert_file: FilePath
+    """The server's certificate (PEM), with its chain."""
+    key_file: FilePath
+    client_ca_file: FilePath | None = None
+    """Require client certificates signed by this CA (mutual TLS); any client when omitted."""
+
+
 class Exporter(_Strict):
     enabled: bool = True
     host: str = "127.0.0.1"
+    """Loopback by default: set 0.0.0.0 (or an interface's address) for a Prometheus on another machine."""
     port: Annotated[int, Field(ge=0, le=65535)] = 9108
+    basic_auth: BasicAuth | None = None
+    """Credentials Prometheus must send for /metrics (its scrape config's basic_auth)."""
+    tls: ExporterTls | None = None
 
 
 class StoreSettings(_Strict):

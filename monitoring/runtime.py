@@ -19,6 +19,10 @@ from monitoring.store import Store
 
 log = logging.getLogger(__name__)
 
+_HEARTBEAT_SECONDS = 0.1
+_STALL_LIMIT_SECONDS = 30.0
+"""The event loop counts as stuck (the agent is not alive) when its heartbeat is this late."""
+
 
 class Collector(abc.ABC):
     """A source of measurements. Subclasses write into the store and know nothing of views."""
@@ -54,6 +58,8 @@ class Supervisor:
         self.max_backoff = max_backoff
         self._tasks: list[asyncio.Task[None]] = []
         self._stopping = False
+        self._heartbeat: float | None = None
+        self.stall_limit = _STALL_LIMIT_SECONDS
         for collector in collectors:
             store.set_health(CollectorHealth(collector.pipeline, collector.name, collector.target, collector.interval))
 
@@ -70,6 +76,22 @@ class Supervisor:
             asyncio.create_task(self._supervise(collector), name=f"pipewatch:{collector.pipeline}:{collector.name}")
             for collector in self.collectors
         ]
+        self._tasks.append(asyncio.create_task(self._beat(), name="pipewatch:heartbeat"))
+
+    def liveness(self) -> str | None:
+        """None while the collectors' event loop turns; else what is wrong (for /healthz)."""
+        if self._heartbeat is None or self._stopping:
+            return None
+        late = time.monotonic() - self._heartbeat
+        if late > self.stall_limit:
+            return f"event loop blocked: no heartbeat for {late:.0f} s"
+        ended = [task.get_name() for task in self._tasks if task.done()]
+        return f"tasks ended: {', '.join(ended)}" if ended else None
+
+    async def _beat(self) -> None:
+        while True:
+            self._heartbeat = time.monotonic()
+            await asyncio.sleep(_HEARTBEAT_SECONDS)
 
     def cancel(self) -> None:
         """Cancel the collector tasks without waiting (for shutdown paths that cannot await)."""

@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 
 from collectors import build_collectors
-from exporters.prometheus import ExporterServer, start_exporter
+from exporters.server import ExporterServer, start_exporter
 from monitoring.config import Config, config_path_from_env, load_config
 from monitoring.runtime import Supervisor
 from monitoring.store import Store
@@ -32,8 +32,10 @@ class Service:
 
     def start_exporter(self) -> None:
         """Serve /metrics (on its own thread); raises OSError naming host:port if it cannot listen."""
-        if self.config.exporter.enabled and self.exporter is None:
-            self.exporter = start_exporter(self.store, self.config.exporter.host, self.config.exporter.port)
+        settings = self.config.exporter
+        if settings.enabled and self.exporter is None:
+            self.exporter = start_exporter(self.store, settings.host, settings.port, basic_auth=settings.basic_auth,
+                                           tls=settings.tls, liveness=self.supervisor.liveness)
 
     async def stop(self) -> None:
         await self.supervisor.stop()

@@ -3,11 +3,13 @@
 #   chromium    - the real browser the UI tests drive through Playwright (never a downloaded browser)
 #   prometheus  - brings promtool, which lints the exporter's output
 #   openjdk-17-jdk-headless - Java 17 for the local Flink cluster (java), and javac and jar for its test jobs
+#   openssl     - makes the certificates of the exporter's TLS tests
 set -euo pipefail
 
 missing=()
 command -v chromium >/dev/null 2>&1 || [ -x /usr/bin/chromium ] || missing+=(chromium)
 command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
+command -v openssl >/dev/null 2>&1 || missing+=(openssl)
 { command -v javac >/dev/null 2>&1 && command -v jar >/dev/null 2>&1; } || missing+=(openjdk-17-jdk-headless)
 
 [ ${#missing[@]} -eq 0 ] && exit 0

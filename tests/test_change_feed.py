@@ -14,7 +14,7 @@ import httpx
 
 from collectors import change_feed_postgres as sql
 from collectors.change_feed import ChangeFeedCollector
-from exporters.prometheus import start_exporter
+from exporters.server import start_exporter
 from monitoring.config import ChangeFeedSource
 from monitoring.health import State
 from monitoring.local_postgres import LocalPostgres

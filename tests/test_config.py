@@ -465,3 +465,29 @@ def test_change_feed_entities_defaults_and_errors(tmp_path):
     assert "pipelines[0].change_feed.poll_interval_seconds: Input should be less than or equal to 5" in message
     assert "pipelines[0].change_feed.entities[0].table: String should match pattern" in message
     assert "pipelines[0].change_feed.entities[0].events[0]: Input should be 'insert', 'update' or 'delete'" in message
+
+
+def test_exporter_basic_auth_and_tls_settings_with_errors_naming_the_key(tmp_path):
+    cert = _write(tmp_path, "cert\n", "server.pem")
+    key = _write(tmp_path, "key\n", "server.key")
+    config = load_config(_write(tmp_path, (
+        "pipelines:\n  - name: orders\n    kafka: {bootstrap_servers: ['k:9092']}\n"
+        "exporter:\n  host: 0.0.0.0\n"
+        "  basic_auth: {username: prometheus, password: '${SCRAPE_PASSWORD}'}\n"
+        f"  tls: {{cert_file: '{cert}', key_file: '{key}'}}\n"
+    )), environ={"SCRAPE_PASSWORD": "hunter2"})
+    exporter = config.exporter
+    assert exporter.basic_auth.username == "prometheus"
+    assert exporter.basic_auth.password.get_secret_value() == "hunter2"
+    assert "hunter2" not in repr(config)
+    assert (exporter.tls.cert_file, exporter.tls.key_file, exporter.tls.client_ca_file) == (cert, key, None)
+    assert load_config(_write(tmp_path, EXAMPLE, "plain.yml"), environ={}).exporter.basic_auth is None
+
+    message = _error(_write(tmp_path, (
+        "pipelines:\n  - name: orders\n    kafka: {bootstrap_servers: ['k:9092']}\n"
+        "exporter:\n  basic_auth: {username: prometheus}\n"
+        f"  tls: {{cert_file: '{tmp_path / 'missing.pem'}'}}\n"
+    ), "bad.yml"))
+    assert "exporter.basic_auth.password: required key is missing" in message
+    assert "exporter.tls.cert_file: Path does not point to a file" in message
+    assert "exporter.tls.key_file: required key is missing" in message

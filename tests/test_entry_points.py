@@ -53,6 +53,9 @@ def test_agent_serves_exact_lag_and_stops_cleanly_on_sigterm(broker, tmp_path):
         group_sum = ("kafka_consumergroup_group_sum_lag",
                      tuple(sorted({"pipeline": "orders", "cluster": "local", "consumergroup": "loader"}.items())))
         assert samples[group_sum] == 7
+        for probe, answer in (("healthz", '"status": "ok"'), ("readyz", '"status": "ready"')):
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/{probe}", timeout=5) as response:
+                assert response.status == 200 and answer in response.read().decode()
     finally:
         agent.send_signal(signal.SIGTERM)
         output = agent.communicate(timeout=20)[0].decode()

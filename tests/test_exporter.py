@@ -12,7 +12,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from collectors.kafka import KafkaCollector
-from exporters.prometheus import start_exporter
+from exporters.server import start_exporter
 from monitoring.config import KafkaSource
 from monitoring.health import State
 from monitoring.runtime import Collector, Supervisor

@@ -15,7 +15,7 @@ import pytest
 
 from collectors.flink import FlinkCollector, FlinkError
 from collectors.flink_model import FlinkSnapshot, Job
-from exporters.prometheus import start_exporter
+from exporters.server import start_exporter
 from monitoring.config import FlinkSource
 from monitoring.health import State
 from monitoring.local_flink import LocalFlink

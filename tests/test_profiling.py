@@ -13,7 +13,7 @@ import pytest
 from collectors.postgres import DatabaseError
 from collectors.profiling import ProfilingCollector
 from collectors.profiling_model import ProfilingSnapshot
-from exporters.prometheus import start_exporter
+from exporters.server import start_exporter
 from monitoring.config import ProfilingSource
 from monitoring.health import State
 from monitoring.local_postgres import LocalPostgres

@@ -7,6 +7,7 @@ import asyncio
 import dataclasses
 import errno
 import ssl
+import time
 
 import pytest
 
@@ -350,7 +351,9 @@ async def test_stop_cancels_tasks_and_closes_every_collector():
     await async_wait_until(lambda: hanging.hanging.is_set() and idle.completed == 1 and bad_close.completed == 1,
                            timeout=5, what="collectors running")
     assert supervisor.running
-    assert len([t for t in asyncio.all_tasks() if t.get_name().startswith("pipewatch:")]) == 3
+    assert sorted(t.get_name() for t in asyncio.all_tasks() if t.get_name().startswith("pipewatch:")) == [
+        "pipewatch:bad:fake", "pipewatch:heartbeat", "pipewatch:idle:fake", "pipewatch:slow:fake"]
+    assert supervisor.liveness() is None
 
     assert await _stop(supervisor), "stop() did not return by itself"
 
@@ -396,9 +399,30 @@ async def test_one_task_per_collector_named_after_it():
     supervisor.start()
     try:
         await async_wait_until(lambda: a.completed == 1 and b.completed == 1, timeout=5, what="one run each")
-        assert sorted(t.get_name() for t in supervisor._tasks) == ["pipewatch:a:fake", "pipewatch:b:fake"]
+        assert sorted(t.get_name() for t in supervisor._tasks) == [
+            "pipewatch:a:fake", "pipewatch:b:fake", "pipewatch:heartbeat"]
     finally:
         await _stop(supervisor)
+
+
+async def test_liveness_reports_a_blocked_event_loop_and_an_ended_task():
+    store = Store()
+    collector = FakeCollector("a", interval=10)
+    supervisor = Supervisor(store, [collector])
+    supervisor.stall_limit = 0.2
+    supervisor.start()
+    try:
+        await async_wait_until(lambda: collector.completed == 1, timeout=5, what="first run")
+        assert supervisor.liveness() is None
+        time.sleep(0.5)  # the fault under test: code that blocks the event loop (no heartbeat can run)
+        assert supervisor.liveness() is not None and supervisor.liveness().startswith("event loop blocked: no heartbeat for")
+        await async_wait_until(lambda: supervisor.liveness() is None, timeout=5, what="heartbeat again")
+        supervisor._tasks[0].cancel()  # a collector task that ends while the supervisor is not stopping
+        await async_wait_until(lambda: supervisor.liveness() is not None, timeout=5, what="ended task noticed")
+        assert supervisor.liveness() == "tasks ended: pipewatch:a:fake"
+    finally:
+        await _stop(supervisor)
+    assert supervisor.liveness() is None  # stopped on purpose
 
 
 # -- error categories ------------------------------------------------------------------------------

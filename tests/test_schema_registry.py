@@ -10,7 +10,7 @@ import httpx
 
 from collectors.schema_registry import SchemaRegistryCollector
 from collectors.schema_registry_model import RegistrySnapshot
-from exporters.prometheus import start_exporter
+from exporters.server import start_exporter
 from monitoring.config import SchemaRegistrySource
 from monitoring.health import State
 from monitoring.runtime import Supervisor
