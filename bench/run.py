@@ -328,8 +328,9 @@ def render(store: dict, kafka: dict, sections: dict[str, dict], info: dict[str, 
         "Store (appending points and reading only the new ones, as a live view does every tick), the Kafka",
         "lag collector (one collection cycle against a real Kafka-protocol broker), the schema-registry",
         "collector (requests per cycle as subjects grow) and the profiling collector (database load with a",
-        "large history and new runs arriving), and the Flink collector (requests per cycle as jobs grow).",
-        "`--only registry`, `--only profiling` or `--only flink` reruns one of the last three and replaces",
+        "large history and new runs arriving), the Flink collector (requests per cycle as jobs grow), the",
+        "change feed (delay to the browser with many viewers) and the exporter (scrape time as series grow).",
+        "`--only NAME` (registry, profiling, flink, change_feed, exporter) reruns one of those and replaces",
         "only its section.",
         "",
         "Run them with `make bench` (or `.venv/bin/python bench/run.py`; add `--quick` for a smaller run).",
@@ -466,6 +467,7 @@ SECTIONS = {
     "profiling": ("bench_profiling", "Profiling collection: database load and time per cycle"),
     "flink": ("bench_flink", "Flink collection: requests and time per cycle, and the scrape of its series"),
     "change_feed": ("bench_change_feed", "Change feed: insert-to-browser delay with many viewers, and memory"),
+    "exporter": ("bench_exporter", "Exporter: scrape time and memory for 1k, 10k and 100k series"),
 }
 """Benchmarks whose section of the page can be rerun alone (`--only NAME`), between markers."""
 
