@@ -104,3 +104,55 @@ def run_async(coroutine):
 
     with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
         return pool.submit(asyncio.run, coroutine).result()
+
+
+class LocalPrometheus:
+    """A real Prometheus server (the Debian package's binary) with a config written by the test."""
+
+    def __init__(self, workdir: Path, config: str) -> None:
+        self.workdir = workdir
+        self.port = free_port()
+        self.config_path = workdir / "prometheus.yml"
+        self.config_path.write_text(config, encoding="utf-8")
+        self.log_path = workdir / "prometheus.log"
+        self._process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = 30.0) -> LocalPrometheus:
+        with open(self.log_path, "wb") as log:
+            self._process = subprocess.Popen(
+                ["prometheus", f"--config.file={self.config_path}", f"--storage.tsdb.path={self.workdir / 'data'}",
+                 f"--web.listen-address=127.0.0.1:{self.port}"], stdout=log, stderr=subprocess.STDOUT)
+
+        def ready() -> bool:
+            if self._process.poll() is not None:
+                raise AssertionError(f"prometheus exited: {self.log_path.read_text()[-2000:]}")
+            return port_open(self.port) and _http_status(f"{self.url}/-/ready") == 200
+
+        wait_until(ready, timeout, what="prometheus to be ready")
+        return self
+
+    def stop(self) -> None:
+        if self._process is not None and self._process.poll() is None:
+            self._process.terminate()
+            try:
+                self._process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self._process.kill()
+                self._process.wait()
+
+
+def _http_status(url: str) -> int | None:
+    import urllib.error
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:
+            return response.status
+    except urllib.error.HTTPError as exc:
+        return exc.code
+    except OSError:
+        return None
