@@ -304,6 +304,47 @@ CATALOGUE: dict[str, MetricSpec] = {
 }
 
 
+LABELS: dict[str, str] = {
+    # What each label holds and what bounds its values: a series exists per combination that occurs, and the
+    # store refuses new series beyond `store.max_series` (100,000 by default), logging what it refused.
+    "pipeline": "Configured pipeline name (`pipelines[].name`): as many as the config lists.",
+    "collector": "kafka, flink, schema_registry, profiling or change_feed: at most 5 per pipeline.",
+    "cluster": "The Kafka or Flink cluster's label (`cluster`, default its address): one per configured cluster.",
+    "consumergroup": "Consumer group id, only groups matching `consumer_groups` (a regex list): filter there.",
+    "topic": "Topic name: the cluster's topics (kafka_topic_*) or the topics a group committed on.",
+    "partition": "Partition number: partitions of those topics; the largest factor (topics x partitions x groups).",
+    "broker": "Broker id: the cluster's brokers.",
+    "registry": "The schema registry's label (`registry`, default its URL): one per configured registry.",
+    "endpoint": "`/` or `/subjects`.",
+    "http_status": "HTTP status of a failed request, or timeout, connection_refused, tls, connection: a few values.",
+    "error_code": "The registry's error_code (e.g. 40401, 50001), empty when none: the API's short list.",
+    "subject": "Subject name: the registry's subjects, at most `max_subjects` (10,000 by default).",
+    "tm_id": "Flink taskmanager id: the cluster's taskmanagers.",
+    "job_name": "Flink job name: the jobs the jobmanager lists (finished ones until Flink expires them).",
+    "job_id": "Flink job id: one per job; a resubmitted job has a new id.",
+    "task_name": "Name of a job vertex (operator chain): a job's vertices, never its subtasks.",
+    "state": "A job, task or slot state from Flink's fixed list (see each metric).",
+    "stat": "p50, p90, p99 or max.",
+    "entity": "Change-feed entity name (`change_feed.entities[].name`): as many as configured.",
+    "event_type": "insert, update or delete (only those captured for the entity).",
+    "le": "Histogram bucket upper bound: the 12 bounds of DELAY_BUCKETS and +Inf.",
+    "dataset": "Profiled dataset (table) name as the profiler writes it: the tables it profiles.",
+    "status": "Run status as the profiler writes it (e.g. completed, failed); for *_info: the status code's name.",
+    "table": "Profiled table name: the tables the profiler reports drift or state for.",
+    "schema": "Database schema of a profiled table.",
+    "severity": "Drift severity as the profiler writes it: low, medium, high.",
+    "decision": "skip, full, partial, defer or sample.",
+    "freshness": "fresh, stale or never.",
+    "category": "Error category: timeout, connection_refused, connection, unreachable, tls, auth, server_error, "
+                "http_error, kafka_protocol, os_error, internal and the collectors' own (a short fixed list).",
+    "compatibility": "The compatibility level's name (for *_info).",
+    "mode": "The registry mode's name (for *_info).",
+    "level": "The backpressure level's name (for *_info).",
+    "column": "Profiled column (page only: never exported).",
+    "metric": "Profiling metric name (page only: never exported).",
+}
+
+
 def bucket_label(bound: float) -> str:
     """The store label of a histogram bucket: "le=" and the bound as the exposition writes it."""
     return "le=+Inf" if bound == float("inf") else f"le={float(bound)!r}"

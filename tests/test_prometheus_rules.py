@@ -11,6 +11,7 @@ import subprocess
 import yaml
 
 from monitoring.metrics import CATALOGUE
+from monitoring.metrics_doc import exposed_names
 from tests.promql_sources import DASHBOARDS, ROOT, RULES, dashboard_expressions, rule_expressions
 
 RULE_TESTS = sorted((ROOT / "tests" / "prometheus_rules").glob("*.test.yml"))
@@ -96,17 +97,7 @@ def test_dashboards_are_provisionable_and_use_the_datasource_variable():
 
 def _exposed_names() -> set[str]:
     """Every sample name on /metrics, as the exporter writes it, and Prometheus' own `up`."""
-    names = {"up"}
-    for spec in CATALOGUE.values():
-        if not spec.exported:
-            continue
-        if spec.type == "histogram":
-            names |= {spec.name + suffix for suffix in ("_bucket", "_sum", "_count")}
-        else:
-            names.add(spec.name.removesuffix("_total") + "_total" if spec.type == "counter" else spec.name)
-        if spec.codes:
-            names.add(spec.name + "_info")
-    return names
+    return {"up"} | {name for spec in CATALOGUE.values() if spec.exported for name in exposed_names(spec)}
 
 
 def _metric_names(expr: str) -> set[str]:
