@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import panel as pn
 
+from apps.aggregate_view import AggregatePage
 from apps.views import PipelinePage
+from collectors.prometheus_query import AGGREGATE_PIPELINE, PrometheusQueryCollector
 from monitoring.service import get_service
 
 pn.extension("tabulator", sizing_mode="stretch_width", notifications=False)
@@ -13,8 +15,12 @@ service = get_service()
 if not service.supervisor.running:  # served without app_hooks.py (e.g. `panel serve apps/main.py`)
     service.start()
 
-pipelines = {p.name: p for p in service.config.pipelines}
-choice = pn.widgets.Select(label="Pipeline", options=list(pipelines), value=next(iter(pipelines)), width=240)
+pipelines = [p.name for p in service.config.pipelines]
+read_back = next((c for c in service.supervisor.collectors if isinstance(c, PrometheusQueryCollector)), None)
+options = {name: name for name in pipelines}
+if read_back is not None:  # every agent's pipelines, from Prometheus: the URL says ?pipeline=_aggregate
+    options["All pipelines (Prometheus)"] = AGGREGATE_PIPELINE
+choice = pn.widgets.Select(label="Pipeline", options=options, value=pipelines[0], width=260)
 if pn.state.location is not None:
     pn.state.location.sync(choice, {"value": "pipeline"})
 metrics_link = (
@@ -27,7 +33,10 @@ current: dict[str, object] = {}
 
 
 def show(name: str) -> None:
-    page = PipelinePage(service.store, name, service.supervisor.collectors)
+    if name == AGGREGATE_PIPELINE and read_back is not None:
+        page = AggregatePage(service.store, read_back)
+    else:
+        page = PipelinePage(service.store, name, service.supervisor.collectors)
     current["page"] = page
     holder[:] = [page]
     if "ticker" in current:

@@ -12,6 +12,7 @@ def build_collectors(config: Config) -> list[Collector]:
     from collectors.flink import FlinkCollector
     from collectors.kafka import KafkaCollector
     from collectors.profiling import ProfilingCollector
+    from collectors.prometheus_query import PrometheusQueryCollector
     from collectors.schema_registry import SchemaRegistryCollector
 
     collectors: list[Collector] = []
@@ -29,4 +30,6 @@ def build_collectors(config: Config) -> list[Collector]:
             collectors.append(ProfilingCollector(pipeline.name, pipeline.profiling))
         if pipeline.change_feed is not None:
             collectors.append(ChangeFeedCollector(pipeline.name, pipeline.change_feed))
+    if config.prometheus is not None:
+        collectors.append(PrometheusQueryCollector(config.prometheus))
     return collectors

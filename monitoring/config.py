@@ -396,6 +396,28 @@ def _as_list(value: Any) -> list[Any]:
     return value if isinstance(value, list) else [value]
 
 
+class PrometheusSource(_Strict):
+    """A Prometheus-compatible query API that scrapes pipewatch agents: the aggregate page reads every
+    agent's pipelines back from it (one agent per cluster or site, one Prometheus over all of them)."""
+
+    url: HttpUrl
+    """Base URL of the query API, e.g. http://prometheus:9090 (Thanos, Mimir, VictoriaMetrics: their prefix)."""
+    basic_auth: BasicAuth | None = None
+    tls: HttpTls | None = None
+    selector: Annotated[str, Field(max_length=500)] = ""
+    """Extra label matchers for every query, e.g. job="pipewatch" (without braces); empty: every agent."""
+    interval_seconds: Annotated[float, Field(gt=0, le=3600)] = 10.0
+    timeout_seconds: Annotated[float, Field(gt=0, le=3600)] = 10.0
+
+    @field_validator("selector")
+    @classmethod
+    def _matchers_only(cls, value: str) -> str:
+        if value and not re.fullmatch(r'\s*[A-Za-z_]\w*\s*(=|!=|=~|!~)\s*"(?:[^"\\]|\\.)*"\s*'
+                                      r'(,\s*[A-Za-z_]\w*\s*(=|!=|=~|!~)\s*"(?:[^"\\]|\\.)*"\s*)*', value):
+            raise ValueError('label matchers separated by commas, e.g. job="pipewatch", site=~"eu-.*"')
+        return value
+
+
 class ExporterTls(_Strict):
     cert_file: FilePath
     """The server's certificate (PEM), with its chain."""
@@ -431,6 +453,8 @@ class RuntimeSettings(_Strict):
 class Config(_Strict):
     pipelines: Annotated[list[Pipeline], Field(min_length=1)]
     exporter: Exporter = Field(default_factory=Exporter)
+    prometheus: PrometheusSource | None = None
+    """Where the aggregate page reads every agent's pipelines from; no aggregate page without it."""
     store: StoreSettings = Field(default_factory=StoreSettings)
     runtime: RuntimeSettings = Field(default_factory=RuntimeSettings)
 

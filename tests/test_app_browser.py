@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 import urllib.request
 from contextlib import contextmanager
 from pathlib import Path
@@ -11,7 +14,7 @@ from playwright.sync_api import expect, sync_playwright
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.kafka_util import commit, create_topic, produce
-from tests.services import CHROMIUM, CHROMIUM_ARGS, PanelServer, free_port, run_async, wait_until
+from tests.services import CHROMIUM, CHROMIUM_ARGS, LocalPrometheus, PanelServer, free_port, run_async, wait_until
 
 pytestmark = pytest.mark.browser
 
@@ -326,3 +329,77 @@ def test_change_feed_shows_a_new_row_live_and_payloads_as_text(postgres, pg_sche
         expect(page.locator('.pw-feed-card[data-entity="Order"] .pw-feed-totals')).to_contain_text("1 inserts",
                                                                                                    timeout=10_000)
         assert page.errors == []
+
+
+def test_aggregate_page_combines_this_app_and_another_agent_through_prometheus(broker, tmp_path, browser_page):
+    run_async(create_topic(broker.bootstrap, "payments", 3))
+    run_async(produce(broker.bootstrap, "payments", {0: 10, 1: 7, 2: 5}))
+    run_async(commit(broker.bootstrap, "billing", "payments", {0: 4, 1: 7}))  # lag 6 + 0 (partition 2: no commit)
+    run_async(commit(broker.bootstrap, "audit", "payments", {0: 9, 1: 7, 2: 2}))  # lag 1 + 0 + 3
+    app_metrics, agent_metrics = free_port(), free_port()
+    (tmp_path / "prometheus").mkdir()
+    prometheus = LocalPrometheus(tmp_path / "prometheus", json.dumps({
+        "global": {"scrape_interval": "1s"},
+        "scrape_configs": [{"job_name": "pipewatch", "static_configs": [
+            {"targets": [f"127.0.0.1:{app_metrics}", f"127.0.0.1:{agent_metrics}"]}]}],
+    }))
+    kafka = f"{{bootstrap_servers: ['{broker.bootstrap}'], cluster: local, interval_seconds: 0.5"
+    config = tmp_path / "pipewatch.yml"
+    config.write_text(
+        f"pipelines:\n  - name: orders\n    kafka: {kafka}, consumer_groups: [billing]}}\n"
+        f"exporter: {{host: 127.0.0.1, port: {app_metrics}}}\n"
+        f"prometheus: {{url: '{prometheus.url}', selector: 'job=\"pipewatch\"', interval_seconds: 1}}\n"
+    )
+    agent_config = tmp_path / "agent.yml"
+    agent_config.write_text(
+        f"pipelines:\n  - name: audit\n    kafka: {kafka}, consumer_groups: [audit]}}\n"
+        f"exporter: {{host: 127.0.0.1, port: {agent_metrics}}}\n"
+    )
+    agent = subprocess.Popen([sys.executable, "-m", "monitoring.cli", "agent", "--config", str(agent_config)],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+    prometheus.start()
+    try:
+        with serving(tmp_path, config, browser_page) as server:
+            page = browser_page
+            page.goto(f"{server.url}?pipeline=_aggregate")
+            table = page.locator(".tabulator").filter(has=page.locator('[tabulator-field="agent"]'))
+            rows = table.locator(".tabulator-row")
+            expect(rows).to_have_count(2, timeout=60_000)
+            by_pipeline = {}
+
+            def both_ok() -> bool:
+                by_pipeline.clear()
+                for i in range(rows.count()):
+                    row = rows.nth(i)
+                    by_pipeline[row.locator('[tabulator-field="pipeline"]').inner_text()] = {
+                        field: row.locator(f'[tabulator-field="{field}"]').inner_text()
+                        for field in ("agent", "health", "lag", "checkpoint age", "registry", "sources down")}
+                return all(r["health"] == "ok" and r["lag"] not in ("unknown", "") for r in by_pipeline.values())
+
+            wait_until(both_ok, 60, interval=0.5, what="both pipelines ok with their lag")
+            assert by_pipeline == {
+                "orders": {"agent": f"127.0.0.1:{app_metrics}", "health": "ok", "lag": "6",
+                           "checkpoint age": "", "registry": "", "sources down": ""},
+                "audit": {"agent": f"127.0.0.1:{agent_metrics}", "health": "ok", "lag": "4",
+                          "checkpoint age": "", "registry": "", "sources down": ""},
+            }
+            totals = page.locator(".pw-agg-totals")
+            expect(totals).to_contain_text("2 pipelines on 2 agents: 2 ok, 0 not")
+            expect(totals).to_contain_text("lag 10 messages")
+            expect(page.locator('.pw-health[data-collector="prometheus"]')).to_have_attribute("data-state", "up")
+
+            # The other agent stops: its pipeline stays on the page, marked agent down with the reason.
+            agent.terminate()
+            agent.wait(timeout=30)
+            audit = rows.filter(has=page.locator('[tabulator-field="pipeline"]', has_text="audit"))
+            expect(audit.locator('[tabulator-field="health"]')).to_have_text("agent down", timeout=30_000)
+            expect(audit.locator('[tabulator-field="reason"]')).to_have_text(
+                f"Prometheus cannot scrape the agent at 127.0.0.1:{agent_metrics} (up = 0)")
+            expect(audit.locator('[tabulator-field="lag"]')).to_have_text("unknown")
+            expect(totals).to_contain_text("1 ok, 1 not")
+            assert page.errors == []
+    finally:
+        if agent.poll() is None:
+            agent.terminate()
+            agent.wait(timeout=30)
+        prometheus.stop()

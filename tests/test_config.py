@@ -491,3 +491,15 @@ def test_exporter_basic_auth_and_tls_settings_with_errors_naming_the_key(tmp_pat
     assert "exporter.basic_auth.password: required key is missing" in message
     assert "exporter.tls.cert_file: Path does not point to a file" in message
     assert "exporter.tls.key_file: required key is missing" in message
+
+
+def test_prometheus_read_back_settings_and_errors(tmp_path):
+    base = "pipelines:\n  - name: orders\n    kafka: {bootstrap_servers: ['k:9092']}\n"
+    config = load_config(_write(tmp_path, base + "prometheus: {url: 'http://prom:9090', selector: 'job=\"pipewatch\"'}\n"),
+                         environ={})
+    assert (str(config.prometheus.url), config.prometheus.selector, config.prometheus.interval_seconds) == (
+        "http://prom:9090", 'job="pipewatch"', 10.0)
+    assert load_config(_write(tmp_path, base, "none.yml"), environ={}).prometheus is None
+    message = _error(_write(tmp_path, base + "prometheus: {url: 'prom:9090', selector: '{job=\"x\"}'}\n", "bad.yml"))
+    assert "prometheus.url: 'prom:9090' is not an http:// or https:// URL with a host" in message
+    assert "prometheus.selector: label matchers separated by commas" in message

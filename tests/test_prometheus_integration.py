@@ -12,19 +12,24 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import os
 import signal
 import subprocess
 import sys
 import threading
+from dataclasses import dataclass
 from pathlib import Path
 
 import asyncpg
 import httpx
 import pytest
 
+from collectors.prometheus_query import PrometheusQueryCollector
+from monitoring.config import PrometheusSource
 from monitoring.local_broker import free_port
 from monitoring.profiling_sample import ProfilingSample
+from monitoring.store import Store
 from tests.certs import make_certificates
 from tests.kafka_util import commit, create_topic, produce
 from tests.promql_sources import RULES, dashboard_expressions, rule_expressions
@@ -116,9 +121,31 @@ def _prometheus_config(port: int, certs) -> str:
     })
 
 
+class _Agent:
+    """`pipewatch agent` as a service runs it; stop() sends SIGTERM and expects a clean exit."""
+
+    def __init__(self, environment: dict[str, str], log: Path) -> None:
+        self.log = log
+        with open(log, "wb") as output:
+            self.process = subprocess.Popen([sys.executable, "-m", "monitoring.cli", "agent"], env=environment,
+                                            cwd=REPO, stdout=output, stderr=subprocess.STDOUT)
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            self.process.wait(timeout=30)
+        assert self.process.returncode == 0, self.log.read_text()[-3000:]
+
+
+@dataclass
+class Scraped:
+    prometheus: LocalPrometheus
+    agent: _Agent
+
+
 @pytest.fixture
 def scraped_agent(tmp_path, broker, flink, registry, postgres, pg_schema):
-    """Prometheus scraping an agent that watches every kind of source; yields Prometheus."""
+    """Prometheus scraping an agent that watches every kind of source."""
     run_async(create_topic(broker.bootstrap, "orders.events", 3))
     run_async(produce(broker.bootstrap, "orders.events", {0: 12, 1: 5, 2: 3}))
     run_async(commit(broker.bootstrap, "loader", "orders.events", {0: 4, 1: 5, 2: 1}))
@@ -135,25 +162,20 @@ def scraped_agent(tmp_path, broker, flink, registry, postgres, pg_schema):
     assert install.returncode == 0, install.stderr
     inserts = _Inserts(postgres.dsn, pg_schema)
     inserts.thread.start()
-    agent_log = open(tmp_path / "agent.log", "wb")  # noqa: SIM115 - closed below, after the agent exits
-    agent = subprocess.Popen([sys.executable, "-m", "monitoring.cli", "agent"], env=environment, cwd=REPO,
-                             stdout=agent_log, stderr=subprocess.STDOUT)
+    agent = _Agent(environment, tmp_path / "agent.log")
     (tmp_path / "prometheus").mkdir()
     prometheus = LocalPrometheus(tmp_path / "prometheus", _prometheus_config(port, certs))
     try:
-        yield prometheus.start()
+        yield Scraped(prometheus.start(), agent)
     finally:
         prometheus.stop()
-        agent.send_signal(signal.SIGTERM)
-        agent.wait(timeout=30)
-        agent_log.close()
+        agent.stop()
         inserts.stop.set()
         inserts.thread.join(timeout=10)
-        assert agent.returncode == 0, (tmp_path / "agent.log").read_text()[-3000:]
 
 
 def test_every_dashboard_and_rule_expression_against_a_real_prometheus(scraped_agent):
-    prometheus = scraped_agent
+    prometheus = scraped_agent.prometheus
 
     # Prometheus scrapes the agent over TLS with basic auth, and the agent's sources are all up but the broken ones.
     wait_until(lambda: _labels(_query(prometheus, 'up{job="pipewatch"} == 1')), 30, interval=0.5,
@@ -208,3 +230,40 @@ def test_every_dashboard_and_rule_expression_against_a_real_prometheus(scraped_a
 
     restarting = wait_until(restarting, 60, interval=1.0, what="the restart alert's condition")
     assert [s["job_name"] for s in restarting] == ["pipewatch failing job"]
+
+    # The aggregate page's read-back: every pipeline of the agent, as Prometheus has it.
+    source = PrometheusSource(url=prometheus.url, selector='job="pipewatch"', interval_seconds=1)
+    snapshot = run_async(_read_back(source))
+    rows = {row.pipeline: row for row in snapshot.rows}
+    assert set(rows) == {"orders", "broken"}
+    orders, broken = rows["orders"], rows["broken"]
+    assert (orders.health, orders.reason, orders.collectors_down) == ("ok", "every source up", ())
+    assert orders.collectors == ("change_feed", "flink", "kafka", "profiling", "schema_registry")
+    assert orders.lag_messages == 10  # (12 - 4) + (5 - 5) + (3 - 1), committed by loader
+    assert orders.registry_up == 1
+    assert orders.flink_jobs >= 2 and orders.flink_running >= 1  # the steady job runs; the failing one comes and goes
+    assert orders.change_rate > 0  # the inserts go on
+    assert (broken.health, broken.reason) == ("down", "down: kafka, schema_registry")
+    assert math.isnan(broken.lag_messages) and math.isnan(broken.flink_jobs)  # unknown, not 0
+    assert broken.registry_up == 0  # served while down: it is the measure of that
+    (agent,) = snapshot.agents
+    assert (agent.job, agent.up, agent.pipelines) == ("pipewatch", True, ("broken", "orders"))
+
+    # The agent stops: its pipelines stay listed, marked agent down, their measures unknown.
+    scraped_agent.agent.stop()
+    wait_until(lambda: _query(prometheus, 'up{job="pipewatch"} == 0'), 30, interval=0.5, what="prometheus to see it")
+    snapshot = run_async(_read_back(source))
+    assert {(row.pipeline, row.health) for row in snapshot.rows} == {("orders", "agent down"), ("broken", "agent down")}
+    assert all(row.reason == f"Prometheus cannot scrape the agent at {agent.instance} (up = 0)" for row in snapshot.rows)
+    assert all(math.isnan(row.lag_messages) for row in snapshot.rows)
+    assert [a.up for a in snapshot.agents] == [False]
+
+
+async def _read_back(source: PrometheusSource):
+    collector = PrometheusQueryCollector(source)
+    store = Store()
+    try:
+        assert await collector.collect(store) == len(collector.queries)
+    finally:
+        await collector.close()
+    return store.snapshot(collector.source)[1]
