@@ -611,18 +611,23 @@ class KafkaCollector(Collector):
             cycle.set("kafka_brokers", (cluster,), len(snapshot.brokers))
             for broker in snapshot.brokers:
                 cycle.set("kafka_broker_reachable", (cluster, str(broker.node_id)), int(broker.reachable))
+            # Per-partition series go in per metric (set_many): tens of thousands of them per cycle.
+            per_partition: dict[str, list[tuple[tuple[str, ...], float | None]]] = defaultdict(list)
             for topic in snapshot.topics.values():
                 cycle.set("kafka_topic_partitions", (cluster, topic.name), len(topic.partitions))
+                labels_of = {partition: (cluster, topic.name, str(partition)) for partition in topic.partitions}
                 for partition, meta in topic.partitions.items():
-                    labels = (cluster, topic.name, str(partition))
-                    cycle.set("kafka_topic_partition_leader", labels, meta.leader)
-                    cycle.set("kafka_topic_partition_replicas", labels, len(meta.replicas))
-                    cycle.set("kafka_topic_partition_in_sync_replica", labels, len(meta.isr))
-                    cycle.set("kafka_topic_partition_under_replicated_partition", labels, int(meta.under_replicated))
+                    labels = labels_of[partition]
+                    per_partition["kafka_topic_partition_leader"].append((labels, meta.leader))
+                    per_partition["kafka_topic_partition_replicas"].append((labels, len(meta.replicas)))
+                    per_partition["kafka_topic_partition_in_sync_replica"].append((labels, len(meta.isr)))
+                    per_partition["kafka_topic_partition_under_replicated_partition"].append(
+                        (labels, int(meta.under_replicated)))
+                # High watermarks and log starts are only read for partitions the metadata lists.
                 for partition, hw in topic.high_watermarks.items():
-                    cycle.set("kafka_topic_partition_current_offset", (cluster, topic.name, str(partition)), hw)
+                    per_partition["kafka_topic_partition_current_offset"].append((labels_of[partition], hw))
                 for partition, start in topic.log_start_offsets.items():
-                    cycle.set("kafka_topic_partition_oldest_offset", (cluster, topic.name, str(partition)), start)
+                    per_partition["kafka_topic_partition_oldest_offset"].append((labels_of[partition], start))
                 if topic.produce_rate is not None:
                     cycle.set("kafka_topic_produce_rate", (cluster, topic.name), topic.produce_rate)
             for group in snapshot.groups:
@@ -643,11 +648,11 @@ class KafkaCollector(Collector):
                     if p.committed is None:
                         continue
                     key = (cluster, group.group_id, p.topic, str(p.partition))
-                    cycle.set("kafka_consumergroup_current_offset", key, p.committed)
-                    cycle.set("kafka_consumergroup_partition_status", key, int(p.status))
+                    per_partition["kafka_consumergroup_current_offset"].append((key, p.committed))
+                    per_partition["kafka_consumergroup_partition_status"].append((key, int(p.status)))
                     if p.lag is not None:
-                        cycle.set("kafka_consumergroup_lag", key, p.lag)
-                    cycle.set("kafka_consumergroup_lag_seconds", key, p.lag_seconds)
+                        per_partition["kafka_consumergroup_lag"].append((key, p.lag))
+                    per_partition["kafka_consumergroup_lag_seconds"].append((key, p.lag_seconds))
             for (group_id, topic), progress in snapshot.group_topics.items():
                 labels = (cluster, group_id, topic)
                 if progress.lag is not None:
@@ -659,6 +664,8 @@ class KafkaCollector(Collector):
                 if progress.retention_margin is not None:
                     cycle.set("kafka_consumergroup_retention_margin_messages", labels, progress.retention_margin)
                 cycle.set("kafka_consumergroup_retention_risk_seconds", labels, progress.retention_risk_seconds)
+            for name, rows in per_partition.items():
+                cycle.set_many(name, rows)
         store.publish_snapshot(self.source, snapshot, t)
 
 
