@@ -4,30 +4,37 @@ A Tansu broker (monitoring.local_broker.LocalBroker: the Kafka-protocol broker o
 memory storage, one node) is started on a free loopback port and stopped by its pid in a finally
 block. Scenarios (groups x partitions) grow on the same broker, in this order:
 
-       1 x    100   (topic t00, 100 partitions)
-      10 x    100
-      10 x  1,000   (t01..t09 added, 100 partitions each)
+      10 x  1,000   (topics t00..t09, 100 partitions each)
      100 x  1,000
       10 x 10,000   (t10..t99 added)
-     100 x 10,000
+     100 x 10,000   (the issue's goal scenario)
+      10 x 10,000 dense   (stress layout, below)
 
-(`--quick`: the first three only.) Topics and groups cannot shrink on the broker, so a scenario with
-fewer groups than the broker holds (10 x 10,000 after 100 x 1,000) has every strategy match only
-its groups (a group pattern, g00..g09), the way a user limits the collector to some groups.
+(`--quick`: 1 x 100, 10 x 100, 10 x 1,000.) Commits cannot be taken back on the broker, so every
+scenario has groups of its own (s1000-10-g000, ...) and every strategy matches only them with a group
+pattern, the way a user limits the collector to some groups.
+
+Layout: in the main scenarios each group consumes its own topics, as in real deployments
+(spread_layout: with m = min(groups, topics), group i commits on topic j when i = j mod m). The dense
+layout, every group on every partition, is kept as a stress row at 10 x 10,000 (100,000
+group-partitions); at 100 x 10,000 it is 1,000,000 group-partitions and takes minutes to set up.
 
 Every partition gets 4 records, produced in 4 rounds of one send() per partition and one flush()
 (far cheaper than one send_and_wait per record; this broker counts a batch as one offset, so one
-record per partition per flush makes every high watermark exactly 4). Every group commits an offset
-on every partition, all of a group's partitions in ONE commit call (at most 4 groups at once), at
-offset partition % 5: four partitions in five lag by 1 to 4 records, one in five is caught up. So
-the collector's per-partition work (lag in seconds, status evaluation, the record-timestamp lookups
-of the most lagging partitions) runs on lagging partitions as well as on caught-up ones. Each run
-checks that every strategy got a committed offset for every group and partition it asked about and
-a high watermark for every partition, and counts the collector's lagging group-partitions.
+record per partition per flush makes every high watermark exactly 4). A group commits on every
+partition of its topics in ONE commit call (at most 4 groups at once), at offset partition % 5:
+four partitions in five lag by 1 to 4 records, one in five is caught up. So the collector's
+per-partition work (lag in seconds, status evaluation, the record-timestamp lookups of the most
+lagging partitions) runs on lagging partitions as well as on caught-up ones. Each run checks that
+every strategy got a committed offset for every committed group-partition it asked about and a high
+watermark for every partition, and counts the collector's lagging group-partitions.
 
-Per scenario, three strategies collect the same data (committed offset of every partition of every
-group, latest and earliest offset of every partition, group list and descriptions), each with at
-most 16 requests in flight (KafkaSource.max_concurrent_requests' default):
+Per scenario, three strategies collect the same data (every group's committed offsets, latest and
+earliest offset of every partition, group list and descriptions), each with at most 16 requests in
+flight (KafkaSource.max_concurrent_requests' default). The baselines ask every group for every
+partition (they cannot know where a group has commits: this broker answers no member assignments);
+the collector asks each group for the topics it knows it has commits on plus a rolling share of the
+others (KafkaSource.committed_rediscovery_partitions), after one full listing in the warm-up:
 
 - pipewatch KafkaCollector.collect (requests counted by collect() itself; CPU includes building
   the snapshot: lag in seconds, status evaluation, catch-up and retention; and writing about four
@@ -56,7 +63,7 @@ Reported: requests per cycle, median wall time per cycle, median client CPU per 
 (time.process_time delta of this process), and the broker's CPU per cycle (utime+stime from
 /proc/<pid>/stat over all timed cycles / cycles; 10 ms clock-tick resolution).
 
-profile() (bench/run.py --profile) sets up one scenario (default 100 x 10,000), runs a warm-up
+profile() (bench/run.py --profile) sets up one scenario (default 100 x 10,000, spread), runs a warm-up
 cycle, one cycle timed per phase of collect() (with the garbage collector's pauses), and one cycle
 under cProfile; it writes bench/kafka_profile.json (read by bench/run.py for docs/benchmarks.md)
 and bench/kafka_profile.txt (the pstats listings).
