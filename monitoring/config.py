@@ -99,6 +99,11 @@ class KafkaSource(_Strict):
     """Lag (messages) at or below which a partition counts as caught up."""
     max_concurrent_requests: Annotated[int, Field(ge=1, le=1000)] = 16
     """Upper bound on requests in flight against the cluster at once."""
+    committed_rediscovery_partitions: Annotated[int, Field(ge=1)] = 10_000
+    """Only for brokers that cannot return all of a group's commits at once (no null partition list
+    in OffsetFetch): per cycle, at most about this many partitions of topics a group has no known
+    commits on are also asked, rolling over groups and topics, so a group's commit on a new topic
+    is found within ceil(S / this) cycles, S being those partitions summed over groups."""
     security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
     sasl: KafkaSasl | None = None
     tls: KafkaTls | None = None

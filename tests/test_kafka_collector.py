@@ -172,3 +172,57 @@ async def test_broker_stopped_mid_run_then_restarted_recovers_by_itself(broker):
         await supervisor.stop()
     messages = [e.message for e in store.events_since(0)]
     assert any("down" in m for m in messages) and any("recovered" in m for m in messages)
+
+
+async def test_commit_on_a_topic_new_to_the_group_is_found_within_the_rediscovery_bound(broker):
+    # This broker cannot return all of a group's commits at once, so after its first full listing
+    # a group is asked for the topics it has commits on plus a rolling share of the others:
+    # 2 partitions per cycle here, over 3 other topics of 2 partitions, so ceil(6 / 2) = 3 cycles.
+    for topic in ("main", "a1", "a2", "a3"):
+        await create_topic(broker.bootstrap, topic, 2)
+    await produce(broker.bootstrap, "a3", {0: 3, 1: 3})
+    await commit(broker.bootstrap, "reader", "main", {0: 0, 1: 0})
+    store, collector = Store(), _collector(broker.bootstrap, committed_rediscovery_partitions=2)
+    asked: list[int] = []
+    send = collector._send
+
+    async def counting_send(client, node_id, request):
+        if type(request).__name__ == "OffsetFetchRequest" and request._partitions is not None:
+            asked[-1] += sum(len(ids) for _, ids in request._partitions)
+        return await send(client, node_id, request)
+
+    collector._send = counting_send
+    try:
+        asked.append(0)
+        await collector.collect(store)
+        assert asked == [8]  # the first listing names every partition
+        await commit(broker.bootstrap, "reader", "a3", {0: 1, 1: 2})
+        for _ in range(3):
+            asked.append(0)
+            await collector.collect(store)
+            if _lag(store, "reader", "a3", 0) is not None:
+                break
+    finally:
+        await collector.close()
+    assert (_lag(store, "reader", "a3", 0), _lag(store, "reader", "a3", 1)) == (2, 1)
+    assert _lag(store, "reader", "main", 0) == 0
+    # Each later cycle names main's 2 partitions and one other topic's 2, never all 8.
+    assert asked[1:] == [4] * (len(asked) - 1) and len(asked) - 1 <= 3
+
+
+async def test_assigned_topics_are_asked_every_cycle(broker):
+    # Tansu answers DescribeGroups with empty member assignments, so the assignment is taken from
+    # a crafted description here: the group's assigned topic is named in every cycle's OffsetFetch.
+    for topic in ("main", "other"):
+        await create_topic(broker.bootstrap, topic, 1)
+    await commit(broker.bootstrap, "reader", "main", {0: 0})
+    collector = _collector(broker.bootstrap, committed_rediscovery_partitions=1)
+    collector._committed_topics["reader"] = {"main"}
+    try:
+        client = await collector._connect()
+        metadata = await collector._metadata(client)
+    finally:
+        await collector.close()
+    asks = [collector._topics_to_ask(["reader"], metadata, {"reader": {"assigned"}}) for _ in range(2)]
+    # "assigned" does not exist on the cluster: only existing topics are asked.
+    assert asks == [{"reader": ["main", "other"]}, {"reader": ["main", "other"]}]
