@@ -125,8 +125,6 @@ def _row(row: PipelineSummary) -> dict[str, object]:
 class AggregatePage(Viewer):
     """The aggregate page: the read-back's own health, then the table of every agent's pipelines."""
 
-    tick_ms = 1000
-
     def __init__(self, store: Store, collector: PrometheusQueryCollector, **params) -> None:
         super().__init__(**params)
         self.health = HealthBar(store, collector.pipeline)
@@ -139,3 +137,9 @@ class AggregatePage(Viewer):
     def refresh(self) -> None:
         self.health.refresh()
         self.view.refresh()
+
+    def go_live(self) -> None:
+        """Nothing here follows a source by push: the read-back changes once a cycle."""
+
+    def close(self) -> None:
+        """Nothing to stop."""

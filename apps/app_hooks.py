@@ -1,15 +1,14 @@
 """Server lifecycle hooks of the `panel serve apps/` directory app.
 
 The collectors, the store and the exporter are process-wide: started once when the server loads,
-stopped when it unloads. Browser sessions only build views over the shared store.
+stopped when it unloads. The collectors run on a thread and event loop of their own, so the sessions'
+work on Bokeh's loop never delays a collection. Browser sessions only build views over the shared store.
 """
 
 from __future__ import annotations
 
 import logging
 import sys
-
-from tornado.ioloop import IOLoop
 
 from monitoring.config import ConfigError
 from monitoring.service import existing_service, get_service
@@ -25,7 +24,7 @@ def on_server_loaded(server_context) -> None:
         # A bad config or a taken port must stop the server at start, not leave a blank app running.
         print(f"pipewatch: cannot start\n{exc}", file=sys.stderr, flush=True)
         raise SystemExit(2) from None
-    IOLoop.current().add_callback(service.supervisor.start)
+    service.start_in_thread()
     log.info("pipewatch runtime started: %d collectors", len(service.supervisor.collectors))
 
 
@@ -34,4 +33,4 @@ def on_server_unloaded(server_context) -> None:
     if service is None:  # the server never got as far as building it (e.g. a bad config)
         return
     service.stop_exporter()
-    service.supervisor.cancel()
+    service.stop_thread()

@@ -13,7 +13,8 @@ pn.extension("tabulator", sizing_mode="stretch_width", notifications=False)
 
 service = get_service()
 if not service.supervisor.running:  # served without app_hooks.py (e.g. `panel serve apps/main.py`)
-    service.start()
+    service.start_exporter()
+    service.start_in_thread()
 
 pipelines = [p.name for p in service.config.pipelines]
 read_back = next((c for c in service.supervisor.collectors if isinstance(c, PrometheusQueryCollector)), None)
@@ -33,14 +34,16 @@ current: dict[str, object] = {}
 
 
 def show(name: str) -> None:
+    if "page" in current:
+        current["page"].close()
     if name == AGGREGATE_PIPELINE and read_back is not None:
         page = AggregatePage(service.store, read_back)
     else:
         page = PipelinePage(service.store, name, service.supervisor.collectors)
     current["page"] = page
     holder[:] = [page]
-    if "ticker" in current:
-        current["ticker"].period = page.tick_ms  # a page with a live change feed ticks faster
+    if "ticker" in current:  # connected already: push can start at once
+        page.go_live()
 
 
 def tick() -> None:
@@ -52,12 +55,16 @@ def start_ticking() -> None:
     # Only once the browser is connected: changes made between the page's first render and the
     # websocket connection never reach the browser, and a stale document stops updating.
     tick()
-    current["ticker"] = pn.state.add_periodic_callback(tick, period=current["page"].tick_ms)
+    current["page"].go_live()
+    # Bokeh's own periodic callback: Panel's wrapper also updates a busy indicator on every call, which
+    # costs more than a quiet tick itself when a hundred sessions tick.
+    current["ticker"] = pn.state.curdoc.add_periodic_callback(tick, 1000)
 
 
 show(choice.value)
 choice.param.watch(lambda event: show(event.new), "value")
 pn.state.onload(start_ticking)
+pn.state.on_session_destroyed(lambda _context: current["page"].close())
 
 pn.Column(
     pn.Row(pn.pane.HTML("<h2 style='margin:4px 0'>pipewatch</h2>"), choice, pn.pane.HTML(metrics_link),

@@ -42,6 +42,7 @@ if str(ROOT) not in sys.path:
 import asyncpg  # noqa: E402
 import numpy as np  # noqa: E402
 from bokeh.util.token import generate_jwt_token, generate_session_id  # noqa: E402
+from prometheus_client.parser import text_string_to_metric_families  # noqa: E402
 from tornado.websocket import websocket_connect  # noqa: E402
 
 from monitoring.local_broker import free_port  # noqa: E402
@@ -99,6 +100,8 @@ class _Viewer:
         """(arrival, newest insert time in the message) of every message with a mark."""
         self.messages = 0
         self.frames = 0
+        self.pulled = asyncio.Event()
+        """Set when the server sent the session's document (its views are built)."""
 
     async def run(self, stop: asyncio.Event) -> None:
         token = generate_jwt_token(generate_session_id())
@@ -122,6 +125,8 @@ class _Viewer:
                     break
                 arrived = time.time()
                 self.frames += 1
+                if isinstance(frame, str) and '"msgtype":"PULL-DOC-REPLY"' in frame.replace(" ", ""):
+                    self.pulled.set()
                 if isinstance(frame, str) and "t=" in frame:
                     marks = [float(m) for m in _MARK.findall(frame)]
                     if marks:
@@ -135,6 +140,17 @@ class _Viewer:
         header = {"msgid": generate_session_id()[:12], "msgtype": msgtype}
         for part in (header, {}, content):
             await connection.write_message(json.dumps(part))
+
+
+async def _probe(dsn: str) -> float:
+    """Insert one marked row; returns its mark."""
+    connection = await asyncpg.connect(dsn)
+    try:
+        now = time.time()
+        await connection.execute("INSERT INTO orders (status, note) VALUES ('probe', $1)", f"t={now:.6f}")
+        return now
+    finally:
+        await connection.close()
 
 
 async def _write(dsn: str, rate: int, seconds: float, batch: int = 20) -> list[tuple[float, int]]:
@@ -198,7 +214,9 @@ def _collector_up(metrics_url: str, timeout: float = 60.0) -> None:
             text = urllib.request.urlopen(metrics_url, timeout=5).read().decode()
         except OSError:
             text = ""
-        if 'pipewatch_collector_up{collector="change_feed",pipeline="shop"} 1.0' in text:
+        if any(sample.labels == {"pipeline": "shop", "collector": "change_feed"} and sample.value == 1
+               for family in text_string_to_metric_families(text) if family.name == "pipewatch_collector_up"
+               for sample in family.samples):
             return
         time.sleep(0.2)
     raise RuntimeError("the change feed did not come up")
@@ -209,7 +227,15 @@ async def _scenario(dsn: str, port: int, metrics_url: str, viewers: int, seconds
     stop = asyncio.Event()
     clients = [_Viewer(port) for _ in range(viewers)]
     tasks = [asyncio.create_task(client.run(stop)) for client in clients]
-    await asyncio.sleep(1.0)  # noqa: the sessions open and start ticking; the warm-up below covers the rest
+    # Measure live sessions only: every viewer has its document (building 100 sessions takes the server a
+    # while), then one marked row reached every one of them, so each is following the feed.
+    await asyncio.wait_for(asyncio.gather(*(client.pulled.wait() for client in clients)), 600)
+    probe = await _probe(dsn)
+    deadline = time.monotonic() + 120
+    while not all(c.seen and max(m for _, m in c.seen) >= probe for c in clients):
+        if time.monotonic() > deadline:
+            raise RuntimeError("not every viewer saw the probe row within 120 s")
+        await asyncio.sleep(0.05)
     before = _counted(metrics_url)
     measure_from = time.time() + WARM_UP
     batches = await _write(dsn, RATE, seconds)

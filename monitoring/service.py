@@ -6,7 +6,9 @@ process; every browser session reads the same store.
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import threading
 
 from collectors import build_collectors
 from exporters.server import ExporterServer, start_exporter
@@ -24,6 +26,38 @@ class Service:
         self.store = Store(settings.points_per_series, settings.max_series, settings.events)
         self.supervisor = Supervisor(self.store, build_collectors(config), config.runtime.max_backoff_seconds)
         self.exporter: ExporterServer | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+
+    def start_in_thread(self) -> None:
+        """Run the collectors on an event loop of their own thread.
+
+        In the Panel server every browser session runs on Bokeh's event loop: collectors sharing it would
+        wait behind the sessions' updates (a change feed with a hundred viewers starved its own reader).
+        On their own thread they only share the interpreter; the store is the only thing both sides touch.
+        """
+        if self._thread is not None:
+            return
+        loop = asyncio.new_event_loop()
+        self._loop = loop
+        loop.call_soon(self.supervisor.start)
+        self._thread = threading.Thread(target=loop.run_forever, name="pipewatch-collectors", daemon=True)
+        self._thread.start()
+
+    def stop_thread(self, timeout: float = 15.0) -> None:
+        """Stop the collectors started by start_in_thread, close their connections, and end the thread."""
+        if self._thread is None or self._loop is None:
+            return
+        loop = self._loop
+        try:
+            asyncio.run_coroutine_threadsafe(self.supervisor.stop(), loop).result(timeout)
+        except TimeoutError:  # stop what can be stopped; the thread is a daemon and dies with the process
+            log.warning("collectors did not stop within %g s", timeout)
+        loop.call_soon_threadsafe(loop.stop)
+        self._thread.join(timeout)
+        if not self._thread.is_alive():
+            loop.close()
+        self._thread, self._loop = None, None
 
     def start(self) -> None:
         """Start the exporter and the collectors; call on the running event loop that will run them."""

@@ -152,6 +152,7 @@ class Store:
         self._health: dict[Source, CollectorHealth] = {}
         self._events: deque[Event] = deque(maxlen=events)
         self._feeds: dict[Source, _Feed] = {}
+        self._feed_listeners: dict[Source, list[Callable[[], None]]] = {}
         self._event_seq = 0
         self._refused_keys = 0
         self.series_generation = 0
@@ -249,7 +250,25 @@ class Store:
                     recent = feed.by_entity[entity] = deque(maxlen=feed.per_entity)
                 recent.append(row)
                 feed.log.append(row)
-            return feed.seq
+            seq = feed.seq
+            listeners = list(self._feed_listeners.get(source, ()))
+        for listener in listeners:  # outside the lock: a listener may read the feed
+            listener()
+        return seq
+
+    def on_feed(self, source: Source, listener: Callable[[], None]) -> Callable[[], None]:
+        """Call `listener` (on the writer's thread, so it must only hand over, e.g. schedule a callback on its own
+        event loop) each time rows are appended to the source's feed; returns the function that unsubscribes."""
+        with self._lock:
+            self._feed_listeners.setdefault(source, []).append(listener)
+
+        def unsubscribe() -> None:
+            with self._lock:
+                listeners = self._feed_listeners.get(source, [])
+                if listener in listeners:
+                    listeners.remove(listener)
+
+        return unsubscribe
 
     # -- reading (views, exporters) --------------------------------------------------------------
 
