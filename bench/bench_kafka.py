@@ -464,7 +464,7 @@ async def _ensure(cluster: Cluster, plan: Plan, concurrency: int = SETUP_CONCURR
 
 # -- measuring ------------------------------------------------------------------------------------
 
-API_NAMES = {"MetadataRequest": "Metadata", "ListGroupsRequest": "ListGroups", "FindCoordinatorRequest": "FindCoordinator",
+API_NAMES = {"MetadataRequest": "Metadata", "_AllTopicsMetadataRequest": "Metadata", "ListGroupsRequest": "ListGroups", "FindCoordinatorRequest": "FindCoordinator",
              "DescribeGroupsRequest": "DescribeGroups", "_DescribeGroupsRequest": "DescribeGroups", "DescribeGroupsUpToV2": "DescribeGroups",
              "OffsetFetchRequest": "OffsetFetch", "OffsetRequest": "ListOffsets",
              "DescribeConfigsRequest": "DescribeConfigs", "FetchRequest": "Fetch"}
