@@ -148,6 +148,8 @@ class Store:
         self.max_series = max_series
         self._lock = threading.Lock()
         self._series: dict[SeriesKey, Series] = {}
+        self._source_keys: dict[Source, set[SeriesKey]] = {}
+        """The keys of each source's series: a cycle finds its stale series without a scan of all."""
         self._snapshots: dict[Source, tuple[float, Any]] = {}
         self._health: dict[Source, CollectorHealth] = {}
         self._events: deque[Event] = deque(maxlen=events)
@@ -176,13 +178,12 @@ class Store:
                     self._append_locked(source, key[0], key[1], value, t)
                 else:
                     series.append(t, value)
-            stale = [
-                key for key, series in self._series.items()
-                if series.source == source and key not in writer.touched and not writer.retains(key)
-            ]
+            keys = self._source_keys.get(source, set())
+            stale = [key for key in keys - writer.touched if not writer.retains(key)]
             for key in stale:
                 del self._series[key]
             if stale:
+                keys.difference_update(stale)
                 self.series_generation += 1
 
     def append(self, source: Source, name: str, labels: tuple[str, ...], value: float, t: float) -> None:
@@ -201,6 +202,7 @@ class Store:
                                 self.max_series, name, labels, self._refused_keys)
                 return
             series = self._series[key] = Series(key, source, self.points_per_series)
+            self._source_keys.setdefault(source, set()).add(key)
             self.series_generation += 1
         series.append(t, value)
 
@@ -212,7 +214,7 @@ class Store:
 
     def remove_source(self, source: Source) -> None:
         with self._lock:
-            keys = [key for key, series in self._series.items() if series.source == source]
+            keys = self._source_keys.pop(source, set())
             for key in keys:
                 del self._series[key]
             self._snapshots.pop(source, None)
