@@ -658,15 +658,17 @@ class KafkaCollector(Collector):
                 cycle.set("kafka_broker_reachable", (cluster, str(broker.node_id)), int(broker.reachable))
             # Per-partition series go in per metric (set_many): tens of thousands of them per cycle.
             per_partition: dict[str, list[tuple[tuple[str, ...], float | None]]] = defaultdict(list)
+            # The layout changes rarely: its series get a point only when their value changes.
+            layout: dict[str, list[tuple[tuple[str, ...], float | None]]] = defaultdict(list)
             for topic in snapshot.topics.values():
-                cycle.set("kafka_topic_partitions", (cluster, topic.name), len(topic.partitions))
+                layout["kafka_topic_partitions"].append(((cluster, topic.name), len(topic.partitions)))
                 labels_of = {partition: (cluster, topic.name, str(partition)) for partition in topic.partitions}
                 for partition, meta in topic.partitions.items():
                     labels = labels_of[partition]
-                    per_partition["kafka_topic_partition_leader"].append((labels, meta.leader))
-                    per_partition["kafka_topic_partition_replicas"].append((labels, len(meta.replicas)))
-                    per_partition["kafka_topic_partition_in_sync_replica"].append((labels, len(meta.isr)))
-                    per_partition["kafka_topic_partition_under_replicated_partition"].append(
+                    layout["kafka_topic_partition_leader"].append((labels, meta.leader))
+                    layout["kafka_topic_partition_replicas"].append((labels, len(meta.replicas)))
+                    layout["kafka_topic_partition_in_sync_replica"].append((labels, len(meta.isr)))
+                    layout["kafka_topic_partition_under_replicated_partition"].append(
                         (labels, int(meta.under_replicated)))
                 # High watermarks and log starts are only read for partitions the metadata lists.
                 for partition, hw in topic.high_watermarks.items():
@@ -711,6 +713,8 @@ class KafkaCollector(Collector):
                 cycle.set("kafka_consumergroup_retention_risk_seconds", labels, progress.retention_risk_seconds)
             for name, rows in per_partition.items():
                 cycle.set_many(name, rows)
+            for name, rows in layout.items():
+                cycle.set_many(name, rows, only_changes=True)
         store.publish_snapshot(self.source, snapshot, t)
 
 

@@ -178,6 +178,12 @@ class Store:
                     self._append_locked(source, key[0], key[1], value, t)
                 else:
                     series.append(t, value)
+            for key, value in writer.changes:
+                series = series_of(key)
+                if series is None:
+                    self._append_locked(source, key[0], key[1], value, t)
+                elif series.last_value != value and (value == value or series.last_value == series.last_value):
+                    series.append(t, value)  # (NaN after NaN is no change)
             keys = self._source_keys.get(source, set())
             stale = [key for key in keys - writer.touched if not writer.retains(key)]
             for key in stale:
@@ -356,6 +362,8 @@ class CycleWriter:
     t: float
     touched: set[SeriesKey] = field(default_factory=set)
     points: list[tuple[SeriesKey, float]] = field(default_factory=list)
+    changes: list[tuple[SeriesKey, float]] = field(default_factory=list)
+    """Rows of set_many(only_changes=True): appended only where they differ from the newest point."""
     _retained: list[Callable[[SeriesKey], bool]] = field(default_factory=list)
 
     def set(self, name: str, labels: tuple[str, ...], value: float | None) -> None:
@@ -365,9 +373,14 @@ class CycleWriter:
         self.points.append((key, math.nan if value is None else float(value)))
         self.touched.add(key)
 
-    def set_many(self, name: str, rows: list[tuple[tuple[str, ...], float | None]]) -> None:
+    def set_many(self, name: str, rows: list[tuple[tuple[str, ...], float | None]], only_changes: bool = False) -> None:
         """`set` for many (labels, value) rows of one metric: the metric is looked up once, which
-        at tens of thousands of series per cycle is most of what `set` costs."""
+        at tens of thousands of series per cycle is most of what `set` costs.
+
+        only_changes: a row whose value equals its series' newest one adds no point (the series is
+        kept, its newest point still the current value), for values that rarely change (a
+        partition's leader, replica counts): thousands of points a cycle saved, but their history
+        holds the changes only, so they suit no chart of points over time."""
         if not rows:
             return
         pipeline = self.source[0]
@@ -377,7 +390,8 @@ class CycleWriter:
         for key in keys:
             if len(key[1]) != width:
                 check_key(*key)  # raises, naming the labels
-        self.points += [(key, math.nan if value is None else float(value)) for key, (_, value) in zip(keys, rows)]
+        points = self.changes if only_changes else self.points
+        points += [(key, math.nan if value is None else float(value)) for key, (_, value) in zip(keys, rows)]
         self.touched.update(keys)
 
     def retain(self, predicate: Callable[[SeriesKey], bool]) -> None:
