@@ -4,6 +4,7 @@ from __future__ import annotations
 
 
 import pytest
+from aiokafka.protocol.commit import OffsetFetchRequest
 
 from collectors.kafka import KafkaCollector
 from collectors.kafka_model import KafkaSnapshot
@@ -213,7 +214,7 @@ async def test_commit_on_a_topic_new_to_the_group_is_found_within_the_rediscover
     send = collector._send
 
     async def counting_send(client, node_id, request):
-        if type(request).__name__ == "OffsetFetchRequest" and request._partitions is not None:
+        if isinstance(request, OffsetFetchRequest) and request._partitions is not None:
             asked[-1] += sum(len(ids) for _, ids in request._partitions)
         return await send(client, node_id, request)
 
