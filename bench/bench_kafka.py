@@ -464,9 +464,10 @@ async def _ensure(cluster: Cluster, plan: Plan, concurrency: int = SETUP_CONCURR
 
 # -- measuring ------------------------------------------------------------------------------------
 
-API_NAMES = {"MetadataRequest": "Metadata", "ListGroupsRequest": "ListGroups", "FindCoordinatorRequest": "FindCoordinator",
+API_NAMES = {"MetadataRequest": "Metadata", "_AllTopicsMetadataRequest": "Metadata", "ListGroupsRequest": "ListGroups", "FindCoordinatorRequest": "FindCoordinator",
              "DescribeGroupsRequest": "DescribeGroups", "_DescribeGroupsRequest": "DescribeGroups", "DescribeGroupsUpToV2": "DescribeGroups",
-             "OffsetFetchRequest": "OffsetFetch", "OffsetRequest": "ListOffsets",
+             "OffsetFetchRequest": "OffsetFetch", "_OffsetFetchRequest": "OffsetFetch",
+             "OffsetRequest": "ListOffsets", "_ListOffsetsRequest": "ListOffsets",
              "DescribeConfigsRequest": "DescribeConfigs", "FetchRequest": "Fetch"}
 OFFSET_FETCH_PARTITIONS = "partitions in OffsetFetch"
 """Partitions named in a cycle's OffsetFetch requests: what the broker looks up and answers."""

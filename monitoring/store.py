@@ -148,6 +148,8 @@ class Store:
         self.max_series = max_series
         self._lock = threading.Lock()
         self._series: dict[SeriesKey, Series] = {}
+        self._source_keys: dict[Source, set[SeriesKey]] = {}
+        """The keys of each source's series: a cycle finds its stale series without a scan of all."""
         self._snapshots: dict[Source, tuple[float, Any]] = {}
         self._health: dict[Source, CollectorHealth] = {}
         self._events: deque[Event] = deque(maxlen=events)
@@ -177,13 +179,18 @@ class Store:
                     self._append_locked(source, key[0], key[1], value, t)
                 else:
                     series.append(t, value)
-            stale = [
-                key for key, series in self._series.items()
-                if series.source == source and key not in writer.touched and not writer.retains(key)
-            ]
+            for key, value in writer.changes:
+                series = series_of(key)
+                if series is None:
+                    self._append_locked(source, key[0], key[1], value, t)
+                elif series.last_value != value and (value == value or series.last_value == series.last_value):
+                    series.append(t, value)  # (NaN after NaN is no change)
+            keys = self._source_keys.get(source, set())
+            stale = [key for key in keys - writer.touched if not writer.retains(key)]
             for key in stale:
                 del self._series[key]
             if stale:
+                keys.difference_update(stale)
                 self.series_generation += 1
 
     def append(self, source: Source, name: str, labels: tuple[str, ...], value: float, t: float) -> None:
@@ -202,6 +209,7 @@ class Store:
                                 self.max_series, name, labels, self._refused_keys)
                 return
             series = self._series[key] = Series(key, source, self.points_per_series)
+            self._source_keys.setdefault(source, set()).add(key)
             self.series_generation += 1
         series.append(t, value)
 
@@ -213,7 +221,7 @@ class Store:
 
     def remove_source(self, source: Source) -> None:
         with self._lock:
-            keys = [key for key, series in self._series.items() if series.source == source]
+            keys = self._source_keys.pop(source, set())
             for key in keys:
                 del self._series[key]
             self._snapshots.pop(source, None)
@@ -373,6 +381,8 @@ class CycleWriter:
     t: float
     touched: set[SeriesKey] = field(default_factory=set)
     points: list[tuple[SeriesKey, float]] = field(default_factory=list)
+    changes: list[tuple[SeriesKey, float]] = field(default_factory=list)
+    """Rows of set_many(only_changes=True): appended only where they differ from the newest point."""
     _retained: list[Callable[[SeriesKey], bool]] = field(default_factory=list)
 
     def set(self, name: str, labels: tuple[str, ...], value: float | None) -> None:
@@ -382,9 +392,14 @@ class CycleWriter:
         self.points.append((key, math.nan if value is None else float(value)))
         self.touched.add(key)
 
-    def set_many(self, name: str, rows: list[tuple[tuple[str, ...], float | None]]) -> None:
+    def set_many(self, name: str, rows: list[tuple[tuple[str, ...], float | None]], only_changes: bool = False) -> None:
         """`set` for many (labels, value) rows of one metric: the metric is looked up once, which
-        at tens of thousands of series per cycle is most of what `set` costs."""
+        at tens of thousands of series per cycle is most of what `set` costs.
+
+        only_changes: a row whose value equals its series' newest one adds no point (the series is
+        kept, its newest point still the current value), for values that rarely change (a
+        partition's leader, replica counts): thousands of points a cycle saved, but their history
+        holds the changes only, so they suit no chart of points over time."""
         if not rows:
             return
         pipeline = self.source[0]
@@ -394,7 +409,8 @@ class CycleWriter:
         for key in keys:
             if len(key[1]) != width:
                 check_key(*key)  # raises, naming the labels
-        self.points += [(key, math.nan if value is None else float(value)) for key, (_, value) in zip(keys, rows)]
+        points = self.changes if only_changes else self.points
+        points += [(key, math.nan if value is None else float(value)) for key, (_, value) in zip(keys, rows)]
         self.touched.update(keys)
 
     def retain(self, predicate: Callable[[SeriesKey], bool]) -> None:

@@ -140,6 +140,33 @@ async def test_scrape_shows_exact_kafka_values_and_collector_health(broker):
     assert _of(samples, "pipewatch_collector_errors_total") == {}
 
 
+async def test_layout_series_written_on_change_only_are_still_served_each_scrape(broker):
+    await _orders_on_broker(broker.bootstrap)
+    store = Store()
+    collector = _kafka("orders", broker.bootstrap)
+    supervisor = Supervisor(store, [collector])
+    exporter = start_exporter(store, "127.0.0.1", 0)
+    try:
+        for _ in range(3):
+            await supervisor.run_once(collector)
+        text = _scrape(exporter.url)
+        _, snapshot = store.snapshot(("orders", "kafka"))
+    finally:
+        exporter.stop()
+        await supervisor.stop()
+    leader = float(snapshot.brokers[0].node_id)
+    partition = {"pipeline": "orders", "cluster": "local", "topic": "T"}
+    samples = _samples(text)
+    assert _of(samples, "kafka_topic_partition_leader") == {
+        _labels(**partition, partition="0"): leader, _labels(**partition, partition="1"): leader}
+    assert _of(samples, "kafka_topic_partition_replicas") == {
+        _labels(**partition, partition="0"): 1.0, _labels(**partition, partition="1"): 1.0}
+    assert _of(samples, "kafka_topic_partitions") == {_labels(**partition): 2.0}
+    # Three cycles, one point: the layout did not change. The offsets got a point each cycle.
+    assert store.since(("kafka_topic_partition_leader", ("orders", "local", "T", "0"))).count == 1
+    assert store.since(("kafka_topic_partition_current_offset", ("orders", "local", "T", "0"))).count == 3
+
+
 async def test_series_of_a_down_collector_are_absent_while_up_is_zero(broker):
     await _orders_on_broker(broker.bootstrap)
     store = Store()

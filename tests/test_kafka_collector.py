@@ -4,6 +4,7 @@ from __future__ import annotations
 
 
 import pytest
+from aiokafka.protocol.commit import OffsetFetchRequest
 
 from collectors.kafka import KafkaCollector
 from collectors.kafka_model import KafkaSnapshot
@@ -19,6 +20,10 @@ def _collector(bootstrap: str, **overrides) -> KafkaCollector:
     source = KafkaSource(bootstrap_servers=[bootstrap], cluster="local", interval_seconds=0.2, timeout_seconds=5,
                          **overrides)
     return KafkaCollector("orders", source)
+
+
+def _snapshot(store: Store) -> KafkaSnapshot:
+    return store.snapshot(("orders", "kafka"))[1]
 
 
 def _lag(store: Store, group: str, topic: str, partition: int) -> float | None:
@@ -126,6 +131,28 @@ async def test_deleted_topic_disappears_within_one_cycle(broker):
     assert [k[1][2] for k in store.keys("kafka_topic_partition_current_offset")] == ["keep"]
 
 
+async def test_unchanged_metadata_is_reused_and_a_topic_change_shows_in_the_next_cycle(broker):
+    await create_topic(broker.bootstrap, "first", 2)
+    store, collector = Store(), _collector(broker.bootstrap)
+    try:
+        await collector.collect(store)
+        before = _snapshot(store).topics["first"].partitions
+        await collector.collect(store)
+        # The same answer bytes: the layout read from the last answer, not decoded again.
+        assert _snapshot(store).topics["first"].partitions is before
+        await create_topic(broker.bootstrap, "second", 3)
+        await collector.collect(store)
+        assert {name: len(topic.partitions) for name, topic in _snapshot(store).topics.items()} == {"first": 2, "second": 3}
+        assert store.latest("kafka_topic_partitions", ("orders", "local", "second"))[1] == 3
+        await delete_topic(broker.bootstrap, "first")
+        await collector.collect(store)
+    finally:
+        await collector.close()
+    assert list(_snapshot(store).topics) == ["second"]
+    assert sorted(k[1][2:] for k in store.keys("kafka_topic_partition_leader")) == [("second", "0"), ("second", "1"),
+                                                                                      ("second", "2")]
+
+
 async def test_unreachable_broker_marks_only_that_collector_down_with_reason(broker):
     await create_topic(broker.bootstrap, "t", 1)
     store = Store()
@@ -187,7 +214,7 @@ async def test_commit_on_a_topic_new_to_the_group_is_found_within_the_rediscover
     send = collector._send
 
     async def counting_send(client, node_id, request):
-        if type(request).__name__ == "OffsetFetchRequest" and request._partitions is not None:
+        if isinstance(request, OffsetFetchRequest) and request._partitions is not None:
             asked[-1] += sum(len(ids) for _, ids in request._partitions)
         return await send(client, node_id, request)
 

@@ -166,6 +166,31 @@ def test_cycle_keeps_retained_series():
     assert store.latest(LAG, _lag_labels("broken")) == (1.0, 4.0)  # kept with its old time, not rewritten
 
 
+def test_set_many_only_changes_adds_points_on_change_and_keeps_unchanged_series():
+    store = Store()
+    leader = "kafka_topic_partition_leader"
+    rows = [(("local", "t", "0"), 1), (("local", "t", "1"), 2), (("local", "t", "2"), None)]
+    for t in (1.0, 2.0):
+        with store.cycle(SOURCE, t=t) as cycle:
+            cycle.set_many(leader, rows, only_changes=True)
+    with store.cycle(SOURCE, t=3.0) as cycle:  # partition 1's leader moves, partition 2 is gone
+        cycle.set_many(leader, [(("local", "t", "0"), 1), (("local", "t", "1"), 3)], only_changes=True)
+    points = {k[1][3]: (list(d.times), list(d.values)) for k in store.keys(leader) if (d := store.since(k))}
+    assert points == {"0": ([1.0], [1.0]), "1": ([1.0, 3.0], [2.0, 3.0])}
+    assert store.latest(leader, ("orders", "local", "t", "0")) == (1.0, 1.0)
+
+
+def test_set_many_only_changes_counts_nan_after_nan_as_no_change():
+    store = Store()
+    for t in (1.0, 2.0):
+        with store.cycle(SOURCE, t=t) as cycle:
+            cycle.set_many(HW, [(("local", "t", "0"), None)], only_changes=True)
+    with store.cycle(SOURCE, t=3.0) as cycle:
+        cycle.set_many(HW, [(("local", "t", "0"), 5)], only_changes=True)
+    delta = store.since((HW, _hw_labels()))
+    assert list(delta.times) == [1.0, 3.0] and math.isnan(delta.values[0]) and delta.values[1] == 5.0
+
+
 def test_cycle_removes_nothing_when_the_block_raises():
     store = Store()
     with store.cycle(SOURCE, t=1.0) as cycle:
