@@ -119,7 +119,7 @@ class ChangeFeedView(Viewer):
             return
         self._doc = doc
         self._unsubscribe = self.store.on_feed(self.source, self._feed_advanced)
-        self._refresh_rows()  # what arrived before the subscription: the ticks leave rows to the pushes now
+        self._feed_advanced()  # what arrived before the subscription, by the same path as every push
 
     def close(self) -> None:
         """Stop following the feed (the session ended or shows another page)."""
@@ -132,15 +132,19 @@ class ChangeFeedView(Viewer):
         # thread-safe method; one pending update at a time, which takes everything that arrived.
         if not self._push_pending:
             self._push_pending = True
-            self._doc.add_next_tick_callback(self._pushed)
+            try:
+                self._doc.add_next_tick_callback(self._pushed)
+            except Exception:  # the session is going away: stop following rather than stay stuck as pending
+                self._push_pending = False
+                self.close()
+                raise
 
     def _pushed(self) -> None:
         self._push_pending = False
         self._refresh_rows()
 
     def refresh(self) -> None:
-        if self._unsubscribe is None:  # followed by push once live
-            self._refresh_rows()
+        self._refresh_rows()  # a no-op when the pushes are up to date; what they missed otherwise
         now = time.time()
         if now - self._slow_at >= 1.0:  # cards and status change by the second
             self._slow_at = now

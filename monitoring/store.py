@@ -261,7 +261,10 @@ class Store:
             seq = feed.seq
             listeners = list(self._feed_listeners.get(source, ()))
         for listener in listeners:  # outside the lock: a listener may read the feed
-            listener()
+            try:
+                listener()
+            except Exception:  # a reader's failure must not fail the writer (the change feed's collector)
+                log.exception("feed listener %r failed", listener)
         return seq
 
     def on_feed(self, source: Source, listener: Callable[[], None]) -> Callable[[], None]:

@@ -331,3 +331,24 @@ def test_snapshots_are_per_source_and_latest_wins():
     store.publish_snapshot(SOURCE, "second", t=2.0)
     assert store.snapshot(SOURCE) == (2.0, "second")
     assert store.snapshot(OTHER) is None
+
+
+def test_feed_listeners_are_told_of_new_rows_and_a_failing_one_does_not_fail_the_writer(caplog):
+    store = Store()
+    source = ("shop", "change_feed")
+    calls: list[int] = []
+    unsubscribe = store.on_feed(source, lambda: calls.append(store.feed_position(source)))
+
+    def broken() -> None:
+        raise RuntimeError("session gone")
+
+    store.on_feed(source, broken)
+    store.on_feed(("other", "change_feed"), lambda: calls.append(-1))
+    row = ("Order", "insert", "1", {"id": 1}, 1.0)
+    assert store.feed_append(source, [row, row], per_entity=10, capacity=100, delivered_at=2.0) == 2
+    assert calls == [2]  # once per append, after the rows are in (the listener reads the new position)
+    assert "feed listener" in caplog.text and "session gone" in caplog.text
+    unsubscribe()
+    unsubscribe()  # twice is harmless
+    store.feed_append(source, [row], per_entity=10, capacity=100, delivered_at=3.0)
+    assert calls == [2]
