@@ -191,7 +191,7 @@ def kafka_goals(result: dict) -> list[str]:
     cycles = f"{len(c.wall)} timed cycle" + ("s, median" if len(c.wall) > 1 else "")
     sentence = (f"**Cycle under {GOAL_SECONDS:g} s at {GOAL_SCENARIO}: {'met' if met else 'not met'}.** "
                 f"A KafkaCollector cycle took {_duration(wall)} ({cycles}"
-                f"{'' if met else f'; {wall / GOAL_SECONDS:,.0f}x the goal'}), with {_duration(cpu)} of client CPU")
+                f"{'' if met else f'; {wall / GOAL_SECONDS:,.1f}x the goal'}), with {_duration(cpu)} of client CPU")
     if c.broker_cpu_per_cycle is not None:
         cores = os.cpu_count() or 1
         sentence += f" and {_duration(c.broker_cpu_per_cycle)} of broker CPU."
