@@ -12,7 +12,7 @@ from bokeh.models import HTMLTemplateFormatter
 from panel.viewable import Viewer
 
 from apps.views import HealthBar
-from apps.widgets import SnapshotSection, clock, freshness, table
+from apps.widgets import SnapshotSection, clock, duration_formatter, freshness, table
 from collectors.prometheus_model import AggregateSnapshot, PipelineSummary
 from collectors.prometheus_query import PrometheusQueryCollector
 from monitoring.store import Store
@@ -25,13 +25,7 @@ _HEALTH = HTMLTemplateFormatter(template=(
     + "<%= ({'ok': '#1a7f37', 'degraded': '#bf8700', 'down': '#cf222e', 'agent down': '#cf222e'})[value] "
     + "|| '#6e7781' %>\"><%= value %></span>"
 ))
-_SECONDS = HTMLTemplateFormatter(template=(
-    "<% if (Number.isNaN(value)) { %>unknown"
-    "<% } else if (value === Infinity) { %>unbounded"
-    "<% } else if (value < 120) { %><%= value.toFixed(1) %> s"
-    "<% } else if (value < 7200) { %><%= (value / 60).toFixed(1) %> min"
-    "<% } else { %><%= (value / 3600).toFixed(1) %> h<% } %>"
-))
+_SECONDS = duration_formatter("unbounded")
 _COLUMNS = {
     "agent": None, "pipeline": None, "health": _HEALTH, "sources down": None,
     "lag": HTMLTemplateFormatter(template=_NUMBER.replace("{shown}", "<%= Math.round(value).toLocaleString('en') %>")),

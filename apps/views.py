@@ -17,7 +17,8 @@ from apps.flink_view import FlinkView
 from apps.live import LiveChart
 from apps.profiling_view import ProfilingView
 from apps.registry_view import SchemaRegistryView
-from apps.widgets import COUNT, RATE, STATE_COLOURS, SnapshotSection, age, clock, duration, freshness, table
+from apps.widgets import (COUNT, RATE, STATE_COLOURS, SnapshotSection, age, clock, duration, duration_formatter,
+                          freshness, table)
 from collectors.change_feed import ChangeFeedCollector
 from collectors.flink import FlinkCollector
 from collectors.kafka import KafkaCollector
@@ -186,17 +187,6 @@ class KafkaLagView(SnapshotSection, Viewer):
             columns=list(_MEMBER_COLUMNS))
 
 
-def _duration_formatter(infinite: str) -> HTMLTemplateFormatter:
-    """Seconds as s / min / h in the browser; NaN as unknown, +Inf as `infinite`; sorts numerically."""
-    return HTMLTemplateFormatter(template=(
-        "<% if (value === null || value === undefined || Number.isNaN(value)) { %>unknown"
-        f"<% }} else if (value === Infinity) {{ %>{infinite}"
-        "<% } else if (value < 120) { %><%= value.toFixed(1) %> s"
-        "<% } else if (value < 7200) { %><%= (value / 60).toFixed(1) %> min"
-        "<% } else { %><%= (value / 3600).toFixed(1) %> h<% } %>"
-    ))
-
-
 _STATUS = HTMLTemplateFormatter(template=(
     '<span class="pw-status" data-status="<%= value %>" style="font-weight:bold;color:'
     + "<%= ({OK: '#1a7f37', WARN: '#bf8700', ERR: '#cf222e', STOP: '#cf222e', STALL: '#cf222e', REWIND: '#cf222e'})"
@@ -204,12 +194,12 @@ _STATUS = HTMLTemplateFormatter(template=(
 ))
 _GROUP_COLUMNS = {
     "group": None, "state": None, "status": _STATUS, "members": COUNT, "lag": COUNT, "max lag": COUNT,
-    "lag seconds": _duration_formatter("unbounded"), "catch-up": _duration_formatter("not catching up"),
+    "lag seconds": duration_formatter("unbounded"), "catch-up": duration_formatter("not catching up"),
     "consume rate": RATE, "reason": None, "error": None,
 }
 _PARTITION_COLUMNS = {
     "group": None, "topic": None, "partition": COUNT, "owner": None, "committed": COUNT, "high watermark": COUNT,
-    "lag": COUNT, "lag seconds": _duration_formatter("unbounded"), "method": None, "status": _STATUS, "reason": None,
+    "lag": COUNT, "lag seconds": duration_formatter("unbounded"), "method": None, "status": _STATUS, "reason": None,
 }
 _TOPIC_COLUMNS = {
     "topic": None, "partitions": COUNT, "under-replicated": COUNT, "offline": COUNT, "messages": COUNT,

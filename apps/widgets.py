@@ -7,7 +7,7 @@ from datetime import datetime, timezone
 
 import pandas as pd
 import panel as pn
-from bokeh.models import NumberFormatter
+from bokeh.models import HTMLTemplateFormatter, NumberFormatter
 
 from monitoring.health import CollectorHealth, State
 
@@ -35,6 +35,17 @@ def duration(seconds: float) -> str:
     if seconds < 7200:
         return f"{seconds / 60:.0f} min"
     return f"{seconds / 3600:.1f} h"
+
+
+def duration_formatter(infinite: str) -> HTMLTemplateFormatter:
+    """Seconds as s / min / h in the browser; NaN as unknown, +Inf as `infinite`; sorts numerically."""
+    return HTMLTemplateFormatter(template=(
+        "<% if (value === null || value === undefined || Number.isNaN(value)) { %>unknown"
+        f"<% }} else if (value === Infinity) {{ %>{infinite}"
+        "<% } else if (value < 120) { %><%= value.toFixed(1) %> s"
+        "<% } else if (value < 7200) { %><%= (value / 60).toFixed(1) %> min"
+        "<% } else { %><%= (value / 3600).toFixed(1) %> h<% } %>"
+    ))
 
 
 def table(columns: dict[str, object], name: str, page_size: int) -> pn.widgets.Tabulator:
