@@ -41,6 +41,7 @@ from collectors.flink_model import (
 )
 from collectors.http import TRANSPORT_FAILURES, build_client, first_line, transport_category
 from monitoring.config import FlinkSource
+from monitoring.health import SourceError
 from monitoring.metrics import BACKPRESSURE_LEVELS, JOB_STATES
 from monitoring.runtime import Collector
 from monitoring.store import Store
@@ -62,10 +63,8 @@ _CHECKPOINTING_OFF = 2 ** 62
 _CONFIG_REFRESH_SECONDS = 600.0
 
 
-class FlinkError(Exception):
-    def __init__(self, category: str, message: str) -> None:
-        super().__init__(message)
-        self.category = category
+class FlinkError(SourceError):
+    """A Flink REST request that got no usable answer."""
 
 
 @dataclass

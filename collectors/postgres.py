@@ -5,14 +5,14 @@ from __future__ import annotations
 
 import asyncpg
 
+from monitoring.health import SourceError
+
 DATABASE_ERRORS = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError)
 """Exceptions a database call can raise that mean the source failed (not pipewatch)."""
 
 
-class DatabaseError(Exception):
-    def __init__(self, category: str, message: str) -> None:
-        super().__init__(message)
-        self.category = category
+class DatabaseError(SourceError):
+    """A PostgreSQL call that failed, with the hint that fits the collector in its message."""
 
 
 def classified(exc: BaseException, missing_table: str, permission: str) -> DatabaseError:

@@ -20,6 +20,7 @@ import httpx
 from collectors.http import TRANSPORT_FAILURES, build_client, first_line, transport_category
 from collectors.prometheus_model import AgentSummary, AggregateSnapshot, PipelineSummary
 from monitoring.config import PrometheusSource
+from monitoring.health import SourceError
 from monitoring.metrics import JOB_STATES
 from monitoring.runtime import Collector
 from monitoring.store import Store
@@ -48,10 +49,8 @@ _QUERIES = {
 }
 
 
-class PrometheusQueryError(Exception):
-    def __init__(self, category: str, message: str) -> None:
-        super().__init__(message)
-        self.category = category
+class PrometheusQueryError(SourceError):
+    """A query the Prometheus API did not answer with a result."""
 
 
 class PrometheusQueryCollector(Collector):

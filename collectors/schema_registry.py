@@ -24,6 +24,7 @@ import httpx
 from collectors.http import TRANSPORT_FAILURES, build_client, first_line, transport_category
 from collectors.schema_registry_model import KarapaceHealth, RegistrySnapshot, Subject
 from monitoring.config import SchemaRegistrySource
+from monitoring.health import SourceError
 from monitoring.metrics import COMPATIBILITY_LEVELS, REGISTRY_MODES
 from monitoring.runtime import Collector
 from monitoring.store import Store
@@ -34,12 +35,11 @@ _RISKY_MODES = {"READONLY": "no new schemas can be registered", "READONLY_OVERRI
 _NEW_SUBJECTS_PER_CYCLE = 100
 
 
-class RegistryError(Exception):
-    """A request that got no usable answer; `category` is what the collector's health shows."""
+class RegistryError(SourceError):
+    """A request that got no usable answer, with what the error counter labels it by."""
 
     def __init__(self, category: str, http_status: str, error_code: str, message: str) -> None:
-        super().__init__(message)
-        self.category = category
+        super().__init__(category, message)
         self.http_status = http_status
         self.error_code = error_code
 

@@ -60,6 +60,15 @@ class CollectorHealth:
         return "ok"
 
 
+class SourceError(Exception):
+    """A failure a collector has already categorised: `category` is what its health line and
+    `pipewatch_collector_errors_total` show (categorize() takes it as it is)."""
+
+    def __init__(self, category: str, message: str) -> None:
+        super().__init__(message)
+        self.category = category
+
+
 def categorize(exc: BaseException) -> str:
     """A short, stable category for an error, used as a metric label and shown to users."""
     category = getattr(exc, "category", None)
