@@ -87,9 +87,14 @@ class AggregateView(SnapshotSection, Viewer):
 
 
 def _total(rows: tuple[PipelineSummary, ...], field: str, decimals: int) -> str:
-    """A sum over the pipelines that report the measure; unknown when none does."""
-    known = [getattr(row, field) for row in rows if not math.isnan(getattr(row, field))]
-    return f"{sum(known):,.{decimals}f}" if known else "unknown"
+    """A sum over the pipelines with Kafka that report the measure; those that do not are named as unknown, so a
+    partial sum never passes for the whole."""
+    values = [v for row in rows if (v := _watched(row, "kafka", getattr(row, field))) is not None]
+    known = [v for v in values if not math.isnan(v)]
+    if not known:
+        return "unknown"
+    unknown = len(values) - len(known)
+    return f"{sum(known):,.{decimals}f}" + (f" (+ {unknown} pipeline(s) unknown)" if unknown else "")
 
 
 def _watched(row: PipelineSummary, kind: str, value: float) -> float | None:

@@ -396,6 +396,7 @@ def test_aggregate_page_combines_this_app_and_another_agent_through_prometheus(b
                 f"Prometheus cannot scrape the agent at 127.0.0.1:{agent_metrics} (up = 0)")
             expect(audit.locator('[tabulator-field="lag"]')).to_have_text("unknown")
             expect(totals).to_contain_text("1 ok, 1 not")
+            expect(totals).to_contain_text("lag 6 (+ 1 pipeline(s) unknown) messages")  # never a partial sum as whole
             assert page.errors == []
     finally:
         if agent.poll() is None:
