@@ -276,22 +276,23 @@ def _matching(source: tuple[str, str], recent: dict[str, list[FeedRow]], fields:
     rows = [row for name, entity_rows in recent.items() if not entities or name in entities for row in entity_rows
             if not events or row.event_type in events]
     rows.sort(key=lambda row: row.seq, reverse=True)
-    texts = [_text(source, row, fields) for row in rows]
+    keys = [(source, row.seq, row.delivered_at) for row in rows]  # the delivery time tells two stores apart (tests)
+    with _matches_lock:  # one lock for the lookups: this runs for every session on every push
+        texts = [_texts.get(key) for key in keys]
+    new = {key: _text(row, fields) for key, row, text in zip(keys, rows, texts, strict=True) if text is None}
+    if new:
+        with _matches_lock:
+            _texts.update(new)
+            while len(_texts) > _TEXTS_KEPT:
+                _texts.popitem(last=False)
+        texts = [text if text is not None else new[key] for key, text in zip(keys, texts, strict=True)]
     return [text for text in texts if search in text["_search"]] if search else texts
 
 
-def _text(source: tuple[str, str], row: FeedRow, fields: dict[str, list[str]]) -> dict[str, str]:
-    key = (source, row.seq, row.delivered_at)  # the delivery time tells apart feeds of two stores (tests)
-    with _matches_lock:
-        text = _texts.get(key)
-    if text is None:
-        payload = json.dumps(row.payload, ensure_ascii=False, default=str)
-        shown = fields.get(row.entity) or list(row.payload)[:_DEFAULT_FIELDS]
-        text = {"time": _millis(row.changed_at), "entity": row.entity, "event": row.event_type, "key": row.key or "",
-                "fields": ", ".join(f"{f}={row.payload.get(f)}" for f in shown), "payload": payload,
-                "_search": payload.lower()}
-        with _matches_lock:
-            _texts[key] = text
-            while len(_texts) > _TEXTS_KEPT:
-                _texts.popitem(last=False)
-    return text
+def _text(row: FeedRow, fields: dict[str, list[str]]) -> dict[str, str]:
+    """One row's cells as the table shows them (plus the lower-cased payload the search looks in)."""
+    payload = json.dumps(row.payload, ensure_ascii=False, default=str)
+    shown = fields.get(row.entity) or list(row.payload)[:_DEFAULT_FIELDS]
+    return {"time": _millis(row.changed_at), "entity": row.entity, "event": row.event_type, "key": row.key or "",
+            "fields": ", ".join(f"{f}={row.payload.get(f)}" for f in shown), "payload": payload,
+            "_search": payload.lower()}
