@@ -54,7 +54,8 @@ class Exposition:
         for key, source, _t, value in self.store.latest_values():
             name = key[0]
             spec = CATALOGUE[name]
-            if not spec.exported or value != value or (source not in fresh and not spec.while_down):  # NaN: unknown
+            if not spec.exported or value != value or (  # NaN: unknown
+                    source not in fresh and source in health and not spec.while_down):
                 continue
             if spec.type == "histogram":
                 histograms.setdefault((name, key[1][:-1]), {})[key[1][-1]] = value

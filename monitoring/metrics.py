@@ -300,6 +300,18 @@ CATALOGUE: dict[str, MetricSpec] = {
                    "Failed collector runs since the process started, by error category.", "runtime"),
         MetricSpec("pipewatch_collector_requests", "gauge", "requests", _COLLECTOR,
                    "Requests the collector sent to its source in its last successful run.", "runtime"),
+        # Per pipeline, derived once a second from the measurements above (monitoring/evaluation.py).
+        MetricSpec("pipewatch_pipeline_throughput", "gauge", "messages per second", ("pipeline", "direction"),
+                   "Messages per second into the pipeline's topics (produce: kafka_topic_produce_rate summed) and out "
+                   "of them (consume: kafka_consumergroup_consume_rate summed over groups); absent when unknown.",
+                   "evaluation"),
+        MetricSpec("pipewatch_pipeline_lag", "gauge", "messages", ("pipeline",),
+                   "Sum of every consumer group's lag (kafka_consumergroup_group_sum_lag); absent when unknown.",
+                   "evaluation"),
+        MetricSpec("pipewatch_pipeline_latency_seconds", "gauge", "seconds", ("pipeline", "measure", "quantile"),
+                   "Nearest-rank percentile of one latency measure: consumer_lag (lag in seconds over every "
+                   "partition of every group), watermark_lag (Flink vertices' watermark behind the clock) or "
+                   "change_feed_delay (change to delivery, last minute); absent without samples.", "evaluation"),
     )
 }
 
@@ -343,6 +355,9 @@ LABELS: dict[str, str] = {
     "mode": "The registry mode's name (for *_info).",
     "level": "The backpressure level's name (for *_info).",
     "column": "Profiled column (page only: never exported).",
+    "direction": "produce or consume.",
+    "measure": "consumer_lag, watermark_lag or change_feed_delay.",
+    "quantile": "0.5, 0.95 or 0.99.",
     "metric": "Profiling metric name (page only: never exported).",
 }
 

@@ -19,6 +19,7 @@ _COLLECTORS = {
     "change_feed": "Database change feed (`collectors/change_feed.py`)",
     "profiling": "Profiling and drift (`collectors/profiling.py`)",
     "runtime": "pipewatch itself (`monitoring/runtime.py`)",
+    "evaluation": "Per pipeline, derived from the above (`monitoring/evaluation.py`)",
 }
 
 

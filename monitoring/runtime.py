@@ -13,6 +13,8 @@ import dataclasses
 import logging
 import random
 import time
+from collections.abc import Callable, Coroutine
+from typing import Any
 
 from monitoring.health import CollectorHealth, State, categorize, describe
 from monitoring.store import Store
@@ -52,9 +54,12 @@ class Collector(abc.ABC):
 
 
 class Supervisor:
-    def __init__(self, store: Store, collectors: list[Collector], max_backoff: float = 60.0) -> None:
+    def __init__(self, store: Store, collectors: list[Collector], max_backoff: float = 60.0,
+                 background: dict[str, Callable[[], Coroutine[Any, Any, None]]] | None = None) -> None:
         self.store = store
         self.collectors = collectors
+        self.background = background or {}
+        """Tasks that run beside the collectors (by name), e.g. the evaluator: started and stopped with them."""
         self.max_backoff = max_backoff
         self._tasks: list[asyncio.Task[None]] = []
         self._stopping = False
@@ -77,6 +82,7 @@ class Supervisor:
             for collector in self.collectors
         ]
         self._tasks.append(asyncio.create_task(self._beat(), name="pipewatch:heartbeat"))
+        self._tasks += [asyncio.create_task(run(), name=f"pipewatch:{name}") for name, run in self.background.items()]
 
     def liveness(self) -> str | None:
         """None while the collectors' event loop turns; else what is wrong (for /healthz)."""

@@ -13,6 +13,7 @@ import threading
 from collectors import build_collectors
 from exporters.server import ExporterServer, start_exporter
 from monitoring.config import Config, config_path_from_env, load_config
+from monitoring.evaluation import Evaluator
 from monitoring.runtime import Supervisor
 from monitoring.store import Store
 
@@ -24,7 +25,9 @@ class Service:
         self.config = config
         settings = config.store
         self.store = Store(settings.points_per_series, settings.max_series, settings.events)
-        self.supervisor = Supervisor(self.store, build_collectors(config), config.runtime.max_backoff_seconds)
+        self.evaluator = Evaluator(self.store, [p.name for p in config.pipelines])
+        self.supervisor = Supervisor(self.store, build_collectors(config), config.runtime.max_backoff_seconds,
+                                     background={"evaluation": self.evaluator.run})
         self.exporter: ExporterServer | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
