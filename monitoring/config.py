@@ -341,6 +341,43 @@ class ChangeFeedSource(_Strict):
         return self
 
 
+FLOW_KINDS = ("producer", "topic", "job", "group", "sink", "database")
+"""What a flow hint may name: producers and sinks exist only in hints; topics, jobs (Flink job names),
+consumer groups and databases (the change feed's database name) are matched with what the collectors found."""
+
+
+def _flow_ref(ref: str) -> str:
+    kind, sep, name = ref.partition(":")
+    if not sep or kind not in FLOW_KINDS or not name.strip():
+        raise ValueError(f"{ref!r} is not KIND:NAME with KIND one of {', '.join(FLOW_KINDS)}")
+    return ref
+
+
+FlowRef = Annotated[str, Field(max_length=300), AfterValidator(_flow_ref)]
+
+
+class FlowEdge(_Strict):
+    """One link the collectors cannot discover, e.g. a Flink job writing into a database table."""
+
+    source: Annotated[FlowRef, Field(alias="from")]
+    target: Annotated[FlowRef, Field(alias="to")]
+
+    @model_validator(mode="after")
+    def _sensible(self) -> FlowEdge:
+        if self.source == self.target:
+            raise ValueError(f"an edge from {self.source!r} to itself")
+        if self.target.startswith("producer:"):
+            raise ValueError(f"{self.target!r}: a producer only writes, it cannot be the target of an edge")
+        return self
+
+
+class FlowHints(_Strict):
+    """Optional hints for the pipeline's flow diagram: links between what the collectors discovered (or names
+    they cannot know, such as producers and sink tables). Only drawn, never measured."""
+
+    edges: Annotated[list[FlowEdge], Field(max_length=1000)] = Field(default_factory=list)
+
+
 def _one_or_many(model: type) -> Any:
     """A key that takes one source or a non-empty list of them."""
     return Annotated[
@@ -361,8 +398,10 @@ class Pipeline(_Strict):
     """ProfileMesh / baselinr profiling tables in PostgreSQL."""
     change_feed: ChangeFeedSource | None = None
     """Inserts, updates and deletes of chosen tables, captured by triggers into a changelog table."""
+    flow: FlowHints | None = None
+    """Hints for the flow diagram: links the collectors cannot discover (see FlowHints)."""
 
-    @field_validator("kafka", "schema_registry", "flink", "profiling", "change_feed", mode="before")
+    @field_validator("kafka", "schema_registry", "flink", "profiling", "change_feed", "flow", mode="before")
     @classmethod
     def _not_empty(cls, value: object) -> object:
         if value is None:  # `kafka:` with nothing under it is a mistake, not "no Kafka"
