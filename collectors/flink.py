@@ -32,6 +32,7 @@ from collectors.flink_exceptions import classify
 from collectors.flink_model import (
     TERMINAL_STATES,
     Backpressure,
+    CheckpointRecord,
     Checkpoints,
     FlinkException,
     FlinkSnapshot,
@@ -443,6 +444,20 @@ def _checkpoints(body: dict, config: tuple[float | None, float | None] | None) -
         last_failure_at=_ms(failed.get("failure_timestamp")), last_failure_message=failed.get("failure_message"),
         interval_seconds=config[0] if config else None, timeout_seconds=config[1] if config else None,
         duration_stats=stats("end_to_end_duration"), size_stats=stats("checkpointed_size"),
+        history=tuple(_checkpoint_record(entry) for entry in body.get("history") or () if isinstance(entry, dict)
+                      and _int(entry.get("id")) is not None),
+    )
+
+
+def _checkpoint_record(entry: dict) -> CheckpointRecord:
+    status = str(entry.get("status") or "UNKNOWN")
+    finished = entry.get("failure_timestamp") if status == "FAILED" else entry.get("latest_ack_timestamp")
+    return CheckpointRecord(
+        checkpoint_id=_int(entry.get("id")), status=status, triggered_at=_ms(entry.get("trigger_timestamp")),
+        finished_at=_ms(finished), duration_ms=_num(entry.get("end_to_end_duration")),
+        checkpointed_size=_num(entry.get("checkpointed_size")), state_size=_num(entry.get("state_size")),
+        failure_message=(str(entry["failure_message"]).strip().splitlines()[0] if entry.get("failure_message")
+                         else None),
     )
 
 

@@ -52,6 +52,22 @@ class Vertex:
 
 
 @dataclass(frozen=True, slots=True)
+class CheckpointRecord:
+    """One checkpoint of the history Flink keeps (web.checkpoints.history, 10 by default), newest first."""
+
+    checkpoint_id: int
+    status: str
+    """COMPLETED, FAILED or IN_PROGRESS."""
+    triggered_at: float | None
+    finished_at: float | None
+    """Completed: the last acknowledgement; failed: the failure; in progress: the newest acknowledgement."""
+    duration_ms: float | None
+    checkpointed_size: float | None
+    state_size: float | None
+    failure_message: str | None
+
+
+@dataclass(frozen=True, slots=True)
 class Checkpoints:
     completed: int | None
     failed: int | None
@@ -68,6 +84,8 @@ class Checkpoints:
     duration_stats: dict[str, float] = field(default_factory=dict)
     """p50, p90, p99, max of the end-to-end duration (ms) over the checkpoints Flink keeps."""
     size_stats: dict[str, float] = field(default_factory=dict)
+    history: tuple[CheckpointRecord, ...] = ()
+    """The recent checkpoints Flink still lists, newest first."""
 
 
 @dataclass(frozen=True, slots=True)
