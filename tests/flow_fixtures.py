@@ -1,0 +1,92 @@
+"""A store holding a known pipeline: Kafka (two topics, two groups), one Flink job, a registry, flow hints.
+Shared by the topology, flow view and report tests."""
+
+from __future__ import annotations
+
+import math
+
+from collectors.flink_model import (Backpressure, CheckpointRecord, Checkpoints, FlinkException, FlinkSnapshot, Job,
+                                    Vertex)
+from collectors.kafka_model import (GroupInfo, GroupTopic, KafkaSnapshot, Member, PartitionLag, PartitionMeta,
+                                    TopicInfo)
+from collectors.kafka_status import Status
+from collectors.schema_registry_model import RegistrySnapshot
+from monitoring.config import FlowHints
+from monitoring.health import CollectorHealth, State
+from monitoring.store import Store
+
+NOW = 1_800_000_000.0
+HINTS = FlowHints.model_validate({"edges": [
+    {"from": "producer:checkout", "to": "topic:orders"},
+    {"from": "job:enrich", "to": "sink:warehouse.orders"},
+]})
+
+
+def _meta(n: int, offline: int = 0) -> dict[int, PartitionMeta]:
+    return {p: PartitionMeta(-1 if p < offline else 1, (1,), (1,), ()) for p in range(n)}
+
+
+def kafka_snapshot(t: float = NOW) -> KafkaSnapshot:
+    topics = {
+        "orders": TopicInfo("orders", _meta(3), {0: 100, 1: 100, 2: 100}, {0: 0, 1: 0, 2: 0}, 50.0),
+        "orders-enriched": TopicInfo("orders-enriched", _meta(2), {0: 10, 1: 10}, {0: 0, 1: 0}, 49.0),
+        "idle": TopicInfo("idle", _meta(1), {0: 0}, {0: 0}, 0.0),
+    }
+    billing = GroupInfo("billing", "Stable", "consumer", (Member("m-1", "billing-1", "/10.0.0.7", (("orders", 0),)),),
+                        1, (PartitionLag("orders", 0, 90, 100, 10, 0, 2.5, "interpolated", Status.OK, "ok"),),
+                        Status.OK, "1 of 1 partitions OK")
+    audit = GroupInfo("audit", "Empty", "consumer", (), 1,
+                      (PartitionLag("orders-enriched", 0, 1, 10, 1234, 0, 45.0, "interpolated", Status.STOP,
+                                    "no member is consuming"),),
+                      Status.ERR, "orders-enriched[0] STOP: no member is consuming")
+    return KafkaSnapshot("local", None, (), topics, (billing, audit), {
+        ("billing", "orders"): GroupTopic("billing", "orders", 10, 2.5, 48.0, 5.0, 90, math.inf),
+        ("audit", "orders-enriched"): GroupTopic("audit", "orders-enriched", 1234, 45.0, 0.0, math.inf, 1, math.inf),
+    }, (), 7, t)
+
+
+def flink_snapshot(t: float = NOW, state: str = "RUNNING") -> FlinkSnapshot:
+    vertices = (
+        Vertex("v1", "Source: orders", 1, "RUNNING", None, 50.0, 100.0, 900.0, 0.0, None,
+               Backpressure("OK", 0.0, (0.0,), t)),
+        Vertex("v2", "enrich -> Sink: orders-enriched", 2, "RUNNING", 49.0, 0.0, 500.0, 500.0, 0.0, t - 3,
+               Backpressure("OK", 0.0, (0.0, 0.0), t), inputs=("v1",)),
+    )
+    history = (
+        CheckpointRecord(12, "COMPLETED", t - 5, t - 4.8, 210.0, 4096.0, 8192.0, None),
+        CheckpointRecord(11, "FAILED", t - 15, t - 5.0, None, None, None, "Checkpoint expired before completing."),
+    )
+    checkpoints = Checkpoints(11, 1, 0, t - 4.8, 210.0, 4096.0, 8192.0, t - 5.0, "Checkpoint expired before completing.",
+                              10.0, 600.0, {"p50": 210.0}, {"p50": 4096.0}, history)
+    job = Job("a" * 32, "enrich", state, t - 3600, None, 3600.0, {"running": 2}, {"RUNNING": t - 3600},
+              3_600_000.0, 0.0, 0.0, 2.0, vertices, checkpoints, 4.8, True)
+    old = Job("b" * 32, "nightly backfill", "FINISHED", t - 90_000, t - 86_000, 4000.0, {"finished": 1})
+    exception = FlinkException("a" * 32, "java.lang.ArithmeticException", "/ by zero", "enrich", None, t - 60,
+                               "java.lang.ArithmeticException: / by zero", "user code: arithmetic", None)
+    return FlinkSnapshot("local", "http://flink:8081", "2.3.0", 1, 4, 2, {"RUNNING": 1, "FINISHED": 1}, (),
+                         (job, old), (exception,), t)
+
+
+def registry_snapshot(t: float = NOW) -> RegistrySnapshot:
+    return RegistrySnapshot("main", "http://registry:8081", {"/": 0.01}, "BACKWARD", "READWRITE", 3, (), (), None, (), t)
+
+
+def up(pipeline: str, collector: str, target: str, t: float = NOW) -> CollectorHealth:
+    return CollectorHealth(pipeline, collector, target, 5.0, state=State.UP, last_success=t, runs=3)
+
+
+def down(pipeline: str, collector: str, target: str, t: float = NOW) -> CollectorHealth:
+    return CollectorHealth(pipeline, collector, target, 5.0, state=State.DOWN, last_success=t - 60, last_attempt=t,
+                           last_error="ConnectionRefusedError: [Errno 111] Connection refused",
+                           error_category="connection_refused", consecutive_failures=4, runs=9)
+
+
+def pipeline_store(kafka_down: bool = False) -> Store:
+    store = Store()
+    store.set_health((down if kafka_down else up)("orders", "kafka", "127.0.0.1:9092"))
+    store.set_health(up("orders", "flink", "http://flink:8081"))
+    store.set_health(up("orders", "schema_registry", "http://registry:8081"))
+    store.publish_snapshot(("orders", "kafka"), kafka_snapshot(), NOW - (60 if kafka_down else 0))
+    store.publish_snapshot(("orders", "flink"), flink_snapshot(), NOW)
+    store.publish_snapshot(("orders", "schema_registry"), registry_snapshot(), NOW)
+    return store
