@@ -14,6 +14,7 @@ from panel.viewable import Viewer
 
 from apps.change_feed_view import ChangeFeedView
 from apps.flink_view import FlinkView
+from apps.flow_view import FlowDiagram
 from apps.live import LiveChart
 from apps.profiling_view import ProfilingView
 from apps.registry_view import SchemaRegistryView
@@ -246,10 +247,12 @@ def _num(value: float | int | None) -> float:
 class PipelinePage(Viewer):
     """Everything about one pipeline: collector health, then one section per configured source."""
 
-    def __init__(self, store: Store, pipeline: str, collectors: list[Collector], **params) -> None:
+    def __init__(self, store: Store, pipeline: str, collectors: list[Collector], flow_hints=None, **params) -> None:
         super().__init__(**params)
         self.health = HealthBar(store, pipeline)
         mine = [c for c in collectors if c.pipeline == pipeline]
+        self.flow = FlowDiagram(store, pipeline, flow_hints if flow_hints is not None else _configured_flow(pipeline),
+                                next((c.config for c in mine if isinstance(c, ChangeFeedCollector)), None))
         self.sections = [
             *(KafkaLagView(store, pipeline, c.name, c.config.cluster_label) for c in mine
               if isinstance(c, KafkaCollector)),
@@ -259,7 +262,7 @@ class PipelinePage(Viewer):
             *(ProfilingView(store, pipeline, c.name) for c in mine if isinstance(c, ProfilingCollector)),
             *(ChangeFeedView(store, pipeline, c.name, c.config) for c in mine if isinstance(c, ChangeFeedCollector)),
         ]
-        self._layout = pn.Column(self.health, *self.sections, sizing_mode="stretch_width")
+        self._layout = pn.Column(self.health, self.flow, *self.sections, sizing_mode="stretch_width")
 
     def __panel__(self):
         return self._layout
@@ -267,6 +270,7 @@ class PipelinePage(Viewer):
     def refresh(self) -> None:
         """Called once a second by the session."""
         self.health.refresh()
+        self.flow.refresh()
         for section in self.sections:
             section.refresh()
 
@@ -280,3 +284,13 @@ class PipelinePage(Viewer):
         for section in self.sections:
             if hasattr(section, "close"):
                 section.close()
+
+
+def _configured_flow(pipeline: str):
+    """The pipeline's `flow` hints from the process's configuration, if a service was configured."""
+    from monitoring.service import existing_service
+
+    service = existing_service()
+    if service is None:
+        return None
+    return next((p.flow for p in service.config.pipelines if p.name == pipeline), None)
