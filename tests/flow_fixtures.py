@@ -90,3 +90,27 @@ def pipeline_store(kafka_down: bool = False) -> Store:
     store.publish_snapshot(("orders", "flink"), flink_snapshot(), NOW)
     store.publish_snapshot(("orders", "schema_registry"), registry_snapshot(), NOW)
     return store
+
+
+def write_series(store: Store, t: float, scale: float = 1.0) -> None:
+    """The Kafka and Flink series the collectors would write for the snapshots above (rates x scale)."""
+    from monitoring.metrics import JOB_STATES
+
+    with store.cycle(("orders", "kafka"), t) as cycle:
+        cycle.set("kafka_topic_produce_rate", ("local", "orders"), 50.0 * scale)
+        cycle.set("kafka_topic_produce_rate", ("local", "orders-enriched"), 49.0 * scale)
+        cycle.set("kafka_consumergroup_consume_rate", ("local", "billing", "orders"), 48.0 * scale)
+        cycle.set("kafka_consumergroup_consume_rate", ("local", "audit", "orders-enriched"), 0.0)
+        cycle.set("kafka_consumergroup_group_sum_lag", ("local", "billing"), 10)
+        cycle.set("kafka_consumergroup_group_sum_lag", ("local", "audit"), 1234)
+        cycle.set("kafka_consumergroup_group_max_lag_seconds", ("local", "billing"), 2.5)
+        cycle.set("kafka_consumergroup_group_max_lag_seconds", ("local", "audit"), 45.0)
+        cycle.set("kafka_consumergroup_status", ("local", "billing"), 1)
+        cycle.set("kafka_consumergroup_status", ("local", "audit"), 3)
+        cycle.set("kafka_consumergroup_lag_seconds", ("local", "billing", "orders", "0"), 2.5)
+        cycle.set("kafka_consumergroup_lag_seconds", ("local", "audit", "orders-enriched", "0"), 45.0)
+    with store.cycle(("orders", "flink"), t) as cycle:
+        cycle.set("flink_jobmanager_job_state", ("local", "enrich", "a" * 32), JOB_STATES.index("RUNNING"))
+        cycle.set("flink_jobmanager_job_checkpoint_age_seconds", ("local", "enrich", "a" * 32), 4.8)
+    with store.cycle(("orders", "schema_registry"), t) as cycle:
+        cycle.set("schema_registry_up", ("main",), 1.0)

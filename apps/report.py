@@ -1,0 +1,182 @@
+"""A report as one self-contained HTML file: Bokeh's JavaScript inline, no CDN, font or other network
+request, so it opens offline and its charts stay interactive (hover, zoom, pan).
+
+The data comes from monitoring/report.py; this module only draws it: the executive summary and tables as
+plain HTML (readable and searchable without JavaScript), the flow diagram and the charts as Bokeh figures.
+"""
+
+from __future__ import annotations
+
+import html
+import math
+from datetime import datetime, timezone
+
+from bokeh.embed import file_html
+from bokeh.models import HoverTool, Legend, LegendItem
+from bokeh.palettes import Category10_10
+from bokeh.plotting import figure
+from bokeh.resources import Resources
+from jinja2 import Template
+
+from apps.flow_view import flow_figure
+from monitoring.report import Chart, PipelineReport, ReportData, number, seconds
+from monitoring.topology import STATE_COLOURS
+
+_TEMPLATE = Template("""\
+{% extends base %}
+{% block postamble %}<style>
+body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; margin: 24px; color: #1f2328; height: auto; }
+h1 { margin: 0 0 4px 0; } h2 { margin-top: 36px; border-bottom: 1px solid #d0d7de; padding-bottom: 4px; }
+table { border-collapse: collapse; margin: 8px 0 16px 0; font-size: 13px; }
+th, td { border: 1px solid #d0d7de; padding: 3px 8px; text-align: left; vertical-align: top; }
+td.n { text-align: right; font-variant-numeric: tabular-nums; }
+th { background: #f6f8fa; }
+.pw-health { font-weight: bold; }
+.pw-sentence { font-size: 15px; margin: 8px 0; }
+.pw-meta { color: #57606a; }
+</style>{% endblock %}
+{% block contents %}
+{% for kind, value in blocks %}{% if kind == "html" %}{{ value }}{% else %}{{ embed(roots[value]) }}{% endif %}
+{% endfor %}
+{% endblock %}
+""")
+
+
+class SelfContained(Resources):
+    """Bokeh's JavaScript inlined, and nothing else: Resources also collects every registered model class's
+    `__javascript__` / `__css__` (Panel's models bring CDN or server paths even when none is used), which a
+    file that must open offline cannot reference."""
+
+    def __init__(self, components: list[str] | None = None) -> None:
+        super().__init__(mode="inline", components=components)
+
+    def _collect_external_resources(self, resource_attr) -> list[str]:
+        return []
+
+    def clone(self, *, components=None) -> SelfContained:
+        return SelfContained(components=components if components is not None else list(self.components))
+
+
+_HEALTH_COLOURS = {"ok": STATE_COLOURS["ok"], "degraded": STATE_COLOURS["warning"], "down": STATE_COLOURS["down"],
+                   "starting": STATE_COLOURS["unknown"], "unknown": STATE_COLOURS["unknown"]}
+
+
+def render_report(data: ReportData) -> str:
+    """The report as a complete HTML document (a string)."""
+    blocks: list[tuple[str, str]] = [("html", _header(data))]
+    models = []
+    for report in data.pipelines:
+        blocks.append(("html", _summary(report)))
+        flow = flow_figure(report.topology)
+        models.append(flow)
+        blocks.append(("root", flow.name))
+        blocks.append(("html", "<h3>Throughput, lag and latency</h3>"))
+        for chart in report.charts:
+            if chart.lines:
+                fig = _chart(chart, data)
+                models.append(fig)
+                blocks.append(("root", fig.name))
+            else:
+                blocks.append(("html", f"<p class='pw-meta'>{html.escape(chart.title)}: no measurements in the "
+                                       "window.</p>"))
+        blocks.append(("html", _checkpoint_tables(report) + _error_table(report)))
+    title = f"pipewatch report {_time(data.generated_at)}"
+    return file_html(models, resources=SelfContained(), title=title, template=_TEMPLATE, template_variables={"blocks": blocks})
+
+
+def _time(t: float | None) -> str:
+    if t is None:
+        return "unknown"
+    return datetime.fromtimestamp(t, timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def _header(data: ReportData) -> str:
+    window = (f"{_time(data.window_start)} to {_time(data.window_end)}" if data.window_start is not None
+              else f"everything the store held at {_time(data.window_end)}")
+    rows = "".join(
+        f"<tr><td><a href='#pipeline-{html.escape(r.name)}'>{html.escape(r.name)}</a></td>"
+        f"<td class='pw-health' style='color:{_HEALTH_COLOURS.get(r.summary.health, '#6e7781')}'>"
+        f"{html.escape(r.summary.health)}</td><td>{html.escape(r.sentence)}</td></tr>"
+        for r in data.pipelines)
+    return (f"<h1>pipewatch report</h1><div class='pw-meta'>Generated {_time(data.generated_at)} on "
+            f"{html.escape(data.instance)}; window: {window}. Every value was measured by pipewatch; "
+            "<em>unknown</em> means it was not.</div>"
+            f"<h2>Executive summary</h2><table class='pw-executive'><tr><th>pipeline</th><th>health</th>"
+            f"<th>what is wrong</th></tr>{rows}</table>")
+
+
+def _summary(report: PipelineReport) -> str:
+    s = report.summary
+    registry = ("unknown" if math.isnan(s.registry_up) else "every registry answers" if s.registry_up == 1
+                else "a registry does not answer")
+    facts = [
+        ("health", s.health), ("reason", s.reason),
+        ("sources", ", ".join(s.collectors) or "none"), ("sources not up", ", ".join(s.collectors_down) or "none"),
+        ("last successful collection", _time(s.last_success)),
+        ("produce rate", number(s.produce_rate, "msg/s", 1)), ("consume rate", number(s.consume_rate, "msg/s", 1)),
+        ("consumer lag", number(s.lag_messages, "messages")), ("oldest unconsumed record", seconds(s.lag_seconds)),
+        ("Flink jobs running", f"{number(s.flink_running)} of {number(s.flink_jobs)}"),
+        ("oldest checkpoint age", seconds(s.checkpoint_age)), ("schema registry", registry),
+        ("change feed rate", number(s.change_rate, "changes/s", 1)),
+    ]
+    rows = "".join(f"<tr><th>{html.escape(k)}</th><td data-fact='{html.escape(k)}'>{html.escape(v)}</td></tr>"
+                   for k, v in facts)
+    latency_rows = "".join(
+        f"<tr><td>{html.escape(lat.measure)}</td><td>{html.escape(lat.description)}</td><td class='n'>{lat.samples:,}</td>"
+        + "".join(f"<td class='n'>{seconds(lat.quantiles.get(q, math.nan))}</td>" for q in (0.5, 0.95, 0.99))
+        + "</tr>" for lat in report.latencies)
+    latency = (f"<h3>Latency now</h3><table class='pw-latency'><tr><th>measure</th><th>what it is</th><th>samples</th>"
+               f"<th>p50</th><th>p95</th><th>p99</th></tr>{latency_rows}</table>" if latency_rows
+               else "<p class='pw-meta'>Latency: no measure has samples (unknown).</p>")
+    return (f"<h2 id='pipeline-{html.escape(report.name)}'>Pipeline {html.escape(report.name)}</h2>"
+            f"<p class='pw-sentence'>{html.escape(report.sentence)}</p>"
+            f"<table class='pw-summary'>{rows}</table>{latency}")
+
+
+def _chart(chart: Chart, data: ReportData):
+    fig = figure(title=chart.title, name=chart.name, x_axis_type="datetime", height=300, width=1100,
+                 tools="pan,wheel_zoom,box_zoom,reset,save", toolbar_location="above")
+    fig.yaxis.axis_label = chart.unit
+    items = []
+    for index, line in enumerate(chart.lines[:20]):
+        renderer = fig.line(line.times * 1000.0, line.values, line_width=2, color=Category10_10[index % 10],
+                            name=line.label)
+        items.append(LegendItem(label=line.label, renderers=[renderer]))
+    fig.add_tools(HoverTool(tooltips=[("series", "$name"), ("value", "$y{0,0.[00]}"), ("time", "$x{%H:%M:%S}")],
+                            formatters={"$x": "datetime"}))
+    fig.add_layout(Legend(items=items, click_policy="hide", label_text_font_size="9pt"), "right")
+    return fig
+
+
+def _cell(value: object, numeric: bool = False) -> str:
+    return f"<td{' class=n' if numeric else ''}>{html.escape(str(value))}</td>"
+
+
+def _checkpoint_tables(report: PipelineReport) -> str:
+    if not report.jobs:
+        return "<h3>Checkpoints</h3><p class='pw-meta'>No Flink job with checkpoint information.</p>"
+    jobs = "".join(
+        "<tr>" + _cell(j.job) + _cell(j.state) + _cell(number(j.completed), True) + _cell(number(j.failed), True)
+        + _cell(seconds(j.interval_seconds) if j.interval_seconds else "off or unknown")
+        + _cell(seconds(j.age_seconds) if j.age_seconds is not None else "unknown", True)
+        + _cell(number(j.duration_p50_ms, "ms"), True) + _cell(number(j.duration_max_ms, "ms"), True)
+        + _cell(j.last_failure or "") + "</tr>" for j in report.jobs)
+    history = "".join(
+        "<tr>" + _cell(c.job) + _cell(c.checkpoint_id, True) + _cell(c.status) + _cell(_time(c.triggered_at))
+        + _cell(number(c.duration_ms, "ms"), True) + _cell(number(c.checkpointed_size, "bytes"), True)
+        + _cell(number(c.state_size, "bytes"), True) + _cell(c.failure or "") + "</tr>" for c in report.checkpoints)
+    return ("<h3>Checkpoints</h3><table class='pw-checkpoint-jobs'><tr><th>job</th><th>state</th><th>completed</th>"
+            "<th>failed</th><th>interval</th><th>age of last completed</th><th>duration p50</th><th>duration max</th>"
+            f"<th>last failure</th></tr>{jobs}</table>"
+            "<table class='pw-checkpoints'><tr><th>job</th><th>checkpoint</th><th>status</th><th>triggered</th>"
+            "<th>duration</th><th>checkpointed size</th><th>state size</th><th>failure</th></tr>"
+            + (history or "<tr><td colspan=8>no checkpoint in the window</td></tr>") + "</table>")
+
+
+def _error_table(report: PipelineReport) -> str:
+    if not report.errors:
+        return "<h3>Errors</h3><p class='pw-meta'>No error recorded in the window.</p>"
+    rows = "".join("<tr>" + _cell(_time(e.time)) + _cell(e.source) + _cell(e.severity) + _cell(e.message) + "</tr>"
+                   for e in report.errors[:500])
+    return ("<h3>Errors</h3><table class='pw-errors'><tr><th>time</th><th>source</th><th>severity</th><th>message</th>"
+            f"</tr>{rows}</table>")

@@ -1,0 +1,276 @@
+"""What a report says, gathered from the store (rendering is apps/report.py).
+
+For a window (the last N seconds, or everything the store holds): each pipeline's summary (health with
+its reason, rates, lag, Flink jobs, checkpoint age, registry), latency percentiles, one sentence saying
+what is wrong built from measured values only, the flow diagram's topology, the series for the
+throughput, lag and latency charts, the Flink checkpoint history, and the errors. Unknown stays unknown.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import socket
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
+
+import numpy as np
+
+from collectors.flink_model import FlinkSnapshot
+from monitoring.evaluation import Latency, pipeline_latencies
+from monitoring.store import Store
+from monitoring.summary import PipelineSummary, local_summaries
+from monitoring.topology import FlowInputs, Topology, build_topology
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|min|h|d)?\s*$")
+_UNITS = {None: 1, "s": 1, "m": 60, "min": 60, "h": 3600, "d": 86400}
+
+
+def parse_duration(text: str) -> float:
+    """"15m", "30s", "2h", "1d" or plain seconds ("90") as seconds; ValueError otherwise."""
+    match = _DURATION.match(text)
+    if not match or float(match.group(1)) <= 0:
+        raise ValueError(f"{text!r} is not a duration such as 30s, 15m, 2h or 1d")
+    return float(match.group(1)) * _UNITS[match.group(2)]
+
+
+def report_filename(now: float | None = None) -> str:
+    """pipewatch-report-YYYYmmdd-HHMMSS.html (UTC)."""
+    moment = datetime.fromtimestamp(time.time() if now is None else now, timezone.utc)
+    return f"pipewatch-report-{moment:%Y%m%d-%H%M%S}.html"
+
+
+@dataclass(frozen=True, slots=True)
+class Line:
+    label: str
+    times: np.ndarray
+    """Unix seconds."""
+    values: np.ndarray
+
+
+@dataclass(frozen=True, slots=True)
+class Chart:
+    name: str
+    title: str
+    unit: str
+    lines: tuple[Line, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class CheckpointRow:
+    cluster: str
+    job: str
+    job_state: str
+    checkpoint_id: int
+    status: str
+    triggered_at: float | None
+    finished_at: float | None
+    duration_ms: float | None
+    checkpointed_size: float | None
+    state_size: float | None
+    failure: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class JobCheckpoints:
+    cluster: str
+    job: str
+    state: str
+    completed: int | None
+    failed: int | None
+    interval_seconds: float | None
+    age_seconds: float | None
+    duration_p50_ms: float | None
+    duration_max_ms: float | None
+    last_failure: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class ErrorRow:
+    time: float
+    pipeline: str
+    source: str
+    severity: str
+    message: str
+
+
+@dataclass(frozen=True)
+class PipelineReport:
+    summary: PipelineSummary
+    latencies: tuple[Latency, ...]
+    sentence: str
+    topology: Topology
+    charts: tuple[Chart, ...]
+    jobs: tuple[JobCheckpoints, ...]
+    checkpoints: tuple[CheckpointRow, ...]
+    errors: tuple[ErrorRow, ...]
+
+    @property
+    def name(self) -> str:
+        return self.summary.pipeline
+
+
+@dataclass(frozen=True)
+class ReportData:
+    generated_at: float
+    window_start: float | None
+    """None: everything the store holds."""
+    window_end: float
+    instance: str
+    pipelines: tuple[PipelineReport, ...]
+
+
+def gather_report(store: Store, pipelines: Sequence[Any], window_seconds: float | None = None,
+                  now: float | None = None, instance: str | None = None) -> ReportData:
+    """pipelines: config Pipelines (their flow hints and change feed are used) or pipeline names."""
+    now = time.time() if now is None else now
+    instance = instance or socket.gethostname()
+    start = now - window_seconds if window_seconds else None
+    names = [p if isinstance(p, str) else p.name for p in pipelines]
+    summaries = {s.pipeline: s for s in local_summaries(store, names, instance, now)}
+    events = store.events_since(0)
+    reports = []
+    for pipeline in pipelines:
+        name = pipeline if isinstance(pipeline, str) else pipeline.name
+        hints = None if isinstance(pipeline, str) else pipeline.flow
+        feed = None if isinstance(pipeline, str) else pipeline.change_feed
+        topology = build_topology(FlowInputs.gather(store, name, hints, feed, now))
+        latencies = tuple(pipeline_latencies(store, name, now))
+        summary = summaries[name]
+        flink = [entry[1] for (p, collector), entry in _snapshots(store, name, "flink")]
+        jobs, checkpoints = _checkpoints(flink, start)
+        errors = [ErrorRow(e.time, e.pipeline, e.collector, e.severity, e.message) for e in events
+                  if e.pipeline == name and e.severity in ("error", "warning") and (start is None or e.time >= start)]
+        for snapshot in flink:
+            names_of = {j.job_id: j.name for j in snapshot.jobs}
+            errors += [ErrorRow(x.time, name, f"flink {snapshot.cluster}: {names_of.get(x.job_id, x.job_id[:8])}",
+                                "error", f"{x.name}: {x.message} ({x.category})") for x in snapshot.exceptions
+                       if start is None or x.time >= start]
+        reports.append(PipelineReport(
+            summary=summary, latencies=latencies, sentence=what_is_wrong(summary, latencies, topology),
+            topology=topology, charts=_charts(store, name, start), jobs=jobs, checkpoints=checkpoints,
+            errors=tuple(sorted(errors, key=lambda e: e.time, reverse=True)),
+        ))
+    return ReportData(now, start, now, instance, tuple(reports))
+
+
+def _snapshots(store: Store, pipeline: str, kind: str) -> list:
+    out = []
+    for (p, collector) in sorted(store.health()):
+        if p == pipeline and collector.split(":", 1)[0] == kind:
+            entry = store.snapshot((p, collector))
+            if entry is not None:
+                out.append(((p, collector), entry))
+    return out
+
+
+# -- the sentence -----------------------------------------------------------------------------------
+
+
+def number(value: float, unit: str = "", decimals: int = 0) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "unknown"
+    if isinstance(value, float) and math.isinf(value):
+        return "unbounded"
+    text = f"{value:,.{decimals}f}"
+    return f"{text} {unit}" if unit else text
+
+
+def seconds(value: float) -> str:
+    if value is None or math.isnan(value):
+        return "unknown"
+    if math.isinf(value):
+        return "unbounded"
+    if value < 120:
+        return f"{value:,.1f} s"
+    if value < 7200:
+        return f"{value / 60:,.1f} min"
+    return f"{value / 3600:,.1f} h"
+
+
+def what_is_wrong(summary: PipelineSummary, latencies: Sequence[Latency], topology: Topology) -> str:
+    """One sentence: the pipeline's health, what is wrong (sources not up, then every part of the flow in
+    error or warning, with its measured reason), then its headline measures. Never a number not measured."""
+    problems = []
+    if summary.health not in ("ok", "unknown"):
+        problems.append(summary.reason)
+    for node in topology.nodes:
+        if node.state in ("error", "warning"):
+            word = _KIND_WORDS.get(node.kind, node.kind)
+            problems.append(f"{word + ' ' if word else ''}{node.label}: {node.reason}")
+    measures = []
+    if "kafka" in {c.split(":", 1)[0] for c in summary.collectors}:
+        measures.append(f"produce {number(summary.produce_rate, 'msg/s', 1)}, "
+                        f"consume {number(summary.consume_rate, 'msg/s', 1)}, "
+                        f"lag {number(summary.lag_messages, 'messages')} "
+                        f"(oldest unconsumed {seconds(summary.lag_seconds)})")
+    consumer = next((lat for lat in latencies if lat.measure == "consumer_lag"), None)
+    if consumer is not None:
+        measures.append(f"consumer lag p99 {seconds(consumer.quantiles.get(0.99, math.nan))}")
+    if not math.isnan(summary.flink_jobs):
+        measures.append(f"{number(summary.flink_running)} of {number(summary.flink_jobs)} Flink jobs running"
+                        + ("" if math.isnan(summary.checkpoint_age) else
+                           f", oldest checkpoint {seconds(summary.checkpoint_age)} ago"))
+    head = f"{summary.pipeline} is {summary.health}"
+    body = ": " + "; ".join(problems) if problems else ": nothing measured is wrong"
+    tail = ". " + ", ".join(measures) + "." if measures else "."
+    return head + body + tail
+
+
+_KIND_WORDS = {"group": "consumer group", "job": "Flink job", "topic": "topic", "registry": "", "database": "database",
+               "producer": "producer", "sink": "sink", "profiling": ""}
+
+
+# -- charts -----------------------------------------------------------------------------------------
+
+
+def _charts(store: Store, pipeline: str, start: float | None) -> tuple[Chart, ...]:
+    def lines(name: str, label, where=lambda labels: True) -> tuple[Line, ...]:
+        out = []
+        for key in sorted(store.keys(name, lambda k: k[1][0] == pipeline and where(k[1]))):
+            delta = store.since(key, 0)
+            if delta is None:
+                continue
+            keep = delta.times >= start if start is not None else slice(None)
+            out.append(Line(label(key[1]), delta.times[keep], delta.values[keep]))
+        return tuple(out)
+
+    several = len({k[1][1] for k in store.keys("kafka_consumergroup_group_sum_lag", lambda k: k[1][0] == pipeline)}) > 1
+    return (
+        Chart(f"{pipeline}-throughput", "Throughput: produced vs consumed (messages/s)", "messages / s",
+              lines("pipewatch_pipeline_throughput", lambda labels: labels[1])),
+        Chart(f"{pipeline}-lag", "Consumer lag (messages): the pipeline and each group", "messages",
+              lines("pipewatch_pipeline_lag", lambda labels: "pipeline (all groups)")
+              + lines("kafka_consumergroup_group_sum_lag",
+                      lambda labels: f"{labels[1]}: {labels[2]}" if several else labels[2])),
+        Chart(f"{pipeline}-latency", "Latency percentiles (seconds)", "seconds",
+              lines("pipewatch_pipeline_latency_seconds",
+                    lambda labels: f"{labels[1]} p{float(labels[2]) * 100:g}")),
+    )
+
+
+# -- checkpoints ------------------------------------------------------------------------------------
+
+
+def _checkpoints(snapshots: list[FlinkSnapshot], start: float | None
+                 ) -> tuple[tuple[JobCheckpoints, ...], tuple[CheckpointRow, ...]]:
+    jobs, rows = [], []
+    for snapshot in snapshots:
+        for job in snapshot.jobs:
+            if not job.detailed or job.checkpoints is None:
+                continue
+            c = job.checkpoints
+            jobs.append(JobCheckpoints(snapshot.cluster, job.name, job.state, c.completed, c.failed,
+                                       c.interval_seconds, job.checkpoint_age_seconds, c.duration_stats.get("p50"),
+                                       c.duration_stats.get("max"), c.last_failure_message))
+            for record in c.history:
+                if start is not None and (record.triggered_at or 0) < start:
+                    continue
+                rows.append(CheckpointRow(snapshot.cluster, job.name, job.state, record.checkpoint_id, record.status,
+                                          record.triggered_at, record.finished_at, record.duration_ms,
+                                          record.checkpointed_size, record.state_size, record.failure_message))
+    rows.sort(key=lambda r: (r.triggered_at or 0), reverse=True)
+    return tuple(jobs), tuple(rows)
