@@ -17,6 +17,7 @@ from apps.flink_view import FlinkView
 from apps.flow_view import FlowDiagram
 from apps.live import LiveChart
 from apps.profiling_view import ProfilingView
+from apps.report import ReportDownload
 from apps.registry_view import SchemaRegistryView
 from apps.widgets import (COUNT, RATE, STATE_COLOURS, SnapshotSection, age, clock, duration, duration_formatter,
                           freshness, table)
@@ -251,8 +252,12 @@ class PipelinePage(Viewer):
         super().__init__(**params)
         self.health = HealthBar(store, pipeline)
         mine = [c for c in collectors if c.pipeline == pipeline]
-        self.flow = FlowDiagram(store, pipeline, flow_hints if flow_hints is not None else _configured_flow(pipeline),
+        configured = _configured(pipeline)
+        if flow_hints is None and configured is not None:
+            flow_hints = configured.flow
+        self.flow = FlowDiagram(store, pipeline, flow_hints,
                                 next((c.config for c in mine if isinstance(c, ChangeFeedCollector)), None))
+        self.report = ReportDownload(store, configured or pipeline)  # builds nothing until clicked
         self.sections = [
             *(KafkaLagView(store, pipeline, c.name, c.config.cluster_label) for c in mine
               if isinstance(c, KafkaCollector)),
@@ -262,7 +267,7 @@ class PipelinePage(Viewer):
             *(ProfilingView(store, pipeline, c.name) for c in mine if isinstance(c, ProfilingCollector)),
             *(ChangeFeedView(store, pipeline, c.name, c.config) for c in mine if isinstance(c, ChangeFeedCollector)),
         ]
-        self._layout = pn.Column(self.health, self.flow, *self.sections, sizing_mode="stretch_width")
+        self._layout = pn.Column(self.health, self.flow, self.report.panel, *self.sections, sizing_mode="stretch_width")
 
     def __panel__(self):
         return self._layout
@@ -286,11 +291,11 @@ class PipelinePage(Viewer):
                 section.close()
 
 
-def _configured_flow(pipeline: str):
-    """The pipeline's `flow` hints from the process's configuration, if a service was configured."""
+def _configured(pipeline: str):
+    """The pipeline's configuration (flow hints, change feed), if this process has a configured service."""
     from monitoring.service import existing_service
 
     service = existing_service()
     if service is None:
         return None
-    return next((p.flow for p in service.config.pipelines if p.name == pipeline), None)
+    return next((p for p in service.config.pipelines if p.name == pipeline), None)

@@ -48,6 +48,22 @@ def main(argv: list[str] | None = None) -> int:
     feed.add_argument("--pipeline", help="only this pipeline's change feed (default: every pipeline that has one)")
     feed.add_argument("--dry-run", action="store_true", help="print the SQL instead of running it")
 
+    report = commands.add_parser(
+        "report", help="collect for a while, then write a self-contained HTML report (opens offline)",
+        description="Runs the config's collectors for --collect, then writes one HTML file: an executive summary per "
+                    "pipeline, its flow diagram, throughput, lag and latency charts over --window, checkpoint and "
+                    "error tables. Ctrl-C ends the collection early and still writes the report.")
+    report.add_argument("--config", type=Path, help=f"config file (default: ${CONFIG_ENV_VAR})")
+    report.add_argument("--out",
+                        help="file to write, or a directory to write pipewatch-report-YYYYmmdd-HHMMSS.html into "
+                             "(default: that name in the current directory)")
+    report.add_argument("--window", type=_duration, metavar="DURATION",
+                        help="chart and list only the last DURATION (e.g. 15m); default: everything collected")
+    report.add_argument("--collect", type=_duration, default=30.0, metavar="DURATION",
+                        help="collect this long first (default 30s). Rates need two samples at least "
+                             "rate_window_seconds apart (10 s by default) and lag in seconds needs a history of "
+                             "high watermarks: shorter runs report more of them as unknown")
+
     args = parser.parse_args(argv)
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
@@ -60,6 +76,8 @@ def main(argv: list[str] | None = None) -> int:
         from monitoring.demo import run_demo
 
         return run_demo(args.port, args.metrics_port, args.pattern)
+    if args.command == "report":
+        return _report(_load_or_exit(args.config), args.out, args.window, args.collect)
     if args.command == "change-feed":
         return _change_feed(_load_or_exit(args.config), args.action, args.pipeline, args.dry_run)
     if args.command == "sample-profiling":
@@ -146,6 +164,85 @@ async def _execute(dsn: str, statements: list[str]) -> None:
                 await connection.execute(statement)
     finally:
         await connection.close()
+
+
+def _duration(text: str) -> float:
+    from monitoring.report import parse_duration
+
+    try:
+        return parse_duration(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _report(config: Config, out: str | None, window: float | None, collect: float) -> int:
+    import time
+
+    from monitoring.report import report_filename
+
+    # A directory (existing, or written with a trailing slash) gets a file named with the time of the report.
+    if out is None:
+        directory, path = Path.cwd(), None
+    elif Path(out).is_dir() or out.endswith(("/", os.sep)):
+        directory, path = Path(out), None
+    else:
+        path = Path(out)
+        directory = path.parent
+    problem = None
+    if not directory.is_dir():
+        problem = f"{directory} is not a directory"
+    elif not os.access(directory, os.W_OK | os.X_OK):
+        problem = f"no permission to write in {directory}"
+    elif path is not None and path.exists() and not os.access(path, os.W_OK):
+        problem = f"no permission to overwrite {path}"
+    if problem:  # before collecting: do not make the user wait to learn the file cannot be written
+        print(f"pipewatch report: cannot write the report: {problem}", file=sys.stderr)
+        return 2
+    sources = sum(len(p.kafka_clusters) + len(p.schema_registries) + len(p.flink_clusters)
+                  + (p.profiling is not None) + (p.change_feed is not None) for p in config.pipelines)
+    print(f"pipewatch report: collecting for {collect:g} s from {sources} source(s) (Ctrl-C to stop early)",
+          file=sys.stderr)
+    store = asyncio.run(_collect(config, collect))
+    from apps.report import render_report
+    from monitoring.report import gather_report
+
+    now = time.time()
+    path = path or directory / report_filename(now)
+    data = gather_report(store, config.pipelines, window, now)
+    page = render_report(data)
+    temporary = path.with_name(f".{path.name}.tmp")
+    try:
+        temporary.write_text(page, encoding="utf-8")
+        os.replace(temporary, path)
+    except OSError as exc:
+        temporary.unlink(missing_ok=True)
+        print(f"pipewatch report: cannot write {path}: {exc.strerror or exc}", file=sys.stderr)
+        return 1
+    for report in data.pipelines:
+        print(f"  {report.sentence}", file=sys.stderr)
+    print(path)
+    return 0
+
+
+async def _collect(config: Config, seconds: float):
+    """Run the collectors (and the evaluator) for `seconds`, or until SIGINT/SIGTERM; return the store."""
+    from monitoring.service import Service
+
+    service = Service(config)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    service.supervisor.start()
+    try:
+        await asyncio.wait_for(stop.wait(), timeout=seconds)
+    except TimeoutError:
+        pass
+    service.evaluator.evaluate()  # the summaries as of the end of the collection
+    await service.supervisor.stop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.remove_signal_handler(sig)
+    return service.store
 
 
 async def _run_agent(config: Config) -> int:

@@ -73,3 +73,17 @@ def test_pipeline_page_shows_the_diagram_after_the_health_bar():
     assert page._layout.objects[1].object is page.flow.figure  # the section right after the health bar
     page.refresh()
     assert "job:local/enrich" in page.flow.models.nodes.data["id"]
+
+
+def test_report_button_builds_nothing_until_clicked_then_names_the_file_with_the_time():
+    from apps.views import PipelinePage
+    from tests.services import wait_until
+
+    page = PipelinePage(pipeline_store(), "orders", [], flow_hints=HINTS)
+    button = page.report.button
+    assert button.data is None  # nothing built with the page
+    page.report.window.value = "everything held"
+    button._clicks += 1  # what a click does: the report is built on a worker thread
+    wait_until(lambda: button.data is not None, 60, what="the report to be built")
+    assert button.filename.startswith("pipewatch-report-") and button.filename.endswith(".html")
+    assert button.data.startswith("data:text/html;base64,")
