@@ -176,8 +176,6 @@ def _duration(text: str) -> float:
 
 
 def _report(config: Config, out: str | None, window: float | None, collect: float) -> int:
-    import time
-
     from monitoring.report import report_filename
 
     # A directory (existing, or written with a trailing slash) gets a file named with the time of the report.
@@ -202,11 +200,11 @@ def _report(config: Config, out: str | None, window: float | None, collect: floa
                   + (p.profiling is not None) + (p.change_feed is not None) for p in config.pipelines)
     print(f"pipewatch report: collecting for {collect:g} s from {sources} source(s) (Ctrl-C to stop early)",
           file=sys.stderr)
-    store = asyncio.run(_collect(config, collect))
-    from apps.report import render_report
+    from apps.report import render_report  # imported first: it takes seconds (Bokeh, Panel)
     from monitoring.report import gather_report
 
-    now = time.time()
+    store, now = asyncio.run(_collect(config, collect))
+    # As of the end of the collection: a report drawn later would see every source as stale.
     path = path or directory / report_filename(now)
     data = gather_report(store, config.pipelines, window, now)
     page = render_report(data)
@@ -225,7 +223,10 @@ def _report(config: Config, out: str | None, window: float | None, collect: floa
 
 
 async def _collect(config: Config, seconds: float):
-    """Run the collectors (and the evaluator) for `seconds`, or until SIGINT/SIGTERM; return the store."""
+    """Run the collectors (and the evaluator) for `seconds`, or until SIGINT/SIGTERM; return the store and
+    the time the collection ended."""
+    import time
+
     from monitoring.service import Service
 
     service = Service(config)
@@ -238,11 +239,12 @@ async def _collect(config: Config, seconds: float):
         await asyncio.wait_for(stop.wait(), timeout=seconds)
     except TimeoutError:
         pass
-    service.evaluator.evaluate()  # the summaries as of the end of the collection
+    ended = time.time()
+    service.evaluator.evaluate(ended)  # the summaries as of the end of the collection
     await service.supervisor.stop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.remove_signal_handler(sig)
-    return service.store
+    return service.store, ended
 
 
 async def _run_agent(config: Config) -> int:
