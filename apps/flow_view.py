@@ -15,8 +15,8 @@ from __future__ import annotations
 from typing import Any
 
 import panel as pn
-from bokeh.models import (Arrow, ColumnDataSource, GlyphRenderer, HoverTool, Legend, LegendItem, Range1d, VeeHead)
-from bokeh.plotting import figure
+from bokeh.models import (Arrow, ColumnDataSource, HoverTool, PanTool, Plot, Range1d, Rect, ResetTool, SaveTool, Text,
+                          Title, VeeHead, WheelZoomTool)
 from panel.viewable import Viewer
 
 from monitoring.store import Store
@@ -108,39 +108,30 @@ class _Models:
         self.hint_edges = ColumnDataSource({column: [] for column in _EDGE_COLUMNS}, name="flow-hint-edges")
         self.titles = ColumnDataSource({"x": [], "y": [], "text": []})
         extra = {"sizing_mode": sizing_mode} if sizing_mode else {"width": width}
-        fig = figure(name=name, height=240, x_range=Range1d(0, 1), y_range=Range1d(0, 1),
-                     tools="pan,wheel_zoom,reset,save", toolbar_location="above", title="Pipeline flow", **extra)
-        fig.axis.visible = False
-        fig.grid.visible = False
-        fig.outline_line_color = None
+        # A bare Plot: figure() would also build axes, grids, tickers and formatters that are never shown.
+        fig = Plot(name=name, height=240, x_range=Range1d(0, 1), y_range=Range1d(0, 1), toolbar_location="above",
+                   title=Title(text="Pipeline flow"), outline_line_color=None, min_border=10, **extra)
+        fig.add_tools(PanTool(), WheelZoomTool(), ResetTool(), SaveTool())
+        # Glyphs added as models (add_glyph): the plotting API would also build selection, hover and muted
+        # copies of each, which a session pays for and never uses here.
         for source, dash in ((self.edges, "solid"), (self.hint_edges, "dashed")):
             fig.add_layout(Arrow(source=source, x_start="x0", y_start="y0", x_end="x1", y_end="y1",
                                  line_color="#57606a", line_width=1.5, line_dash=dash,
                                  end=VeeHead(size=9, fill_color="#57606a", line_color="#57606a")))
-            fig.text("mx", "my", text="rate", source=source, text_font_size="8pt", text_color="#57606a",
-                     text_align="center", text_baseline="bottom", y_offset=-2)
-        boxes = fig.rect("x", "y", width=BOX_WIDTH, height=BOX_HEIGHT, source=self.nodes, fill_color="colour",
-                         fill_alpha=0.14, line_color="colour", line_width=2.5, name="flow-boxes")
-        fig.text("x", "y", text="label", source=self.nodes, text_font_size="10pt", text_font_style="bold",
-                 text_align="center", text_baseline="bottom", y_offset=-1)
-        fig.text("x", "y", text="rate", source=self.nodes, text_font_size="9pt", text_align="center",
-                 text_baseline="top", y_offset=3, text_color="colour")
-        fig.text("x", "y", text="text", source=self.titles, text_font_size="10pt", text_color="#57606a",
-                 text_align="center", text_font_style="italic")
+            fig.add_glyph(source, Text(x="mx", y="my", text="rate", text_font_size="8pt", text_color="#57606a",
+                                       text_align="center", text_baseline="bottom", y_offset=-2))
+        boxes = fig.add_glyph(self.nodes, Rect(x="x", y="y", width=BOX_WIDTH, height=BOX_HEIGHT, fill_color="colour",
+                                               fill_alpha=0.14, line_color="colour", line_width=2.5),
+                              name="flow-boxes")
+        fig.add_glyph(self.nodes, Text(x="x", y="y", text="label", text_font_size="10pt", text_font_style="bold",
+                                       text_align="center", text_baseline="bottom", y_offset=-1))
+        fig.add_glyph(self.nodes, Text(x="x", y="y", text="rate", text_font_size="9pt", text_align="center",
+                                       text_baseline="top", y_offset=3, text_color="colour"))
+        fig.add_glyph(self.titles, Text(x="x", y="y", text="text", text_font_size="10pt", text_color="#57606a",
+                                        text_align="center", text_font_style="italic"))
         fig.add_tools(HoverTool(renderers=[boxes], tooltips=[
             ("", "@name"), ("kind", "@kind"), ("health", "@state"), ("why", "@reason"), ("rate", "@rate"),
             ("", "@detail")]))
-        # Legend: one sample per health colour and per edge style (renderers without data draw only the sample).
-        items = []
-        for state in STATES:
-            sample = fig.scatter([], [], marker="square", size=12, fill_color=STATE_COLOURS[state], fill_alpha=0.3,
-                                 line_color=STATE_COLOURS[state], line_width=2)
-            items.append(LegendItem(label=state, renderers=[sample]))
-        for label, dash in (("measured / from the job plan", "solid"), ("hint from the config", "dashed")):
-            sample: GlyphRenderer = fig.line([], [], line_color="#57606a", line_dash=dash, line_width=1.5)
-            items.append(LegendItem(label=label, renderers=[sample]))
-        fig.add_layout(Legend(items=items, orientation="horizontal", label_text_font_size="9pt",
-                              click_policy="none", name="flow-legend"), "below")
         self.figure = fig
 
     def show(self, data: dict[str, Any]) -> None:
@@ -168,6 +159,20 @@ def _update(source: ColumnDataSource, new: dict[str, list]) -> None:
     source.data = new
 
 
+def legend_html() -> str:
+    """The health colours and edge styles, as HTML beside the figure (cheaper than a Bokeh legend's renderers)."""
+    boxes = "".join(
+        f'<span class="pw-flow-legend-item" style="display:inline-block;margin-right:12px">'
+        f'<span style="display:inline-block;width:12px;height:12px;vertical-align:middle;margin-right:4px;'
+        f'border:2px solid {STATE_COLOURS[state]};background:{STATE_COLOURS[state]}33"></span>{state}</span>'
+        for state in STATES)
+    lines = "".join(
+        f'<span style="display:inline-block;margin-right:12px"><span style="display:inline-block;width:26px;'
+        f'vertical-align:middle;margin-right:4px;border-top:2px {style} #57606a"></span>{label}</span>'
+        for label, style in (("measured / from the job plan", "solid"), ("hint from the config", "dashed")))
+    return f'<div class="pw-flow-legend" style="font-size:12px;color:#1f2328">{boxes}{lines}</div>'
+
+
 def flow_figure(topology: Topology, width: int = 1100) -> Any:
     """The diagram as a standalone Bokeh figure (fixed width), e.g. for a report."""
     models = _Models(f"flow-{topology.pipeline}", sizing_mode=None, width=width)
@@ -192,7 +197,8 @@ class FlowDiagram(Viewer):
         self.refresh()
 
     def __panel__(self):
-        return pn.pane.Bokeh(self.figure, sizing_mode="stretch_width")
+        return pn.Column(pn.pane.Bokeh(self.figure, sizing_mode="stretch_width"),
+                         pn.pane.HTML(legend_html(), sizing_mode="stretch_width"), sizing_mode="stretch_width")
 
     def refresh(self) -> None:
         _, topology = self.cache.get(self.store, self.pipeline, self.hints, self.change_feed)

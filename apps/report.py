@@ -18,7 +18,7 @@ from bokeh.plotting import figure
 from bokeh.resources import Resources
 from jinja2 import Template
 
-from apps.flow_view import flow_figure
+from apps.flow_view import flow_figure, legend_html
 from monitoring.report import Chart, PipelineReport, ReportData, number, seconds
 from monitoring.topology import STATE_COLOURS
 
@@ -70,6 +70,7 @@ def render_report(data: ReportData) -> str:
         flow = flow_figure(report.topology)
         models.append(flow)
         blocks.append(("root", flow.name))
+        blocks.append(("html", legend_html()))
         blocks.append(("html", "<h3>Throughput, lag and latency</h3>"))
         for chart in report.charts:
             if chart.lines:

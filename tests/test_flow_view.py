@@ -30,7 +30,7 @@ def test_nodes_are_laid_out_left_to_right_coloured_and_labelled():
     hinted = view.models.hint_edges.data
     assert set(zip(hinted["source"], hinted["target"])) == {("producer:checkout", "topic:local/orders"),
                                                             ("job:local/enrich", "sink:warehouse.orders")}
-    assert view.figure.select_one({"name": "flow-legend"}) is not None
+    assert "hint from the config" in view.__panel__()[1].object  # the legend of colours and edge styles
 
 
 def test_refresh_sends_nothing_without_news_and_patches_colours_in_place():
@@ -70,7 +70,7 @@ def test_pipeline_page_shows_the_diagram_after_the_health_bar():
     from apps.views import PipelinePage
 
     page = PipelinePage(pipeline_store(), "orders", [], flow_hints=HINTS)
-    assert page._layout.objects[1].object is page.flow.figure  # the section right after the health bar
+    assert page._layout.objects[1][0].object is page.flow.figure  # the section right after the health bar
     page.refresh()
     assert "job:local/enrich" in page.flow.models.nodes.data["id"]
 
