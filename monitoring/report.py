@@ -214,8 +214,11 @@ def what_is_wrong(summary: PipelineSummary, latencies: Sequence[Latency], topolo
         measures.append(f"{number(summary.flink_running)} of {number(summary.flink_jobs)} Flink jobs running"
                         + ("" if math.isnan(summary.checkpoint_age) else
                            f", oldest checkpoint {seconds(summary.checkpoint_age)} ago"))
-    head = f"{summary.pipeline} is {summary.health}"
-    body = ": " + "; ".join(problems) if problems else ": nothing measured is wrong"
+    if summary.health == "ok" and problems:  # every source answers, and what they measured is not all well
+        head, body = f"{summary.pipeline}: every source up, but ", "; ".join(problems)
+    else:
+        head = f"{summary.pipeline} is {summary.health}"
+        body = ": " + "; ".join(problems) if problems else ": nothing measured is wrong"
     tail = ". " + ", ".join(measures) + "." if measures else "."
     return head + body + tail
 

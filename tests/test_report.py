@@ -40,7 +40,7 @@ def test_summary_sentence_checkpoints_and_errors_carry_the_measured_numbers():
     s = report.summary
     assert (s.health, s.produce_rate, s.consume_rate, s.lag_messages, s.lag_seconds) == ("ok", 99.0, 48.0, 1244.0, 45.0)
     assert report.sentence == (
-        "orders is ok: consumer group audit: ERR: orders-enriched[0] STOP: no member is consuming. "
+        "orders: every source up, but consumer group audit: ERR: orders-enriched[0] STOP: no member is consuming. "
         "produce 99.0 msg/s, consume 48.0 msg/s, lag 1,244 messages (oldest unconsumed 45.0 s), "
         "consumer lag p99 45.0 s, 1 of 1 Flink jobs running, oldest checkpoint 4.8 s ago.")
     (consumer_lag,) = [lat for lat in report.latencies if lat.measure == "consumer_lag"]
@@ -62,7 +62,7 @@ def test_summary_sentence_checkpoints_and_errors_carry_the_measured_numbers():
     for text in ("99.0 msg/s", "48.0 msg/s", "1,244 messages", "45.0 s", "Checkpoint expired before completing.",
                  "java.lang.ArithmeticException: / by zero", "main: compatibility of orders-value set to NONE",
                  "1 of 1", "every registry answers", "4.8 s", "210 ms", "4,096 bytes",
-                 "orders is ok: consumer group audit: ERR"):
+                 "orders: every source up, but consumer group audit: ERR"):
         assert text in page, text
     # Self-contained: no script, stylesheet, image or frame loaded from anywhere.
     assert re.findall(r"<(?:script|link|img|iframe)\b[^>]*\b(?:src|href)\s*=", page) == []
