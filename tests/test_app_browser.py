@@ -10,6 +10,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+from playwright.sync_api import Error as PlaywrightError
 from playwright.sync_api import expect, sync_playwright
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -57,9 +58,12 @@ def serving(tmp_path: Path, config: Path, page):
     server.start()
     try:
         yield server
-    except AssertionError as exc:
+    except (AssertionError, PlaywrightError) as exc:  # (a locator's timeout is a PlaywrightError)
         shot = tmp_path / "failure.png"
-        page.screenshot(path=str(shot), full_page=True)
+        try:
+            page.screenshot(path=str(shot), full_page=True, timeout=15_000)
+        except PlaywrightError as failure:  # (e.g. a font that never loads): the test's own error matters more
+            shot = f"none ({failure.message.splitlines()[0]})"
         raise AssertionError(f"{exc}\nscreenshot: {shot}\nbrowser errors: {page.errors}\n"
                              f"server log tail:\n{server.log_path.read_text()[-3000:]}") from None
     finally:
