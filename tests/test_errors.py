@@ -285,3 +285,117 @@ def test_record_error_is_safe_from_several_threads():
     for thread in threads:
         thread.join()
     assert [e.count for e in store.errors()] == [2000]
+
+
+# -- the feeds: what the sources report while the collector stays up ------------------------------
+
+
+async def test_kafka_group_error_counts_once_per_cycle_and_the_other_group_is_measured(broker):
+    """A broker that denies one group (GROUP_AUTHORIZATION_FAILED, error code 30) is made by raising, for that group,
+    the error the collector's OffsetFetch decoding raises for code 30: the local broker has no ACLs. Everything else
+    is the real broker."""
+    from collectors.kafka import KafkaCollector
+    from tests.kafka_util import commit, create_topic, produce
+
+    class DeniedGroup(KafkaCollector):
+        async def _group_offsets(self, client, group_id, metadata, topics=None):
+            if group_id == "audit":
+                raise for_code(30)(f"OffsetFetch for group {group_id!r}")
+            return await super()._group_offsets(client, group_id, metadata, topics)
+
+    await create_topic(broker.bootstrap, "payments", 1)
+    await produce(broker.bootstrap, "payments", {0: 5})
+    await commit(broker.bootstrap, "billing", "payments", {0: 2})
+    await commit(broker.bootstrap, "audit", "payments", {0: 1})
+    store = Store()
+    collector = DeniedGroup("orders", KafkaSource(bootstrap_servers=[broker.bootstrap], cluster="local",
+                                                  timeout_seconds=5))
+    supervisor = Supervisor(store, [collector])
+    try:
+        for _ in range(3):
+            await supervisor.run_once(collector)
+    finally:
+        await collector.close()
+    assert store.health()[("orders", "kafka")].state.value == "up"
+    assert store.latest("kafka_consumergroup_lag", ("orders", "local", "billing", "payments", "0"))[1] == 3
+    (entry,) = store.errors()  # nothing else: the healthy group and broker add no error
+    assert (entry.component, entry.category, entry.severity, entry.count) == ("kafka", "auth", "warning", 3)
+    assert entry.message == ("GroupAuthorizationFailedError: [Error 30] GroupAuthorizationFailedError: "
+                             "OffsetFetch for group 'audit'")
+    assert entry.hint.startswith("GROUP_AUTHORIZATION_FAILED: the principal pipewatch connects as may not read group "
+                                 "audit's offsets")
+    assert entry.target == broker.bootstrap
+
+
+async def test_registry_failed_subject_reads_count_per_request_and_a_failed_run_only_once(registry):
+    from tests.test_schema_registry import _seed
+
+    _seed(registry)
+    registry.path_failures["/subjects/orders-value/versions/latest"] = (500, 50002, "Operation timed out")
+    store = Store()
+    collector = SchemaRegistryCollector("orders", SchemaRegistrySource(url=registry.url, registry="main"))
+    supervisor = Supervisor(store, [collector])
+    try:
+        await supervisor.run_once(collector)
+        await supervisor.run_once(collector)  # the subject was not read: it is asked again, and fails again
+        assert store.health()[collector.source].state.value == "up"
+        (entry,) = store.errors()
+        assert (entry.component, entry.category, entry.severity, entry.count) == (
+            "schema_registry", "server_error", "warning", 2)
+        assert entry.message == ("RegistryError: GET /subjects/orders-value/versions/latest: HTTP 500, error 50002: "
+                                 "Operation timed out")
+        assert entry.hint.startswith(f"Error 50002: the registry at {registry.url} timed out waiting for its backing "
+                                     "store")
+        # The same count as the exporter's counter of failed requests.
+        assert store.latest("schema_registry_errors_total", ("orders", "main", "500", "50002"))[1] == 2
+
+        registry.path_failures.clear()
+        registry.failure = (500, 50001, "Error in the backend data store")
+        await supervisor.run_once(collector)
+        failed_run = next(e for e in store.errors() if "50001" in e.message)
+        # Recorded once, by the supervisor: the collector leaves the request that ended the cycle to it.
+        assert (failed_run.severity, failed_run.count) == ("error", 1)
+        assert store.latest("schema_registry_errors_total", ("orders", "main", "500", "50001"))[1] == 1
+    finally:
+        registry.failure = None
+        await collector.close()
+
+
+async def test_flink_job_exceptions_are_counted_once_each_across_cycles(flink):
+    from tests.services import async_wait_until
+
+    store = Store()
+    collector = FlinkCollector("streams", FlinkSource(rest_url=flink.cluster.rest_url, cluster="local",
+                                                      interval_seconds=1, timeout_seconds=5))
+    seen: dict[tuple[float, str, str | None], object] = {}
+
+    def arithmetic() -> list:
+        return [e for e in store.errors() if e.category == "user code: arithmetic"]
+
+    async def several_exceptions_over_many_cycles() -> bool:
+        await collector.collect(store)
+        for e in store.snapshot(collector.source)[1].exceptions:
+            if e.job_id == flink.failing:
+                seen[(e.time, e.name, e.task)] = e
+        return len(seen) >= 3
+
+    try:
+        await async_wait_until(several_exceptions_over_many_cycles, 90, interval=0.3,
+                               what="three exceptions of the failing job")
+        for _ in range(3):  # more cycles that read the same exceptions again
+            await collector.collect(store)
+            for e in store.snapshot(collector.source)[1].exceptions:
+                if e.job_id == flink.failing:
+                    seen[(e.time, e.name, e.task)] = e
+    finally:
+        await collector.close()
+    entries = arithmetic()
+    assert sum(e.count for e in entries) == len(seen)  # each exception once, however many cycles read it
+    assert {e.component for e in entries} == {"flink"} and {e.severity for e in entries} == {"error"}
+    assert min(e.first_seen for e in entries) == min(t for t, _, _ in seen)
+    assert max(e.last_seen for e in entries) == max(t for t, _, _ in seen)
+    newest = max(entries, key=lambda e: e.last_seen)
+    assert newest.message.startswith("job pipewatch failing job: price per unit (1/1)")
+    assert newest.message.endswith(": java.lang.ArithmeticException: / by zero")
+    assert newest.hint == ("An arithmetic error (/ by zero) in user code at PipewatchJobs$Divide.map"
+                           "(PipewatchJobs.java:52): guard the divisor or filter out the records that cause it.")
