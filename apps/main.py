@@ -5,6 +5,7 @@ from __future__ import annotations
 import panel as pn
 
 from apps.aggregate_view import AggregatePage
+from apps.errors_view import ErrorsPage
 from apps.views import PipelinePage
 from collectors.prometheus_query import AGGREGATE_PIPELINE, PrometheusQueryCollector
 from monitoring.service import get_service
@@ -28,6 +29,9 @@ metrics_link = (
     f'<a href="http://{service.exporter.host}:{service.exporter.port}/metrics" target="_blank">/metrics</a>'
     if service.exporter else ""
 )
+errors_link = '<a href="?page=errors" class="pw-errors-link">Errors</a>'
+# ?page=errors shows the errors page; choosing a pipeline goes back to the pipeline pages.
+requested = {"page": (pn.state.session_args.get("page") or [b""])[0].decode() if pn.state.session_args else ""}
 holder = pn.Column(sizing_mode="stretch_width")
 current: dict[str, object] = {}
 """This session's page and, once the browser is connected, its periodic callback (the ticker)."""
@@ -36,7 +40,9 @@ current: dict[str, object] = {}
 def show(name: str) -> None:
     if "page" in current:
         current["page"].close()
-    if name == AGGREGATE_PIPELINE and read_back is not None:
+    if requested["page"] == "errors":
+        page = ErrorsPage(service.store, pipelines)
+    elif name == AGGREGATE_PIPELINE and read_back is not None:
         page = AggregatePage(service.store, read_back)
     else:
         page = PipelinePage(service.store, name, service.supervisor.collectors)
@@ -62,12 +68,13 @@ def start_ticking() -> None:
 
 
 show(choice.value)
-choice.param.watch(lambda event: show(event.new), "value")
+choice.param.watch(lambda event: (requested.update(page=""), show(event.new)), "value")
 pn.state.onload(start_ticking)
 pn.state.on_session_destroyed(lambda _context: current["page"].close())
 
 pn.Column(
     pn.Row(pn.pane.HTML("<h2 style='margin:4px 0'>pipewatch</h2>"), choice, pn.pane.HTML(metrics_link),
+           pn.pane.HTML(errors_link),
            sizing_mode="stretch_width"),
     holder,
     sizing_mode="stretch_width",
