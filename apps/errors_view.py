@@ -21,14 +21,16 @@ _SEVERITY = HTMLTemplateFormatter(template=(
     '<span class="pw-error-severity" data-severity="<%= value %>" style="font-weight:bold;color:'
     "<%= value === 'error' ? '#cf222e' : '#9a6700' %>\"><%= value %></span>"
 ))
+_WRAPPED = {"type": "textarea"}
+"""Tabulator's own formatter that wraps long text (as text, never as HTML)."""
 _COLUMNS = {
     "pipeline": None, "component": None, "severity": _SEVERITY, "category": None, "first seen": None,
-    "last seen": None, "count": COUNT, "message": None, "hint": None,
+    "last seen": None, "count": COUNT, "message": _WRAPPED, "hint": _WRAPPED,
 }
 
 
 def _when(t: float) -> str:
-    return datetime.fromtimestamp(t, timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+    return datetime.fromtimestamp(t, timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
 
 
 class ErrorsPage(Viewer):
@@ -47,6 +49,11 @@ class ErrorsPage(Viewer):
                                                  css_classes=["pw-errors-severity"])
         self.count_line = pn.pane.HTML("", sizing_mode="stretch_width")
         self.table = table(_COLUMNS, "errors-table", page_size=25)
+        # Fixed widths for the short columns; message and hint share the rest and wrap.
+        self.table.layout = "fit_columns"
+        self.table.widths = {"pipeline": 100, "component": 140, "severity": 95, "category": 160, "first seen": 175,
+                             "last seen": 175, "count": 80}
+        self.table.titles = {"first seen": "first seen (UTC)", "last seen": "last seen (UTC)"}
         self._entries: list[ErrorEntry] = []
         self._generation: int | None = None
         for widget in (self.pipeline_filter, self.component_filter, self.severity_filter):

@@ -30,7 +30,7 @@ def test_rows_newest_last_seen_first_with_every_column():
     assert list(rows["component"]) == ["kafka", "flink", "schema_registry"]
     kafka = rows.iloc[0]
     assert (kafka["first seen"], kafka["last seen"], kafka["count"]) == (
-        "1970-01-01 00:16:40 UTC", "1970-01-01 00:17:10 UTC", 2)
+        "1970-01-01 00:16:40", "1970-01-01 00:17:10", 2)
     assert kafka["hint"] == ("Nothing accepts connections at 127.0.0.1:9: check the host and port in the config and "
                              "that the service is running and listening there.")
     assert rows.iloc[1]["hint"] == "guard the divisor"
