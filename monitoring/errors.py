@@ -1,9 +1,9 @@
 """Every error pipewatch saw, in one bounded list: collector failures and the failures sources report.
 
 Occurrences are deduplicated by (pipeline, component, category, normalised message): digits, hex ids,
-UUIDs and quoted numbers are replaced, so "no answer within 5.2 s" and "no answer within 4.9 s" are
-one error counted twice, while protocol error codes (HTTP 404, Kafka [Error 3], registry error 40401)
-are kept, because they are what tells two errors apart. Each error keeps its first and last time seen,
+UUIDs and offsets are replaced, so "no answer within 5.2 s" and "no answer within 4.9 s" are one
+error counted twice, while protocol error codes (HTTP 404, Kafka [Error 3], registry error 40401) and
+quoted names (a group, a subject) are kept, because they are what tells two errors apart. Each error keeps its first and last time seen,
 its count, its latest severity and full message, the target of the collector that saw it, and a hint
 derived from the error itself (`hint_for`: a rule table keyed on category and message patterns; an
 error no rule knows gets no hint rather than a guess).
@@ -54,7 +54,9 @@ class ErrorEntry:
 
 _UUID = re.compile(r"\b[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}\b")
 _HEX = re.compile(r"\b(?:0x[0-9a-fA-F]+|(?=[0-9a-fA-F]*\d)[0-9a-fA-F]{8,})\b")
-_CODES = re.compile(r"(HTTP \d{3}|\[Error \d+\]|\berror(?:_code)?[ =:]+\d{3,5}\b|_ssl\.c:\d+)", re.IGNORECASE)
+_KEPT = re.compile(r"(HTTP \d{3}|\[Error \d+\]|\berror(?:_code)?[ =:]+\d{3,5}\b|_ssl\.c:\d+"
+                   r"|(?<!\w)'[^'\n]{1,100}'(?!\w)|(?<!\w)\"[^\"\n]{1,100}\"(?!\w))", re.IGNORECASE)
+"""Kept as they are: error codes, and quoted names (group 'orders-2024' is another group than 'orders-2025')."""
 _NUMBER = re.compile(r"\d+(?:\.\d+)?")
 
 
@@ -62,7 +64,7 @@ def normalise(message: str) -> str:
     """The message with what varies between occurrences of one error (numbers, ids) replaced."""
     text = _UUID.sub("<id>", message)
     text = _HEX.sub("<id>", text)
-    parts = _CODES.split(text)  # odd parts are codes: kept as they are
+    parts = _KEPT.split(text)  # odd parts are codes and quoted names: kept as they are
     return "".join(part if i % 2 else _NUMBER.sub("<n>", part) for i, part in enumerate(parts))
 
 

@@ -44,6 +44,8 @@ def test_error_codes_are_kept_apart_while_ids_offsets_and_hex_are_not():
     assert normalise("GET /: HTTP 500, error 50001: offset 1234567 at 0x7f3a") == \
         "GET /: HTTP 500, error 50001: offset <n> at <id>"
     assert normalise("member consumer-1-6b1f0c2a-3d4e-4f50-8a9b-0c1d2e3f4a5b left") == "member consumer-<n>-<id> left"
+    assert normalise("OffsetFetch for group 'orders-2024', orders[3]") == "OffsetFetch for group 'orders-2024', orders[<n>]"
+    assert normalise("certificate doesn't match 10.0.0.7 and won't") == "certificate doesn't match <n>.<n> and won't"
     store = Store()
     for status, code in (("404", "40401"), ("404", "40403"), ("500", "50001"), ("500", "50001")):
         store.record_error("p", "schema_registry", "http_error", f"GET /: HTTP {status}, error {code}: failed")
