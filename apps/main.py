@@ -1,7 +1,7 @@
 """pipewatch's dashboard; each browser session runs this script and builds its own views.
 
 The URL says what is shown, so a link shows the same page to someone else:
-`?page=overview` (the default), `?page=pipeline&pipeline=NAME`, `?page=aggregate`, and `&theme=dark`
+`?page=overview` (the default), `?page=pipeline&pipeline=NAME`, `?page=aggregate`, `?page=errors`, and `&theme=dark`
 for the dark theme. `?pipeline=NAME` alone (older links) opens that pipeline, `?pipeline=_aggregate` the
 aggregate page.
 """
@@ -11,6 +11,7 @@ from __future__ import annotations
 import panel as pn
 
 from apps.aggregate_view import AggregatePage
+from apps.errors_view import ErrorsPage
 from apps.overview_view import OverviewPage
 from apps.views import PipelinePage
 from collectors.prometheus_query import AGGREGATE_PIPELINE, PrometheusQueryCollector
@@ -28,6 +29,7 @@ read_back = next((c for c in service.supervisor.collectors if isinstance(c, Prom
 PAGES = {"Overview": "overview", "Pipeline": "pipeline"}
 if read_back is not None:
     PAGES["All pipelines (Prometheus)"] = "aggregate"
+PAGES["Errors"] = "errors"
 
 
 def _initial(args: dict[str, list[bytes]]) -> tuple[str, str]:
@@ -73,6 +75,8 @@ current: dict[str, object] = {}
 def build(page: str, pipeline: str):
     if page == "aggregate" and read_back is not None:
         return AggregatePage(service.store, read_back)
+    if page == "errors":
+        return ErrorsPage(service.store, pipelines)
     if page == "pipeline":
         config = next(p for p in service.config.pipelines if p.name == pipeline)
         return PipelinePage(service.store, pipeline, service.supervisor.collectors, traffic=config.traffic)
