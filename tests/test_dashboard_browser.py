@@ -103,3 +103,39 @@ def test_overview_navigation_shareable_urls_theme_and_a_source_going_down_and_ba
         expect(_fact(page, "orders", "total lag")).to_have_text("3 messages")
         expect(tile.locator(".pw-reason")).to_have_count(0)
         assert page.errors == []
+
+
+def test_expected_traffic_bursts_are_drawn_on_the_throughput_chart(broker, tmp_path, browser_page):
+    import time
+    from datetime import datetime, timezone
+
+    run_async(create_topic(broker.bootstrap, "payments", 1))
+    origin = time.time() - 70  # the pattern's first burst (60 s to 120 s) runs now
+    config = tmp_path / "pipewatch.yml"
+    config.write_text(
+        "pipelines:\n"
+        "  - name: orders\n"
+        "    kafka:\n"
+        f"      bootstrap_servers: [\"{broker.bootstrap}\"]\n"
+        "      interval_seconds: 0.5\n"
+        "    traffic:\n"
+        "      pattern: \"base=10/s;60s-120s:300%;every=300s\"\n"
+        f"      started_at: \"{datetime.fromtimestamp(origin, timezone.utc).isoformat()}\"\n"
+        f"exporter:\n  host: 127.0.0.1\n  port: {free_port()}\n"
+    )
+    with serving(tmp_path, config, browser_page) as server:
+        page = browser_page
+        page.goto(f"{server.url}?page=pipeline&pipeline=orders")
+        phase = page.locator(".pw-traffic")
+        expect(phase).to_have_attribute("data-phase", "burst 300%", timeout=30_000)
+        expect(phase).to_contain_text("30.0 messages/s expected")
+        bursts = page.evaluate("""() => {
+            const doc = Bokeh.documents[0];
+            const r = [...doc._all_models.values()].find((m) => m.name === "traffic-bursts");
+            return {left: [...r.data_source.data.left], right: [...r.data_source.data.right]};
+        }""")
+        # Every burst from four hours back to one period ahead: here the current one and the next.
+        expected = [(origin + 60) * 1000, (origin + 360) * 1000]
+        assert [round(v) for v in bursts["left"]] == [round(v) for v in expected]
+        assert [round(v - 60_000) for v in bursts["right"]] == [round(v) for v in expected]
+        assert page.errors == []
