@@ -17,8 +17,9 @@ What counts as an occurrence, per feed:
 - schema registry: every failed request (what `schema_registry_errors_total` counts), the one that
   failed the cycle being left to the supervisor;
 - Flink: a job exception once per exception (an exception already recorded, same time, name and
-  task, is not counted again across cycles); checkpoint failures by how much the job's failed
-  checkpoint count grew; a part of a job the cluster answered with an error, once per cycle.
+  task, is not counted again across cycles); a checkpoint failure once per new latest failure (Flink
+  names only the latest one; the full count is flink_jobmanager_job_numberOfFailedCheckpoints); a part
+  of a job the cluster answered with an error, once per cycle.
 
 The registry itself is not thread-safe: the Store holds it and calls it under its lock.
 """
