@@ -16,6 +16,7 @@ from apps.change_feed_view import ChangeFeedView
 from apps.flink_view import FlinkView
 from apps.flow_view import FlowDiagram
 from apps.live import LiveChart
+from apps.pipeline_overview import PipelineOverview
 from apps.profiling_view import ProfilingView
 from apps.report import ReportDownload
 from apps.registry_view import SchemaRegistryView
@@ -27,6 +28,7 @@ from collectors.kafka import KafkaCollector
 from collectors.kafka_model import GroupInfo, KafkaSnapshot, PartitionLag, TopicInfo
 from collectors.profiling import ProfilingCollector
 from collectors.schema_registry import SchemaRegistryCollector
+from monitoring.config import ExpectedTraffic
 from monitoring.health import CollectorHealth, State
 from monitoring.runtime import Collector
 from monitoring.store import Store
@@ -248,7 +250,8 @@ def _num(value: float | int | None) -> float:
 class PipelinePage(Viewer):
     """Everything about one pipeline: collector health, then one section per configured source."""
 
-    def __init__(self, store: Store, pipeline: str, collectors: list[Collector], flow_hints=None, **params) -> None:
+    def __init__(self, store: Store, pipeline: str, collectors: list[Collector],
+                 traffic: ExpectedTraffic | None = None, flow_hints=None, **params) -> None:
         super().__init__(**params)
         self.health = HealthBar(store, pipeline)
         mine = [c for c in collectors if c.pipeline == pipeline]
@@ -259,6 +262,7 @@ class PipelinePage(Viewer):
                                 next((c.config for c in mine if isinstance(c, ChangeFeedCollector)), None))
         self.report = ReportDownload(store, configured or pipeline)  # builds nothing until clicked
         self.sections = [
+            PipelineOverview(store, pipeline, traffic),
             *(KafkaLagView(store, pipeline, c.name, c.config.cluster_label) for c in mine
               if isinstance(c, KafkaCollector)),
             *(SchemaRegistryView(store, pipeline, c.name, c.registry) for c in mine
