@@ -90,11 +90,16 @@ class JobCheckpoints:
 
 @dataclass(frozen=True, slots=True)
 class ErrorRow:
-    time: float
-    pipeline: str
+    """One error of the store's error registry (monitoring/errors.py), seen in the window."""
+
+    last_seen: float
+    first_seen: float
+    count: int
     source: str
     severity: str
+    category: str
     message: str
+    hint: str
 
 
 @dataclass(frozen=True)
@@ -131,7 +136,7 @@ def gather_report(store: Store, pipelines: Sequence[Any], window_seconds: float 
     start = now - window_seconds if window_seconds else None
     names = [p if isinstance(p, str) else p.name for p in pipelines]
     summaries = {s.pipeline: s for s in local_summaries(store, names, instance, now)}
-    events = store.events_since(0)
+    registry = store.errors()
     reports = []
     for pipeline in pipelines:
         name = pipeline if isinstance(pipeline, str) else pipeline.name
@@ -142,17 +147,12 @@ def gather_report(store: Store, pipelines: Sequence[Any], window_seconds: float 
         summary = summaries[name]
         flink = [entry[1] for (p, collector), entry in _snapshots(store, name, "flink")]
         jobs, checkpoints = _checkpoints(flink, start)
-        errors = [ErrorRow(e.time, e.pipeline, e.collector, e.severity, e.message) for e in events
-                  if e.pipeline == name and e.severity in ("error", "warning") and (start is None or e.time >= start)]
-        for snapshot in flink:
-            names_of = {j.job_id: j.name for j in snapshot.jobs}
-            errors += [ErrorRow(x.time, name, f"flink {snapshot.cluster}: {names_of.get(x.job_id, x.job_id[:8])}",
-                                "error", f"{x.name}: {x.message} ({x.category})") for x in snapshot.exceptions
-                       if start is None or x.time >= start]
+        errors = [ErrorRow(e.last_seen, e.first_seen, e.count, e.component, e.severity, e.category, e.message, e.hint)
+                  for e in registry if e.pipeline == name and (start is None or e.last_seen >= start)]
         reports.append(PipelineReport(
             summary=summary, latencies=latencies, sentence=what_is_wrong(summary, latencies, topology),
             topology=topology, charts=_charts(store, name, start), jobs=jobs, checkpoints=checkpoints,
-            errors=tuple(sorted(errors, key=lambda e: e.time, reverse=True)),
+            errors=tuple(sorted(errors, key=lambda e: e.last_seen, reverse=True)),
         ))
     return ReportData(now, start, now, instance, tuple(reports))
 

@@ -21,10 +21,13 @@ def _store(kafka_down: bool = False):
             store.set_health(up("orders", collector, target, t))
         write_series(store, t, scale=1.0 if i else 2.0)
         evaluator.evaluate(t)
-    store.add_event("orders", "kafka", "error", "kafka collector for 127.0.0.1:9092 is down: timeout: old", t=NOW - 900)
-    store.add_event("orders", "kafka", "info", "kafka collector for 127.0.0.1:9092 recovered", t=NOW - 500)
-    store.add_event("orders", "schema_registry", "warning", "main: compatibility of orders-value set to NONE",
-                    t=NOW - 100)
+    for t in (NOW - 900, NOW - 800):
+        store.record_error("orders", "kafka", "timeout", "run took longer than the 15 s timeout", t=t)
+    store.record_error("orders", "schema_registry", "server_error",
+                       "GET /subjects/orders-value/versions: HTTP 500, error 50001: backend store", "warning", t=NOW - 100)
+    store.record_error("orders", "flink", "user code: arithmetic",
+                       "job enrich: enrich: java.lang.ArithmeticException: / by zero", t=NOW - 60)
+    store.record_error("other", "kafka", "timeout", "another pipeline's error", t=NOW - 10)
     if kafka_down:
         store.set_health(down("orders", "kafka", "127.0.0.1:9092", NOW))
     return store
@@ -49,10 +52,11 @@ def test_summary_sentence_checkpoints_and_errors_carry_the_measured_numbers():
         (12, "COMPLETED", 210.0), (11, "FAILED", None)]
     (job,) = report.jobs
     assert (job.completed, job.failed, job.interval_seconds, job.age_seconds) == (11, 1, 10.0, 4.8)
-    assert [(e.severity, e.message) for e in report.errors] == [
-        ("error", "java.lang.ArithmeticException: / by zero (user code: arithmetic)"),
-        ("warning", "main: compatibility of orders-value set to NONE"),
-        ("error", "kafka collector for 127.0.0.1:9092 is down: timeout: old")]
+    assert [(e.source, e.severity, e.count, e.message) for e in report.errors] == [
+        ("flink", "error", 1, "job enrich: enrich: java.lang.ArithmeticException: / by zero"),
+        ("schema_registry", "warning", 1, "GET /subjects/orders-value/versions: HTTP 500, error 50001: backend store"),
+        ("kafka", "error", 2, "run took longer than the 15 s timeout")]
+    assert (report.errors[2].first_seen, report.errors[2].last_seen) == (NOW - 900, NOW - 800)
     throughput = {line.label: list(line.values) for line in report.charts[0].lines}
     assert throughput == {"consume": [96.0, 48.0, 48.0, 48.0], "produce": [198.0, 99.0, 99.0, 99.0]}
     lag = {line.label for line in report.charts[1].lines}
@@ -60,7 +64,7 @@ def test_summary_sentence_checkpoints_and_errors_carry_the_measured_numbers():
 
     page = render_report(data)
     for text in ("99.0 msg/s", "48.0 msg/s", "1,244 messages", "45.0 s", "Checkpoint expired before completing.",
-                 "java.lang.ArithmeticException: / by zero", "main: compatibility of orders-value set to NONE",
+                 "java.lang.ArithmeticException: / by zero", "HTTP 500, error 50001: backend store",
                  "1 of 1", "every registry answers", "4.8 s", "210 ms", "4,096 bytes",
                  "orders: every source up, but consumer group audit: ERR"):
         assert text in page, text
@@ -75,7 +79,7 @@ def test_a_window_keeps_only_its_points_events_and_checkpoints():
     assert data.window_start == NOW - 60
     assert {line.label: list(line.values) for line in report.charts[0].lines} == {"consume": [48.0, 48.0],
                                                                                  "produce": [99.0, 99.0]}
-    assert [e.message for e in report.errors] == ["java.lang.ArithmeticException: / by zero (user code: arithmetic)"]
+    assert [e.message for e in report.errors] == ["job enrich: enrich: java.lang.ArithmeticException: / by zero"]
     assert [c.checkpoint_id for c in report.checkpoints] == [12, 11]
 
 
