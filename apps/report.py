@@ -183,3 +183,39 @@ def _error_table(report: PipelineReport) -> str:
     return ("<h3>Errors</h3><table class='pw-errors'><tr><th>last seen</th><th>first seen</th><th>count</th>"
             "<th>source</th><th>severity</th><th>category</th><th>message</th><th>hint</th>"
             f"</tr>{rows}</table>")
+
+
+class ReportDownload:
+    """The page's "Report" button: builds the HTML from the live store when clicked (never before), on a
+    worker thread so other sessions keep updating, for the chosen window; the file is named with the time."""
+
+    WINDOWS = {"last 15 min": 900.0, "last hour": 3600.0, "everything held": None}
+
+    def __init__(self, store, pipeline) -> None:
+        """pipeline: its config (flow hints and change feed are used) or its name."""
+        import panel as pn
+
+        self.store, self.pipeline = store, pipeline
+        self.window = pn.widgets.Select(name="Report window", options=list(self.WINDOWS), value="last hour",
+                                        width=150)
+        self.button = pn.widgets.FileDownload(callback=self._build, filename="pipewatch-report.html", label="Report",
+                                              button_type="primary", width=110, name="report-download",
+                                              align="end")
+        self.panel = pn.Row(self.window, self.button, name="report-row")
+
+    def build(self, window: float | None):
+        """The report as of now, (file name, HTML)."""
+        import time
+
+        from monitoring.report import gather_report, report_filename
+
+        now = time.time()
+        return report_filename(now), render_report(gather_report(self.store, [self.pipeline], window, now))
+
+    async def _build(self):
+        import asyncio
+        import io
+
+        name, page = await asyncio.to_thread(self.build, self.WINDOWS[self.window.value])
+        self.button.filename = name
+        return io.StringIO(page)
