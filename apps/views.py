@@ -28,7 +28,7 @@ from collectors.kafka import KafkaCollector
 from collectors.kafka_model import GroupInfo, KafkaSnapshot, PartitionLag, TopicInfo
 from collectors.profiling import ProfilingCollector
 from collectors.schema_registry import SchemaRegistryCollector
-from monitoring.config import ExpectedTraffic
+from monitoring.config import FlowHints, Pipeline
 from monitoring.health import CollectorHealth, State
 from monitoring.runtime import Collector
 from monitoring.store import Store
@@ -250,17 +250,18 @@ def _num(value: float | int | None) -> float:
 class PipelinePage(Viewer):
     """Everything about one pipeline: collector health, then one section per configured source."""
 
-    def __init__(self, store: Store, pipeline: str, collectors: list[Collector],
-                 traffic: ExpectedTraffic | None = None, flow_hints=None, **params) -> None:
+    def __init__(self, store: Store, pipeline: str, collectors: list[Collector], config: Pipeline | None = None,
+                 flow_hints: FlowHints | None = None, **params) -> None:
+        """config: the pipeline's configuration (expected traffic, flow hints, what reports include), when known."""
         super().__init__(**params)
         self.health = HealthBar(store, pipeline)
         mine = [c for c in collectors if c.pipeline == pipeline]
-        configured = _configured(pipeline)
-        if flow_hints is None and configured is not None:
-            flow_hints = configured.flow
+        if flow_hints is None and config is not None:
+            flow_hints = config.flow
         self.flow = FlowDiagram(store, pipeline, flow_hints,
                                 next((c.config for c in mine if isinstance(c, ChangeFeedCollector)), None))
-        self.report = ReportDownload(store, configured or pipeline)  # builds nothing until clicked
+        self.report = ReportDownload(store, config or pipeline)  # builds nothing until clicked
+        traffic = config.traffic if config is not None else None
         self.sections = [
             PipelineOverview(store, pipeline, traffic),
             *(KafkaLagView(store, pipeline, c.name, c.config.cluster_label) for c in mine
@@ -293,13 +294,3 @@ class PipelinePage(Viewer):
         for section in self.sections:
             if hasattr(section, "close"):
                 section.close()
-
-
-def _configured(pipeline: str):
-    """The pipeline's configuration (flow hints, change feed), if this process has a configured service."""
-    from monitoring.service import existing_service
-
-    service = existing_service()
-    if service is None:
-        return None
-    return next((p for p in service.config.pipelines if p.name == pipeline), None)
