@@ -1,20 +1,43 @@
-"""The aggregate page: every agent's pipelines side by side, read back from Prometheus."""
+"""The aggregate page: every pipeline side by side, this process's own, other agents' and Prometheus'.
+
+Three kinds of rows, all PipelineSummary with the same meaning for every field:
+- this process's pipelines, from the evaluator's snapshot (SUMMARY_SOURCE), job "local";
+- each remote agent's (`remote_agents:`), read from its JSON API by collectors/remote_agents.py, job "remote";
+- every agent a Prometheus scrapes (`prometheus:`), read back by collectors/prometheus_query.py.
+An agent reached both directly and through Prometheus (or this process's own exporter, scraped by that
+Prometheus) is listed once, from the direct source.
+
+The rows, the table's frame and the totals are combined once per process whenever a source publishes; each
+session re-renders only when the combined content changed. Below the table, a small chart per pipeline shows
+its lag (messages): local ones stream the store's pipewatch_pipeline_lag deltas, remote ones the history the
+collector keeps from the agents' series endpoint. Prometheus rows have no chart (no history is read back).
+"""
 
 from __future__ import annotations
 
 import html
 import math
+import socket
+import threading
 import time
+from dataclasses import dataclass
+from urllib.parse import urlsplit
 
+import numpy as np
 import pandas as pd
 import panel as pn
-from bokeh.models import HTMLTemplateFormatter
+from bokeh.models import ColumnDataSource, HTMLTemplateFormatter
+from bokeh.plotting import figure
 from panel.viewable import Viewer
 
 from apps.views import HealthBar
-from apps.widgets import SnapshotSection, clock, duration_formatter, freshness, table
+from apps.widgets import clock, duration_formatter, table
 from collectors.prometheus_model import AggregateSnapshot, PipelineSummary
-from collectors.prometheus_query import PrometheusQueryCollector
+from collectors.prometheus_query import AGGREGATE_PIPELINE, PrometheusQueryCollector
+from collectors.remote_agents import History, RemoteAgentCollector, RemoteAgentSnapshot, agent_down
+from monitoring.evaluation import SUMMARY_SOURCE
+from monitoring.health import State
+from monitoring.runtime import Collector
 from monitoring.store import Store
 
 _NUMBER = "<% if (Number.isNaN(value)) { %>unknown<% } else { %>{shown}<% } %>"
@@ -38,21 +61,233 @@ _COLUMNS = {
 }
 _STATUS_NAMES = ("NOTFOUND", "OK", "WARN", "ERR")
 
+SMALL_MULTIPLES = 48
+"""Pipelines charted below the table (in table order); the rest are counted, not drawn."""
+_ROLLOVER = 600
+_LOCAL_LAG = "pipewatch_pipeline_lag"
 
-class AggregateView(SnapshotSection, Viewer):
-    """All pipelines of all agents: a sortable table and the totals, from the Prometheus read-back."""
 
-    def __init__(self, store: Store, collector: PrometheusQueryCollector, **params) -> None:
+@dataclass(frozen=True)
+class _AgentLine:
+    label: str
+    state: str
+    """up, down or no scrape."""
+    detail: str
+
+
+@dataclass(frozen=True)
+class Combined:
+    """Every row the page shows now, built once per process per change of any of its sources."""
+
+    version: int
+    """Bumped only when what the page shows changed (rows, agents, status): sessions compare it."""
+    rows: tuple[PipelineSummary, ...]
+    frame: pd.DataFrame
+    agents: tuple[_AgentLine, ...]
+    status: str
+    remote: dict[str, RemoteAgentSnapshot]
+    """url -> the remote agent's snapshot (for its pipelines' small charts)."""
+
+
+class _Combiner:
+    """Combines the sources into rows; one per store (process), shared by every session."""
+
+    def __init__(self, store: Store, collectors: list[Collector], own_instances: frozenset[str]) -> None:
+        self.store = store
+        self.prometheus = next((c for c in collectors if isinstance(c, PrometheusQueryCollector)), None)
+        self.remotes = [c for c in collectors if isinstance(c, RemoteAgentCollector)]
+        self.own_instances = own_instances
+        self._lock = threading.Lock()
+        self._key: tuple | None = None
+        self._content: tuple | None = None
+        self._combined: Combined | None = None
+
+    def current(self, now: float) -> Combined:
+        health = self.store.health()
+        sources = [SUMMARY_SOURCE] + [c.source for c in self.remotes] + ([self.prometheus.source] if self.prometheus else [])
+        entries = [self.store.snapshot(source) for source in sources]
+        # What decides the content: every snapshot's time, and whether each remote collector is up now.
+        key = (tuple(e[0] if e else None for e in entries),
+               tuple(self._remote_state(health.get(c.source), now) for c in self.remotes),
+               self._prometheus_state(health, now))
+        with self._lock:
+            if key != self._key or self._combined is None:
+                self._key = key
+                self._build(entries, health, now)
+            assert self._combined is not None
+            return self._combined
+
+    @staticmethod
+    def _remote_state(health, now: float) -> str:
+        return health.effective_state(now).value if health is not None else "starting"
+
+    def _prometheus_state(self, health, now: float) -> str:
+        if self.prometheus is None:
+            return ""
+        h = health.get(self.prometheus.source)
+        return self._remote_state(h, now)
+
+    def _build(self, entries: list, health: dict, now: float) -> None:
+        local_entry, remote_entries = entries[0], entries[1:1 + len(self.remotes)]
+        rows: list[PipelineSummary] = list(local_entry[1]) if local_entry else []
+        agents = []
+        status = []
+        if local_entry:
+            status.append(f"this process: measured at {clock(local_entry[0])}")
+            agents.append(_AgentLine(f"{rows[0].instance if rows else socket.gethostname()} (this process)", "up", ""))
+        remote: dict[str, RemoteAgentSnapshot] = {}
+        direct = set(self.own_instances)
+        for collector, entry in zip(self.remotes, remote_entries, strict=True):
+            direct.add(urlsplit(collector.url).netloc)
+            h = health.get(collector.source)
+            state = h.effective_state(now) if h is not None else State.STARTING
+            if entry is None:
+                reason = h.reason(now) if h is not None else "first collection not finished yet"
+                agents.append(_AgentLine(collector.url, "down" if state is State.DOWN else "no answer yet", reason))
+                continue
+            snapshot: RemoteAgentSnapshot = entry[1]
+            if snapshot.up and state is not State.UP:  # hung or stale: the collector's last answer is too old
+                reason = f"agent at {collector.url}: collector {state.value}: {h.reason(now)}"
+                snapshot = RemoteAgentSnapshot(snapshot.url, False, reason, snapshot.agent,
+                                               agent_down(snapshot.rows, reason), snapshot.history, snapshot.measured_at)
+            remote[collector.url] = snapshot
+            rows.extend(snapshot.rows)
+            agents.append(_AgentLine(collector.url, "up" if snapshot.up else "down",
+                                     "" if snapshot.up else snapshot.reason))
+        if self.prometheus is not None:
+            entry = entries[-1]
+            h = health.get(self.prometheus.source)
+            if entry is None:
+                status.append(f"Prometheus at {self.prometheus.url}: no answer yet")
+            else:
+                read_back: AggregateSnapshot = entry[1]
+                stale = h is not None and h.effective_state(now) is not State.UP
+                status.append(f"Prometheus at {self.prometheus.url}: measured at {clock(entry[0])}"
+                              + (f" (STALE: {h.reason(now)})" if stale else ""))
+                rows.extend(row for row in read_back.rows if row.instance not in direct)
+                agents.extend(_AgentLine(f"{a.instance} ({a.job})", "up" if a.up else "down" if a.up is False
+                                         else "no scrape", "") for a in read_back.agents if a.instance not in direct)
+        rows_t, agents_t, status_text = tuple(rows), tuple(agents), " &middot; ".join(status)
+        # Compared as JSON: a NaN (unknown) is never equal to another NaN, None is.
+        content = ([row.to_json() for row in rows_t], agents_t, status_text)
+        if self._combined is not None and content == self._content:
+            self._combined = Combined(self._combined.version, rows_t, self._combined.frame, agents_t, status_text,
+                                      remote)
+            return
+        self._content = content
+        # object columns: None (no such source) must reach the browser as null, apart from NaN (unknown)
+        frame = pd.DataFrame([_row(row) for row in rows_t], columns=list(_COLUMNS), dtype=object)
+        version = self._combined.version + 1 if self._combined is not None else 1
+        self._combined = Combined(version, rows_t, frame, agents_t, status_text, remote)
+
+
+_combiners: dict[int, _Combiner] = {}
+_combiners_lock = threading.Lock()
+
+
+def combiner(store: Store, collectors: list[Collector], own_instances: frozenset[str] = frozenset()) -> _Combiner:
+    with _combiners_lock:
+        found = _combiners.get(id(store))
+        if found is None or found.store is not store:
+            found = _combiners[id(store)] = _Combiner(store, collectors, own_instances)
+        return found
+
+
+class _SmallChart:
+    """One pipeline's lag over the last minutes: a small figure with one line fed by deltas."""
+
+    def __init__(self, row: PipelineSummary) -> None:
+        self.key = (row.job, row.instance, row.pipeline)
+        self.seen = 0
+        self.source = ColumnDataSource({"t": [], "y": []})
+        agent = "this process" if row.job == "local" else row.instance
+        self.figure = figure(title=f"{row.pipeline} · {agent}", name="small-multiple", x_axis_type="datetime",
+                             height=150, width=280, tools="", toolbar_location=None)
+        self.figure.title.text_font_size = "9pt"
+        self.figure.xaxis.major_label_text_font_size = self.figure.yaxis.major_label_text_font_size = "7pt"
+        self.figure.line("t", "y", source=self.source, line_width=2, color="#1f77b4",
+                         name=f"{row.pipeline} @ {row.instance}")
+
+    def feed(self, times, values, count: int) -> None:
+        """Points of a series whose newest point is the count-th: stream the ones after `seen`."""
+        if count < self.seen:  # the history began again (an agent restarted)
+            self.seen = 0
+            self.source.data = {"t": [], "y": []}
+        new = min(count - self.seen, len(times))
+        if new <= 0:
+            return
+        self.seen = count
+        self.source.stream({"t": np.asarray(times[len(times) - new:], dtype=np.float64) * 1000.0,
+                            "y": np.asarray(values[len(values) - new:], dtype=np.float64)}, rollover=_ROLLOVER)
+
+
+class SmallMultiples(Viewer):
+    """A small lag chart per pipeline with history (local and remote agents' pipelines), in table order."""
+
+    def __init__(self, store: Store, **params) -> None:
         super().__init__(**params)
         self.store = store
-        self.source = collector.source
+        self.charts: dict[tuple[str, str, str], _SmallChart] = {}
+        self.note = pn.pane.HTML("", sizing_mode="stretch_width")
+        self.box = pn.FlexBox(sizing_mode="stretch_width")
+        self._layout = pn.Column(pn.pane.Markdown("#### Lag (messages) per pipeline"), self.note, self.box,
+                                 sizing_mode="stretch_width")
+
+    def __panel__(self):
+        return self._layout
+
+    def arrange(self, rows: tuple[PipelineSummary, ...]) -> None:
+        """The charted pipelines changed: keep the charts still wanted, add the new ones."""
+        charted = [row for row in rows if row.job in ("local", "remote")]
+        wanted = charted[:SMALL_MULTIPLES]
+        keys = [(row.job, row.instance, row.pipeline) for row in wanted]
+        if keys == list(self.charts):
+            return
+        self.charts = {key: self.charts.get(key) or _SmallChart(row) for key, row in zip(keys, wanted, strict=True)}
+        self.box.objects = [pn.pane.Bokeh(chart.figure) for chart in self.charts.values()]
+        hidden = len(charted) - len(wanted)
+        without = len(rows) - len(charted)
+        self.note.object = " ".join(
+            ([f"<em>{hidden} more pipeline(s) not charted (the first {SMALL_MULTIPLES} are).</em>"] if hidden else [])
+            + ([f"<em>{without} pipeline(s) read from Prometheus have no chart: only their current values are "
+                f"read back.</em>"] if without else []))
+
+    def refresh(self, remote: dict[str, RemoteAgentSnapshot]) -> None:
+        for (job, instance, pipeline), chart in self.charts.items():
+            if job == "local":
+                delta = self.store.since((_LOCAL_LAG, (pipeline,)), chart.seen)
+                if delta is not None and delta.count != chart.seen:
+                    chart.feed(delta.times, delta.values, delta.count)
+            else:
+                snapshot = remote.get(instance)
+                history: History | None = snapshot.history.get(pipeline) if snapshot else None
+                if history is not None and history.count != chart.seen:
+                    chart.feed(history.times, history.values, history.count)
+
+
+class AggregateView(Viewer):
+    """All pipelines: a sortable table, the totals and the agents, and a small chart per pipeline."""
+
+    def __init__(self, store: Store, collectors: list[Collector], own_instances: frozenset[str] = frozenset(),
+                 **params) -> None:
+        super().__init__(**params)
+        self.store = store
+        self.combiner = combiner(store, collectors, own_instances)
+        self._version = 0
+        self._remote_seen: dict[str, RemoteAgentSnapshot] | None = None
         self.status = pn.pane.HTML("", name="aggregate-status", sizing_mode="stretch_width")
         self.totals = pn.pane.HTML("", name="aggregate-totals", sizing_mode="stretch_width")
         self.agents = pn.pane.HTML("", name="aggregate-agents", sizing_mode="stretch_width")
         self.pipelines = table(_COLUMNS, "aggregate-table", page_size=25)
+        self.small = SmallMultiples(store)
+        sources = ["this process"]
+        if self.combiner.remotes:
+            sources.append(f"{len(self.combiner.remotes)} remote agent(s) through their JSON API")
+        if self.combiner.prometheus is not None:
+            sources.append(f"Prometheus at `{html.escape(self.combiner.prometheus.url)}`")
         self._layout = pn.Column(
-            pn.pane.Markdown(f"### All pipelines, read from Prometheus at `{html.escape(collector.url)}`"),
-            self.status, self.totals, self.agents, self.pipelines, sizing_mode="stretch_width",
+            pn.pane.Markdown(f"### All pipelines: {', '.join(sources)}"),
+            self.status, self.totals, self.agents, self.pipelines, self.small, sizing_mode="stretch_width",
         )
         self.refresh()
 
@@ -60,30 +295,29 @@ class AggregateView(SnapshotSection, Viewer):
         return self._layout
 
     def refresh(self) -> None:
-        now = time.time()
-        shown = self._follow_snapshot(now)
-        text, stale = freshness("aggregate", shown, self.store.health().get(self.source), now)
-        if text != self.status.object:
-            self.status.object = text
-        self.pipelines.styles = {"opacity": "0.5"} if stale else {}
+        combined = self.combiner.current(time.time())
+        if combined.version != self._version:
+            self._version = combined.version
+            self._render(combined)
+        self.small.refresh(combined.remote)
 
-    def _render(self, now: float) -> None:
-        snapshot: AggregateSnapshot = self._snapshot
-        rows = snapshot.rows
+    def _render(self, combined: Combined) -> None:
+        rows = combined.rows
+        self.status.object = f'<span class="pw-agg-status">{combined.status}</span>'
         healthy = sum(row.health == "ok" for row in rows)
+        agents = len({(row.job, row.instance) for row in rows})
         self.totals.object = (
-            f'<div class="pw-agg-totals"><b>{len(rows)}</b> pipelines on <b>{len(snapshot.agents)}</b> agents: '
+            f'<div class="pw-agg-totals"><b>{len(rows)}</b> pipelines on <b>{agents}</b> agents: '
             f"<b>{healthy}</b> ok, <b>{len(rows) - healthy}</b> not &middot; lag {_total(rows, 'lag_messages', 0)} "
             f"messages &middot; produce {_total(rows, 'produce_rate', 1)}/s &middot; consume "
             f"{_total(rows, 'consume_rate', 1)}/s</div>"
         )
         self.agents.object = " ".join(
-            f'<span class="pw-agent" data-up="{agent.up}" style="margin-right:12px">'
-            f'{html.escape(agent.instance)} ({html.escape(agent.job)}): '
-            f"{'UP' if agent.up else 'DOWN' if agent.up is False else 'no scrape'}</span>"
-            for agent in snapshot.agents)
-        # object columns: None (no such source) must reach the browser as null, apart from NaN (unknown)
-        self.pipelines.value = pd.DataFrame([_row(row) for row in rows], columns=list(_COLUMNS), dtype=object)
+            f'<span class="pw-agent" data-state="{html.escape(agent.state)}" style="margin-right:12px"'
+            f' title="{html.escape(agent.detail)}">{html.escape(agent.label)}: {html.escape(agent.state.upper())}</span>'
+            for agent in combined.agents)
+        self.pipelines.value = combined.frame.copy()
+        self.small.arrange(rows)
 
 
 def _total(rows: tuple[PipelineSummary, ...], field: str, decimals: int) -> str:
@@ -120,25 +354,37 @@ def _row(row: PipelineSummary) -> dict[str, object]:
     }
 
 
-
 class AggregatePage(Viewer):
-    """The aggregate page: the read-back's own health, then the table of every agent's pipelines."""
+    """The aggregate page: the health of its readers (remote agents, Prometheus), then every pipeline."""
 
-    def __init__(self, store: Store, collector: PrometheusQueryCollector, **params) -> None:
+    def __init__(self, store: Store, collectors: list[Collector], own_instances: frozenset[str] = frozenset(),
+                 **params) -> None:
         super().__init__(**params)
-        self.health = HealthBar(store, collector.pipeline)
-        self.view = AggregateView(store, collector)
-        self._layout = pn.Column(self.health, self.view, sizing_mode="stretch_width")
+        readers = [c for c in collectors if c.pipeline == AGGREGATE_PIPELINE]
+        self.health = HealthBar(store, AGGREGATE_PIPELINE) if readers else None
+        self.view = AggregateView(store, collectors, own_instances)
+        self._layout = pn.Column(*([self.health] if self.health else []), self.view, sizing_mode="stretch_width")
+
+    @classmethod
+    def of(cls, service) -> AggregatePage:
+        """The page for a monitoring.service.Service: its rows from Prometheus that are its own exporter's are
+        left out (they are listed from this process directly)."""
+        own: frozenset[str] = frozenset()
+        if service.exporter is not None:
+            hosts = {service.exporter.host, "127.0.0.1", "localhost", socket.gethostname(), socket.getfqdn()}
+            own = frozenset(f"{host}:{service.exporter.port}" for host in hosts)
+        return cls(service.store, service.supervisor.collectors, own)
 
     def __panel__(self):
         return self._layout
 
     def refresh(self) -> None:
-        self.health.refresh()
+        if self.health is not None:
+            self.health.refresh()
         self.view.refresh()
 
     def go_live(self) -> None:
-        """Nothing here follows a source by push: the read-back changes once a cycle."""
+        """Nothing here follows a source by push: the sources change once a cycle."""
 
     def close(self) -> None:
         """Nothing to stop."""

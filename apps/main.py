@@ -6,7 +6,7 @@ import panel as pn
 
 from apps.aggregate_view import AggregatePage
 from apps.views import PipelinePage
-from collectors.prometheus_query import AGGREGATE_PIPELINE, PrometheusQueryCollector
+from collectors.prometheus_query import AGGREGATE_PIPELINE
 from monitoring.service import get_service
 
 pn.extension("tabulator", sizing_mode="stretch_width", notifications=False)
@@ -17,10 +17,8 @@ if not service.supervisor.running:  # served without app_hooks.py (e.g. `panel s
     service.start_in_thread()
 
 pipelines = [p.name for p in service.config.pipelines]
-read_back = next((c for c in service.supervisor.collectors if isinstance(c, PrometheusQueryCollector)), None)
 options = {name: name for name in pipelines}
-if read_back is not None:  # every agent's pipelines, from Prometheus: the URL says ?pipeline=_aggregate
-    options["All pipelines (Prometheus)"] = AGGREGATE_PIPELINE
+options["All pipelines"] = AGGREGATE_PIPELINE  # this process's, remote agents' and Prometheus': ?pipeline=_aggregate
 choice = pn.widgets.Select(label="Pipeline", options=options, value=pipelines[0], width=260)
 if pn.state.location is not None:
     pn.state.location.sync(choice, {"value": "pipeline"})
@@ -36,8 +34,8 @@ current: dict[str, object] = {}
 def show(name: str) -> None:
     if "page" in current:
         current["page"].close()
-    if name == AGGREGATE_PIPELINE and read_back is not None:
-        page = AggregatePage(service.store, read_back)
+    if name == AGGREGATE_PIPELINE:
+        page = AggregatePage.of(service)
     else:
         page = PipelinePage(service.store, name, service.supervisor.collectors)
     current["page"] = page
