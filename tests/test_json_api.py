@@ -283,3 +283,47 @@ def test_remote_agent_with_wrong_credentials_is_down_with_auth(lagging, tmp_path
     health = store.health()[collector.source]
     assert (health.state, health.error_category) == (State.DOWN, "auth")
     assert "HTTP 401" in health.last_error
+
+
+def test_unknown_and_unbounded_values_ring_overflow_and_event_cursors_in_process():
+    """What a live agent rarely shows on demand: NaN and +Inf values, points lost to the ring, events evicted
+    from the log, and a cursor from before a restart."""
+    import json
+
+    from exporters.api import Api
+    from monitoring.evaluation import Evaluator
+
+    store = Store(points_per_series=4, events=3)
+    store.set_health(_up_health(store, "orders"))
+    for i, value in enumerate([1.0, float("nan"), float("inf"), 4.0, 5.0, 6.0]):
+        store.append(("orders", "kafka"), "kafka_consumergroup_group_max_lag_seconds", ("orders", "local", "g"),
+                     value, 1000.0 + i)
+    Evaluator(store, ["orders"]).evaluate(now=time.time())
+    api = Api(store, started_at=1.0, host="h", version="v")
+
+    status, body = api.handle("/api/v1/series", "name=kafka_consumergroup_group_max_lag_seconds&since=1")
+    assert status == 200 and b"NaN" not in body
+    (series,) = json.loads(body)["series"]
+    # 6 points ever, the ring holds the last 4: of the 5 after the cursor, the second (NaN) fell out of it.
+    assert (series["count"], series["missed"], series["points"]) == (
+        6, 1, [[1002.0, "Infinity"], [1003.0, 4.0], [1004.0, 5.0], [1005.0, 6.0]])
+    status, body = api.handle("/api/v1/pipelines/orders", "")
+    detail = json.loads(body)
+    assert status == 200 and detail["lag_seconds"] == 6.0 and b"NaN" not in body
+
+    for i in range(5):
+        store.add_event("orders", "kafka", "info", f"event {i + 1}")
+    events = json.loads(api.handle("/api/v1/events", "since=1")[1])
+    assert ([e["seq"] for e in events["events"]], events["missed"], events["next"]) == ([3, 4, 5], 1, 5)
+    limited = json.loads(api.handle("/api/v1/events", "since=3&limit=1")[1])
+    assert ([e["seq"] for e in limited["events"]], limited["truncated"], limited["next"]) == ([4], True, 4)
+    restarted = json.loads(api.handle("/api/v1/events", "since=99")[1])
+    assert restarted["reset"] is True and [e["seq"] for e in restarted["events"]] == [3, 4, 5]
+    other = json.loads(api.handle("/api/v1/events", "since=0&pipeline=billing")[1])
+    assert (other["events"], other["next"]) == ([], 5)  # nothing for billing, and no need to look at these again
+
+
+def _up_health(store: Store, pipeline: str):
+    from monitoring.health import CollectorHealth
+
+    return CollectorHealth(pipeline, "kafka", "k:1", 5.0, state=State.UP, last_success=time.time(), runs=1)
