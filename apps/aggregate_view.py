@@ -24,14 +24,13 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 import numpy as np
-import pandas as pd
 import panel as pn
-from bokeh.models import ColumnDataSource, HTMLTemplateFormatter
+from bokeh.models import ColumnDataSource, DataTable, Div, HTMLTemplateFormatter, TableColumn
 from bokeh.plotting import figure
 from panel.viewable import Viewer
 
 from apps.views import HealthBar
-from apps.widgets import clock, duration_formatter, table
+from apps.widgets import clock
 from collectors.prometheus_model import AggregateSnapshot, PipelineSummary
 from collectors.prometheus_query import AGGREGATE_PIPELINE, PrometheusQueryCollector
 from collectors.remote_agents import History, RemoteAgentCollector, RemoteAgentSnapshot, agent_down
@@ -40,27 +39,42 @@ from monitoring.health import State
 from monitoring.runtime import Collector
 from monitoring.store import Store
 
-_NUMBER = "<% if (Number.isNaN(value)) { %>unknown<% } else { %>{shown}<% } %>"
-"""NaN: the pipeline has the source and the value is unknown. None, where it has no such source, stays a blank
-cell (the table leaves empty cells to themselves)."""
-_HEALTH = HTMLTemplateFormatter(template=(
-    '<span class="pw-agg-health" data-health="<%= value %>" style="font-weight:bold;color:'
-    + "<%= ({'ok': '#1a7f37', 'degraded': '#bf8700', 'down': '#cf222e', 'agent down': '#cf222e'})[value] "
-    + "|| '#6e7781' %>\"><%= value %></span>"
-))
-_SECONDS = duration_formatter("unbounded")
-_COLUMNS = {
-    "agent": None, "pipeline": None, "health": _HEALTH, "sources down": None,
-    "lag": HTMLTemplateFormatter(template=_NUMBER.replace("{shown}", "<%= Math.round(value).toLocaleString('en') %>")),
-    "max lag": _SECONDS, "lag status": None,
-    "produce rate": HTMLTemplateFormatter(template=_NUMBER.replace("{shown}", "<%= value.toFixed(1) %>")),
-    "consume rate": HTMLTemplateFormatter(template=_NUMBER.replace("{shown}", "<%= value.toFixed(1) %>")),
-    "Flink jobs running": None, "checkpoint age": _SECONDS, "registry": None,
-    "change rate": HTMLTemplateFormatter(template=_NUMBER.replace("{shown}", "<%= value.toFixed(1) %>")),
-    "last update": None, "reason": None,
+def _cell(field: str, body: str) -> HTMLTemplateFormatter:
+    """A cell that names its column (`data-field`), so the page can be read cell by cell."""
+    return HTMLTemplateFormatter(template=f'<span class="pw-cell" data-field="{field}">{body}</span>')
+
+
+_BLANK = "<% if (value === null || value === undefined) { %>"
+"""None: the pipeline has no such source, a blank cell. NaN: it has the source and the value is unknown."""
+_NUMBER = _BLANK + "<% } else if (Number.isNaN(value)) { %>unknown<% } else { %>{shown}<% } %>"
+_TEXT = "<%- value %>"
+"""Escaped: reasons and names may come from other agents."""
+_HEALTH = (
+    '<span class="pw-agg-health" data-health="<%- value %>" style="font-weight:bold;color:'
+    "<%= ({'ok': '#1a7f37', 'degraded': '#bf8700', 'down': '#cf222e', 'agent down': '#cf222e'})[value] "
+    "|| '#6e7781' %>\"><%- value %></span>"
+)
+_SECONDS = (_BLANK + "<% } else if (Number.isNaN(value)) { %>unknown<% } else if (value === Infinity) { %>unbounded"
+            "<% } else if (value < 120) { %><%= value.toFixed(1) %> s"
+            "<% } else if (value < 7200) { %><%= (value / 60).toFixed(1) %> min"
+            "<% } else { %><%= (value / 3600).toFixed(1) %> h<% } %>")
+_COUNT = _NUMBER.replace("{shown}", "<%= Math.round(value).toLocaleString('en') %>")
+_RATE = _NUMBER.replace("{shown}", "<%= value.toFixed(1) %>")
+_COLUMNS = {  # field: (title, cell template, width)
+    "agent": ("agent", _TEXT, 170), "pipeline": ("pipeline", _TEXT, 120), "health": ("health", _HEALTH, 90),
+    "sources_down": ("sources down", _TEXT, 110), "lag": ("lag", _COUNT, 80), "max_lag": ("max lag", _SECONDS, 80),
+    "lag_status": ("lag status", _TEXT, 75), "produce_rate": ("produce rate", _RATE, 90),
+    "consume_rate": ("consume rate", _RATE, 90), "flink_running": ("Flink jobs running", _TEXT, 110),
+    "checkpoint_age": ("checkpoint age", _SECONDS, 100), "registry": ("registry", _TEXT, 65),
+    "change_rate": ("change rate", _RATE, 80), "last_update": ("last update", _TEXT, 95),
+    "reason": ("reason", _TEXT, 420),
 }
+_ROW_HEIGHT = 28
+_VISIBLE_ROWS = 20
 _STATUS_NAMES = ("NOTFOUND", "OK", "WARN", "ERR")
 
+CHART_SECONDS = 5.0
+"""How often a session feeds its small charts (they receive every point, a few at a time)."""
 SMALL_MULTIPLES = 48
 """Pipelines charted below the table (in table order); the rest are counted, not drawn."""
 _ROLLOVER = 600
@@ -82,7 +96,8 @@ class Combined:
     version: int
     """Bumped only when what the page shows changed (rows, agents, status): sessions compare it."""
     rows: tuple[PipelineSummary, ...]
-    frame: pd.DataFrame
+    columns: dict[str, list]
+    """The table's data, column by column (each session copies the dict into its own data source)."""
     agents: tuple[_AgentLine, ...]
     status: str
     remote: dict[str, RemoteAgentSnapshot]
@@ -133,7 +148,6 @@ class _Combiner:
         agents = []
         status = []
         if local_entry:
-            status.append(f"this process: measured at {clock(local_entry[0])}")
             agents.append(_AgentLine(f"{rows[0].instance if rows else socket.gethostname()} (this process)", "up", ""))
         remote: dict[str, RemoteAgentSnapshot] = {}
         direct = set(self.own_instances)
@@ -158,12 +172,12 @@ class _Combiner:
             entry = entries[-1]
             h = health.get(self.prometheus.source)
             if entry is None:
-                status.append(f"Prometheus at {self.prometheus.url}: no answer yet")
+                status.append(f"Prometheus at {html.escape(self.prometheus.url)}: no answer yet")
             else:
                 read_back: AggregateSnapshot = entry[1]
                 stale = h is not None and h.effective_state(now) is not State.UP
-                status.append(f"Prometheus at {self.prometheus.url}: measured at {clock(entry[0])}"
-                              + (f" (STALE: {h.reason(now)})" if stale else ""))
+                status.append(f"Prometheus at {html.escape(self.prometheus.url)}: measured at {clock(entry[0])}"
+                              + (f" (STALE: {html.escape(h.reason(now))})" if stale else ""))
                 rows.extend(row for row in read_back.rows if row.instance not in direct)
                 agents.extend(_AgentLine(f"{a.instance} ({a.job})", "up" if a.up else "down" if a.up is False
                                          else "no scrape", "") for a in read_back.agents if a.instance not in direct)
@@ -171,14 +185,14 @@ class _Combiner:
         # Compared as JSON: a NaN (unknown) is never equal to another NaN, None is.
         content = ([row.to_json() for row in rows_t], agents_t, status_text)
         if self._combined is not None and content == self._content:
-            self._combined = Combined(self._combined.version, rows_t, self._combined.frame, agents_t, status_text,
+            self._combined = Combined(self._combined.version, rows_t, self._combined.columns, agents_t, status_text,
                                       remote)
             return
         self._content = content
-        # object columns: None (no such source) must reach the browser as null, apart from NaN (unknown)
-        frame = pd.DataFrame([_row(row) for row in rows_t], columns=list(_COLUMNS), dtype=object)
+        table = [_row(row) for row in rows_t]
+        columns = {field: [row[field] for row in table] for field in _COLUMNS}
         version = self._combined.version + 1 if self._combined is not None else 1
-        self._combined = Combined(version, rows_t, frame, agents_t, status_text, remote)
+        self._combined = Combined(version, rows_t, columns, agents_t, status_text, remote)
 
 
 _combiners: dict[int, _Combiner] = {}
@@ -236,13 +250,13 @@ class SmallMultiples(Viewer):
     def __panel__(self):
         return self._layout
 
-    def arrange(self, rows: tuple[PipelineSummary, ...]) -> None:
-        """The charted pipelines changed: keep the charts still wanted, add the new ones."""
+    def arrange(self, rows: tuple[PipelineSummary, ...]) -> bool:
+        """Keep the charts still wanted, add the new ones; True when that changed the charts."""
         charted = [row for row in rows if row.job in ("local", "remote")]
         wanted = charted[:SMALL_MULTIPLES]
         keys = [(row.job, row.instance, row.pipeline) for row in wanted]
         if keys == list(self.charts):
-            return
+            return False
         self.charts = {key: self.charts.get(key) or _SmallChart(row) for key, row in zip(keys, wanted, strict=True)}
         self.box.objects = [pn.pane.Bokeh(chart.figure) for chart in self.charts.values()]
         hidden = len(charted) - len(wanted)
@@ -251,6 +265,7 @@ class SmallMultiples(Viewer):
             ([f"<em>{hidden} more pipeline(s) not charted (the first {SMALL_MULTIPLES} are).</em>"] if hidden else [])
             + ([f"<em>{without} pipeline(s) read from Prometheus have no chart: only their current values are "
                 f"read back.</em>"] if without else []))
+        return True
 
     def refresh(self, remote: dict[str, RemoteAgentSnapshot]) -> None:
         for (job, instance, pipeline), chart in self.charts.items():
@@ -274,11 +289,18 @@ class AggregateView(Viewer):
         self.store = store
         self.combiner = combiner(store, collectors, own_instances)
         self._version = 0
-        self._remote_seen: dict[str, RemoteAgentSnapshot] | None = None
-        self.status = pn.pane.HTML("", name="aggregate-status", sizing_mode="stretch_width")
-        self.totals = pn.pane.HTML("", name="aggregate-totals", sizing_mode="stretch_width")
-        self.agents = pn.pane.HTML("", name="aggregate-agents", sizing_mode="stretch_width")
-        self.pipelines = table(_COLUMNS, "aggregate-table", page_size=25)
+        self._charts_fed = 0.0
+        # Plain Bokeh models (see HealthBar): a Panel pane or Tabulator update costs far more per session, and
+        # a DataTable sorts in the browser (click a column's header) without asking the server.
+        self.status = Div(text="", name="aggregate-status", sizing_mode="stretch_width")
+        self.totals = Div(text="", name="aggregate-totals", sizing_mode="stretch_width")
+        self.agents = Div(text="", name="aggregate-agents", sizing_mode="stretch_width")
+        self.source_rows = ColumnDataSource({field: [] for field in _COLUMNS})
+        self.pipelines = DataTable(
+            source=self.source_rows, name="aggregate-table", index_position=None, sortable=True, reorderable=False,
+            sizing_mode="stretch_width", height=_ROW_HEIGHT + 2, row_height=_ROW_HEIGHT,
+            columns=[TableColumn(field=field, title=title, width=width, formatter=_cell(field, body))
+                     for field, (title, body, width) in _COLUMNS.items()])
         self.small = SmallMultiples(store)
         sources = ["this process"]
         if self.combiner.remotes:
@@ -287,7 +309,9 @@ class AggregateView(Viewer):
             sources.append(f"Prometheus at `{html.escape(self.combiner.prometheus.url)}`")
         self._layout = pn.Column(
             pn.pane.Markdown(f"### All pipelines: {', '.join(sources)}"),
-            self.status, self.totals, self.agents, self.pipelines, self.small, sizing_mode="stretch_width",
+            *(pn.pane.Bokeh(model, sizing_mode="stretch_width") for model in (self.status, self.totals, self.agents,
+                                                                             self.pipelines)),
+            self.small, sizing_mode="stretch_width",
         )
         self.refresh()
 
@@ -295,29 +319,41 @@ class AggregateView(Viewer):
         return self._layout
 
     def refresh(self) -> None:
-        combined = self.combiner.current(time.time())
+        now = time.time()
+        combined = self.combiner.current(now)
         if combined.version != self._version:
             self._version = combined.version
             self._render(combined)
-        self.small.refresh(combined.remote)
+        if now - self._charts_fed >= CHART_SECONDS:  # the charts show minutes: a few points at a time will do
+            self._charts_fed = now
+            self.small.refresh(combined.remote)
 
     def _render(self, combined: Combined) -> None:
         rows = combined.rows
-        self.status.object = f'<span class="pw-agg-status">{combined.status}</span>'
+        status = f'<span class="pw-agg-status">{combined.status}</span>' if combined.status else ""
+        if status != self.status.text:
+            self.status.text = status
         healthy = sum(row.health == "ok" for row in rows)
         agents = len({(row.job, row.instance) for row in rows})
-        self.totals.object = (
+        self.totals.text = (
             f'<div class="pw-agg-totals"><b>{len(rows)}</b> pipelines on <b>{agents}</b> agents: '
             f"<b>{healthy}</b> ok, <b>{len(rows) - healthy}</b> not &middot; lag {_total(rows, 'lag_messages', 0)} "
             f"messages &middot; produce {_total(rows, 'produce_rate', 1)}/s &middot; consume "
             f"{_total(rows, 'consume_rate', 1)}/s</div>"
         )
-        self.agents.object = " ".join(
+        self.agents.text = " ".join(
             f'<span class="pw-agent" data-state="{html.escape(agent.state)}" style="margin-right:12px"'
             f' title="{html.escape(agent.detail)}">{html.escape(agent.label)}: {html.escape(agent.state.upper())}</span>'
             for agent in combined.agents)
-        self.pipelines.value = combined.frame.copy()
-        self.small.arrange(rows)
+        self.source_rows.data = dict(combined.columns)
+        # The browser's table redraws when its view changes, and the view's indices do not when the number of
+        # rows stays the same (Bokeh 3.9): a changed tag tells it (and keeps the user's sort order).
+        self.pipelines.view.tags = [combined.version]
+        height = _ROW_HEIGHT * (min(len(rows), _VISIBLE_ROWS) + 1) + 2
+        if height != self.pipelines.height:
+            self.pipelines.height = height
+        if self.small.arrange(rows):
+            self.small.refresh(combined.remote)
 
 
 def _total(rows: tuple[PipelineSummary, ...], field: str, decimals: int) -> str:
@@ -345,12 +381,12 @@ def _row(row: PipelineSummary) -> dict[str, object]:
     registry = "" if math.isnan(row.registry_up) else "up" if row.registry_up == 1 else "DOWN"
     return {
         "agent": row.instance, "pipeline": row.pipeline, "health": row.health,
-        "sources down": ", ".join(row.collectors_down), "lag": _watched(row, "kafka", row.lag_messages),
-        "max lag": _watched(row, "kafka", row.lag_seconds), "lag status": status,
-        "produce rate": _watched(row, "kafka", row.produce_rate), "consume rate": _watched(row, "kafka", row.consume_rate),
-        "Flink jobs running": running, "checkpoint age": _watched(row, "flink", row.checkpoint_age),
-        "registry": registry, "change rate": _watched(row, "change_feed", row.change_rate),
-        "last update": clock(row.last_success), "reason": row.reason,
+        "sources_down": ", ".join(row.collectors_down), "lag": _watched(row, "kafka", row.lag_messages),
+        "max_lag": _watched(row, "kafka", row.lag_seconds), "lag_status": status,
+        "produce_rate": _watched(row, "kafka", row.produce_rate), "consume_rate": _watched(row, "kafka", row.consume_rate),
+        "flink_running": running, "checkpoint_age": _watched(row, "flink", row.checkpoint_age),
+        "registry": registry, "change_rate": _watched(row, "change_feed", row.change_rate),
+        "last_update": clock(row.last_success), "reason": row.reason,
     }
 
 

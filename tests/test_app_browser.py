@@ -363,8 +363,7 @@ def test_aggregate_page_combines_this_app_and_another_agent_through_prometheus(b
         with serving(tmp_path, config, browser_page) as server:
             page = browser_page
             page.goto(f"{server.url}?pipeline=_aggregate")
-            table = page.locator(".tabulator").filter(has=page.locator('[tabulator-field="agent"]'))
-            rows = table.locator(".tabulator-row")
+            rows = page.locator(".slick-row").filter(has=page.locator('[data-field="agent"]'))
             expect(rows).to_have_count(2, timeout=60_000)
             by_pipeline = {}
 
@@ -372,18 +371,18 @@ def test_aggregate_page_combines_this_app_and_another_agent_through_prometheus(b
                 by_pipeline.clear()
                 for i in range(rows.count()):
                     row = rows.nth(i)
-                    by_pipeline[row.locator('[tabulator-field="pipeline"]').inner_text()] = {
-                        field: row.locator(f'[tabulator-field="{field}"]').inner_text()
-                        for field in ("agent", "health", "lag", "checkpoint age", "registry", "sources down")}
+                    by_pipeline[row.locator(_aggregate_cell("pipeline")).inner_text()] = {
+                        field: row.locator(_aggregate_cell(field)).inner_text()
+                        for field in ("agent", "health", "lag", "checkpoint_age", "registry", "sources_down")}
                 return all(r["health"] == "ok" and r["lag"] not in ("unknown", "") for r in by_pipeline.values())
 
             wait_until(both_ok, 60, interval=0.5, what="both pipelines ok with their lag")
             # The app's own pipeline comes from this process, not a second time from Prometheus' scrape of it.
             assert by_pipeline == {
                 "orders": {"agent": socket.gethostname(), "health": "ok", "lag": "6",
-                           "checkpoint age": "", "registry": "", "sources down": ""},
+                           "checkpoint_age": "", "registry": "", "sources_down": ""},
                 "audit": {"agent": f"127.0.0.1:{agent_metrics}", "health": "ok", "lag": "4",
-                          "checkpoint age": "", "registry": "", "sources down": ""},
+                          "checkpoint_age": "", "registry": "", "sources_down": ""},
             }
             totals = page.locator(".pw-agg-totals")
             expect(totals).to_contain_text("2 pipelines on 2 agents: 2 ok, 0 not")
@@ -393,11 +392,11 @@ def test_aggregate_page_combines_this_app_and_another_agent_through_prometheus(b
             # The other agent stops: its pipeline stays on the page, marked agent down with the reason.
             agent.terminate()
             agent.wait(timeout=30)
-            audit = rows.filter(has=page.locator('[tabulator-field="pipeline"]', has_text="audit"))
-            expect(audit.locator('[tabulator-field="health"]')).to_have_text("agent down", timeout=30_000)
-            expect(audit.locator('[tabulator-field="reason"]')).to_have_text(
+            audit = rows.filter(has=page.locator('[data-field="pipeline"]', has_text="audit"))
+            expect(audit.locator(_aggregate_cell("health"))).to_have_text("agent down", timeout=30_000)
+            expect(audit.locator(_aggregate_cell("reason"))).to_have_text(
                 f"Prometheus cannot scrape the agent at 127.0.0.1:{agent_metrics} (up = 0)")
-            expect(audit.locator('[tabulator-field="lag"]')).to_have_text("unknown")
+            expect(audit.locator(_aggregate_cell("lag"))).to_have_text("unknown")
             expect(totals).to_contain_text("1 ok, 1 not")
             expect(totals).to_contain_text("lag 6 (+ 1 pipeline(s) unknown) messages")  # never a partial sum as whole
             assert page.errors == []
@@ -406,6 +405,13 @@ def test_aggregate_page_combines_this_app_and_another_agent_through_prometheus(b
             agent.terminate()
             agent.wait(timeout=30)
         prometheus.stop()
+
+
+def _aggregate_cell(field: str) -> str:
+    """A cell of the aggregate table by its field (SlickGrid numbers the columns; an empty cell has no content)."""
+    from apps.aggregate_view import _COLUMNS
+
+    return f".slick-cell.l{list(_COLUMNS).index(field)}"
 
 
 def _small_multiples(page) -> dict[str, float | None]:
@@ -456,8 +462,7 @@ def test_aggregate_page_combines_a_local_pipeline_and_a_remote_agent_through_its
         with serving(tmp_path, config, browser_page) as server:
             page = browser_page
             page.goto(f"{server.url}?pipeline=_aggregate")
-            table = page.locator(".tabulator").filter(has=page.locator('[tabulator-field="agent"]'))
-            rows = table.locator(".tabulator-row")
+            rows = page.locator(".slick-row").filter(has=page.locator('[data-field="agent"]'))
             expect(rows).to_have_count(2, timeout=60_000)
             by_pipeline = {}
 
@@ -465,17 +470,17 @@ def test_aggregate_page_combines_a_local_pipeline_and_a_remote_agent_through_its
                 by_pipeline.clear()
                 for i in range(rows.count()):
                     row = rows.nth(i)
-                    by_pipeline[row.locator('[tabulator-field="pipeline"]').inner_text()] = {
-                        field: row.locator(f'[tabulator-field="{field}"]').inner_text()
-                        for field in ("agent", "health", "lag", "checkpoint age", "registry", "sources down")}
+                    by_pipeline[row.locator(_aggregate_cell("pipeline")).inner_text()] = {
+                        field: row.locator(_aggregate_cell(field)).inner_text()
+                        for field in ("agent", "health", "lag", "checkpoint_age", "registry", "sources_down")}
                 return all(r["health"] == "ok" and r["lag"] not in ("unknown", "") for r in by_pipeline.values())
 
             wait_until(both_ok, 60, interval=0.5, what="both pipelines ok with their lag")
             assert by_pipeline == {
                 "orders": {"agent": socket.gethostname(), "health": "ok", "lag": "6",
-                           "checkpoint age": "", "registry": "", "sources down": ""},
+                           "checkpoint_age": "", "registry": "", "sources_down": ""},
                 "audit": {"agent": agent_url, "health": "ok", "lag": "4",
-                          "checkpoint age": "", "registry": "", "sources down": ""},
+                          "checkpoint_age": "", "registry": "", "sources_down": ""},
             }
             totals = page.locator(".pw-agg-totals")
             expect(totals).to_contain_text("2 pipelines on 2 agents: 2 ok, 0 not")
@@ -486,14 +491,26 @@ def test_aggregate_page_combines_a_local_pipeline_and_a_remote_agent_through_its
             wanted = {f"orders @ {socket.gethostname()}": 6.0, f"audit @ {agent_url}": 4.0}
             wait_until(lambda: _small_multiples(page) == wanted, 30, what=f"small charts ending at {wanted}")
 
+            # The table sorts in the browser: by lag, ascending then descending (rows in their on-screen order).
+            def on_screen() -> list[str]:
+                placed = [(rows.nth(i).bounding_box()["y"], rows.nth(i).locator(_aggregate_cell("pipeline")).inner_text())
+                          for i in range(rows.count())]
+                return [pipeline for _, pipeline in sorted(placed)]
+
+            header = page.locator(".slick-header-column", has_text="lag").first
+            header.click()
+            wait_until(lambda: on_screen() == ["audit", "orders"], 10, what="rows sorted by lag, ascending")
+            header.click()
+            wait_until(lambda: on_screen() == ["orders", "audit"], 10, what="rows sorted by lag, descending")
+
             # The other agent stops: its pipeline stays on the page, marked agent down with the reason.
             agent.terminate()
             agent.wait(timeout=30)
-            audit = rows.filter(has=page.locator('[tabulator-field="pipeline"]', has_text="audit"))
-            expect(audit.locator('[tabulator-field="health"]')).to_have_text("agent down", timeout=30_000)
-            expect(audit.locator('[tabulator-field="reason"]')).to_contain_text(
+            audit = rows.filter(has=page.locator('[data-field="pipeline"]', has_text="audit"))
+            expect(audit.locator(_aggregate_cell("health"))).to_have_text("agent down", timeout=30_000)
+            expect(audit.locator(_aggregate_cell("reason"))).to_contain_text(
                 f"agent at {agent_url} not answering: connection_refused: GET /api/v1/")
-            expect(audit.locator('[tabulator-field="lag"]')).to_have_text("unknown")
+            expect(audit.locator(_aggregate_cell("lag"))).to_have_text("unknown")
             expect(totals).to_contain_text("1 ok, 1 not")
             expect(totals).to_contain_text("lag 6 (+ 1 pipeline(s) unknown) messages")  # never a partial sum as whole
             expect(page.locator(f'.pw-health[data-collector="remote:127.0.0.1:{agent_port}"]')).to_have_attribute(
