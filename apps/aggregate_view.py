@@ -15,6 +15,7 @@ collector keeps from the agents' series endpoint. Prometheus rows have no chart 
 
 from __future__ import annotations
 
+import dataclasses
 import html
 import math
 import socket
@@ -100,6 +101,8 @@ class Combined:
     """The table's data, column by column (each session copies the dict into its own data source)."""
     agents: tuple[_AgentLine, ...]
     status: str
+    totals: str
+    agents_html: str
     remote: dict[str, RemoteAgentSnapshot]
     """url -> the remote agent's snapshot (for its pipelines' small charts)."""
 
@@ -185,14 +188,14 @@ class _Combiner:
         # Compared as JSON: a NaN (unknown) is never equal to another NaN, None is.
         content = ([row.to_json() for row in rows_t], agents_t, status_text)
         if self._combined is not None and content == self._content:
-            self._combined = Combined(self._combined.version, rows_t, self._combined.columns, agents_t, status_text,
-                                      remote)
+            self._combined = dataclasses.replace(self._combined, rows=rows_t, agents=agents_t, remote=remote)
             return
         self._content = content
         table = [_row(row) for row in rows_t]
         columns = {field: [row[field] for row in table] for field in _COLUMNS}
         version = self._combined.version + 1 if self._combined is not None else 1
-        self._combined = Combined(version, rows_t, columns, agents_t, status_text, remote)
+        self._combined = Combined(version, rows_t, columns, agents_t, status_text, _totals(rows_t),
+                                  _agents_html(agents_t), remote)
 
 
 _combiners: dict[int, _Combiner] = {}
@@ -333,18 +336,10 @@ class AggregateView(Viewer):
         status = f'<span class="pw-agg-status">{combined.status}</span>' if combined.status else ""
         if status != self.status.text:
             self.status.text = status
-        healthy = sum(row.health == "ok" for row in rows)
-        agents = len({(row.job, row.instance) for row in rows})
-        self.totals.text = (
-            f'<div class="pw-agg-totals"><b>{len(rows)}</b> pipelines on <b>{agents}</b> agents: '
-            f"<b>{healthy}</b> ok, <b>{len(rows) - healthy}</b> not &middot; lag {_total(rows, 'lag_messages', 0)} "
-            f"messages &middot; produce {_total(rows, 'produce_rate', 1)}/s &middot; consume "
-            f"{_total(rows, 'consume_rate', 1)}/s</div>"
-        )
-        self.agents.text = " ".join(
-            f'<span class="pw-agent" data-state="{html.escape(agent.state)}" style="margin-right:12px"'
-            f' title="{html.escape(agent.detail)}">{html.escape(agent.label)}: {html.escape(agent.state.upper())}</span>'
-            for agent in combined.agents)
+        if combined.totals != self.totals.text:
+            self.totals.text = combined.totals
+        if combined.agents_html != self.agents.text:
+            self.agents.text = combined.agents_html
         self.source_rows.data = dict(combined.columns)
         # The browser's table redraws when its view changes, and the view's indices do not when the number of
         # rows stays the same (Bokeh 3.9): a changed tag tells it (and keeps the user's sort order).
@@ -354,6 +349,22 @@ class AggregateView(Viewer):
             self.pipelines.height = height
         if self.small.arrange(rows):
             self.small.refresh(combined.remote)
+
+
+def _totals(rows: tuple[PipelineSummary, ...]) -> str:
+    healthy = sum(row.health == "ok" for row in rows)
+    agents = len({(row.job, row.instance) for row in rows})
+    return (f'<div class="pw-agg-totals"><b>{len(rows)}</b> pipelines on <b>{agents}</b> agents: '
+            f"<b>{healthy}</b> ok, <b>{len(rows) - healthy}</b> not &middot; lag {_total(rows, 'lag_messages', 0)} "
+            f"messages &middot; produce {_total(rows, 'produce_rate', 1)}/s &middot; consume "
+            f"{_total(rows, 'consume_rate', 1)}/s</div>")
+
+
+def _agents_html(agents: tuple[_AgentLine, ...]) -> str:
+    return " ".join(
+        f'<span class="pw-agent" data-state="{html.escape(agent.state)}" style="margin-right:12px"'
+        f' title="{html.escape(agent.detail)}">{html.escape(agent.label)}: {html.escape(agent.state.upper())}</span>'
+        for agent in agents)
 
 
 def _total(rows: tuple[PipelineSummary, ...], field: str, decimals: int) -> str:
