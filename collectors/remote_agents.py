@@ -18,7 +18,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import math
-import time
 from collections import deque
 from dataclasses import dataclass
 from urllib.parse import urlsplit

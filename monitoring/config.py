@@ -440,6 +440,13 @@ class RemoteAgent(_Strict):
     def _url_alone(cls, value: object) -> object:
         return {"url": value} if isinstance(value, str) else value
 
+    @field_validator("url")
+    @classmethod
+    def _no_credentials_in_url(cls, url: str) -> str:
+        if urlsplit(url).username is not None:  # they would show in the collector's name, on pages and /metrics
+            raise ValueError("credentials go in basic_auth, not in the URL")
+        return url
+
 
 class ExporterTls(_Strict):
     cert_file: FilePath

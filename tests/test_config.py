@@ -518,5 +518,7 @@ def test_remote_agents_take_a_url_or_a_mapping_and_errors_name_the_key(tmp_path)
                             "'http://eu:9108', 'http://eu:9108/']\n", "bad.yml"))
     assert "remote_agents[0].url: 'eu:9108' is not an http:// or https:// URL with a host" in message
     assert "remote_agents[1].bogus: unknown key" in message
+    message = _error(_write(tmp_path, base + "remote_agents: ['http://u:pw@eu:9108']\n", "secret.yml"))
+    assert "remote_agents[0].url: credentials go in basic_auth, not in the URL" in message and "pw" not in message
     message = _error(_write(tmp_path, base + "remote_agents: ['http://eu:9108', 'http://eu:9108/']\n", "dup.yml"))
     assert "remote_agents[1].url: agent 'http://eu:9108' is already listed as remote_agents[0]" in message
