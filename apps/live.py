@@ -44,6 +44,7 @@ class LiveChart:
         name: str,
         rollover: int = 720,
         max_lines: int = 10,
+        legend_columns: int = 1,
     ) -> None:
         self.store = store
         self.select = select
@@ -64,9 +65,18 @@ class LiveChart:
             renderer = self.figure.line("t", "y", source=source, color=Category10_10[index % 10], line_width=2,
                                         visible=False)
             self._slots.append(_Slot(source, renderer, LegendItem(label=value(""), renderers=[renderer], visible=False)))
+        # The axes follow the lines only: bands drawn behind them (traffic bursts) must not stretch them.
+        lines = [slot.renderer for slot in self._slots]
+        self.figure.x_range.renderers = lines
+        self.figure.y_range.renderers = lines
         # Outside the plot area: a legend inside hides the newest points, which is where users look.
         self.figure.add_layout(Legend(items=[slot.legend for slot in self._slots], click_policy="hide",
-                                      label_text_font_size="9pt"), "below")
+                                      label_text_font_size="9pt", ncols=legend_columns), "below")
+
+    def show_window(self, seconds: float | None) -> None:
+        """Show the newest `seconds` (None: every point kept), following new points as they come."""
+        self.figure.x_range.follow = "end" if seconds else None
+        self.figure.x_range.follow_interval = seconds * 1000 if seconds else None
 
     def reselect(self) -> None:
         """The selection changed (e.g. another job was chosen): reassign the lines on the next refresh."""

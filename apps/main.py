@@ -1,10 +1,18 @@
-"""pipewatch's dashboard; each browser session runs this script and builds its own views."""
+"""pipewatch's dashboard; each browser session runs this script and builds its own views.
+
+The URL says what is shown, so a link shows the same page to someone else:
+`?page=overview` (the default), `?page=pipeline&pipeline=NAME`, `?page=aggregate`, `?page=errors`, and `&theme=dark`
+for the dark theme. `?pipeline=NAME` alone (older links) opens that pipeline, `?pipeline=_aggregate` the
+aggregate page.
+"""
 
 from __future__ import annotations
 
 import panel as pn
 
 from apps.aggregate_view import AggregatePage
+from apps.errors_view import ErrorsPage
+from apps.overview_view import OverviewPage
 from apps.views import PipelinePage
 from collectors.prometheus_query import AGGREGATE_PIPELINE
 from monitoring.service import get_service
@@ -17,11 +25,41 @@ if not service.supervisor.running:  # served without app_hooks.py (e.g. `panel s
     service.start_in_thread()
 
 pipelines = [p.name for p in service.config.pipelines]
-options = {name: name for name in pipelines}
-options["All pipelines"] = AGGREGATE_PIPELINE  # this process's, remote agents' and Prometheus': ?pipeline=_aggregate
-choice = pn.widgets.Select(label="Pipeline", options=options, value=pipelines[0], width=260)
+# All pipelines: this process's, remote agents' (`remote_agents`) and Prometheus' (`prometheus`).
+PAGES = {"Overview": "overview", "Pipeline": "pipeline", "All pipelines": "aggregate", "Errors": "errors"}
+
+
+def _initial(args: dict[str, list[bytes]]) -> tuple[str, str]:
+    """(page, pipeline) the URL asks for; anything unknown falls back to the overview / first pipeline."""
+    page = args.get("page", [b""])[0].decode("utf-8", "replace")
+    pipeline = args.get("pipeline", [b""])[0].decode("utf-8", "replace")
+    if not page and pipeline:  # links from before pages had names
+        page = "aggregate" if pipeline == AGGREGATE_PIPELINE else "pipeline"
+    if page not in PAGES.values():
+        page = "overview"
+    if pipeline not in pipelines:
+        pipeline = pipelines[0]
+    return page, pipeline
+
+
+initial_page, initial_pipeline = _initial(pn.state.session_args or {})
+page_choice = pn.widgets.RadioButtonGroup(name="page", options=PAGES, value=initial_page, button_type="light",
+                                          width=120 * len(PAGES))
+pipeline_choice = pn.widgets.Select(name="pipeline", options=pipelines, value=initial_pipeline, width=220,
+                                    visible=initial_page == "pipeline")
 if pn.state.location is not None:
-    pn.state.location.sync(choice, {"value": "pipeline"})
+    pn.state.location.sync(page_choice, {"value": "page"})
+    pn.state.location.sync(pipeline_choice, {"value": "pipeline"})
+dark = pn.config.theme == "dark"
+theme_toggle = pn.widgets.Button(name="Light theme" if dark else "Dark theme", button_type="light", width=110)
+# The theme applies when the page is built: switch by reloading the same URL with the other theme.
+theme_toggle.js_on_click(code="""
+    const url = new URL(window.location.href);
+    url.searchParams.set('theme', url.searchParams.get('theme') === 'dark' ? 'default' : 'dark');
+    window.location.href = url.toString();
+""")
+if dark:
+    pn.state.curdoc.theme = "dark_minimal"  # the Bokeh charts and tables follow Panel's dark design
 metrics_link = (
     f'<a href="http://{service.exporter.host}:{service.exporter.port}/metrics" target="_blank">/metrics</a>'
     if service.exporter else ""
@@ -31,13 +69,22 @@ current: dict[str, object] = {}
 """This session's page and, once the browser is connected, its periodic callback (the ticker)."""
 
 
-def show(name: str) -> None:
+def build(page: str, pipeline: str):
+    if page == "aggregate":
+        return AggregatePage.of(service)
+    if page == "errors":
+        return ErrorsPage(service.store, pipelines)
+    if page == "pipeline":
+        config = next(p for p in service.config.pipelines if p.name == pipeline)
+        return PipelinePage(service.store, pipeline, service.supervisor.collectors, traffic=config.traffic)
+    return OverviewPage(service.store)
+
+
+def show(*_events) -> None:
     if "page" in current:
         current["page"].close()
-    if name == AGGREGATE_PIPELINE:
-        page = AggregatePage.of(service)
-    else:
-        page = PipelinePage(service.store, name, service.supervisor.collectors)
+    pipeline_choice.visible = page_choice.value == "pipeline"
+    page = build(page_choice.value, pipeline_choice.value)
     current["page"] = page
     holder[:] = [page]
     if "ticker" in current:  # connected already: push can start at once
@@ -59,14 +106,16 @@ def start_ticking() -> None:
     current["ticker"] = pn.state.curdoc.add_periodic_callback(tick, 1000)
 
 
-show(choice.value)
-choice.param.watch(lambda event: show(event.new), "value")
+show()
+page_choice.param.watch(show, "value")
+pipeline_choice.param.watch(show, "value")
 pn.state.onload(start_ticking)
-pn.state.on_session_destroyed(lambda _context: current["page"].close())
+# `current` bound now: Bokeh clears this script's namespace before it calls the session's destroy callbacks.
+pn.state.on_session_destroyed(lambda _context, current=current: current["page"].close())
 
 pn.Column(
-    pn.Row(pn.pane.HTML("<h2 style='margin:4px 0'>pipewatch</h2>"), choice, pn.pane.HTML(metrics_link),
-           sizing_mode="stretch_width"),
+    pn.Row(pn.pane.HTML("<h2 style='margin:4px 0'>pipewatch</h2>", width=140), page_choice, pipeline_choice,
+           theme_toggle, pn.pane.HTML(metrics_link, width=80), sizing_mode="stretch_width"),
     holder,
     sizing_mode="stretch_width",
 ).servable(title="pipewatch")

@@ -15,6 +15,7 @@ from panel.viewable import Viewer
 from apps.change_feed_view import ChangeFeedView
 from apps.flink_view import FlinkView
 from apps.live import LiveChart
+from apps.pipeline_overview import PipelineOverview
 from apps.profiling_view import ProfilingView
 from apps.registry_view import SchemaRegistryView
 from apps.widgets import (COUNT, RATE, STATE_COLOURS, SnapshotSection, age, clock, duration, duration_formatter,
@@ -25,6 +26,7 @@ from collectors.kafka import KafkaCollector
 from collectors.kafka_model import GroupInfo, KafkaSnapshot, PartitionLag, TopicInfo
 from collectors.profiling import ProfilingCollector
 from collectors.schema_registry import SchemaRegistryCollector
+from monitoring.config import ExpectedTraffic
 from monitoring.health import CollectorHealth, State
 from monitoring.runtime import Collector
 from monitoring.store import Store
@@ -246,11 +248,13 @@ def _num(value: float | int | None) -> float:
 class PipelinePage(Viewer):
     """Everything about one pipeline: collector health, then one section per configured source."""
 
-    def __init__(self, store: Store, pipeline: str, collectors: list[Collector], **params) -> None:
+    def __init__(self, store: Store, pipeline: str, collectors: list[Collector],
+                 traffic: ExpectedTraffic | None = None, **params) -> None:
         super().__init__(**params)
         self.health = HealthBar(store, pipeline)
         mine = [c for c in collectors if c.pipeline == pipeline]
         self.sections = [
+            PipelineOverview(store, pipeline, traffic),
             *(KafkaLagView(store, pipeline, c.name, c.config.cluster_label) for c in mine
               if isinstance(c, KafkaCollector)),
             *(SchemaRegistryView(store, pipeline, c.name, c.registry) for c in mine

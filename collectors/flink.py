@@ -14,6 +14,11 @@ The API's traps (../shared/reference/flink-rest.md), each handled here:
 - `latest.failed` may be null while `counts.failed` > 0; `backpressure` `deprecated` means not
   yet measured; 1.x and 2.x exception shapes differ; errors carry Java stack traces (kept to
   their first line).
+
+What the cluster reports as failed goes into the store's error registry: each job exception once
+(the first read included; an exception already recorded, same time, name and task, is not counted
+again), each new latest checkpoint failure once (Flink names only the latest; all of them are
+counted by numberOfFailedCheckpoints), and a part of a job answered with an error once per cycle.
 """
 
 from __future__ import annotations
@@ -41,7 +46,7 @@ from collectors.flink_model import (
 )
 from collectors.http import TRANSPORT_FAILURES, build_client, first_line, transport_category
 from monitoring.config import FlinkSource
-from monitoring.health import SourceError
+from monitoring.health import SourceError, describe
 from monitoring.metrics import BACKPRESSURE_LEVELS, JOB_STATES
 from monitoring.runtime import Collector
 from monitoring.store import Store
@@ -78,6 +83,8 @@ class _JobCache:
     """Vertex id -> the wanted metric names it has (listed once; [] until the job has run)."""
     restarts_seen: float | None = None
     exceptions: tuple[FlinkException, ...] = ()
+    checkpoint_failure_seen: float | None = None
+    """Time of the latest failed checkpoint already in the error registry."""
 
 
 class FlinkCollector(Collector):
@@ -91,6 +98,8 @@ class FlinkCollector(Collector):
         self._requests = 0
         self._jobs: dict[str, _JobCache] = {}
         self._backpressure: dict[tuple[str, str], Backpressure] = {}
+        self._failures: list[tuple[str, str, str, str | None, float]] = []
+        """This cycle's failures for the error registry: (severity, category, message, hint, time)."""
 
     async def close(self) -> None:
         if self._client is not None:
@@ -99,6 +108,7 @@ class FlinkCollector(Collector):
 
     async def collect(self, store: Store) -> int:
         self._requests = 0
+        self._failures = []
         snapshot, new_exceptions = await self._collect()
         with store.cycle(self.source, snapshot.measured_at) as cycle:
             self._write(cycle, snapshot)
@@ -107,6 +117,8 @@ class FlinkCollector(Collector):
             store.add_event(self.pipeline, self.name, "error",
                             f"{self.cluster}: job {exception.job_id[:8]} {exception.task or ''}: {exception.name}: "
                             f"{exception.message[:200]} [{exception.category}]", exception.time)
+        for severity, category, message, hint, t in self._failures:
+            store.record_error(self.pipeline, self.name, category, message, severity, self.config.rest_url, hint, t)
         return self._requests
 
     # -- one cycle -------------------------------------------------------------------------------
@@ -181,13 +193,24 @@ class FlinkCollector(Collector):
             read = await self._exceptions(client, jid, errors)
             if read is not None:
                 known = {(e.time, e.name, e.task) for e in cache.exceptions}
-                # The first read is the baseline: only exceptions after it become events.
-                fresh = [e for e in read if (e.time, e.name, e.task) not in known] if cache.restarts_seen is not None else []
+                unseen = [e for e in read if (e.time, e.name, e.task) not in known]
+                # The first read is the baseline: only exceptions after it become events (but all are errors).
+                fresh = unseen if cache.restarts_seen is not None else []
                 cache.exceptions = read
+                name = detail.get("name") or jid
+                for e in unseen:
+                    self._failures.append(("error", e.category, f"job {name}: {e.task or 'job'}: {e.name}: {e.message}",
+                                           e.hint, e.time))
         if restarts is not None or cache.restarts_seen is None:
             cache.restarts_seen = restarts
         timestamps = {s: t / 1000 for s, t in (detail.get("timestamps") or {}).items() if _num(t)}
         checkpoint_info = _checkpoints(checkpoints, cache.checkpoint_config) if checkpoints is not None else None
+        if checkpoint_info is not None and checkpoint_info.last_failure_at is not None \
+                and checkpoint_info.last_failure_at != cache.checkpoint_failure_seen:
+            cache.checkpoint_failure_seen = checkpoint_info.last_failure_at
+            self._failures.append(("warning", "checkpointing", f"job {detail.get('name') or jid}: checkpoint failed: "
+                                   f"{checkpoint_info.last_failure_message or 'no reason given'}", None,
+                                   checkpoint_info.last_failure_at))
         age = None
         if state == "RUNNING":
             since = (checkpoint_info.last_completed_at if checkpoint_info else None) or timestamps.get("RUNNING")
@@ -310,6 +333,7 @@ class FlinkCollector(Collector):
             if exc.category in TRANSPORT_FAILURES:
                 raise
             errors.append(str(exc))
+            self._failures.append(("warning", exc.category, describe(exc), None, time.time()))
             return None
 
     async def _metrics(self, client: httpx.AsyncClient, path: str, names: list[str],

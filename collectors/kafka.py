@@ -5,6 +5,10 @@ ListGroups per broker, DescribeGroups per coordinator, ListOffsets per partition
 earliest), and one OffsetFetch per group (the OffsetFetch API before v8 takes one group). Groups'
 coordinators are cached between cycles. Committed offsets are read before high watermarks so a
 commit landing mid-cycle can only over-state lag for a moment, never make it negative.
+
+Failures of a part of the cluster that leave the rest readable (a broker that does not answer, a
+group whose offsets or description come back with an error code) go into the store's error registry
+as warnings, once per cycle in which they were seen: each cycle asks again and fails again.
 """
 
 from __future__ import annotations
@@ -56,7 +60,7 @@ from collectors.kafka_model import (
 )
 from collectors.kafka_status import Evaluation, PartitionHistory, Status, evaluate, group_status
 from monitoring.config import KafkaSource
-from monitoring.health import describe
+from monitoring.health import categorize, describe
 from monitoring.runtime import Collector
 from monitoring.store import Store
 
@@ -151,6 +155,8 @@ class KafkaCollector(Collector):
         self._retention_read_at: float | None = None
         self._describe_configs: bool | None = None
         """Whether the cluster answers DescribeConfigs; None until it has been asked once."""
+        self._cycle_errors: list[tuple[str, str]] = []
+        """(category, message) of the parts of this cycle that failed while the cycle went on."""
         self._samples: deque[_OffsetSums] = deque(
             maxlen=min(1000, math.ceil(config.rate_window_seconds / config.interval_seconds) + 2))
 
@@ -161,6 +167,7 @@ class KafkaCollector(Collector):
 
     async def collect(self, store: Store) -> int:
         self._requests = 0
+        self._cycle_errors = []
         client = await self._connect()
         metadata = await self._metadata(client)
         listed, unreachable = await self._list_groups(client, metadata)
@@ -189,6 +196,8 @@ class KafkaCollector(Collector):
         snapshot = self._build_snapshot(metadata, groups, descriptions, committed, group_errors,
                                         high_watermarks, log_starts, t, timestamps)
         self._write(store, snapshot, t)
+        for category, message in self._cycle_errors:
+            store.record_error(self.pipeline, self.name, category, message, "warning", self.target, t=t)
         return self._requests
 
     # -- requests ---------------------------------------------------------------------------------
@@ -275,10 +284,13 @@ class KafkaCollector(Collector):
                 if not isinstance(response, (KafkaError, OSError, asyncio.TimeoutError)):
                     raise response
                 unreachable[broker.node_id] = describe(response)
+                self._part_failed(response, f"broker {broker.node_id} ({broker.host}:{broker.port}): ")
                 continue
             body = response.to_object()
             if body["error_code"]:
-                unreachable[broker.node_id] = describe(for_code(body["error_code"])("ListGroups failed"))
+                error = for_code(body["error_code"])("ListGroups failed")
+                unreachable[broker.node_id] = describe(error)
+                self._part_failed(error, f"broker {broker.node_id} ({broker.host}:{broker.port}): ")
                 continue
             for group in body["groups"]:
                 if self.config.matches_group(group["group"]):
@@ -320,6 +332,8 @@ class KafkaCollector(Collector):
                     self._coordinators.pop(group["group"], None)
                 if not group["error_code"]:
                     out[group["group"]] = group
+                else:
+                    self._part_failed(for_code(group["error_code"])(f"DescribeGroups for group {group['group']!r}"))
         return out
 
     async def _committed_offsets(
@@ -344,12 +358,16 @@ class KafkaCollector(Collector):
                     raise result
                 self._coordinators.pop(group_id, None)
                 errors[group_id] = describe(result)
+                self._part_failed(result)
             else:
                 committed[group_id] = result
         if group_ids and len(errors) == len(group_ids):
             # Nothing answered: that is the cluster failing, not one group.
             raise KafkaConnectionError(f"OffsetFetch failed for every group; first: {next(iter(errors.values()))}")
         return committed, errors
+
+    def _part_failed(self, exc: BaseException, prefix: str = "") -> None:
+        self._cycle_errors.append((categorize(exc), prefix + describe(exc)))
 
     def _topics_to_ask(self, group_ids: list[str], metadata: _Metadata,
                        assigned: dict[str, set[str]]) -> dict[str, list[str]]:
@@ -852,6 +870,8 @@ async def _unreachable(servers: list[str], timeout: float) -> OSError:
             _, writer = await asyncio.wait_for(asyncio.open_connection(host, int(port)), timeout=min(timeout, 5))
             writer.close()
             reasons.append(f"{server}: accepts TCP but does not answer the Kafka protocol")
+        except ConnectionRefusedError:  # asyncio says only "Connect call failed": the errno is what tells
+            reasons.append(f"{server}: connection refused")
         except (OSError, asyncio.TimeoutError) as exc:
             reasons.append(f"{server}: {exc.strerror if isinstance(exc, OSError) and exc.strerror else describe(exc)}")
     error = ConnectionRefusedError if all("refused" in r.lower() for r in reasons) else ConnectionError

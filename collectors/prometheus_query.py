@@ -37,6 +37,7 @@ _QUERIES = {
     "agent_up": "max by (job, instance) (up{S})",
     "last_success": f"max by ({_BY}) (pipewatch_collector_last_success_timestamp_seconds{{S}})",
     "lag_messages": f"sum by ({_BY}) (kafka_consumergroup_group_sum_lag{{S}})",
+    "max_lag_messages": f"max by ({_BY}) (kafka_consumergroup_group_max_lag{{S}})",
     "lag_seconds": f"max by ({_BY}) (kafka_consumergroup_group_max_lag_seconds{{S}})",
     "worst_status": f"max by ({_BY}) (kafka_consumergroup_status{{S}})",
     "produce_rate": f"sum by ({_BY}) (kafka_topic_produce_rate{{S}})",
@@ -155,7 +156,8 @@ def summarize(results: dict[str, list[dict]], url: str, now: float) -> Aggregate
         rows.append(PipelineSummary(
             job=job, instance=instance, pipeline=pipeline, health=health, reason=reason, collectors=collectors,
             collectors_down=down if agent_up is True else collectors, last_success=None if math.isnan(last) else last,
-            lag_messages=value("lag_messages"), lag_seconds=value("lag_seconds"), worst_status=value("worst_status"),
+            lag_messages=value("lag_messages"), max_lag_messages=value("max_lag_messages"),
+            lag_seconds=value("lag_seconds"), worst_status=value("worst_status"),
             produce_rate=value("produce_rate"), consume_rate=value("consume_rate"), flink_jobs=value("flink_jobs"),
             # No series from the count of running jobs means none runs, when there are jobs at all.
             flink_running=values["flink_running"].get(key, 0.0 if not math.isnan(value("flink_jobs")) else math.nan),

@@ -7,6 +7,10 @@ compatibility and mode) cost four requests, so they are read for new subjects at
 and otherwise refreshed once per `inventory_refresh_seconds`, a slice of the subjects each cycle,
 with at most `max_concurrent_requests` in flight: the load stays flat however many subjects there are.
 Karapace's /_health is read when the registry has one (asked once; a 404 means it has none).
+
+Every failed request (what schema_registry_errors_total counts) is an occurrence in the store's error
+registry: a warning when the cycle went on without it (a subject's details), while the failure that
+ends a cycle is left to the supervisor, which records every failed run, so none is counted twice.
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ import httpx
 from collectors.http import TRANSPORT_FAILURES, build_client, first_line, transport_category
 from collectors.schema_registry_model import KarapaceHealth, RegistrySnapshot, Subject
 from monitoring.config import SchemaRegistrySource
-from monitoring.health import SourceError
+from monitoring.health import SourceError, describe
 from monitoring.metrics import COMPATIBILITY_LEVELS, REGISTRY_MODES
 from monitoring.runtime import Collector
 from monitoring.store import Store
@@ -57,6 +61,8 @@ class SchemaRegistryCollector(Collector):
         self._requests_total = 0
         self._errors: Counter[tuple[str, str]] = Counter()
         """(http_status, error_code) -> failed requests since start."""
+        self._cycle_failures: list[tuple[RegistryError, float]] = []
+        """This cycle's failed requests and when they failed, for the store's error registry."""
         self._subjects: dict[str, Subject] = {}
         self._deleted: tuple[str, ...] | None = None
         self._cursor = 0
@@ -73,9 +79,11 @@ class SchemaRegistryCollector(Collector):
 
     async def collect(self, store: Store) -> int:
         self._requests = 0
+        self._cycle_failures = []
         try:
             snapshot, changes = await self._collect()
-        except BaseException:
+        except BaseException as exc:
+            self._record_failures(store, ending=exc)
             # Availability is what matters while a registry is down: `up` says 0 and the error
             # counters keep counting although the collector's other series are dropped.
             now = time.time()
@@ -88,6 +96,7 @@ class SchemaRegistryCollector(Collector):
             self._write_counters(lambda name, labels, value: cycle.set(name, labels, value))
             self._write(cycle, snapshot)
         store.publish_snapshot(self.source, snapshot, snapshot.measured_at)
+        self._record_failures(store)
         for severity, message in changes:
             store.add_event(self.pipeline, self.name, severity, f"{self.registry}: {message}", snapshot.measured_at)
         return self._requests
@@ -297,7 +306,17 @@ class SchemaRegistryCollector(Collector):
 
     def _failed(self, category: str, http_status: str, error_code: str, message: str) -> RegistryError:
         self._errors[(http_status, error_code)] += 1
-        return RegistryError(category, http_status, error_code, message)
+        error = RegistryError(category, http_status, error_code, message)
+        self._cycle_failures.append((error, time.time()))
+        return error
+
+    def _record_failures(self, store: Store, ending: BaseException | None = None) -> None:
+        """This cycle's failed requests into the error registry, but the one that ended the cycle."""
+        for error, t in self._cycle_failures:
+            if error is not ending:
+                store.record_error(self.pipeline, self.name, error.category, describe(error), "warning",
+                                   self.config.base_url, t=t)
+        self._cycle_failures = []
 
     # -- results ---------------------------------------------------------------------------------
 

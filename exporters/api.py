@@ -30,7 +30,7 @@ from http import HTTPStatus
 from importlib import metadata
 from urllib.parse import parse_qs, unquote
 
-from monitoring.evaluation import SUMMARY_SOURCE, pipeline_latencies
+from monitoring.evaluation import LATENCY_SOURCE, SUMMARY_SOURCE, pipeline_latencies
 from monitoring.health import CollectorHealth
 from monitoring.metrics import CATALOGUE
 from monitoring.store import SeriesKey, Store
@@ -169,7 +169,7 @@ class Api:
         out = {"agent": self.agent(), "measured_at": measured_at, **self._pipeline_json(summary, self.store.health(), now)}
         out["latency"] = [{"measure": latency.measure, "description": latency.description, "samples": latency.samples,
                            "quantiles": {f"{q:g}": number(v) for q, v in latency.quantiles.items()}}
-                          for latency in pipeline_latencies(self.store, name, now)]
+                          for latency in self._latencies(name, now)]
         rows = sorted(self.store.series_info(lambda key: key[1][:1] == (name,)), key=lambda row: row[0])
         out["series_total"] = len(rows)
         out["series"] = [{"id": series_id(key), "name": key[0], "labels": _labels(key), "collector": source[1],
@@ -177,6 +177,13 @@ class Api:
                          for key, source, count, t, value in rows[:MAX_LISTED_SERIES]]
         out["truncated"] = len(rows) > MAX_LISTED_SERIES
         return out
+
+    def _latencies(self, name: str, now: float) -> list:
+        """As the evaluator published them (once a second, for every reader), else computed now."""
+        entry = self.store.snapshot(LATENCY_SOURCE)
+        if entry is not None and name in entry[1]:
+            return entry[1][name]
+        return pipeline_latencies(self.store, name, now)
 
     def series(self, params: dict[str, list[str]]) -> dict[str, object]:
         names = params.get("name", [])

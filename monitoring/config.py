@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import parse_qs, urlsplit
@@ -28,6 +29,8 @@ from pydantic import (
     model_validator,
 )
 from pydantic_core import InitErrorDetails, PydanticCustomError
+
+from monitoring.traffic import PatternError, TrafficPattern, parse_pattern
 
 CONFIG_ENV_VAR = "PIPEWATCH_CONFIG"
 
@@ -349,6 +352,35 @@ def _one_or_many(model: type) -> Any:
     ] | None
 
 
+class ExpectedTraffic(_Strict):
+    """The traffic pattern the pipeline's producers are expected to follow, shown as phases on its
+    throughput chart (e.g. a load test): the pattern's syntax is the demo's `--pattern`."""
+
+    pattern: str
+    started_at: datetime
+    """When the pattern's time 0 was (ISO 8601 with a zone, or Unix seconds)."""
+
+    @field_validator("pattern")
+    @classmethod
+    def _valid_pattern(cls, value: str) -> str:
+        try:
+            parse_pattern(value)
+        except PatternError as exc:
+            raise ValueError(str(exc)) from None
+        return value
+
+    @field_validator("started_at")
+    @classmethod
+    def _has_zone(cls, value: datetime) -> datetime:
+        if value.tzinfo is None:
+            raise ValueError("needs a time zone (e.g. 2026-11-26T08:00:00Z): a local time is ambiguous")
+        return value
+
+    @property
+    def parsed(self) -> TrafficPattern:
+        return parse_pattern(self.pattern)
+
+
 class Pipeline(_Strict):
     name: Annotated[str, Field(pattern=_NAME, max_length=100)]
     kafka: _one_or_many(KafkaSource) = None
@@ -361,6 +393,8 @@ class Pipeline(_Strict):
     """ProfileMesh / baselinr profiling tables in PostgreSQL."""
     change_feed: ChangeFeedSource | None = None
     """Inserts, updates and deletes of chosen tables, captured by triggers into a changelog table."""
+    traffic: ExpectedTraffic | None = None
+    """An expected traffic pattern, drawn as phases on the pipeline's throughput chart."""
 
     @field_validator("kafka", "schema_registry", "flink", "profiling", "change_feed", mode="before")
     @classmethod

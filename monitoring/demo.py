@@ -75,7 +75,10 @@ def run_demo(port: int, metrics_port: int, pattern_text: str) -> int:
             flink.start()
             for kind in ("steady", "failing"):
                 flink.submit(kind)
-        config = _write_config(workdir, broker.bootstrap, postgres.dsn, flink.rest_url if flink else None, metrics_port)
+        # The pattern's time 0, in the config too: the page draws the bursts where the producer makes them.
+        traffic_origin = time.time()
+        config = _write_config(workdir, broker.bootstrap, postgres.dsn, flink.rest_url if flink else None, metrics_port,
+                               pattern_text, traffic_origin)
         server = subprocess.Popen(
             [sys.executable, "-m", "panel", "serve", str(_APPS_DIR), "--address", "127.0.0.1", "--port", str(port),
              "--allow-websocket-origin", f"127.0.0.1:{port}", "--allow-websocket-origin", f"localhost:{port}",
@@ -88,7 +91,7 @@ def run_demo(port: int, metrics_port: int, pattern_text: str) -> int:
               f"  postgres:  {postgres.dsn} (ProfileMesh tables, a new run every {PROFILING_EVERY_SECONDS:g} s;"
               f" shop tables under a change feed)\n"
               f"{flink_line}  traffic:   {pattern_text}\n  config:    {config}\nCtrl-C stops everything.\n", flush=True)
-        asyncio.run(_traffic(broker.bootstrap, pattern, server, sample))
+        asyncio.run(_traffic(broker.bootstrap, pattern, traffic_origin, server, sample))
     except KeyboardInterrupt:
         pass
     finally:
@@ -107,7 +110,8 @@ def run_demo(port: int, metrics_port: int, pattern_text: str) -> int:
     return 0 if server is None or server.returncode in (0, -signal.SIGTERM, None) else 1
 
 
-def _write_config(workdir: Path, bootstrap: str, dsn: str, flink_url: str | None, metrics_port: int) -> Path:
+def _write_config(workdir: Path, bootstrap: str, dsn: str, flink_url: str | None, metrics_port: int,
+                  pattern_text: str, traffic_origin: float) -> Path:
     flink = f"    flink:\n      rest_url: {flink_url}\n      cluster: demo\n      interval_seconds: 2\n" if flink_url else ""
     path = workdir / "demo.yml"
     path.write_text(
@@ -119,6 +123,9 @@ def _write_config(workdir: Path, bootstrap: str, dsn: str, flink_url: str | None
         "      consumer_groups: [\".*\"]\n"
         "      interval_seconds: 1\n"
         f"{flink}"
+        "    traffic:\n"
+        f"      pattern: {json.dumps(pattern_text)}\n"
+        f"      started_at: {traffic_origin!r}\n"
         "    profiling:\n"
         f"      dsn: \"{dsn}\"\n"
         "      interval_seconds: 2\n"
@@ -164,7 +171,7 @@ async def _profile(sample: ProfilingSample, stop: asyncio.Event) -> None:
         await connection.close()
 
 
-async def _traffic(bootstrap: str, pattern: TrafficPattern, server: subprocess.Popen[bytes],
+async def _traffic(bootstrap: str, pattern: TrafficPattern, origin: float, server: subprocess.Popen[bytes],
                    sample: ProfilingSample) -> None:
     from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
@@ -179,7 +186,7 @@ async def _traffic(bootstrap: str, pattern: TrafficPattern, server: subprocess.P
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     tasks = [
-        asyncio.create_task(_produce(bootstrap, pattern, stop)),
+        asyncio.create_task(_produce(bootstrap, pattern, origin, stop)),
         asyncio.create_task(_consume(bootstrap, LAGGING_GROUP, pattern.base_rate * LAGGING_CAPACITY, stop)),
         asyncio.create_task(_consume(bootstrap, KEEPING_UP_GROUP, pattern.base_rate * KEEPING_UP_CAPACITY, stop)),
         asyncio.create_task(_watch_server(server, stop)),
@@ -199,19 +206,19 @@ async def _watch_server(server: subprocess.Popen[bytes], stop: asyncio.Event) ->
     stop.set()
 
 
-async def _produce(bootstrap: str, pattern: TrafficPattern, stop: asyncio.Event) -> None:
+async def _produce(bootstrap: str, pattern: TrafficPattern, origin: float, stop: asyncio.Event) -> None:
     """Produce at the pattern's rate, one record per request (the local broker reports exact high
-    watermarks only for single-record batches)."""
+    watermarks only for single-record batches). The pattern's time runs from `origin` (Unix time, as
+    the config tells the page), not from when the producer got going."""
     from aiokafka import AIOKafkaProducer
 
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=0)
     await producer.start()
-    started, sent, due = time.monotonic(), 0, 0.0
-    last = started
+    sent, due, last = 0, 0.0, time.monotonic()
     try:
         while not stop.is_set():
             now = time.monotonic()
-            due += pattern.rate_at(now - started) * (now - last)
+            due += pattern.rate_at(time.time() - origin) * (now - last)
             last = now
             while sent < int(due):
                 await producer.send_and_wait(TOPIC, f'{{"order": {sent}}}'.encode(), partition=sent % PARTITIONS)

@@ -33,6 +33,8 @@ log = logging.getLogger(__name__)
 
 SUMMARY_SOURCE = ("_pipewatch", "evaluation")
 """Where the evaluator publishes the list of local pipeline summaries (a snapshot)."""
+LATENCY_SOURCE = ("_pipewatch", "latency")
+"""Where it publishes {pipeline: [Latency, ...]} (a snapshot)."""
 EVALUATION = "evaluation"
 """The `collector` part of the source of every pipeline-level series."""
 QUANTILES = (0.5, 0.95, 0.99)
@@ -101,15 +103,18 @@ class Evaluator:
     def evaluate(self, now: float | None = None) -> list[PipelineSummary]:
         now = time.time() if now is None else now
         summaries = local_summaries(self.store, self.pipelines, self.instance, now)
+        latencies: dict[str, list[Latency]] = {}
         for summary in summaries:
+            latencies[summary.pipeline] = pipeline_latencies(self.store, summary.pipeline, now)
             with self.store.cycle((summary.pipeline, EVALUATION), now) as cycle:
                 if any(c == "kafka" or c.startswith("kafka:") for c in summary.collectors):
                     cycle.set("pipewatch_pipeline_throughput", ("produce",), _known(summary.produce_rate))
                     cycle.set("pipewatch_pipeline_throughput", ("consume",), _known(summary.consume_rate))
                     cycle.set("pipewatch_pipeline_lag", (), _known(summary.lag_messages))
-                for latency in pipeline_latencies(self.store, summary.pipeline, now):
+                for latency in latencies[summary.pipeline]:
                     for q, seconds in latency.quantiles.items():
                         cycle.set("pipewatch_pipeline_latency_seconds", (latency.measure, f"{q:g}"), seconds)
+        self.store.publish_snapshot(LATENCY_SOURCE, latencies, now)
         self.store.publish_snapshot(SUMMARY_SOURCE, summaries, now)
         return summaries
 

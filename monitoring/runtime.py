@@ -1,8 +1,9 @@
 """The collector runtime: every collector runs on its own interval, isolated from the others.
 
 A supervisor task per collector enforces a per-run timeout, backs off exponentially (with jitter)
-after failures, and records the collector's health in the store. One slow or failing source never
-stops or delays another because each runs in its own task and only ever awaits its own I/O.
+after failures, and records the collector's health in the store and every failed run in the store's
+error registry. One slow or failing source never stops or delays another because each runs in its
+own task and only ever awaits its own I/O.
 """
 
 from __future__ import annotations
@@ -145,6 +146,9 @@ class Supervisor:
                 runs=before.runs + 1, errors_by_category=errors,
             )
             self.store.set_health(after)
+            # Every failed run is an occurrence in the error registry, not only a change of state.
+            self.store.record_error(collector.pipeline, collector.name, category, message, "error",
+                                    collector.target, t=time.time())
             if before.state is not State.DOWN or before.error_category != category:
                 self.store.add_event(collector.pipeline, collector.name, "error",
                                      f"{collector.name} collector for {collector.target} is down: {category}: {message}")

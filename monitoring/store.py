@@ -4,7 +4,8 @@ Three kinds of content, all bounded:
 - numeric series: per (metric name, label values) a fixed-capacity ring of (time, value), with a
   running count so a reader asks "what came after the n-th point" and gets only the new points;
 - snapshots: per source, the latest structured picture (tables a view renders as they are now);
-- an event log of discrete happenings (state changes, errors), with sequence numbers.
+- an event log of discrete happenings (state changes, errors), with sequence numbers;
+- the error registry (monitoring/errors.py): every error seen, deduplicated, with counts and hints.
 
 Collectors write; apps and exporters read. Writes happen on the event loop, reads also come from
 the exporter's HTTP thread, so every access takes one short lock and readers get copies.
@@ -24,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from monitoring.errors import DEFAULT_CAPACITY, ErrorEntry, ErrorRegistry, hint_for
 from monitoring.health import CollectorHealth
 from monitoring.metrics import CATALOGUE
 
@@ -143,7 +145,8 @@ class Delta:
 
 
 class Store:
-    def __init__(self, points_per_series: int = 720, max_series: int = 100_000, events: int = 2000) -> None:
+    def __init__(self, points_per_series: int = 720, max_series: int = 100_000, events: int = 2000,
+                 errors: int = DEFAULT_CAPACITY) -> None:
         self.points_per_series = points_per_series
         self.max_series = max_series
         self._lock = threading.Lock()
@@ -156,6 +159,7 @@ class Store:
         self._feeds: dict[Source, _Feed] = {}
         self._feed_listeners: dict[Source, list[Callable[[], None]]] = {}
         self._event_seq = 0
+        self._errors = ErrorRegistry(errors)
         self._refused_keys = 0
         self.series_generation = 0
         """Bumped whenever a series is created or removed, so views know to rediscover lines."""
@@ -242,6 +246,15 @@ class Store:
             event = Event(self._event_seq, time.time() if t is None else t, pipeline, collector, severity, message)
             self._events.append(event)
             return event
+
+    def record_error(self, pipeline: str, component: str, category: str, message: str, severity: str = "error",
+                     target: str = "", hint: str | None = None, t: float | None = None, count: int = 1) -> ErrorEntry:
+        """One more occurrence (or `count`) of an error; `hint` None derives it from the error (errors.hint_for)."""
+        if hint is None:
+            hint = hint_for(category, message, target, component)  # outside the lock: a dozen regular expressions
+        t = time.time() if t is None else t
+        with self._lock:
+            return self._errors.record(pipeline, component, category, message, severity, target, hint, t, count)
 
     def feed_append(self, source: Source, rows: list[tuple[str, str, str | None, dict[str, Any], float]],
                     per_entity: int, capacity: int, delivered_at: float) -> int:
@@ -360,6 +373,16 @@ class Store:
             events = [event for event in self._events if event.seq > seq]
         return events[-limit:] if limit else events
 
+    @property
+    def errors_generation(self) -> int:
+        """Changes whenever an error is recorded: a view that saw this value has nothing new to show."""
+        return self._errors.generation
+
+    def errors(self) -> list[ErrorEntry]:
+        """Every error in the registry, the most recently seen first."""
+        with self._lock:
+            return self._errors.entries()
+
     def stats(self) -> dict[str, int]:
         with self._lock:
             return {
@@ -367,6 +390,7 @@ class Store:
                 "points": sum(min(s.count, s.capacity) for s in self._series.values()),
                 "bytes": sum(s.nbytes for s in self._series.values()),
                 "events": len(self._events),
+                "errors": len(self._errors),
                 "refused_series": self._refused_keys,
             }
 

@@ -39,6 +39,8 @@ class PipelineSummary:
     """Newest successful collection of any of its sources (Unix time)."""
     lag_messages: float
     """Sum of every consumer group's lag."""
+    max_lag_messages: float
+    """Largest lag of one partition for one group (kafka_consumergroup_group_max_lag)."""
     lag_seconds: float
     """Largest consumer-group lag in seconds."""
     worst_status: float
@@ -155,6 +157,7 @@ def local_summaries(store: Store, pipelines: Iterable[str], instance: str, now: 
             # No group or topic at all is a known zero only while Kafka answers.
             lag_messages=values.total("kafka_consumergroup_group_sum_lag") if values.values(
                 "kafka_consumergroup_group_sum_lag") else (0.0 if kafka_up else math.nan),
+            max_lag_messages=values.largest("kafka_consumergroup_group_max_lag"),
             lag_seconds=values.largest("kafka_consumergroup_group_max_lag_seconds"),
             worst_status=values.largest("kafka_consumergroup_status"),
             produce_rate=values.total("kafka_topic_produce_rate"),
@@ -173,7 +176,7 @@ def _is(collector: str, kind: str) -> bool:
 
 
 _SUMMARY_METRICS = {
-    "kafka_consumergroup_group_sum_lag", "kafka_consumergroup_group_max_lag_seconds", "kafka_consumergroup_status",
+    "kafka_consumergroup_group_sum_lag", "kafka_consumergroup_group_max_lag", "kafka_consumergroup_group_max_lag_seconds", "kafka_consumergroup_status",
     "kafka_topic_produce_rate", "kafka_consumergroup_consume_rate", "flink_jobmanager_job_state",
     "flink_jobmanager_job_checkpoint_age_seconds", "schema_registry_up", "db_change_feed_rate",
 }

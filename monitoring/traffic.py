@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 
@@ -37,6 +38,18 @@ class TrafficPattern:
             if phase.start <= t < phase.end:
                 return self.base_rate * phase.percent / 100.0
         return self.base_rate
+
+    def occurrences(self, start: float, end: float) -> list[tuple[float, float, float]]:
+        """(start, end, percent) of every burst overlapping [start, end), in seconds since the pattern's time 0."""
+        if not self.phases or end <= 0:
+            return []
+        cycles = range(max(0, math.floor(start / self.period)), math.floor(end / self.period) + 1) if self.period else (0,)
+        out = []
+        for cycle in cycles:
+            offset = cycle * self.period if self.period else 0.0
+            out += [(offset + p.start, offset + p.end, p.percent) for p in self.phases
+                    if offset + p.end > start and offset + p.start < end]
+        return out
 
     def phase_at(self, elapsed: float) -> Phase | None:
         t = elapsed % self.period if self.period else elapsed

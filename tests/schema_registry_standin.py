@@ -7,7 +7,8 @@ error bodies {"error_code": N, "message": ...} with the HTTP status of N's first
 soft and permanent deletes, global and per-subject compatibility and mode, an optional path
 prefix (Apicurio's /apis/ccompat/v7) and an optional Karapace /_health. Faults are switched on
 by attributes: `delay` (seconds before every answer), `failure` ((status, error_code, message)
-for every request), `credentials` (basic auth required), and `stop()` (connection refused).
+for every request), `path_failures` (the same for the requests of one path, without the prefix),
+`credentials` (basic auth required), and `stop()` (connection refused).
 """
 
 from __future__ import annotations
@@ -54,6 +55,7 @@ class SchemaRegistryStandIn:
         self.port = port or free_port()
         self.delay = 0.0
         self.failure: tuple[int, int, str] | None = None
+        self.path_failures: dict[str, tuple[int, int, str]] = {}
         self.credentials: tuple[str, str] | None = None
         self.karapace_status = {"schema_registry_ready": True, "schema_registry_startup_time_sec": 1.5,
                                 "schema_registry_reader_current_offset": 10, "schema_registry_reader_highest_offset": 10,
@@ -269,6 +271,8 @@ class _Handler(BaseHTTPRequestHandler):
                 raise _Failure(401, 401, "Unauthorized")
             if registry.failure is not None:
                 raise _Failure(*registry.failure)
+            if path in registry.path_failures:
+                raise _Failure(*registry.path_failures[path])
             try:
                 body = json.loads(raw) if raw else None
             except ValueError:

@@ -10,6 +10,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+from playwright.sync_api import Error as PlaywrightError
 from playwright.sync_api import expect, sync_playwright
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -57,9 +58,12 @@ def serving(tmp_path: Path, config: Path, page):
     server.start()
     try:
         yield server
-    except AssertionError as exc:
+    except (AssertionError, PlaywrightError) as exc:  # (a locator's timeout is a PlaywrightError)
         shot = tmp_path / "failure.png"
-        page.screenshot(path=str(shot), full_page=True)
+        try:
+            page.screenshot(path=str(shot), full_page=True, timeout=15_000)
+        except PlaywrightError as failure:  # (e.g. a font that never loads): the test's own error matters more
+            shot = f"none ({failure.message.splitlines()[0]})"
         raise AssertionError(f"{exc}\nscreenshot: {shot}\nbrowser errors: {page.errors}\n"
                              f"server log tail:\n{server.log_path.read_text()[-3000:]}") from None
     finally:
@@ -461,7 +465,7 @@ def test_aggregate_page_combines_a_local_pipeline_and_a_remote_agent_through_its
     try:
         with serving(tmp_path, config, browser_page) as server:
             page = browser_page
-            page.goto(f"{server.url}?pipeline=_aggregate")
+            page.goto(f"{server.url}?page=aggregate")
             rows = page.locator(".slick-row").filter(has=page.locator('[data-field="agent"]'))
             expect(rows).to_have_count(2, timeout=60_000)
             by_pipeline = {}
@@ -520,3 +524,75 @@ def test_aggregate_page_combines_a_local_pipeline_and_a_remote_agent_through_its
         if agent.poll() is None:
             agent.terminate()
             agent.wait(timeout=30)
+
+
+def test_errors_page_shows_a_real_collector_failure_growing_and_filters_it(registry, tmp_path, browser_page):
+    from tests.test_schema_registry import _seed
+
+    _seed(registry)
+    # A registry that is up but fails one subject's reads: a warning, while the refused Kafka port is an error.
+    registry.path_failures["/subjects/orders-value/versions/latest"] = (500, 50002, "Operation timed out")
+    closed = free_port()  # nothing listens there
+    config = tmp_path / "pipewatch.yml"
+    config.write_text(
+        "pipelines:\n"
+        "  - name: orders\n"
+        "    kafka:\n"
+        f"      bootstrap_servers: [\"127.0.0.1:{closed}\"]\n"
+        "      interval_seconds: 0.5\n"
+        "      timeout_seconds: 2\n"
+        "  - name: catalog\n"
+        "    schema_registry:\n"
+        f"      url: {registry.url}\n"
+        "      interval_seconds: 0.5\n"
+        "runtime:\n"
+        "  max_backoff_seconds: 1\n"
+        "exporter:\n"
+        f"  port: {free_port()}\n"
+    )
+    with serving(tmp_path, config, browser_page) as server:
+        page = browser_page
+        page.goto(f"{server.url}?page=errors")
+        errors = page.locator(".tabulator").filter(has=page.locator('[tabulator-field="hint"]'))
+        rows = errors.locator(".tabulator-row")
+        kafka = rows.filter(has=page.locator('[tabulator-field="component"]', has_text="kafka"))
+        expect(kafka).to_have_count(1, timeout=30_000)
+        expect(kafka.locator('[tabulator-field="pipeline"]')).to_have_text("orders")
+        expect(kafka.locator('[tabulator-field="category"]')).to_have_text("connection_refused")
+        expect(kafka.locator(".pw-error-severity")).to_have_attribute("data-severity", "error")
+        expect(kafka.locator('[tabulator-field="message"]')).to_have_text(
+            f"ConnectionRefusedError: no bootstrap server reachable (127.0.0.1:{closed}: connection refused)")
+        expect(kafka.locator('[tabulator-field="hint"]')).to_have_text(
+            f"Nothing accepts connections at 127.0.0.1:{closed}: check the host and port in the config and that the "
+            "service is running and listening there.")
+        # Every failed run counts: the count grows while the page is open.
+        first = int(kafka.locator('[tabulator-field="count"]').inner_text())
+        assert first >= 1
+        wait_until(lambda: int(kafka.locator('[tabulator-field="count"]').inner_text()) > first, 30,
+                   what="the Kafka error's count to grow")
+        registry_row = rows.filter(has=page.locator('[tabulator-field="component"]', has_text="schema_registry"))
+        expect(registry_row.locator('[tabulator-field="category"]')).to_have_text("server_error", timeout=30_000)
+        expect(page.locator(".pw-errors-count")).to_have_attribute("data-shown", "2")
+
+        page.locator(".pw-errors-severity select").select_option("warning")
+        expect(rows).to_have_count(1, timeout=10_000)
+        expect(rows.locator('[tabulator-field="component"]')).to_have_text("schema_registry")
+        expect(rows.locator('[tabulator-field="pipeline"]')).to_have_text("catalog")
+        expect(rows.locator(".pw-error-severity")).to_have_attribute("data-severity", "warning")
+        expect(rows.locator('[tabulator-field="message"]')).to_have_text(
+            "RegistryError: GET /subjects/orders-value/versions/latest: HTTP 500, error 50002: Operation timed out")
+        expect(rows.locator('[tabulator-field="hint"]')).to_contain_text(
+            f"Error 50002: the registry at {registry.url} timed out waiting for its backing store")
+        expect(page.locator(".pw-errors-count")).to_have_attribute("data-shown", "1")
+
+        page.locator(".pw-errors-severity select").select_option("all")
+        expect(rows).to_have_count(2, timeout=10_000)
+        page.locator(".pw-errors-component select").select_option("kafka")
+        expect(rows).to_have_count(1, timeout=10_000)
+        expect(rows.locator('[tabulator-field="component"]')).to_have_text("kafka")
+        page.locator(".pw-errors-component select").select_option("all")
+        expect(rows).to_have_count(2, timeout=10_000)
+        page.locator(".pw-errors-pipeline select").select_option("catalog")
+        expect(rows).to_have_count(1, timeout=10_000)
+        expect(rows.locator('[tabulator-field="component"]')).to_have_text("schema_registry")
+        assert page.errors == []

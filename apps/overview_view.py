@@ -1,0 +1,129 @@
+"""The overview: a tile per pipeline with its health (worst of its sources, with the reason) and its
+headline measures, each as measured now or "unknown"."""
+
+from __future__ import annotations
+
+import html
+import math
+from functools import lru_cache
+
+import panel as pn
+from bokeh.models import Div
+from panel.viewable import Viewer
+
+from apps.widgets import clock, duration
+from monitoring.evaluation import SUMMARY_SOURCE
+from monitoring.store import Store
+from monitoring.summary import PipelineSummary
+
+HEALTH_COLOURS = {"ok": "#1a7f37", "degraded": "#bf8700", "down": "#cf222e", "agent down": "#cf222e",
+                  "starting": "#6e7781", "unknown": "#6e7781"}
+_STATUS_NAMES = ("NOTFOUND", "OK", "WARN", "ERR")
+
+
+class OverviewPage(Viewer):
+    """Tiles of every local pipeline, from the evaluator's summary (one computation for all sessions)."""
+
+    def __init__(self, store: Store, **params) -> None:
+        super().__init__(**params)
+        self.store = store
+        # One Bokeh Div: a tick sets its text only when the summaries changed (once a collection), and the
+        # text itself is built once for every session showing the same summaries.
+        self.tiles = Div(text="<em>No summary yet: the first evaluation runs within a second.</em>",
+                         name="overview-tiles", sizing_mode="stretch_width")
+        self._time: float | None = None
+        self._layout = pn.Column(pn.pane.Markdown("### Overview: every pipeline"),
+                                 pn.pane.Bokeh(self.tiles, sizing_mode="stretch_width"), sizing_mode="stretch_width")
+        self.refresh()
+
+    def __panel__(self):
+        return self._layout
+
+    def refresh(self) -> None:
+        entry = self.store.snapshot(SUMMARY_SOURCE)
+        if entry is None or entry[0] == self._time:
+            return
+        self._time = entry[0]
+        text = tiles_html(tuple(entry[1]))
+        if text != self.tiles.text:
+            self.tiles.text = text
+
+    def go_live(self) -> None:
+        """Nothing here is pushed: the summary changes once a second."""
+
+    def close(self) -> None:
+        """Nothing to stop."""
+
+
+@lru_cache(maxsize=4)
+def tiles_html(summaries: tuple[PipelineSummary, ...]) -> str:
+    return ('<div class="pw-tiles" style="display:flex;flex-wrap:wrap;gap:12px">'
+            + "".join(_tile(s) for s in summaries) + "</div>")
+
+
+def _tile(s: PipelineSummary) -> str:
+    colour = HEALTH_COLOURS.get(s.health, "#6e7781")
+    name = html.escape(s.pipeline)
+    facts = [
+        ("produce", _rate(s.produce_rate), _has(s, "kafka")),
+        ("consume", _rate(s.consume_rate), _has(s, "kafka")),
+        ("max lag", _lag(s), _has(s, "kafka")),
+        ("total lag", _count(s.lag_messages, "messages"), _has(s, "kafka")),
+        ("lag status", _status(s.worst_status), _has(s, "kafka")),
+        ("Flink jobs", _jobs(s), _has(s, "flink")),
+        ("checkpoint age", _age(s.checkpoint_age), _has(s, "flink")),
+        ("registry", "unknown" if math.isnan(s.registry_up) else "up" if s.registry_up == 1 else "DOWN",
+         _has(s, "schema_registry")),
+        ("changes", _rate(s.change_rate), _has(s, "change_feed")),
+    ]
+    rows = "".join(f'<tr data-fact="{label}"><td style="opacity:.75;padding-right:10px">{label}</td>'
+                   f'<td class="v"><b>{value}</b></td></tr>' for label, value, shown in facts if shown)
+    reason = "" if s.health == "ok" else (
+        f'<div class="pw-reason" style="margin-top:6px;font-size:90%;color:{colour}">{html.escape(s.reason)}</div>')
+    return (
+        f'<div class="pw-tile" data-pipeline="{name}" data-health="{html.escape(s.health)}" style="min-width:260px;'
+        f'flex:1 1 260px;max-width:420px;border:1px solid {colour};border-left:6px solid {colour};border-radius:6px;'
+        f'padding:8px 12px">'
+        f'<div style="display:flex;justify-content:space-between;align-items:baseline">'
+        f'<a href="?page=pipeline&amp;pipeline={name}" style="font-size:120%;font-weight:bold">{name}</a>'
+        f'<span class="pw-tile-health" style="color:{colour};font-weight:bold">{html.escape(s.health.upper())}</span></div>'
+        f'<table style="margin-top:4px">{rows}</table>{reason}'
+        f'<div style="margin-top:6px;font-size:85%;opacity:.75">last update {clock(s.last_success)}</div></div>'
+    )
+
+
+def _has(s: PipelineSummary, kind: str) -> bool:
+    return any(c == kind or c.startswith(kind + ":") for c in s.collectors)
+
+
+def _rate(value: float) -> str:
+    return "unknown" if math.isnan(value) else f"{value:,.1f}/s"
+
+
+def _lag(s: PipelineSummary) -> str:
+    return f"{_count(s.max_lag_messages, 'messages')}, {_age(s.lag_seconds)}"
+
+
+def _count(value: float, unit: str) -> str:
+    return "unknown" if math.isnan(value) else f"{value:,.0f} {unit}"
+
+
+def _age(seconds: float) -> str:
+    if math.isnan(seconds):
+        return "unknown"
+    if seconds == math.inf:
+        return "unbounded"
+    return f"{seconds:.1f} s" if seconds < 120 else duration(seconds)
+
+
+def _status(code: float) -> str:
+    if math.isnan(code):
+        return "unknown"
+    code = int(code)
+    return _STATUS_NAMES[code] if 0 <= code < len(_STATUS_NAMES) else str(code)
+
+
+def _jobs(s: PipelineSummary) -> str:
+    if math.isnan(s.flink_jobs):
+        return "unknown"
+    return f"{s.flink_running:.0f} of {s.flink_jobs:.0f} RUNNING"
