@@ -26,7 +26,7 @@ from urllib.parse import urlsplit
 
 import numpy as np
 import panel as pn
-from bokeh.models import ColumnDataSource, DataTable, Div, HTMLTemplateFormatter, TableColumn
+from bokeh.models import CDSView, ColumnDataSource, DataTable, Div, HTMLTemplateFormatter, TableColumn
 from bokeh.plotting import figure
 from panel.viewable import Viewer
 
@@ -299,8 +299,10 @@ class AggregateView(Viewer):
         self.totals = Div(text="", name="aggregate-totals", sizing_mode="stretch_width")
         self.agents = Div(text="", name="aggregate-agents", sizing_mode="stretch_width")
         self.source_rows = ColumnDataSource({field: [] for field in _COLUMNS})
+        # The view given explicitly: a default one would only be created when first touched (the tag below), after
+        # the browser received the document, and the browser would not know it.
         self.pipelines = DataTable(
-            source=self.source_rows, name="aggregate-table", index_position=None, sortable=True, reorderable=False,
+            source=self.source_rows, view=CDSView(), name="aggregate-table", index_position=None, sortable=True, reorderable=False,
             sizing_mode="stretch_width", height=_ROW_HEIGHT + 2, row_height=_ROW_HEIGHT,
             columns=[TableColumn(field=field, title=title, width=width, formatter=_cell(field, body))
                      for field, (title, body, width) in _COLUMNS.items()])

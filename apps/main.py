@@ -81,11 +81,19 @@ def build(page: str, pipeline: str):
 
 
 def show(*_events) -> None:
+    pipeline_choice.visible = page_choice.value == "pipeline"
+    # What is shown; a pipeline value that is not one (an old `?pipeline=_aggregate` link, synced from the browser's
+    # URL as it connects) changes nothing. Rebuilding the page then would add models the connecting browser misses.
+    shown = (page_choice.value, pipeline_choice.value if page_choice.value == "pipeline" else None)
+    if shown[1] not in (None, *pipelines):
+        pipeline_choice.value = pipelines[0]  # shows it (this function again, by the watcher)
+        return
+    if current.get("shown") == shown:
+        return
     if "page" in current:
         current["page"].close()
-    pipeline_choice.visible = page_choice.value == "pipeline"
     page = build(page_choice.value, pipeline_choice.value)
-    current["page"] = page
+    current["page"], current["shown"] = page, shown
     holder[:] = [page]
     if "ticker" in current:  # connected already: push can start at once
         page.go_live()
