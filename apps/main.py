@@ -14,7 +14,7 @@ from apps.aggregate_view import AggregatePage
 from apps.errors_view import ErrorsPage
 from apps.overview_view import OverviewPage
 from apps.views import PipelinePage
-from collectors.prometheus_query import AGGREGATE_PIPELINE, PrometheusQueryCollector
+from collectors.prometheus_query import AGGREGATE_PIPELINE
 from monitoring.service import get_service
 
 pn.extension("tabulator", sizing_mode="stretch_width", notifications=False)
@@ -25,11 +25,8 @@ if not service.supervisor.running:  # served without app_hooks.py (e.g. `panel s
     service.start_in_thread()
 
 pipelines = [p.name for p in service.config.pipelines]
-read_back = next((c for c in service.supervisor.collectors if isinstance(c, PrometheusQueryCollector)), None)
-PAGES = {"Overview": "overview", "Pipeline": "pipeline"}
-if read_back is not None:
-    PAGES["All pipelines (Prometheus)"] = "aggregate"
-PAGES["Errors"] = "errors"
+# All pipelines: this process's, remote agents' (`remote_agents`) and Prometheus' (`prometheus`).
+PAGES = {"Overview": "overview", "Pipeline": "pipeline", "All pipelines": "aggregate", "Errors": "errors"}
 
 
 def _initial(args: dict[str, list[bytes]]) -> tuple[str, str]:
@@ -73,8 +70,8 @@ current: dict[str, object] = {}
 
 
 def build(page: str, pipeline: str):
-    if page == "aggregate" and read_back is not None:
-        return AggregatePage(service.store, read_back)
+    if page == "aggregate":
+        return AggregatePage.of(service)
     if page == "errors":
         return ErrorsPage(service.store, pipelines)
     if page == "pipeline":
@@ -84,11 +81,19 @@ def build(page: str, pipeline: str):
 
 
 def show(*_events) -> None:
+    pipeline_choice.visible = page_choice.value == "pipeline"
+    # What is shown; a pipeline value that is not one (an old `?pipeline=_aggregate` link, synced from the browser's
+    # URL as it connects) changes nothing. Rebuilding the page then would add models the connecting browser misses.
+    shown = (page_choice.value, pipeline_choice.value if page_choice.value == "pipeline" else None)
+    if shown[1] not in (None, *pipelines):
+        pipeline_choice.value = pipelines[0]  # shows it (this function again, by the watcher)
+        return
+    if current.get("shown") == shown:
+        return
     if "page" in current:
         current["page"].close()
-    pipeline_choice.visible = page_choice.value == "pipeline"
     page = build(page_choice.value, pipeline_choice.value)
-    current["page"] = page
+    current["page"], current["shown"] = page, shown
     holder[:] = [page]
     if "ticker" in current:  # connected already: push can start at once
         page.go_live()

@@ -13,6 +13,7 @@ def build_collectors(config: Config) -> list[Collector]:
     from collectors.kafka import KafkaCollector
     from collectors.profiling import ProfilingCollector
     from collectors.prometheus_query import PrometheusQueryCollector
+    from collectors.remote_agents import remote_collectors
     from collectors.schema_registry import SchemaRegistryCollector
 
     collectors: list[Collector] = []
@@ -32,4 +33,5 @@ def build_collectors(config: Config) -> list[Collector]:
             collectors.append(ChangeFeedCollector(pipeline.name, pipeline.change_feed))
     if config.prometheus is not None:
         collectors.append(PrometheusQueryCollector(config.prometheus))
+    collectors += remote_collectors(config.remote_agents)
     return collectors

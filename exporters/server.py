@@ -1,8 +1,9 @@
-"""The agent's HTTP endpoint: /metrics for Prometheus, /healthz and /readyz for service managers.
+"""The agent's HTTP endpoint: /metrics for Prometheus, the JSON API (/api/v1, exporters/api.py) for programs and
+other agents, /healthz and /readyz for service managers.
 
 It runs on its own threads, so a slow scrape never stalls the collectors' event loop, and a
 stalled event loop is still reported (/healthz) instead of hiding behind a frozen /metrics.
-Basic auth and TLS protect /metrics; the probes stay open (they reveal no measurement), so a
+Basic auth and TLS protect /metrics and /api/v1; the probes stay open (they reveal no measurement), so a
 load balancer or kubelet can call them without credentials.
 """
 
@@ -15,11 +16,14 @@ import json
 import logging
 import ssl
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+from exporters.api import PREFIX as API_PREFIX
+from exporters.api import Api
 from exporters.prometheus import CONTENT_TYPE, Exposition
 from monitoring.config import BasicAuth, ExporterTls
 from monitoring.store import Store
@@ -54,9 +58,10 @@ class _Server(ThreadingHTTPServer):
     daemon_threads = True
 
     def __init__(self, address: tuple[str, int], store: Store, credentials: bytes | None,
-                 liveness: Liveness | None, tls: ssl.SSLContext | None) -> None:
+                 liveness: Liveness | None, tls: ssl.SSLContext | None, started_at: float) -> None:
         super().__init__(address, _Handler)
         self.exposition = Exposition(store)
+        self.api = Api(store, started_at)
         self.store = store
         self.credentials = credentials
         self.liveness = liveness
@@ -82,18 +87,22 @@ class _Handler(BaseHTTPRequestHandler):
     disable_nagle_algorithm = True  # headers and body go out as two writes: no 40 ms wait for a delayed ACK
 
     def do_GET(self) -> None:  # noqa: N802 - the http.server interface
-        path = self.path.split("?", 1)[0]
-        if path == "/metrics":
+        path, _, query = self.path.partition("?")
+        if path == "/metrics" or path == API_PREFIX or path.startswith(API_PREFIX + "/"):
             if not self._authorized():
                 self._send(HTTPStatus.UNAUTHORIZED, b"authentication required\n", "text/plain; charset=utf-8",
                            {"WWW-Authenticate": 'Basic realm="pipewatch", charset="UTF-8"'})
                 return
-            body = self.server.exposition.render()
-            headers = {}
-            if "gzip" in self.headers.get("Accept-Encoding", ""):
+            if path == "/metrics":
+                status, body, content_type = HTTPStatus.OK, self.server.exposition.render(), CONTENT_TYPE
+            else:
+                status, body = self.server.api.handle(path, query)
+                content_type = "application/json"
+            headers = {"Cache-Control": "no-store"} if content_type == "application/json" else {}
+            if len(body) > 1024 and "gzip" in self.headers.get("Accept-Encoding", ""):
                 body = gzip.compress(body, compresslevel=_GZIP_LEVEL)
                 headers["Content-Encoding"] = "gzip"
-            self._send(HTTPStatus.OK, body, CONTENT_TYPE, headers)
+            self._send(status, body, content_type, headers)
         elif path == "/healthz":
             problem = self.server.liveness() if self.server.liveness else None
             self._json(HTTPStatus.OK if problem is None else HTTPStatus.SERVICE_UNAVAILABLE,
@@ -103,7 +112,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._json(HTTPStatus.OK if ready else HTTPStatus.SERVICE_UNAVAILABLE,
                        {"status": "ready" if ready else "not ready", "reason": reason})
         else:
-            self._send(HTTPStatus.NOT_FOUND, b"not found: try /metrics, /healthz or /readyz\n",
+            self._send(HTTPStatus.NOT_FOUND, b"not found: try /metrics, /api/v1/pipelines, /healthz or /readyz\n",
                        "text/plain; charset=utf-8")
 
     def _authorized(self) -> bool:
@@ -168,14 +177,16 @@ def tls_context(tls: ExporterTls) -> ssl.SSLContext:
 
 
 def start_exporter(store: Store, host: str, port: int, *, basic_auth: BasicAuth | None = None,
-                   tls: ExporterTls | None = None, liveness: Liveness | None = None) -> ExporterServer:
+                   tls: ExporterTls | None = None, liveness: Liveness | None = None,
+                   started_at: float | None = None) -> ExporterServer:
     """Serve the store on host:port (port 0 picks a free port); raises OSError naming host:port."""
     credentials = None
     if basic_auth is not None:
         credentials = f"{basic_auth.username}:{basic_auth.password.get_secret_value()}".encode()
     context = tls_context(tls) if tls else None
     try:
-        server = _Server((host, port), store, credentials, liveness, context)
+        server = _Server((host, port), store, credentials, liveness, context,
+                         time.time() if started_at is None else started_at)
     except OSError as exc:
         raise OSError(exc.errno, f"exporter cannot listen on {host}:{port}: {exc.strerror}") from None
     thread = threading.Thread(target=server.serve_forever, name="pipewatch-exporter", daemon=True)

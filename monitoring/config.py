@@ -496,6 +496,31 @@ class PrometheusSource(_Strict):
         return value
 
 
+class RemoteAgent(_Strict):
+    """Another pipewatch agent whose pipelines the aggregate page shows, read from its JSON API (/api/v1).
+    In the config either its base URL alone or a mapping with `url` and the settings below."""
+
+    url: HttpUrl
+    """The agent's exporter address, e.g. http://pipewatch-eu:9108 (what its `exporter` section serves)."""
+    basic_auth: BasicAuth | None = None
+    """The credentials of the agent's `exporter.basic_auth`."""
+    tls: HttpTls | None = None
+    interval_seconds: Annotated[float, Field(gt=0, le=3600)] = 5.0
+    timeout_seconds: Annotated[float, Field(gt=0, le=3600)] = 5.0
+
+    @model_validator(mode="before")
+    @classmethod
+    def _url_alone(cls, value: object) -> object:
+        return {"url": value} if isinstance(value, str) else value
+
+    @field_validator("url")
+    @classmethod
+    def _no_credentials_in_url(cls, url: str) -> str:
+        if urlsplit(url).username is not None:  # they would show in the collector's name, on pages and /metrics
+            raise ValueError("credentials go in basic_auth, not in the URL")
+        return url
+
+
 class ExporterTls(_Strict):
     cert_file: FilePath
     """The server's certificate (PEM), with its chain."""
@@ -532,7 +557,9 @@ class Config(_Strict):
     pipelines: Annotated[list[Pipeline], Field(min_length=1)]
     exporter: Exporter = Field(default_factory=Exporter)
     prometheus: PrometheusSource | None = None
-    """Where the aggregate page reads every agent's pipelines from; no aggregate page without it."""
+    """A Prometheus-compatible query API the aggregate page reads every scraped agent's pipelines from."""
+    remote_agents: list[RemoteAgent] = Field(default_factory=list)
+    """Other pipewatch agents whose pipelines the aggregate page shows beside this process's own."""
     store: StoreSettings = Field(default_factory=StoreSettings)
     runtime: RuntimeSettings = Field(default_factory=RuntimeSettings)
 
@@ -546,6 +573,14 @@ class Config(_Strict):
                                              {"name": pipeline.name, "first": first[pipeline.name]}),
                     loc=("pipelines", index, "name"), input=pipeline.name)])
             first[pipeline.name] = index
+        urls: dict[str, int] = {}
+        for index, agent in enumerate(self.remote_agents):
+            if agent.url in urls:
+                raise ValidationError.from_exception_data(type(self).__name__, [InitErrorDetails(
+                    type=PydanticCustomError("duplicate_url", "agent '{url}' is already listed as remote_agents[{first}]",
+                                             {"url": agent.url, "first": urls[agent.url]}),
+                    loc=("remote_agents", index, "url"), input=agent.url)])
+            urls[agent.url] = index
         return self
 
 

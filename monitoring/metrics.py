@@ -320,9 +320,11 @@ LABELS: dict[str, str] = {
     # What each label holds and what bounds its values: a series exists per combination that occurs, and the
     # store refuses new series beyond `store.max_series` (100,000 by default), logging what it refused.
     "pipeline": "Configured pipeline name (`pipelines[].name`): as many as the config lists; `_aggregate` for "
-                "the Prometheus read-back of the aggregate page (its collector's health only).",
+                "the aggregate page's readers, the Prometheus read-back and the remote agents (their collectors' "
+                "health only).",
     "collector": "kafka, flink, schema_registry, profiling or change_feed (`kafka:<cluster>` etc. when a pipeline "
-                 "has several), and prometheus for the read-back: a few per pipeline.",
+                 "has several), prometheus for the read-back, and `remote:<host:port>` per remote agent: a few per "
+                 "pipeline, one per configured remote agent.",
     "cluster": "The Kafka or Flink cluster's label (`cluster`, default its address): one per configured cluster.",
     "consumergroup": "Consumer group id, only groups matching `consumer_groups` (a regex list): filter there.",
     "topic": "Topic name: the cluster's topics (kafka_topic_*) or the topics a group committed on.",

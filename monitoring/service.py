@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+import time
 
 from collectors import build_collectors
 from exporters.server import ExporterServer, start_exporter
@@ -23,6 +24,7 @@ log = logging.getLogger(__name__)
 class Service:
     def __init__(self, config: Config) -> None:
         self.config = config
+        self.started_at = time.time()
         settings = config.store
         self.store = Store(settings.points_per_series, settings.max_series, settings.events)
         self.evaluator = Evaluator(self.store, [p.name for p in config.pipelines])
@@ -72,7 +74,8 @@ class Service:
         settings = self.config.exporter
         if settings.enabled and self.exporter is None:
             self.exporter = start_exporter(self.store, settings.host, settings.port, basic_auth=settings.basic_auth,
-                                           tls=settings.tls, liveness=self.supervisor.liveness)
+                                           tls=settings.tls, liveness=self.supervisor.liveness,
+                                           started_at=self.started_at)
 
     async def stop(self) -> None:
         await self.supervisor.stop()

@@ -344,6 +344,13 @@ class Store:
             return [(key, s.source, s.last_time, s.last_value) for key, s in self._series.items()
                     if s.count and key[0] in names]
 
+    def series_info(self, where: Callable[[SeriesKey], bool]) -> list[tuple[SeriesKey, Source, int, float, float]]:
+        """(key, source, count, newest time, newest value) of every matching series, under one lock: the
+        count is the sequence number a reader passes back to `since` to get only newer points."""
+        with self._lock:
+            return [(key, s.source, s.count, s.last_time, s.last_value) for key, s in self._series.items()
+                    if where(key)]
+
     def since(self, key: SeriesKey, seen: int = 0) -> Delta | None:
         """New points of a series after the reader's `seen` count; None if the series is gone."""
         with self._lock:

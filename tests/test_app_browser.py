@@ -335,6 +335,8 @@ def test_change_feed_shows_a_new_row_live_and_payloads_as_text(postgres, pg_sche
 
 
 def test_aggregate_page_combines_this_app_and_another_agent_through_prometheus(broker, tmp_path, browser_page):
+    import socket
+
     run_async(create_topic(broker.bootstrap, "payments", 3))
     run_async(produce(broker.bootstrap, "payments", {0: 10, 1: 7, 2: 5}))
     run_async(commit(broker.bootstrap, "billing", "payments", {0: 4, 1: 7}))  # lag 6 + 0 (partition 2: no commit)
@@ -365,8 +367,7 @@ def test_aggregate_page_combines_this_app_and_another_agent_through_prometheus(b
         with serving(tmp_path, config, browser_page) as server:
             page = browser_page
             page.goto(f"{server.url}?pipeline=_aggregate")
-            table = page.locator(".tabulator").filter(has=page.locator('[tabulator-field="agent"]'))
-            rows = table.locator(".tabulator-row")
+            rows = page.locator(".slick-row").filter(has=page.locator('[data-field="agent"]'))
             expect(rows).to_have_count(2, timeout=60_000)
             by_pipeline = {}
 
@@ -374,17 +375,18 @@ def test_aggregate_page_combines_this_app_and_another_agent_through_prometheus(b
                 by_pipeline.clear()
                 for i in range(rows.count()):
                     row = rows.nth(i)
-                    by_pipeline[row.locator('[tabulator-field="pipeline"]').inner_text()] = {
-                        field: row.locator(f'[tabulator-field="{field}"]').inner_text()
-                        for field in ("agent", "health", "lag", "checkpoint age", "registry", "sources down")}
+                    by_pipeline[row.locator(_aggregate_cell("pipeline")).inner_text()] = {
+                        field: row.locator(_aggregate_cell(field)).inner_text()
+                        for field in ("agent", "health", "lag", "checkpoint_age", "registry", "sources_down")}
                 return all(r["health"] == "ok" and r["lag"] not in ("unknown", "") for r in by_pipeline.values())
 
             wait_until(both_ok, 60, interval=0.5, what="both pipelines ok with their lag")
+            # The app's own pipeline comes from this process, not a second time from Prometheus' scrape of it.
             assert by_pipeline == {
-                "orders": {"agent": f"127.0.0.1:{app_metrics}", "health": "ok", "lag": "6",
-                           "checkpoint age": "", "registry": "", "sources down": ""},
+                "orders": {"agent": socket.gethostname(), "health": "ok", "lag": "6",
+                           "checkpoint_age": "", "registry": "", "sources_down": ""},
                 "audit": {"agent": f"127.0.0.1:{agent_metrics}", "health": "ok", "lag": "4",
-                          "checkpoint age": "", "registry": "", "sources down": ""},
+                          "checkpoint_age": "", "registry": "", "sources_down": ""},
             }
             totals = page.locator(".pw-agg-totals")
             expect(totals).to_contain_text("2 pipelines on 2 agents: 2 ok, 0 not")
@@ -394,11 +396,11 @@ def test_aggregate_page_combines_this_app_and_another_agent_through_prometheus(b
             # The other agent stops: its pipeline stays on the page, marked agent down with the reason.
             agent.terminate()
             agent.wait(timeout=30)
-            audit = rows.filter(has=page.locator('[tabulator-field="pipeline"]', has_text="audit"))
-            expect(audit.locator('[tabulator-field="health"]')).to_have_text("agent down", timeout=30_000)
-            expect(audit.locator('[tabulator-field="reason"]')).to_have_text(
+            audit = rows.filter(has=page.locator('[data-field="pipeline"]', has_text="audit"))
+            expect(audit.locator(_aggregate_cell("health"))).to_have_text("agent down", timeout=30_000)
+            expect(audit.locator(_aggregate_cell("reason"))).to_have_text(
                 f"Prometheus cannot scrape the agent at 127.0.0.1:{agent_metrics} (up = 0)")
-            expect(audit.locator('[tabulator-field="lag"]')).to_have_text("unknown")
+            expect(audit.locator(_aggregate_cell("lag"))).to_have_text("unknown")
             expect(totals).to_contain_text("1 ok, 1 not")
             expect(totals).to_contain_text("lag 6 (+ 1 pipeline(s) unknown) messages")  # never a partial sum as whole
             assert page.errors == []
@@ -407,6 +409,121 @@ def test_aggregate_page_combines_this_app_and_another_agent_through_prometheus(b
             agent.terminate()
             agent.wait(timeout=30)
         prometheus.stop()
+
+
+def _aggregate_cell(field: str) -> str:
+    """A cell of the aggregate table by its field (SlickGrid numbers the columns; an empty cell has no content)."""
+    from apps.aggregate_view import _COLUMNS
+
+    return f".slick-cell.l{list(_COLUMNS).index(field)}"
+
+
+def _small_multiples(page) -> dict[str, float | None]:
+    """The aggregate page's small charts in the browser: line name (pipeline @ agent) -> last y value."""
+    return page.evaluate(
+        """() => {
+            const out = {};
+            for (const doc of Bokeh.documents) {
+                for (const chart of [...doc._all_models.values()].filter((m) => m.name === "small-multiple")) {
+                    for (const r of chart.renderers) {
+                        const y = r.data_source.data.y;
+                        out[r.name] = y.length ? y[y.length - 1] : null;
+                    }
+                }
+            }
+            return out;
+        }"""
+    )
+
+
+def test_aggregate_page_combines_a_local_pipeline_and_a_remote_agent_through_its_json_api(broker, tmp_path,
+                                                                                          browser_page):
+    import socket
+
+    run_async(create_topic(broker.bootstrap, "payments", 3))
+    run_async(produce(broker.bootstrap, "payments", {0: 10, 1: 7, 2: 5}))
+    run_async(commit(broker.bootstrap, "billing", "payments", {0: 4, 1: 7}))  # lag 6 + 0 (partition 2: no commit)
+    run_async(commit(broker.bootstrap, "audit", "payments", {0: 9, 1: 7, 2: 2}))  # lag 1 + 0 + 3
+    app_metrics, agent_port = free_port(), free_port()
+    agent_url = f"http://127.0.0.1:{agent_port}"
+    kafka = f"{{bootstrap_servers: ['{broker.bootstrap}'], cluster: local, interval_seconds: 0.5"
+    config = tmp_path / "pipewatch.yml"
+    config.write_text(
+        f"pipelines:\n  - name: orders\n    kafka: {kafka}, consumer_groups: [billing]}}\n"
+        f"exporter: {{host: 127.0.0.1, port: {app_metrics}}}\n"
+        f"remote_agents:\n  - {{url: '{agent_url}', basic_auth: {{username: reader, password: s3cret}}, "
+        "interval_seconds: 0.5, timeout_seconds: 2}\n"
+        "runtime: {max_backoff_seconds: 1}\n"
+    )
+    agent_config = tmp_path / "agent.yml"
+    agent_config.write_text(
+        f"pipelines:\n  - name: audit\n    kafka: {kafka}, consumer_groups: [audit]}}\n"
+        f"exporter: {{host: 127.0.0.1, port: {agent_port}, basic_auth: {{username: reader, password: s3cret}}}}\n"
+    )
+    agent = subprocess.Popen([sys.executable, "-m", "monitoring.cli", "agent", "--config", str(agent_config)],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+    try:
+        with serving(tmp_path, config, browser_page) as server:
+            page = browser_page
+            page.goto(f"{server.url}?page=aggregate")
+            rows = page.locator(".slick-row").filter(has=page.locator('[data-field="agent"]'))
+            expect(rows).to_have_count(2, timeout=60_000)
+            by_pipeline = {}
+
+            def both_ok() -> bool:
+                by_pipeline.clear()
+                for i in range(rows.count()):
+                    row = rows.nth(i)
+                    by_pipeline[row.locator(_aggregate_cell("pipeline")).inner_text()] = {
+                        field: row.locator(_aggregate_cell(field)).inner_text()
+                        for field in ("agent", "health", "lag", "checkpoint_age", "registry", "sources_down")}
+                return all(r["health"] == "ok" and r["lag"] not in ("unknown", "") for r in by_pipeline.values())
+
+            wait_until(both_ok, 60, interval=0.5, what="both pipelines ok with their lag")
+            assert by_pipeline == {
+                "orders": {"agent": socket.gethostname(), "health": "ok", "lag": "6",
+                           "checkpoint_age": "", "registry": "", "sources_down": ""},
+                "audit": {"agent": agent_url, "health": "ok", "lag": "4",
+                          "checkpoint_age": "", "registry": "", "sources_down": ""},
+            }
+            totals = page.locator(".pw-agg-totals")
+            expect(totals).to_contain_text("2 pipelines on 2 agents: 2 ok, 0 not")
+            expect(totals).to_contain_text("lag 10 messages")
+            expect(page.locator(f'.pw-health[data-collector="remote:127.0.0.1:{agent_port}"]')).to_have_attribute(
+                "data-state", "up")
+            # A small chart per pipeline: this process's lag from its own series, the agent's from its series API.
+            wanted = {f"orders @ {socket.gethostname()}": 6.0, f"audit @ {agent_url}": 4.0}
+            wait_until(lambda: _small_multiples(page) == wanted, 30, what=f"small charts ending at {wanted}")
+
+            # The table sorts in the browser: by lag, ascending then descending (rows in their on-screen order).
+            def on_screen() -> list[str]:
+                placed = [(rows.nth(i).bounding_box()["y"], rows.nth(i).locator(_aggregate_cell("pipeline")).inner_text())
+                          for i in range(rows.count())]
+                return [pipeline for _, pipeline in sorted(placed)]
+
+            header = page.locator(".slick-header-column", has_text="lag").first
+            header.click()
+            wait_until(lambda: on_screen() == ["audit", "orders"], 10, what="rows sorted by lag, ascending")
+            header.click()
+            wait_until(lambda: on_screen() == ["orders", "audit"], 10, what="rows sorted by lag, descending")
+
+            # The other agent stops: its pipeline stays on the page, marked agent down with the reason.
+            agent.terminate()
+            agent.wait(timeout=30)
+            audit = rows.filter(has=page.locator('[data-field="pipeline"]', has_text="audit"))
+            expect(audit.locator(_aggregate_cell("health"))).to_have_text("agent down", timeout=30_000)
+            expect(audit.locator(_aggregate_cell("reason"))).to_contain_text(
+                f"agent at {agent_url} not answering: connection_refused: GET /api/v1/")
+            expect(audit.locator(_aggregate_cell("lag"))).to_have_text("unknown")
+            expect(totals).to_contain_text("1 ok, 1 not")
+            expect(totals).to_contain_text("lag 6 (+ 1 pipeline(s) unknown) messages")  # never a partial sum as whole
+            expect(page.locator(f'.pw-health[data-collector="remote:127.0.0.1:{agent_port}"]')).to_have_attribute(
+                "data-state", "down")
+            assert page.errors == []
+    finally:
+        if agent.poll() is None:
+            agent.terminate()
+            agent.wait(timeout=30)
 
 
 def test_errors_page_shows_a_real_collector_failure_growing_and_filters_it(registry, tmp_path, browser_page):

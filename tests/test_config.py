@@ -503,3 +503,22 @@ def test_prometheus_read_back_settings_and_errors(tmp_path):
     message = _error(_write(tmp_path, base + "prometheus: {url: 'prom:9090', selector: '{job=\"x\"}'}\n", "bad.yml"))
     assert "prometheus.url: 'prom:9090' is not an http:// or https:// URL with a host" in message
     assert "prometheus.selector: label matchers separated by commas" in message
+
+
+def test_remote_agents_take_a_url_or_a_mapping_and_errors_name_the_key(tmp_path):
+    base = "pipelines: [{name: orders}]\n"
+    config = load_config(_write(tmp_path, base + "remote_agents:\n  - http://eu:9108/\n"
+                                "  - {url: 'https://us:9108', basic_auth: {username: u, password: '${PW}'}, "
+                                "interval_seconds: 2}\n"), environ={"PW": "secret"})
+    eu, us = config.remote_agents
+    assert (eu.url, eu.basic_auth, eu.interval_seconds) == ("http://eu:9108", None, 5.0)
+    assert (us.url, us.basic_auth.password.get_secret_value(), us.interval_seconds) == ("https://us:9108", "secret", 2.0)
+    assert load_config(_write(tmp_path, base, "none.yml"), environ={}).remote_agents == []
+    message = _error(_write(tmp_path, base + "remote_agents: [eu:9108, {url: 'http://us:1', bogus: 1}, "
+                            "'http://eu:9108', 'http://eu:9108/']\n", "bad.yml"))
+    assert "remote_agents[0].url: 'eu:9108' is not an http:// or https:// URL with a host" in message
+    assert "remote_agents[1].bogus: unknown key" in message
+    message = _error(_write(tmp_path, base + "remote_agents: ['http://u:pw@eu:9108']\n", "secret.yml"))
+    assert "remote_agents[0].url: credentials go in basic_auth, not in the URL" in message and "pw" not in message
+    message = _error(_write(tmp_path, base + "remote_agents: ['http://eu:9108', 'http://eu:9108/']\n", "dup.yml"))
+    assert "remote_agents[1].url: agent 'http://eu:9108' is already listed as remote_agents[0]" in message

@@ -1,0 +1,297 @@
+"""The JSON API (/api/v1): what this agent watches, as the pages see it, for programs and other agents.
+
+Served by the agent's HTTP endpoint (exporters/server.py) behind the same basic auth and TLS as /metrics, so
+`pipewatch agent` and the Panel app (whose exporter port is the same server) both answer it. It only reads the
+store, like a scrape, and never triggers a collection.
+
+- GET /api/v1/pipelines: the agent, and every local pipeline's summary (monitoring/summary.py, as the evaluator
+  publishes it once a second) with its collectors' health.
+- GET /api/v1/pipelines/{name}: one pipeline: summary, health, latency percentiles, and its series with their
+  current sequence numbers.
+- GET /api/v1/series: points of series after given sequence numbers: the delta model of `Store.since`. A series'
+  `count` is the number of points it ever received; a reader passes back the count it got and receives only
+  the points that came after it.
+- GET /api/v1/events: the event log after a sequence number.
+
+Unknown values are null (never NaN, which is not JSON), +Inf is the string "Infinity", as in
+`PipelineSummary.to_json`. Every answer is bounded (series, points, events per call) and says when it was cut.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import socket
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from http import HTTPStatus
+from importlib import metadata
+from urllib.parse import parse_qs, unquote
+
+from monitoring.evaluation import LATENCY_SOURCE, SUMMARY_SOURCE, pipeline_latencies
+from monitoring.health import CollectorHealth
+from monitoring.metrics import CATALOGUE
+from monitoring.store import SeriesKey, Store
+from monitoring.summary import PipelineSummary
+
+PREFIX = "/api/v1"
+MAX_SERIES = 1000
+"""Series per /api/v1/series answer (the rest are counted in `series_total`: narrow the selection)."""
+MAX_POINTS = 10_000
+"""Points per /api/v1/series answer, unless `limit` asks for fewer; a series cut short says `complete: false`."""
+MAX_LISTED_SERIES = 10_000
+"""Series listed by /api/v1/pipelines/{name} (the rest are counted in `series_total`)."""
+MAX_EVENTS = 1000
+MAX_BODY_BYTES = 16 * 1024 * 1024
+"""A last guard: an answer larger than this is refused with a message instead of sent."""
+ENDPOINTS = (f"{PREFIX}/pipelines", f"{PREFIX}/pipelines/{{name}}", f"{PREFIX}/series", f"{PREFIX}/events")
+
+
+class ApiError(Exception):
+    def __init__(self, status: HTTPStatus, message: str, parameter: str | None = None) -> None:
+        super().__init__(message)
+        self.status, self.message, self.parameter = status, message, parameter
+
+    def payload(self) -> dict[str, object]:
+        out: dict[str, object] = {"status": "error", "error": self.message}
+        if self.parameter is not None:
+            out["parameter"] = self.parameter
+        return out
+
+
+def series_id(key: SeriesKey) -> str:
+    """A short, URL-safe, stable name of a series, for per-series cursors (`cursor=ID:COUNT`)."""
+    name, labels = key
+    return hashlib.sha1("\x00".join((name, *labels)).encode()).hexdigest()[:16]
+
+
+def number(value: float | None) -> float | str | None:
+    if value is None or math.isnan(value):
+        return None
+    if math.isinf(value):
+        return "Infinity" if value > 0 else "-Infinity"
+    return value
+
+
+def _points(times: Iterable[float], values: Iterable[float]) -> list[list[object]]:
+    return [[t, v if v == v and v not in (math.inf, -math.inf) else number(v)] for t, v in zip(times, values)]
+
+
+def _labels(key: SeriesKey) -> dict[str, str]:
+    name, values = key
+    spec = CATALOGUE[name]
+    names = (*spec.labels, "bucket") if spec.type == "histogram" else spec.labels
+    return dict(zip(names, values))
+
+
+def health_json(health: CollectorHealth, now: float) -> dict[str, object]:
+    state = health.effective_state(now)
+    return {"collector": health.collector, "target": health.target, "state": state.value,
+            "reason": health.reason(now), "last_success": health.last_success, "last_attempt": health.last_attempt,
+            "error_category": health.error_category, "consecutive_failures": health.consecutive_failures}
+
+
+@dataclass
+class Api:
+    store: Store
+    started_at: float
+    host: str = ""
+    version: str = ""
+
+    def __post_init__(self) -> None:
+        self.host = self.host or socket.gethostname()
+        if not self.version:
+            try:
+                self.version = metadata.version("pipewatch")
+            except metadata.PackageNotFoundError:
+                self.version = "unknown"
+
+    def handle(self, path: str, query: str) -> tuple[HTTPStatus, bytes]:
+        """The status and JSON body for a GET of `path` (under PREFIX) with its query string."""
+        try:
+            payload = self._route(path.rstrip("/"), parse_qs(query, keep_blank_values=True))
+            status = HTTPStatus.OK
+        except ApiError as error:
+            status, payload = error.status, error.payload()
+        body = json.dumps(payload, allow_nan=False, separators=(",", ":")).encode() + b"\n"
+        if len(body) > MAX_BODY_BYTES:
+            status = HTTPStatus.INTERNAL_SERVER_ERROR
+            body = json.dumps(ApiError(status, f"the answer would be {len(body):,} bytes, more than the "
+                                               f"{MAX_BODY_BYTES:,} allowed: narrow the selection").payload()).encode()
+        return status, body
+
+    def _route(self, path: str, params: dict[str, list[str]]) -> dict[str, object]:
+        if path == PREFIX:
+            _only(params, ())
+            return {"agent": self.agent(), "endpoints": list(ENDPOINTS)}
+        if path == f"{PREFIX}/pipelines":
+            _only(params, ())
+            return self.pipelines()
+        if path.startswith(f"{PREFIX}/pipelines/"):
+            _only(params, ())
+            return self.pipeline(unquote(path[len(PREFIX) + len("/pipelines/"):]))
+        if path == f"{PREFIX}/series":
+            return self.series(params)
+        if path == f"{PREFIX}/events":
+            return self.events(params)
+        raise ApiError(HTTPStatus.NOT_FOUND, f"no such endpoint {path!r}: try {', '.join(ENDPOINTS)}")
+
+    # -- endpoints -------------------------------------------------------------------------------------
+
+    def agent(self) -> dict[str, object]:
+        return {"version": self.version, "host": self.host, "started_at": self.started_at, "api": "v1"}
+
+    def _summaries(self) -> tuple[float | None, list[PipelineSummary]]:
+        entry = self.store.snapshot(SUMMARY_SOURCE)
+        return (None, []) if entry is None else (entry[0], list(entry[1]))
+
+    def pipelines(self) -> dict[str, object]:
+        now = time.time()
+        measured_at, summaries = self._summaries()
+        health = self.store.health()
+        return {"agent": self.agent(), "measured_at": measured_at,
+                "pipelines": [self._pipeline_json(summary, health, now) for summary in summaries]}
+
+    def _pipeline_json(self, summary: PipelineSummary, health: dict, now: float) -> dict[str, object]:
+        out = summary.to_json()
+        out["collector_health"] = [health_json(h, now) for (p, _), h in sorted(health.items()) if p == summary.pipeline]
+        return out
+
+    def pipeline(self, name: str) -> dict[str, object]:
+        now = time.time()
+        measured_at, summaries = self._summaries()
+        summary = next((s for s in summaries if s.pipeline == name), None)
+        if summary is None:
+            raise ApiError(HTTPStatus.NOT_FOUND, f"no pipeline {name!r} on this agent; it watches: "
+                                                 f"{', '.join(s.pipeline for s in summaries) or 'none yet'}")
+        out = {"agent": self.agent(), "measured_at": measured_at, **self._pipeline_json(summary, self.store.health(), now)}
+        out["latency"] = [{"measure": latency.measure, "description": latency.description, "samples": latency.samples,
+                           "quantiles": {f"{q:g}": number(v) for q, v in latency.quantiles.items()}}
+                          for latency in self._latencies(name, now)]
+        rows = sorted(self.store.series_info(lambda key: key[1][:1] == (name,)), key=lambda row: row[0])
+        out["series_total"] = len(rows)
+        out["series"] = [{"id": series_id(key), "name": key[0], "labels": _labels(key), "collector": source[1],
+                          "count": count, "time": number(t), "value": number(value)}
+                         for key, source, count, t, value in rows[:MAX_LISTED_SERIES]]
+        out["truncated"] = len(rows) > MAX_LISTED_SERIES
+        return out
+
+    def _latencies(self, name: str, now: float) -> list:
+        """As the evaluator published them (once a second, for every reader), else computed now."""
+        entry = self.store.snapshot(LATENCY_SOURCE)
+        if entry is not None and name in entry[1]:
+            return entry[1][name]
+        return pipeline_latencies(self.store, name, now)
+
+    def series(self, params: dict[str, list[str]]) -> dict[str, object]:
+        names = params.get("name", [])
+        for name in names:
+            if name not in CATALOGUE:
+                raise ApiError(HTTPStatus.BAD_REQUEST, f"name: no metric {name!r} (docs/metrics.md lists them)", "name")
+        labels = {label for name in names for label in CATALOGUE[name].labels if label != "pipeline"}
+        filters = {}
+        for key, values in params.items():
+            if key in ("pipeline", "name", "since", "cursor", "limit"):
+                continue
+            if len(names) != 1 or key not in labels:
+                hint = (f"labels of {names[0]}: {', '.join(sorted(labels))}" if len(names) == 1
+                        else "label filters need exactly one name=")
+                raise ApiError(HTTPStatus.BAD_REQUEST, f"{key}: unknown parameter ({hint})", key)
+            filters[CATALOGUE[names[0]].labels.index(key)] = _one(params, key)
+        pipeline = _one(params, "pipeline") if "pipeline" in params else None
+        if pipeline is not None and pipeline not in {s.pipeline for s in self._summaries()[1]}:
+            raise ApiError(HTTPStatus.NOT_FOUND, f"pipeline: no pipeline {pipeline!r} on this agent", "pipeline")
+        since = _whole(params, "since", 0)
+        limit = _whole(params, "limit", MAX_POINTS)
+        if not 1 <= limit <= MAX_POINTS:
+            raise ApiError(HTTPStatus.BAD_REQUEST, f"limit: between 1 and {MAX_POINTS}, got {limit}", "limit")
+        cursors: dict[str, int] = {}
+        for cursor in params.get("cursor", []):
+            ident, sep, count = cursor.partition(":")
+            if not sep or len(ident) != 16 or ident.strip("0123456789abcdef") or not count.isdigit():
+                raise ApiError(HTTPStatus.BAD_REQUEST, f"cursor: {cursor!r} is not ID:COUNT (a series' id and the "
+                                                       f"count an earlier answer gave for it)", "cursor")
+            cursors[ident] = int(count)
+        wanted = set(names)
+
+        def select(key: SeriesKey) -> bool:
+            return ((not wanted or key[0] in wanted) and (pipeline is None or key[1][0] == pipeline)
+                    and all(key[1][i] == v for i, v in filters.items()))
+
+        rows = sorted(self.store.series_info(select), key=lambda row: row[0])
+        budget = limit
+        out = []
+        for key, source, _count, _t, _v in rows[:MAX_SERIES]:
+            ident = series_id(key)
+            seen = cursors.get(ident, since)
+            delta = self.store.since(key, seen)
+            if delta is None:  # removed since it was listed
+                continue
+            entry: dict[str, object] = {"id": ident, "name": key[0], "labels": _labels(key), "collector": source[1],
+                                        "since": seen}
+            if seen > delta.count:  # a cursor from before this agent restarted: start again from its first point
+                entry["reset"] = True
+                seen = 0
+                delta = self.store.since(key, 0)
+                if delta is None:
+                    continue
+            held = len(delta.times)
+            missed = delta.count - seen - held  # fell out of the ring before this read
+            take = min(held, budget)
+            budget -= take
+            entry.update(count=delta.count - (held - take), complete=take == held, missed=max(0, missed),
+                         points=_points(delta.times[:take].tolist(), delta.values[:take].tolist()))
+            out.append(entry)
+        return {"measured_at": time.time(), "limits": {"max_series": MAX_SERIES, "max_points": limit},
+                "series_total": len(rows),
+                "truncated": len(rows) > MAX_SERIES or any(not e["complete"] for e in out), "series": out}
+
+    def events(self, params: dict[str, list[str]]) -> dict[str, object]:
+        _only(params, ("since", "limit", "pipeline"))
+        since = _whole(params, "since", 0)
+        limit = _whole(params, "limit", MAX_EVENTS)
+        if not 1 <= limit <= MAX_EVENTS:
+            raise ApiError(HTTPStatus.BAD_REQUEST, f"limit: between 1 and {MAX_EVENTS}, got {limit}", "limit")
+        pipeline = _one(params, "pipeline") if "pipeline" in params else None
+        held = self.store.events_since(0)
+        last = held[-1].seq if held else 0
+        reset = since > last
+        if reset:  # a cursor from before this agent restarted
+            since = 0
+        after = [event for event in held if event.seq > since]
+        missed = max(0, after[0].seq - since - 1) if after else 0
+        chosen = [event for event in after if pipeline is None or event.pipeline == pipeline]
+        truncated = len(chosen) > limit
+        chosen = chosen[:limit]
+        # Where to go on from: past the last event returned, or past every event looked at.
+        next_seq = chosen[-1].seq if truncated else (after[-1].seq if after else since)
+        return {"since": since, "next": next_seq, "reset": reset, "missed": missed, "truncated": truncated,
+                "limits": {"max_events": limit},
+                "events": [{"seq": e.seq, "time": e.time, "pipeline": e.pipeline, "collector": e.collector,
+                            "severity": e.severity, "message": e.message} for e in chosen]}
+
+
+def _only(params: dict[str, list[str]], allowed: tuple[str, ...]) -> None:
+    for key in params:
+        if key not in allowed:
+            raise ApiError(HTTPStatus.BAD_REQUEST, f"{key}: unknown parameter"
+                                                   + (f" (this endpoint takes {', '.join(allowed)})" if allowed
+                                                      else " (this endpoint takes none)"), key)
+
+
+def _one(params: dict[str, list[str]], key: str) -> str:
+    values = params[key]
+    if len(values) != 1:
+        raise ApiError(HTTPStatus.BAD_REQUEST, f"{key}: given {len(values)} times, takes one value", key)
+    return values[0]
+
+
+def _whole(params: dict[str, list[str]], key: str, default: int) -> int:
+    if key not in params:
+        return default
+    value = _one(params, key)
+    if not value.isdigit() or len(value) > 18:
+        raise ApiError(HTTPStatus.BAD_REQUEST, f"{key}: must be a whole number >= 0, got {value!r}", key)
+    return int(value)
