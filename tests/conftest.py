@@ -8,6 +8,7 @@ from monitoring.local_broker import LocalBroker
 from monitoring.local_flink import LocalFlink
 from monitoring.local_postgres import LocalPostgres
 from tests.schema_registry_standin import SchemaRegistryStandIn
+from tests.services import CHROMIUM, CHROMIUM_ARGS
 
 
 @pytest.fixture
@@ -57,3 +58,24 @@ def registry():
     standin = SchemaRegistryStandIn().start()
     yield standin
     standin.stop()
+
+
+@pytest.fixture
+def chromium():
+    """The system Chromium (never a downloaded browser), for one test."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def browser_page(chromium):
+    """A page that records JavaScript errors (reported when a test fails)."""
+    page = chromium.new_page(viewport={"width": 1400, "height": 1000})
+    page.errors = []
+    page.on("pageerror", lambda error: page.errors.append(str(error)))
+    page.on("console", lambda message: message.type == "error" and page.errors.append(message.text))
+    return page

@@ -11,25 +11,13 @@ from pathlib import Path
 
 import pytest
 from playwright.sync_api import Error as PlaywrightError
-from playwright.sync_api import expect, sync_playwright
+from playwright.sync_api import expect
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.kafka_util import commit, create_topic, produce
-from tests.services import CHROMIUM, CHROMIUM_ARGS, LocalPrometheus, PanelServer, free_port, run_async, wait_until
+from tests.services import LocalPrometheus, PanelServer, free_port, run_async, wait_until
 
 pytestmark = pytest.mark.browser
-
-
-@pytest.fixture
-def browser_page():
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        page = browser.new_page(viewport={"width": 1400, "height": 1000})
-        page.errors = []  # JavaScript errors, reported when a test fails
-        page.on("pageerror", lambda error: page.errors.append(str(error)))
-        page.on("console", lambda message: message.type == "error" and page.errors.append(message.text))
-        yield page
-        browser.close()
 
 
 def _chart_lines(page, name: str) -> dict[str, float]:

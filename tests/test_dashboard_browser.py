@@ -7,7 +7,7 @@ from playwright.sync_api import expect
 
 from tests.kafka_util import commit, create_topic, produce
 from tests.services import free_port, run_async
-from tests.test_app_browser import browser_page, serving  # noqa: F401 - the fixture is used by name
+from tests.test_app_browser import serving
 
 pytestmark = pytest.mark.browser
 

@@ -4,12 +4,12 @@ diagram follows the pipeline in place and its Report button downloads the file."
 from __future__ import annotations
 
 import pytest
-from playwright.sync_api import expect, sync_playwright
+from playwright.sync_api import expect
 
 from apps.report import render_report
 from monitoring.report import gather_report
 from tests.kafka_util import commit, create_topic, produce
-from tests.services import CHROMIUM, CHROMIUM_ARGS, free_port, run_async, wait_until
+from tests.services import free_port, run_async, wait_until
 from tests.test_app_browser import serving
 from tests.test_report import NOW, _Pipeline, _store
 
@@ -37,12 +37,6 @@ _FLOW = """() => {
 }"""
 
 
-@pytest.fixture
-def chromium():
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
 
 
 def test_report_file_opens_offline_and_its_charts_render(tmp_path, chromium):
