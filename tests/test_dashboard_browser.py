@@ -58,8 +58,7 @@ def test_overview_navigation_shareable_urls_theme_and_a_source_going_down_and_ba
         # Choosing another pipeline changes the URL, and that URL opened anew shows the same page.
         groups = page.locator('.tabulator-row [tabulator-field="group"]')
         expect(groups.first).to_have_text("auditor", timeout=30_000)
-        # force: right after the page loads Bokeh may still be laying the row out; what counts is what follows.
-        page.get_by_label("pipeline", exact=True).select_option("orders", force=True)
+        page.get_by_label("pipeline", exact=True).select_option("orders")
         expect(page).to_have_url(f"{server.url}?page=pipeline&pipeline=orders", timeout=30_000)
         expect(groups.first).to_have_text("billing", timeout=30_000)
         shared = page.context.browser.new_page()
