@@ -11,7 +11,7 @@ import panel as pn
 from panel.viewable import Viewer
 
 from apps.live import LiveChart
-from apps.widgets import COUNT, SnapshotSection, age, clock, freshness, shared_frame, show, table
+from apps.widgets import COUNT, SnapshotSection, age, clock, dim, freshness, shared_frame, show, table
 from collectors.schema_registry_model import RegistrySnapshot, Subject
 from monitoring.health import State
 from monitoring.store import Store
@@ -76,8 +76,7 @@ class SchemaRegistryView(SnapshotSection, Viewer):
         text += self._summary
         if text != self.status.object:
             self.status.object = text
-        for shown in (self.subjects, self.changes):
-            shown.styles = {"opacity": "0.5"} if stale else {}
+        dim((self.subjects, self.changes), stale)
         self._refresh_changes()
 
     def _render(self, now: float) -> None:

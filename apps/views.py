@@ -19,7 +19,7 @@ from apps.live import LiveChart
 from apps.profiling_view import ProfilingView
 from apps.registry_view import SchemaRegistryView
 from apps.widgets import (COUNT, RATE, STATE_COLOURS, SnapshotSection, age, clock, duration, duration_formatter,
-                          freshness, shared_frame, show, table)
+                          dim, freshness, shared_frame, show, table)
 from collectors.change_feed import ChangeFeedCollector
 from collectors.flink import FlinkCollector
 from collectors.kafka import KafkaCollector
@@ -137,8 +137,7 @@ class KafkaLagView(SnapshotSection, Viewer):
         text += self._notes
         if text != self.status.object:
             self.status.object = text
-        for shown in (self.groups, self.partitions, self.members, self.topics, self.brokers):
-            shown.styles = {"opacity": "0.5"} if stale else {}
+        dim((self.groups, self.partitions, self.members, self.topics, self.brokers), stale)
 
     def _render(self, now: float) -> None:
         snapshot = self._snapshot

@@ -70,6 +70,14 @@ def show(shown: pn.widgets.Tabulator, frame: pd.DataFrame) -> None:
     shown.value = frame
 
 
+def dim(tables, stale: bool) -> None:
+    """Grey out the tables while what they show is stale; set only on a change (every session, every second)."""
+    styles = {"opacity": "0.5"} if stale else {}
+    for shown in tables:
+        if shown.styles != styles:
+            shown.styles = styles
+
+
 _shared: dict[tuple, tuple[object, object, pd.DataFrame]] = {}
 
 
