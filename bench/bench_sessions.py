@@ -17,7 +17,9 @@ ticks. It has no collectors, tables or status lines: the floor of what live char
 Viewers are headless websocket clients of the Bokeh protocol in this process (bench/viewers.py):
 each opens a session as a browser does and counts what it receives. For each app: its server's
 CPU with no session (pipewatch's collectors and exporter run in that process), then 1, 25 and 100
-open sessions: once every viewer has its document, a 5 s warm-up, then a steady window over which
+open sessions: once every viewer has its document and the sessions have caught up (while the server
+builds new sessions the open ones' ticks wait, and their backlog arrives afterwards: measuring starts
+once the viewers receive no more points a second than there are lines, after at least 5 s), a window over which
 CPU is read from /proc/PID/stat (user + system time of the whole process, % of one core) and RSS
 from /proc/PID/status at its end; the viewers' counts over the same window give the PATCH-DOC
 messages, streamed points and bytes each session received per second. Then every viewer closes
@@ -54,7 +56,7 @@ from viewers import BokehViewer, cpu_seconds, rss_mb  # noqa: E402
 
 SESSIONS = (1, 25, 100)
 QUICK_SESSIONS = (1, 10)
-WINDOW, QUICK_WINDOW = 30.0, 10.0
+WINDOW, QUICK_WINDOW = 20.0, 10.0
 WARM_UP = 5.0
 RATE = 20
 """Records a second produced to each cluster."""
@@ -221,6 +223,19 @@ async def _window(viewers: list[BokehViewer], pid: int, seconds: float) -> dict:
             "lines": max((a["sources"] for a in after), default=0)}
 
 
+async def _caught_up(viewers: list[BokehViewer], pid: int, limit: float = 120.0) -> float | None:
+    """Wait until the sessions receive points no faster than they are made: while the server builds new
+    sessions the others' ticks wait, and their backlog arrives afterwards (one stream carrying many points).
+    Returns the seconds it took, None if they had not caught up after `limit`."""
+    started = time.monotonic()
+    await asyncio.sleep(WARM_UP)
+    while time.monotonic() - started < limit:
+        sample = await _window(viewers, pid, 3.0)
+        if sample["lines"] and sample["points"] <= 1.25 * sample["lines"]:
+            return time.monotonic() - started
+    return None
+
+
 def _destroyed(server: PanelServer) -> tuple[int, int]:
     log = server.log_path.read_text(errors="replace")
     return len(_CREATED.findall(log)), len(_DESTROYED.findall(log))
@@ -239,15 +254,16 @@ async def _sweep(name: str, server: PanelServer, app: str, counts: tuple[int, ..
     tasks: list[asyncio.Task] = []
     for count in counts:
         build = await _open(viewers, tasks, server.port, app, count, stop)
-        await asyncio.sleep(WARM_UP)
-        row = {"sessions": count, "build": build, **await _window(viewers, pid, window)}
+        caught_up = await _caught_up(viewers, pid)
+        row = {"sessions": count, "build": build, "caught_up": caught_up, **await _window(viewers, pid, window)}
         out["rows"].append(row)
-        progress(f"  {name}: {count:>3} session(s) (built in {build:.1f} s): CPU {row['cpu']:.1f}% of a core, "
+        progress(f"  {name}: {count:>3} session(s) (built in {build:.1f} s, caught up after "
+                 f"{'more than 120' if row['caught_up'] is None else format(row['caught_up'], '.0f')} s): CPU {row['cpu']:.1f}% of a core, "
                  f"RSS {row['rss']:.0f} MB; per session per second {row['patches']:.2f} PATCH-DOC, "
                  f"{row['streams']:.1f} streamed updates, {row['points']:.1f} points, {row['other_events']:.1f} other "
                  f"events, {row['kbytes']:.1f} kB; {row['lines']} lines streamed to")
     lifetime = (UNUSED_SESSION_LIFETIME_MS + CHECK_UNUSED_SESSIONS_MS) / 1000 + 5
-    rounds = []
+    closed_rounds = []
     for round_ in range(1, rounds + 1):
         if round_ == 2:  # the same sessions again: is the memory of the first round reused?
             viewers, tasks, stop = [], [], asyncio.Event()
@@ -261,12 +277,12 @@ async def _sweep(name: str, server: PanelServer, app: str, counts: tuple[int, ..
         await asyncio.sleep(lifetime)
         created, destroyed = _destroyed(server)
         closed = await _window([], pid, min(window, 10.0))
-        rounds.append({"peak": peak, "rss": closed["rss"], "cpu": closed["cpu"], "created": created,
+        closed_rounds.append({"peak": peak, "rss": closed["rss"], "cpu": closed["cpu"], "created": created,
                        "destroyed": destroyed})
         progress(f"  {name}: round {round_}: {counts[-1]} sessions closed, {lifetime:.0f} s later: RSS "
                  f"{closed['rss']:.0f} MB (peak {peak:.0f}), CPU {closed['cpu']:.1f}%, sessions created "
                  f"{created}, destroyed {destroyed}")
-    out["closed"] = rounds
+    out["closed"] = closed_rounds
     return out
 
 
@@ -321,18 +337,19 @@ def run(quick: bool = False, progress=print) -> dict:
 def table(result: dict) -> tuple[list[str], list[list[str]]]:
     header = ["app", "sessions", "server CPU (% of one core)", "RSS (MB)", "PATCH-DOC /session/s",
               "streamed updates /session/s", "points /session/s", "other events /session/s", "kB /session/s",
-              "time to open (s)"]
+              "time to open (s)", "caught up after (s)"]
     rows = []
     for app in result["apps"]:
         idle = app["idle"]
-        rows.append([app["app"], "0", f"{idle['cpu']:.1f}", f"{idle['rss']:,.0f}", "", "", "", "", "", ""])
+        rows.append([app["app"], "0", f"{idle['cpu']:.1f}", f"{idle['rss']:,.0f}", "", "", "", "", "", "", ""])
         for r in app["rows"]:
             rows.append([app["app"], str(r["sessions"]), f"{r['cpu']:.1f}", f"{r['rss']:,.0f}", f"{r['patches']:.2f}",
                          f"{r['streams']:.1f}", f"{r['points']:.1f}", f"{r['other_events']:.1f}",
-                         f"{r['kbytes']:.1f}", f"{r['build']:.1f}"])
+                         f"{r['kbytes']:.1f}", f"{r['build']:.1f}",
+                         "over 120" if r["caught_up"] is None else f"{r['caught_up']:.0f}"])
         for number, closed in enumerate(app["closed"], 1):
             rows.append([app["app"], f"0 (round {number} closed)", f"{closed['cpu']:.1f}", f"{closed['rss']:,.0f}",
-                         "", "", "", "", "", ""])
+                         "", "", "", "", "", "", ""])
     return header, rows
 
 
