@@ -403,17 +403,25 @@ def interpretation(result: dict) -> list[str]:
         returned = first["peak"] - first["rss"]
         reused = second["rss"] - first["rss"]
         met = all_gone and reused < 0.1 * max(growth, 1.0)
+        reuse = ("what the first round left is reused, not leaked" if reused < 0.1 * max(growth, 1.0)
+                 else "the second round left more behind than the first")
+        idle_again = ("the no-session idle again" if first["cpu"] <= mine["idle"]["cpu"] + 2
+                      else "above the no-session idle")
         lines.append(
             f"- **Goal: memory returned when sessions close.** {_verdict(met)}. With "
             f"`--unused-session-lifetime {result['lifetime_ms']}` and `--check-unused-sessions {result['check_ms']}`, "
-            f"{first['destroyed']} of the {first['created']} sessions created were destroyed within "
-            f"{(result['lifetime_ms'] + result['check_ms']) / 1000 + 5:.0f} s of their viewers closing (round 2: "
-            f"{second['destroyed']} of {second['created']}). RSS went from {before:,.0f} MB with no session to "
-            f"{first['peak']:,.0f} MB with {max(rows)} and back to {first['rss']:,.0f} MB after they closed "
-            f"({returned:,.0f} of the {growth:,.0f} MB returned to the system); a second round of {max(rows)} "
-            f"sessions peaked at {second['peak']:,.0f} MB and left {second['rss']:,.0f} MB ({reused:+,.0f} MB against "
-            f"the first round): what CPython's allocator keeps after the first round is reused, not leaked. The "
-            f"CPU after closing, {first['cpu']:.1f}%, is the no-session idle again ({mine['idle']['cpu']:.1f}%).")
+            f"the server had destroyed {first['destroyed']} of the {first['created']} sessions it created "
+            f"{(result['lifetime_ms'] + result['check_ms']) / 1000 + 5:.0f} s after the viewers closed"
+            + (f" ({second['destroyed']} of {second['created']} in all after the second round)" if len(closed) > 1
+               else "")
+            + f". RSS went from {before:,.0f} MB with no session to {first['peak']:,.0f} MB with {max(rows)} and "
+            f"down to {first['rss']:,.0f} MB after they closed ({returned:,.0f} of the {growth:,.0f} MB given back "
+            f"to the system; CPython keeps freed memory in its arenas for reuse)"
+            + (f"; a second round of {max(rows)} sessions peaked at {second['peak']:,.0f} MB and left "
+               f"{second['rss']:,.0f} MB ({reused:+,.0f} MB against the first round): {reuse}" if len(closed) > 1
+               else "")
+            + f". The server's CPU after closing, {first['cpu']:.1f}% of a core, is {idle_again} "
+            f"({mine['idle']['cpu']:.1f}%).")
         b_first = base["closed"][0]
         lines.append(
             f"- The baseline, for comparison: {base['idle']['rss']:,.0f} MB with no session, {b_first['peak']:,.0f} "
