@@ -69,6 +69,8 @@ LINES = (2, 2, 3) * len(CLUSTERS) + (2, 1) * len(REGISTRIES)
 rates (produced to the topic, consumed by each group); per registry latency (two requests) and failed
 requests (one status)."""
 ROLLOVER = 720
+OPENING = 10
+"""Sessions opening at once: more only queue in the server (and their tokens can expire there)."""
 ROUNDS = 1
 """Rounds of opening and closing the most sessions; a second round shows whether memory left behind by the
 first is reused (it takes as long again to build the sessions)."""
@@ -193,15 +195,23 @@ async def _open(viewers: list[BokehViewer], tasks: list[asyncio.Task], port: int
     """Open sessions until there are `count`; returns the seconds until all of them had their document."""
     started = time.monotonic()
     new = [BokehViewer(port, app) for _ in range(count - len(viewers))]
-    viewers += new
-    tasks += [asyncio.create_task(v.run(stop)) for v in new]
-    deadline = started + 900
+    deadline = started + 1800
+    for viewer in new:  # at most OPENING sessions waiting for their document at once, as browsers arriving
+        while sum(not v.pulled.is_set() for v in viewers) >= OPENING:
+            if time.monotonic() > deadline:
+                raise RuntimeError("sessions were not built within 1,800 s")
+            ended = [t for t in tasks if t.done()]
+            if ended:
+                raise RuntimeError(f"a viewer ended before its document: {ended[0].exception()!r}")
+            await asyncio.sleep(0.1)
+        viewers.append(viewer)
+        tasks.append(asyncio.create_task(viewer.run(stop)))
     while not all(v.pulled.is_set() for v in new):
         failed = [t for t in tasks if t.done()]
         if failed:
             raise RuntimeError(f"a viewer ended before its document: {failed[0].exception()!r}")
         if time.monotonic() > deadline:
-            raise RuntimeError("not every session got its document within 900 s")
+            raise RuntimeError("not every session got its document within 1,800 s")
         await asyncio.sleep(0.1)
     return time.monotonic() - started
 

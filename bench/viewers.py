@@ -46,7 +46,8 @@ class BokehViewer:
 
     async def run(self, stop: asyncio.Event | None = None) -> None:
         """Open the session and receive until `stop` is set (or close() is called, or the server closes)."""
-        token = generate_jwt_token(generate_session_id())
+        # The token must outlive the wait for a busy server to take the connection (Bokeh's default is 300 s).
+        token = generate_jwt_token(generate_session_id(), expiration=3600)
         # A busy server can take minutes to accept a hundred sessions at once: no client-side timeout.
         request = HTTPRequest(f"ws://127.0.0.1:{self.port}/{self.app}/ws", connect_timeout=3600, request_timeout=3600)
         self._connection = connection = await websocket_connect(request, subprotocols=["bokeh", token],
