@@ -13,7 +13,7 @@ from bokeh.models import HTMLTemplateFormatter
 from panel.viewable import Viewer
 
 from apps.live import LiveChart
-from apps.widgets import COUNT, RATE, SnapshotSection, age, clock, duration, freshness, table
+from apps.widgets import COUNT, RATE, SnapshotSection, age, clock, duration, dim, freshness, table
 from collectors.flink_model import FlinkSnapshot, Job, Vertex
 from monitoring.store import Store
 
@@ -105,8 +105,7 @@ class FlinkView(SnapshotSection, Viewer):
                      f"{_n(snap.slots_total)} slots free &middot; jobs: {html.escape(states)}</div>")
         if text != self.status.object:
             self.status.object = text
-        for shown in (self.jobs, self.vertices, self.taskmanagers, self.exceptions):
-            shown.styles = {"opacity": "0.5"} if stale else {}
+        dim((self.jobs, self.vertices, self.taskmanagers, self.exceptions), stale)
         for chart in self.charts:
             chart.refresh()
 

@@ -19,7 +19,7 @@ import pandas as pd
 import panel as pn
 from panel.viewable import Viewer
 
-from apps.widgets import COUNT, SnapshotSection, age, freshness, table
+from apps.widgets import COUNT, SnapshotSection, age, dim, freshness, table
 from collectors.profiling_model import Kpi, ProfilingSnapshot, Run, TableState
 from monitoring.store import Store
 
@@ -121,8 +121,7 @@ class ProfilingView(SnapshotSection, Viewer):
                             for n in self._snapshot.notes)
         if text != self.status.object:
             self.status.object = text
-        for shown in (self.runs, self.drift, self.tables):
-            shown.styles = {"opacity": "0.5"} if stale else {}
+        dim((self.runs, self.drift, self.tables), stale)
         if self.store.series_generation != self._history_generation:
             self._history_generation = self.store.series_generation
             self._history_options()

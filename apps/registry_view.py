@@ -11,7 +11,7 @@ import panel as pn
 from panel.viewable import Viewer
 
 from apps.live import LiveChart
-from apps.widgets import COUNT, SnapshotSection, age, clock, freshness, table
+from apps.widgets import COUNT, SnapshotSection, age, clock, dim, freshness, shared_frame, show, table
 from collectors.schema_registry_model import RegistrySnapshot, Subject
 from monitoring.health import State
 from monitoring.store import Store
@@ -76,8 +76,7 @@ class SchemaRegistryView(SnapshotSection, Viewer):
         text += self._summary
         if text != self.status.object:
             self.status.object = text
-        for shown in (self.subjects, self.changes):
-            shown.styles = {"opacity": "0.5"} if stale else {}
+        dim((self.subjects, self.changes), stale)
         self._refresh_changes()
 
     def _render(self, now: float) -> None:
@@ -95,8 +94,8 @@ class SchemaRegistryView(SnapshotSection, Viewer):
                             else ""))
         self._summary = f'<div class="pw-registry-facts">{" &middot; ".join(facts)}</div>' + "".join(
             f'<div class="pw-note" style="color:{_WARN}">{html.escape(w)}</div>' for w in snapshot.warnings)
-        self.subjects.value = pd.DataFrame([_subject_row(s, now) for s in snapshot.subjects],
-                                           columns=list(_SUBJECT_COLUMNS))
+        show(self.subjects, shared_frame(self.source, snapshot, "subjects", lambda: pd.DataFrame(
+            [_subject_row(s, now) for s in snapshot.subjects], columns=list(_SUBJECT_COLUMNS))))
 
     def _refresh_changes(self) -> None:
         new = [e for e in self.store.events_since(self._event_seq)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import html
 import math
 import time
@@ -21,7 +22,7 @@ from apps.profiling_view import ProfilingView
 from apps.report import ReportDownload
 from apps.registry_view import SchemaRegistryView
 from apps.widgets import (COUNT, RATE, STATE_COLOURS, SnapshotSection, age, clock, duration, duration_formatter,
-                          freshness, table)
+                          dim, freshness, shared_frame, show, table)
 from collectors.change_feed import ChangeFeedCollector
 from collectors.flink import FlinkCollector
 from collectors.kafka import KafkaCollector
@@ -140,8 +141,7 @@ class KafkaLagView(SnapshotSection, Viewer):
         text += self._notes
         if text != self.status.object:
             self.status.object = text
-        for shown in (self.groups, self.partitions, self.members, self.topics, self.brokers):
-            shown.styles = {"opacity": "0.5"} if stale else {}
+        dim((self.groups, self.partitions, self.members, self.topics, self.brokers), stale)
 
     def _render(self, now: float) -> None:
         snapshot = self._snapshot
@@ -158,37 +158,48 @@ class KafkaLagView(SnapshotSection, Viewer):
                              f"will be deleted before they are consumed in about "
                              f"{duration(progress.retention_risk_seconds)}")
         self._notes = "".join(f'<div class="pw-note" style="color:#9a6700">{n}</div>' for n in notes)
-        self.groups.value = pd.DataFrame([_group_row(g, snapshot) for g in snapshot.groups], columns=list(_GROUP_COLUMNS))
+        frame = functools.partial(shared_frame, self.source, snapshot)
+        show(self.groups, frame("groups", lambda: pd.DataFrame([_group_row(g, snapshot) for g in snapshot.groups],
+                                                               columns=list(_GROUP_COLUMNS))))
         options = [_ALL_GROUPS, *(g.group_id for g in snapshot.groups)]
         if self.group_choice.options != options:
             self.group_choice.options = options  # a vanished group falls back to all groups
         self._render_group()
-        self.topics.value = pd.DataFrame([_topic_row(t) for t in sorted(snapshot.topics.values(), key=lambda t: t.name)],
-                                         columns=list(_TOPIC_COLUMNS))
-        self.brokers.value = pd.DataFrame(
+        show(self.topics, frame("topics", lambda: pd.DataFrame(
+            [_topic_row(t) for t in sorted(snapshot.topics.values(), key=lambda t: t.name)],
+            columns=list(_TOPIC_COLUMNS))))
+        show(self.brokers, frame("brokers", lambda: pd.DataFrame(
             [{"id": str(b.node_id), "host": b.host, "port": str(b.port), "reachable": "yes" if b.reachable else "NO",
               "error": b.error or "",
-              "leads": float(sum(meta.leader == b.node_id for t in snapshot.topics.values() for meta in t.partitions.values()))}
-             for b in snapshot.brokers], columns=list(_BROKER_COLUMNS))
-
+              "leads": float(sum(meta.leader == b.node_id for t in snapshot.topics.values()
+                                 for meta in t.partitions.values()))}
+             for b in snapshot.brokers], columns=list(_BROKER_COLUMNS))))
 
     def _render_group(self) -> None:
         """Partitions of the chosen group (or of all groups) and the chosen group's members."""
         if self._snapshot is None:
             return
         chosen = self.group_choice.value
-        groups = [g for g in self._snapshot.groups if chosen in (_ALL_GROUPS, g.group_id)]
-        partitions = pd.DataFrame([_partition_row(g, p) for g in groups for p in g.partitions],
-                                  columns=list(_PARTITION_COLUMNS))
-        # Most lagging first (unknown lag after known), then a stable order.
-        partitions = partitions.sort_values(["lag", "group", "topic", "partition"], ascending=[False, True, True, True],
-                                            na_position="last", kind="stable").head(PARTITION_ROWS)
-        self.partitions.value = partitions.reset_index(drop=True)
-        members = [m for g in groups for m in (g.members or ())] if chosen != _ALL_GROUPS else []
-        self.members.value = pd.DataFrame(
-            [{"member": m.member_id, "client id": m.client_id or "unknown", "host": m.client_host or "unknown",
-              "partitions": ", ".join(f"{t}[{p}]" for t, p in m.assignment) or "not reported"} for m in members],
-            columns=list(_MEMBER_COLUMNS))
+        snapshot = self._snapshot
+        groups = [g for g in snapshot.groups if chosen in (_ALL_GROUPS, g.group_id)]
+
+        def partitions() -> pd.DataFrame:
+            frame = pd.DataFrame([_partition_row(g, p) for g in groups for p in g.partitions],
+                                 columns=list(_PARTITION_COLUMNS))
+            # Most lagging first (unknown lag after known), then a stable order.
+            frame = frame.sort_values(["lag", "group", "topic", "partition"], ascending=[False, True, True, True],
+                                      na_position="last", kind="stable").head(PARTITION_ROWS)
+            return frame.reset_index(drop=True)
+
+        def members() -> pd.DataFrame:
+            shown = [m for g in groups for m in (g.members or ())] if chosen != _ALL_GROUPS else []
+            return pd.DataFrame(
+                [{"member": m.member_id, "client id": m.client_id or "unknown", "host": m.client_host or "unknown",
+                  "partitions": ", ".join(f"{t}[{p}]" for t, p in m.assignment) or "not reported"} for m in shown],
+                columns=list(_MEMBER_COLUMNS))
+
+        show(self.partitions, shared_frame(self.source, snapshot, "partitions", partitions, variant=chosen))
+        show(self.members, shared_frame(self.source, snapshot, "members", members, variant=chosen))
 
 
 _STATUS = HTMLTemplateFormatter(template=(

@@ -57,6 +57,46 @@ def table(columns: dict[str, object], name: str, page_size: int) -> pn.widgets.T
     )
 
 
+def show(shown: pn.widgets.Tabulator, frame: pd.DataFrame) -> None:
+    """Give a table a new frame, unless it already shows an equal one.
+
+    Every session runs this once a second for each of its tables. A Tabulator value update costs
+    the server tens of milliseconds per session (the page of rows, the column configuration, styles
+    and selection are recomputed and sent); comparing the frames costs a fraction of that."""
+    current = shown.value
+    if current is frame or (current is not None and current.shape == frame.shape
+                            and list(current.columns) == list(frame.columns) and current.equals(frame)):
+        return
+    shown.value = frame
+
+
+def dim(tables, stale: bool) -> None:
+    """Grey out the tables while what they show is stale; set only on a change (every session, every second)."""
+    styles = {"opacity": "0.5"} if stale else {}
+    for shown in tables:
+        if shown.styles != styles:
+            shown.styles = styles
+
+
+_shared: dict[tuple, tuple[object, object, pd.DataFrame]] = {}
+
+
+def shared_frame(source: tuple[str, str], snapshot: object, name: str, build, variant: object = None) -> pd.DataFrame:
+    """The frame `build()` makes from a source's snapshot, built once for every session that shows it.
+
+    Sessions show the same snapshot: instead of each building the same rows (and sorting the partition
+    table) in every session, the first one to render a snapshot builds the frame and the others reuse
+    it. `variant` names a per-session choice the frame depends on (the chosen group). Only the newest
+    frame per (source, name) is kept. Frames are read-only once shared: the tables are disabled (not
+    editable) and pipewatch never changes a frame it handed to a table. All sessions run on the Bokeh
+    server's event loop, one at a time."""
+    key = (source, name)
+    entry = _shared.get(key)
+    if entry is None or entry[0] is not snapshot or entry[1] != variant:
+        entry = _shared[key] = (snapshot, variant, build())
+    return entry[2]
+
+
 def freshness(what: str, snapshot_time: float | None, health: CollectorHealth | None, now: float) -> tuple[str, bool]:
     """The line above a source's tables: no data yet, measured at, or STALE with the reason.
     Also whether what is shown is stale (its collector is not up)."""

@@ -29,7 +29,6 @@ fast as they go), read from /proc.
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import re
 import sys
@@ -39,18 +38,18 @@ import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+for _path in (str(ROOT), str(ROOT / "bench")):
+    if _path not in sys.path:
+        sys.path.insert(0, _path)
 
 import asyncpg  # noqa: E402
 import numpy as np  # noqa: E402
-from bokeh.util.token import generate_jwt_token, generate_session_id  # noqa: E402
 from prometheus_client.parser import text_string_to_metric_families  # noqa: E402
-from tornado.websocket import websocket_connect  # noqa: E402
 
 from monitoring.local_broker import free_port  # noqa: E402
 from monitoring.local_postgres import LocalPostgres  # noqa: E402
 from tests.services import PanelServer  # noqa: E402
+from viewers import BokehViewer, rss_mb  # noqa: E402
 
 VIEWERS = (1, 10, 100)
 QUICK_VIEWERS = (1, 10)
@@ -94,55 +93,21 @@ async def _prepare(dsn: str) -> None:
         await connection.close()
 
 
-class _Viewer:
-    """A headless browser session of the page: the Bokeh protocol, no rendering."""
+class _Viewer(BokehViewer):
+    """A headless browser session of the page (bench/viewers.py) that notes the insert marks it is shown."""
 
     def __init__(self, port: int) -> None:
-        self.port = port
+        super().__init__(port, on_content=self._marks)
         self.seen: list[tuple[float, float]] = []
         """(arrival, newest insert time in the message) of every message with a mark."""
         self.messages = 0
-        self.frames = 0
-        self.pulled = asyncio.Event()
-        """Set when the server sent the session's document (its views are built)."""
 
-    async def run(self, stop: asyncio.Event) -> None:
-        token = generate_jwt_token(generate_session_id())
-        connection = await websocket_connect(f"ws://127.0.0.1:{self.port}/apps/ws", subprotocols=["bokeh", token])
-        try:
-            header = json.loads(await connection.read_message())
-            if header.get("msgtype") != "ACK":
-                raise RuntimeError(f"expected the server's ACK, got {header}")
-            for _ in range(2):  # its metadata and content frames
-                await connection.read_message()
-            await self._send(connection, "PULL-DOC-REQ", {})
-            await self._send(connection, "PATCH-DOC", {"events": [{
-                "kind": "MessageSent", "msg_type": "bokeh_event",
-                "msg_data": {"type": "event", "name": "document_ready", "values": {}}}]})
-            while not stop.is_set():
-                try:
-                    frame = await asyncio.wait_for(connection.read_message(), 0.5)
-                except TimeoutError:
-                    continue
-                if frame is None:
-                    break
-                arrived = time.time()
-                self.frames += 1
-                if isinstance(frame, str) and '"msgtype":"PULL-DOC-REPLY"' in frame.replace(" ", ""):
-                    self.pulled.set()
-                if isinstance(frame, str) and "t=" in frame:
-                    marks = [float(m) for m in _MARK.findall(frame)]
-                    if marks:
-                        self.messages += 1
-                        self.seen.append((arrived, max(marks)))
-        finally:
-            connection.close()
-
-    @staticmethod
-    async def _send(connection, msgtype: str, content: dict) -> None:
-        header = {"msgid": generate_session_id()[:12], "msgtype": msgtype}
-        for part in (header, {}, content):
-            await connection.write_message(json.dumps(part))
+    def _marks(self, arrived: float, content: str) -> None:
+        if "t=" in content:
+            marks = [float(m) for m in _MARK.findall(content)]
+            if marks:
+                self.messages += 1
+                self.seen.append((arrived, max(marks)))
 
 
 async def _probe(dsn: str) -> float:
@@ -196,13 +161,6 @@ def _counted(metrics_url: str) -> float:
     text = urllib.request.urlopen(metrics_url, timeout=10).read().decode()
     return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
                if line.startswith("db_change_events_total{"))
-
-
-def _rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
 
 
 def _server_pid(server: PanelServer) -> int:
@@ -276,7 +234,7 @@ async def _memory(dsn: str, port: int, pid: int) -> dict:
     for target in (10_000, 100_000):
         total += sum(rows for _, rows in await _write(dsn, rate=20_000, seconds=(target - total) / 20_000, batch=200))
         await asyncio.sleep(3)  # noqa: delivery of the last rows, then a steady reading
-        out[target] = _rss_mb(pid)
+        out[target] = rss_mb(pid)
     stop.set()
     await task
     return out

@@ -480,8 +480,9 @@ def render(store: dict, kafka: dict, sections: dict[str, dict], info: dict[str, 
         "lag collector (one collection cycle against a real Kafka-protocol broker), the schema-registry",
         "collector (requests per cycle as subjects grow) and the profiling collector (database load with a",
         "large history and new runs arriving), the Flink collector (requests per cycle as jobs grow), the",
-        "change feed (delay to the browser with many viewers) and the exporter (scrape time as series grow).",
-        "`--only NAME` (kafka, registry, profiling, flink, change_feed, exporter) reruns one of those and",
+        "change feed (delay to the browser with many viewers), the exporter (scrape time as series grow) and",
+        "the live page's cost per session (server CPU and memory against a raw-Bokeh streaming app).",
+        "`--only NAME` (kafka, registry, profiling, flink, change_feed, exporter, sessions) reruns one of those and",
         "replaces only its section.",
         "",
         "Run them with `make bench` (or `.venv/bin/python bench/run.py`; add `--quick` for a smaller run).",
@@ -537,6 +538,7 @@ SECTIONS = {
     "flink": ("bench_flink", "Flink collection: requests and time per cycle, and the scrape of its series"),
     "change_feed": ("bench_change_feed", "Change feed: insert-to-browser delay with many viewers, and memory"),
     "exporter": ("bench_exporter", "Exporter: scrape time and memory for 1k, 10k and 100k series"),
+    "sessions": ("bench_sessions", "Sessions per server process: CPU and memory of 1, 25 and 100 live pages"),
 }
 """Benchmarks whose section of the page can be rerun alone (`--only NAME`), between markers."""
 

@@ -31,6 +31,7 @@ from monitoring.local_broker import LocalBroker, port_open
 from monitoring.local_flink import FlinkUnavailable, LocalFlink
 from monitoring.local_postgres import LocalPostgres
 from monitoring.profiling_sample import ProfilingSample
+from monitoring.service import SERVE_SESSION_ARGS
 from monitoring.traffic import PatternError, TrafficPattern, parse_pattern
 
 log = logging.getLogger("pipewatch.demo")
@@ -82,7 +83,7 @@ def run_demo(port: int, metrics_port: int, pattern_text: str) -> int:
         server = subprocess.Popen(
             [sys.executable, "-m", "panel", "serve", str(_APPS_DIR), "--address", "127.0.0.1", "--port", str(port),
              "--allow-websocket-origin", f"127.0.0.1:{port}", "--allow-websocket-origin", f"localhost:{port}",
-             "--unused-session-lifetime", "5000", "--check-unused-sessions", "2000"],
+             *SERVE_SESSION_ARGS],
             env={**os.environ, "PIPEWATCH_CONFIG": str(config)}, start_new_session=True,
         )
         flink_line = f"  flink:     {flink.rest_url} (a backpressured job and a failing one)\n" if flink else ""

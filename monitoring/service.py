@@ -20,6 +20,21 @@ from monitoring.store import Store
 
 log = logging.getLogger(__name__)
 
+UNUSED_SESSION_LIFETIME_MS = 10_000
+"""`panel serve --unused-session-lifetime`: a session without a browser connection for this long is
+destroyed (its periodic tick stops and its memory is freed). Bokeh's default is 15 s. It must cover
+the time between a page's HTML response and its websocket connection (the browser loading and
+running the page's scripts: about 1 s on loopback in the browser tests, a few seconds for a first
+load of the ~4 MB of scripts over a slow link), since a session never connected is destroyed after
+it too. Panel does not reconnect a dropped websocket to the same session (`reconnect` is off), so
+waiting longer keeps nothing alive that could come back; each second a closed tab's session lives
+costs one more tick of its page."""
+CHECK_UNUSED_SESSIONS_MS = 2_000
+"""`panel serve --check-unused-sessions`: how often the server looks for such sessions (default 17 s)."""
+SERVE_SESSION_ARGS = ("--unused-session-lifetime", str(UNUSED_SESSION_LIFETIME_MS),
+                      "--check-unused-sessions", str(CHECK_UNUSED_SESSIONS_MS))
+"""The session flags every `panel serve apps/` pipewatch starts uses (the demo, the tests, the benchmark)."""
+
 
 class Service:
     def __init__(self, config: Config) -> None:

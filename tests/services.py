@@ -46,14 +46,17 @@ async def async_wait_until(predicate: Callable[[], object], timeout: float = 20.
 class PanelServer:
     """`panel serve apps/` as a user runs it, with PIPEWATCH_CONFIG naming the config."""
 
-    def __init__(self, workdir: Path, config: Path, port: int | None = None) -> None:
+    def __init__(self, workdir: Path, config: Path | None, port: int | None = None, app_dir: Path | None = None,
+                 env: dict[str, str] | None = None) -> None:
         self.workdir, self.config = workdir, config
         self.port = port or free_port()
+        self.app_dir = app_dir or Path(__file__).resolve().parent.parent / "apps"
+        self.env = env or {}
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/apps"
+        return f"http://127.0.0.1:{self.port}/{self.app_dir.name}"
 
     @property
     def log_path(self) -> Path:
@@ -62,12 +65,17 @@ class PanelServer:
     def start(self, timeout: float = 60.0) -> None:
         import sys
 
+        from monitoring.service import SERVE_SESSION_ARGS
+
         repo = Path(__file__).resolve().parent.parent
+        env = {**os.environ, **self.env}
+        if self.config is not None:
+            env["PIPEWATCH_CONFIG"] = str(self.config)
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "panel", "serve", str(repo / "apps"), "--address", "127.0.0.1",
-                 "--port", str(self.port), "--allow-websocket-origin", f"127.0.0.1:{self.port}"],
-                env={**os.environ, "PIPEWATCH_CONFIG": str(self.config)}, cwd=repo, stdout=log,
+                [sys.executable, "-m", "panel", "serve", str(self.app_dir), "--address", "127.0.0.1",
+                 "--port", str(self.port), "--allow-websocket-origin", f"127.0.0.1:{self.port}", *SERVE_SESSION_ARGS],
+                env=env, cwd=repo, stdout=log,
                 stderr=subprocess.STDOUT, start_new_session=True,
             )
 
