@@ -77,10 +77,10 @@ def _init_fields(cls: type) -> tuple[str, ...]:
 
 def encode(value: Any) -> Any:
     """`value` as JSON-safe data (json.dumps with allow_nan=False accepts it)."""
+    if isinstance(value, enum.Enum):  # first: a str or int enum is a str or an int too
+        return {"$e": _name(type(value)), "v": encode(value.value)}
     if value is None or isinstance(value, (bool, str)):
         return value
-    if isinstance(value, enum.Enum):  # before int: an IntEnum is an int too
-        return {"$e": _name(type(value)), "v": encode(value.value)}
     if isinstance(value, float):
         if math.isnan(value):
             return {"$f": "nan"}
