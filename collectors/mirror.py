@@ -169,13 +169,15 @@ def _parse(body: dict) -> _Answer:
             raise WireError("a feed holds something that is not a feed row")
         feeds.append((source(feed), _whole(feed["per_entity"]), _whole(feed["capacity"]), rows))
     series = []
-    for entry in body["series"]:
+    for entry in body["series"]:  # (tens of thousands a second at most: type checks kept cheap)
         times = [float(t) for t in entry["times"]]
-        values = [_value(v) for v in entry["values"]]
-        if len(times) != len(values):
-            raise ValueError("a series has not as many times as values")
-        key = (_str(entry["name"]), tuple(_str(label) for label in entry["labels"]))
-        series.append((key, source(entry), _whole(entry["count"]), times, values))
+        values = [v if type(v) is float else _value(v) for v in entry["values"]]
+        labels = entry["labels"]
+        if len(times) != len(values) or type(labels) is not list or not all(type(x) is str for x in labels):
+            raise ValueError("a series entry is malformed")
+        key = (_str(entry["name"]), tuple(labels))
+        series.append((key, (_str(entry["pipeline"]), _str(entry["collector"])), _whole(entry["count"]), times,
+                       values))
     ids = body["series_ids"]
     return _Answer(
         reset=body["reset"] is True, next=_str(body["next"]), agent=dict(body["agent"]), health=health,

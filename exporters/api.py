@@ -304,7 +304,8 @@ class Api:
         health = [encode(h) for _, h in sorted(store.health().items())]
         changes = store.changes_since(cursor["c"], MAX_STATE_POINTS)
         series = [{"name": key[0], "labels": list(key[1]), "pipeline": source[0], "collector": source[1],
-                   "count": count, "times": times.tolist(), "values": [number(v) for v in values.tolist()]}
+                   "count": count, "times": times,
+                   "values": [v if v == v and v not in (math.inf, -math.inf) else number(v) for v in values]}
                   for key, source, count, times, values in changes.series]
         ids = None
         if changes.series_generation != cursor["s"]:  # series appeared or went: the whole list, to drop the gone

@@ -158,7 +158,7 @@ class Changes:
     instance: str
     commit: int
     series_generation: int
-    series: list[tuple[SeriesKey, Source, int, np.ndarray, np.ndarray]]
+    series: list[tuple[SeriesKey, Source, int, list[float], list[float]]]
     """(key, source, count, times, values): the series' newest points, `count` the number it ever received."""
     snapshots: list[tuple[Source, float, Any]]
     cut: bool
@@ -493,10 +493,13 @@ class Store:
             cap = max(1, max_points // len(changed)) if wanted > max_points else None
             rows = []
             for series, start in changed:
+                if series.count - start == 1:  # the usual case (one cycle since the last look): no numpy copies
+                    rows.append((series.key, series.source, series.count, [series.last_time], [series.last_value]))
+                    continue
                 count, times, values = series.since(start)
                 if cap is not None and len(times) > cap:
                     times, values = times[-cap:], values[-cap:]
-                rows.append((series.key, series.source, count, times, values))
+                rows.append((series.key, series.source, count, times.tolist(), values.tolist()))
             snapshots = [(source, entry[0], entry[1]) for source, entry in self._snapshots.items()
                          if self._snapshot_commits.get(source, 0) > commit]
             return Changes(self.instance, self._commit, self.series_generation, rows, snapshots,
