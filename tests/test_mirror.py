@@ -224,7 +224,6 @@ def test_a_mirror_of_a_real_agent_shows_its_exact_lag_goes_stale_when_it_stops_a
         # The broker stops: the agent's kafka collector goes down, and the mirror shows its reason.
         broker.stop()
         wait_until(lambda: store.health()[("orders", "kafka")].state is State.DOWN, 30, what="kafka down")
-        assert store.health()[("orders", "kafka")].reason().startswith("connection")
         wait_until(lambda: store.health()[("orders", "kafka")].reason() == _agent_kafka_reason(agent), 10,
                    what="the agent's reason")
         broker.start()
@@ -236,9 +235,10 @@ def test_a_mirror_of_a_real_agent_shows_its_exact_lag_goes_stale_when_it_stops_a
 
         # The agent stops: the mirror is down with the reason, and the copied health ages into stale.
         agent.stop()
-        wait_until(lambda: store.health()[MIRROR_SOURCE].state is State.DOWN, 20, what="the mirror down")
-        mirror_health = store.health()[MIRROR_SOURCE]
-        assert mirror_health.error_category == "connection_refused" and "/api/v1/state" in mirror_health.last_error
+        # (A request in flight as it stops may fail as a cut connection first.)
+        wait_until(lambda: store.health()[MIRROR_SOURCE].state is State.DOWN
+                   and store.health()[MIRROR_SOURCE].error_category == "connection_refused", 20, what="the mirror down")
+        assert "GET /api/v1/state" in store.health()[MIRROR_SOURCE].last_error
         kafka = store.health()[("orders", "kafka")]
         wait_until(lambda: kafka.effective_state() is State.STALE, kafka.stale_after + 5, interval=0.5,
                    what="the copied kafka health to go stale")

@@ -77,7 +77,7 @@ def test_two_mirror_processes_show_the_agents_lag_outage_and_recovery(broker, tm
             agent.stop()
             for page in pages:
                 expect(badge(page, "mirror")).to_have_attribute("data-state", "down", timeout=30_000)
-                expect(badge(page, "mirror")).to_contain_text("connection_refused")
+                expect(badge(page, "mirror")).to_contain_text("connection_refused", timeout=10_000)
                 expect(badge(page, "kafka")).to_have_attribute("data-state", "stale", timeout=30_000)
                 expect(badge(page, "kafka")).to_contain_text("no successful run for")
             for page in pages:
