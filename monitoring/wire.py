@@ -77,71 +77,106 @@ def _init_fields(cls: type) -> tuple[str, ...]:
 
 def encode(value: Any) -> Any:
     """`value` as JSON-safe data (json.dumps with allow_nan=False accepts it)."""
-    if isinstance(value, enum.Enum):  # first: a str or int enum is a str or an int too
-        return {"$e": _name(type(value)), "v": encode(value.value)}
-    if value is None or isinstance(value, (bool, str)):
+    kind = type(value)
+    if kind is str or kind is int or kind is bool or value is None:
         return value
-    if isinstance(value, float):
-        if math.isnan(value):
-            return {"$f": "nan"}
-        if math.isinf(value):
-            return {"$f": "inf" if value > 0 else "-inf"}
-        return float(value)
-    if isinstance(value, int):
-        return int(value)
-    if isinstance(value, np.bool_):
-        return bool(value)
-    if isinstance(value, numbers.Integral):
-        return int(value)
-    if isinstance(value, numbers.Real):
-        return encode(float(value))
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        out: dict[str, Any] = {"$": _name(type(value))}
-        for name in _init_fields(type(value)):
-            out[name] = encode(getattr(value, name))
-        return out
-    if isinstance(value, tuple):
-        return {"$t": [encode(item) for item in value]}
-    if isinstance(value, list):
-        return [encode(item) for item in value]
-    if isinstance(value, Mapping):
-        if all(isinstance(key, str) for key in value):
-            return {"$d": {key: encode(item) for key, item in value.items()}}
-        return {"$p": [[encode(key), encode(item)] for key, item in value.items()]}
-    if isinstance(value, frozenset):
-        return {"$fs": [encode(item) for item in value]}
-    if isinstance(value, set):
-        return {"$s": [encode(item) for item in value]}
-    if isinstance(value, datetime):
-        return {"$dt": value.isoformat()}
-    raise WireError(f"cannot encode a {type(value).__module__}.{type(value).__qualname__}")
+    if kind is float:
+        return value if value - value == 0 else _odd_float(value)  # (NaN and +-Inf give NaN)
+    encoder = _encoders.get(kind)
+    if encoder is None:
+        encoder = _encoders[kind] = _encoder_for(kind)
+    return encoder(value)
+
+
+def _odd_float(value: float) -> dict[str, str]:
+    return {"$f": "nan" if math.isnan(value) else "inf" if value > 0 else "-inf"}
+
+
+_encoders: dict[type, Any] = {}
+"""type -> how to encode its values: decided once per type (a large snapshot holds ~10^5 values)."""
+
+
+def _encoder_for(kind: type) -> Any:
+    if issubclass(kind, enum.Enum):  # first: a str or int enum is a str or an int too
+        name = _name(kind)
+        return lambda value: {"$e": name, "v": encode(value.value)}
+    if issubclass(kind, bool) or issubclass(kind, np.bool_):
+        return bool
+    if issubclass(kind, str):
+        return str
+    if issubclass(kind, float) or (issubclass(kind, numbers.Real) and not issubclass(kind, numbers.Integral)):
+        return lambda value: encode(float(value))
+    if issubclass(kind, numbers.Integral):
+        return int
+    if dataclasses.is_dataclass(kind):
+        name, names = _name(kind), _init_fields(kind)
+
+        def dataclass_(value: Any) -> dict[str, Any]:
+            out: dict[str, Any] = {"$": name}
+            for field in names:
+                out[field] = encode(getattr(value, field))
+            return out
+
+        return dataclass_
+    if issubclass(kind, tuple):
+        return lambda value: {"$t": [encode(item) for item in value]}
+    if issubclass(kind, list):
+        return lambda value: [encode(item) for item in value]
+    if issubclass(kind, Mapping):
+        return _mapping
+    if issubclass(kind, frozenset):
+        return lambda value: {"$fs": [encode(item) for item in value]}
+    if issubclass(kind, set):
+        return lambda value: {"$s": [encode(item) for item in value]}
+    if issubclass(kind, datetime):
+        return lambda value: {"$dt": value.isoformat()}
+    raise WireError(f"cannot encode a {kind.__module__}.{kind.__qualname__}")
+
+
+def _mapping(value: Mapping) -> dict[str, Any]:
+    if all(type(key) is str for key in value):
+        return {"$d": {key: encode(item) for key, item in value.items()}}
+    return {"$p": [[encode(key), encode(item)] for key, item in value.items()]}
 
 
 _FLOATS = {"nan": math.nan, "inf": math.inf, "-inf": -math.inf}
+_CLASS_KEY = frozenset({"$"})
+_dataclasses: dict[str, tuple[type, frozenset[str]]] | None = None
+
+
+def _dataclass_table() -> dict[str, tuple[type, frozenset[str]]]:
+    """name -> (class, its init fields) of the allowed dataclasses."""
+    global _dataclasses
+    if _dataclasses is None:
+        _dataclasses = {name: (cls, frozenset(_init_fields(cls))) for name, cls in allowed().items()
+                        if dataclasses.is_dataclass(cls)}
+    return _dataclasses
 
 
 def decode(data: Any) -> Any:
     """What `encode` was given, rebuilt; only classes of `allowed()` are built."""
-    if data is None or isinstance(data, (bool, int, float, str)):
+    kind = type(data)
+    if kind is str or kind is float or kind is int or kind is bool or data is None:
         return data
-    if isinstance(data, list):
+    if kind is list:
         return [decode(item) for item in data]
-    if not isinstance(data, dict):
-        raise WireError(f"unexpected {type(data).__name__} in the payload")
+    if kind is not dict:
+        raise WireError(f"unexpected {kind.__name__} in the payload")
     if "$" in data:
-        cls = allowed().get(data["$"]) if isinstance(data["$"], str) else None
-        if cls is None or not dataclasses.is_dataclass(cls):
-            raise WireError(f"{str(data['$'])[:100]!r} is not a class the wire carries")
-        names = _init_fields(cls)
-        unknown = [key for key in data if key != "$" and key not in names]
-        if unknown:
-            raise WireError(f"{data['$']}: unknown field(s) {', '.join(map(repr, unknown[:5]))}")
+        name = data["$"]
+        found = _dataclass_table().get(name) if type(name) is str else None
+        if found is None:
+            raise WireError(f"{str(name)[:100]!r} is not a class the wire carries")
+        cls, names = found
+        if not names.issuperset(data.keys() - _CLASS_KEY):
+            unknown = sorted(data.keys() - _CLASS_KEY - names)
+            raise WireError(f"{name}: unknown field(s) {', '.join(map(repr, unknown[:5]))}")
         try:
             return cls(**{key: decode(value) for key, value in data.items() if key != "$"})
         except TypeError as exc:
-            raise WireError(f"{data['$']}: {exc}") from None
+            raise WireError(f"{name}: {exc}") from None
     if len(data) == 2 and "$e" in data and "v" in data:
-        cls = allowed().get(data["$e"]) if isinstance(data["$e"], str) else None
+        cls = allowed().get(data["$e"]) if type(data["$e"]) is str else None
         if cls is None or not issubclass(cls, enum.Enum):
             raise WireError(f"{str(data['$e'])[:100]!r} is not an enum the wire carries")
         try:
