@@ -80,6 +80,7 @@ def test_two_mirror_processes_show_the_agents_lag_outage_and_recovery(broker, tm
                 expect(badge(page, "mirror")).to_contain_text("connection_refused", timeout=10_000)
                 expect(badge(page, "kafka")).to_have_attribute("data-state", "stale", timeout=30_000)
                 expect(badge(page, "kafka")).to_contain_text("no successful run for")
+                expect(page.locator(".pw-stale")).to_contain_text("the collector is stale")
             for page in pages:
                 assert page.errors == []
     finally:
