@@ -528,7 +528,7 @@ def test_errors_page_shows_a_real_collector_failure_growing_and_filters_it(regis
         "    kafka:\n"
         f"      bootstrap_servers: [\"127.0.0.1:{closed}\"]\n"
         "      interval_seconds: 0.5\n"
-        "      timeout_seconds: 2\n"
+        "      timeout_seconds: 10\n"
         "  - name: catalog\n"
         "    schema_registry:\n"
         f"      url: {registry.url}\n"
