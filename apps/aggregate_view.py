@@ -422,7 +422,7 @@ class AggregatePage(Viewer):
         if service.exporter is not None:
             hosts = {service.exporter.host, "127.0.0.1", "localhost", socket.gethostname(), socket.getfqdn()}
             own = frozenset(f"{host}:{service.exporter.port}" for host in hosts)
-        return cls(service.store, service.supervisor.collectors, own)
+        return cls(service.store, service.collectors, own)
 
     def __panel__(self):
         return self._layout

@@ -25,7 +25,11 @@ def on_server_loaded(server_context) -> None:
         print(f"pipewatch: cannot start\n{exc}", file=sys.stderr, flush=True)
         raise SystemExit(2) from None
     service.start_in_thread()
-    log.info("pipewatch runtime started: %d collectors", len(service.supervisor.collectors))
+    if service.mirror:
+        log.info("pipewatch mirror started: showing what the agent at %s collects (%d sources)",
+                 service.config.mirror.url, len(service.collectors))
+    else:
+        log.info("pipewatch runtime started: %d collectors", len(service.supervisor.collectors))
 
 
 def on_server_unloaded(server_context) -> None:

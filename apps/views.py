@@ -27,6 +27,7 @@ from collectors.change_feed import ChangeFeedCollector
 from collectors.flink import FlinkCollector
 from collectors.kafka import KafkaCollector
 from collectors.kafka_model import GroupInfo, KafkaSnapshot, PartitionLag, TopicInfo
+from collectors.mirror import MIRROR_SOURCE
 from collectors.profiling import ProfilingCollector
 from collectors.schema_registry import SchemaRegistryCollector
 from monitoring.config import FlowHints, Pipeline
@@ -54,8 +55,11 @@ class HealthBar(Viewer):
 
     def refresh(self) -> None:
         now = time.time()
-        badges = [self._badge(h, now) for (pipeline, _), h in sorted(self.store.health().items()) if pipeline == self.pipeline]
+        health = self.store.health()
+        badges = [self._badge(h, now) for (pipeline, _), h in sorted(health.items()) if pipeline == self.pipeline]
         text = " ".join(badges) or "<em>no sources configured for this pipeline</em>"
+        if MIRROR_SOURCE in health:  # a mirror: whether the copy is current is part of every source's health
+            text += " " + self._badge(health[MIRROR_SOURCE], now)
         if text != self.div.text:
             self.div.text = text
 

@@ -114,27 +114,7 @@ class RemoteAgentCollector(Collector):
 
     async def _get(self, path: str, params: list[tuple[str, str]] | None = None) -> dict:
         assert self._client is not None
-        try:
-            response = await self._client.get(path, params=params)
-        except httpx.TransportError as exc:
-            category = transport_category(exc)
-            raise RemoteAgentError(category if category in TRANSPORT_FAILURES else "connection",
-                                   f"GET {path}: {first_line(exc)}") from None
-        if response.status_code in (401, 403):
-            raise RemoteAgentError("auth", f"GET {path}: HTTP {response.status_code} (check basic_auth)")
-        if response.status_code == 404:
-            raise RemoteAgentError("protocol", f"GET {path}: HTTP 404: not a pipewatch agent with the JSON API")
-        try:
-            body = response.json()
-        except ValueError:
-            body = None
-        if response.status_code != 200:
-            detail = body.get("error") if isinstance(body, dict) else None
-            raise RemoteAgentError("server_error" if response.status_code >= 500 else "http_error",
-                                   f"GET {path}: HTTP {response.status_code}" + (f": {detail}" if detail else ""))
-        if not isinstance(body, dict):
-            raise RemoteAgentError("protocol", f"GET {path}: the answer is not a JSON object")
-        return body
+        return await get_json(self._client, path, params)
 
     def _read_pipelines(self, body: dict) -> None:
         entries, agent = body.get("pipelines"), body.get("agent")
@@ -186,6 +166,31 @@ class RemoteAgentCollector(Collector):
         if self._client is not None:
             await self._client.aclose()
             self._client = None
+
+
+async def get_json(client: httpx.AsyncClient, path: str, params: list[tuple[str, str]] | None = None) -> dict:
+    """GET a pipewatch JSON API path: its JSON object, or a RemoteAgentError saying what went wrong."""
+    try:
+        response = await client.get(path, params=params)
+    except httpx.TransportError as exc:
+        category = transport_category(exc)
+        raise RemoteAgentError(category if category in TRANSPORT_FAILURES else "connection",
+                               f"GET {path}: {first_line(exc)}") from None
+    if response.status_code in (401, 403):
+        raise RemoteAgentError("auth", f"GET {path}: HTTP {response.status_code} (check basic_auth)")
+    if response.status_code == 404:
+        raise RemoteAgentError("protocol", f"GET {path}: HTTP 404: not a pipewatch agent with the JSON API")
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    if response.status_code != 200:
+        detail = body.get("error") if isinstance(body, dict) else None
+        raise RemoteAgentError("server_error" if response.status_code >= 500 else "http_error",
+                               f"GET {path}: HTTP {response.status_code}" + (f": {detail}" if detail else ""))
+    if not isinstance(body, dict):
+        raise RemoteAgentError("protocol", f"GET {path}: the answer is not a JSON object")
+    return body
 
 
 def remote_collectors(agents: list[RemoteAgent]) -> list[RemoteAgentCollector]:

@@ -12,6 +12,9 @@ store, like a scrape, and never triggers a collection.
   `count` is the number of points it ever received; a reader passes back the count it got and receives only
   the points that came after it.
 - GET /api/v1/events: the event log after a sequence number.
+- GET /api/v1/state: everything that changed since the caller's cursor (collector health, snapshots, series
+  points, events, errors, change-feed rows), in the codec of monitoring/wire.py: what a mirror (a dashboard
+  process that runs no collectors, collectors/mirror.py) copies into its own store.
 
 Unknown values are null (never NaN, which is not JSON), +Inf is the string "Infinity", as in
 `PipelineSummary.to_json`. Every answer is bounded (series, points, events per call) and says when it was cut.
@@ -19,6 +22,8 @@ Unknown values are null (never NaN, which is not JSON), +Inf is the string "Infi
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
 import json
 import math
@@ -35,6 +40,7 @@ from monitoring.health import CollectorHealth
 from monitoring.metrics import CATALOGUE
 from monitoring.store import SeriesKey, Store
 from monitoring.summary import PipelineSummary
+from monitoring.wire import WireError, encode
 
 PREFIX = "/api/v1"
 MAX_SERIES = 1000
@@ -46,7 +52,13 @@ MAX_LISTED_SERIES = 10_000
 MAX_EVENTS = 1000
 MAX_BODY_BYTES = 16 * 1024 * 1024
 """A last guard: an answer larger than this is refused with a message instead of sent."""
-ENDPOINTS = (f"{PREFIX}/pipelines", f"{PREFIX}/pipelines/{{name}}", f"{PREFIX}/series", f"{PREFIX}/events")
+MAX_STATE_POINTS = 200_000
+"""Series points per /api/v1/state answer beyond the newest of each series (the first answer holds everything
+the store keeps only when it fits: otherwise each series' newest points, as many as fit)."""
+MAX_STATE_BODY_BYTES = 256 * 1024 * 1024
+"""The last guard of /api/v1/state, whose first answer holds every snapshot and series."""
+ENDPOINTS = (f"{PREFIX}/pipelines", f"{PREFIX}/pipelines/{{name}}", f"{PREFIX}/series", f"{PREFIX}/events",
+             f"{PREFIX}/state")
 
 
 class ApiError(Exception):
@@ -101,6 +113,9 @@ class Api:
     version: str = ""
 
     def __post_init__(self) -> None:
+        self._encoded: dict[tuple[str, str], tuple[object, object]] = {}
+        """source -> (snapshot, its encoding): each published snapshot is encoded once for every mirror."""
+        self._ids: dict[SeriesKey, str] = {}
         self.host = self.host or socket.gethostname()
         if not self.version:
             try:
@@ -116,10 +131,11 @@ class Api:
         except ApiError as error:
             status, payload = error.status, error.payload()
         body = json.dumps(payload, allow_nan=False, separators=(",", ":")).encode() + b"\n"
-        if len(body) > MAX_BODY_BYTES:
+        limit = MAX_STATE_BODY_BYTES if path.rstrip("/") == f"{PREFIX}/state" else MAX_BODY_BYTES
+        if len(body) > limit:
             status = HTTPStatus.INTERNAL_SERVER_ERROR
             body = json.dumps(ApiError(status, f"the answer would be {len(body):,} bytes, more than the "
-                                               f"{MAX_BODY_BYTES:,} allowed: narrow the selection").payload()).encode()
+                                               f"{limit:,} allowed: narrow the selection").payload()).encode()
         return status, body
 
     def _route(self, path: str, params: dict[str, list[str]]) -> dict[str, object]:
@@ -136,6 +152,8 @@ class Api:
             return self.series(params)
         if path == f"{PREFIX}/events":
             return self.events(params)
+        if path == f"{PREFIX}/state":
+            return self.state(params)
         raise ApiError(HTTPStatus.NOT_FOUND, f"no such endpoint {path!r}: try {', '.join(ENDPOINTS)}")
 
     # -- endpoints -------------------------------------------------------------------------------------
@@ -271,6 +289,83 @@ class Api:
                 "limits": {"max_events": limit},
                 "events": [{"seq": e.seq, "time": e.time, "pipeline": e.pipeline, "collector": e.collector,
                             "severity": e.severity, "message": e.message} for e in chosen]}
+
+
+    def state(self, params: dict[str, list[str]]) -> dict[str, object]:
+        """What changed since the cursor (none: everything held). `next` is the cursor for the next call; `reset`
+        says the cursor came from another run of this agent (it restarted), so this answer starts from scratch."""
+        _only(params, ("cursor",))
+        store = self.store
+        given = _state_cursor(_one(params, "cursor")) if "cursor" in params else None
+        reset = given is not None and given["i"] != store.instance
+        cursor = given if given is not None and not reset else {"i": store.instance, "c": 0, "e": 0, "g": None,
+                                                                 "s": None, "f": []}
+        now = time.time()
+        health = [encode(h) for _, h in sorted(store.health().items())]
+        changes = store.changes_since(cursor["c"], MAX_STATE_POINTS)
+        series = [{"name": key[0], "labels": list(key[1]), "pipeline": source[0], "collector": source[1],
+                   "count": count, "times": times,
+                   "values": [v if v == v and v not in (math.inf, -math.inf) else number(v) for v in values]}
+                  for key, source, count, times, values in changes.series]
+        ids = None
+        if changes.series_generation != cursor["s"]:  # series appeared or went: the whole list, to drop the gone
+            known, self._ids = self._ids, {}
+            for key, _source in store.series_keys():
+                self._ids[key] = known.get(key) or series_id(key)
+            ids = list(self._ids.values())
+        snapshots, unencodable = [], []
+        for source, t, snapshot in changes.snapshots:
+            cached = self._encoded.get(source)
+            if cached is None or cached[0] is not snapshot:
+                try:
+                    cached = self._encoded[source] = (snapshot, encode(snapshot))
+                except WireError as exc:
+                    unencodable.append({"pipeline": source[0], "collector": source[1], "error": str(exc)})
+                    continue
+            snapshots.append({"pipeline": source[0], "collector": source[1], "time": t, "value": cached[1]})
+        events = store.events_since(cursor["e"])
+        errors_generation = store.errors_generation
+        errors = [encode(e) for e in store.errors()] if errors_generation != cursor["g"] else None
+        feeds, feed_cursor = [], []
+        seen = {(p, c): seq for p, c, seq in cursor["f"]}
+        for source, (_, per_entity, capacity) in sorted(store.feeds().items()):
+            rows = store.feed_held_since(source, seen.get(source, 0))
+            last = rows[-1].seq if rows else seen.get(source, 0)
+            feed_cursor.append([source[0], source[1], last])
+            if rows:
+                feeds.append({"pipeline": source[0], "collector": source[1], "per_entity": per_entity,
+                              "capacity": capacity, "rows": [encode(row) for row in rows]})
+        following = {"i": store.instance, "c": changes.commit, "e": events[-1].seq if events else cursor["e"],
+                     "g": errors_generation, "s": changes.series_generation, "f": feed_cursor}
+        return {"agent": self.agent(), "measured_at": now, "reset": reset, "next": _encode_cursor(following),
+                "health": health, "snapshots": snapshots, "unencodable": unencodable, "series": series,
+                "series_cut": changes.cut, "series_ids": ids,
+                "events": [{"seq": e.seq, "time": e.time, "pipeline": e.pipeline, "collector": e.collector,
+                            "severity": e.severity, "message": e.message} for e in events],
+                "errors": errors, "feeds": feeds}
+
+
+def _encode_cursor(cursor: dict[str, object]) -> str:
+    return base64.urlsafe_b64encode(json.dumps(cursor, separators=(",", ":")).encode()).decode().rstrip("=")
+
+
+def _state_cursor(text: str) -> dict:
+    """A cursor /api/v1/state gave (checked field by field: it comes from the caller)."""
+    bad = ApiError(HTTPStatus.BAD_REQUEST, "cursor: not a cursor an earlier /api/v1/state answer gave (`next`)",
+                   "cursor")
+    try:
+        cursor = json.loads(base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)))
+    except (ValueError, binascii.Error):
+        raise bad from None
+    whole = lambda value: isinstance(value, int) and not isinstance(value, bool) and value >= 0  # noqa: E731
+    if not (isinstance(cursor, dict) and set(cursor) == {"i", "c", "e", "g", "s", "f"} and isinstance(cursor["i"], str)
+            and whole(cursor["c"]) and whole(cursor["e"]) and whole(cursor["g"]) and whole(cursor["s"])
+            and isinstance(cursor["f"], list)
+            and all(isinstance(f, list) and len(f) == 3 and isinstance(f[0], str) and isinstance(f[1], str)
+                    and whole(f[2]) for f in cursor["f"])):
+        raise bad
+    cursor["f"] = [tuple(f) for f in cursor["f"]]
+    return cursor
 
 
 def _only(params: dict[str, list[str]], allowed: tuple[str, ...]) -> None:

@@ -229,7 +229,7 @@ async def _collect(config: Config, seconds: float):
 
     from monitoring.service import Service
 
-    service = Service(config)
+    service = Service(config, mirror=False)  # a report collects for itself
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -250,7 +250,7 @@ async def _collect(config: Config, seconds: float):
 async def _run_agent(config: Config) -> int:
     from monitoring.service import Service
 
-    service = Service(config)
+    service = Service(config, mirror=False)  # the agent is what mirrors copy: `mirror:` is for the dashboard
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

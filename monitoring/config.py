@@ -521,6 +521,16 @@ class RemoteAgent(_Strict):
         return url
 
 
+class Mirror(RemoteAgent):
+    """Mirror mode: this dashboard process runs no collectors and shows what one `pipewatch agent` collects,
+    copied from its JSON API (/api/v1/state) every `interval_seconds`. In the config either the agent's base URL
+    alone or a mapping with `url` and the settings below. Only `panel serve apps/` follows it: `pipewatch agent`
+    (and `pipewatch report`) ignore the key, so the agent and its mirrors can share one config file."""
+
+    interval_seconds: Annotated[float, Field(gt=0, le=3600)] = 1.0
+    timeout_seconds: Annotated[float, Field(gt=0, le=3600)] = 10.0
+
+
 class ExporterTls(_Strict):
     cert_file: FilePath
     """The server's certificate (PEM), with its chain."""
@@ -560,8 +570,17 @@ class Config(_Strict):
     """A Prometheus-compatible query API the aggregate page reads every scraped agent's pipelines from."""
     remote_agents: list[RemoteAgent] = Field(default_factory=list)
     """Other pipewatch agents whose pipelines the aggregate page shows beside this process's own."""
+    mirror: Mirror | None = None
+    """Mirror mode for the dashboard: show what this agent collects instead of running the collectors."""
     store: StoreSettings = Field(default_factory=StoreSettings)
     runtime: RuntimeSettings = Field(default_factory=RuntimeSettings)
+
+    @field_validator("mirror", mode="before")
+    @classmethod
+    def _mirror_not_empty(cls, value: object) -> object:
+        if value is None:  # `mirror:` with nothing under it is a mistake, not "no mirror"
+            raise ValueError("is empty: give the agent's URL or remove the key")
+        return value
 
     @model_validator(mode="after")
     def _unique_pipeline_names(self) -> Config:

@@ -99,6 +99,12 @@ class ErrorRegistry:
         self.generation += 1
         return entry
 
+    def replace(self, entries: list[ErrorEntry]) -> None:
+        """Hold exactly these entries (the newest `capacity` of them)."""
+        newest = sorted(entries, key=lambda e: -e.last_seen)[:self.capacity]
+        self._entries = {(e.pipeline, e.component, e.category, e.key): e for e in newest}
+        self.generation += 1
+
     def entries(self) -> list[ErrorEntry]:
         """Every error, the most recently seen first."""
         return sorted(self._entries.values(), key=lambda e: (-e.last_seen, e.pipeline, e.component, e.key))

@@ -94,8 +94,10 @@ class Evaluator:
     """Runs on the collectors' event loop; a failure is logged and retried next second, never fatal."""
 
     def __init__(self, store: Store, pipelines: list[str], interval: float = 1.0,
-                 instance: str | None = None) -> None:
+                 instance: str | None = None, write_series: bool = True) -> None:
         self.store = store
+        self.write_series = write_series
+        """False in a mirror (collectors/mirror.py): the pipeline-level series are copied from the agent."""
         self.pipelines = pipelines
         self.interval = interval
         self.instance = instance or socket.gethostname()
@@ -106,6 +108,8 @@ class Evaluator:
         latencies: dict[str, list[Latency]] = {}
         for summary in summaries:
             latencies[summary.pipeline] = pipeline_latencies(self.store, summary.pipeline, now)
+            if not self.write_series:
+                continue
             with self.store.cycle((summary.pipeline, EVALUATION), now) as cycle:
                 if any(c == "kafka" or c.startswith("kafka:") for c in summary.collectors):
                     cycle.set("pipewatch_pipeline_throughput", ("produce",), _known(summary.produce_rate))

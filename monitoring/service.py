@@ -2,6 +2,11 @@
 
 Every entry point (the agent, the Panel server's hooks, tests) builds exactly one Service per
 process; every browser session reads the same store.
+
+In mirror mode (`mirror:` in the config, for the dashboard only) the collectors are built, because the pages
+learn their sections from them, but not run: one MirrorCollector (collectors/mirror.py) copies what the agent
+collects instead, and the exporter stays off (Prometheus scrapes the agent; N dashboard processes on one host
+would also fight over its port).
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ from collectors import build_collectors
 from exporters.server import ExporterServer, start_exporter
 from monitoring.config import Config, config_path_from_env, load_config
 from monitoring.evaluation import Evaluator
+from monitoring.health import CollectorHealth
 from monitoring.runtime import Supervisor
 from monitoring.store import Store
 
@@ -37,13 +43,26 @@ SERVE_SESSION_ARGS = ("--unused-session-lifetime", str(UNUSED_SESSION_LIFETIME_M
 
 
 class Service:
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, mirror: bool = True) -> None:
+        """mirror: follow the config's `mirror:` when it has one (False: run the collectors regardless, as the
+        agent does, whose store the mirrors copy)."""
         self.config = config
         self.started_at = time.time()
+        self.mirror = mirror and config.mirror is not None
         settings = config.store
         self.store = Store(settings.points_per_series, settings.max_series, settings.events)
-        self.evaluator = Evaluator(self.store, [p.name for p in config.pipelines])
-        self.supervisor = Supervisor(self.store, build_collectors(config), config.runtime.max_backoff_seconds,
+        self.collectors = build_collectors(config)
+        """Every configured source's collector: what the pages show (run here unless this is a mirror)."""
+        self.evaluator = Evaluator(self.store, [p.name for p in config.pipelines], write_series=not self.mirror)
+        running = self.collectors
+        if self.mirror:
+            from collectors.mirror import MirrorCollector
+
+            for collector in self.collectors:  # "starting" until the agent's own health arrives
+                self.store.set_health(CollectorHealth(collector.pipeline, collector.name, collector.target,
+                                                      collector.interval))
+            running = [MirrorCollector(config.mirror)]
+        self.supervisor = Supervisor(self.store, running, config.runtime.max_backoff_seconds,
                                      background={"evaluation": self.evaluator.run})
         self.exporter: ExporterServer | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -87,6 +106,10 @@ class Service:
     def start_exporter(self) -> None:
         """Serve /metrics (on its own thread); raises OSError naming host:port if it cannot listen."""
         settings = self.config.exporter
+        if self.mirror:  # the agent exports what it collects; a mirror serving it again would count it twice
+            log.info("mirror mode: no exporter in this process (the agent at %s serves /metrics and /api/v1)",
+                     self.config.mirror.url)
+            return
         if settings.enabled and self.exporter is None:
             self.exporter = start_exporter(self.store, settings.host, settings.port, basic_auth=settings.basic_auth,
                                            tls=settings.tls, liveness=self.supervisor.liveness,

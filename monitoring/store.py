@@ -17,6 +17,7 @@ import logging
 import math
 import threading
 import time
+import uuid
 from collections import deque
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -47,7 +48,8 @@ class Series:
     actually held: a store full of young series costs little, a full one costs 16 bytes a point.
     """
 
-    __slots__ = ("key", "source", "capacity", "_times", "_values", "count", "last_time", "last_value")
+    __slots__ = ("key", "source", "capacity", "_times", "_values", "count", "last_time", "last_value", "commit",
+                 "commit_start", "prev_commit", "prev_commit_start")
 
     def __init__(self, key: SeriesKey, source: Source, capacity: int) -> None:
         self.key = key
@@ -61,8 +63,14 @@ class Series:
         self.last_time = math.nan
         self.last_value = math.nan
         """The newest point again, as Python floats: a scrape of 100k series reads it without numpy."""
+        self.commit = self.commit_start = self.prev_commit = self.prev_commit_start = 0
+        """The store's commit number of the last two writes that appended to the series, and its count before
+        each: a reader that saw the store up to commit C finds the points that came after (`start_after`)."""
 
-    def append(self, t: float, value: float) -> None:
+    def append(self, t: float, value: float, commit: int = 0) -> None:
+        if commit != self.commit:
+            self.prev_commit, self.prev_commit_start = self.commit, self.commit_start
+            self.commit, self.commit_start = commit, self.count
         size = len(self._times)
         if self.count == size < self.capacity:  # not wrapped yet: the points sit at [0, count)
             grown = min(self.capacity, size * 2)
@@ -92,6 +100,15 @@ class Series:
         end -= size  # wrapped: the ring's tail, then its head
         return (count, np.concatenate((self._times[start:], self._times[:end])),
                 np.concatenate((self._values[start:], self._values[:end])))
+
+    def start_after(self, commit: int) -> int:
+        """A count at or below the series' count as of the store's commit `commit`: every point after it came
+        later. Exact when at most two writes since `commit` appended to it; else the oldest point held."""
+        if self.commit <= commit:
+            return self.count
+        if self.prev_commit <= commit:
+            return self.commit_start
+        return self.count - min(self.count, len(self._times))
 
     @property
     def nbytes(self) -> int:
@@ -135,6 +152,20 @@ class _Feed:
 
 
 @dataclass(slots=True)
+class Changes:
+    """What changed in a store after a commit number (Store.changes_since)."""
+
+    instance: str
+    commit: int
+    series_generation: int
+    series: list[tuple[SeriesKey, Source, int, list[float], list[float]]]
+    """(key, source, count, times, values): the series' newest points, `count` the number it ever received."""
+    snapshots: list[tuple[Source, float, Any]]
+    cut: bool
+    """True when some series' new points were more than the answer could hold (their oldest were left out)."""
+
+
+@dataclass(slots=True)
 class Delta:
     """New points of one series since a reader's last look."""
 
@@ -163,6 +194,11 @@ class Store:
         self._refused_keys = 0
         self.series_generation = 0
         """Bumped whenever a series is created or removed, so views know to rediscover lines."""
+        self.instance = uuid.uuid4().hex
+        """This store's identity: a reader's position in another store (an agent that restarted) is no position."""
+        self._commit = 0
+        """Numbers the writes of points and snapshots, so a reader asks for what changed after the n-th one."""
+        self._snapshot_commits: dict[Source, int] = {}
 
     # -- writing (collectors, runtime) -----------------------------------------------------------
 
@@ -176,19 +212,20 @@ class Store:
         writer = CycleWriter(self, source, time.time() if t is None else t)
         yield writer
         with self._lock:  # one lock for the whole cycle: readers see all of it or none of it
-            t, series_of = writer.t, self._series.get
+            self._commit += 1
+            t, series_of, commit = writer.t, self._series.get, self._commit
             for key, value in writer.points:
                 series = series_of(key)
                 if series is None:
                     self._append_locked(source, key[0], key[1], value, t)
                 else:
-                    series.append(t, value)
+                    series.append(t, value, commit)
             for key, value in writer.changes:
                 series = series_of(key)
                 if series is None:
                     self._append_locked(source, key[0], key[1], value, t)
                 elif series.last_value != value and (value == value or series.last_value == series.last_value):
-                    series.append(t, value)  # (NaN after NaN is no change)
+                    series.append(t, value, commit)  # (NaN after NaN is no change)
             keys = self._source_keys.get(source, set())
             stale = [key for key in keys - writer.touched if not writer.retains(key)]
             for key in stale:
@@ -199,6 +236,7 @@ class Store:
 
     def append(self, source: Source, name: str, labels: tuple[str, ...], value: float, t: float) -> None:
         with self._lock:
+            self._commit += 1
             self._append_locked(source, name, labels, value, t)
 
     def _append_locked(self, source: Source, name: str, labels: tuple[str, ...], value: float, t: float) -> None:
@@ -215,13 +253,35 @@ class Store:
             series = self._series[key] = Series(key, source, self.points_per_series)
             self._source_keys.setdefault(source, set()).add(key)
             self.series_generation += 1
-        series.append(t, value)
+        series.append(t, value, self._commit)
 
     def append_many(self, source: Source, name: str, points: list[tuple[tuple[str, ...], float, float]]) -> None:
         """Append (labels, time, value) points of one metric under one lock (history loaded in bulk)."""
         with self._lock:
+            self._commit += 1
             for labels, t, value in points:
                 self._append_locked(source, name, labels, value, t)
+
+    def append_series(self, rows: list[tuple[Source, SeriesKey, list[float], list[float]]]) -> None:
+        """Append each row's points (times and values, oldest first) to its series, under one lock (a mirror
+        copying another store's points with their own times)."""
+        with self._lock:
+            self._commit += 1
+            for source, (name, labels), times, values in rows:
+                for t, value in zip(times, values):
+                    self._append_locked(source, name, labels, value, t)
+
+    def remove_keys(self, keys: list[SeriesKey]) -> None:
+        """Remove these series (those that exist)."""
+        with self._lock:
+            removed = False
+            for key in keys:
+                series = self._series.pop(key, None)
+                if series is not None:
+                    removed = True
+                    self._source_keys.get(series.source, set()).discard(key)
+            if removed:
+                self.series_generation += 1
 
     def remove_source(self, source: Source) -> None:
         with self._lock:
@@ -229,12 +289,15 @@ class Store:
             for key in keys:
                 del self._series[key]
             self._snapshots.pop(source, None)
+            self._snapshot_commits.pop(source, None)
             if keys:
                 self.series_generation += 1
 
     def publish_snapshot(self, source: Source, snapshot: Any, t: float | None = None) -> None:
         with self._lock:
+            self._commit += 1
             self._snapshots[source] = (time.time() if t is None else t, snapshot)
+            self._snapshot_commits[source] = self._commit
 
     def set_health(self, health: CollectorHealth) -> None:
         with self._lock:
@@ -259,11 +322,21 @@ class Store:
     def feed_append(self, source: Source, rows: list[tuple[str, str, str | None, dict[str, Any], float]],
                     per_entity: int, capacity: int, delivered_at: float) -> int:
         """Add delivered changes (entity, event type, key, payload, changed at); returns the last seq."""
+        return self.feed_extend(source, [(entity, event_type, key, payload, changed_at, delivered_at)
+                                         for entity, event_type, key, payload, changed_at in rows], per_entity, capacity)
+
+    def feed_extend(self, source: Source, rows: list[tuple[str, str, str | None, dict[str, Any], float, float]],
+                    per_entity: int, capacity: int, clear: bool = False) -> int:
+        """feed_append with each row's own delivery time (a mirror copying another store's feed); `clear` first
+        drops the rows held (their seq numbers are not reused). Returns the last seq."""
         with self._lock:
             feed = self._feeds.get(source)
             if feed is None:
                 feed = self._feeds[source] = _Feed(per_entity, capacity)
-            for entity, event_type, key, payload, changed_at in rows:
+            if clear:
+                feed.by_entity.clear()
+                feed.log.clear()
+            for entity, event_type, key, payload, changed_at, delivered_at in rows:
                 feed.seq += 1
                 row = FeedRow(feed.seq, entity, event_type, key, payload, changed_at, delivered_at)
                 recent = feed.by_entity.get(entity)
@@ -314,6 +387,26 @@ class Store:
                     break
                 new.append(row)
             return new[::-1]
+
+    def feeds(self) -> dict[Source, tuple[int, int, int]]:
+        """Every feed: source -> (last seq, rows kept per entity, rows kept in delivery order)."""
+        with self._lock:
+            return {source: (feed.seq, feed.per_entity, feed.log.maxlen or 0) for source, feed in self._feeds.items()}
+
+    def feed_held_since(self, source: Source, seq: int) -> list[FeedRow]:
+        """Every row held after `seq` (those of the delivery log and each entity's newest), oldest first: what
+        a copy of the feed needs, quiet entities' rows included although the log has moved past them."""
+        with self._lock:
+            feed = self._feeds.get(source)
+            if feed is None:
+                return []
+            rows: dict[int, FeedRow] = {}
+            for held in (feed.log, *feed.by_entity.values()):
+                for row in reversed(held):
+                    if row.seq <= seq:
+                        break
+                    rows[row.seq] = row
+        return [rows[n] for n in sorted(rows)]
 
     def feed_recent(self, source: Source) -> tuple[int, dict[str, list[FeedRow]]]:
         """The newest rows of every entity (what a view starts from) and the feed's last seq."""
@@ -382,6 +475,39 @@ class Store:
         """Every error in the registry, the most recently seen first."""
         with self._lock:
             return self._errors.entries()
+
+    def replace_errors(self, entries: list[ErrorEntry], keep: Callable[[ErrorEntry], bool]) -> None:
+        """Make the registry hold `entries` and those of its own that `keep` (a mirror copying another's)."""
+        with self._lock:
+            self._errors.replace([*entries, *(e for e in self._errors.entries() if keep(e))])
+
+    def changes_since(self, commit: int, max_points: int) -> Changes:
+        """What was written after the store's commit number `commit` (0: everything held): every series that
+        got points, with those points (at most `max_points` in all beyond one a series: the newest of each
+        series are kept), and every snapshot published since. Under one lock, so the answer's `commit` is
+        exactly where the next reader goes on from."""
+        with self._lock:
+            changed = [(series, series.start_after(commit)) for series in self._series.values()
+                       if series.commit > commit and series.count]
+            wanted = sum(min(series.count - start, len(series._times)) for series, start in changed)
+            cap = max(1, max_points // len(changed)) if wanted > max_points else None
+            rows = []
+            for series, start in changed:
+                if series.count - start == 1:  # the usual case (one cycle since the last look): no numpy copies
+                    rows.append((series.key, series.source, series.count, [series.last_time], [series.last_value]))
+                    continue
+                count, times, values = series.since(start)
+                if cap is not None and len(times) > cap:
+                    times, values = times[-cap:], values[-cap:]
+                rows.append((series.key, series.source, count, times.tolist(), values.tolist()))
+            snapshots = [(source, entry[0], entry[1]) for source, entry in self._snapshots.items()
+                         if self._snapshot_commits.get(source, 0) > commit]
+            return Changes(self.instance, self._commit, self.series_generation, rows, snapshots,
+                           cut=cap is not None)
+
+    def series_keys(self) -> list[tuple[SeriesKey, Source]]:
+        with self._lock:
+            return [(key, series.source) for key, series in self._series.items()]
 
     def stats(self) -> dict[str, int]:
         with self._lock:

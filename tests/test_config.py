@@ -522,3 +522,22 @@ def test_remote_agents_take_a_url_or_a_mapping_and_errors_name_the_key(tmp_path)
     assert "remote_agents[0].url: credentials go in basic_auth, not in the URL" in message and "pw" not in message
     message = _error(_write(tmp_path, base + "remote_agents: ['http://eu:9108', 'http://eu:9108/']\n", "dup.yml"))
     assert "remote_agents[1].url: agent 'http://eu:9108' is already listed as remote_agents[0]" in message
+
+
+def test_mirror_takes_a_url_or_a_mapping_and_errors_name_the_key(tmp_path):
+    base = "pipelines: [{name: orders}]\n"
+    config = load_config(_write(tmp_path, base + "mirror: http://agent:9108/\n"), environ={})
+    assert (config.mirror.url, config.mirror.interval_seconds, config.mirror.timeout_seconds) == (
+        "http://agent:9108", 1.0, 10.0)
+    config = load_config(_write(tmp_path, base + "mirror: {url: 'https://agent:9108', basic_auth: {username: u, "
+                                "password: '${PW}'}, interval_seconds: 2}\n", "map.yml"), environ={"PW": "secret"})
+    assert (config.mirror.basic_auth.password.get_secret_value(), config.mirror.interval_seconds) == ("secret", 2.0)
+    assert load_config(_write(tmp_path, base, "none.yml"), environ={}).mirror is None
+    assert "mirror: is empty: give the agent's URL or remove the key" in _error(_write(tmp_path, base + "mirror:\n",
+                                                                                      "empty.yml"))
+    message = _error(_write(tmp_path, base + "mirror: {url: 'agent:9108', interval_seconds: 0, bogus: 1}\n", "bad.yml"))
+    assert "mirror.url: 'agent:9108' is not an http:// or https:// URL with a host" in message
+    assert "mirror.interval_seconds: Input should be greater than 0" in message
+    assert "mirror.bogus: unknown key" in message
+    message = _error(_write(tmp_path, base + "mirror: 'http://u:pw@agent:9108'\n", "secret.yml"))
+    assert "mirror.url: credentials go in basic_auth, not in the URL" in message and "pw@" not in message

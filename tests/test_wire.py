@@ -1,0 +1,236 @@
+"""monitoring/wire.py: every snapshot the collectors publish, taken from real sources (the broker, the registry
+stand-in, PostgreSQL, recorded Flink answers, a real JSON API), survives encode -> JSON -> decode unchanged; and
+decoding builds nothing outside the allowlist."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from collections.abc import Mapping
+from datetime import datetime, timezone
+
+import asyncpg
+import httpx
+import pytest
+
+from collectors.flink_model import FlinkSnapshot
+from collectors.kafka_model import KafkaSnapshot
+from collectors.kafka_status import Status
+from collectors.prometheus_model import AggregateSnapshot
+from collectors.prometheus_query import summarize
+from collectors.remote_agents import RemoteAgentCollector, RemoteAgentSnapshot
+from exporters.api import Api
+from monitoring.config import RemoteAgent
+from monitoring.errors import ErrorEntry
+from monitoring.evaluation import LATENCY_SOURCE, SUMMARY_SOURCE, Evaluator, Latency
+from monitoring.health import CollectorHealth, State
+from monitoring.runtime import Supervisor
+from monitoring.store import Event, FeedRow, Store
+from monitoring.summary import PipelineSummary
+from monitoring.wire import WireError, allowed, decode, encode
+from tests.kafka_util import commit, create_topic, produce
+
+
+def _equal(a, b) -> bool:
+    """Equality that holds NaN equal to NaN and checks types all the way down (a tuple stays a tuple)."""
+    if isinstance(a, float) and isinstance(b, float) and math.isnan(a) and math.isnan(b):
+        return True
+    if isinstance(a, Mapping) and isinstance(b, Mapping):  # (a Counter comes back as a dict: equal as a mapping)
+        return a.keys() == b.keys() and all(_equal(a[k], b[k]) for k in a)
+    if type(a) is not type(b):
+        return False
+    if dataclasses.is_dataclass(a):
+        return all(_equal(getattr(a, f.name), getattr(b, f.name)) for f in dataclasses.fields(a))
+    if isinstance(a, (tuple, list)):
+        return len(a) == len(b) and all(_equal(x, y) for x, y in zip(a, b))
+    return a == b
+
+
+def _round_trip(value):
+    """Through JSON text as the API sends it: NaN or Infinity would make json.dumps fail."""
+    text = json.dumps(encode(value), allow_nan=False)
+    back = decode(json.loads(text))
+    assert _equal(back, value), f"{type(value).__name__} changed in the round trip"
+    return back
+
+
+async def test_kafka_snapshot_health_summaries_and_latencies_from_a_real_broker(broker):
+    from collectors.kafka import KafkaCollector
+    from monitoring.config import KafkaSource
+
+    await create_topic(broker.bootstrap, "payments", 3)
+    await produce(broker.bootstrap, "payments", {0: 10, 1: 7, 2: 5})
+    await commit(broker.bootstrap, "billing", "payments", {0: 4, 1: 7})
+    store = Store()
+    collector = KafkaCollector("orders", KafkaSource(bootstrap_servers=[broker.bootstrap], cluster="local",
+                                                     interval_seconds=0.2, timeout_seconds=5))
+    supervisor = Supervisor(store, [collector])
+    try:
+        await supervisor.run_once(collector)
+        await supervisor.run_once(collector)
+    finally:
+        await collector.close()
+    Evaluator(store, ["orders"]).evaluate()
+
+    _, snapshot = store.snapshot(("orders", "kafka"))
+    back = _round_trip(snapshot)
+    assert isinstance(back, KafkaSnapshot)
+    (group,) = back.groups
+    assert [(p.partition, p.lag) for p in group.partitions] == [(0, 6), (1, 0), (2, None)]
+    assert isinstance(group.status, Status) and group.status is snapshot.groups[0].status
+    assert isinstance(back.topics["payments"].partitions, dict) and 0 in back.topics["payments"].partitions  # int keys
+    assert ("billing", "payments") in back.group_topics  # tuple keys
+    assert math.isnan(group.partitions[2].lag_seconds)
+
+    health = _round_trip(store.health()[("orders", "kafka")])
+    assert isinstance(health, CollectorHealth) and health.state is State.UP and health.runs == 2
+    (summary,) = _round_trip(store.snapshot(SUMMARY_SOURCE)[1])
+    assert isinstance(summary, PipelineSummary) and summary.lag_messages == 6 and math.isnan(summary.flink_jobs)
+    latencies = _round_trip(store.snapshot(LATENCY_SOURCE)[1])
+    assert all(isinstance(latency, Latency) for latency in latencies["orders"])
+
+
+async def test_flink_snapshot_from_recorded_answers():
+    from tests.test_flink import RECORDED, _replayed
+
+    snapshot, _ = await _replayed(RECORDED["responses"])
+    back = _round_trip(snapshot)
+    assert isinstance(back, FlinkSnapshot) and back.jobs and back.jobs[0].vertices
+    assert any(job.checkpoints is not None and job.checkpoints.history for job in back.jobs)
+
+
+async def test_registry_snapshot_from_the_stand_in(registry):
+    from tests.test_schema_registry import _collector, _seed, _snapshot
+
+    _seed(registry)
+    store, collector = Store(), _collector(registry)
+    try:
+        await collector.collect(store)
+        await collector.collect(store)
+    finally:
+        await collector.close()
+    back = _round_trip(_snapshot(store))
+    assert [s.name for s in back.subjects] == ["audit-value", "inventory-value", "orders-value"]
+    assert back.subjects[2].versions == (1, 2)
+    events = [_round_trip(event) for event in store.events_since(0)]
+    assert all(isinstance(event, Event) for event in events)
+
+
+async def test_profiling_snapshot_from_postgres(postgres, pg_schema):
+    from tests.profiling_util import ProfilerTables
+    from tests.test_profiling import _collector, _seed, _snapshot
+
+    connection = await asyncpg.connect(postgres.dsn)
+    try:
+        tables = await ProfilerTables(connection, pg_schema).create()
+        await _seed(tables)
+    finally:
+        await connection.close()
+    store, collector = Store(), _collector(postgres.dsn, pg_schema)
+    try:
+        await collector.collect(store)
+    finally:
+        await collector.close()
+    snapshot = _snapshot(store)
+    assert snapshot.runs and snapshot.metrics_by_run and snapshot.kpis and snapshot.runs_per_day
+    back = _round_trip(snapshot)
+    assert back.metrics_by_run.keys() == snapshot.metrics_by_run.keys()  # (run id, dataset) keys
+
+
+def test_prometheus_read_back_snapshot():
+    def sample(value: float, **labels) -> dict:
+        return {"metric": {"job": "pipewatch", "instance": "eu:9108", "pipeline": "orders", **labels},
+                "value": [1_800_000_000.0, str(value)]}
+
+    from collectors.prometheus_query import _QUERIES
+
+    results = {key: [] for key in _QUERIES}
+    results["known"] = [sample(1, collector="kafka")]
+    results["collector_up"] = [sample(1, collector="kafka")]
+    results["agent_up"] = [{"metric": {"job": "pipewatch", "instance": "eu:9108"}, "value": [0, "1"]}]
+    snapshot = summarize(results, "http://prometheus:9090", 1_800_000_000.0)
+    back = _round_trip(snapshot)
+    assert isinstance(back, AggregateSnapshot) and back.rows[0].pipeline == "orders" and back.agents[0].up is True
+
+
+async def test_remote_agent_snapshot_read_from_a_real_api():
+    from tests.flow_fixtures import NOW, pipeline_store, write_series
+
+    store = pipeline_store()
+    write_series(store, NOW)
+    Evaluator(store, ["orders"]).evaluate(NOW)
+    api = Api(store, NOW - 100)
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        status, body = api.handle(request.url.path, request.url.query.decode())
+        return httpx.Response(status, content=body, headers={"Content-Type": "application/json"})
+
+    collector = RemoteAgentCollector(RemoteAgent(url="http://eu:9108"))
+    collector._client = httpx.AsyncClient(base_url="http://eu:9108", transport=httpx.MockTransport(handle))
+    remote = Store()
+    try:
+        await collector.collect(remote)
+    finally:
+        await collector.close()
+    snapshot = remote.snapshot(collector.source)[1]
+    assert snapshot.up and snapshot.rows[0].pipeline == "orders" and snapshot.history["orders"].values == (1244.0,)
+    back = _round_trip(snapshot)
+    assert isinstance(back, RemoteAgentSnapshot) and isinstance(back.history["orders"].times, tuple)
+
+
+def test_errors_feed_rows_floats_dates_and_plain_values():
+    store = Store()
+    entry = store.record_error("orders", "kafka", "connection_refused", "[Errno 111] Connection refused", t=5.0)
+    assert isinstance(_round_trip(entry), ErrorEntry)
+    row = FeedRow(3, "Order", "update", "o-1", {"status": "paid", "total": 12.5, "tags": ["a"], "note": None},
+                  1.5, 2.0)
+    assert _round_trip(row) == row
+    for value in (math.nan, math.inf, -math.inf, 0.1, 10**20, "", None, True, (), [], {}, {1: "a"}, {(1, "x"): [2]},
+                  frozenset({1, 2}), {3}, datetime(2026, 11, 26, 8, tzinfo=timezone.utc), ((1, 2), [3, (4,)])):
+        _round_trip(value)
+    import numpy as np
+
+    assert encode(np.float64(2.5)) == 2.5 and encode(np.int64(7)) == 7 and encode(np.bool_(True)) is True
+    assert encode(np.float64("nan")) == {"$f": "nan"}
+
+
+@pytest.mark.parametrize("payload", [
+    {"$": "os.system", "command": "true"},
+    {"$": "subprocess.Popen", "args": ["true"]},
+    {"$": "monitoring.store.Store"},  # pipewatch's own, but not a model class
+    {"$": "monitoring.store.CycleWriter", "store": None, "source": None, "t": 0},
+    {"$": "builtins.object"},
+    {"$": ["collectors.kafka_model.Broker"]},
+    {"$e": "os.environ", "v": "x"},
+    {"$e": "monitoring.store.Event", "v": 1},  # a class of the list, but not an enum
+    {"$e": "monitoring.health.State", "v": "exploded"},
+    {"$": "collectors.kafka_model.Broker", "node_id": 1, "host": "h", "port": 1, "__class__": "x"},
+    {"$": "collectors.kafka_model.Broker", "node_id": 1},  # missing fields
+    {"$p": [[[1], 2]]},  # an unhashable key
+    {"$f": "NaN!"},
+    {"$x": 1},
+    {"a": 1, "b": 2},
+    {"$dt": "yesterday"},
+])
+def test_decoding_builds_only_allowlisted_classes(payload):
+    with pytest.raises(WireError):
+        decode(payload)
+
+
+def test_the_allowlist_is_made_of_model_classes_and_encoding_refuses_anything_else():
+    modules = {cls.__module__ for cls in allowed().values()}
+    assert modules == {"collectors.kafka_model", "collectors.kafka_status", "collectors.flink_model",
+                       "collectors.schema_registry_model", "collectors.profiling_model", "collectors.prometheus_model",
+                       "collectors.remote_agents", "monitoring.errors", "monitoring.evaluation", "monitoring.health",
+                       "monitoring.store", "monitoring.summary"}
+    assert {name for name, cls in allowed().items() if cls.__module__ == "monitoring.store"} == {
+        "monitoring.store.Event", "monitoring.store.FeedRow"}
+
+    @dataclasses.dataclass
+    class Elsewhere:
+        x: int
+
+    for value in (Elsewhere(1), object(), b"bytes", Store()):
+        with pytest.raises(WireError):
+            encode(value)
