@@ -48,6 +48,7 @@ from aiokafka.protocol.offset import OffsetRequest
 from aiokafka.record.memory_records import MemoryRecords
 
 from collectors.kafka_decode import FastDecoded, LastAnswer
+from collectors.kafka_encode import CachedEncoding, EncodedRequests
 from collectors.kafka_lag_time import LagTime, OffsetTimeTable
 from collectors.kafka_model import (
     Broker,
@@ -105,12 +106,14 @@ class _AllTopicsMetadataRequest(MetadataRequest):
         return struct
 
 
-class _OffsetFetchRequest(FastDecoded, OffsetFetchRequest):
-    """OffsetFetch, its answer decoded by collectors.kafka_decode (one entry per partition asked)."""
+class _OffsetFetchRequest(CachedEncoding, FastDecoded, OffsetFetchRequest):
+    """OffsetFetch, its answer decoded by collectors.kafka_decode (one entry per partition asked),
+    its bytes reused while the group is asked for the same partitions (collectors.kafka_encode)."""
 
 
-class _ListOffsetsRequest(FastDecoded, OffsetRequest):
-    """ListOffsets, its answer decoded by collectors.kafka_decode (one entry per led partition)."""
+class _ListOffsetsRequest(CachedEncoding, FastDecoded, OffsetRequest):
+    """ListOffsets, its answer decoded by collectors.kafka_decode (one entry per led partition),
+    its bytes reused while the leader's partitions are the same (collectors.kafka_encode)."""
 
 
 @dataclass(slots=True)
@@ -133,6 +136,8 @@ class KafkaCollector(Collector):
         self._coordinators: dict[str, int] = {}
         self._limit = asyncio.Semaphore(config.max_concurrent_requests)
         self._requests = 0
+        self._encoded = EncodedRequests()
+        """Bytes of the ListOffsets and OffsetFetch requests, reused while their content is the same."""
         self._metadata_answers = LastAnswer()
         self._last_metadata: tuple[Any, _Metadata] | None = None
         """The last decoded Metadata answer and what was read from it."""
@@ -169,6 +174,7 @@ class KafkaCollector(Collector):
     async def collect(self, store: Store) -> int:
         self._requests = 0
         self._cycle_errors = []
+        self._encoded.next_cycle()
         client = await self._connect()
         metadata = await self._metadata(client)
         listed, unreachable = await self._list_groups(client, metadata)
@@ -415,7 +421,7 @@ class KafkaCollector(Collector):
         if self._fetch_all_committed is not False:
             try:
                 with _quiet("aiokafka.conn", enabled=self._fetch_all_committed is None):
-                    response = await self._send(client, coordinator, _OffsetFetchRequest(group_id, None))
+                    response = await self._send(client, coordinator, _OffsetFetchRequest(self._encoded, group_id, None))
                 self._fetch_all_committed = True
             except (IncompatibleBrokerVersion, KafkaConnectionError, ValueError) as exc:
                 if self._fetch_all_committed:
@@ -427,8 +433,8 @@ class KafkaCollector(Collector):
             asked = list(metadata.partitions) if topics is None else topics
             if not asked:
                 return {}
-            response = await self._send(
-                client, coordinator, _OffsetFetchRequest(group_id, [(t, metadata.partitions[t]) for t in asked]))
+            partitions = tuple((t, tuple(metadata.partitions[t])) for t in asked)
+            response = await self._send(client, coordinator, _OffsetFetchRequest(self._encoded, group_id, partitions))
         # Fields by position, not to_object(), which costs more than the decoding itself: offset is
         # second and error_code last in every version's partition entry.
         if getattr(response, "error_code", 0):
@@ -535,9 +541,9 @@ class KafkaCollector(Collector):
         by_leader: dict[int, dict[str, list[tuple[int, int]]]] = defaultdict(lambda: defaultdict(list))
         for (topic, partition), leader in metadata.leaders.items():
             by_leader[leader][topic].append((partition, which))
-        responses = await asyncio.gather(
-            *(self._send(client, leader, _ListOffsetsRequest(-1, 0, list(topics.items()))) for leader, topics in by_leader.items())
-        )
+        requests = [(leader, _ListOffsetsRequest(self._encoded, -1, 0, tuple((t, tuple(p)) for t, p in topics.items())))
+                    for leader, topics in by_leader.items()]
+        responses = await asyncio.gather(*(self._send(client, leader, request) for leader, request in requests))
         offsets: dict[tuple[str, int], int] = {}
         for response in responses:
             p = _field_positions(response.SCHEMA, "topics", "partitions")
