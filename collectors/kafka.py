@@ -64,7 +64,7 @@ from collectors.kafka_status import Evaluation, PartitionHistory, Status, evalua
 from monitoring.config import KafkaSource
 from monitoring.health import categorize, describe
 from monitoring.runtime import Collector
-from monitoring.store import Store
+from monitoring.store import CycleWriter, Store
 
 log = logging.getLogger(__name__)
 
@@ -672,27 +672,7 @@ class KafkaCollector(Collector):
             cycle.set("kafka_brokers", (cluster,), len(snapshot.brokers))
             for broker in snapshot.brokers:
                 cycle.set("kafka_broker_reachable", (cluster, str(broker.node_id)), int(broker.reachable))
-            # Per-partition series go in per metric (set_many): tens of thousands of them per cycle.
-            per_partition: dict[str, list[tuple[tuple[str, ...], float | None]]] = defaultdict(list)
-            # The layout changes rarely: its series get a point only when their value changes.
-            layout: dict[str, list[tuple[tuple[str, ...], float | None]]] = defaultdict(list)
-            for topic in snapshot.topics.values():
-                layout["kafka_topic_partitions"].append(((cluster, topic.name), len(topic.partitions)))
-                labels_of = {partition: (cluster, topic.name, str(partition)) for partition in topic.partitions}
-                for partition, meta in topic.partitions.items():
-                    labels = labels_of[partition]
-                    layout["kafka_topic_partition_leader"].append((labels, meta.leader))
-                    layout["kafka_topic_partition_replicas"].append((labels, len(meta.replicas)))
-                    layout["kafka_topic_partition_in_sync_replica"].append((labels, len(meta.isr)))
-                    layout["kafka_topic_partition_under_replicated_partition"].append(
-                        (labels, int(meta.under_replicated)))
-                # High watermarks and log starts are only read for partitions the metadata lists.
-                for partition, hw in topic.high_watermarks.items():
-                    per_partition["kafka_topic_partition_current_offset"].append((labels_of[partition], hw))
-                for partition, start in topic.log_start_offsets.items():
-                    per_partition["kafka_topic_partition_oldest_offset"].append((labels_of[partition], start))
-                if topic.produce_rate is not None:
-                    cycle.set("kafka_topic_produce_rate", (cluster, topic.name), topic.produce_rate)
+            _write_topics(cycle, cluster, snapshot.topics)
             for group in snapshot.groups:
                 if group.error is not None:
                     # Keep the group's last known series (marked by their age) rather than blank them.
@@ -707,15 +687,7 @@ class KafkaCollector(Collector):
                     cycle.set("kafka_consumergroup_group_sum_lag", labels, group.lag_sum)
                     cycle.set("kafka_consumergroup_group_max_lag", labels, group.max_lag)
                 cycle.set("kafka_consumergroup_group_max_lag_seconds", labels, group.max_lag_seconds)
-                for p in group.partitions:
-                    if p.committed is None:
-                        continue
-                    key = (cluster, group.group_id, p.topic, str(p.partition))
-                    per_partition["kafka_consumergroup_current_offset"].append((key, p.committed))
-                    per_partition["kafka_consumergroup_partition_status"].append((key, int(p.status)))
-                    if p.lag is not None:
-                        per_partition["kafka_consumergroup_lag"].append((key, p.lag))
-                    per_partition["kafka_consumergroup_lag_seconds"].append((key, p.lag_seconds))
+            _write_group_partitions(cycle, cluster, [group for group in snapshot.groups if group.error is None])
             for (group_id, topic), progress in snapshot.group_topics.items():
                 labels = (cluster, group_id, topic)
                 if progress.lag is not None:
@@ -727,11 +699,45 @@ class KafkaCollector(Collector):
                 if progress.retention_margin is not None:
                     cycle.set("kafka_consumergroup_retention_margin_messages", labels, progress.retention_margin)
                 cycle.set("kafka_consumergroup_retention_risk_seconds", labels, progress.retention_risk_seconds)
-            for name, rows in per_partition.items():
-                cycle.set_many(name, rows)
-            for name, rows in layout.items():
-                cycle.set_many(name, rows, only_changes=True)
         store.publish_snapshot(self.source, snapshot, t)
+
+
+def _write_topics(cycle: CycleWriter, cluster: str, topics: dict[str, TopicInfo]) -> None:
+    """Per-partition series, a column per metric (tens of thousands of rows a cycle): offsets
+    every cycle; the layout, which changes rarely, gets a point only when a value changes."""
+    cycle.set_column("kafka_topic_partitions", [(cluster, name) for name in topics],
+                     [len(topic.partitions) for topic in topics.values()], only_changes=True)
+    labels_of = {(name, partition): (cluster, name, str(partition))
+                 for name, topic in topics.items() for partition in topic.partitions}
+    metas = [(name, partition, meta) for name, topic in topics.items() for partition, meta in topic.partitions.items()]
+    labels = [labels_of[(name, partition)] for name, partition, _ in metas]
+    for metric, values in (
+        ("kafka_topic_partition_leader", [meta.leader for _, _, meta in metas]),
+        ("kafka_topic_partition_replicas", [len(meta.replicas) for _, _, meta in metas]),
+        ("kafka_topic_partition_in_sync_replica", [len(meta.isr) for _, _, meta in metas]),
+        ("kafka_topic_partition_under_replicated_partition", [int(meta.under_replicated) for _, _, meta in metas]),
+    ):
+        cycle.set_column(metric, labels, values, only_changes=True)
+    # High watermarks and log starts are only read for partitions the metadata lists.
+    for metric, offsets in (("kafka_topic_partition_current_offset", "high_watermarks"),
+                            ("kafka_topic_partition_oldest_offset", "log_start_offsets")):
+        read = [((name, partition), offset) for name, topic in topics.items()
+                for partition, offset in getattr(topic, offsets).items()]
+        cycle.set_column(metric, [labels_of[key] for key, _ in read], [offset for _, offset in read])
+    for name, topic in topics.items():
+        if topic.produce_rate is not None:
+            cycle.set("kafka_topic_produce_rate", (cluster, name), topic.produce_rate)
+
+
+def _write_group_partitions(cycle: CycleWriter, cluster: str, groups: list[GroupInfo]) -> None:
+    """Per committed group-partition: offset, status, lag and lag in seconds, a column per metric."""
+    committed = [(group.group_id, p) for group in groups for p in group.partitions if p.committed is not None]
+    labels = [(cluster, group_id, p.topic, str(p.partition)) for group_id, p in committed]
+    cycle.set_column("kafka_consumergroup_current_offset", labels, [p.committed for _, p in committed])
+    cycle.set_column("kafka_consumergroup_partition_status", labels, [int(p.status) for _, p in committed])
+    lagged = [(row, p.lag) for row, (_, p) in zip(labels, committed) if p.lag is not None]
+    cycle.set_column("kafka_consumergroup_lag", [row for row, _ in lagged], [lag for _, lag in lagged])
+    cycle.set_column("kafka_consumergroup_lag_seconds", labels, [p.lag_seconds for _, p in committed])
 
 
 def _timestamp_at(message_set: bytes, offset: int) -> float | None:

@@ -18,7 +18,7 @@ import math
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -156,7 +156,7 @@ class Store:
         self._source_series: dict[Source, dict[SeriesKey, Series]] = {}
         """Each source's series: a cycle finds its stale series without a scan of all."""
         self._columns: dict[tuple[Source, str], _Column] = {}
-        """Each source's last set_many rows of a metric, resolved to their series (see _column)."""
+        """Each source's last set_column rows of a metric, resolved to their series (see _column)."""
         self._cycles = 0
         self._removals = 0
         """Bumped whenever a series is removed: a resolved column may hold it."""
@@ -445,7 +445,7 @@ def check_key(name: str, labels: tuple[str, ...]) -> None:
 
 @dataclass(slots=True)
 class _Column:
-    """The series a cycle's set_many rows of one metric went to, valid while `removals` is current."""
+    """The series a cycle's set_column rows of one metric went to, valid while `removals` is current."""
 
     labels: tuple[tuple[str, ...], ...]
     series: list[Series | None]
@@ -461,7 +461,7 @@ class CycleWriter:
     t: float
     points: list[tuple[SeriesKey, float]] = field(default_factory=list)
     columns: list[tuple[str, tuple[tuple[str, ...], ...], list[float], bool]] = field(default_factory=list)
-    """(metric, labels of each row, values, only_changes) of each set_many."""
+    """(metric, labels of each row, values, only_changes) of each set_column."""
     _retained: list[Callable[[SeriesKey], bool]] = field(default_factory=list)
 
     def set(self, name: str, labels: tuple[str, ...], value: float | None) -> None:
@@ -471,25 +471,33 @@ class CycleWriter:
         self.points.append((key, math.nan if value is None else float(value)))
 
     def set_many(self, name: str, rows: list[tuple[tuple[str, ...], float | None]], only_changes: bool = False) -> None:
-        """`set` for many (labels, value) rows of one metric: the metric is looked up once, and
-        the rows' series are found again without a lookup per row while their labels stay the
-        same from cycle to cycle (Store._column), which at tens of thousands of series per cycle
-        is most of what `set` costs.
+        """`set_column` for (labels, value) rows."""
+        if rows:
+            labels, values = zip(*rows)
+            self.set_column(name, labels, values, only_changes)
+
+    def set_column(self, name: str, labels: Sequence[tuple[str, ...]], values: Sequence[float | None],
+                   only_changes: bool = False) -> None:
+        """`set` for many rows of one metric, the labels of row i in labels[i] and its value in
+        values[i]: the metric is looked up once, and the rows' series are found again without a
+        lookup per row while their labels stay the same from cycle to cycle (Store._column), which
+        at tens of thousands of series per cycle is most of what `set` costs.
 
         only_changes: a row whose value equals its series' newest one adds no point (the series is
         kept, its newest point still the current value), for values that rarely change (a
         partition's leader, replica counts): thousands of points a cycle saved, but their history
         holds the changes only, so they suit no chart of points over time."""
-        if not rows:
+        if not labels:
             return
-        labels, values = zip(*rows)
+        if len(labels) != len(values):
+            raise ValueError(f"{name}: {len(labels)} rows of labels but {len(values)} values")
         pipeline = self.source[0]
         check_key(name, (pipeline, *labels[0]))
         width = len(labels[0])
         for row in labels:
             if len(row) != width:
                 check_key(name, (pipeline, *row))  # raises, naming the labels
-        self.columns.append((name, labels, [math.nan if v is None else float(v) for v in values], only_changes))
+        self.columns.append((name, tuple(labels), [math.nan if v is None else float(v) for v in values], only_changes))
 
     def retain(self, predicate: Callable[[SeriesKey], bool]) -> None:
         """Keep series matching predicate although not written this cycle (their source part failed)."""

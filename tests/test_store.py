@@ -204,6 +204,17 @@ def test_set_many_rows_go_to_the_same_series_cycle_after_cycle():
     assert store.stats()["series"] == 3
 
 
+def test_set_column_writes_labels_and_values_given_apart_and_refuses_a_length_mismatch():
+    store = Store()
+    labels = [("local", "g", "t", "0"), ("local", "g", "t", "1")]
+    with store.cycle(SOURCE, t=1.0) as cycle:
+        cycle.set_column(LAG, labels, [3, None])
+        with pytest.raises(ValueError, match="2 rows of labels but 1 values"):
+            cycle.set_column(LAG, labels, [3])
+    assert store.latest(LAG, _lag_labels(partition=0)) == (1.0, 3.0)
+    assert math.isnan(store.latest(LAG, _lag_labels(partition=1))[1])
+
+
 def test_set_many_recreates_series_removed_since_the_rows_were_last_written():
     store = Store()
     rows = [(("local", "g", "t", "0"), 1), (("local", "g", "t", "1"), 2)]
