@@ -60,7 +60,7 @@ from collectors.kafka_model import (
     PartitionMeta,
     TopicInfo,
 )
-from collectors.kafka_status import Evaluation, PartitionHistory, Status, evaluate, group_status
+from collectors.kafka_status import PartitionHistory, Status, evaluate, group_status
 from monitoring.config import KafkaSource
 from monitoring.health import categorize, describe
 from monitoring.runtime import Collector
@@ -588,28 +588,30 @@ class KafkaCollector(Collector):
         }
         group_infos, group_topics = [], {}
         seen_histories: set[tuple[str, str, int]] = set()
+        timestamps = timestamps or {}
         for group_id in sorted(groups):
             description = descriptions.get(group_id)
             members = _members(description) if description else None
+            has_members = bool(members) if members is not None else None
             owners = {tp: m.label for m in members or () for tp in m.assignment}
             offsets = committed.get(group_id, {})
             # Every partition of a topic the group has committed to, so an uncommitted partition
             # shows as unknown instead of vanishing.
             group_topic_names = sorted({topic for topic, _ in offsets if topic in metadata.partitions})
-            partitions = []
+            partitions: list[PartitionLag] = []
             for topic in group_topic_names:
+                on_topic = []
                 for partition in metadata.partitions[topic]:
-                    key = (group_id, topic, partition)
+                    key, tp = (group_id, topic, partition), (topic, partition)
                     seen_histories.add(key)
-                    partitions.append(self._partition_lag(
-                        key, offsets.get((topic, partition)), high_watermarks.get((topic, partition)),
-                        log_starts.get((topic, partition)), owners.get((topic, partition)),
-                        bool(members) if members is not None else None, t, timestamps or {}))
-                lags = [p for p in partitions if p.topic == topic]
+                    on_topic.append(self._partition_lag(
+                        key, offsets.get(tp), high_watermarks.get(tp), log_starts.get(tp), owners.get(tp),
+                        has_members, t, timestamps))
+                partitions += on_topic
                 group_topics[(group_id, topic)] = _group_topic(
-                    group_id, topic, lags, _rate(reference, sums, (group_id, topic)), topics[topic].produce_rate,
+                    group_id, topic, on_topic, _rate(reference, sums, (group_id, topic)), topics[topic].produce_rate,
                     _rate(reference, sums, ("log_start", topic)), self._retention.get(topic))
-            evaluation = group_status([_evaluation(p) for p in partitions])
+            evaluation = group_status([_LabelledEvaluation(p) for p in partitions])
             group_infos.append(GroupInfo(
                 group_id=group_id,
                 state=description["state"] if description else "Unknown",
@@ -802,8 +804,20 @@ def _members(description: dict[str, Any]) -> tuple[Member, ...]:
     return tuple(sorted(members, key=lambda m: m.member_id))
 
 
-def _evaluation(partition: PartitionLag) -> Evaluation:
-    return Evaluation(partition.status, f"{partition.topic}[{partition.partition}]: {partition.status_reason}")
+class _LabelledEvaluation:
+    """A partition's evaluation for group_status, its reason prefixed with the partition: formatted
+    only when read (group_status reads the worst partition's), not for each of thousands."""
+
+    __slots__ = ("status", "_partition")
+
+    def __init__(self, partition: PartitionLag) -> None:
+        self.status = partition.status
+        self._partition = partition
+
+    @property
+    def reason(self) -> str:
+        p = self._partition
+        return f"{p.topic}[{p.partition}]: {p.status_reason}"
 
 
 def _group_topic(group_id: str, topic: str, partitions: list[PartitionLag], consume_rate: float | None,

@@ -84,7 +84,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from enum import IntEnum
 from itertools import pairwise
-from typing import Any
+from typing import Any, Protocol
 
 
 class Status(IntEnum):
@@ -104,6 +104,17 @@ class Evaluation:
     status: Status
     reason: str
     """Short human sentence naming the evidence, with the numbers it rests on."""
+
+
+class Evaluated(Protocol):
+    """What group_status reads of each partition's evaluation: an Evaluation, or a stand-in that
+    formats its reason only when read."""
+
+    @property
+    def status(self) -> Status: ...
+
+    @property
+    def reason(self) -> str: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -188,7 +199,7 @@ def evaluate(history: PartitionHistory, now: float, has_members: bool | None, al
             or _ok(history, entries, now, lag, stall_after))
 
 
-def group_status(evaluations: Iterable[Evaluation] | Mapping[Any, Evaluation]) -> Evaluation:
+def group_status(evaluations: Iterable[Evaluated] | Mapping[Any, Evaluated]) -> Evaluation:
     """Worst partition of a group, STOP/STALL/REWIND shown as ERR; a mapping's keys name the partition."""
     if isinstance(evaluations, Mapping):
         labelled = [(_label(key), evaluation) for key, evaluation in evaluations.items()]
