@@ -674,7 +674,7 @@ class KafkaCollector(Collector):
             cycle.set("kafka_brokers", (cluster,), len(snapshot.brokers))
             for broker in snapshot.brokers:
                 cycle.set("kafka_broker_reachable", (cluster, str(broker.node_id)), int(broker.reachable))
-            _write_topics(cycle, cluster, snapshot.topics)
+            _write_topic_offsets(cycle, cluster, snapshot.topics)
             for group in snapshot.groups:
                 if group.error is not None:
                     # Keep the group's last known series (marked by their age) rather than blank them.
@@ -701,38 +701,47 @@ class KafkaCollector(Collector):
                 if progress.retention_margin is not None:
                     cycle.set("kafka_consumergroup_retention_margin_messages", labels, progress.retention_margin)
                 cycle.set("kafka_consumergroup_retention_risk_seconds", labels, progress.retention_risk_seconds)
+            _write_topic_layout(cycle, cluster, snapshot.topics)
         store.publish_snapshot(self.source, snapshot, t)
 
 
-def _write_topics(cycle: CycleWriter, cluster: str, topics: dict[str, TopicInfo]) -> None:
-    """Per-partition series, a column per metric (tens of thousands of rows a cycle): offsets
-    every cycle; the layout, which changes rarely, gets a point only when a value changes."""
-    cycle.set_column("kafka_topic_partitions", [(cluster, name) for name in topics],
-                     [len(topic.partitions) for topic in topics.values()], only_changes=True)
-    labels_of = {(name, partition): (cluster, name, str(partition))
-                 for name, topic in topics.items() for partition in topic.partitions}
-    metas = [(name, partition, meta) for name, topic in topics.items() for partition, meta in topic.partitions.items()]
-    labels = [labels_of[(name, partition)] for name, partition, _ in metas]
-    for metric, values in (
-        ("kafka_topic_partition_leader", [meta.leader for _, _, meta in metas]),
-        ("kafka_topic_partition_replicas", [len(meta.replicas) for _, _, meta in metas]),
-        ("kafka_topic_partition_in_sync_replica", [len(meta.isr) for _, _, meta in metas]),
-        ("kafka_topic_partition_under_replicated_partition", [int(meta.under_replicated) for _, _, meta in metas]),
-    ):
-        cycle.set_column(metric, labels, values, only_changes=True)
+def _write_topic_offsets(cycle: CycleWriter, cluster: str, topics: dict[str, TopicInfo]) -> None:
+    """Per partition, its latest and earliest offset; per topic, its produce rate."""
     # High watermarks and log starts are only read for partitions the metadata lists.
-    for metric, offsets in (("kafka_topic_partition_current_offset", "high_watermarks"),
-                            ("kafka_topic_partition_oldest_offset", "log_start_offsets")):
-        read = [((name, partition), offset) for name, topic in topics.items()
-                for partition, offset in getattr(topic, offsets).items()]
-        cycle.set_column(metric, [labels_of[key] for key, _ in read], [offset for _, offset in read])
+    for metric, rows in (
+        ("kafka_topic_partition_current_offset", [((cluster, name, str(partition)), offset)
+                                                  for name, topic in topics.items()
+                                                  for partition, offset in topic.high_watermarks.items()]),
+        ("kafka_topic_partition_oldest_offset", [((cluster, name, str(partition)), offset)
+                                                 for name, topic in topics.items()
+                                                 for partition, offset in topic.log_start_offsets.items()]),
+    ):
+        cycle.set_many(metric, rows)
     for name, topic in topics.items():
         if topic.produce_rate is not None:
             cycle.set("kafka_topic_produce_rate", (cluster, name), topic.produce_rate)
 
 
+def _write_topic_layout(cycle: CycleWriter, cluster: str, topics: dict[str, TopicInfo]) -> None:
+    """Partitions per topic; leader, replicas, in-sync replicas and under-replication per partition.
+    The layout changes rarely: its series get a point only when their value changes."""
+    cycle.set_column("kafka_topic_partitions", [(cluster, name) for name in topics],
+                     [len(topic.partitions) for topic in topics.values()], only_changes=True)
+    metas = [((cluster, name, str(partition)), meta)
+             for name, topic in topics.items() for partition, meta in topic.partitions.items()]
+    labels = [row for row, _ in metas]
+    for metric, values in (
+        ("kafka_topic_partition_leader", [meta.leader for _, meta in metas]),
+        ("kafka_topic_partition_replicas", [len(meta.replicas) for _, meta in metas]),
+        ("kafka_topic_partition_in_sync_replica", [len(meta.isr) for _, meta in metas]),
+        ("kafka_topic_partition_under_replicated_partition", [int(meta.under_replicated) for _, meta in metas]),
+    ):
+        cycle.set_column(metric, labels, values, only_changes=True)
+
+
 def _write_group_partitions(cycle: CycleWriter, cluster: str, groups: list[GroupInfo]) -> None:
-    """Per committed group-partition: offset, status, lag and lag in seconds, a column per metric."""
+    """Per committed group-partition: offset, status, lag and lag in seconds, a column per metric
+    (tens of thousands of rows a cycle)."""
     committed = [(group.group_id, p) for group in groups for p in group.partitions if p.committed is not None]
     labels = [(cluster, group_id, p.topic, str(p.partition)) for group_id, p in committed]
     cycle.set_column("kafka_consumergroup_current_offset", labels, [p.committed for _, p in committed])
