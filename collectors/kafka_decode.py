@@ -112,6 +112,9 @@ def _schema(schema: Schema) -> Decoder:
     if fmt is not None:
         whole = struct.Struct(">" + fmt)
         return lambda raw, pos: (whole.unpack_from(raw, pos), pos + whole.size)
+    one_string = _one_string(schema)
+    if one_string is not None:
+        return one_string
     # Runs of fixed-width fields are read in one call; the others one by one.
     parts: list[tuple[bool, Any]] = []
     for field in schema.fields:
@@ -134,6 +137,33 @@ def _schema(schema: Schema) -> Decoder:
                 value, pos = step(raw, pos)
                 values.append(value)
         return tuple(values), pos
+
+    return decode
+
+
+def _one_string(schema: Schema) -> Decoder | None:
+    """The decoder of entries made of fixed-width fields around one string, unrolled (about twice
+    as fast as the general one); None for entries of another shape. OffsetFetch's partition
+    entries have this shape in every version: 20,000 of them a cycle at 100 x 10,000."""
+    strings = [i for i, field in enumerate(schema.fields) if type(field) is String]
+    if len(strings) != 1 or not all(field in _FIXED for field in schema.fields if type(field) is not String):
+        return None
+    i = strings[0]
+    head = struct.Struct(">" + "".join(_FIXED[field] for field in schema.fields[:i]))
+    tail = struct.Struct(">" + "".join(_FIXED[field] for field in schema.fields[i + 1:]))
+    encoding = schema.fields[i].encoding
+
+    def decode(raw: bytes, pos: int) -> tuple[tuple[Any, ...], int]:
+        before = head.unpack_from(raw, pos)
+        pos += head.size
+        (length,), pos = _INT16.unpack_from(raw, pos), pos + 2
+        text = None
+        if length >= 0:
+            end = pos + length
+            if end > len(raw):
+                raise ValueError("Buffer underrun decoding string")
+            text, pos = raw[pos:end].decode(encoding), end
+        return (*before, text, *tail.unpack_from(raw, pos)), pos + tail.size
 
     return decode
 

@@ -84,7 +84,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from enum import IntEnum
 from itertools import pairwise
-from typing import Any
+from typing import Any, Protocol
 
 
 class Status(IntEnum):
@@ -106,6 +106,17 @@ class Evaluation:
     """Short human sentence naming the evidence, with the numbers it rests on."""
 
 
+class Evaluated(Protocol):
+    """What group_status reads of each partition's evaluation: an Evaluation, or a stand-in that
+    formats its reason only when read."""
+
+    @property
+    def status(self) -> Status: ...
+
+    @property
+    def reason(self) -> str: ...
+
+
 @dataclass(frozen=True, slots=True)
 class _Entry:
     offset: int
@@ -114,18 +125,11 @@ class _Entry:
     lag: int
 
 
-@dataclass(frozen=True, slots=True)
-class _Observation:
-    t: float
-    committed: int
-    high_watermark: int
-
-
 class PartitionHistory:
     """Sliding window of observed commits of one (group, partition)."""
 
-    __slots__ = ("_entries", "_min_distance", "_latest", "_observations", "_moved_at", "_hw_when_moved",
-                 "_waiting_since")
+    __slots__ = ("_entries", "_min_distance", "_latest_t", "_committed", "_high_watermark", "_observations",
+                 "_moved_at", "_hw_when_moved", "_waiting_since")
 
     def __init__(self, size: int = 10, min_distance: float = 0.0) -> None:
         if size < 2:
@@ -134,8 +138,13 @@ class PartitionHistory:
             raise ValueError(f"min_distance must not be negative, got {min_distance}")
         self._entries: deque[_Entry] = deque(maxlen=size)
         self._min_distance = min_distance
-        self._latest: _Observation | None = None
+        # The latest observation, as plain fields rather than an object: one is made per
+        # partition per cycle, and at 10,000 partitions the garbage collector felt them.
+        self._latest_t = 0.0
+        self._committed = 0
+        self._high_watermark = 0
         self._observations = 0
+        """Observations so far; 0: the fields above hold none yet."""
         self._moved_at = 0.0
         """When the current offset was first seen."""
         self._hw_when_moved = 0
@@ -146,12 +155,13 @@ class PartitionHistory:
     def observe(self, t: float, committed: int, high_watermark: int) -> None:
         """Record one poll; call once per cycle, and only when both the committed offset and the
         watermark were read (a missing value is no evidence of movement or of its absence)."""
-        latest = self._latest
-        if latest is not None and t < latest.t:
+        seen = self._observations
+        if seen and t < self._latest_t:
             return  # out of order: every duration below would go negative
-        self._latest = _Observation(t, committed, high_watermark)
+        changed = not seen or committed != self._committed
+        self._latest_t, self._committed, self._high_watermark = t, committed, high_watermark
         self._observations += 1
-        if latest is None or committed != latest.committed:
+        if changed:
             self._record_change(t, committed, high_watermark)
             self._moved_at, self._hw_when_moved, self._waiting_since = t, high_watermark, None
         elif self._waiting_since is None and high_watermark > max(self._hw_when_moved, committed):
@@ -175,22 +185,21 @@ class PartitionHistory:
 def evaluate(history: PartitionHistory, now: float, has_members: bool | None, allowed_lag: int = 0,
              stall_after: float = 300.0) -> Evaluation:
     """Status of one (group, partition); the rules are in the module docstring."""
-    latest = history._latest
-    if latest is None:
+    if not history._observations:
         return Evaluation(Status.NOTFOUND, "no committed offset observed")
     if history._observations < 2:
         return Evaluation(Status.OK, "not enough commits observed yet")
-    lag = max(0, latest.high_watermark - latest.committed)
+    lag = max(0, history._high_watermark - history._committed)
     if lag <= allowed_lag:
         return Evaluation(Status.OK, f"caught up: lag {lag:,} (allowed {allowed_lag:,})")
     entries = list(history._entries)
     return (_stopped(history, entries, now, lag, has_members, stall_after)
-            or _rewound(entries, now, latest.committed, lag)
+            or _rewound(entries, now, history._committed, lag)
             or _falling_behind(entries, allowed_lag)
             or _ok(history, entries, now, lag, stall_after))
 
 
-def group_status(evaluations: Iterable[Evaluation] | Mapping[Any, Evaluation]) -> Evaluation:
+def group_status(evaluations: Iterable[Evaluated] | Mapping[Any, Evaluated]) -> Evaluation:
     """Worst partition of a group, STOP/STALL/REWIND shown as ERR; a mapping's keys name the partition."""
     if isinstance(evaluations, Mapping):
         labelled = [(_label(key), evaluation) for key, evaluation in evaluations.items()]
@@ -265,8 +274,7 @@ def _ok(history: PartitionHistory, entries: list[_Entry], now: float, lag: int, 
                           f"offset {offset:,} unchanged for {unchanged}, new data waiting "
                           f"{_duration(now - history._waiting_since)} (stall after "
                           f"{_duration(_stall_threshold(entries, stall_after))}), lag {lag:,}")
-    latest = history._latest
-    if latest is not None and history._moved_at < latest.t:
+    if history._moved_at < history._latest_t:
         return Evaluation(Status.OK,
                           f"lag {lag:,} but no new data since offset {offset:,} was first seen {unchanged} ago: "
                           f"nothing new to consume")

@@ -19,7 +19,7 @@ import threading
 import time
 import uuid
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -48,8 +48,8 @@ class Series:
     actually held: a store full of young series costs little, a full one costs 16 bytes a point.
     """
 
-    __slots__ = ("key", "source", "capacity", "_times", "_values", "count", "last_time", "last_value", "commit",
-                 "commit_start", "prev_commit", "prev_commit_start")
+    __slots__ = ("key", "source", "capacity", "_times", "_values", "count", "last_time", "last_value", "cycle",
+                 "commit", "commit_start", "prev_commit", "prev_commit_start")
 
     def __init__(self, key: SeriesKey, source: Source, capacity: int) -> None:
         self.key = key
@@ -63,6 +63,8 @@ class Series:
         self.last_time = math.nan
         self.last_value = math.nan
         """The newest point again, as Python floats: a scrape of 100k series reads it without numpy."""
+        self.cycle = 0
+        """The number of the last Store.cycle of its source that wrote it (0: none)."""
         self.commit = self.commit_start = self.prev_commit = self.prev_commit_start = 0
         """The store's commit number of the last two writes that appended to the series, and its count before
         each: a reader that saw the store up to commit C finds the points that came after (`start_after`)."""
@@ -182,8 +184,13 @@ class Store:
         self.max_series = max_series
         self._lock = threading.Lock()
         self._series: dict[SeriesKey, Series] = {}
-        self._source_keys: dict[Source, set[SeriesKey]] = {}
-        """The keys of each source's series: a cycle finds its stale series without a scan of all."""
+        self._source_series: dict[Source, dict[SeriesKey, Series]] = {}
+        """Each source's series: a cycle finds its stale series without a scan of all."""
+        self._columns: dict[tuple[Source, str], _Column] = {}
+        """Each source's last set_column rows of a metric, resolved to their series (see _column)."""
+        self._cycles = 0
+        self._removals = 0
+        """Bumped whenever a series is removed: a resolved column may hold it."""
         self._snapshots: dict[Source, tuple[float, Any]] = {}
         self._health: dict[Source, CollectorHealth] = {}
         self._events: deque[Event] = deque(maxlen=events)
@@ -212,27 +219,50 @@ class Store:
         writer = CycleWriter(self, source, time.time() if t is None else t)
         yield writer
         with self._lock:  # one lock for the whole cycle: readers see all of it or none of it
+            self._cycles += 1
             self._commit += 1
-            t, series_of, commit = writer.t, self._series.get, self._commit
+            t, cycle, commit, series_of = writer.t, self._cycles, self._commit, self._series.get
             for key, value in writer.points:
-                series = series_of(key)
-                if series is None:
-                    self._append_locked(source, key[0], key[1], value, t)
-                else:
+                series = series_of(key) or self._create_locked(source, key)
+                if series is not None:
                     series.append(t, value, commit)
-            for key, value in writer.changes:
-                series = series_of(key)
-                if series is None:
-                    self._append_locked(source, key[0], key[1], value, t)
-                elif series.last_value != value and (value == value or series.last_value == series.last_value):
-                    series.append(t, value, commit)  # (NaN after NaN is no change)
-            keys = self._source_keys.get(source, set())
-            stale = [key for key in keys - writer.touched if not writer.retains(key)]
+                    series.cycle = cycle
+            for name, labels, values, only_changes in writer.columns:
+                self._write_column(source, name, labels, values, only_changes, t, cycle, commit)
+            series = self._source_series.get(source, {})
+            stale = [key for key, s in series.items() if s.cycle != cycle and not writer.retains(key)]
             for key in stale:
                 del self._series[key]
+                del series[key]
             if stale:
-                keys.difference_update(stale)
+                self._removals += 1
                 self.series_generation += 1
+
+    def _write_column(self, source: Source, name: str, labels: tuple[tuple[str, ...], ...], values: list[float],
+                      only_changes: bool, t: float, cycle: int, commit: int) -> None:
+        for series, value in zip(self._column(source, name, labels), values):
+            if series is None:
+                continue  # refused: the store is full
+            series.cycle = cycle
+            last = series.last_value
+            if only_changes and series.count and (last == value or (last != last and value != value)):
+                continue  # unchanged (NaN after NaN too)
+            series.append(t, value, commit)
+
+    def _column(self, source: Source, name: str, labels: tuple[tuple[str, ...], ...]) -> list[Series | None]:
+        """The series of a metric's rows (None where the store is full), created where missing.
+
+        The resolution is kept per (source, metric) and reused while the rows' labels are equal
+        and no series was removed: comparing tens of thousands of label tuples (mostly the same
+        objects) costs a fraction of building and looking up each row's key."""
+        column = self._columns.get((source, name))
+        if column is not None and column.removals == self._removals and column.labels == labels:
+            return column.series
+        pipeline, series_of = source[0], self._series.get
+        series = [series_of(key) or self._create_locked(source, key)
+                  for key in [(name, (pipeline, *row)) for row in labels]]
+        self._columns[(source, name)] = _Column(labels, series, self._removals)
+        return series
 
     def append(self, source: Source, name: str, labels: tuple[str, ...], value: float, t: float) -> None:
         with self._lock:
@@ -241,19 +271,23 @@ class Store:
 
     def _append_locked(self, source: Source, name: str, labels: tuple[str, ...], value: float, t: float) -> None:
         key = (name, labels)
-        series = self._series.get(key)
-        if series is None:
-            check_key(name, labels)
-            if len(self._series) >= self.max_series:
-                self._refused_keys += 1
-                if self._refused_keys in (1, 1000) or self._refused_keys % 100_000 == 0:
-                    log.warning("store is full (%d series): refused new series %s%s (%d refused so far)",
-                                self.max_series, name, labels, self._refused_keys)
-                return
-            series = self._series[key] = Series(key, source, self.points_per_series)
-            self._source_keys.setdefault(source, set()).add(key)
-            self.series_generation += 1
-        series.append(t, value, self._commit)
+        series = self._series.get(key) or self._create_locked(source, key)
+        if series is not None:
+            series.append(t, value, self._commit)
+
+    def _create_locked(self, source: Source, key: SeriesKey) -> Series | None:
+        """A new series, or None (logged) when the store is full."""
+        check_key(*key)
+        if len(self._series) >= self.max_series:
+            self._refused_keys += 1
+            if self._refused_keys in (1, 1000) or self._refused_keys % 100_000 == 0:
+                log.warning("store is full (%d series): refused new series %s%s (%d refused so far)",
+                            self.max_series, key[0], key[1], self._refused_keys)
+            return None
+        series = self._series[key] = Series(key, source, self.points_per_series)
+        self._source_series.setdefault(source, {})[key] = series
+        self.series_generation += 1
+        return series
 
     def append_many(self, source: Source, name: str, points: list[tuple[tuple[str, ...], float, float]]) -> None:
         """Append (labels, time, value) points of one metric under one lock (history loaded in bulk)."""
@@ -279,18 +313,22 @@ class Store:
                 series = self._series.pop(key, None)
                 if series is not None:
                     removed = True
-                    self._source_keys.get(series.source, set()).discard(key)
+                    self._source_series.get(series.source, {}).pop(key, None)
             if removed:
+                self._removals += 1  # the column caches hold series objects: resolve them again
                 self.series_generation += 1
 
     def remove_source(self, source: Source) -> None:
         with self._lock:
-            keys = self._source_keys.pop(source, set())
+            keys = self._source_series.pop(source, {})
             for key in keys:
                 del self._series[key]
             self._snapshots.pop(source, None)
             self._snapshot_commits.pop(source, None)
+            for column in [column for column in self._columns if column[0] == source]:
+                del self._columns[column]
             if keys:
+                self._removals += 1
                 self.series_generation += 1
 
     def publish_snapshot(self, source: Source, snapshot: Any, t: float | None = None) -> None:
@@ -532,6 +570,15 @@ def check_key(name: str, labels: tuple[str, ...]) -> None:
                          + f", got {labels}")
 
 
+@dataclass(slots=True)
+class _Column:
+    """The series a cycle's set_column rows of one metric went to, valid while `removals` is current."""
+
+    labels: tuple[tuple[str, ...], ...]
+    series: list[Series | None]
+    removals: int
+
+
 @dataclass
 class CycleWriter:
     """Collects one cycle's writes for a source; see Store.cycle."""
@@ -539,10 +586,9 @@ class CycleWriter:
     store: Store
     source: Source
     t: float
-    touched: set[SeriesKey] = field(default_factory=set)
     points: list[tuple[SeriesKey, float]] = field(default_factory=list)
-    changes: list[tuple[SeriesKey, float]] = field(default_factory=list)
-    """Rows of set_many(only_changes=True): appended only where they differ from the newest point."""
+    columns: list[tuple[str, tuple[tuple[str, ...], ...], list[float], bool]] = field(default_factory=list)
+    """(metric, labels of each row, values, only_changes) of each set_column."""
     _retained: list[Callable[[SeriesKey], bool]] = field(default_factory=list)
 
     def set(self, name: str, labels: tuple[str, ...], value: float | None) -> None:
@@ -550,28 +596,35 @@ class CycleWriter:
         key = (name, (self.source[0], *labels))
         check_key(*key)
         self.points.append((key, math.nan if value is None else float(value)))
-        self.touched.add(key)
 
     def set_many(self, name: str, rows: list[tuple[tuple[str, ...], float | None]], only_changes: bool = False) -> None:
-        """`set` for many (labels, value) rows of one metric: the metric is looked up once, which
+        """`set_column` for (labels, value) rows."""
+        if rows:
+            labels, values = zip(*rows)
+            self.set_column(name, labels, values, only_changes)
+
+    def set_column(self, name: str, labels: Sequence[tuple[str, ...]], values: Sequence[float | None],
+                   only_changes: bool = False) -> None:
+        """`set` for many rows of one metric, the labels of row i in labels[i] and its value in
+        values[i]: the metric is looked up once, and the rows' series are found again without a
+        lookup per row while their labels stay the same from cycle to cycle (Store._column), which
         at tens of thousands of series per cycle is most of what `set` costs.
 
         only_changes: a row whose value equals its series' newest one adds no point (the series is
         kept, its newest point still the current value), for values that rarely change (a
         partition's leader, replica counts): thousands of points a cycle saved, but their history
         holds the changes only, so they suit no chart of points over time."""
-        if not rows:
+        if not labels:
             return
+        if len(labels) != len(values):
+            raise ValueError(f"{name}: {len(labels)} rows of labels but {len(values)} values")
         pipeline = self.source[0]
-        keys = [(name, (pipeline, *labels)) for labels, _ in rows]
-        check_key(*keys[0])
-        width = len(keys[0][1])
-        for key in keys:
-            if len(key[1]) != width:
-                check_key(*key)  # raises, naming the labels
-        points = self.changes if only_changes else self.points
-        points += [(key, math.nan if value is None else float(value)) for key, (_, value) in zip(keys, rows)]
-        self.touched.update(keys)
+        check_key(name, (pipeline, *labels[0]))
+        width = len(labels[0])
+        for row in labels:
+            if len(row) != width:
+                check_key(name, (pipeline, *row))  # raises, naming the labels
+        self.columns.append((name, tuple(labels), [math.nan if v is None else float(v) for v in values], only_changes))
 
     def retain(self, predicate: Callable[[SeriesKey], bool]) -> None:
         """Keep series matching predicate although not written this cycle (their source part failed)."""

@@ -191,6 +191,62 @@ def test_set_many_only_changes_counts_nan_after_nan_as_no_change():
     assert list(delta.times) == [1.0, 3.0] and math.isnan(delta.values[0]) and delta.values[1] == 5.0
 
 
+def test_set_many_rows_go_to_the_same_series_cycle_after_cycle():
+    # The second and third cycles reuse the first one's resolution of rows to series
+    # (Store._column); equal labels built anew each cycle must still land on the same series.
+    store = Store()
+    for t in (1.0, 2.0, 3.0):
+        with store.cycle(SOURCE, t=t) as cycle:
+            cycle.set_many(LAG, [(("local", "g", "t", str(p)), t * 10 + p) for p in range(3)])
+    for p in range(3):
+        delta = store.since((LAG, _lag_labels(partition=p)))
+        assert (list(delta.times), list(delta.values)) == ([1.0, 2.0, 3.0], [10.0 + p, 20.0 + p, 30.0 + p])
+    assert store.stats()["series"] == 3
+
+
+def test_set_column_writes_labels_and_values_given_apart_and_refuses_a_length_mismatch():
+    store = Store()
+    labels = [("local", "g", "t", "0"), ("local", "g", "t", "1")]
+    with store.cycle(SOURCE, t=1.0) as cycle:
+        cycle.set_column(LAG, labels, [3, None])
+        with pytest.raises(ValueError, match="2 rows of labels but 1 values"):
+            cycle.set_column(LAG, labels, [3])
+    assert store.latest(LAG, _lag_labels(partition=0)) == (1.0, 3.0)
+    assert math.isnan(store.latest(LAG, _lag_labels(partition=1))[1])
+
+
+def test_set_many_recreates_series_removed_since_the_rows_were_last_written():
+    store = Store()
+    rows = [(("local", "g", "t", "0"), 1), (("local", "g", "t", "1"), 2)]
+    with store.cycle(SOURCE, t=1.0) as cycle:
+        cycle.set_many(LAG, rows)
+    with store.cycle(SOURCE, t=2.0):  # nothing written: both series removed
+        pass
+    assert store.keys(LAG) == []
+    with store.cycle(SOURCE, t=3.0) as cycle:  # the same rows again
+        cycle.set_many(LAG, rows)
+    store.remove_source(SOURCE)
+    with store.cycle(SOURCE, t=4.0) as cycle:  # and again after the source was removed
+        cycle.set_many(LAG, rows)
+    delta = store.since((LAG, _lag_labels(partition=1)))
+    assert (delta.count, list(delta.times), list(delta.values)) == (1, [4.0], [2.0])
+
+
+def test_set_many_rows_refused_by_a_full_store_are_skipped_and_written_once_there_is_room():
+    store = Store(max_series=1)
+    rows = [(("local", "g", "t", "0"), 1), (("local", "g", "t", "1"), 2)]
+    with store.cycle(OTHER, t=1.0) as cycle:
+        cycle.set(HW, ("local", "t", "0"), 5)
+    with store.cycle(SOURCE, t=1.0) as cycle:  # full: both refused
+        cycle.set_many(LAG, rows)
+    assert store.keys(LAG) == [] and store.stats()["refused_series"] == 2
+    store.remove_source(OTHER)
+    with store.cycle(SOURCE, t=2.0) as cycle:  # room for one
+        cycle.set_many(LAG, rows)
+    assert store.latest(LAG, _lag_labels(partition=0)) == (2.0, 1.0)
+    assert store.latest(LAG, _lag_labels(partition=1)) is None
+
+
 def test_cycle_removes_nothing_when_the_block_raises():
     store = Store()
     with store.cycle(SOURCE, t=1.0) as cycle:
