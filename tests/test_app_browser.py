@@ -357,18 +357,7 @@ def test_aggregate_page_combines_this_app_and_another_agent_through_prometheus(b
             page.goto(f"{server.url}?pipeline=_aggregate")
             rows = page.locator(".slick-row").filter(has=page.locator('[data-field="agent"]'))
             expect(rows).to_have_count(2, timeout=60_000)
-            by_pipeline = {}
-
-            def both_ok() -> bool:
-                by_pipeline.clear()
-                for i in range(rows.count()):
-                    row = rows.nth(i)
-                    by_pipeline[row.locator(_aggregate_cell("pipeline")).inner_text()] = {
-                        field: row.locator(_aggregate_cell(field)).inner_text()
-                        for field in ("agent", "health", "lag", "checkpoint_age", "registry", "sources_down")}
-                return all(r["health"] == "ok" and r["lag"] not in ("unknown", "") for r in by_pipeline.values())
-
-            wait_until(both_ok, 60, interval=0.5, what="both pipelines ok with their lag")
+            by_pipeline = _aggregate_rows_once_ok(rows)
             # The app's own pipeline comes from this process, not a second time from Prometheus' scrape of it.
             assert by_pipeline == {
                 "orders": {"agent": socket.gethostname(), "health": "ok", "lag": "6",
@@ -397,6 +386,23 @@ def test_aggregate_page_combines_this_app_and_another_agent_through_prometheus(b
             agent.terminate()
             agent.wait(timeout=30)
         prometheus.stop()
+
+
+def _aggregate_rows_once_ok(rows) -> dict[str, dict[str, str]]:
+    """The aggregate table's rows (pipeline -> cells shown) once every row is ok with a known lag."""
+    shown: dict[str, dict[str, str]] = {}
+
+    def all_ok() -> bool:
+        shown.clear()
+        for i in range(rows.count()):
+            row = rows.nth(i)
+            shown[row.locator(_aggregate_cell("pipeline")).inner_text()] = {
+                field: row.locator(_aggregate_cell(field)).inner_text()
+                for field in ("agent", "health", "lag", "checkpoint_age", "registry", "sources_down")}
+        return all(r["health"] == "ok" and r["lag"] not in ("unknown", "") for r in shown.values())
+
+    wait_until(all_ok, 60, interval=0.5, what="every pipeline ok with its lag")
+    return shown
 
 
 def _aggregate_cell(field: str) -> str:
@@ -456,18 +462,7 @@ def test_aggregate_page_combines_a_local_pipeline_and_a_remote_agent_through_its
             page.goto(f"{server.url}?page=aggregate")
             rows = page.locator(".slick-row").filter(has=page.locator('[data-field="agent"]'))
             expect(rows).to_have_count(2, timeout=60_000)
-            by_pipeline = {}
-
-            def both_ok() -> bool:
-                by_pipeline.clear()
-                for i in range(rows.count()):
-                    row = rows.nth(i)
-                    by_pipeline[row.locator(_aggregate_cell("pipeline")).inner_text()] = {
-                        field: row.locator(_aggregate_cell(field)).inner_text()
-                        for field in ("agent", "health", "lag", "checkpoint_age", "registry", "sources_down")}
-                return all(r["health"] == "ok" and r["lag"] not in ("unknown", "") for r in by_pipeline.values())
-
-            wait_until(both_ok, 60, interval=0.5, what="both pipelines ok with their lag")
+            by_pipeline = _aggregate_rows_once_ok(rows)
             assert by_pipeline == {
                 "orders": {"agent": socket.gethostname(), "health": "ok", "lag": "6",
                            "checkpoint_age": "", "registry": "", "sources_down": ""},
