@@ -206,6 +206,11 @@ class _Builder:
             return "unknown", f"{collector}: first collection not finished yet"
         return ("down" if state is State.DOWN else "stale"), f"{collector} {state.value}: {health.reason(self.now)}"
 
+    def without_data(self, collector: str, node_id: str, kind: str, label: str, detail: str = "") -> Node:
+        """The node of a source with nothing to show: its source's state and reason, or "no data yet"."""
+        override, why = self.source_state(collector)
+        return Node(node_id, kind, label, override or "unknown", why or "no data yet", "unknown", detail)
+
     def add(self, node: Node) -> str:
         self.nodes.setdefault(node.id, node)
         return node.id
@@ -238,9 +243,8 @@ class _Builder:
         override, why = self.source_state(collector)
         entry = self.inputs.snapshots.get(collector)
         if entry is None:
-            health = self.inputs.health[collector]
-            self.add(Node(f"kafka:{collector}", "topic", f"Kafka {health.target}", override or "unknown",
-                          why or "no data yet", "unknown"))
+            self.add(self.without_data(collector, f"kafka:{collector}", "topic",
+                                       f"Kafka {self.inputs.health[collector].target}"))
             return
         snapshot: KafkaSnapshot = entry[1]
         cluster = snapshot.cluster
@@ -309,12 +313,10 @@ class _Builder:
                              f"{len(info.partitions)} partitions" if info is not None else ""))
 
     def flink(self, collector: str) -> None:
-        override, why = self.source_state(collector)
         entry = self.inputs.snapshots.get(collector)
         if entry is None:
-            health = self.inputs.health[collector]
-            self.add(Node(f"flink:{collector}", "job", f"Flink {health.target}", override or "unknown",
-                          why or "no data yet", "unknown"))
+            self.add(self.without_data(collector, f"flink:{collector}", "job",
+                                       f"Flink {self.inputs.health[collector].target}"))
             return
         snapshot: FlinkSnapshot = entry[1]
         newest: dict[str, Job] = {}
@@ -350,10 +352,9 @@ class _Builder:
     def registry(self, collector: str) -> None:
         override, why = self.source_state(collector)
         entry = self.inputs.snapshots.get(collector)
-        health = self.inputs.health[collector]
         if entry is None:
-            self.add(Node(f"registry:{collector}", "registry", "schema registry", override or "unknown",
-                          why or "no data yet", "unknown", health.target))
+            self.add(self.without_data(collector, f"registry:{collector}", "registry", "schema registry",
+                                       self.inputs.health[collector].target))
             return
         snapshot = entry[1]
         if override:
@@ -364,6 +365,7 @@ class _Builder:
             state, reason = "ok", "answers"
         self.add(Node(f"registry:{collector}", "registry", f"schema registry {snapshot.registry}", state, reason,
                       "unknown" if override else _count(snapshot.subject_count, "subjects"),
+                      "" if override else
                       f"compatibility {snapshot.compatibility or 'unknown'}, mode {snapshot.mode or 'unknown'}"))
 
     def change_feed(self, collector: str) -> None:
@@ -379,8 +381,7 @@ class _Builder:
         override, why = self.source_state(collector)
         entry = self.inputs.snapshots.get(collector)
         if entry is None or override:
-            self.add(Node("profiling", "profiling", "profiling", override or "unknown", why or "no data yet",
-                          "unknown"))
+            self.add(self.without_data(collector, "profiling", "profiling", "profiling"))
             return
         freshness = entry[1].freshness
         stale = [f.table for f in freshness if not f.fresh]
