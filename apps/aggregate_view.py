@@ -382,7 +382,7 @@ def _total(rows: tuple[PipelineSummary, ...], field: str, decimals: int) -> str:
 
 def _watched(row: PipelineSummary, kind: str, value: float) -> float | None:
     """The value when the pipeline has a source of this kind (NaN: unknown), else None (a blank cell)."""
-    return value if any(c == kind or c.startswith(kind + ":") for c in row.collectors) else None
+    return value if row.watches(kind) else None
 
 
 def _row(row: PipelineSummary) -> dict[str, object]:

@@ -65,16 +65,16 @@ def _tile(s: PipelineSummary) -> str:
     colour = HEALTH_COLOURS.get(s.health, "#6e7781")
     name = html.escape(s.pipeline)
     facts = [
-        ("produce", _rate(s.produce_rate), _has(s, "kafka")),
-        ("consume", _rate(s.consume_rate), _has(s, "kafka")),
-        ("max lag", _lag(s), _has(s, "kafka")),
-        ("total lag", _count(s.lag_messages, "messages"), _has(s, "kafka")),
-        ("lag status", _status(s.worst_status), _has(s, "kafka")),
-        ("Flink jobs", _jobs(s), _has(s, "flink")),
-        ("checkpoint age", _age(s.checkpoint_age), _has(s, "flink")),
+        ("produce", _rate(s.produce_rate), s.watches("kafka")),
+        ("consume (all groups)", _rate(s.consume_rate), s.watches("kafka")),
+        ("max lag", _lag(s), s.watches("kafka")),
+        ("total lag", _count(s.lag_messages, "messages"), s.watches("kafka")),
+        ("lag status", _status(s.worst_status), s.watches("kafka")),
+        ("Flink jobs", _jobs(s), s.watches("flink")),
+        ("checkpoint age", _age(s.checkpoint_age), s.watches("flink")),
         ("registry", "unknown" if math.isnan(s.registry_up) else "up" if s.registry_up == 1 else "DOWN",
-         _has(s, "schema_registry")),
-        ("changes", _rate(s.change_rate), _has(s, "change_feed")),
+         s.watches("schema_registry")),
+        ("changes", _rate(s.change_rate), s.watches("change_feed")),
     ]
     rows = "".join(f'<tr data-fact="{label}"><td style="opacity:.75;padding-right:10px">{label}</td>'
                    f'<td class="v"><b>{value}</b></td></tr>' for label, value, shown in facts if shown)
@@ -86,14 +86,11 @@ def _tile(s: PipelineSummary) -> str:
         f'padding:8px 12px">'
         f'<div style="display:flex;justify-content:space-between;align-items:baseline">'
         f'<a href="?page=pipeline&amp;pipeline={name}" style="font-size:120%;font-weight:bold">{name}</a>'
-        f'<span class="pw-tile-health" style="color:{colour};font-weight:bold">{html.escape(s.health.upper())}</span></div>'
+        f'<span class="pw-tile-health" style="color:{colour};font-weight:bold">'
+        f'{html.escape(s.health.upper())}</span></div>'
         f'<table style="margin-top:4px">{rows}</table>{reason}'
         f'<div style="margin-top:6px;font-size:85%;opacity:.75">last update {clock(s.last_success)}</div></div>'
     )
-
-
-def _has(s: PipelineSummary, kind: str) -> bool:
-    return any(c == kind or c.startswith(kind + ":") for c in s.collectors)
 
 
 def _rate(value: float) -> str:

@@ -111,7 +111,7 @@ class Evaluator:
             if not self.write_series:
                 continue
             with self.store.cycle((summary.pipeline, EVALUATION), now) as cycle:
-                if any(c == "kafka" or c.startswith("kafka:") for c in summary.collectors):
+                if summary.watches("kafka"):
                     cycle.set("pipewatch_pipeline_throughput", ("produce",), _known(summary.produce_rate))
                     cycle.set("pipewatch_pipeline_throughput", ("consume",), _known(summary.consume_rate))
                     cycle.set("pipewatch_pipeline_lag", (), _known(summary.lag_messages))

@@ -55,6 +55,10 @@ class PipelineSummary:
     """1 when every schema registry of the pipeline answers, 0 when one does not."""
     change_rate: float
 
+    def watches(self, kind: str) -> bool:
+        """Whether the pipeline has a source of this kind (kafka, flink, schema_registry, change_feed, ...)."""
+        return any(is_kind(c, kind) for c in self.collectors)
+
     def to_json(self) -> dict[str, object]:
         """JSON-safe: NaN (unknown) becomes null, +Inf ("unbounded") the string "Infinity"."""
         return {key: _json_number(value) for key, value in asdict(self).items()}
@@ -145,10 +149,9 @@ def local_summaries(store: Store, pipelines: Iterable[str], instance: str, now: 
         values = _Latest(latest.get(pipeline, []))
         successes = [h.last_success for h in mine if h.last_success is not None]
         collectors = tuple(sorted(h.collector for h in mine))
-        has = {kind: any(c == kind or c.startswith(kind + ":") for c in collectors)
-               for kind in ("kafka", "flink", "schema_registry", "change_feed")}
-        kafka_up = has["kafka"] and all(h.effective_state(now) is State.UP for h in mine if _is(h.collector, "kafka"))
-        flink_up = has["flink"] and all(h.effective_state(now) is State.UP for h in mine if _is(h.collector, "flink"))
+        has = {kind: any(is_kind(c, kind) for c in collectors) for kind in ("kafka", "flink", "schema_registry")}
+        kafka_up, flink_up = (has[kind] and all(h.effective_state(now) is State.UP for h in mine
+                                                if is_kind(h.collector, kind)) for kind in ("kafka", "flink"))
         job_states = values.values("flink_jobmanager_job_state")
         registries = values.values("schema_registry_up")
         out.append(PipelineSummary(
@@ -171,12 +174,14 @@ def local_summaries(store: Store, pipelines: Iterable[str], instance: str, now: 
     return out
 
 
-def _is(collector: str, kind: str) -> bool:
+def is_kind(collector: str, kind: str) -> bool:
+    """A collector name is its kind, or `kind:<label>` when a pipeline has several of that kind."""
     return collector == kind or collector.startswith(kind + ":")
 
 
 _SUMMARY_METRICS = {
-    "kafka_consumergroup_group_sum_lag", "kafka_consumergroup_group_max_lag", "kafka_consumergroup_group_max_lag_seconds", "kafka_consumergroup_status",
+    "kafka_consumergroup_group_sum_lag", "kafka_consumergroup_group_max_lag",
+    "kafka_consumergroup_group_max_lag_seconds", "kafka_consumergroup_status",
     "kafka_topic_produce_rate", "kafka_consumergroup_consume_rate", "flink_jobmanager_job_state",
     "flink_jobmanager_job_checkpoint_age_seconds", "schema_registry_up", "db_change_feed_rate",
 }
