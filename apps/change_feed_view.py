@@ -143,7 +143,8 @@ class ChangeFeedView(Viewer):
         self._push_pending = False
         self._refresh_rows()
 
-    def refresh(self) -> None:
+    def refresh(self, detail: bool = True) -> None:
+        """The feed is the page's live part: its rows and cards follow every push whatever `detail` says."""
         self._refresh_rows()  # a no-op when the pushes are up to date; what they missed otherwise
         now = time.time()
         if now - self._slow_at >= 1.0:  # cards and status change by the second

@@ -9,11 +9,11 @@ import time
 import numpy as np
 import pandas as pd
 import panel as pn
-from bokeh.models import HTMLTemplateFormatter
+from bokeh.models import Div, HTMLTemplateFormatter
 from panel.viewable import Viewer
 
 from apps.live import LiveChart
-from apps.widgets import COUNT, RATE, SnapshotSection, age, clock, duration, dim, freshness, table
+from apps.widgets import COUNT, RATE, SnapshotSection, age, clock, duration, dim, freshness, LiveTable
 from collectors.flink_model import FlinkSnapshot, Job, Vertex
 from monitoring.store import Store
 
@@ -45,14 +45,14 @@ class FlinkView(SnapshotSection, Viewer):
         super().__init__(**params)
         self.store, self.pipeline = store, pipeline
         self.source = (pipeline, collector)
-        self.status = pn.pane.HTML("", name="flink-status", sizing_mode="stretch_width")
-        self.jobs = table(_JOB_COLUMNS, "flink-jobs-table", page_size=10)
+        self.status = Div(text="", name="flink-status", sizing_mode="stretch_width")
+        self.jobs = LiveTable(_JOB_COLUMNS, "flink-jobs-table", page_size=10)
         self.job_choice = pn.widgets.Select(label="Job", options=[_NO_JOB], value=_NO_JOB, width=420)
-        self.graph = pn.pane.HTML("", name="flink-graph", sizing_mode="stretch_width")
-        self.job_facts = pn.pane.HTML("", name="flink-job-facts", sizing_mode="stretch_width")
-        self.vertices = table(_VERTEX_COLUMNS, "flink-vertices-table", page_size=20)
-        self.taskmanagers = table(_TM_COLUMNS, "flink-taskmanagers-table", page_size=10)
-        self.exceptions = table(_EXCEPTION_COLUMNS, "flink-exceptions-table", page_size=10)
+        self.graph = Div(text="", name="flink-graph", sizing_mode="stretch_width")
+        self.job_facts = Div(text="", name="flink-job-facts", sizing_mode="stretch_width")
+        self.vertices = LiveTable(_VERTEX_COLUMNS, "flink-vertices-table", page_size=20)
+        self.taskmanagers = LiveTable(_TM_COLUMNS, "flink-taskmanagers-table", page_size=10)
+        self.exceptions = LiveTable(_EXCEPTION_COLUMNS, "flink-exceptions-table", page_size=10)
         mine = (pipeline, cluster)
 
         def of_job(name: str):
@@ -75,9 +75,10 @@ class FlinkView(SnapshotSection, Viewer):
         self.charts = (self.throughput_chart, self.checkpoint_chart, self.size_chart, self.watermark_chart)
         self.job_choice.param.watch(lambda _: self._job_changed(), "value")
         self._layout = pn.Column(
-            pn.pane.Markdown(f"### Flink cluster `{cluster}`"), self.status,
+            pn.pane.Markdown(f"### Flink cluster `{cluster}`"), pn.pane.Bokeh(self.status, sizing_mode="stretch_width"),
             pn.pane.Markdown("#### Jobs"), self.jobs,
-            self.job_choice, self.job_facts, self.graph,
+            self.job_choice, pn.pane.Bokeh(self.job_facts, sizing_mode="stretch_width"),
+            pn.pane.Bokeh(self.graph, sizing_mode="stretch_width"),
             pn.Row(*(pn.pane.Bokeh(c.figure, sizing_mode="stretch_width") for c in self.charts[:2]),
                    sizing_mode="stretch_width"),
             pn.Row(*(pn.pane.Bokeh(c.figure, sizing_mode="stretch_width") for c in self.charts[2:]),
@@ -92,7 +93,12 @@ class FlinkView(SnapshotSection, Viewer):
     def __panel__(self):
         return self._layout
 
-    def refresh(self) -> None:
+    def refresh(self, detail: bool = True) -> None:
+        """Stream the charts; with `detail`, also the status line, the graph and the tables (see views.DETAIL_SECONDS)."""
+        for chart in self.charts:
+            chart.refresh()
+        if not detail:
+            return
         now = time.time()
         shown = self._follow_snapshot(now)
         health = self.store.health().get(self.source)
@@ -103,11 +109,8 @@ class FlinkView(SnapshotSection, Viewer):
             text += (f'<div class="pw-flink-facts">Flink {html.escape(snap.version or "version unknown")} &middot; '
                      f"{_n(snap.taskmanagers_count)} taskmanager(s) &middot; {_n(snap.slots_available)} of "
                      f"{_n(snap.slots_total)} slots free &middot; jobs: {html.escape(states)}</div>")
-        if text != self.status.object:
-            self.status.object = text
+        self.status.text = text  # a Bokeh property set to its own value sends nothing
         dim((self.jobs, self.vertices, self.taskmanagers, self.exceptions), stale)
-        for chart in self.charts:
-            chart.refresh()
 
     def _render(self, now: float) -> None:
         snapshot = self._snapshot
@@ -146,11 +149,11 @@ class FlinkView(SnapshotSection, Viewer):
     def _render_job(self, now: float) -> None:
         job = next((j for j in self._snapshot.jobs if j.job_id == self.job_choice.value), None)
         if job is None:
-            self.graph.object, self.job_facts.object = "", "<em>No job to show.</em>"
+            self.graph.text, self.job_facts.text = "", "<em>No job to show.</em>"
             self.vertices.value = pd.DataFrame(columns=list(_VERTEX_COLUMNS))
             return
-        self.job_facts.object = _job_facts(job, now)
-        self.graph.object = _graph(job, now)
+        self.job_facts.text = _job_facts(job, now)
+        self.graph.text = _graph(job, now)
         self.vertices.value = pd.DataFrame([{
             "vertex": v.name, "parallelism": float(v.parallelism), "status": v.status,
             "records in/s": _f(v.records_in_per_second), "records out/s": _f(v.records_out_per_second),

@@ -3,10 +3,13 @@
 Each line owns a ColumnDataSource; every tick it receives only the points the store got since the
 last tick (`Store.since`), through `ColumnDataSource.stream(..., rollover)`. Nothing is re-sent.
 
-A chart builds all its line slots (renderer, data source, legend item) up front and only shows,
-hides and relabels them afterwards. Adding Bokeh models to a live document while the browser is
-still connecting can leave it with references it never received ("reference ... isn't known"),
-after which the session stops updating.
+A line slot (renderer, data source, legend item) is made when a series first needs one and is then
+only shown, hidden and relabelled: a chart has as many slots as it ever showed lines, not
+`max_lines` from the start. Every model costs each of the session's updates (Bokeh indexes all of a
+document's models for every PATCH-DOC), and a page of 14 charts with 10 slots each had 900 models
+of line slots alone. Slots made after the page was sent are safe because sessions only refresh
+once the browser is connected (apps/main.py): models added while it is still connecting can leave
+it with references it never received ("reference ... isn't known").
 """
 
 from __future__ import annotations
@@ -20,6 +23,10 @@ from bokeh.palettes import Category10_10
 from bokeh.plotting import figure
 
 from monitoring.store import SeriesKey, Store
+
+
+_INLINE_POINTS = 16
+"""Deltas up to this many points are sent as JSON lists; longer ones (a backfill) as binary arrays."""
 
 
 @dataclass
@@ -60,18 +67,10 @@ class LiveChart:
         self.figure.add_tools(HoverTool(tooltips=[("series", "$name"), ("value", "$y{0,0.[00]}"),
                                                   ("time", "$x{%H:%M:%S}")], formatters={"$x": "datetime"}))
         self._slots: list[_Slot] = []
-        for index in range(max_lines):
-            source = ColumnDataSource({"t": [], "y": []})
-            renderer = self.figure.line("t", "y", source=source, color=Category10_10[index % 10], line_width=2,
-                                        visible=False)
-            self._slots.append(_Slot(source, renderer, LegendItem(label=value(""), renderers=[renderer], visible=False)))
-        # The axes follow the lines only: bands drawn behind them (traffic bursts) must not stretch them.
-        lines = [slot.renderer for slot in self._slots]
-        self.figure.x_range.renderers = lines
-        self.figure.y_range.renderers = lines
         # Outside the plot area: a legend inside hides the newest points, which is where users look.
-        self.figure.add_layout(Legend(items=[slot.legend for slot in self._slots], click_policy="hide",
-                                      label_text_font_size="9pt", ncols=legend_columns), "below")
+        self._legend = Legend(items=[], click_policy="hide", label_text_font_size="9pt", ncols=legend_columns)
+        self.figure.add_layout(self._legend, "below")
+        self.max_lines = max_lines
 
     def show_window(self, seconds: float | None) -> None:
         """Show the newest `seconds` (None: every point kept), following new points as they come."""
@@ -92,25 +91,45 @@ class LiveChart:
             delta = self.store.since(slot.key, slot.seen)
             if delta is None or delta.count == slot.seen:
                 continue
+            times, values = delta.times * 1000.0, delta.values
+            if len(times) <= _INLINE_POINTS:
+                # A tick's few points as JSON numbers: arrays would travel as binary buffers, two websocket
+                # frames each, for every line of every session every second.
+                times, values = times.tolist(), values.tolist()
             slot.seen = delta.count
-            slot.source.stream({"t": delta.times * 1000.0, "y": delta.values}, rollover=self.rollover)
+            slot.source.stream({"t": times, "y": values}, rollover=self.rollover)
 
     def _assign(self) -> None:
         """Give each wanted series a slot, keeping the slots of series still wanted."""
         self._generation = self.store.series_generation
         keys = sorted(self.store.keys(where=self.select), key=self.label)
-        wanted = set(keys[: len(self._slots)])
-        self.hidden_lines = max(0, len(keys) - len(self._slots))
+        wanted = set(keys[: self.max_lines])
+        self.hidden_lines = max(0, len(keys) - self.max_lines)
         for slot in self._slots:
             if slot.key is not None and slot.key not in wanted:
                 slot.key, slot.seen = None, 0
                 slot.source.data = {"t": [], "y": []}
                 slot.renderer.visible = slot.legend.visible = False
         shown = {slot.key for slot in self._slots}
-        free = (slot for slot in self._slots if slot.key is None)
+        free = [slot for slot in self._slots if slot.key is None]
         for key in (k for k in keys if k in wanted and k not in shown):
-            slot = next(free)
+            slot = free.pop(0) if free else self._new_slot()
             slot.key, slot.seen = key, 0
             slot.renderer.name = self.label(key)
             slot.legend.label = value(slot.renderer.name)  # a plain string would be read as a column name
             slot.renderer.visible = slot.legend.visible = True
+
+    def _new_slot(self) -> _Slot:
+        source = ColumnDataSource({"t": [], "y": []})
+        renderer = self.figure.line("t", "y", source=source, color=Category10_10[len(self._slots) % 10], line_width=2,
+                                    visible=False)
+        # No selection and no muting (the legend hides lines): two glyph models fewer per line.
+        renderer.nonselection_glyph = renderer.muted_glyph = None
+        slot = _Slot(source, renderer, LegendItem(label=value(""), renderers=[renderer], visible=False))
+        self._slots.append(slot)
+        # The axes follow the lines only: bands drawn behind them (traffic bursts) must not stretch them.
+        lines = [s.renderer for s in self._slots]
+        self.figure.x_range.renderers = lines
+        self.figure.y_range.renderers = lines
+        self._legend.items = [s.legend for s in self._slots]
+        return slot

@@ -63,9 +63,12 @@ class PipelineOverview(Viewer):
     def __panel__(self):
         return self._layout
 
-    def refresh(self) -> None:
+    def refresh(self, detail: bool = True) -> None:
+        """Stream the charts; with `detail`, also the latency table and the traffic line (see views.DETAIL_SECONDS)."""
         for chart in self.charts:
             chart.refresh()
+        if not detail:
+            return
         entry = self.store.snapshot(LATENCY_SOURCE)
         if entry is not None and entry[0] != self._latency_time:
             self._latency_time = entry[0]

@@ -17,6 +17,7 @@ import hvplot.pandas  # noqa: F401 - registers DataFrame.hvplot
 import numpy as np
 import pandas as pd
 import panel as pn
+from bokeh.models import Div
 from panel.viewable import Viewer
 
 from apps.widgets import COUNT, SnapshotSection, age, dim, freshness, table
@@ -46,7 +47,7 @@ class ProfilingView(SnapshotSection, Viewer):
         super().__init__(**params)
         self.store, self.pipeline = store, pipeline
         self.source = (pipeline, collector)
-        self.status = pn.pane.HTML("", name="profiling-status", sizing_mode="stretch_width")
+        self.status = Div(text="", name="profiling-status", sizing_mode="stretch_width")
         self.kpis = pn.pane.HTML("", name="profiling-kpis", sizing_mode="stretch_width")
         self.per_day = pn.pane.HoloViews(None, sizing_mode="stretch_width", height=260)
         self.drift_per_day = pn.pane.HoloViews(None, sizing_mode="stretch_width", height=260)
@@ -92,7 +93,7 @@ class ProfilingView(SnapshotSection, Viewer):
 
         self._layout = pn.Column(
             pn.pane.Markdown("### Profiling and drift"),
-            self.status, self.kpis,
+            pn.pane.Bokeh(self.status, sizing_mode="stretch_width"), self.kpis,
             pn.Row(self.per_day, self.drift_per_day, sizing_mode="stretch_width"),
             pn.pane.Markdown("#### Runs"),
             pn.Row(self.dataset_filter, self.status_filter, self.environment_filter, self.period),
@@ -111,7 +112,10 @@ class ProfilingView(SnapshotSection, Viewer):
 
     # -- every tick -------------------------------------------------------------------------------
 
-    def refresh(self) -> None:
+    def refresh(self, detail: bool = True) -> None:
+        """Profiling has no live charts: everything it shows is detail (see views.DETAIL_SECONDS)."""
+        if not detail:
+            return
         now = time.time()
         shown = self._follow_snapshot(now)
         health = self.store.health().get(self.source)
@@ -119,8 +123,7 @@ class ProfilingView(SnapshotSection, Viewer):
         if self._snapshot is not None:
             text += "".join(f'<div class="pw-note" style="color:#9a6700">{html.escape(n)}</div>'
                             for n in self._snapshot.notes)
-        if text != self.status.object:
-            self.status.object = text
+        self.status.text = text  # a Bokeh property set to its own value sends nothing
         dim((self.runs, self.drift, self.tables), stale)
         if self.store.series_generation != self._history_generation:
             self._history_generation = self.store.series_generation

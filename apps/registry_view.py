@@ -8,10 +8,11 @@ import time
 import numpy as np
 import pandas as pd
 import panel as pn
+from bokeh.models import Div
 from panel.viewable import Viewer
 
 from apps.live import LiveChart
-from apps.widgets import COUNT, SnapshotSection, age, clock, dim, freshness, shared_frame, show, table
+from apps.widgets import COUNT, SnapshotSection, age, clock, dim, freshness, shared_frame, LiveTable
 from collectors.schema_registry_model import RegistrySnapshot, Subject
 from monitoring.health import State
 from monitoring.store import Store
@@ -44,15 +45,15 @@ class SchemaRegistryView(SnapshotSection, Viewer):
             label=lambda k: k[1][2] + (f" / {k[1][3]}" if k[1][3] else ""), name="registry-errors-chart",
         )
         self.charts = (self.latency_chart, self.errors_chart)
-        self.status = pn.pane.HTML("", name="registry-status", sizing_mode="stretch_width")
-        self.subjects = table(_SUBJECT_COLUMNS, "subjects-table", page_size=15)
-        self.changes = table(_CHANGE_COLUMNS, "registry-changes-table", page_size=10)
+        self.status = Div(text="", name="registry-status", sizing_mode="stretch_width")
+        self.subjects = LiveTable(_SUBJECT_COLUMNS, "subjects-table", page_size=15)
+        self.changes = LiveTable(_CHANGE_COLUMNS, "registry-changes-table", page_size=10)
         self._summary = ""
         self._event_seq = 0
         self._changes: list[dict[str, str]] = []
         self._layout = pn.Column(
             pn.pane.Markdown(f"### Schema registry `{registry}`"),
-            self.status,
+            pn.pane.Bokeh(self.status, sizing_mode="stretch_width"),
             pn.Row(*(pn.pane.Bokeh(chart.figure, sizing_mode="stretch_width") for chart in self.charts),
                    sizing_mode="stretch_width"),
             pn.pane.Markdown("#### Subjects"), self.subjects,
@@ -64,9 +65,12 @@ class SchemaRegistryView(SnapshotSection, Viewer):
     def __panel__(self):
         return self._layout
 
-    def refresh(self) -> None:
+    def refresh(self, detail: bool = True) -> None:
+        """Stream the charts; with `detail`, also the status line and the tables (see views.DETAIL_SECONDS)."""
         for chart in self.charts:
             chart.refresh()
+        if not detail:
+            return
         now = time.time()
         shown = self._follow_snapshot(now)
         health = self.store.health().get(self.source)
@@ -74,8 +78,7 @@ class SchemaRegistryView(SnapshotSection, Viewer):
         if health is not None and health.effective_state(now) is State.DOWN:
             text = f'<div class="pw-registry-down" style="color:#cf222e"><b>DOWN</b>: {html.escape(health.reason(now))}</div>' + text
         text += self._summary
-        if text != self.status.object:
-            self.status.object = text
+        self.status.text = text  # a Bokeh property set to its own value sends nothing
         dim((self.subjects, self.changes), stale)
         self._refresh_changes()
 
@@ -94,8 +97,8 @@ class SchemaRegistryView(SnapshotSection, Viewer):
                             else ""))
         self._summary = f'<div class="pw-registry-facts">{" &middot; ".join(facts)}</div>' + "".join(
             f'<div class="pw-note" style="color:{_WARN}">{html.escape(w)}</div>' for w in snapshot.warnings)
-        show(self.subjects, shared_frame(self.source, snapshot, "subjects", lambda: pd.DataFrame(
-            [_subject_row(s, now) for s in snapshot.subjects], columns=list(_SUBJECT_COLUMNS))))
+        self.subjects.value = shared_frame(self.source, snapshot, "subjects", lambda: pd.DataFrame(
+            [_subject_row(s, now) for s in snapshot.subjects], columns=list(_SUBJECT_COLUMNS)))
 
     def _refresh_changes(self) -> None:
         new = [e for e in self.store.events_since(self._event_seq)

@@ -22,7 +22,7 @@ from apps.profiling_view import ProfilingView
 from apps.report import ReportDownload
 from apps.registry_view import SchemaRegistryView
 from apps.widgets import (COUNT, RATE, STATE_COLOURS, SnapshotSection, age, clock, duration, duration_formatter,
-                          dim, freshness, shared_frame, show, table)
+                          dim, freshness, shared_frame, LiveTable)
 from collectors.change_feed import ChangeFeedCollector
 from collectors.flink import FlinkCollector
 from collectors.kafka import KafkaCollector
@@ -36,6 +36,11 @@ from monitoring.runtime import Collector
 from monitoring.store import Store
 
 PARTITION_ROWS = 1000
+DETAIL_SECONDS = 5.0
+"""Charts move every second; tables, status lines, health badges and the flow diagram are redrawn at most this
+often, and at once when a source's health changes. Redrawing them every second in every session cost the server
+several times what the charts cost; what they show (each with the time it was measured) is as current, give
+or take this many seconds, and a source going down or coming back shows within a second."""
 """The partition table keeps the most-lagging rows only: the browser stays fast at any cluster size."""
 
 
@@ -52,6 +57,11 @@ class HealthBar(Viewer):
 
     def __panel__(self):
         return pn.pane.Bokeh(self.div, sizing_mode="stretch_width")
+
+    def states(self, now: float) -> tuple:
+        """The state of each of the pipeline's sources (and of the mirror's copy): a change redraws the page."""
+        return tuple((source, h.effective_state(now)) for source, h in sorted(self.store.health().items())
+                     if source[0] == self.pipeline or source == MIRROR_SOURCE)
 
     def refresh(self) -> None:
         now = time.time()
@@ -107,18 +117,18 @@ class KafkaLagView(SnapshotSection, Viewer):
             name="rate-chart",
         )
         self.charts = (self.lag_chart, self.lag_seconds_chart, self.rate_chart)
-        self.status = pn.pane.HTML("", name="kafka-status", sizing_mode="stretch_width")
-        self.groups = table(_GROUP_COLUMNS, "groups-table", page_size=10)
-        self.partitions = table(_PARTITION_COLUMNS, "partitions-table", page_size=20)
-        self.topics = table(_TOPIC_COLUMNS, "topics-table", page_size=10)
-        self.brokers = table(_BROKER_COLUMNS, "brokers-table", page_size=10)
-        self.members = table(_MEMBER_COLUMNS, "members-table", page_size=10)
+        self.status = Div(text="", name="kafka-status", sizing_mode="stretch_width")
+        self.groups = LiveTable(_GROUP_COLUMNS, "groups-table", page_size=10)
+        self.partitions = LiveTable(_PARTITION_COLUMNS, "partitions-table", page_size=20)
+        self.topics = LiveTable(_TOPIC_COLUMNS, "topics-table", page_size=10)
+        self.brokers = LiveTable(_BROKER_COLUMNS, "brokers-table", page_size=10)
+        self.members = LiveTable(_MEMBER_COLUMNS, "members-table", page_size=10)
         self.group_choice = pn.widgets.Select(label="Drill down into", options=[_ALL_GROUPS], value=_ALL_GROUPS,
                                               width=320)
         self.group_choice.param.watch(lambda _: self._render_group(), "value")
         self._layout = pn.Column(
             pn.pane.Markdown(f"### Kafka cluster `{cluster}`"),
-            self.status,
+            pn.pane.Bokeh(self.status, sizing_mode="stretch_width"),
             pn.Row(*(pn.pane.Bokeh(chart.figure, sizing_mode="stretch_width") for chart in self.charts),
                    sizing_mode="stretch_width"),
             pn.pane.Markdown("#### Consumer groups"), self.groups,
@@ -134,17 +144,18 @@ class KafkaLagView(SnapshotSection, Viewer):
     def __panel__(self):
         return self._layout
 
-    def refresh(self) -> None:
+    def refresh(self, detail: bool = True) -> None:
+        """Stream the charts; with `detail`, also the status line and the tables (see DETAIL_SECONDS)."""
         for chart in self.charts:
             chart.refresh()
-        shown = self._follow_snapshot(time.time())
-        self._refresh_status(shown, self.store.health().get(self.source))
+        if detail:
+            shown = self._follow_snapshot(time.time())
+            self._refresh_status(shown, self.store.health().get(self.source))
 
     def _refresh_status(self, snapshot_time: float | None, health: CollectorHealth | None) -> None:
         text, stale = freshness("Kafka", snapshot_time, health, time.time())
         text += self._notes
-        if text != self.status.object:
-            self.status.object = text
+        self.status.text = text  # a Bokeh property set to its own value sends nothing
         dim((self.groups, self.partitions, self.members, self.topics, self.brokers), stale)
 
     def _render(self, now: float) -> None:
@@ -163,21 +174,21 @@ class KafkaLagView(SnapshotSection, Viewer):
                              f"{duration(progress.retention_risk_seconds)}")
         self._notes = "".join(f'<div class="pw-note" style="color:#9a6700">{n}</div>' for n in notes)
         frame = functools.partial(shared_frame, self.source, snapshot)
-        show(self.groups, frame("groups", lambda: pd.DataFrame([_group_row(g, snapshot) for g in snapshot.groups],
-                                                               columns=list(_GROUP_COLUMNS))))
+        self.groups.value = frame("groups", lambda: pd.DataFrame([_group_row(g, snapshot) for g in snapshot.groups],
+                                                                 columns=list(_GROUP_COLUMNS)))
         options = [_ALL_GROUPS, *(g.group_id for g in snapshot.groups)]
         if self.group_choice.options != options:
             self.group_choice.options = options  # a vanished group falls back to all groups
         self._render_group()
-        show(self.topics, frame("topics", lambda: pd.DataFrame(
+        self.topics.value = frame("topics", lambda: pd.DataFrame(
             [_topic_row(t) for t in sorted(snapshot.topics.values(), key=lambda t: t.name)],
-            columns=list(_TOPIC_COLUMNS))))
-        show(self.brokers, frame("brokers", lambda: pd.DataFrame(
+            columns=list(_TOPIC_COLUMNS)))
+        self.brokers.value = frame("brokers", lambda: pd.DataFrame(
             [{"id": str(b.node_id), "host": b.host, "port": str(b.port), "reachable": "yes" if b.reachable else "NO",
               "error": b.error or "",
               "leads": float(sum(meta.leader == b.node_id for t in snapshot.topics.values()
                                  for meta in t.partitions.values()))}
-             for b in snapshot.brokers], columns=list(_BROKER_COLUMNS))))
+             for b in snapshot.brokers], columns=list(_BROKER_COLUMNS)))
 
     def _render_group(self) -> None:
         """Partitions of the chosen group (or of all groups) and the chosen group's members."""
@@ -202,8 +213,8 @@ class KafkaLagView(SnapshotSection, Viewer):
                   "partitions": ", ".join(f"{t}[{p}]" for t, p in m.assignment) or "not reported"} for m in shown],
                 columns=list(_MEMBER_COLUMNS))
 
-        show(self.partitions, shared_frame(self.source, snapshot, "partitions", partitions, variant=chosen))
-        show(self.members, shared_frame(self.source, snapshot, "members", members, variant=chosen))
+        self.partitions.value = shared_frame(self.source, snapshot, "partitions", partitions, variant=chosen)
+        self.members.value = shared_frame(self.source, snapshot, "members", members, variant=chosen)
 
 
 _STATUS = HTMLTemplateFormatter(template=(
@@ -288,16 +299,24 @@ class PipelinePage(Viewer):
             *(ChangeFeedView(store, pipeline, c.name, c.config) for c in mine if isinstance(c, ChangeFeedCollector)),
         ]
         self._layout = pn.Column(self.health, self.flow, self.report.panel, *self.sections, sizing_mode="stretch_width")
+        self._states: tuple | None = None
+        self._detail_at = 0.0
 
     def __panel__(self):
         return self._layout
 
     def refresh(self) -> None:
-        """Called once a second by the session."""
-        self.health.refresh()
-        self.flow.refresh()
+        """Called once a second by the session: the charts every time, the rest every DETAIL_SECONDS or when a
+        source's health changed."""
+        now = time.time()
+        states = self.health.states(now)
+        detail = states != self._states or now - self._detail_at >= DETAIL_SECONDS
+        if detail:
+            self._states, self._detail_at = states, now
+            self.health.refresh()
+            self.flow.refresh()
         for section in self.sections:
-            section.refresh()
+            section.refresh(detail)
 
     def go_live(self) -> None:
         """The browser is connected: sections that follow their source by push (the change feed) start now."""

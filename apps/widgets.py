@@ -5,9 +5,11 @@ from __future__ import annotations
 import html
 from datetime import datetime, timezone
 
+import numpy as np
 import pandas as pd
 import panel as pn
-from bokeh.models import HTMLTemplateFormatter, NumberFormatter
+from bokeh.models import (Button, CDSView, CellEditor, ColumnDataSource, DataTable, Div, HTMLTemplateFormatter,
+                          NumberFormatter, StringFormatter, TableColumn)
 
 from monitoring.health import CollectorHealth, State
 
@@ -49,7 +51,8 @@ def duration_formatter(infinite: str) -> HTMLTemplateFormatter:
 
 
 def table(columns: dict[str, object], name: str, page_size: int) -> pn.widgets.Tabulator:
-    """A read-only table paged on the server: only the rows on screen go to the browser."""
+    """A Tabulator paged on the server, for tables that change rarely and that users select rows in or filter
+    (profiling runs, the errors page). Tables that follow a live source every second are `LiveTable`s."""
     return pn.widgets.Tabulator(
         pd.DataFrame(columns=list(columns)), name=name, show_index=False, disabled=True, sizing_mode="stretch_width",
         pagination="remote", page_size=page_size, layout="fit_data_stretch",
@@ -57,17 +60,127 @@ def table(columns: dict[str, object], name: str, page_size: int) -> pn.widgets.T
     )
 
 
-def show(shown: pn.widgets.Tabulator, frame: pd.DataFrame) -> None:
-    """Give a table a new frame, unless it already shows an equal one.
+_ROW_HEIGHT = 25
+_PAGES_KEPT = 256
+_pages: dict[tuple[int, int, int], tuple[pd.DataFrame, dict[str, object]]] = {}
+"""Columns of a page of a frame, by (id(frame), first row, rows): every session shows the same shared frames
+(`shared_frame`), so a page is converted once for all of them. Each entry holds its frame, so an id is not
+reused while its entry lives."""
 
-    Every session runs this once a second for each of its tables. A Tabulator value update costs
-    the server tens of milliseconds per session (the page of rows, the column configuration, styles
-    and selection are recomputed and sent); comparing the frames costs a fraction of that."""
-    current = shown.value
-    if current is frame or (current is not None and current.shape == frame.shape
-                            and list(current.columns) == list(frame.columns) and current.equals(frame)):
-        return
-    shown.value = frame
+
+class LiveTable:
+    """A read-only table that follows a live source: a plain Bokeh DataTable paged on the server.
+
+    Every session updates its tables once a second. A Panel Tabulator value update costs the server tens of
+    milliseconds a session (the page of rows, column configuration, styles and selection are recomputed and
+    sent); here a new frame costs a look-up of its page (converted once for every session) and one data change
+    carrying only the columns whose values changed. Clicking a header sorts the rows of the page in the browser;
+    the server's order (e.g. most lagging first) decides which rows are on which page."""
+
+    def __init__(self, columns: dict[str, object], name: str, page_size: int) -> None:
+        """columns: title -> Bokeh cell formatter (None: text)."""
+        self.columns = list(columns)
+        self.page_size = page_size
+        self._frame = pd.DataFrame(columns=self.columns)
+        self._page = 0
+        self._shown: dict[str, object] = {}
+        self.source = ColumnDataSource({column: [] for column in self.columns})
+        # One text formatter and one editor for every column: a column's own defaults are two models each,
+        # and every model in a session's document costs each of its updates.
+        text, editor = StringFormatter(), CellEditor()
+        self.table = DataTable(
+            source=self.source, view=CDSView(), name=name, css_classes=[f"pw-table-{name}"], index_position=None,
+            sortable=True, reorderable=False, sizing_mode="stretch_width", row_height=_ROW_HEIGHT,
+            height=_ROW_HEIGHT + 6, autosize_mode="fit_viewport",
+            columns=[TableColumn(field=c, title=c, formatter=f if f is not None else text, editor=editor)
+                     for c, f in columns.items()])
+        self.previous = Button(label="Previous", width=90, visible=False, name=f"{name}-previous")
+        self.next = Button(label="Next", width=90, visible=False, name=f"{name}-next")
+        self.page_info = Div(text="", visible=False, name=f"{name}-page")
+        self.previous.on_click(lambda: self.turn(-1))
+        self.next.on_click(lambda: self.turn(+1))
+        self._panel = pn.Column(
+            pn.pane.Bokeh(self.table, sizing_mode="stretch_width"),
+            pn.Row(pn.pane.Bokeh(self.previous), pn.pane.Bokeh(self.next), pn.pane.Bokeh(self.page_info)),
+            sizing_mode="stretch_width")
+
+    def __panel__(self):
+        return self._panel
+
+    @property
+    def value(self) -> pd.DataFrame:
+        """Every row (not just the page on screen)."""
+        return self._frame
+
+    @value.setter
+    def value(self, frame: pd.DataFrame) -> None:
+        if frame is not self._frame:
+            self._frame = frame
+            self._show_page()
+
+    @property
+    def styles(self) -> dict[str, str]:
+        return self.table.styles
+
+    @styles.setter
+    def styles(self, styles: dict[str, str]) -> None:
+        self.table.styles = styles
+
+    def turn(self, pages: int) -> None:
+        self._page += pages
+        self._show_page()
+
+    def _show_page(self) -> None:
+        rows = len(self._frame)
+        pages = max(1, -(-rows // self.page_size))
+        self._page = max(0, min(self._page, pages - 1))
+        start = self._page * self.page_size
+        columns = _page_columns(self._frame, start, self.page_size)
+        shown = len(next(iter(columns.values()), ()))
+        if shown != len(next(iter(self._shown.values()), ())) or not self._shown:
+            self.source.data = dict(columns)
+            self.table.height = _ROW_HEIGHT * (max(shown, 1) + 1) + 6
+        else:
+            changed = {c: v for c, v in columns.items() if not _same(v, self._shown[c])}
+            if changed:
+                self.source.data.update(changed)  # one event carrying only these columns
+        self._shown = columns
+        paged = pages > 1
+        info = f"rows {start + 1:,}&ndash;{start + shown:,} of {rows:,}" if paged else ""
+        if self.page_info.text != info:
+            self.page_info.text = info
+        for model, visible, disabled in ((self.previous, paged, self._page == 0),
+                                         (self.next, paged, self._page >= pages - 1)):
+            if model.visible != visible:
+                model.visible = visible
+            if model.disabled != disabled:
+                model.disabled = disabled
+        if self.page_info.visible != paged:
+            self.page_info.visible = paged
+
+
+def _page_columns(frame: pd.DataFrame, start: int, rows: int) -> dict[str, object]:
+    key = (id(frame), start, rows)
+    entry = _pages.get(key)
+    if entry is not None and entry[0] is frame:
+        return entry[1]
+    page = frame.iloc[start:start + rows]
+    columns = {c: (page[c].to_numpy(dtype=float) if pd.api.types.is_numeric_dtype(page[c].dtype)
+                   else ["" if v is None else str(v) for v in page[c]]) for c in frame.columns}
+    if len(_pages) >= _PAGES_KEPT:
+        _pages.clear()
+    _pages[key] = (frame, columns)
+    return columns
+
+
+def _same(a: object, b: object) -> bool:
+    if a is b:
+        return True
+    if type(a) is not type(b):
+        return False
+    if isinstance(a, np.ndarray):
+        return a.shape == b.shape and bool(np.array_equal(a, b, equal_nan=True))
+    return a == b
 
 
 def dim(tables, stale: bool) -> None:

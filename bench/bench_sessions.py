@@ -69,9 +69,11 @@ LINES = (2, 2, 3) * len(CLUSTERS) + (2, 1) * len(REGISTRIES)
 rates (produced to the topic, consumed by each group); per registry latency (two requests) and failed
 requests (one status)."""
 ROLLOVER = 720
+PAGE = {"page": "pipeline", "pipeline": "orders"}
+"""The URL query of the page the viewers open (the baseline app has one page)."""
 OPENING = 10
 """Sessions opening at once: more only queue in the server (and their tokens can expire there)."""
-ROUNDS = 1
+ROUNDS = 2
 """Rounds of opening and closing the most sessions; a second round shows whether memory left behind by the
 first is reused (it takes as long again to build the sessions)."""
 PIPEWATCH, BASELINE = "pipewatch", "raw Bokeh (baseline)"
@@ -137,7 +139,7 @@ class _Traffic:
         pattern = parse_pattern(f"base={RATE}/s")
         tasks = []
         for broker in self.brokers:  # the demo's own producer and consumers
-            tasks.append(asyncio.create_task(demo._produce(broker.bootstrap, pattern, self._stop)))
+            tasks.append(asyncio.create_task(demo._produce(broker.bootstrap, pattern, time.time(), self._stop)))
             tasks += [asyncio.create_task(demo._consume(broker.bootstrap, group, RATE * capacity, self._stop))
                       for group, capacity in GROUPS.items()]
         await self._stop.wait()
@@ -194,7 +196,7 @@ async def _open(viewers: list[BokehViewer], tasks: list[asyncio.Task], port: int
                 stop: asyncio.Event) -> float:
     """Open sessions until there are `count`; returns the seconds until all of them had their document."""
     started = time.monotonic()
-    new = [BokehViewer(port, app) for _ in range(count - len(viewers))]
+    new = [BokehViewer(port, app, arguments=PAGE if app == "apps" else None) for _ in range(count - len(viewers))]
     deadline = started + 1800
     for viewer in new:  # at most OPENING sessions waiting for their document at once, as browsers arriving
         while sum(not v.pulled.is_set() for v in viewers) >= OPENING:

@@ -25,8 +25,11 @@ from tornado.websocket import websocket_connect
 class BokehViewer:
     """One session of the app at ws://127.0.0.1:PORT/APP/ws, counting what it receives."""
 
-    def __init__(self, port: int, app: str = "apps", on_content: Callable[[float, str], None] | None = None) -> None:
+    def __init__(self, port: int, app: str = "apps", on_content: Callable[[float, str], None] | None = None,
+                 arguments: dict[str, str] | None = None) -> None:
+        """arguments: the page URL's query (`?page=pipeline&...`), carried in the session token as a browser's is."""
         self.port, self.app = port, app
+        self.arguments = {name: [value.encode()] for name, value in (arguments or {}).items()}
         self.on_content = on_content
         """Called with (arrival time, content JSON text) of every message after the document."""
         self.pulled = asyncio.Event()
@@ -47,7 +50,8 @@ class BokehViewer:
     async def run(self, stop: asyncio.Event | None = None) -> None:
         """Open the session and receive until `stop` is set (or close() is called, or the server closes)."""
         # The token must outlive the wait for a busy server to take the connection (Bokeh's default is 300 s).
-        token = generate_jwt_token(generate_session_id(), expiration=3600)
+        token = generate_jwt_token(generate_session_id(), expiration=3600,
+                                   extra_payload={"headers": {}, "cookies": {}, "arguments": self.arguments})
         # A busy server can take minutes to accept a hundred sessions at once: no client-side timeout.
         request = HTTPRequest(f"ws://127.0.0.1:{self.port}/{self.app}/ws", connect_timeout=3600, request_timeout=3600)
         self._connection = connection = await websocket_connect(request, subprotocols=["bokeh", token],

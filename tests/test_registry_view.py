@@ -24,8 +24,8 @@ async def test_subjects_settings_changes_and_down_state_are_shown():
         assert rows.loc["inventory-value", "type"] == "JSON"
         assert rows.loc["inventory-value", "compatibility"] == "NONE"
         assert rows.loc["orders-value", "compatibility"] == "BACKWARD (global)"
-        assert "3 subjects" in view.status.object and "global compatibility <b>BACKWARD</b>" in view.status.object
-        assert "1 subject(s) with compatibility NONE: inventory-value" in view.status.object
+        assert "3 subjects" in view.status.text and "global compatibility <b>BACKWARD</b>" in view.status.text
+        assert "1 subject(s) with compatibility NONE: inventory-value" in view.status.text
         assert view.changes.value.empty
 
         standin.register("payments-value", AVRO)
@@ -39,8 +39,8 @@ async def test_subjects_settings_changes_and_down_state_are_shown():
         await _run(store, collector)
         assert store.health()[collector.source].state is State.DOWN
         view.refresh()
-        assert "<b>DOWN</b>: server_error: RegistryError: GET /: HTTP 500, error 50001" in view.status.object
-        assert "STALE" in view.status.object and view.subjects.styles == {"opacity": "0.5"}
+        assert "<b>DOWN</b>: server_error: RegistryError: GET /: HTTP 500, error 50001" in view.status.text
+        assert "STALE" in view.status.text and view.subjects.styles == {"opacity": "0.5"}
         assert view.changes.value["change"][0].startswith("schema_registry collector for")
         lines = {slot.renderer.name: slot for slot in view.errors_chart._slots if slot.key is not None}
         assert list(lines) == ["500 / 50001"]

@@ -40,7 +40,7 @@ def test_groups_partitions_and_retention_warning():
     assert groups.loc["audit", "status"] == "ERR" and groups.loc["billing", "status"] == "OK"
     assert groups.loc["billing", "catch-up"] == 3.0 and math.isinf(groups.loc["audit", "catch-up"])
     assert list(view.partitions.value["lag"]) == [9, 6, 0]  # most lagging first, across groups
-    assert "will be deleted before they are consumed in about 30 s" in view.status.object
+    assert "will be deleted before they are consumed in about 30 s" in view.status.text
     assert view.members.value.empty  # members are shown for a chosen group
 
 
