@@ -73,8 +73,8 @@ class LiveTable:
 
     Every session updates its tables once a second. A Panel Tabulator value update costs the server tens of
     milliseconds a session (the page of rows, column configuration, styles and selection are recomputed and
-    sent); here a new frame costs a look-up of its page (converted once for every session) and one data change
-    carrying only the columns whose values changed. Clicking a header sorts the rows of the page in the browser;
+    sent); here a new frame costs a look-up of its page (converted once for every session) and, when the page
+    changed, one data change carrying its rows. Clicking a header sorts the rows of the page in the browser;
     the server's order (e.g. most lagging first) decides which rows are on which page."""
 
     def __init__(self, columns: dict[str, object], name: str, page_size: int) -> None:
@@ -84,6 +84,7 @@ class LiveTable:
         self._frame = pd.DataFrame(columns=self.columns)
         self._page = 0
         self._shown: dict[str, object] = {}
+        self._version = 0
         self.source = ColumnDataSource({column: [] for column in self.columns})
         # One text formatter and one editor for every column: a column's own defaults are two models each,
         # and every model in a session's document costs each of its updates.
@@ -91,7 +92,7 @@ class LiveTable:
         self.table = DataTable(
             source=self.source, view=CDSView(), name=name, css_classes=[f"pw-table-{name}"], index_position=None,
             sortable=True, reorderable=False, sizing_mode="stretch_width", row_height=_ROW_HEIGHT,
-            height=_ROW_HEIGHT + 6, autosize_mode="fit_viewport",
+            height=_ROW_HEIGHT + 6,
             columns=[TableColumn(field=c, title=c, formatter=f if f is not None else text, editor=editor)
                      for c, f in columns.items()])
         self.previous = Button(label="Previous", width=90, visible=False, name=f"{name}-previous")
@@ -137,13 +138,15 @@ class LiveTable:
         start = self._page * self.page_size
         columns = _page_columns(self._frame, start, self.page_size)
         shown = len(next(iter(columns.values()), ()))
-        if shown != len(next(iter(self._shown.values()), ())) or not self._shown:
+        if not self._shown or any(not _same(v, self._shown[c]) for c, v in columns.items()):
             self.source.data = dict(columns)
-            self.table.height = _ROW_HEIGHT * (max(shown, 1) + 1) + 6
-        else:
-            changed = {c: v for c, v in columns.items() if not _same(v, self._shown[c])}
-            if changed:
-                self.source.data.update(changed)  # one event carrying only these columns
+            # The browser's table redraws when its view changes, and the view's indices do not when the number of
+            # rows stays the same (Bokeh 3.9): a changed tag tells it (and keeps the user's sort order).
+            self._version += 1
+            self.table.view.tags = [self._version]
+        height = _ROW_HEIGHT * (max(shown, 1) + 1) + 6
+        if self.table.height != height:
+            self.table.height = height
         self._shown = columns
         paged = pages > 1
         info = f"rows {start + 1:,}&ndash;{start + shown:,} of {rows:,}" if paged else ""

@@ -91,14 +91,11 @@ def test_page_shows_exact_lag_live_updates_and_source_down_then_up(broker, tmp_p
         page.goto(f"{server.url}?pipeline=orders")
         # Partitions table, most lagging first; partition 2 has no commit: unknown, not 0.
         expect(page.get_by_text("Partitions (the 1,000 most lagging)")).to_be_visible(timeout=30_000)
-        partitions = page.locator(".tabulator").filter(has=page.locator('[tabulator-field="high watermark"]'))
-        expect(partitions.locator('.tabulator-row [tabulator-field="lag"]')).to_have_text(["6", "0", "unknown"],
-                                                                                         timeout=30_000)
-        expect(partitions.locator('.tabulator-row [tabulator-field="committed"]')).to_have_text(["4", "7", "unknown"])
-        expect(partitions.locator('.tabulator-row [tabulator-field="high watermark"]')).to_have_text(["10", "7", "5"])
-        groups = page.locator(".tabulator").filter(has=page.locator('[tabulator-field="max lag"]'))
-        expect(groups.locator('.tabulator-row [tabulator-field="lag"]')).to_have_text(["6"])
-        expect(groups.locator('.tabulator-row [tabulator-field="state"]')).to_have_text(["Empty"])
+        expect(partition_column(page, "lag")).to_have_text(["6", "0", "unknown"], timeout=30_000)
+        expect(partition_column(page, "committed")).to_have_text(["4", "7", "unknown"])
+        expect(partition_column(page, "high watermark")).to_have_text(["10", "7", "5"])
+        expect(group_column(page, "lag")).to_have_text(["6"])
+        expect(group_column(page, "state")).to_have_text(["Empty"])
         expect(page.locator('.pw-health[data-collector="kafka"]')).to_have_attribute("data-state", "up")
 
         # The exporter serves the same numbers alongside the app.
@@ -109,8 +106,7 @@ def test_page_shows_exact_lag_live_updates_and_source_down_then_up(broker, tmp_p
 
         # New records show up in the open page without a reload.
         run_async(produce(broker.bootstrap, "payments", {0: 5}))
-        expect(partitions.locator('.tabulator-row [tabulator-field="lag"]')).to_have_text(["11", "0", "unknown"],
-                                                                                         timeout=30_000)
+        expect(partition_column(page, "lag")).to_have_text(["11", "0", "unknown"], timeout=30_000)
         # The live chart streamed the same value: its one line (billing / payments) ends at 11.
         try:
             wait_until(lambda: _chart_lines(page, "lag-chart") == {"billing / payments": 11.0}, 10)
@@ -132,8 +128,7 @@ def test_page_shows_exact_lag_live_updates_and_source_down_then_up(broker, tmp_p
         run_async(commit(broker.bootstrap, "billing", "payments", {0: 1, 1: 2, 2: 3}))
         expect(page.locator('.pw-health[data-collector="kafka"]')).to_have_attribute("data-state", "up",
                                                                                       timeout=60_000)
-        expect(partitions.locator('.tabulator-row [tabulator-field="lag"]')).to_have_text(["2", "1", "0"],
-                                                                                         timeout=30_000)
+        expect(partition_column(page, "lag")).to_have_text(["2", "1", "0"], timeout=30_000)
         expect(page.locator(".pw-stale")).to_have_count(0)
         assert page.errors == []
 
@@ -160,20 +155,21 @@ def test_schema_registry_section_shows_subjects_changes_and_outage(registry, tmp
     with serving(tmp_path, config, browser_page) as server:
         page = browser_page
         page.goto(f"{server.url}?pipeline=catalog")
-        subjects = page.locator(".tabulator").filter(has=page.locator('[tabulator-field="latest id"]'))
-        expect(subjects.locator('.tabulator-row [tabulator-field="subject"]')).to_have_text(
-            ["audit-value", "inventory-value", "orders-value"], timeout=30_000)
-        expect(subjects.locator('.tabulator-row [tabulator-field="versions"]')).to_have_text(["1", "1", "2"])
-        expect(subjects.locator('.tabulator-row [tabulator-field="compatibility"]')).to_have_text(
-            ["BACKWARD (global)", "NONE", "BACKWARD (global)"])
+        from apps.registry_view import _CHANGE_COLUMNS, _SUBJECT_COLUMNS
+
+        def subjects(field: str):
+            return live_column(page, "subjects-table", _SUBJECT_COLUMNS, field)
+
+        expect(subjects("subject")).to_have_text(["audit-value", "inventory-value", "orders-value"], timeout=30_000)
+        expect(subjects("versions")).to_have_text(["1", "1", "2"])
+        expect(subjects("compatibility")).to_have_text(["BACKWARD (global)", "NONE", "BACKWARD (global)"])
         expect(page.locator(".pw-registry-facts")).to_contain_text("3 subjects")
         expect(page.locator('.pw-health[data-collector="schema_registry"]')).to_have_attribute("data-state", "up")
 
         registry.register("orders-value", '{"type":"record","name":"Order","fields":[]}')
-        changes = page.locator(".tabulator").filter(has=page.locator('[tabulator-field="change"]'))
-        expect(changes.locator('.tabulator-row [tabulator-field="change"]').first).to_have_text(
+        expect(live_column(page, "registry-changes-table", _CHANGE_COLUMNS, "change").first).to_have_text(
             "main: subject orders-value: version 3 registered (schema id 4)", timeout=30_000)
-        expect(subjects.locator('.tabulator-row [tabulator-field="versions"]')).to_have_text(["1", "1", "3"])
+        expect(subjects("versions")).to_have_text(["1", "1", "3"])
 
         registry.failure = (500, 50001, "Error in the backend data store")
         expect(page.locator(".pw-registry-down")).to_contain_text("HTTP 500, error 50001", timeout=30_000)
@@ -259,10 +255,11 @@ def test_flink_section_shows_jobs_graph_and_exceptions(flink, tmp_path, browser_
     with serving(tmp_path, config, browser_page) as server:
         page = browser_page
         page.goto(f"{server.url}?pipeline=streams")
-        jobs = page.locator(".tabulator").filter(has=page.locator('[tabulator-field="busiest vertex"]'))
-        expect(jobs.locator('.tabulator-row [tabulator-field="job"]')).to_have_text(
+        from apps.flink_view import _EXCEPTION_COLUMNS, _JOB_COLUMNS
+
+        expect(live_column(page, "flink-jobs-table", _JOB_COLUMNS, "job")).to_have_text(
             sorted(["pipewatch steady job", "pipewatch failing job"]), timeout=30_000)
-        expect(jobs.locator('.pw-job-state[data-state="RUNNING"]')).to_have_count(1)
+        expect(page.locator('.pw-table-flink-jobs-table .pw-job-state[data-state="RUNNING"]')).to_have_count(1)
         # The steady job in detail: its source is backpressured by the slow map.
         page.locator("select").filter(has=page.locator("option", has_text="pipewatch steady job")).select_option(
             label=f"pipewatch steady job ({flink.steady[:8]})")
@@ -270,11 +267,11 @@ def test_flink_section_shows_jobs_graph_and_exceptions(flink, tmp_path, browser_
         expect(page.locator('.pw-vertex[data-vertex="Source: orders source"]')).to_have_attribute(
             "data-backpressure", "HIGH", timeout=30_000)
         expect(page.locator('.pw-vertex[data-vertex="enrich (slow)"]')).to_be_visible()
-        exceptions = page.locator(".tabulator").filter(has=page.locator('[tabulator-field="hint"]'))
-        expect(exceptions.locator('.tabulator-row [tabulator-field="category"]').first).to_have_text(
-            "user code: arithmetic", timeout=30_000)
-        expect(exceptions.locator('.tabulator-row [tabulator-field="exception"]').first).to_have_text(
-            "java.lang.ArithmeticException: / by zero")
+        def exceptions(field: str):
+            return live_column(page, "flink-exceptions-table", _EXCEPTION_COLUMNS, field)
+
+        expect(exceptions("category").first).to_have_text("user code: arithmetic", timeout=30_000)
+        expect(exceptions("exception").first).to_have_text("java.lang.ArithmeticException: / by zero")
         wait_until(lambda: _chart_lines(page, "flink-throughput-chart").get("enrich (slow)"), 30,
                    what="a throughput line for the slow vertex")
         assert page.errors == []
@@ -403,6 +400,24 @@ def _aggregate_rows_once_ok(rows) -> dict[str, dict[str, str]]:
 
     wait_until(all_ok, 60, interval=0.5, what="every pipeline ok with its lag")
     return shown
+
+
+def live_column(page, table: str, columns, field: str):
+    """The cells of one column of a live table (apps/widgets.LiveTable named `table`), top to bottom.
+    SlickGrid numbers the columns; `columns` is the view's column dict."""
+    return page.locator(f".pw-table-{table} .slick-row .slick-cell.l{list(columns).index(field)}")
+
+
+def partition_column(page, field: str):
+    from apps.views import _PARTITION_COLUMNS
+
+    return live_column(page, "partitions-table", _PARTITION_COLUMNS, field)
+
+
+def group_column(page, field: str):
+    from apps.views import _GROUP_COLUMNS
+
+    return live_column(page, "groups-table", _GROUP_COLUMNS, field)
 
 
 def _aggregate_cell(field: str) -> str:

@@ -7,7 +7,7 @@ from playwright.sync_api import expect
 
 from tests.kafka_util import commit, create_topic, produce
 from tests.services import free_port, run_async
-from tests.test_app_browser import serving
+from tests.test_app_browser import group_column, serving
 
 pytestmark = pytest.mark.browser
 
@@ -56,7 +56,7 @@ def test_overview_navigation_shareable_urls_theme_and_a_source_going_down_and_ba
         expect(page.locator(".pw-latency")).to_be_visible(timeout=30_000)
 
         # Choosing another pipeline changes the URL, and that URL opened anew shows the same page.
-        groups = page.locator('.tabulator-row [tabulator-field="group"]')
+        groups = group_column(page, "group")
         expect(groups.first).to_have_text("auditor", timeout=30_000)
         page.get_by_label("pipeline", exact=True).select_option("orders")
         expect(page).to_have_url(f"{server.url}?page=pipeline&pipeline=orders", timeout=30_000)

@@ -10,7 +10,7 @@ from playwright.sync_api import expect
 
 from tests.kafka_util import commit, create_topic, produce
 from tests.services import run_async, wait_until
-from tests.test_app_browser import serving
+from tests.test_app_browser import partition_column, serving
 from tests.test_json_api import Agent, _agent_config
 
 pytestmark = pytest.mark.browser
@@ -43,8 +43,7 @@ def test_two_mirror_processes_show_the_agents_lag_outage_and_recovery(broker, tm
                 page.goto(f"{server.url}?page=pipeline&pipeline=orders")
 
             def partitions(page):
-                table = page.locator(".tabulator").filter(has=page.locator('[tabulator-field="high watermark"]'))
-                return table.locator('.tabulator-row [tabulator-field="lag"]')
+                return partition_column(page, "lag")
 
             def badge(page, collector: str):
                 return page.locator(f'.pw-health[data-collector="{collector}"]')

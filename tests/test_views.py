@@ -55,3 +55,67 @@ def test_drilling_down_into_a_group_shows_its_partitions_and_members():
                       "partitions": "orders[0], orders[1]"}
     view.group_choice.value = "all groups"
     assert len(view.partitions.value) == 3
+
+
+def test_live_table_pages_on_the_server_and_sends_a_page_only_when_it_changed():
+    import numpy as np
+    import pandas as pd
+
+    from apps.widgets import COUNT, LiveTable
+
+    table = LiveTable({"name": None, "lag": COUNT}, "t", page_size=20)
+    frame = pd.DataFrame({"name": [f"p{i}" for i in range(45)], "lag": np.arange(45, 0, -1, dtype=float)})
+    table.value = frame
+    assert table.source.data["name"] == [f"p{i}" for i in range(20)]
+    assert table.page_info.text == "rows 1&ndash;20 of 45" and table.next.visible and table.previous.disabled
+    table.turn(+2)  # the last page: the rest of the rows
+    assert table.source.data["name"] == [f"p{i}" for i in range(40, 45)]
+    assert list(table.source.data["lag"]) == [5.0, 4.0, 3.0, 2.0, 1.0] and table.next.disabled
+    shown, version = table.source.data, table.table.view.tags
+    table.value = frame.copy()  # equal rows: nothing is sent
+    assert table.source.data is shown and table.table.view.tags == version
+    changed = frame.copy()
+    changed.loc[44, "lag"] = np.nan
+    table.value = changed
+    assert np.isnan(table.source.data["lag"][-1]) and table.table.view.tags != version
+    table.value = frame.head(3)  # fewer rows: back to the one page there is, pager hidden
+    assert table.source.data["name"] == ["p0", "p1", "p2"] and not table.next.visible and table.page_info.text == ""
+
+
+def test_pipeline_page_redraws_tables_every_few_seconds_and_at_once_on_a_health_change(monkeypatch):
+    import dataclasses
+
+    from apps import views
+    from apps.views import PipelinePage
+
+    view = _view()
+    view.store.set_health(CollectorHealth("orders", "kafka", "k:9092", 60.0, state=State.UP, last_success=2000.0))
+    page = PipelinePage(view.store, "orders", [])
+    kafka = KafkaLagView(view.store, "orders", "kafka", "local")
+    page.sections = [kafka]
+    clock = [2000.0]
+    monkeypatch.setattr(views.time, "time", lambda: clock[0])
+    page.refresh()  # the first refresh draws everything
+    assert list(kafka.partitions.value["lag"]) == [9, 6, 0]
+
+    def publish(lag: int, t: float) -> None:
+        snapshot = _snapshot()
+        audit = snapshot.groups[0]
+        audit = dataclasses.replace(audit, partitions=(dataclasses.replace(audit.partitions[0], lag=lag),))
+        view.store.publish_snapshot(("orders", "kafka"), dataclasses.replace(snapshot, groups=(audit, snapshot.groups[1])),
+                                    t=t)
+
+    publish(12, 1001.0)
+    clock[0] += 1
+    page.refresh()  # one second later: charts only, the table still shows what it showed
+    assert list(kafka.partitions.value["lag"]) == [9, 6, 0]
+    clock[0] += views.DETAIL_SECONDS
+    page.refresh()
+    assert list(kafka.partitions.value["lag"]) == [12, 6, 0]
+    publish(15, 1002.0)
+    view.store.set_health(CollectorHealth("orders", "kafka", "k:9092", 60.0, state=State.DOWN, last_success=2000.0,
+                                          last_error="connection refused"))
+    clock[0] += 1
+    page.refresh()  # a source went down: everything is redrawn at once
+    assert list(kafka.partitions.value["lag"]) == [15, 6, 0]
+    assert 'data-state="down"' in page.health.div.text
