@@ -25,7 +25,7 @@ from datetime import datetime, timezone
 
 import pandas as pd
 import panel as pn
-from bokeh.models import Button, ColumnDataSource, DataTable, Div, HTMLTemplateFormatter, TableColumn
+from bokeh.models import Button, CDSView, ColumnDataSource, DataTable, Div, HTMLTemplateFormatter, TableColumn
 from bokeh.palettes import Category10_10
 from panel.viewable import Viewer
 
@@ -62,6 +62,7 @@ class ChangeFeedView(Viewer):
         self._shown_key: tuple | None = None
         self._slow_at = 0.0
         self._page = 0
+        self._version = 0
         self.rows: list[dict[str, str]] = []
         """Every change matching the filters, newest first (what the export writes); one page is shown."""
         self._doc = None
@@ -82,7 +83,7 @@ class ChangeFeedView(Viewer):
         self.source_rows = ColumnDataSource({column: [] for column in COLUMNS})
         widths = {"time": 95, "entity": 110, "event": 60, "key": 70, "fields": 380, "payload": 600}
         self.table = DataTable(
-            source=self.source_rows, name="feed-table", index_position=None, sortable=False, reorderable=False,
+            source=self.source_rows, view=CDSView(), name="feed-table", index_position=None, sortable=False, reorderable=False,
             sizing_mode="stretch_width", height=30 + 25 * PAGE_ROWS, row_height=25,
             columns=[TableColumn(field=c, title=c, width=widths[c], **({"formatter": entity_cell} if c == "entity" else {}))
                      for c in COLUMNS])
@@ -192,6 +193,10 @@ class ChangeFeedView(Viewer):
         start = self._page * PAGE_ROWS
         page = self.rows[start:start + PAGE_ROWS]
         self.source_rows.data = {column: [row[column] for row in page] for column in COLUMNS}
+        # The browser's table redraws when its view changes, and the view's indices do not when the number of
+        # rows stays the same (Bokeh 3.9; a full page of changes is always 25 rows): a changed tag tells it.
+        self._version += 1
+        self.table.view.tags = [self._version]
         self.newer.disabled = self._page == 0
         self.older.disabled = self._page >= pages - 1
         info = (f"changes {start + 1:,}&ndash;{start + len(page):,} of the {len(self.rows):,} kept, newest first"

@@ -12,7 +12,7 @@ from bokeh.models import Div
 from panel.viewable import Viewer
 
 from apps.live import LiveChart
-from apps.widgets import COUNT, SnapshotSection, age, clock, dim, freshness, shared_frame, LiveTable
+from apps.widgets import COUNT, SnapshotSection, clock, dim, freshness, shared_frame, LiveTable
 from collectors.schema_registry_model import RegistrySnapshot, Subject
 from monitoring.health import State
 from monitoring.store import Store
@@ -98,7 +98,7 @@ class SchemaRegistryView(SnapshotSection, Viewer):
         self._summary = f'<div class="pw-registry-facts">{" &middot; ".join(facts)}</div>' + "".join(
             f'<div class="pw-note" style="color:{_WARN}">{html.escape(w)}</div>' for w in snapshot.warnings)
         self.subjects.value = shared_frame(self.source, snapshot, "subjects", lambda: pd.DataFrame(
-            [_subject_row(s, now) for s in snapshot.subjects], columns=list(_SUBJECT_COLUMNS)))
+            [_subject_row(s) for s in snapshot.subjects], columns=list(_SUBJECT_COLUMNS)))
 
     def _refresh_changes(self) -> None:
         new = [e for e in self.store.events_since(self._event_seq)
@@ -111,7 +111,7 @@ class SchemaRegistryView(SnapshotSection, Viewer):
         self.changes.value = pd.DataFrame(self._changes, columns=list(_CHANGE_COLUMNS))
 
 
-def _subject_row(subject: Subject, now: float) -> dict[str, object]:
+def _subject_row(subject: Subject) -> dict[str, object]:
     def setting(value: str | None, own: bool) -> str:
         if value is None:
             return "unknown"
@@ -126,6 +126,7 @@ def _subject_row(subject: Subject, now: float) -> dict[str, object]:
         "type": subject.schema_type or "unknown",
         "compatibility": setting(subject.compatibility, subject.compatibility_own) if read else "unknown",
         "mode": setting(subject.mode, subject.mode_own) if read else "unknown",
-        "read": age(subject.read_at, now) if read else "not read yet",
+        # When it was read, not how long ago: an age changes with every snapshot and would resend the table.
+        "read": clock(subject.read_at) if read else "not read yet",
         "error": subject.error or "",
     }

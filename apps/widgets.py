@@ -74,7 +74,7 @@ class LiveTable:
     Every session updates its tables once a second. A Panel Tabulator value update costs the server tens of
     milliseconds a session (the page of rows, column configuration, styles and selection are recomputed and
     sent); here a new frame costs a look-up of its page (converted once for every session) and, when the page
-    changed, one data change carrying its rows. Clicking a header sorts the rows of the page in the browser;
+    changed, one data change carrying only the columns that changed. Clicking a header sorts the rows of the page in the browser;
     the server's order (e.g. most lagging first) decides which rows are on which page."""
 
     def __init__(self, columns: dict[str, object], name: str, page_size: int) -> None:
@@ -138,12 +138,14 @@ class LiveTable:
         start = self._page * self.page_size
         columns = _page_columns(self._frame, start, self.page_size)
         shown = len(next(iter(columns.values()), ()))
-        if not self._shown or any(not _same(v, self._shown[c]) for c, v in columns.items()):
+        if not self._shown or shown != len(next(iter(self._shown.values()), ())):
             self.source.data = dict(columns)
-            # The browser's table redraws when its view changes, and the view's indices do not when the number of
-            # rows stays the same (Bokeh 3.9): a changed tag tells it (and keeps the user's sort order).
-            self._version += 1
-            self.table.view.tags = [self._version]
+            self._redraw()
+        else:
+            changed = {c: v for c, v in columns.items() if not _same(v, self._shown[c])}
+            if changed:
+                self.source.data.update(changed)  # one event carrying only these columns
+                self._redraw()
         height = _ROW_HEIGHT * (max(shown, 1) + 1) + 6
         if self.table.height != height:
             self.table.height = height
@@ -160,6 +162,13 @@ class LiveTable:
                 model.disabled = disabled
         if self.page_info.visible != paged:
             self.page_info.visible = paged
+
+
+    def _redraw(self) -> None:
+        # The browser's table redraws when its view changes, and the view's indices do not when the number of
+        # rows stays the same (Bokeh 3.9): a changed tag tells it (and keeps the user's sort order).
+        self._version += 1
+        self.table.view.tags = [self._version]
 
 
 def _page_columns(frame: pd.DataFrame, start: int, rows: int) -> dict[str, object]:

@@ -316,6 +316,11 @@ def test_change_feed_shows_a_new_row_live_and_payloads_as_text(postgres, pg_sche
         assert page.evaluate("window.pwned") is None  # shown as text, never run
         expect(page.locator('.pw-feed-card[data-entity="Order"] .pw-feed-totals')).to_contain_text("1 inserts",
                                                                                                    timeout=10_000)
+        # A full page (25 rows) stays 25 rows as changes arrive: the newest still comes first.
+        run_async(write(f"INSERT INTO \"{pg_schema}\".orders SELECT g, 'bulk', 1, '' FROM generate_series(100, 129) g"))
+        expect(newest.locator(".slick-cell.l3")).to_have_text("129", timeout=10_000)
+        run_async(write(f'INSERT INTO "{pg_schema}".orders VALUES (130, \'late\', 1, \'\')'))
+        expect(newest.locator(".slick-cell.l3")).to_have_text("130", timeout=10_000)
         assert page.errors == []
 
 
