@@ -430,8 +430,12 @@ def interpretation(result: dict) -> list[str]:
             f"({', '.join(f'{r:.2f}x at {n}' for n, _, r in ratios)}).")
     top = rows.get(max(rows)) if rows else None
     if top is not None:
-        lines.append(f"- **Goal: {max(rows)} sessions under one core.** {_verdict(top['cpu'] < GOAL_CORE)}: "
-                     f"{top['cpu']:.1f}% of one core for the whole pipewatch process (collectors included).")
+        kept_up = top["patches"] >= 0.9
+        lines.append(f"- **Goal: {max(rows)} sessions under one core.** {_verdict(top['cpu'] < GOAL_CORE and kept_up)}: "
+                     f"{top['cpu']:.1f}% of one core for the whole pipewatch process (collectors included)"
+                     + ("." if kept_up else
+                        f", but its sessions got {top['patches']:.2f} of their one update a second: the server was at "
+                        "its limit (one core for the interpreter, the viewers and the rest on the other), not under it."))
     closed = mine["closed"]
     if closed:
         first, second = closed[0], closed[-1]
