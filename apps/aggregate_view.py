@@ -31,7 +31,7 @@ from bokeh.plotting import figure
 from panel.viewable import Viewer
 
 from apps.views import HealthBar
-from apps.widgets import clock
+from apps.widgets import clock, redraw
 from collectors.prometheus_model import AggregateSnapshot, PipelineSummary
 from collectors.prometheus_query import AGGREGATE_PIPELINE, PrometheusQueryCollector
 from collectors.remote_agents import History, RemoteAgentCollector, RemoteAgentSnapshot, agent_down
@@ -299,8 +299,6 @@ class AggregateView(Viewer):
         self.totals = Div(text="", name="aggregate-totals", sizing_mode="stretch_width")
         self.agents = Div(text="", name="aggregate-agents", sizing_mode="stretch_width")
         self.source_rows = ColumnDataSource({field: [] for field in _COLUMNS})
-        # The view given explicitly: a default one would only be created when first touched (the tag below), after
-        # the browser received the document, and the browser would not know it.
         self.pipelines = DataTable(
             source=self.source_rows, view=CDSView(), name="aggregate-table", index_position=None, sortable=True, reorderable=False,
             sizing_mode="stretch_width", height=_ROW_HEIGHT + 2, row_height=_ROW_HEIGHT,
@@ -343,9 +341,7 @@ class AggregateView(Viewer):
         if combined.agents_html != self.agents.text:
             self.agents.text = combined.agents_html
         self.source_rows.data = dict(combined.columns)
-        # The browser's table redraws when its view changes, and the view's indices do not when the number of
-        # rows stays the same (Bokeh 3.9): a changed tag tells it (and keeps the user's sort order).
-        self.pipelines.view.tags = [combined.version]
+        redraw(self.pipelines)
         height = _ROW_HEIGHT * (min(len(rows), _VISIBLE_ROWS) + 1) + 2
         if height != self.pipelines.height:
             self.pipelines.height = height

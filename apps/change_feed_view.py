@@ -29,7 +29,7 @@ from bokeh.models import Button, CDSView, ColumnDataSource, DataTable, Div, HTML
 from bokeh.palettes import Category10_10
 from panel.viewable import Viewer
 
-from apps.widgets import age, clock
+from apps.widgets import age, clock, redraw
 from monitoring.config import ChangeFeedSource
 from monitoring.health import State
 from monitoring.store import FeedRow, Store
@@ -62,7 +62,6 @@ class ChangeFeedView(Viewer):
         self._shown_key: tuple | None = None
         self._slow_at = 0.0
         self._page = 0
-        self._version = 0
         self.rows: list[dict[str, str]] = []
         """Every change matching the filters, newest first (what the export writes); one page is shown."""
         self._doc = None
@@ -193,10 +192,7 @@ class ChangeFeedView(Viewer):
         start = self._page * PAGE_ROWS
         page = self.rows[start:start + PAGE_ROWS]
         self.source_rows.data = {column: [row[column] for row in page] for column in COLUMNS}
-        # The browser's table redraws when its view changes, and the view's indices do not when the number of
-        # rows stays the same (Bokeh 3.9; a full page of changes is always 25 rows): a changed tag tells it.
-        self._version += 1
-        self.table.view.tags = [self._version]
+        redraw(self.table)  # a full page of changes is always 25 rows
         self.newer.disabled = self._page == 0
         self.older.disabled = self._page >= pages - 1
         info = (f"changes {start + 1:,}&ndash;{start + len(page):,} of the {len(self.rows):,} kept, newest first"

@@ -84,7 +84,6 @@ class LiveTable:
         self._frame = pd.DataFrame(columns=self.columns)
         self._page = 0
         self._shown: dict[str, object] = {}
-        self._version = 0
         self.source = ColumnDataSource({column: [] for column in self.columns})
         # One text formatter and one editor for every column: a column's own defaults are two models each,
         # and every model in a session's document costs each of its updates.
@@ -140,12 +139,12 @@ class LiveTable:
         shown = len(next(iter(columns.values()), ()))
         if not self._shown or shown != len(next(iter(self._shown.values()), ())):
             self.source.data = dict(columns)
-            self._redraw()
+            redraw(self.table)
         else:
             changed = {c: v for c, v in columns.items() if not _same(v, self._shown[c])}
             if changed:
                 self.source.data.update(changed)  # one event carrying only these columns
-                self._redraw()
+                redraw(self.table)
         height = _ROW_HEIGHT * (max(shown, 1) + 1) + 6
         if self.table.height != height:
             self.table.height = height
@@ -164,11 +163,12 @@ class LiveTable:
             self.page_info.visible = paged
 
 
-    def _redraw(self) -> None:
-        # The browser's table redraws when its view changes, and the view's indices do not when the number of
-        # rows stays the same (Bokeh 3.9): a changed tag tells it (and keeps the user's sort order).
-        self._version += 1
-        self.table.view.tags = [self._version]
+def redraw(table: DataTable) -> None:
+    """Make the browser redraw a DataTable whose data was just changed. It redraws when the table's view changes,
+    and the view's indices do not when the number of rows stays the same (Bokeh 3.9): a changed tag tells it (and
+    keeps the user's sort order). The table needs an explicit `view=CDSView()`: a default one is created only when
+    first touched, after the browser got the document."""
+    table.view.tags = [table.view.tags[0] + 1 if table.view.tags else 1]
 
 
 def _page_columns(frame: pd.DataFrame, start: int, rows: int) -> dict[str, object]:
