@@ -7,7 +7,11 @@ plain Bokeh DataTable whose rows (one page of 25) are replaced in one ColumnData
 about a tenth of a millisecond a session, against several for a Panel Tabulator, which is what lets
 a hundred viewers follow 1,000 changes a second. Sessions with the same filters at the same
 position share one list of matching rows (`_matches`), so many viewers cost one filtering per
-change. Changed rows are user data: every value is shown as text (the table's string cells escape
+change. Sessions that follow the newest changes unfiltered (the usual case) go further: their table's
+models have the same ids in every session, and one update, serialized once, is written to all of them
+(`_SharedFeed`, apps/shared_patch.py): a hundred viewers cost one serialization and a hundred socket
+writes per update, at most every `SHARED_UPDATE_SECONDS`, instead of a hundred serializations per reader
+batch. Changed rows are user data: every value is shown as text (the table's string cells escape
 it), never as HTML.
 """
 
@@ -28,8 +32,10 @@ import panel as pn
 from bokeh.models import Button, CDSView, ColumnDataSource, DataTable, Div, HTMLTemplateFormatter, TableColumn
 from bokeh.palettes import Category10_10
 from panel.viewable import Viewer
+from tornado.ioloop import IOLoop
 
-from apps.widgets import age, clock, redraw
+from apps.shared_patch import SessionWriter, SharedModels, in_server_session, shared
+from apps.widgets import age, clock, next_tag, redraw
 from monitoring.config import ChangeFeedSource
 from monitoring.health import State
 from monitoring.store import FeedRow, Store
@@ -43,6 +49,10 @@ _matches_lock = threading.Lock()
 _texts: OrderedDict[tuple, dict[str, str]] = OrderedDict()
 """Each delivered row as the table shows it, made once for every session: (source, seq, delivered at) -> cells."""
 _TEXTS_KEPT = 50_000
+SHARED_UPDATE_SECONDS = 0.05
+"""The shared page is sent at most this often (20 times a second): at 1,000 changes a second a viewer's page is at
+most this much older than the feed, and a hundred viewers cost the server 2,000 messages a second, not 50,000
+(one per reader batch each)."""
 
 
 def entity_colour(name: str) -> str:
@@ -67,6 +77,7 @@ class ChangeFeedView(Viewer):
         self._doc = None
         self._push_pending = False
         self._unsubscribe = None
+        self._shared: _SharedFeed | None = None
         colours = "{" + ", ".join(f"'{name}': '{entity_colour(name)}'" for name in self.entities) + "}"
         entity_cell = HTMLTemplateFormatter(template=(  # entity names are validated config, never row data
             f'<span class="pw-entity" style="border-left:6px solid <%= ({colours})[value] || \'#6e7781\' %>;'
@@ -79,11 +90,12 @@ class ChangeFeedView(Viewer):
         self.search = pn.widgets.TextInput(label="Search in the changed rows", width=280)
         self.pause = pn.widgets.Toggle(label="Pause", width=100, margin=(24, 10, 10, 10))
         self.arrived = Div(text="", name="feed-arrived")
-        self.source_rows = ColumnDataSource({column: [] for column in COLUMNS})
+        shared_id = _shared_id(self.source)
+        self.source_rows = shared(ColumnDataSource({column: [] for column in COLUMNS}), f"{shared_id}-rows")
         widths = {"time": 95, "entity": 110, "event": 60, "key": 70, "fields": 380, "payload": 600}
         self.table = DataTable(
-            source=self.source_rows, view=CDSView(), name="feed-table", index_position=None, sortable=False, reorderable=False,
-            sizing_mode="stretch_width", height=30 + 25 * PAGE_ROWS, row_height=25,
+            source=self.source_rows, view=shared(CDSView(), f"{shared_id}-view"), name="feed-table", index_position=None,
+            sortable=False, reorderable=False, sizing_mode="stretch_width", height=30 + 25 * PAGE_ROWS, row_height=25,
             columns=[TableColumn(field=c, title=c, width=widths[c], **({"formatter": entity_cell} if c == "entity" else {}))
                      for c in COLUMNS])
         self.newer = Button(label="Newer", width=90, disabled=True, name="feed-newer")
@@ -119,17 +131,37 @@ class ChangeFeedView(Viewer):
             return
         self._doc = doc
         self._unsubscribe = self.store.on_feed(self.source, self._feed_advanced)
-        self._feed_advanced()  # what arrived before the subscription, by the same path as every push
+        if in_server_session(doc) and IOLoop.current(instance=False) is not None:
+            self._shared = _SharedFeed.join(self)
+        self._shown_key = None  # shows what arrived before the subscription on its own, then follows the shared updates
+        self._feed_advanced()
 
     def close(self) -> None:
         """Stop following the feed (the session ended or shows another page)."""
         if self._unsubscribe is not None:
             self._unsubscribe()
             self._unsubscribe = None
+        if self._shared is not None:
+            self._shared.leave(self)
+            self._shared = None
+
+    def _follows_newest(self) -> bool:
+        """Whether the shared update keeps this session's table: it shows the newest changes, unfiltered, and has
+        shown them once on its own since it came back to them (its browser holds that page; the shared updates
+        replace it)."""
+        return (self._shared is not None and self._paused_at is None and self._page == 0
+                and self._shown_key is not None and self._shown_key[2:] == _UNFILTERED
+                and self._filters(0)[2:] == _UNFILTERED)
+
+    def _followed(self, key: tuple, rows: list[dict[str, str]]) -> None:
+        """The shared update showed these rows in this session's browser."""
+        self._seq, self._shown_key, self.rows = key[1], key, rows
 
     def _feed_advanced(self) -> None:
         # On the collectors' thread: only hand over. add_next_tick_callback is the Document's one
         # thread-safe method; one pending update at a time, which takes everything that arrived.
+        if self._follows_newest():
+            return
         if not self._push_pending:
             self._push_pending = True
             try:
@@ -151,8 +183,12 @@ class ChangeFeedView(Viewer):
             self._slow_at = now
             self._refresh_cards(now)
             self._refresh_status(now)
+            if self._follows_newest():
+                self._show_page_controls()
 
     def _refresh_rows(self) -> None:
+        if self._follows_newest():
+            return
         seq, recent = self.store.feed_recent(self.source) if self._needs_rows() else (self._seq, None)
         if self._paused_at is not None:
             text = f'<span class="pw-arrived">{seq - self._paused_at:,} change(s) arrived while paused</span>'
@@ -172,14 +208,7 @@ class ChangeFeedView(Viewer):
 
     def _show(self, seq: int, recent: dict[str, list[FeedRow]]) -> None:
         key = self._filters(seq)
-        with _matches_lock:
-            rows = _matches.get(key)
-        if rows is None:
-            rows = _matching(self.source, recent, self._fields, *key[2:])
-            with _matches_lock:
-                _matches[key] = rows
-                while len(_matches) > 32:
-                    _matches.popitem(last=False)
+        rows = _rows_matching(key, recent, self._fields)
         if self._shown_key is None or key[2:] != self._shown_key[2:]:
             self._page = 0  # other filters (or just resumed): back to the newest changes
         self._shown_key = key
@@ -187,16 +216,22 @@ class ChangeFeedView(Viewer):
         self._show_page()
 
     def _show_page(self) -> None:
+        self._show_page_controls()
+        # update(), not an assignment: it is sent even when the server's copy looks the same (a shared update
+        # may have changed what the browser shows since).
+        self.source_rows.data.update(_page(self.rows, self._page))
+        redraw(self.table)  # a full page of changes is always 25 rows
+
+    def _show_page_controls(self) -> None:
         pages = max(1, -(-len(self.rows) // PAGE_ROWS))
         self._page = min(self._page, pages - 1)
         start = self._page * PAGE_ROWS
-        page = self.rows[start:start + PAGE_ROWS]
-        self.source_rows.data = {column: [row[column] for row in page] for column in COLUMNS}
-        redraw(self.table)  # a full page of changes is always 25 rows
-        self.newer.disabled = self._page == 0
-        self.older.disabled = self._page >= pages - 1
-        info = (f"changes {start + 1:,}&ndash;{start + len(page):,} of the {len(self.rows):,} kept, newest first"
-                if page else "no changes match")
+        shown = len(self.rows[start:start + PAGE_ROWS])
+        for button, disabled in ((self.newer, self._page == 0), (self.older, self._page >= pages - 1)):
+            if button.disabled != disabled:
+                button.disabled = disabled
+        info = (f"changes {start + 1:,}&ndash;{start + shown:,} of the {len(self.rows):,} kept, newest first"
+                if shown else "no changes match")
         if info != self.page_info.text:
             self.page_info.text = info
 
@@ -206,8 +241,7 @@ class ChangeFeedView(Viewer):
 
     def shown(self) -> pd.DataFrame:
         """The page of changes on screen."""
-        data = self.source_rows.data
-        return pd.DataFrame({column: list(data[column]) for column in COLUMNS}, columns=COLUMNS)
+        return pd.DataFrame(_page(self.rows, self._page), columns=COLUMNS)
 
     def _pause(self, paused: bool) -> None:
         self._paused_at = self._seq if paused else None
@@ -267,6 +301,112 @@ class ChangeFeedView(Viewer):
         styles = {"opacity": "0.5"} if state is not State.UP else {}
         if self.table.styles != styles:
             self.table.styles = styles
+
+
+_UNFILTERED = ((), (), "")
+"""Entities, events and search text of a view without filters (the end of its `_filters` key)."""
+
+
+class _SharedFeed:
+    """The newest page of one feed for every session that follows it unfiltered, made and serialized once per
+    update on the server's event loop and written to each of them (apps/shared_patch.py). Process-wide: one per
+    store and source while a session follows it."""
+
+    _feeds: dict[tuple[int, tuple[str, str]], _SharedFeed] = {}
+    _feeds_lock = threading.Lock()
+
+    def __init__(self, view: ChangeFeedView) -> None:
+        self.store, self.source, self._fields = view.store, view.source, view._fields
+        self._loop = IOLoop.current()
+        self._views: set[ChangeFeedView] = set()
+        self._lock = threading.Lock()
+        self._pending = False
+        self._sent_at = 0.0
+        self._page: dict[str, list[str]] | None = None
+        shared_id = _shared_id(self.source)
+        self._rows = shared(ColumnDataSource({column: [] for column in COLUMNS}), f"{shared_id}-rows")
+        self._view = shared(CDSView(), f"{shared_id}-view")
+        self._models = SharedModels(self._rows, self._view)
+        self._writer = SessionWriter()
+        self._unsubscribe = self.store.on_feed(self.source, self._advanced)
+
+    @classmethod
+    def join(cls, view: ChangeFeedView) -> _SharedFeed:
+        with cls._feeds_lock:
+            key = (id(view.store), view.source)
+            feed = cls._feeds.get(key)
+            if feed is None:
+                feed = cls._feeds[key] = cls(view)
+            with feed._lock:
+                feed._views.add(view)
+            return feed
+
+    def leave(self, view: ChangeFeedView) -> None:
+        with _SharedFeed._feeds_lock:
+            with self._lock:
+                self._views.discard(view)
+                if self._views:
+                    return
+            _SharedFeed._feeds.pop((id(self.store), self.source), None)
+            self._unsubscribe()
+
+    def _advanced(self) -> None:
+        # On the collectors' thread: hand over to the server's loop, one pending update taking all that arrived.
+        if not self._pending:
+            self._pending = True
+            self._loop.add_callback(self._schedule)
+
+    def _schedule(self) -> None:
+        wait = self._sent_at + SHARED_UPDATE_SECONDS - time.monotonic()
+        if wait > 0:
+            self._loop.call_later(wait, self._send)
+        else:
+            self._send()
+
+    def _send(self) -> None:
+        self._pending = False
+        self._sent_at = time.monotonic()
+        with self._lock:
+            followers = [view for view in self._views if view._follows_newest()]
+        if not followers:
+            return
+        seq, recent = self.store.feed_recent(self.source)
+        key = (self.source, seq, *_UNFILTERED)
+        rows = _rows_matching(key, recent, self._fields)
+        page = _page(rows, 0)
+        message = None if page == self._page else self._models.patch(lambda: self._show(page))
+        for view in followers:
+            view._followed(key, rows)
+            if message is not None:
+                self._writer.send(view._doc, message)
+
+    def _show(self, page: dict[str, list[str]]) -> None:
+        self._page = page
+        self._rows.data = page
+        self._view.tags = [next_tag()]  # as `redraw` does: the table redraws a page of the same size too
+
+
+def _shared_id(source: tuple[str, str]) -> str:
+    """The id the feed's table models have in every session (each session is a document of its own)."""
+    return "pw-feed-" + hashlib.md5("\0".join(source).encode()).hexdigest()[:12]
+
+
+def _rows_matching(key: tuple, recent: dict[str, list[FeedRow]], fields: dict[str, list[str]]) -> list[dict[str, str]]:
+    """The rows a `_filters` key selects, made once for every session asking for the same."""
+    with _matches_lock:
+        rows = _matches.get(key)
+    if rows is None:
+        rows = _matching(key[0], recent, fields, *key[2:])
+        with _matches_lock:
+            _matches[key] = rows
+            while len(_matches) > 32:
+                _matches.popitem(last=False)
+    return rows
+
+
+def _page(rows: list[dict[str, str]], page: int) -> dict[str, list[str]]:
+    shown = rows[page * PAGE_ROWS:(page + 1) * PAGE_ROWS]
+    return {column: [row[column] for row in shown] for column in COLUMNS}
 
 
 def _millis(t: float) -> str:

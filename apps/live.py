@@ -3,22 +3,24 @@
 Each line owns a ColumnDataSource; every tick it receives only the points the store got since the
 last tick (`Store.since`), through `ColumnDataSource.stream(..., rollover)`. Nothing is re-sent.
 
-A line slot (renderer, data source, legend item) is made when a series first needs one and is then
-only shown, hidden and relabelled: a chart has as many slots as it ever showed lines, not
-`max_lines` from the start. Every model costs each of the session's updates (Bokeh indexes all of a
-document's models for every PATCH-DOC), and a page of 14 charts with 10 slots each had 900 models
-of line slots alone. Slots made after the page was sent are safe because sessions only refresh
+A chart's line slots (renderer, data source, legend item) are made the first time it has a line to
+show, all `max_lines` of them at once (one re-index of the session's document), and are then only
+shown, hidden and relabelled. A chart that never shows a line has none: every model costs each of
+the session's updates (Bokeh indexes all of a document's models for every PATCH-DOC), and a page of
+14 charts with 10 slots each had 900 models of line slots alone. Slots made after the page was sent are safe because sessions only refresh
 once the browser is connected (apps/main.py): models added while it is still connecting can leave
 it with references it never received ("reference ... isn't known").
 """
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from bokeh.core.properties import value
-from bokeh.models import ColumnDataSource, GlyphRenderer, HoverTool, Legend, LegendItem
+from bokeh.model import Model
+from bokeh.models import ColumnDataSource, GlyphRenderer, HoverTool, Legend, LegendItem, Line
 from bokeh.palettes import Category10_10
 from bokeh.plotting import figure
 
@@ -105,6 +107,8 @@ class LiveChart:
         keys = sorted(self.store.keys(where=self.select), key=self.label)
         wanted = set(keys[: self.max_lines])
         self.hidden_lines = max(0, len(keys) - self.max_lines)
+        if wanted == {slot.key for slot in self._slots if slot.key is not None}:
+            return  # another source's series came or went: a generation is store-wide
         for slot in self._slots:
             if slot.key is not None and slot.key not in wanted:
                 slot.key, slot.seen = None, 0
@@ -112,24 +116,67 @@ class LiveChart:
                 slot.renderer.visible = slot.legend.visible = False
         shown = {slot.key for slot in self._slots}
         free = [slot for slot in self._slots if slot.key is None]
-        for key in (k for k in keys if k in wanted and k not in shown):
-            slot = free.pop(0) if free else self._new_slot()
+        new = [k for k in keys if k in wanted and k not in shown]
+        if len(new) > len(free):
+            # Every slot the chart may need, at once (one message to the browser, not one a line).
+            with _indexing_new_models(self.figure.document) as index:
+                free += self._add_slots(self.max_lines - len(self._slots))
+                index(self._legend)
+        for key in new:
+            slot = free.pop(0)
             slot.key, slot.seen = key, 0
             slot.renderer.name = self.label(key)
             slot.legend.label = value(slot.renderer.name)  # a plain string would be read as a column name
             slot.renderer.visible = slot.legend.visible = True
 
-    def _new_slot(self) -> _Slot:
-        source = ColumnDataSource({"t": [], "y": []})
-        renderer = self.figure.line("t", "y", source=source, color=Category10_10[len(self._slots) % 10], line_width=2,
-                                    visible=False)
-        # No selection and no muting (the legend hides lines): two glyph models fewer per line.
-        renderer.nonselection_glyph = renderer.muted_glyph = None
-        slot = _Slot(source, renderer, LegendItem(label=value(""), renderers=[renderer], visible=False))
-        self._slots.append(slot)
+    def _add_slots(self, count: int) -> list[_Slot]:
+        slots = []
+        for _ in range(count):
+            source = ColumnDataSource({"t": [], "y": []})
+            # Only the line glyph: no selection, hover or muted ones (the legend hides lines), which `figure.line`
+            # would make and which cost every session's updates.
+            line = Line(x="t", y="y", line_color=Category10_10[(len(self._slots) + len(slots)) % 10], line_width=2)
+            renderer = GlyphRenderer(data_source=source, glyph=line, nonselection_glyph=None, hover_glyph=None,
+                                     muted_glyph=None, visible=False)
+            slots.append(_Slot(source, renderer, LegendItem(label=value(""), renderers=[renderer], visible=False)))
+        self._slots += slots
+        lines = [slot.renderer for slot in self._slots]
+        self.figure.renderers = [*self.figure.renderers, *(slot.renderer for slot in slots)]
         # The axes follow the lines only: bands drawn behind them (traffic bursts) must not stretch them.
-        lines = [s.renderer for s in self._slots]
         self.figure.x_range.renderers = lines
         self.figure.y_range.renderers = lines
-        self._legend.items = [s.legend for s in self._slots]
-        return slot
+        self._legend.items = [slot.legend for slot in self._slots]
+        return slots
+
+
+@contextlib.contextmanager
+def _indexing_new_models(document):
+    """Link new models into a live document, then index just those.
+
+    Bokeh re-indexes all of a document's models whenever a change links new ones in (`recompute`, ~150 µs a model:
+    ~150 ms for a pipeline page, frozen or not); a line appearing in a hundred sessions then held the server's one
+    thread for 15 s. Inside this block that re-indexing is held back; `index(model)` names a model the new ones hang
+    from, and at the end the new models reachable from them are indexed as `recompute` would index them. Where
+    Bokeh's internals differ from the 3.9 ones this relies on, it falls back to Bokeh's own (slow) freeze.
+    """
+    manager = getattr(document, "models", None)
+    if manager is None or not all(hasattr(manager, name) for name in _MANAGER_INTERNALS):
+        with manager.freeze() if manager is not None else contextlib.nullcontext():
+            yield lambda model: None
+        return
+    roots: list[Model] = []
+    manager._freeze_count += 1
+    try:
+        yield roots.append
+    finally:
+        manager._freeze_count -= 1
+    for model in {reference for root in roots for reference in root.references()}:
+        if model.id not in manager._models:
+            manager._models[model.id] = model
+            if model.name is not None:
+                manager._models_by_name.add_value(model.name, model)
+            model._attach_document(document)
+            manager._new_models.add(model)  # sent whole to the browser with the next update
+
+
+_MANAGER_INTERNALS = ("_freeze_count", "_models", "_models_by_name", "_new_models")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import html
+import itertools
 from datetime import datetime, timezone
 
 import numpy as np
@@ -167,8 +168,16 @@ def redraw(table: DataTable) -> None:
     """Make the browser redraw a DataTable whose data was just changed. It redraws when the table's view changes,
     and the view's indices do not when the number of rows stays the same (Bokeh 3.9): a changed tag tells it (and
     keeps the user's sort order). The table needs an explicit `view=CDSView()`: a default one is created only when
-    first touched, after the browser got the document."""
-    table.view.tags = [table.view.tags[0] + 1 if table.view.tags else 1]
+    first touched, after the browser got the document. Tags come from one process-wide count, so a value never
+    repeats, not even on a view that another session's shared update has changed (apps/shared_patch.py)."""
+    table.view.tags = [next_tag()]
+
+
+def next_tag() -> int:
+    return next(_tags)
+
+
+_tags = itertools.count(1)
 
 
 def _page_columns(frame: pd.DataFrame, start: int, rows: int) -> dict[str, object]:

@@ -6,7 +6,7 @@ import json
 import subprocess
 import sys
 import urllib.request
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from pathlib import Path
 
 import pytest
@@ -305,10 +305,15 @@ def test_change_feed_shows_a_new_row_live_and_payloads_as_text(postgres, pg_sche
         "exporter:\n"
         f"  port: {free_port()}\n"
     )
-    with serving(tmp_path, config, browser_page) as server:
-        page = browser_page
-        page.goto(f"{server.url}?pipeline=shop")
-        expect(page.locator('.pw-feed-connection[data-state="up"]')).to_be_visible(timeout=30_000)
+    page = browser_page
+    other = page.context.browser.new_page(viewport={"width": 1400, "height": 1000})  # a second viewer: its own session
+    other_errors: list[str] = []
+    other.on("pageerror", lambda error: other_errors.append(str(error)))
+    feed_patches = {page: _feed_patch_ids(page), other: _feed_patch_ids(other)}
+    with serving(tmp_path, config, browser_page) as server, closing(other):
+        for viewer in (page, other):
+            viewer.goto(f"{server.url}?pipeline=shop")
+            expect(viewer.locator('.pw-feed-connection[data-state="up"]')).to_be_visible(timeout=30_000)
         run_async(write(f'INSERT INTO "{pg_schema}".orders VALUES (42, \'new\', 5, $1)', "<script>window.pwned=1</script>"))
         newest = page.locator(".slick-row").first  # the feed's table: columns time, entity, event, key, fields, ...
         expect(newest.locator(".slick-cell.l3")).to_have_text("42", timeout=10_000)
@@ -319,9 +324,54 @@ def test_change_feed_shows_a_new_row_live_and_payloads_as_text(postgres, pg_sche
         # A full page (25 rows) stays 25 rows as changes arrive: the newest still comes first.
         run_async(write(f"INSERT INTO \"{pg_schema}\".orders SELECT g, 'bulk', 1, '' FROM generate_series(100, 129) g"))
         expect(newest.locator(".slick-cell.l3")).to_have_text("129", timeout=10_000)
+        other_newest = other.locator(".slick-row").first
+        expect(other_newest.locator(".slick-cell.l3")).to_have_text("129", timeout=10_000)
+        # Both sessions got the same update, serialized once (one message id): the shared path, not one each.
+        wait_until(lambda: feed_patches[page] & feed_patches[other], 10, what="one feed update sent to both sessions")
+
+        # A viewer that searches leaves the shared updates and comes back to them when it stops.
+        other.bring_to_front()
+        search = other.get_by_label("Search in the changed rows")
+        search.fill("bulk")
         run_async(write(f'INSERT INTO "{pg_schema}".orders VALUES (130, \'late\', 1, \'\')'))
         expect(newest.locator(".slick-cell.l3")).to_have_text("130", timeout=10_000)
-        assert page.errors == []
+        expect(other_newest.locator(".slick-cell.l3")).to_have_text("129")
+        expect(other.locator(".slick-row")).to_have_count(25)
+        search.fill("")
+        expect(other_newest.locator(".slick-cell.l3")).to_have_text("130", timeout=10_000)
+        run_async(write(f'INSERT INTO "{pg_schema}".orders VALUES (131, \'late\', 1, \'\')'))
+        for viewer in (page, other):
+            expect(viewer.locator(".slick-row").first.locator(".slick-cell.l3")).to_have_text("131", timeout=10_000)
+
+        # Away and back in the same session: the rebuilt table (the same shared ids) follows again.
+        page.bring_to_front()
+        page.get_by_role("button", name="Overview", exact=True).click()
+        expect(page.locator(".pw-tile").first).to_be_visible(timeout=30_000)
+        page.get_by_role("button", name="Pipeline", exact=True).click()
+        expect(newest.locator(".slick-cell.l3")).to_have_text("131", timeout=30_000)
+        run_async(write(f'INSERT INTO "{pg_schema}".orders VALUES (132, \'late\', 1, \'\')'))
+        for viewer in (page, other):
+            expect(viewer.locator(".slick-row").first.locator(".slick-cell.l3")).to_have_text("132", timeout=10_000)
+        assert page.errors == [] and other_errors == []
+
+
+def _feed_patch_ids(page) -> set[str]:
+    """Message ids of the change-feed table updates (PATCH-DOC messages) the page's websocket receives."""
+    ids: set[str] = set()
+    frames: list = []
+
+    def received(payload) -> None:
+        frames.append(payload)
+        # A Bokeh message is a header, metadata and content frame (then any buffers): a content frame that changes
+        # the feed's table belongs to the header two frames before it.
+        if len(frames) >= 3 and isinstance(payload, str) and "pw-feed-" in payload and isinstance(frames[-3], str):
+            header = json.loads(frames[-3]) if frames[-3].startswith("{") else {}
+            if header.get("msgtype") == "PATCH-DOC":
+                ids.add(header["msgid"])
+        del frames[:-3]
+
+    page.on("websocket", lambda socket: socket.on("framereceived", received))
+    return ids
 
 
 def test_aggregate_page_combines_this_app_and_another_agent_through_prometheus(broker, tmp_path, browser_page):
