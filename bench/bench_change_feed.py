@@ -327,10 +327,10 @@ def interpretation(result: dict) -> list[str]:
             f"(`SHARED_UPDATE_SECONDS`: with 100 viewers each got {rate:.1f} updates a second). A session that "
             f"filters, searches, pages or pauses gets its own updates as before.")
         lines.append(
-            f"- What is left: the rows inserted in the first seconds of the measurement waited behind each session "
-            f"drawing its charts' first lines for the feed's new series (a one-time cost of ~30 ms per session on the "
-            f"server's one thread: Bokeh makes models slowly), which is most of the difference between the whole-run "
-            f"p99 and the steady one; after that, every viewer's 1 Hz page update (charts, cards, status) and the "
+            f"- What is left: when the feed's series first appear, each session draws its charts' first lines (a "
+            f"one-time cost of ~30 ms per session on the server's one thread: Bokeh makes models slowly), and rows "
+            f"inserted then wait behind it (the difference between the whole-run p99 and the one from "
+            f"{WARM_UP + STEADY_AFTER:.0f} s on); otherwise every viewer's 1 Hz page update (charts, cards, status) and the "
             f"viewers themselves (100 websocket clients in one Python process, on the same two cores as the server, "
             f"PostgreSQL and the writer) keep the machine busy, and a row waits up to "
             f"{SHARED_UPDATE_SECONDS * 1000:.0f} ms for the next shared update by design.")
