@@ -3,11 +3,12 @@
 Each line owns a ColumnDataSource; every tick it receives only the points the store got since the
 last tick (`Store.since`), through `ColumnDataSource.stream(..., rollover)`. Nothing is re-sent.
 
-A chart's line slots (renderer, data source, legend item) are made the first time it has a line to
-show, all `max_lines` of them at once (one re-index of the session's document), and are then only
-shown, hidden and relabelled. A chart that never shows a line has none: every model costs each of
-the session's updates (Bokeh indexes all of a document's models for every PATCH-DOC), and a page of
-14 charts with 10 slots each had 900 models of line slots alone. Slots made after the page was sent are safe because sessions only refresh
+A line slot (renderer, data source, legend item) is made when a series first needs one and is then
+only shown, hidden and relabelled: a chart has as many slots as it ever showed lines, not
+`max_lines` from the start. Every model costs each of the session's updates (Bokeh indexes all of a
+document's models for every PATCH-DOC), and a page of 14 charts with 10 slots each had 900 models
+of line slots alone. New slots are indexed into the live document on their own
+(`_indexing_new_models`), not by Bokeh's re-index of every model. Slots made after the page was sent are safe because sessions only refresh
 once the browser is connected (apps/main.py): models added while it is still connecting can leave
 it with references it never received ("reference ... isn't known").
 """
@@ -118,9 +119,8 @@ class LiveChart:
         free = [slot for slot in self._slots if slot.key is None]
         new = [k for k in keys if k in wanted and k not in shown]
         if len(new) > len(free):
-            # Every slot the chart may need, at once (one message to the browser, not one a line).
             with _indexing_new_models(self.figure.document) as index:
-                free += self._add_slots(self.max_lines - len(self._slots))
+                free += self._add_slots(len(new) - len(free))
                 index(self._legend)
         for key in new:
             slot = free.pop(0)

@@ -121,34 +121,36 @@ def test_pipeline_page_redraws_tables_every_few_seconds_and_at_once_on_a_health_
     assert 'data-state="down"' in page.health.div.text
 
 
-def test_live_chart_makes_its_line_slots_once_and_indexes_them_as_bokeh_would():
+def test_live_chart_makes_line_slots_as_needed_and_indexes_them_as_bokeh_would():
     from bokeh.document import Document
     from bokeh.protocol import Protocol
 
     from apps.live import LiveChart
 
     store = Store()
-    chart = LiveChart(store, "Lag", "seconds", lambda key: key[0] == "kafka_consumergroup_group_max_lag_seconds",
-                      lambda key: key[1][2], name="lag", max_lines=3)
+    name = "kafka_consumergroup_group_max_lag_seconds"
+    chart = LiveChart(store, "Lag", "seconds", lambda key: key[0] == name, lambda key: key[1][2], name="lag",
+                      max_lines=3)
     document = Document()
     document.add_root(chart.figure)
-    document.models.flush_synced()  # as after the session's document went to the browser
-    events = []
-    document.on_change(lambda event: events.append(event))
-    store.append(("orders", "kafka"), "kafka_consumergroup_group_max_lag_seconds", ("orders", "local", "billing"), 5.0, t=1000.0)
-    chart.refresh()
-    assert [slot.key for slot in chart._slots] == [("kafka_consumergroup_group_max_lag_seconds", ("orders", "local", "billing")), None, None]
-    indexed = dict(document.models._models)
-    document.models.recompute()
-    assert indexed.keys() == document.models._models.keys()  # what Bokeh's own full re-index finds, no more
-    # The update to the browser carries the new models whole (a reference it does not know breaks the page).
-    patch = Protocol().create("PATCH-DOC", events).content
-    defined = {ref["id"] for ref in _definitions(patch)}
-    assert {slot.source.id for slot in chart._slots} <= defined
+    for group in ("billing", "audit"):
+        document.models.flush_synced()  # as after the session's document (or its last update) went to the browser
+        events = []
 
-    store.append(("orders", "kafka"), "kafka_consumergroup_group_max_lag_seconds", ("orders", "local", "audit"), 7.0, t=1000.0)
-    chart.refresh()
-    assert len(chart._slots) == 3 and chart._slots[1].key == ("kafka_consumergroup_group_max_lag_seconds", ("orders", "local", "audit"))
+        def changed(event, events=events) -> None:
+            events.append(event)
+
+        document.on_change(changed)
+        store.append(("orders", "kafka"), name, ("orders", "local", group), 5.0, t=1000.0)
+        chart.refresh()
+        indexed = dict(document.models._models)
+        document.models.recompute()
+        assert indexed.keys() == document.models._models.keys()  # what Bokeh's own full re-index finds, no more
+        # The update to the browser carries the new models whole (a reference it does not know breaks the page).
+        patch = Protocol().create("PATCH-DOC", events).content
+        assert chart._slots[-1].source.id in {ref["id"] for ref in _definitions(patch)}
+        document.remove_on_change(changed)
+    assert [slot.key[1][2] for slot in chart._slots] == ["billing", "audit"]  # a slot per line, made as needed
 
 
 def _definitions(value):
