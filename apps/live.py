@@ -8,9 +8,10 @@ only shown, hidden and relabelled: a chart has as many slots as it ever showed l
 `max_lines` from the start. Every model costs each of the session's updates (Bokeh indexes all of a
 document's models for every PATCH-DOC), and a page of 14 charts with 10 slots each had 900 models
 of line slots alone. New slots are indexed into the live document on their own
-(`_indexing_new_models`), not by Bokeh's re-index of every model. Slots made after the page was sent are safe because sessions only refresh
-once the browser is connected (apps/main.py): models added while it is still connecting can leave
-it with references it never received ("reference ... isn't known").
+(`_indexing_new_models`), not by Bokeh's re-index of every model. Slots made after the page was
+sent are safe because sessions only refresh once the browser is connected (apps/main.py): models
+added while it is still connecting can leave it with references it never received ("reference ...
+isn't known").
 """
 
 from __future__ import annotations
