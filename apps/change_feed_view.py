@@ -90,11 +90,10 @@ class ChangeFeedView(Viewer):
         self.search = pn.widgets.TextInput(label="Search in the changed rows", width=280)
         self.pause = pn.widgets.Toggle(label="Pause", width=100, margin=(24, 10, 10, 10))
         self.arrived = Div(text="", name="feed-arrived")
-        shared_id = _shared_id(self.source)
-        self.source_rows = shared(ColumnDataSource({column: [] for column in COLUMNS}), f"{shared_id}-rows")
+        self.source_rows, table_view = _shared_table_models(self.source)
         widths = {"time": 95, "entity": 110, "event": 60, "key": 70, "fields": 380, "payload": 600}
         self.table = DataTable(
-            source=self.source_rows, view=shared(CDSView(), f"{shared_id}-view"), name="feed-table", index_position=None,
+            source=self.source_rows, view=table_view, name="feed-table", index_position=None,
             sortable=False, reorderable=False, sizing_mode="stretch_width", height=30 + 25 * PAGE_ROWS, row_height=25,
             columns=[TableColumn(field=c, title=c, width=widths[c], **({"formatter": entity_cell} if c == "entity" else {}))
                      for c in COLUMNS])
@@ -323,9 +322,7 @@ class _SharedFeed:
         self._pending = False
         self._sent_at = 0.0
         self._page: dict[str, list[str]] | None = None
-        shared_id = _shared_id(self.source)
-        self._rows = shared(ColumnDataSource({column: [] for column in COLUMNS}), f"{shared_id}-rows")
-        self._view = shared(CDSView(), f"{shared_id}-view")
+        self._rows, self._view = _shared_table_models(self.source)
         self._models = SharedModels(self._rows, self._view)
         self._writer = SessionWriter()
         self._unsubscribe = self.store.on_feed(self.source, self._advanced)
@@ -386,9 +383,12 @@ class _SharedFeed:
         self._view.tags = [next_tag()]  # as `redraw` does: the table redraws a page of the same size too
 
 
-def _shared_id(source: tuple[str, str]) -> str:
-    """The id the feed's table models have in every session (each session is a document of its own)."""
-    return "pw-feed-" + hashlib.md5("\0".join(source).encode()).hexdigest()[:12]
+def _shared_table_models(source: tuple[str, str]) -> tuple[ColumnDataSource, CDSView]:
+    """New models for the feed table's rows and view, with the ids they have in every session (each session is a
+    document of its own)."""
+    shared_id = "pw-feed-" + hashlib.md5("\0".join(source).encode()).hexdigest()[:12]
+    return (shared(ColumnDataSource({column: [] for column in COLUMNS}), f"{shared_id}-rows"),
+            shared(CDSView(), f"{shared_id}-view"))
 
 
 def _rows_matching(key: tuple, recent: dict[str, list[FeedRow]], fields: dict[str, list[str]]) -> list[dict[str, str]]:
