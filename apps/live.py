@@ -1,7 +1,9 @@
 """Live line charts fed from the store by streaming deltas.
 
 Each line owns a ColumnDataSource; every tick it receives only the points the store got since the
-last tick (`Store.since`), through `ColumnDataSource.stream(..., rollover)`. Nothing is re-sent.
+last tick (`Store.since`), through `ColumnDataSource.stream(..., rollover)`. Nothing is re-sent. In a
+browser session a line that has caught up follows the shared stream of its series instead: one message
+a second for every session that shows the same lines (apps/shared_lines.py).
 
 A line slot (renderer, data source, legend item) is made when a series first needs one and is then
 only shown, hidden and relabelled: a chart has as many slots as it ever showed lines, not
@@ -17,6 +19,9 @@ isn't known").
 from __future__ import annotations
 
 import contextlib
+import itertools
+import time
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -25,7 +30,10 @@ from bokeh.model import Model
 from bokeh.models import ColumnDataSource, GlyphRenderer, HoverTool, Legend, LegendItem, Line
 from bokeh.palettes import Category10_10
 from bokeh.plotting import figure
+from panel.io.state import state
 
+from apps.shared_lines import Channel, SharedLines
+from apps.shared_patch import shared, writes_at_once
 from monitoring.store import SeriesKey, Store
 
 
@@ -40,6 +48,15 @@ class _Slot:
     legend: LegendItem
     key: SeriesKey | None = None
     seen: int = 0
+    """Points of the series the browser has."""
+    channel: Channel | None = None
+    """The shared stream the slot follows (apps/shared_lines.py); None: it streams on its own."""
+    whole: bool = False
+    """Its data must be sent whole (the browser's copy is unknown) before streaming again."""
+
+
+_chart_numbers: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+"""Session document -> a count of the charts made in it: the same page makes the same numbers in every session."""
 
 
 class LiveChart:
@@ -71,6 +88,9 @@ class LiveChart:
         self.figure.add_tools(HoverTool(tooltips=[("series", "$name"), ("value", "$y{0,0.[00]}"),
                                                   ("time", "$x{%H:%M:%S}")], formatters={"$x": "datetime"}))
         self._slots: list[_Slot] = []
+        document = state.curdoc
+        self._number = None if document is None else next(_chart_numbers.setdefault(document, itertools.count()))
+        self._solo_until = 0.0
         # Outside the plot area: a legend inside hides the newest points, which is where users look.
         self._legend = Legend(items=[], click_policy="hide", label_text_font_size="9pt", ncols=legend_columns)
         self.figure.add_layout(self._legend, "below")
@@ -86,21 +106,43 @@ class LiveChart:
         self._generation = -1
 
     def refresh(self) -> None:
-        """Stream whatever is new; call inside the session's `pn.io.hold()`."""
+        """Stream whatever is new; call inside the session's `pn.io.hold()`.
+
+        A slot that has shown its series up to where the shared stream of its line is follows that stream and is
+        left alone here; one that is behind catches up to it (never past it), then follows."""
         if self.store.series_generation != self._generation:
             self._assign()
+        lines = None
+        if self._number is not None and time.monotonic() >= self._solo_until and writes_at_once(self.figure.document):
+            lines = SharedLines.of(self.store, self.figure.document)
         for slot in self._slots:
-            if slot.key is None:
+            if slot.key is None or slot.channel is not None:
                 continue
-            delta = self.store.since(slot.key, slot.seen)
-            if delta is None or delta.count == slot.seen:
+            channel = (slot.source.id, slot.key, self.rollover)
+            delta = self.store.since(slot.key, 0 if slot.whole else slot.seen)
+            if delta is None:
                 continue
-            times, values = delta.times * 1000.0, delta.values
-            if len(times) <= _INLINE_POINTS:
-                # A tick's few points as JSON numbers: arrays would travel as binary buffers, two websocket
-                # frames each, for every line of every session every second.
-                times, values = times.tolist(), values.tolist()
-            slot.seen = delta.count
+            count, times, values = delta.count, delta.times, delta.values
+            upto = None if lines is None else lines.seen(channel)
+            if upto is not None and upto < count:  # the shared stream sends the rest
+                keep = max(0, len(times) - (count - upto))
+                count, times, values = upto, times[:keep], values[:keep]
+            if count > slot.seen or slot.whole:
+                self._show(slot, times, values)
+                slot.seen = count
+            if lines is not None:
+                lines.follow(self, slot, channel)
+
+    def _show(self, slot: _Slot, times, values) -> None:
+        times = times * 1000.0
+        if len(times) <= _INLINE_POINTS:
+            # A tick's few points as JSON numbers: arrays would travel as binary buffers, two websocket
+            # frames each, for every line of every session every second.
+            times, values = times.tolist(), values.tolist()
+        if slot.whole:
+            slot.whole = False
+            slot.source.data = {"t": times, "y": values}
+        else:
             slot.source.stream({"t": times, "y": values}, rollover=self.rollover)
 
     def _assign(self) -> None:
@@ -113,7 +155,7 @@ class LiveChart:
             return  # another source's series came or went: a generation is store-wide
         for slot in self._slots:
             if slot.key is not None and slot.key not in wanted:
-                slot.key, slot.seen = None, 0
+                slot.key, slot.seen, slot.channel, slot.whole = None, 0, None, False
                 slot.source.data = {"t": [], "y": []}
                 slot.renderer.visible = slot.legend.visible = False
         shown = {slot.key for slot in self._slots}
@@ -125,7 +167,7 @@ class LiveChart:
                 index(self._legend)
         for key in new:
             slot = free.pop(0)
-            slot.key, slot.seen = key, 0
+            slot.key, slot.seen, slot.channel = key, 0, None
             slot.renderer.name = self.label(key)
             slot.legend.label = value(slot.renderer.name)  # a plain string would be read as a column name
             slot.renderer.visible = slot.legend.visible = True
@@ -134,6 +176,8 @@ class LiveChart:
         slots = []
         for _ in range(count):
             source = ColumnDataSource({"t": [], "y": []})
+            if self._number is not None:  # the same id in every session that made the same page (shared_lines.py)
+                shared(source, f"pw-line-{self._number}-{len(self._slots) + len(slots)}")
             # Only the line glyph: no selection, hover or muted ones (the legend hides lines), which `figure.line`
             # would make and which cost every session's updates.
             line = Line(x="t", y="y", line_color=Category10_10[(len(self._slots) + len(slots)) % 10], line_width=2)

@@ -23,9 +23,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
+from bokeh.core.json_encoder import serialize_json
+from bokeh.core.serialization import Serializer
 from bokeh.document import Document
 from bokeh.model import Model
 from bokeh.protocol import Protocol
+from bokeh.protocol.messages.patch_doc import patch_doc
+from panel.io import document as _panel_document
+from panel.io.state import state as panel_state
 from tornado.iostream import StreamClosedError
 from tornado.websocket import WebSocketClosedError
 
@@ -62,6 +67,20 @@ class SharedModels:
         return Frames(tuple(parts))
 
 
+def streamed(model_id: str, data: dict[str, list], rollover: int | None) -> str:
+    """A ColumnsStreamed event as Bokeh's serializer writes it (e.g. NaN as a tagged number), for `patch_of`: what
+    `ColumnDataSource.stream(data, rollover)` on the model with that id would send. Columns are plain lists: no
+    binary buffers."""
+    return serialize_json({"kind": "ColumnsStreamed", "model": {"id": model_id}, "attr": "data",
+                           "data": Serializer().encode(data), "rollover": rollover})
+
+
+def patch_of(events: list[str]) -> Frames:
+    """One PATCH-DOC message of events serialized on their own (`streamed`), as the frames Bokeh writes."""
+    return Frames(((json.dumps(patch_doc.create_header()).encode(), False), (b"{}", False),
+                   (('{"events":[' + ",".join(events) + "]}").encode(), False)))
+
+
 @dataclass(frozen=True)
 class Frames:
     """One Bokeh message as the websocket frames Bokeh writes for it (bytes, whether binary; else UTF-8 text)."""
@@ -87,33 +106,43 @@ class SessionWriter:
     A message goes into the socket's buffer at once when nobody is writing to it (no task, no waiting: a hundred
     sockets took about 2 ms an update in the change-feed benchmark); behind a write of the session's own, it
     waits for that one. A session still behind (a slow network, a full buffer) gets only the newest message when
-    it can take one: every message must therefore carry the whole state of what it changes (e.g. a whole page of
-    rows), never a delta, and a slow viewer holds at most `BACKLOG_BYTES` and one message.
+    it can take one, so a slow viewer holds at most `BACKLOG_BYTES` and one message. A message that carries the
+    whole state of what it changes (e.g. a whole page of rows) can stand in for the ones before it; one that
+    carries a delta (points to append) cannot: it is sent with `on_dropped`, which is called instead when the
+    message is not written (its session must then catch up on its own).
     """
 
     BACKLOG_BYTES = 1 << 20
 
     def __init__(self) -> None:
-        self._waiting: dict[object, Frames] = {}
-        """The newest message of each socket that could not take it at once."""
+        self._waiting: dict[object, tuple[Frames, Callable[[], None] | None]] = {}
+        """The newest message of each socket that could not take it at once, and what to call if it never goes."""
         self._tasks: set[asyncio.Task] = set()
 
-    def send(self, document: Document, message: Frames) -> None:
+    def send(self, document: Document, message: Frames, on_dropped: Callable[[], None] | None = None) -> None:
         for socket in _websockets(document):
-            if socket in self._waiting:  # a write of its own or a backlog is ahead: this one replaces the waiting one
-                self._waiting[socket] = message
+            waiting = self._waiting.get(socket)
+            if waiting is not None:  # a write of its own or a backlog is ahead
+                if on_dropped is not None:
+                    on_dropped()
+                    continue
+                self._waiting[socket] = (message, None)  # this one replaces the waiting one
+                if waiting[1] is not None:
+                    waiting[1]()
                 continue
             lock = socket.write_lock.acquire()
-            if not lock.done():  # the session is writing: follow its write
-                self._waiting[socket] = message
-                self._spawn(self._write_after(socket, lock))
+            if not lock.done() or _panel_holds_writes(document):  # the session is writing: follow its write
+                self._waiting[socket] = (message, on_dropped)
+                self._spawn(self._write_after(socket, lock, document))
                 continue
             try:
-                if _backlog(socket) > self.BACKLOG_BYTES:
-                    self._waiting[socket] = message
-                    self._spawn(self._write_when_drained(socket))
-                else:
+                if _backlog(socket) <= self.BACKLOG_BYTES:
                     _write(socket, message)
+                elif on_dropped is not None:
+                    on_dropped()
+                else:
+                    self._waiting[socket] = (message, None)
+                    self._spawn(self._write_when_drained(socket, document))
             finally:
                 socket.write_lock.release()
 
@@ -122,19 +151,23 @@ class SessionWriter:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _write_after(self, socket, lock) -> None:
+    async def _write_after(self, socket, lock, document: Document | None = None) -> None:
         await lock
+        while document is not None and _panel_holds_writes(document) and socket.ws_connection is not None:
+            socket.write_lock.release()  # Panel writes what it holds back only while nobody holds the lock
+            await asyncio.sleep(0.005)
+            await socket.write_lock.acquire()
         try:
-            message = self._waiting.pop(socket, None)
-            if message is not None:
-                _write(socket, message)
+            waiting = self._waiting.pop(socket, None)
+            if waiting is not None:
+                _write(socket, waiting[0])
         finally:
             socket.write_lock.release()
 
-    async def _write_when_drained(self, socket) -> None:
+    async def _write_when_drained(self, socket, document: Document) -> None:
         while _backlog(socket) > self.BACKLOG_BYTES and socket.ws_connection is not None:
             await asyncio.sleep(0.1)
-        await self._write_after(socket, socket.write_lock.acquire())
+        await self._write_after(socket, socket.write_lock.acquire(), document)
 
 
 def _write(socket, message: Frames) -> None:
@@ -148,6 +181,14 @@ def _write(socket, message: Frames) -> None:
                 connection.write_message(data, binary=binary)
     except (AttributeError, WebSocketClosedError, StreamClosedError):  # closing: Bokeh ends the session
         pass
+
+
+def _panel_holds_writes(document) -> bool:
+    """Whether Panel holds messages of the session's own back, to write them on a later turn of the loop (it does
+    when the socket was busy as a `hold()` ended): a shared message must not overtake them (a line's points would
+    arrive out of order). Panel keeps them in private maps of panel.io.document; if those are gone, nothing is held
+    back that way."""
+    return any(document in getattr(_panel_document, name, ()) for name in ("_WRITE_BLOCK", "_WRITE_MSGS"))
 
 
 def _backlog(socket) -> int:
@@ -169,6 +210,14 @@ def in_server_session(document: Document | None) -> bool:
     """Whether the document is a browser session's on a Bokeh server (the only kind with websockets to write to)."""
     context = getattr(document, "session_context", None)
     return context is not None and getattr(context, "_session", None) is not None
+
+
+def writes_at_once(document: Document | None) -> bool:
+    """Whether what the session changes now reaches its socket before this turn of the event loop ends, so a shared
+    message sent later cannot overtake it: Panel writes a `hold()`'s changes as it ends (or holds them back where
+    `SessionWriter` waits for them) once the page has loaded; before that (e.g. in an `onload` callback) Bokeh
+    writes them on a later turn."""
+    return document is not None and panel_state.curdoc is document and panel_state.loaded
 
 
 def _websockets(document: Document) -> list:

@@ -12,11 +12,14 @@ flags pipewatch uses (monitoring/service.py). The traffic runs throughout, basel
 viewers open the pipeline page (`?page=pipeline&pipeline=orders`); besides its charts it has the
 health badges, the flow diagram, the latency table, and per source a status line and its tables, which
 pipewatch redraws every 5 s or when a source's health changes (apps/views.py, DETAIL_SECONDS).
+pipewatch's charts stream their lines through one shared message a second for all the sessions
+that show the same lines (apps/shared_lines.py); each session still ticks once a second on its own.
 
 The baseline (bench/baseline_app/main.py) is a minimal raw-Bokeh app served the same way: 10
 figures with the same lines per figure, one point streamed into every line each second with the
 same rollover (720), in one document hold per tick from Bokeh's periodic callback, as pipewatch
-ticks. It has no collectors, tables or status lines: the floor of what live charts cost.
+ticks. It has no collectors, tables or status lines: the floor of what live charts cost when
+each session streams its own.
 
 Viewers are headless websocket clients of the Bokeh protocol in this process (bench/viewers.py):
 each opens a session as a browser does and counts what it receives. For each app: its server's

@@ -20,6 +20,23 @@ from tests.services import LocalPrometheus, PanelServer, free_port, run_async, w
 pytestmark = pytest.mark.browser
 
 
+def _line_times(page, name: str, label: str) -> list[float]:
+    """The times of one line of a live chart in the browser's Bokeh document."""
+    return page.evaluate(
+        """([name, label]) => {
+            for (const doc of Bokeh.documents) {
+                for (const chart of [...doc._all_models.values()].filter((m) => m.name === name)) {
+                    for (const r of chart.renderers.filter((r) => r.name === label)) {
+                        return [...r.data_source.data.t];
+                    }
+                }
+            }
+            return [];
+        }""",
+        [name, label],
+    )
+
+
 def _chart_lines(page, name: str) -> dict[str, float]:
     """Visible lines of a live chart in the browser's Bokeh document: label -> last y value."""
     return page.evaluate(
@@ -88,6 +105,7 @@ def test_page_shows_exact_lag_live_updates_and_source_down_then_up(broker, tmp_p
     )
     with serving(tmp_path, config, browser_page) as server:
         page = browser_page
+        line_updates = _patch_ids(page, '"pw-line-')
         page.goto(f"{server.url}?pipeline=orders")
         # Partitions table, most lagging first; partition 2 has no commit: unknown, not 0.
         expect(page.get_by_text("Partitions (the 1,000 most lagging)")).to_be_visible(timeout=30_000)
@@ -112,6 +130,37 @@ def test_page_shows_exact_lag_live_updates_and_source_down_then_up(broker, tmp_p
             wait_until(lambda: _chart_lines(page, "lag-chart") == {"billing / payments": 11.0}, 10)
         except AssertionError:
             raise AssertionError(f"lag chart lines: {_chart_lines(page, 'lag-chart')}") from None
+
+        # A second viewer of the page: the charts' new points reach both in one update made once (the same
+        # message), and both hold the same points of the line, each once and in order: the one that came later
+        # got them whole from the store, the first one got the shared updates since.
+        other = page.context.browser.new_page()
+        other_errors: list[str] = []
+        other.on("pageerror", lambda error: other_errors.append(str(error)))
+        other_updates = _patch_ids(other, '"pw-line-')
+        other.goto(f"{server.url}?pipeline=orders")
+        wait_until(lambda: _chart_lines(other, "lag-chart") == {"billing / payments": 11.0}, 30,
+                   what="the second page's lag chart at 11")
+
+        def one_update_for_both() -> set[str]:
+            for view in (page, other):
+                view.evaluate("0")  # lets Playwright hand over the frames received meanwhile
+            return line_updates & other_updates
+
+        wait_until(one_update_for_both, 15, what="one chart update sent to both sessions")
+        shown = {}
+
+        def same_points() -> bool:
+            shown.update({view: _line_times(view, "lag-chart", "billing / payments") for view in (page, other)})
+            return len(shown[page]) >= 5 and shown[page] == shown[other]
+
+        try:
+            wait_until(same_points, 15)
+        except AssertionError:
+            raise AssertionError(f"the two pages' points differ: {shown}") from None
+        assert all(a < b for a, b in zip(shown[page], shown[page][1:])), shown[page]
+        assert other_errors == [], other_errors
+        other.close()
 
         # Broker gone: the page says so (down, with the reason) and marks the data stale.
         broker.stop()
@@ -309,7 +358,8 @@ def test_change_feed_shows_a_new_row_live_and_payloads_as_text(postgres, pg_sche
     other = page.context.browser.new_page(viewport={"width": 1400, "height": 1000})  # a second viewer: its own session
     other_errors: list[str] = []
     other.on("pageerror", lambda error: other_errors.append(str(error)))
-    feed_patches = {page: _feed_patch_ids(page), other: _feed_patch_ids(other)}
+    feed_patches = {page: _patch_ids(page, "-rows\""), other: _patch_ids(other, "-rows\"")}  # the table's rows
+    card_patches = {page: _patch_ids(page, "-cards\""), other: _patch_ids(other, "-cards\"")}
     with serving(tmp_path, config, browser_page) as server, closing(other):
         for viewer in (page, other):
             viewer.goto(f"{server.url}?pipeline=shop")
@@ -328,6 +378,10 @@ def test_change_feed_shows_a_new_row_live_and_payloads_as_text(postgres, pg_sche
         expect(other_newest.locator(".slick-cell.l3")).to_have_text("129", timeout=10_000)
         # Both sessions got the same update, serialized once (one message id): the shared path, not one each.
         wait_until(lambda: feed_patches[page] & feed_patches[other], 10, what="one feed update sent to both sessions")
+        # So are the cards, whose totals both show.
+        expect(other.locator('.pw-feed-card[data-entity="Order"] .pw-feed-totals')).to_contain_text("31 inserts")
+        expect(page.locator('.pw-feed-card[data-entity="Order"] .pw-feed-totals')).to_contain_text("31 inserts")
+        assert card_patches[page] & card_patches[other]
 
         # A viewer that searches leaves the shared updates and comes back to them when it stops.
         other.bring_to_front()
@@ -355,16 +409,17 @@ def test_change_feed_shows_a_new_row_live_and_payloads_as_text(postgres, pg_sche
         assert page.errors == [] and other_errors == []
 
 
-def _feed_patch_ids(page) -> set[str]:
-    """Message ids of the change-feed table updates (PATCH-DOC messages) the page's websocket receives."""
+def _patch_ids(page, marker: str) -> set[str]:
+    """Message ids of the PATCH-DOC messages the page's websocket receives whose content holds `marker` (a shared
+    model id's prefix: the change feed's table, live chart lines)."""
     ids: set[str] = set()
     frames: list = []
 
     def received(payload) -> None:
         frames.append(payload)
         # A Bokeh message is a header, metadata and content frame (then any buffers): a content frame that changes
-        # the feed's table belongs to the header two frames before it.
-        if len(frames) >= 3 and isinstance(payload, str) and "pw-feed-" in payload and isinstance(frames[-3], str):
+        # a shared model belongs to the header two frames before it.
+        if len(frames) >= 3 and isinstance(payload, str) and marker in payload and isinstance(frames[-3], str):
             header = json.loads(frames[-3]) if frames[-3].startswith("{") else {}
             if header.get("msgtype") == "PATCH-DOC":
                 ids.add(header["msgid"])
