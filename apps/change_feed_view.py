@@ -32,7 +32,7 @@ import panel as pn
 from bokeh.models import Button, CDSView, ColumnDataSource, DataTable, Div, HTMLTemplateFormatter, TableColumn
 from bokeh.palettes import Category10_10
 from panel.viewable import Viewer
-from tornado.ioloop import IOLoop
+from tornado.ioloop import IOLoop, PeriodicCallback
 
 from apps.shared_patch import SessionWriter, SharedModels, in_server_session, shared
 from apps.widgets import age, clock, next_tag, redraw
@@ -82,15 +82,13 @@ class ChangeFeedView(Viewer):
         entity_cell = HTMLTemplateFormatter(template=(  # entity names are validated config, never row data
             f'<span class="pw-entity" style="border-left:6px solid <%= ({colours})[value] || \'#6e7781\' %>;'
             'padding-left:6px"><%- value %></span>'))
-        # Plain Bokeh Divs for what changes every second in every session (see HealthBar).
-        self.cards = Div(text="", name="feed-cards", sizing_mode="stretch_width")
-        self.status = Div(text="", name="feed-status", sizing_mode="stretch_width")
+        # Plain Bokeh Divs for what changes every second (see HealthBar), the same in every session: shared.
+        self.source_rows, table_view, self.cards, self.status = _shared_models(self.source)
         self.entity_filter = pn.widgets.MultiChoice(label="Entity", options=self.entities, width=260)
         self.event_filter = pn.widgets.MultiChoice(label="Event", options=_EVENTS, width=220)
         self.search = pn.widgets.TextInput(label="Search in the changed rows", width=280)
         self.pause = pn.widgets.Toggle(label="Pause", width=100, margin=(24, 10, 10, 10))
         self.arrived = Div(text="", name="feed-arrived")
-        self.source_rows, table_view = _shared_table_models(self.source)
         widths = {"time": 95, "entity": 110, "event": 60, "key": 70, "fields": 380, "payload": 600}
         self.table = DataTable(
             source=self.source_rows, view=table_view, name="feed-table", index_position=None,
@@ -180,8 +178,13 @@ class ChangeFeedView(Viewer):
         now = time.time()
         if now - self._slow_at >= 1.0:  # cards and status change by the second
             self._slow_at = now
-            self._refresh_cards(now)
-            self._refresh_status(now)
+            state = self._state(now)
+            if self._shared is None:  # else the shared feed sends them to every session that shows this feed
+                _set_text(self.cards, _cards_text(self.store, self.source, self.entities, self._events, now))
+                _set_text(self.status, _status_text(self.store, self.source, self.config, state, self._seq, now))
+            styles = {"opacity": "0.5"} if state is not State.UP else {}
+            if self.table.styles != styles:
+                self.table.styles = styles
             if self._follows_newest():
                 self._show_page_controls()
 
@@ -253,53 +256,62 @@ class ChangeFeedView(Viewer):
     def _csv(self) -> io.StringIO:
         return io.StringIO(pd.DataFrame(self.rows, columns=COLUMNS).to_csv(index=False))  # leaves out "_search"
 
-    def _refresh_cards(self, now: float) -> None:
-        _, recent = self.store.feed_recent(self.source)
-        cards = []
-        for name in self.entities:
-            counts = {event: self._latest("db_change_events_total", name, event) for event in self._events[name]}
-            rate = self._latest("db_change_feed_rate", name)
-            rows = recent.get(name) or []
-            last = rows[-1].changed_at if rows else None
-            totals = " &middot; ".join(f"{'unknown' if n is None else f'{n:,.0f}'} {event}s" for event, n in counts.items())
-            cards.append(
-                f'<div class="pw-feed-card" data-entity="{html.escape(name)}" style="display:inline-block;'
-                f"min-width:220px;margin:4px 8px 4px 0;padding:6px 10px;border:1px solid #d0d7de;"
-                f'border-left:6px solid {entity_colour(name)};border-radius:6px"><b>{html.escape(name)}</b><br>'
-                f'<span class="pw-feed-totals">{totals}</span><br>'
-                f"{'unknown' if rate is None else f'{rate:,.1f}/s'} &middot; last change {age(last, now)}</div>")
-        text = "".join(cards)
-        if text != self.cards.text:
-            self.cards.text = text
-
-    def _latest(self, name: str, *labels: str) -> float | None:
-        point = self.store.latest(name, (self.source[0], *labels))
-        return None if point is None else point[1]
-
-    def _refresh_status(self, now: float) -> None:
+    def _state(self, now: float) -> State:
         health = self.store.health().get(self.source)
-        state = health.effective_state(now) if health is not None else State.STARTING
-        if state is State.UP:
-            text = (f'<span class="pw-feed-connection" data-state="up">Listening on <code>{html.escape(self.config.channel)}'
-                    f"</code> (and reading every {self.config.poll_interval_seconds:g} s)</span>")
-        else:
-            text = (f'<span class="pw-feed-connection" data-state="{state.value}" style="color:#cf222e">'
-                    f"<b>{state.value.upper()}</b>: {html.escape(health.reason(now) if health else 'not started')}</span>")
-        rows = self.store.feed_since(self.source, max(0, self._seq - 200))
-        delays = sorted(r.delivered_at - r.changed_at for r in rows)
-        if delays:
-            p95 = delays[min(len(delays) - 1, int(len(delays) * 0.95))]
-            text += (f' &middot; <span class="pw-feed-delay">delay from change to delivery over the last '
-                     f"{len(delays)}: median {statistics.median(delays) * 1000:,.0f} ms, p95 {p95 * 1000:,.0f} ms, "
-                     f"last delivery {clock(rows[-1].delivered_at)}</span>")
-        backlog = self._latest("db_change_feed_backlog")
-        if backlog:
-            text += f" &middot; backlog {backlog:,.0f}"
-        if text != self.status.text:
-            self.status.text = text
-        styles = {"opacity": "0.5"} if state is not State.UP else {}
-        if self.table.styles != styles:
-            self.table.styles = styles
+        return health.effective_state(now) if health is not None else State.STARTING
+
+
+def _set_text(div: Div, text: str) -> None:
+    if text != div.text:
+        div.text = text
+
+
+def _latest(store: Store, name: str, pipeline: str, *labels: str) -> float | None:
+    point = store.latest(name, (pipeline, *labels))
+    return None if point is None else point[1]
+
+
+def _cards_text(store: Store, source: tuple[str, str], entities: list[str], events: dict[str, list[str]],
+                now: float) -> str:
+    """A card per entity: totals by event type, rate and the last change's age."""
+    _, recent = store.feed_recent(source)
+    cards = []
+    for name in entities:
+        counts = {event: _latest(store, "db_change_events_total", source[0], name, event) for event in events[name]}
+        rate = _latest(store, "db_change_feed_rate", source[0], name)
+        rows = recent.get(name) or []
+        last = rows[-1].changed_at if rows else None
+        totals = " &middot; ".join(f"{'unknown' if n is None else f'{n:,.0f}'} {event}s" for event, n in counts.items())
+        cards.append(
+            f'<div class="pw-feed-card" data-entity="{html.escape(name)}" style="display:inline-block;'
+            f"min-width:220px;margin:4px 8px 4px 0;padding:6px 10px;border:1px solid #d0d7de;"
+            f'border-left:6px solid {entity_colour(name)};border-radius:6px"><b>{html.escape(name)}</b><br>'
+            f'<span class="pw-feed-totals">{totals}</span><br>'
+            f"{'unknown' if rate is None else f'{rate:,.1f}/s'} &middot; last change {age(last, now)}</div>")
+    return "".join(cards)
+
+
+def _status_text(store: Store, source: tuple[str, str], config: ChangeFeedSource, state: State, seq: int,
+                 now: float) -> str:
+    """The connection (or why it is down), the measured delay over the last changes and the backlog."""
+    health = store.health().get(source)
+    if state is State.UP:
+        text = (f'<span class="pw-feed-connection" data-state="up">Listening on <code>{html.escape(config.channel)}'
+                f"</code> (and reading every {config.poll_interval_seconds:g} s)</span>")
+    else:
+        text = (f'<span class="pw-feed-connection" data-state="{state.value}" style="color:#cf222e">'
+                f"<b>{state.value.upper()}</b>: {html.escape(health.reason(now) if health else 'not started')}</span>")
+    rows = store.feed_since(source, max(0, seq - 200))
+    delays = sorted(r.delivered_at - r.changed_at for r in rows)
+    if delays:
+        p95 = delays[min(len(delays) - 1, int(len(delays) * 0.95))]
+        text += (f' &middot; <span class="pw-feed-delay">delay from change to delivery over the last '
+                 f"{len(delays)}: median {statistics.median(delays) * 1000:,.0f} ms, p95 {p95 * 1000:,.0f} ms, "
+                 f"last delivery {clock(rows[-1].delivered_at)}</span>")
+    backlog = _latest(store, "db_change_feed_backlog", source[0])
+    if backlog:
+        text += f" &middot; backlog {backlog:,.0f}"
+    return text
 
 
 _UNFILTERED = ((), (), "")
@@ -322,10 +334,13 @@ class _SharedFeed:
         self._pending = False
         self._sent_at = 0.0
         self._page: dict[str, list[str]] | None = None
-        self._rows, self._view = _shared_table_models(self.source)
-        self._models = SharedModels(self._rows, self._view)
+        self._config, self._entities, self._events = view.config, view.entities, view._events
+        self._rows, self._view, self._cards, self._status = _shared_models(self.source)
+        self._models = SharedModels(self._rows, self._view, self._cards, self._status)
         self._writer = SessionWriter()
         self._unsubscribe = self.store.on_feed(self.source, self._advanced)
+        self._texts = PeriodicCallback(self._send_texts, 1000)
+        self._texts.start()
 
     @classmethod
     def join(cls, view: ChangeFeedView) -> _SharedFeed:
@@ -346,6 +361,7 @@ class _SharedFeed:
                     return
             _SharedFeed._feeds.pop((id(self.store), self.source), None)
             self._unsubscribe()
+            self._texts.stop()
 
     def _advanced(self) -> None:
         # On the collectors' thread: hand over to the server's loop, one pending update taking all that arrived.
@@ -377,18 +393,43 @@ class _SharedFeed:
             if message is not None:
                 self._writer.send(view._doc, message)
 
+    def _send_texts(self) -> None:
+        """The cards and the status line, made once a second for every session that shows this feed."""
+        with self._lock:
+            documents = {view._doc for view in self._views if view._doc is not None}
+        if not documents:
+            return
+        now = time.time()
+        health = self.store.health().get(self.source)
+        state = health.effective_state(now) if health is not None else State.STARTING
+        cards = _cards_text(self.store, self.source, self._entities, self._events, now)
+        status = _status_text(self.store, self.source, self._config, state, self.store.feed_position(self.source), now)
+
+        def show() -> None:
+            # Sent every second whatever the copies held: a session that just joined may show older text.
+            self._cards.text, self._status.text = cards, status
+
+        self._cards.text = self._status.text = ""  # (outside the patch: only the new text is sent)
+        message = self._models.patch(show)
+        if message is None:
+            return
+        for document in documents:
+            self._writer.send(document, message)
+
     def _show(self, page: dict[str, list[str]]) -> None:
         self._page = page
         self._rows.data = page
         self._view.tags = [next_tag()]  # as `redraw` does: the table redraws a page of the same size too
 
 
-def _shared_table_models(source: tuple[str, str]) -> tuple[ColumnDataSource, CDSView]:
-    """New models for the feed table's rows and view, with the ids they have in every session (each session is a
-    document of its own)."""
+def _shared_models(source: tuple[str, str]) -> tuple[ColumnDataSource, CDSView, Div, Div]:
+    """New models for the feed table's rows and view, the cards and the status line, with the ids they have in every
+    session (each session is a document of its own)."""
     shared_id = "pw-feed-" + hashlib.md5("\0".join(source).encode()).hexdigest()[:12]
     return (shared(ColumnDataSource({column: [] for column in COLUMNS}), f"{shared_id}-rows"),
-            shared(CDSView(), f"{shared_id}-view"))
+            shared(CDSView(), f"{shared_id}-view"),
+            shared(Div(text="", name="feed-cards", sizing_mode="stretch_width"), f"{shared_id}-cards"),
+            shared(Div(text="", name="feed-status", sizing_mode="stretch_width"), f"{shared_id}-status"))
 
 
 def _rows_matching(key: tuple, recent: dict[str, list[FeedRow]], fields: dict[str, list[str]]) -> list[dict[str, str]]:
