@@ -7,8 +7,13 @@ work on Bokeh's loop never delays a collection. Browser sessions only build view
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
+import gc
 import logging
 import sys
+
+from tornado.ioloop import IOLoop
 
 from monitoring.config import ConfigError
 from monitoring.service import existing_service, get_service
@@ -38,3 +43,35 @@ def on_server_unloaded(server_context) -> None:
         return
     service.stop_exporter()
     service.stop_thread()
+
+
+_TRIM_DELAY_SECONDS = 2.0
+_trim_pending = False
+
+
+def on_session_destroyed(session_context) -> None:
+    # Once the sessions that closed together are gone: collect their cycles, then hand the heap pages they leave
+    # free back to the system (glibc keeps them otherwise; CPython's own small-object arenas go back when empty).
+    global _trim_pending
+    if not _trim_pending:
+        _trim_pending = True
+        IOLoop.current().call_later(_TRIM_DELAY_SECONDS, _return_freed_memory)
+
+
+def _return_freed_memory() -> None:
+    global _trim_pending
+    _trim_pending = False
+    gc.collect()
+    if _malloc_trim is not None:
+        _malloc_trim(0)
+
+
+def _find_malloc_trim():
+    name = ctypes.util.find_library("c")
+    try:
+        return getattr(ctypes.CDLL(name), "malloc_trim", None) if name else None
+    except OSError:  # not glibc (e.g. musl, macOS): nothing to trim
+        return None
+
+
+_malloc_trim = _find_malloc_trim()
