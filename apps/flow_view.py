@@ -125,8 +125,11 @@ class _Models:
                               name="flow-boxes")
         fig.add_glyph(self.nodes, Text(x="x", y="y", text="label", text_font_size="10pt", text_font_style="bold",
                                        text_align="center", text_baseline="bottom", y_offset=-1))
+        # One colour for all rate labels, not each node's state colour (the box has it): BokehJS lays out a Text
+        # glyph's labels asynchronously, and when the nodes shrink a colour per label is read past its new end
+        # ("Offset is outside the bounds of the DataView" in the browser, seen when a broker went away).
         fig.add_glyph(self.nodes, Text(x="x", y="y", text="rate", text_font_size="9pt", text_align="center",
-                                       text_baseline="top", y_offset=3, text_color="colour"))
+                                       text_baseline="top", y_offset=3, text_color="#57606a"))
         fig.add_glyph(self.titles, Text(x="x", y="y", text="text", text_font_size="10pt", text_color="#57606a",
                                         text_align="center", text_font_style="italic"))
         fig.add_tools(HoverTool(renderers=[boxes], tooltips=[
