@@ -330,7 +330,8 @@ def interpretation(result: dict) -> list[str]:
             f"- What is left: when the feed's series first appear, each session draws its charts' first lines (a "
             f"one-time cost of ~30 ms per session on the server's one thread: Bokeh makes models slowly), and rows "
             f"inserted then wait behind it (the difference between the whole-run p99 and the one from "
-            f"{WARM_UP + STEADY_AFTER:.0f} s on); otherwise every viewer's 1 Hz page update (charts, cards, status) and the "
+            f"{WARM_UP + STEADY_AFTER:.0f} s on); otherwise the viewers' own page ticks (once a second each; the "
+            f"cards, status line and chart lines are shared too, so most ticks send nothing) and the "
             f"viewers themselves (100 websocket clients in one Python process, on the same two cores as the server, "
             f"PostgreSQL and the writer) keep the machine busy, and a row waits up to "
             f"{SHARED_UPDATE_SECONDS * 1000:.0f} ms for the next shared update by design.")
