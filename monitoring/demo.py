@@ -31,7 +31,7 @@ from monitoring.local_broker import LocalBroker, port_open
 from monitoring.local_flink import FlinkUnavailable, LocalFlink
 from monitoring.local_postgres import LocalPostgres
 from monitoring.profiling_sample import ProfilingSample
-from monitoring.service import SERVE_SESSION_ARGS
+from monitoring.service import SERVE_ENV, SERVE_SESSION_ARGS
 from monitoring.traffic import PatternError, TrafficPattern, parse_pattern
 
 log = logging.getLogger("pipewatch.demo")
@@ -84,7 +84,7 @@ def run_demo(port: int, metrics_port: int, pattern_text: str) -> int:
             [sys.executable, "-m", "panel", "serve", str(_APPS_DIR), "--address", "127.0.0.1", "--port", str(port),
              "--allow-websocket-origin", f"127.0.0.1:{port}", "--allow-websocket-origin", f"localhost:{port}",
              *SERVE_SESSION_ARGS],
-            env={**os.environ, "PIPEWATCH_CONFIG": str(config)}, start_new_session=True,
+            env={**os.environ, **SERVE_ENV, "PIPEWATCH_CONFIG": str(config)}, start_new_session=True,
         )
         flink_line = f"  flink:     {flink.rest_url} (a backpressured job and a failing one)\n" if flink else ""
         print(f"\npipewatch demo\n  dashboard: http://127.0.0.1:{port}/apps\n  metrics:   http://127.0.0.1:{metrics_port}/metrics\n"

@@ -40,6 +40,11 @@ CHECK_UNUSED_SESSIONS_MS = 2_000
 SERVE_SESSION_ARGS = ("--unused-session-lifetime", str(UNUSED_SESSION_LIFETIME_MS),
                       "--check-unused-sessions", str(CHECK_UNUSED_SESSIONS_MS))
 """The session flags every `panel serve apps/` pipewatch starts uses (the demo, the tests, the benchmark)."""
+SERVE_ENV = {"PYTHONMALLOC": "malloc"}
+"""The environment every `panel serve apps/` pipewatch starts adds: Python objects from the C allocator rather than
+CPython's own arenas, so the memory closed sessions freed can go back to the system (apps/app_hooks.py trims the
+heap after they close). With 25 pipeline pages opened and closed, 221 of the 369 MB they took went back, against
+8 MB with CPython's allocator, whose arenas are returned only when wholly empty."""
 
 
 class Service:

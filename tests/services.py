@@ -65,10 +65,10 @@ class PanelServer:
     def start(self, timeout: float = 60.0) -> None:
         import sys
 
-        from monitoring.service import SERVE_SESSION_ARGS
+        from monitoring.service import SERVE_ENV, SERVE_SESSION_ARGS
 
         repo = Path(__file__).resolve().parent.parent
-        env = {**os.environ, **self.env}
+        env = {**os.environ, **SERVE_ENV, **self.env}
         if self.config is not None:
             env["PIPEWATCH_CONFIG"] = str(self.config)
         with open(self.log_path, "ab") as log:
