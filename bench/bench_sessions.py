@@ -462,7 +462,7 @@ def interpretation(result: dict) -> list[str]:
                else "")
             + f". RSS went from {before:,.0f} MB with no session to {first['peak']:,.0f} MB with {max(rows)} and "
             f"down to {first['rss']:,.0f} MB after they closed ({returned:,.0f} of the {growth:,.0f} MB given back "
-            f"to the system; CPython keeps freed memory in its arenas for reuse)"
+            f"to the system; the server runs with `PYTHONMALLOC=malloc` and trims its heap after sessions close)"
             + (f"; a second round of {max(rows)} sessions peaked at {second['peak']:,.0f} MB and left "
                f"{second['rss']:,.0f} MB ({reused:+,.0f} MB against the first round): {reuse}" if len(closed) > 1
                else "")
