@@ -178,7 +178,7 @@ class ChangeFeedView(Viewer):
         now = time.time()
         if now - self._slow_at >= 1.0:  # cards and status change by the second
             self._slow_at = now
-            state = self._state(now)
+            state = _feed_state(self.store, self.source, now)
             if self._shared is None:  # else the shared feed sends them to every session that shows this feed
                 _set_text(self.cards, _cards_text(self.store, self.source, self.entities, self._events, now))
                 _set_text(self.status, _status_text(self.store, self.source, self.config, state, self._seq, now))
@@ -256,9 +256,10 @@ class ChangeFeedView(Viewer):
     def _csv(self) -> io.StringIO:
         return io.StringIO(pd.DataFrame(self.rows, columns=COLUMNS).to_csv(index=False))  # leaves out "_search"
 
-    def _state(self, now: float) -> State:
-        health = self.store.health().get(self.source)
-        return health.effective_state(now) if health is not None else State.STARTING
+
+def _feed_state(store: Store, source: tuple[str, str], now: float) -> State:
+    health = store.health().get(source)
+    return health.effective_state(now) if health is not None else State.STARTING
 
 
 def _set_text(div: Div, text: str) -> None:
@@ -400,8 +401,7 @@ class _SharedFeed:
         if not documents:
             return
         now = time.time()
-        health = self.store.health().get(self.source)
-        state = health.effective_state(now) if health is not None else State.STARTING
+        state = _feed_state(self.store, self.source, now)
         cards = _cards_text(self.store, self.source, self._entities, self._events, now)
         status = _status_text(self.store, self.source, self._config, state, self.store.feed_position(self.source), now)
 
