@@ -113,7 +113,7 @@ class ChangeFeedCollector(Collector):
         if self._connection is not None and not self._connection.is_closed():
             return self._connection
         try:
-            connection = await asyncpg.connect(self.config.dsn.get_secret_value(), timeout=self.config.timeout_seconds,
+            connection = await asyncpg.connect(**self.config.connect_arguments(), timeout=self.config.timeout_seconds,
                                                server_settings={"application_name": "pipewatch change feed"})
             if self.config.listen:
                 await connection.add_listener(self.config.channel, lambda *_: self._wake.set())

@@ -126,7 +126,7 @@ class ProfilingCollector(Collector):
         if self._pool is None:
             try:
                 self._pool = await asyncpg.create_pool(
-                    self.config.dsn.get_secret_value(), min_size=1, max_size=2,
+                    **self.config.connect_arguments(), min_size=1, max_size=2,
                     command_timeout=self.config.timeout_seconds,
                     # Naive TIMESTAMP columns hold UTC (the profiler writes utcnow()); comparing them
                     # with now() needs the session in UTC too.

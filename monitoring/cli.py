@@ -133,6 +133,7 @@ def _change_feed(config: Config, action: str, only: str | None, dry_run: bool) -
     import asyncpg
 
     from collectors import change_feed_postgres
+    from monitoring.health import describe
 
     feeds = [(p.name, p.change_feed) for p in config.pipelines if p.change_feed is not None and only in (None, p.name)]
     if not feeds:
@@ -146,18 +147,18 @@ def _change_feed(config: Config, action: str, only: str | None, dry_run: bool) -
             print(";\n".join(statements) + ";")
             continue
         try:
-            asyncio.run(_execute(feed.dsn.get_secret_value(), statements))
+            asyncio.run(_execute(feed.connect_arguments(), statements))
         except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-            print(f"pipewatch change-feed {action}: pipeline {name}: {type(exc).__name__}: {exc}", file=sys.stderr)
+            print(f"pipewatch change-feed {action}: pipeline {name}: {describe(exc)}", file=sys.stderr)
             return 1
         print(f"pipeline {name}: change feed {action}ed ({feed.target}, {len(feed.entities)} entities)")
     return 0
 
 
-async def _execute(dsn: str, statements: list[str]) -> None:
+async def _execute(arguments: dict[str, str], statements: list[str]) -> None:
     import asyncpg
 
-    connection = await asyncpg.connect(dsn)
+    connection = await asyncpg.connect(**arguments)
     try:
         async with connection.transaction():  # all of it or nothing
             for statement in statements:

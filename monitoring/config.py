@@ -127,6 +127,8 @@ class KafkaSource(_Strict):
     @classmethod
     def _host_port(cls, servers: list[str]) -> list[str]:
         for server in servers:
+            if "@" in server:  # user:password@host:port would pass the host:port split below
+                raise ValueError("a bootstrap server is host:port: credentials go in the sasl section")
             host, sep, port = server.rpartition(":")
             if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
                 raise ValueError(f"{server!r} is not host:port")
@@ -163,6 +165,11 @@ class HttpTls(_Strict):
 
 def _http_url(url: str) -> str:
     parts = urlsplit(url)
+    # Checked first, and before any message quotes the URL: a URL is shown as the collector's target, on
+    # pages, in /api/v1 and in library errors, so whatever it carries is not secret.
+    if "@" in parts.netloc:
+        raise ValueError("credentials go in basic_auth, not in the URL (basic_auth: {username: u, "
+                         "password: \"${ENV_VAR}\"}): a user or password in a URL is not allowed")
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ValueError(f"{url!r} is not an http:// or https:// URL with a host")
     if parts.query or parts.fragment:
@@ -236,14 +243,23 @@ class FlinkSource(_Strict):
         return f"{parts.hostname}:{parts.port or (443 if parts.scheme == 'https' else 80)}"
 
 
+_PASSWORD_PARAMETER = re.compile(r"password", re.IGNORECASE)
+
+
 def _postgres_dsn(dsn: SecretStr) -> SecretStr:
-    if urlsplit(dsn.get_secret_value()).scheme not in ("postgresql", "postgres"):
-        raise ValueError("must be a postgresql:// URL (postgresql://user:password@host:port/database)")
+    parts = urlsplit(dsn.get_secret_value())
+    if parts.scheme not in ("postgresql", "postgres"):
+        raise ValueError("must be a postgresql:// URL (postgresql://user@host:port/database)")
+    # Refused whether the file or an environment variable put it there: the DSN is shown (the collector's
+    # target) and drivers quote it in errors, so a password goes beside it, never in it.
+    if parts.password is not None or any(_PASSWORD_PARAMETER.search(key) for key in parse_qs(parts.query)):
+        raise ValueError("a password in the URL is not allowed: give it as `password: \"${ENV_VAR}\"` or "
+                         "`password_file: PATH` beside the dsn, or through libpq's PGPASSWORD or ~/.pgpass")
     return dsn
 
 
 def _dsn_without_password(dsn: SecretStr) -> str:
-    """Where a DSN points, for messages and the health line: never its password."""
+    """Where a DSN points, for messages and the health line."""
     parts = urlsplit(dsn.get_secret_value())
     host = parts.hostname or parse_qs(parts.query).get("host", ["local socket"])[0]
     user = f"{parts.username}@" if parts.username else ""
@@ -251,9 +267,39 @@ def _dsn_without_password(dsn: SecretStr) -> str:
     return f"{user}{host}{port} database {parts.path.lstrip('/') or 'default'}"
 
 
-class ProfilingSource(_Strict):
+class _PostgresConnection(_Strict):
+    """A PostgreSQL source: where (`dsn`, no password in it) and the password, kept apart."""
+
     dsn: SecretStr
-    """postgresql://user:password@host:port/database (use ${ENV_VAR}: it carries the password)."""
+    """postgresql://user@host:port/database; the password goes in `password` or `password_file`."""
+    password: SecretStr | None = None
+    """Use ${ENV_VAR}: the value is never logged, shown or exported. Without it (and without password_file),
+    the driver's own PGPASSWORD and ~/.pgpass (PGPASSFILE) apply."""
+    password_file: FilePath | None = None
+    """A file holding the password (a mounted secret), read again at every connection."""
+
+    @field_validator("dsn")
+    @classmethod
+    def _postgres_url(cls, dsn: SecretStr) -> SecretStr:
+        return _postgres_dsn(dsn)
+
+    @model_validator(mode="after")
+    def _one_password(self) -> _PostgresConnection:
+        if self.password is not None and self.password_file is not None:
+            raise ValueError("password and password_file: give one of them")
+        return self
+
+    def connect_arguments(self) -> dict[str, str]:
+        """The DSN and password for asyncpg.connect / create_pool (no password: the driver's defaults)."""
+        arguments = {"dsn": self.dsn.get_secret_value()}
+        if self.password is not None:
+            arguments["password"] = self.password.get_secret_value()
+        elif self.password_file is not None:
+            arguments["password"] = self.password_file.read_text(encoding="utf-8").rstrip("\r\n")
+        return arguments
+
+
+class ProfilingSource(_PostgresConnection):
     table_prefix: Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$", max_length=40)] = "profilemesh"
     """profilemesh (ProfileMesh) or baselinr (its later name): the tables are <prefix>_runs, _results, ..."""
     db_schema: Annotated[str, Field(alias="schema", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$", max_length=63)] = "public"
@@ -279,36 +325,39 @@ class ProfilingSource(_Strict):
     def target(self) -> str:
         return f"{_dsn_without_password(self.dsn)}: {self.db_schema}.{self.table_prefix}_*"
 
-    @field_validator("dsn")
-    @classmethod
-    def _postgres_url(cls, dsn: SecretStr) -> SecretStr:
-        return _postgres_dsn(dsn)
+
+def _identifier(name: str) -> str:
+    # No `$`: the capture function's body is dollar-quoted, and a name carrying its tag would end it.
+    if "$" in name:
+        raise ValueError(f"{name!r}: `$` is not allowed in a change-feed identifier")
+    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_ -]{0,62}", name):
+        raise ValueError(f"{name!r} is not an identifier pipewatch accepts: a letter or _, then up to 62 "
+                         f"letters, digits, _, - or spaces")
+    return name
 
 
-_IDENTIFIER = r"^[A-Za-z_][A-Za-z0-9_ $-]{0,62}$"
+Identifier = Annotated[str, AfterValidator(_identifier)]
 """A PostgreSQL identifier pipewatch accepts in config (always quoted in SQL, never pasted raw)."""
 
 
 class ChangeFeedEntity(_Strict):
     name: Annotated[str, Field(pattern=r"^[A-Za-z][A-Za-z0-9_ -]{0,63}$")]
     """How the entity is called on the page and in the `entity` label, e.g. Order."""
-    table: Annotated[str, Field(pattern=_IDENTIFIER)]
-    db_schema: Annotated[str | None, Field(alias="schema", pattern=_IDENTIFIER)] = None
+    table: Identifier
+    db_schema: Annotated[Identifier | None, Field(alias="schema")] = None
     """The table's schema; the feed's schema when omitted."""
-    key: Annotated[str, Field(pattern=_IDENTIFIER)]
+    key: Identifier
     """The column that identifies a row (shown, and kept with every change)."""
-    fields: list[Annotated[str, Field(pattern=_IDENTIFIER)]] = Field(default_factory=list)
+    fields: list[Identifier] = Field(default_factory=list)
     """Columns shown on the page; the row's first four columns when empty."""
     events: Annotated[list[Literal["insert", "update", "delete"]], Field(min_length=1)] = Field(
         default_factory=lambda: ["insert", "update", "delete"])
 
 
-class ChangeFeedSource(_Strict):
-    dsn: SecretStr
-    """postgresql://user:password@host:port/database (use ${ENV_VAR})."""
-    db_schema: Annotated[str, Field(alias="schema", pattern=_IDENTIFIER)] = "public"
+class ChangeFeedSource(_PostgresConnection):
+    db_schema: Annotated[Identifier, Field(alias="schema")] = "public"
     """Where the changelog table and the capture function live (and the entity tables by default)."""
-    changelog_table: Annotated[str, Field(pattern=_IDENTIFIER)] = "db_events"
+    changelog_table: Identifier = "db_events"
     channel: Annotated[str, Field(pattern=r"^[a-z_][a-z0-9_]{0,62}$")] = "pipewatch_db_events"
     """The LISTEN/NOTIFY channel the triggers wake readers on."""
     entities: Annotated[list[ChangeFeedEntity], Field(min_length=1)]
@@ -327,11 +376,6 @@ class ChangeFeedSource(_Strict):
     @property
     def target(self) -> str:
         return f"{_dsn_without_password(self.dsn)}: {self.db_schema}.{self.changelog_table}"
-
-    @field_validator("dsn")
-    @classmethod
-    def _postgres_url(cls, dsn: SecretStr) -> SecretStr:
-        return _postgres_dsn(dsn)
 
     @model_validator(mode="after")
     def _distinct_entities(self) -> ChangeFeedSource:

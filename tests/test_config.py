@@ -388,13 +388,16 @@ def test_profiling_settings_defaults_and_errors_with_key_paths(tmp_path):
         "  - name: warehouse\n"
         "    profiling:\n"
         "      dsn: ${PROFILING_DSN}\n"
+        "      password: ${PROFILING_PASSWORD}\n"
         "      table_prefix: baselinr\n"
         "      schema: analytics\n"
-    )), environ={"PROFILING_DSN": "postgresql://reader:s3cret@db.example.com:5432/profiling"})
+    )), environ={"PROFILING_DSN": "postgresql://reader@db.example.com:5432/profiling", "PROFILING_PASSWORD": "s3cret"})
     profiling = config.pipelines[0].profiling
     assert (profiling.table_prefix, profiling.db_schema) == ("baselinr", "analytics")
     assert profiling.target == "reader@db.example.com:5432 database profiling: analytics.baselinr_*"
     assert "s3cret" not in profiling.target and "s3cret" not in repr(profiling)
+    assert profiling.connect_arguments() == {"dsn": "postgresql://reader@db.example.com:5432/profiling",
+                                             "password": "s3cret"}
     assert (profiling.interval_seconds, profiling.fresh_within_seconds, profiling.late_rows_seconds) == (
         15.0, 86_400.0, 3600.0)
 
@@ -463,7 +466,8 @@ def test_change_feed_entities_defaults_and_errors(tmp_path):
         "        - {name: Order, table: orders, key: order_key}\n"
     ), "bad.yml"))
     assert "pipelines[0].change_feed.poll_interval_seconds: Input should be less than or equal to 5" in message
-    assert "pipelines[0].change_feed.entities[0].table: String should match pattern" in message
+    assert ("pipelines[0].change_feed.entities[0].table: 'orders\\\\\"; DROP TABLE x; --' is not an identifier "
+            "pipewatch accepts") in message
     assert "pipelines[0].change_feed.entities[0].events[0]: Input should be 'insert', 'update' or 'delete'" in message
 
 
@@ -541,3 +545,67 @@ def test_mirror_takes_a_url_or_a_mapping_and_errors_name_the_key(tmp_path):
     assert "mirror.bogus: unknown key" in message
     message = _error(_write(tmp_path, base + "mirror: 'http://u:pw@agent:9108'\n", "secret.yml"))
     assert "mirror.url: credentials go in basic_auth, not in the URL" in message and "pw@" not in message
+
+
+def test_a_password_in_any_url_is_refused_with_its_key_path_and_never_echoed(tmp_path):
+    secret = "pl4nted-Secret"
+    message = _error(_write(tmp_path, (
+        "pipelines:\n"
+        "  - name: shop\n"
+        "    kafka: {bootstrap_servers: ['app:${PW}@broker:9092']}\n"
+        "    schema_registry: {url: 'http://app:${PW}@registry:8081?x=1'}\n"
+        "    flink: {rest_url: 'https://app:${PW}@jobmanager:8081'}\n"
+        "    profiling: {dsn: 'postgresql://app:${PW}@db/profiling'}\n"
+        "    change_feed:\n"
+        "      dsn: 'postgresql://app@db/shop?sslmode=require&password=${PW}'\n"
+        "      entities: [{name: Order, table: orders, key: id}]\n"
+        "prometheus: {url: 'http://app:${PW}@prometheus:9090'}\n"
+        "remote_agents: ['http://app:${PW}@eu:9108']\n"
+        "mirror: 'http://:${PW}@agent:9108'\n"
+    )), environ={"PW": secret})  # from the environment too: the URL is shown and quoted by drivers
+    lines = message.splitlines()
+    assert secret not in message and len(lines) == 8
+    assert lines[0].endswith("pipelines[0].kafka.bootstrap_servers: a bootstrap server is host:port: "
+                             "credentials go in the sasl section")
+    for key in ("pipelines[0].schema_registry.url", "pipelines[0].flink.rest_url", "prometheus.url",
+                "remote_agents[0].url", "mirror.url"):
+        assert f"{key}: credentials go in basic_auth, not in the URL" in message
+    for key in ("pipelines[0].profiling.dsn", "pipelines[0].change_feed.dsn"):
+        assert (f"{key}: a password in the URL is not allowed: give it as `password: \"${{ENV_VAR}}\"` or "
+                f"`password_file: PATH` beside the dsn, or through libpq's PGPASSWORD or ~/.pgpass") in message
+
+
+def test_postgres_password_beside_the_dsn_from_a_key_or_a_file(tmp_path):
+    secret_file = tmp_path / "pg-password"
+    secret_file.write_text("from-a-file\n")
+    base = ("pipelines:\n"
+            "  - name: shop\n"
+            "    change_feed:\n"
+            "      dsn: 'postgresql://app@/shop?host=/run/postgresql'\n"
+            "      entities: [{name: Order, table: orders, key: id}]\n")
+    feed = load_config(_write(tmp_path, base + f"      password_file: {secret_file}\n"), environ={}).pipelines[0].change_feed
+    assert feed.connect_arguments() == {"dsn": "postgresql://app@/shop?host=/run/postgresql", "password": "from-a-file"}
+    secret_file.write_text("rotated\n")  # read at every connection: a rotated secret is picked up
+    assert feed.connect_arguments()["password"] == "rotated"
+    assert feed.target == "app@/run/postgresql database shop: public.db_events"
+    plain = load_config(_write(tmp_path, base, "plain.yml"), environ={}).pipelines[0].change_feed
+    assert plain.connect_arguments() == {"dsn": "postgresql://app@/shop?host=/run/postgresql"}  # PGPASSWORD, ~/.pgpass
+    message = _error(_write(tmp_path, base + f"      password: x\n      password_file: {secret_file}\n", "both.yml"))
+    assert message.endswith("pipelines[0].change_feed: password and password_file: give one of them")
+
+
+def test_change_feed_identifiers_refuse_dollar_signs(tmp_path):
+    message = _error(_write(tmp_path, (
+        "pipelines:\n"
+        "  - name: shop\n"
+        "    change_feed:\n"
+        "      dsn: postgresql://app@db/shop\n"
+        "      schema: 'a$b'\n"
+        "      changelog_table: 'events$pipewatch$'\n"
+        "      entities:\n"
+        "        - {name: Order, table: 'orders$', key: 'id$', fields: [ok, 'x$y']}\n"
+    )))
+    for key, value in (("schema", "a$b"), ("changelog_table", "events$pipewatch$"), ("entities[0].table", "orders$"),
+                       ("entities[0].key", "id$"), ("entities[0].fields[1]", "x$y")):
+        assert f"pipelines[0].change_feed.{key}: '{value}': `$` is not allowed in a change-feed identifier" in message
+    assert "fields[0]" not in message
