@@ -47,6 +47,7 @@ from collectors.flink_model import (
 )
 from collectors.http import TRANSPORT_FAILURES, build_client, first_line, transport_category
 from monitoring.config import FlinkSource
+from monitoring.errors import redact
 from monitoring.health import SourceError, describe
 from monitoring.metrics import BACKPRESSURE_LEVELS, JOB_STATES
 from monitoring.runtime import Collector
@@ -67,6 +68,11 @@ _NO_WATERMARK = -(2 ** 63)  # Long.MIN_VALUE: the subtask has seen no watermark 
 _CHECKPOINTING_OFF = 2 ** 62
 """Flink reports interval Long.MAX_VALUE when checkpointing is disabled."""
 _CONFIG_REFRESH_SECONDS = 600.0
+
+
+def _segment(identifier: str) -> str:
+    """An id the cluster sent, as one path segment: `../x?y` must not reach another endpoint."""
+    return quote(str(identifier), safe="")
 
 
 class FlinkError(SourceError):
@@ -151,7 +157,7 @@ class FlinkCollector(Collector):
 
     async def _taskmanager(self, client: httpx.AsyncClient, tm: dict) -> TaskManager:
         tm_id = str(tm.get("id"))
-        values = await self._metrics(client, f"/taskmanagers/{quote(tm_id, safe='')}/metrics", list(_TM_METRICS), [])
+        values = await self._metrics(client, f"/taskmanagers/{_segment(tm_id)}/metrics", list(_TM_METRICS), [])
         heartbeat = _num(tm.get("timeSinceLastHeartbeat"))
         if heartbeat is not None:
             # Despite its name, recent versions put the heartbeat's timestamp here; older ones a duration.
@@ -165,7 +171,7 @@ class FlinkCollector(Collector):
     async def _job(self, client: httpx.AsyncClient, summary: dict) -> tuple[Job, list[FlinkException]]:
         jid = summary["jid"]
         cache = self._jobs.setdefault(jid, _JobCache())
-        base = f"/jobs/{jid}"
+        base = f"/jobs/{_segment(jid)}"
         errors: list[str] = []
         detail, checkpoints, metrics = await asyncio.gather(
             self._part(client, base, errors), self._part(client, f"{base}/checkpoints", errors),
@@ -230,7 +236,7 @@ class FlinkCollector(Collector):
     async def _vertex(self, client: httpx.AsyncClient, jid: str, cache: _JobCache, vertex: dict,
                       errors: list[str]) -> Vertex:
         vid = vertex["id"]
-        base = f"/jobs/{jid}/vertices/{vid}"
+        base = f"/jobs/{_segment(jid)}/vertices/{_segment(vid)}"
         running = vertex.get("status") == "RUNNING"
         names = await self._vertex_metric_names(client, base, cache, vid, errors) if running else []
         values: dict[str, float | None] = {}
@@ -286,7 +292,7 @@ class FlinkCollector(Collector):
 
     async def _exceptions(self, client: httpx.AsyncClient, jid: str,
                           errors: list[str]) -> tuple[FlinkException, ...] | None:
-        answer = await self._part(client, f"/jobs/{jid}/exceptions", errors,
+        answer = await self._part(client, f"/jobs/{_segment(jid)}/exceptions", errors,
                                   {"maxExceptions": str(self.config.exceptions_per_job)})
         if answer is None:
             return None
@@ -306,6 +312,7 @@ class FlinkCollector(Collector):
                             _num(entry.get("timestamp"))))
         out = []
         for name, trace, task, location, stamp in raw[: self.config.exceptions_per_job]:
+            trace = redact(trace)  # a job's own errors quote its connectors' URLs (JDBC, with their passwords)
             category, hint = classify(name, trace)
             lines = trace.strip().splitlines()
             message = lines[0].removeprefix(name).removeprefix(":").strip() if lines else ""

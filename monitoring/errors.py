@@ -61,6 +61,21 @@ _KEPT = re.compile(r"(HTTP \d{3}|\[Error \d+\]|\berror(?:_code)?[ =:]+\d{3,5}\b|
 _NUMBER = re.compile(r"\d+(?:\.\d+)?")
 
 
+_URL_PASSWORD = re.compile(r"(?P<head>\b[A-Za-z][A-Za-z0-9+.-]*://[^\s:/?#@'\"]*):(?P<secret>[^\s/?#@'\"]*)@")
+_PASSWORD_SETTING = re.compile(r"(?P<head>\b[\w.-]*(?:password|passwd|pwd)\b\s*[=:]\s*)(?P<secret>[^\s&;,'\")]+)",
+                               re.IGNORECASE)
+REDACTED = "***"
+
+
+def redact(text: str) -> str:
+    """The text with passwords of URLs (scheme://user:***@host) and password=... settings masked.
+
+    The choke point for what sources say about themselves: exception texts (a driver quoting its DSN, a
+    Flink job's stack trace quoting a JDBC URL) pass here before a page, /api/v1, an event or a log sees them."""
+    text = _URL_PASSWORD.sub(lambda m: f"{m['head']}:{REDACTED}@", text)
+    return _PASSWORD_SETTING.sub(lambda m: m["head"] + REDACTED, text)
+
+
 def normalise(message: str) -> str:
     """The message with what varies between occurrences of one error (numbers, ids) replaced."""
     text = _UUID.sub("<id>", message)
@@ -79,6 +94,7 @@ class ErrorRegistry:
 
     def record(self, pipeline: str, component: str, category: str, message: str, severity: str, target: str,
                hint: str, t: float, count: int = 1) -> ErrorEntry:
+        message, hint = redact(message), redact(hint)
         key_text = normalise(message)
         key = (pipeline, component, category, key_text)
         entry = self._entries.get(key)
@@ -310,7 +326,8 @@ def _auth(ctx: _Context) -> str:
                 "access on the server.")
     user = re.search(r'authentication failed for user "([^"]+)"', text)
     if user:
-        return f'PostgreSQL rejected the password of user "{user.group(1)}": check the user and password in the DSN.'
+        return (f'PostgreSQL rejected the password of user "{user.group(1)}": check the user in the dsn and the '
+                "password given beside it (password, password_file, or PGPASSWORD / ~/.pgpass).")
     role = re.search(r'role "([^"]+)" does not exist', text)
     if role:
         return f'There is no PostgreSQL role "{role.group(1)}": check the user in the DSN.'
@@ -423,7 +440,7 @@ _RULES = (  # (applies to these categories, or None for all; the rule): the firs
 
 def hint_for(category: str, message: str, target: str = "", component: str = "") -> str:
     """What the error itself says to do, or "" when no rule knows this error."""
-    ctx = _Context(category, message, target, component)
+    ctx = _Context(category, redact(message), target, component)
     for categories, rule in _RULES:
         if categories is None or category in categories:
             hint = rule(ctx)

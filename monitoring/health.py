@@ -10,6 +10,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import Enum
 
+from monitoring.errors import redact
+
 
 class State(str, Enum):
     STARTING = "starting"  # no run has finished yet: nothing is known
@@ -101,7 +103,7 @@ def categorize(exc: BaseException) -> str:
 
 def describe(exc: BaseException, limit: int = 300) -> str:
     """One line for an error: its type and message, without a stack trace."""
-    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    text = redact(str(exc).strip().splitlines()[0]) if str(exc).strip() else ""
     text = text.removeprefix(f"{type(exc).__name__}: ")  # some libraries repeat their class name
     line = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
     return line if len(line) <= limit else line[: limit - 1] + "…"
