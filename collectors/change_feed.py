@@ -63,6 +63,8 @@ class ChangeFeedCollector(Collector):
         self._counts: Counter[tuple[str, str]] = Counter()
         self._buckets: dict[str, list[int]] = {e: [0] * (len(DELAY_BUCKETS) + 1) for e in self.entities}
         self._delay_sum: Counter[str] = Counter()
+        self._unparsed: Counter[str] = Counter()
+        """Delivered changes whose payload was not a JSON object pipewatch could read (delivered as text)."""
         self._recent: deque[tuple[float, str]] = deque()
         """(delivery time, entity) of the last rate window's deliveries."""
         self._backlog = 0
@@ -201,8 +203,10 @@ class ChangeFeedCollector(Collector):
         store.feed_append(self.source, changes, self.config.rows_per_entity,
                           self.config.rows_per_entity * len(self.entities), now)
         self.delivered += len(changes)
-        for entity, event_type, _key, _payload, changed_at in changes:
+        for entity, event_type, _key, payload, changed_at in changes:
             self._counts[(entity, event_type)] += 1
+            if UNPARSED in payload and len(payload) == 1:
+                self._unparsed[entity] += 1
             delay = max(0.0, now - changed_at)
             buckets = self._buckets.setdefault(entity, [0] * (len(DELAY_BUCKETS) + 1))
             for index, bound in enumerate(DELAY_BUCKETS):
@@ -228,8 +232,35 @@ class ChangeFeedCollector(Collector):
                     cycle.set("db_change_feed_delay_seconds", (entity, bucket_label(bound)), count)
                 cycle.set("db_change_feed_delay_seconds", (entity, "sum"), self._delay_sum[entity])
                 cycle.set("db_change_feed_rate", (entity,), per_entity[entity] / window)
+                cycle.set("db_change_feed_unparsed_total", (entity,), self._unparsed[entity])
             cycle.set("db_change_feed_backlog", (), self._backlog)
 
 
+UNPARSED = "(raw JSON)"
+"""The payload key of a change whose JSON could not be read: it holds the text as the changelog has it."""
+_MAX_DEPTH = 100
+"""Deeper payloads are delivered as text too: pages, /api/v1 and the wire encode payloads recursively."""
+
+
 def _change(row: asyncpg.Record) -> tuple[str, str, str | None, dict, float]:
-    return row["entity"], row["event_type"], row["row_key"], json.loads(row["payload"]), row["created_at"]
+    return row["entity"], row["event_type"], row["row_key"], _payload(row["payload"]), row["created_at"]
+
+
+def _payload(text: str) -> dict:
+    """The row as a dict, or {UNPARSED: text} when it cannot be one (one bad row never costs its batch)."""
+    try:
+        value = json.loads(text)
+    except (ValueError, RecursionError):  # RecursionError: nested about 1,000 deep or more
+        return {UNPARSED: text}
+    return value if isinstance(value, dict) and _depth_within(value, _MAX_DEPTH) else {UNPARSED: text}
+
+
+def _depth_within(value: object, limit: int) -> bool:
+    stack = [(value, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > limit:
+            return False
+        children = node.values() if isinstance(node, dict) else node if isinstance(node, list) else ()
+        stack.extend((child, depth + 1) for child in children if isinstance(child, (dict, list)))
+    return True

