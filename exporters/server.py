@@ -265,8 +265,7 @@ class _Handler(BaseHTTPRequestHandler):
                 self.close_connection = True  # closed, or cut off by the deadline mid-line
                 return
             if len(self.raw_requestline) > 65536:
-                self.requestline = self.request_version = self.command = ""
-                self.send_error(HTTPStatus.REQUEST_URI_TOO_LONG, "the request line is longer than 65,536 bytes")
+                self._overlong()
                 return
             parsed = self.parse_request()
             if not deadlines.disarm(sock):  # the headers did not all arrive in time: the connection is cut
@@ -289,6 +288,29 @@ class _Handler(BaseHTTPRequestHandler):
         except OSError as exc:  # the client went away, or the deadline cut the connection
             log.debug("exporter: connection from %s failed: %r", self.client_address[0], exc)
             self.close_connection = True
+
+    def _overlong(self) -> None:
+        """A 400 naming the parameter the URL was cut in; then the rest of the request is read (bounded), since
+        closing with unread data resets the connection and the client might never see the answer."""
+        self.requestline = self.request_version = ""
+        self.command = "GET"
+        query = self.raw_requestline.decode("latin-1").partition("?")[2]
+        parameter = query.rpartition("&")[2].partition("=")[0][:60] if "=" in query.rpartition("&")[2] else None
+        message = "the request line is longer than 65,536 bytes"
+        payload = {"status": "error", "error": f"{parameter}: {message}" if parameter else message}
+        if parameter:
+            payload["parameter"] = parameter
+        self.close_connection = True
+        self._send(HTTPStatus.BAD_REQUEST, json.dumps(payload).encode() + b"\n", "application/json",
+                   {"Connection": "close"})
+        self.wfile.flush()
+        left, tail = 1 << 20, b""
+        while left > 0 and b"\r\n\r\n" not in tail:
+            chunk = self.rfile.read1(min(left, 65536))
+            if not chunk:
+                break
+            left -= len(chunk)
+            tail = (tail + chunk)[-4096:]
 
     def _get(self) -> None:
         try:
