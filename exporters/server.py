@@ -251,6 +251,7 @@ class _Handler(BaseHTTPRequestHandler):
     server: _Server
     timeout = 30
     protocol_version = "HTTP/1.1"
+    default_request_version = "HTTP/1.0"  # errors about a malformed request line still get a status line and headers
     disable_nagle_algorithm = True  # headers and body go out as two writes: no 40 ms wait for a delayed ACK
     _served = 0
 
