@@ -27,14 +27,16 @@ import binascii
 import hashlib
 import json
 import math
+import re
 import socket
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from http import HTTPStatus
 from importlib import metadata
-from urllib.parse import parse_qs, unquote
+from urllib.parse import unquote_to_bytes
 
+from exporters.openapi import openapi_document
 from monitoring.evaluation import LATENCY_SOURCE, SUMMARY_SOURCE, pipeline_latencies
 from monitoring.health import CollectorHealth
 from monitoring.metrics import CATALOGUE
@@ -58,7 +60,17 @@ the store keeps only when it fits: otherwise each series' newest points, as many
 MAX_STATE_BODY_BYTES = 256 * 1024 * 1024
 """The last guard of /api/v1/state, whose first answer holds every snapshot and series."""
 ENDPOINTS = (f"{PREFIX}/pipelines", f"{PREFIX}/pipelines/{{name}}", f"{PREFIX}/series", f"{PREFIX}/events",
-             f"{PREFIX}/state")
+             f"{PREFIX}/state", f"{PREFIX}/openapi.json")
+STATE_PATH = f"{PREFIX}/state"
+MAX_NAME = 100
+"""Parameter names and pipeline names (a config's pipelines[].name is at most 100 characters too)."""
+MAX_VALUE = 1000
+"""Characters of a parameter's value, except a /api/v1/state cursor."""
+MAX_STATE_CURSOR = 32 * 1024
+"""A state cursor grows by ~180 characters per change feed: room for ~180 feeds."""
+MAX_DIGITS = 18
+"""Whole numbers (since, limit, counts) fit a signed 64-bit integer."""
+_BAD_ESCAPE = re.compile(r"%(?![0-9A-Fa-f]{2})")
 
 
 class ApiError(Exception):
@@ -111,6 +123,9 @@ class Api:
     started_at: float
     host: str = ""
     version: str = ""
+    scrape_auth: bool = False
+    api_auth: bool = False
+    """Which credentials the server asks for: the OpenAPI document declares them."""
 
     def __post_init__(self) -> None:
         self._encoded: dict[tuple[str, str], tuple[object, object]] = {}
@@ -126,7 +141,7 @@ class Api:
     def handle(self, path: str, query: str) -> tuple[HTTPStatus, bytes]:
         """The status and JSON body for a GET of `path` (under PREFIX) with its query string."""
         try:
-            payload = self._route(path.rstrip("/"), parse_qs(query, keep_blank_values=True))
+            payload = self._route(path.rstrip("/"), parse_query(query))
             status = HTTPStatus.OK
         except ApiError as error:
             status, payload = error.status, error.payload()
@@ -147,14 +162,21 @@ class Api:
             return self.pipelines()
         if path.startswith(f"{PREFIX}/pipelines/"):
             _only(params, ())
-            return self.pipeline(unquote(path[len(PREFIX) + len("/pipelines/"):]))
+            name = _decode(path[len(PREFIX) + len("/pipelines/"):], "name")
+            if len(name) > MAX_NAME:
+                raise ApiError(HTTPStatus.BAD_REQUEST, f"name: a pipeline's name has at most {MAX_NAME} characters, "
+                                                       f"got {len(name):,}", "name")
+            return self.pipeline(name)
         if path == f"{PREFIX}/series":
             return self.series(params)
         if path == f"{PREFIX}/events":
             return self.events(params)
-        if path == f"{PREFIX}/state":
+        if path == STATE_PATH:
             return self.state(params)
-        raise ApiError(HTTPStatus.NOT_FOUND, f"no such endpoint {path!r}: try {', '.join(ENDPOINTS)}")
+        if path == f"{PREFIX}/openapi.json":
+            _only(params, ())
+            return openapi_document(scrape_auth=self.scrape_auth, api_auth=self.api_auth)
+        raise ApiError(HTTPStatus.NOT_FOUND, f"no such endpoint {_shown(path)!r}: try {', '.join(ENDPOINTS)}")
 
     # -- endpoints -------------------------------------------------------------------------------------
 
@@ -207,7 +229,8 @@ class Api:
         names = params.get("name", [])
         for name in names:
             if name not in CATALOGUE:
-                raise ApiError(HTTPStatus.BAD_REQUEST, f"name: no metric {name!r} (docs/metrics.md lists them)", "name")
+                raise ApiError(HTTPStatus.BAD_REQUEST, f"name: no metric {_shown(name)!r} (docs/metrics.md lists them)",
+                               "name")
         labels = {label for name in names for label in CATALOGUE[name].labels if label != "pipeline"}
         filters = {}
         for key, values in params.items():
@@ -218,7 +241,7 @@ class Api:
                         else "label filters need exactly one name=")
                 raise ApiError(HTTPStatus.BAD_REQUEST, f"{key}: unknown parameter ({hint})", key)
             filters[CATALOGUE[names[0]].labels.index(key)] = _one(params, key)
-        pipeline = _one(params, "pipeline") if "pipeline" in params else None
+        pipeline = _pipeline(params)
         if pipeline is not None and pipeline not in {s.pipeline for s in self._summaries()[1]}:
             raise ApiError(HTTPStatus.NOT_FOUND, f"pipeline: no pipeline {pipeline!r} on this agent", "pipeline")
         since = _whole(params, "since", 0)
@@ -228,9 +251,10 @@ class Api:
         cursors: dict[str, int] = {}
         for cursor in params.get("cursor", []):
             ident, sep, count = cursor.partition(":")
-            if not sep or len(ident) != 16 or ident.strip("0123456789abcdef") or not count.isdigit():
-                raise ApiError(HTTPStatus.BAD_REQUEST, f"cursor: {cursor!r} is not ID:COUNT (a series' id and the "
-                                                       f"count an earlier answer gave for it)", "cursor")
+            if (not sep or len(ident) != 16 or ident.strip("0123456789abcdef") or not _digits(count)
+                    or len(count) > MAX_DIGITS):
+                raise ApiError(HTTPStatus.BAD_REQUEST, f"cursor: {_shown(cursor)!r} is not ID:COUNT (a series' id and "
+                                                       f"the count an earlier answer gave for it)", "cursor")
             cursors[ident] = int(count)
         wanted = set(names)
 
@@ -272,7 +296,7 @@ class Api:
         limit = _whole(params, "limit", MAX_EVENTS)
         if not 1 <= limit <= MAX_EVENTS:
             raise ApiError(HTTPStatus.BAD_REQUEST, f"limit: between 1 and {MAX_EVENTS}, got {limit}", "limit")
-        pipeline = _one(params, "pipeline") if "pipeline" in params else None
+        pipeline = _pipeline(params)
         held = self.store.events_since(0)
         last = held[-1].seq if held else 0
         reset = since > last
@@ -355,7 +379,7 @@ def _state_cursor(text: str) -> dict:
                    "cursor")
     try:
         cursor = json.loads(base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)))
-    except (ValueError, binascii.Error):
+    except (ValueError, binascii.Error, RecursionError):  # (a cursor of nested brackets exhausts the decoder)
         raise bad from None
     whole = lambda value: isinstance(value, int) and not isinstance(value, bool) and value >= 0  # noqa: E731
     if not (isinstance(cursor, dict) and set(cursor) == {"i", "c", "e", "g", "s", "f"} and isinstance(cursor["i"], str)
@@ -368,12 +392,63 @@ def _state_cursor(text: str) -> dict:
     return cursor
 
 
+def parse_query(query: str) -> dict[str, list[str]]:
+    """name -> values, strictly: a bad escape, non-UTF-8, an overlong name or value is a 400 naming the parameter."""
+    params: dict[str, list[str]] = {}
+    for pair in query.split("&"):
+        if not pair:
+            continue
+        raw_key, _, raw_value = pair.partition("=")
+        key = _decode(raw_key, _shown(raw_key))
+        if len(key) > MAX_NAME:
+            raise ApiError(HTTPStatus.BAD_REQUEST, f"{_shown(key)}: unknown parameter (a name has at most {MAX_NAME} "
+                                                   f"characters, got {len(key):,})", _shown(key))
+        value = _decode(raw_value, key)
+        limit = MAX_STATE_CURSOR if key == "cursor" else MAX_VALUE
+        if len(value) > limit:
+            raise ApiError(HTTPStatus.BAD_REQUEST, f"{key}: at most {limit:,} characters, got {len(value):,}", key)
+        params.setdefault(key, []).append(value)
+    return params
+
+
+def _decode(text: str, parameter: str) -> str:
+    if not text.isascii():  # http.server decodes the request line as Latin-1: raw bytes >= 0x80 arrive as such
+        raise ApiError(HTTPStatus.BAD_REQUEST, f"{parameter}: characters outside ASCII must be percent-encoded",
+                       parameter)
+    if _BAD_ESCAPE.search(text):
+        raise ApiError(HTTPStatus.BAD_REQUEST, f"{parameter}: bad percent-encoding ('%' must be followed by two hex "
+                                               f"digits)", parameter)
+    try:
+        return unquote_to_bytes(text.replace("+", " ")).decode("utf-8")
+    except UnicodeDecodeError:
+        raise ApiError(HTTPStatus.BAD_REQUEST, f"{parameter}: percent-encoded bytes are not UTF-8", parameter) from None
+
+
+def _shown(value: str, width: int = 60) -> str:
+    """A caller's value as quoted back in an error: cut, so an answer never echoes a 60 kB name."""
+    return value if len(value) <= width else value[:width] + "..."
+
+
+def _digits(value: str) -> bool:
+    return value.isascii() and value.isdigit()  # str.isdigit alone takes '²', which int() refuses
+
+
+def _pipeline(params: dict[str, list[str]]) -> str | None:
+    if "pipeline" not in params:
+        return None
+    name = _one(params, "pipeline")
+    if len(name) > MAX_NAME:
+        raise ApiError(HTTPStatus.BAD_REQUEST, f"pipeline: a pipeline's name has at most {MAX_NAME} characters, "
+                                               f"got {len(name):,}", "pipeline")
+    return name
+
+
 def _only(params: dict[str, list[str]], allowed: tuple[str, ...]) -> None:
     for key in params:
         if key not in allowed:
-            raise ApiError(HTTPStatus.BAD_REQUEST, f"{key}: unknown parameter"
+            raise ApiError(HTTPStatus.BAD_REQUEST, f"{_shown(key)}: unknown parameter"
                                                    + (f" (this endpoint takes {', '.join(allowed)})" if allowed
-                                                      else " (this endpoint takes none)"), key)
+                                                      else " (this endpoint takes none)"), _shown(key))
 
 
 def _one(params: dict[str, list[str]], key: str) -> str:
@@ -387,6 +462,7 @@ def _whole(params: dict[str, list[str]], key: str, default: int) -> int:
     if key not in params:
         return default
     value = _one(params, key)
-    if not value.isdigit() or len(value) > 18:
-        raise ApiError(HTTPStatus.BAD_REQUEST, f"{key}: must be a whole number >= 0, got {value!r}", key)
+    if not _digits(value) or len(value) > MAX_DIGITS:
+        raise ApiError(HTTPStatus.BAD_REQUEST, f"{key}: must be a whole number >= 0 in ASCII digits, at most "
+                                               f"{MAX_DIGITS} of them, got {_shown(value)!r}", key)
     return int(value)

@@ -7,6 +7,7 @@ that names the file, the key path and the problem.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 from datetime import datetime
@@ -36,6 +37,7 @@ CONFIG_ENV_VAR = "PIPEWATCH_CONFIG"
 
 _ENV_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 _NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
+_HOST_NAME = r"^(\*|[A-Za-z0-9_.-]+|\[?[0-9A-Fa-f:.]+\]?)$"
 
 
 class ConfigError(Exception):
@@ -570,7 +572,8 @@ class Mirror(RemoteAgent):
     """Mirror mode: this dashboard process runs no collectors and shows what one `pipewatch agent` collects,
     copied from its JSON API (/api/v1/state) every `interval_seconds`. In the config either the agent's base URL
     alone or a mapping with `url` and the settings below. Only `panel serve apps/` follows it: `pipewatch agent`
-    (and `pipewatch report`) ignore the key, so the agent and its mirrors can share one config file."""
+    (and `pipewatch report`) ignore the key, so the agent and its mirrors can share one config file.
+    Its `basic_auth` is the agent's `exporter.api_auth` when the agent sets one (else its `exporter.basic_auth`)."""
 
     interval_seconds: Annotated[float, Field(gt=0, le=3600)] = 1.0
     timeout_seconds: Annotated[float, Field(gt=0, le=3600)] = 10.0
@@ -591,7 +594,29 @@ class Exporter(_Strict):
     port: Annotated[int, Field(ge=0, le=65535)] = 9108
     basic_auth: BasicAuth | None = None
     """Credentials Prometheus must send for /metrics (its scrape config's basic_auth)."""
+    api_auth: BasicAuth | None = None
+    """Credentials for /api/v1/state, which carries change-feed rows (user data): what a mirror sends. When set,
+    the scrape credential no longer opens /api/v1/state. Required when a pipeline has a change feed and `host` is
+    not loopback."""
+    allowed_hosts: list[Annotated[str, Field(pattern=_HOST_NAME)]] | None = None
+    """Host header names the endpoint answers (DNS rebinding: a browser page whose name now points here is
+    refused); IP addresses are always answered, "*" turns the check off. Default: `host`, localhost, 127.0.0.1,
+    ::1, and this machine's name when `host` is 0.0.0.0 or ::. The probes (/healthz, /readyz) answer any Host."""
     tls: ExporterTls | None = None
+
+    @model_validator(mode="after")
+    def _separate_credentials(self) -> Exporter:
+        if self.api_auth is not None and self.api_auth == self.basic_auth:
+            raise ValueError("api_auth must differ from basic_auth: the scrape credential would open the "
+                             "change-feed rows of /api/v1/state")
+        return self
+
+    @property
+    def loopback(self) -> bool:
+        try:
+            return self.host == "localhost" or ipaddress.ip_address(self.host).is_loopback
+        except ValueError:
+            return False
 
 
 class StoreSettings(_Strict):
@@ -645,6 +670,19 @@ class Config(_Strict):
                                              {"url": agent.url, "first": urls[agent.url]}),
                     loc=("remote_agents", index, "url"), input=agent.url)])
             urls[agent.url] = index
+        return self
+
+    @model_validator(mode="after")
+    def _feed_rows_need_api_auth(self) -> Config:
+        exporter = self.exporter
+        feeds = [p.name for p in self.pipelines if p.change_feed is not None]
+        if feeds and exporter.enabled and not exporter.loopback and exporter.api_auth is None:
+            raise ValidationError.from_exception_data(type(self).__name__, [InitErrorDetails(
+                type=PydanticCustomError("api_auth_required", "required: /api/v1/state serves the change-feed rows "
+                                         "of {feeds} to other hosts on {host}; give it credentials of its "
+                                         "own (what the mirrors send), or set exporter.host to loopback",
+                                         {"feeds": ", ".join(feeds), "host": exporter.host}),
+                loc=("exporter", "api_auth"), input=None)])
         return self
 
 

@@ -15,9 +15,10 @@ import asyncio
 import logging
 import threading
 import time
+from urllib.parse import urlsplit
 
 from collectors import build_collectors
-from exporters.server import ExporterServer, start_exporter
+from exporters.server import ExporterServer, default_allowed_hosts, start_exporter
 from monitoring.config import Config, config_path_from_env, load_config
 from monitoring.evaluation import Evaluator
 from monitoring.health import CollectorHealth
@@ -116,8 +117,13 @@ class Service:
                      self.config.mirror.url)
             return
         if settings.enabled and self.exporter is None:
+            hosts = settings.allowed_hosts  # by default also the name the config's mirrors reach the agent by
+            if hosts is None:
+                mirror = [urlsplit(str(self.config.mirror.url)).hostname or ""] if self.config.mirror else []
+                hosts = default_allowed_hosts(settings.host, mirror)
             self.exporter = start_exporter(self.store, settings.host, settings.port, basic_auth=settings.basic_auth,
-                                           tls=settings.tls, liveness=self.supervisor.liveness,
+                                           api_auth=settings.api_auth, allowed_hosts=hosts, tls=settings.tls,
+                                           liveness=self.supervisor.liveness,
                                            started_at=self.started_at)
 
     async def stop(self) -> None:

@@ -1,11 +1,15 @@
-"""The agent's HTTP endpoint over real HTTP(S): probes, basic auth, TLS and mutual TLS, gzip, escaping."""
+"""The agent's HTTP endpoint over real HTTP(S): probes, basic auth, TLS and mutual TLS, gzip, escaping; and under\nabuse: bad parameters, slow and excess clients, the state cap, api_auth and the Host check."""
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import gzip
+import json
+import socket
 import ssl
 import subprocess
+import threading
 import time
 
 import httpx
@@ -13,12 +17,13 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from pydantic import SecretStr
 
-from exporters.server import start_exporter
+from exporters.server import HEADER_TIMEOUT, default_allowed_hosts, start_exporter
 from monitoring.config import BasicAuth, ExporterTls
 from monitoring.health import State
 from monitoring.runtime import Collector, Supervisor
 from monitoring.store import Store
 from tests.certs import make_certificates
+from tests.services import wait_until
 
 
 class _Quiet(Collector):
@@ -178,3 +183,231 @@ def test_gzip_body_is_smaller_on_the_wire():
     text = gzip.decompress(raw).decode()
     assert len(raw) * 4 < len(text.encode())
     assert 'kafka_topic_partition_current_offset{pipeline="orders",cluster="local",topic="events",partition="499"} 499.0' in text
+
+
+# -- under abuse ---------------------------------------------------------------------------------------
+
+def _raw(port: int, data: bytes, timeout: float = 10) -> bytes:
+    """Send bytes as they are; everything the server answers until it closes."""
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
+        sock.sendall(data)
+        out = b""
+        while chunk := sock.recv(65536):
+            out += chunk
+    return out
+
+
+def _status_and_json(answer: bytes) -> tuple[int, dict]:
+    head, _, body = answer.partition(b"\r\n\r\n")
+    return int(head.split(b" ", 2)[1]), json.loads(body)
+
+
+ABUSE = [  # (path and query as sent, parameter named, what the error says)
+    ("/api/v1/events?since=%C2%B2", "since", "since: must be a whole number >= 0 in ASCII digits"),  # int('²') raised
+    ("/api/v1/events?since=%E0%A5%A7", "since", "since: must be a whole number >= 0 in ASCII digits"),  # Devanagari 1
+    ("/api/v1/events?since=-1", "since", "since: must be a whole number >= 0"),
+    ("/api/v1/events?since=1e3", "since", "since: must be a whole number >= 0"),
+    ("/api/v1/events?since=" + "9" * 19, "since", "since: must be a whole number >= 0 in ASCII digits, at most 18"),
+    ("/api/v1/events?limit=1001", "limit", "limit: between 1 and 1000, got 1001"),
+    ("/api/v1/series?limit=0", "limit", "limit: between 1 and 10000, got 0"),
+    ("/api/v1/series?cursor=0123456789abcdef:%C2%B2", "cursor", "cursor: '0123456789abcdef:²' is not ID:COUNT"),
+    ("/api/v1/state?cursor=" + "[" * 40_000, "cursor", "cursor: at most 32,768 characters, got 40,000"),
+    ("/api/v1/state?cursor=" + base64.urlsafe_b64encode(b"[" * 20_000).decode(), "cursor",
+     "cursor: not a cursor an earlier /api/v1/state answer gave"),  # nested 20,000 deep: RecursionError before
+    ("/api/v1/state?cursor=bm90IGpzb24", "cursor", "cursor: not a cursor an earlier /api/v1/state answer gave"),
+    ("/api/v1/events?pipeline=" + "p" * 101, "pipeline", "pipeline: a pipeline's name has at most 100 characters"),
+    ("/api/v1/pipelines/" + "p" * 101, "name", "name: a pipeline's name has at most 100 characters, got 101"),
+    ("/api/v1/pipelines/a%zz", "name", "name: bad percent-encoding"),
+    ("/api/v1/events?colour=red", "colour", "colour: unknown parameter (this endpoint takes since, limit, pipeline)"),
+    ("/api/v1/events?" + "k" * 101 + "=1", "k" * 60 + "...", "k" * 60 + "...: unknown parameter (a name has at most"),
+    ("/api/v1/events?since=1&since=2", "since", "since: given 2 times, takes one value"),
+    ("/api/v1/state?cursor=a&cursor=b", "cursor", "cursor: given 2 times, takes one value"),
+    ("/api/v1/events?since=%", "since", "since: bad percent-encoding ('%' must be followed by two hex digits)"),
+    ("/api/v1/events?since=%g1", "since", "since: bad percent-encoding"),
+    ("/api/v1/events?since=%ff", "since", "since: percent-encoded bytes are not UTF-8"),
+    ("/api/v1/events?pipeline=" + "x" * 1001, "pipeline", "pipeline: at most 1,000 characters, got 1,001"),
+    ("/api/v1/events?since=" + "1" * 70_000, "since", "since: the request line is longer than 65,536 bytes"),
+]
+
+
+@pytest.mark.parametrize(("target", "parameter", "error"), ABUSE, ids=[a[0][:48] for a in ABUSE])
+def test_every_bad_parameter_is_a_400_naming_it(target, parameter, error):
+    exporter = start_exporter(Store(), "127.0.0.1", 0)
+    try:
+        answer = _raw(exporter.port, f"GET {target} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n".encode())
+        status, body = _status_and_json(answer)
+        assert (status, body["status"], body["parameter"]) == (400, "error", parameter), body
+        assert body["error"].startswith(error), body
+        assert len(answer) < 2000  # an overlong value is never echoed back whole
+        # The server is still there.
+        assert httpx.get(f"http://127.0.0.1:{exporter.port}/api/v1").status_code == 200
+    finally:
+        exporter.stop()
+
+
+def test_raw_non_ascii_bad_request_lines_headers_and_methods_get_json_errors():
+    exporter = start_exporter(Store(), "127.0.0.1", 0)
+    port = exporter.port
+    try:
+        status, body = _status_and_json(_raw(port, b"GET /api/v1/events?since=\xb2 HTTP/1.1\r\nHost: localhost\r\n"
+                                                   b"Connection: close\r\n\r\n"))
+        assert (status, body) == (400, {"status": "error", "parameter": "since",
+                                        "error": "since: characters outside ASCII must be percent-encoded"})
+        assert _status_and_json(_raw(port, b"garbage\r\n\r\n")) == (
+            400, {"status": "error", "error": "Bad request syntax ('garbage')"})
+        assert _status_and_json(_raw(port, b"GET /api/v1 HTTP/1.1\r\n" + b"X-A: b\r\n" * 101 + b"\r\n")) == (
+            431, {"status": "error", "error": "Too many headers"})
+        status, body = _status_and_json(_raw(port, b"GET /api/v1 HTTP/1.1\r\nX: " + b"a" * 70_000 + b"\r\n\r\n"))
+        assert (status, body["error"]) == (431, "Line too long")
+        delete = httpx.delete(f"http://127.0.0.1:{port}/api/v1/state")
+        assert (delete.status_code, delete.headers["allow"], delete.json()) == (
+            405, "GET, HEAD", {"status": "error", "error": "method DELETE is not allowed: only GET and HEAD"})
+        head = httpx.head(f"http://127.0.0.1:{port}/api/v1")
+        assert (head.status_code, head.content) == (200, b"") and int(head.headers["content-length"]) > 0
+    finally:
+        exporter.stop()
+
+
+def test_a_client_dribbling_its_headers_is_cut_off_at_the_deadline():
+    assert HEADER_TIMEOUT == 10.0
+    deadline = 1.5  # the default's 10 s, shortened for the test
+    exporter = start_exporter(Store(), "127.0.0.1", 0, header_timeout=deadline)
+    try:
+        with socket.create_connection(("127.0.0.1", exporter.port)) as sock:
+            started = time.monotonic()
+            sock.sendall(b"GET /api/v1 HTTP/1.1\r\nHost: localhost\r\n")
+            closed = None
+            while closed is None and time.monotonic() - started < deadline + 5:
+                try:
+                    sock.sendall(b"X")  # a byte every 0.2 s: each would reset a per-read timeout
+                    sock.settimeout(0.2)
+                    closed = sock.recv(1024) == b""
+                except TimeoutError:
+                    continue
+                except (ConnectionResetError, BrokenPipeError):
+                    closed = True
+            elapsed = time.monotonic() - started
+        assert closed is True and deadline - 0.1 <= elapsed <= deadline + 1.0, elapsed
+        # An idle kept-alive connection is closed after the same deadline, and a prompt client is served.
+        with socket.create_connection(("127.0.0.1", exporter.port)) as sock:
+            sock.sendall(b"GET /api/v1 HTTP/1.1\r\nHost: localhost\r\n\r\n")
+            sock.settimeout(deadline + 1.0)
+            answer = b""
+            while chunk := sock.recv(65536):
+                answer += chunk
+            assert answer.startswith(b"HTTP/1.1 200 OK")
+    finally:
+        exporter.stop()
+
+
+def test_connections_over_the_cap_get_a_quick_503():
+    exporter = start_exporter(Store(), "127.0.0.1", 0, max_connections=2, header_timeout=30)
+    base = f"http://127.0.0.1:{exporter.port}"
+    try:
+        idle = [socket.create_connection(("127.0.0.1", exporter.port)) for _ in range(2)]  # hold both threads
+        started = time.monotonic()
+        busy = httpx.get(f"{base}/api/v1", timeout=5)
+        assert time.monotonic() - started < 2
+        assert (busy.status_code, busy.headers["retry-after"], busy.json()) == (503, "1", {
+            "status": "error", "error": "too many connections at once: try again after Retry-After"})
+        for sock in idle:
+            sock.close()
+        assert wait_until(lambda: httpx.get(f"{base}/api/v1").status_code == 200, 10, what="a free thread")
+    finally:
+        exporter.stop()
+
+
+def test_state_answers_over_the_cap_get_503_with_retry_after():
+    exporter = start_exporter(Store(), "127.0.0.1", 0, max_state_answers=2)
+    api = exporter._server.api
+    inside, release = threading.Semaphore(0), threading.Event()
+    original = api.state
+
+    def slow_state(params):
+        inside.release()
+        release.wait(10)
+        return original(params)
+
+    api.state = slow_state
+    url = f"http://127.0.0.1:{exporter.port}/api/v1/state"
+    results: list[int] = []
+    threads = [threading.Thread(target=lambda: results.append(httpx.get(url, timeout=15).status_code))
+               for _ in range(2)]
+    try:
+        for thread in threads:
+            thread.start()
+        assert inside.acquire(timeout=10) and inside.acquire(timeout=10)  # two answers being built
+        third = httpx.get(url, timeout=5)
+        assert (third.status_code, third.headers["retry-after"], third.json()["error"]) == (
+            503, "1", "too many /api/v1/state answers being built at once: try again after Retry-After")
+        assert httpx.get(url.replace("/state", "/pipelines")).status_code == 200  # other endpoints still answer
+        release.set()
+        for thread in threads:
+            thread.join(15)
+        assert results == [200, 200]
+    finally:
+        release.set()
+        exporter.stop()
+
+
+def test_api_auth_guards_state_apart_from_the_scrape_credential():
+    store, (orders,) = _store_with("orders")
+    _finish_run(store, orders, ok=True)
+    scrape, api = ("prom", "scrape-secret"), ("mirror", "api-secret")
+    exporter = start_exporter(store, "127.0.0.1", 0,
+                              basic_auth=BasicAuth(username=scrape[0], password=SecretStr(scrape[1])),
+                              api_auth=BasicAuth(username=api[0], password=SecretStr(api[1])))
+    base = f"http://127.0.0.1:{exporter.port}"
+    try:
+        refused = httpx.get(f"{base}/api/v1/state", auth=scrape)
+        assert (refused.status_code, refused.json()) == (401, {"status": "error", "error": "authentication required"})
+        assert refused.headers["www-authenticate"].startswith('Basic realm="pipewatch"')
+        assert httpx.get(f"{base}/api/v1/state", auth=api).status_code == 200
+        assert httpx.get(f"{base}/api/v1/state").status_code == 401
+        for path in ("/metrics", "/api/v1/pipelines"):  # the scrape credential, and the API one too
+            assert httpx.get(base + path, auth=scrape).status_code == 200
+            assert httpx.get(base + path, auth=api).status_code == 200
+            assert httpx.get(base + path).status_code == 401
+        document = httpx.get(f"{base}/api/v1/openapi.json", auth=scrape).json()
+        assert document["paths"]["/api/v1/state"]["get"]["security"] == [{"apiAuth": []}]
+        assert document["paths"]["/api/v1/pipelines"]["get"]["security"] == [{"scrapeAuth": []}, {"apiAuth": []}]
+        assert set(document["components"]["securitySchemes"]) == {"scrapeAuth", "apiAuth"}
+    finally:
+        exporter.stop()
+    # api_auth alone: /metrics stays open, the rows do not.
+    exporter = start_exporter(store, "127.0.0.1", 0, api_auth=BasicAuth(username=api[0], password=SecretStr(api[1])))
+    base = f"http://127.0.0.1:{exporter.port}"
+    try:
+        assert httpx.get(f"{base}/metrics").status_code == 200
+        assert httpx.get(f"{base}/api/v1/state").status_code == 401
+        assert httpx.get(f"{base}/api/v1/state", auth=api).status_code == 200
+    finally:
+        exporter.stop()
+
+
+def test_host_header_must_be_an_allowed_name_except_on_the_probes():
+    assert default_allowed_hosts("127.0.0.1") == ["127.0.0.1", "::1", "localhost"]
+    hostname = socket.gethostname().lower()
+    assert hostname in default_allowed_hosts("0.0.0.0", ["pipewatch-agent"])
+    assert "pipewatch-agent" in default_allowed_hosts("0.0.0.0", ["pipewatch-agent"])
+    exporter = start_exporter(Store(), "127.0.0.1", 0, allowed_hosts=["localhost", "pipewatch.example.com"])
+    base = f"http://127.0.0.1:{exporter.port}"
+    try:
+        for host in ("localhost", f"localhost:{exporter.port}", "PIPEWATCH.example.com.:1", "10.1.2.3:9108",
+                     "[::1]:9108"):
+            assert httpx.get(f"{base}/api/v1", headers={"Host": host}).status_code == 200, host
+        rebound = httpx.get(f"{base}/metrics", headers={"Host": f"evil.example:{exporter.port}"})
+        assert (rebound.status_code, rebound.json()) == (421, {"status": "error", "error": (
+            "Host: 'evil.example' is not a name this agent answers to: add it to exporter.allowed_hosts if clients "
+            "reach the agent by this name")})
+        assert httpx.get(f"{base}/api/v1/state", headers={"Host": "evil.example"}).status_code == 421
+        assert httpx.get(f"{base}/api/v1", headers={"Host": "bad host"}).status_code == 400
+        for probe in ("/healthz", "/readyz"):
+            assert httpx.get(base + probe, headers={"Host": "evil.example"}).status_code in (200, 503)
+    finally:
+        exporter.stop()
+    anything = start_exporter(Store(), "127.0.0.1", 0, allowed_hosts=["*"])
+    try:
+        assert httpx.get(f"http://127.0.0.1:{anything.port}/api/v1", headers={"Host": "evil.example"}).status_code == 200
+    finally:
+        anything.stop()

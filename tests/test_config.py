@@ -609,3 +609,35 @@ def test_change_feed_identifiers_refuse_dollar_signs(tmp_path):
                        ("entities[0].key", "id$"), ("entities[0].fields[1]", "x$y")):
         assert f"pipelines[0].change_feed.{key}: '{value}': `$` is not allowed in a change-feed identifier" in message
     assert "fields[0]" not in message
+
+
+FEED = ("pipelines:\n  - name: orders\n    change_feed:\n      dsn: postgresql://u@db:5432/shop\n"
+        "      entities: [{name: orders, table: orders, key: id}]\n")
+
+
+def test_change_feed_off_loopback_needs_api_auth_apart_from_basic_auth(tmp_path):
+    message = _error(_write(tmp_path, FEED + "exporter: {host: 0.0.0.0}\n"))
+    assert message.endswith(": exporter.api_auth: required: /api/v1/state serves the change-feed rows of orders to "
+                            "other hosts on 0.0.0.0; give it credentials of its own (what the mirrors send), or set "
+                            "exporter.host to loopback")
+    for host in ("127.0.0.1", "localhost", "::1", "127.0.0.2"):
+        assert load_config(_write(tmp_path, FEED + f"exporter: {{host: '{host}'}}\n"), environ={}).exporter.api_auth is None
+    assert load_config(_write(tmp_path, FEED + "exporter: {host: 0.0.0.0, enabled: false}\n"), environ={})
+    config = load_config(_write(tmp_path, FEED + "exporter:\n  host: 0.0.0.0\n"
+                                "  basic_auth: {username: prom, password: scrape}\n"
+                                "  api_auth: {username: mirror, password: '${API_PASSWORD}'}\n"),
+                         environ={"API_PASSWORD": "s3cr3t-rows"})
+    assert (config.exporter.api_auth.username, config.exporter.api_auth.password.get_secret_value()) == ("mirror", "s3cr3t-rows")
+    assert "s3cr3t-rows" not in repr(config)
+    same = _error(_write(tmp_path, FEED + "exporter:\n  host: 0.0.0.0\n  basic_auth: {username: a, password: b}\n"
+                         "  api_auth: {username: a, password: b}\n"))
+    assert "exporter: api_auth must differ from basic_auth" in same
+
+
+def test_allowed_hosts_default_and_checked_names(tmp_path):
+    assert load_config(_write(tmp_path, EXAMPLE), environ={}).exporter.allowed_hosts is None
+    config = load_config(_write(tmp_path, EXAMPLE + "  allowed_hosts: [pipewatch.example.com, '[::1]', 10.0.0.1, '*']\n"),
+                         environ={})
+    assert config.exporter.allowed_hosts == ["pipewatch.example.com", "[::1]", "10.0.0.1", "*"]
+    message = _error(_write(tmp_path, EXAMPLE + "  allowed_hosts: ['http://pipewatch:9108']\n"))
+    assert "exporter.allowed_hosts[0]: String should match pattern" in message

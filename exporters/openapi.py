@@ -1,0 +1,207 @@
+"""The OpenAPI 3 document of the JSON API, served at /api/v1/openapi.json (exporters/api.py).
+
+Built in Python from the same limits the API enforces, so the two cannot drift apart; tests/test_api_fuzz.py
+checks real answers of a running agent against it. Security requirements follow the agent's configuration:
+which of the scrape credential (exporter.basic_auth) and the API credential (exporter.api_auth) it asks for.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from monitoring.metrics import CATALOGUE
+
+_NUMBER = {"oneOf": [{"type": "number"}, {"type": "string", "enum": ["Infinity", "-Infinity"]}],
+           "nullable": True, "description": "null when unknown; unbounded values as the string Infinity"}
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _object(required: dict[str, Any], optional: dict[str, Any] | None = None, **extra: Any) -> dict[str, Any]:
+    return {"type": "object", "required": list(required), "properties": {**required, **(optional or {})}, **extra}
+
+
+def _error(description: str, headers: dict[str, Any] | None = None) -> dict[str, Any]:
+    out: dict[str, Any] = {"description": description, "content": {"application/json": {"schema": _ref("Error")}}}
+    if headers:
+        out["headers"] = headers
+    return out
+
+
+def _query(name: str, schema: dict[str, Any], description: str, many: bool = False) -> dict[str, Any]:
+    if many:
+        schema = {"type": "array", "items": schema}
+    return {"name": name, "in": "query", "required": False, "description": description, "schema": schema,
+            "style": "form", "explode": True}
+
+
+
+def _schemas() -> dict[str, Any]:
+    event = _object({"seq": {"type": "integer"}, "time": {"type": "number"}, "pipeline": {"type": "string"},
+                     "collector": {"type": "string"}, "severity": {"type": "string"}, "message": {"type": "string"}})
+    health = _object({"collector": {"type": "string"}, "target": {"type": "string"},
+                      "state": {"type": "string", "enum": ["starting", "up", "down", "stale"]},
+                      "reason": {"type": "string"}, "last_success": {"type": "number", "nullable": True},
+                      "last_attempt": {"type": "number", "nullable": True},
+                      "error_category": {"type": "string", "nullable": True},
+                      "consecutive_failures": {"type": "integer"}})
+    summary = _object({"job": {"type": "string"}, "instance": {"type": "string"}, "pipeline": {"type": "string"},
+                       "health": {"type": "string"}, "reason": {"type": "string"},
+                       "collectors": {"type": "array", "items": {"type": "string"}},
+                       "collectors_down": {"type": "array", "items": {"type": "string"}},
+                       "last_success": {"type": "number", "nullable": True},
+                       **{name: _NUMBER for name in ("lag_messages", "max_lag_messages", "lag_seconds", "worst_status",
+                                                     "produce_rate", "consume_rate", "flink_jobs", "flink_running",
+                                                     "checkpoint_age", "registry_up", "change_rate")},
+                       "collector_health": {"type": "array", "items": _ref("CollectorHealth")}})
+    series_row = _object({"id": {"type": "string", "pattern": "^[0-9a-f]{16}$"}, "name": {"type": "string"},
+                          "labels": {"type": "object", "additionalProperties": {"type": "string"}},
+                          "collector": {"type": "string"}, "count": {"type": "integer"},
+                          "time": _NUMBER, "value": _NUMBER})
+    point = {"type": "array", "minItems": 2, "maxItems": 2, "items": _NUMBER}
+    series_delta = _object({"id": {"type": "string"}, "name": {"type": "string"},
+                            "labels": {"type": "object", "additionalProperties": {"type": "string"}},
+                            "collector": {"type": "string"}, "since": {"type": "integer"},
+                            "count": {"type": "integer"}, "complete": {"type": "boolean"},
+                            "missed": {"type": "integer"}, "points": {"type": "array", "items": point}},
+                           {"reset": {"type": "boolean", "enum": [True]}})
+    agent = _object({"version": {"type": "string"}, "host": {"type": "string"}, "started_at": {"type": "number"},
+                     "api": {"type": "string", "enum": ["v1"]}})
+    wire = {"description": "a value in the codec of monitoring/wire.py"}
+    return {
+        "Error": _object({"status": {"type": "string", "enum": ["error"]}, "error": {"type": "string"}},
+                         {"parameter": {"type": "string", "description": "the parameter that is wrong"}}),
+        "Agent": agent,
+        "CollectorHealth": health,
+        "Event": event,
+        "PipelineSummary": summary,
+        "Index": _object({"agent": _ref("Agent"), "endpoints": {"type": "array", "items": {"type": "string"}}}),
+        "Pipelines": _object({"agent": _ref("Agent"), "measured_at": {"type": "number", "nullable": True},
+                              "pipelines": {"type": "array", "items": _ref("PipelineSummary")}}),
+        "Pipeline": {"allOf": [_ref("PipelineSummary"), _object({
+            "agent": _ref("Agent"), "measured_at": {"type": "number", "nullable": True},
+            "latency": {"type": "array", "items": _object({
+                "measure": {"type": "string"}, "description": {"type": "string"}, "samples": {"type": "integer"},
+                "quantiles": {"type": "object", "additionalProperties": _NUMBER}})},
+            "series_total": {"type": "integer"}, "series": {"type": "array", "items": series_row},
+            "truncated": {"type": "boolean"}})]},
+        "Series": _object({"measured_at": {"type": "number"},
+                           "limits": _object({"max_series": {"type": "integer"}, "max_points": {"type": "integer"}}),
+                           "series_total": {"type": "integer"}, "truncated": {"type": "boolean"},
+                           "series": {"type": "array", "items": series_delta}}),
+        "Events": _object({"since": {"type": "integer"}, "next": {"type": "integer"}, "reset": {"type": "boolean"},
+                           "missed": {"type": "integer"}, "truncated": {"type": "boolean"},
+                           "limits": _object({"max_events": {"type": "integer"}}),
+                           "events": {"type": "array", "items": event}}),
+        "State": _object({
+            "agent": _ref("Agent"), "measured_at": {"type": "number"}, "reset": {"type": "boolean"},
+            "next": {"type": "string", "description": "the cursor of the next call"},
+            "health": {"type": "array", "items": wire},
+            "snapshots": {"type": "array", "items": _object({"pipeline": {"type": "string"},
+                                                             "collector": {"type": "string"},
+                                                             "time": {"type": "number"}, "value": wire})},
+            "unencodable": {"type": "array", "items": _object({"pipeline": {"type": "string"},
+                                                               "collector": {"type": "string"},
+                                                               "error": {"type": "string"}})},
+            "series": {"type": "array", "items": _object({
+                "name": {"type": "string"}, "labels": {"type": "array", "items": {"type": "string"}},
+                "pipeline": {"type": "string"}, "collector": {"type": "string"}, "count": {"type": "integer"},
+                "times": {"type": "array", "items": {"type": "number"}},
+                "values": {"type": "array", "items": _NUMBER}})},
+            "series_cut": {"type": "boolean"},
+            "series_ids": {"type": "array", "items": {"type": "string"}, "nullable": True},
+            "events": {"type": "array", "items": event},
+            "errors": {"type": "array", "items": wire, "nullable": True},
+            "feeds": {"type": "array", "items": _object({
+                "pipeline": {"type": "string"}, "collector": {"type": "string"}, "per_entity": {"type": "integer"},
+                "capacity": {"type": "integer"}, "rows": {"type": "array", "items": wire}},
+                description="change-feed rows: user data, behind exporter.api_auth")}}),
+    }
+
+
+def openapi_document(*, scrape_auth: bool, api_auth: bool) -> dict[str, Any]:
+    """The document for an agent that asks for these credentials (none: the API is open)."""
+    # The limits the API enforces (imported here: exporters/api.py imports this module).
+    from exporters.api import MAX_DIGITS, MAX_EVENTS, MAX_NAME, MAX_POINTS, MAX_STATE_CURSOR, MAX_VALUE, PREFIX
+
+    since = _query("since", {"type": "integer", "minimum": 0, "maximum": 10**MAX_DIGITS - 1},
+                   "A sequence number or count an earlier answer gave; 0 (default) for everything held.")
+    scrape = ([{"scrapeAuth": []}] if scrape_auth else []) + ([{"apiAuth": []}] if api_auth else [])
+    if not scrape_auth:
+        scrape = [{}]  # open
+    state = [{"apiAuth": []}] if api_auth else [{"scrapeAuth": []}] if scrape_auth else [{}]
+    retry = {"Retry-After": {"description": "seconds to wait", "schema": {"type": "integer"}}}
+    common = {
+        "400": _error("a parameter is wrong: `parameter` names it, `error` says what is wrong"),
+        "401": _error("credentials missing or wrong",
+                      {"WWW-Authenticate": {"schema": {"type": "string"}, "description": "Basic realm=\"pipewatch\""}}),
+        "421": _error("the Host header is not a name this agent answers to (exporter.allowed_hosts)"),
+        "503": _error("too many connections at once: try again after Retry-After", retry),
+    }
+
+    def operation(summary: str, schema: str, parameters: list[dict[str, Any]], security: list,
+                  extra: dict[str, Any] | None = None) -> dict[str, Any]:
+        return {"get": {"summary": summary, "operationId": schema[0].lower() + schema[1:], "parameters": parameters,
+                        "security": security,
+                        "responses": {"200": {"description": "OK", "content": {"application/json": {
+                            "schema": _ref(schema)}}}, **common, **(extra or {})}}}
+
+    not_found = {"404": _error("no such pipeline on this agent")}
+    pipeline_param = _query("pipeline", {"type": "string", "maxLength": MAX_NAME}, "Only this pipeline.")
+    series = operation(
+        "Points of series after given counts (the delta model): a reader passes back the count it got.", "Series",
+        [_query("name", {"type": "string", "enum": sorted(CATALOGUE)}, "Metric names (docs/metrics.md).", many=True),
+         pipeline_param, since,
+         _query("cursor", {"type": "string", "pattern": "^[0-9a-f]{16}:[0-9]{1,18}$"},
+                "Per-series cursors ID:COUNT (a series' id and the count an earlier answer gave).", many=True),
+         _query("limit", {"type": "integer", "minimum": 1, "maximum": MAX_POINTS}, "Points per answer at most."),
+         {"name": "labels", "in": "query", "required": False, "style": "form", "explode": True,
+          "description": "Label filters (label=value), only with exactly one `name`: the labels of that metric.",
+          "schema": {"type": "object", "additionalProperties": {"type": "string", "maxLength": MAX_VALUE}}}],
+        scrape, not_found)
+    state_op = operation(
+        "Everything that changed since the cursor, change-feed rows included: what a mirror copies.", "State",
+        [_query("cursor", {"type": "string", "minLength": 1, "maxLength": MAX_STATE_CURSOR},
+                "`next` of an earlier answer; none: everything held.")], state)
+    state_op["get"]["responses"]["503"] = _error(
+        "too many connections, or too many state answers being built at once: try again after Retry-After", retry)
+    return {
+        "openapi": "3.0.3",
+        "info": {"title": "pipewatch agent JSON API", "version": "v1",
+                 "description": "What a pipewatch agent watches. Every answer is bounded and says when it was cut; "
+                                "unknown values are null, unbounded ones the string Infinity."},
+        "paths": {
+            PREFIX: operation("The agent and the API's endpoints.", "Index", [], scrape),
+            f"{PREFIX}/pipelines": operation("Every local pipeline's summary with its collectors' health.",
+                                             "Pipelines", [], scrape),
+            f"{PREFIX}/pipelines/{{name}}": operation(
+                "One pipeline: summary, health, latency percentiles and its series.", "Pipeline",
+                [{"name": "name", "in": "path", "required": True, "schema": {"type": "string", "minLength": 1,
+                                                                             "maxLength": MAX_NAME}}],
+                scrape, not_found),
+            f"{PREFIX}/series": series,
+            f"{PREFIX}/events": operation("The event log after a sequence number.", "Events",
+                                          [since, _query("limit", {"type": "integer", "minimum": 1,
+                                                                    "maximum": MAX_EVENTS}, "Events per answer at most."),
+                                           pipeline_param], scrape),
+            f"{PREFIX}/state": state_op,
+            f"{PREFIX}/openapi.json": {"get": {"summary": "This document.", "operationId": "openapi",
+                                               "security": scrape, "responses": {
+                                                   "200": {"description": "OpenAPI 3", "content": {
+                                                       "application/json": {"schema": {"type": "object"}}}},
+                                                   **common}}},
+        },
+        "components": {
+            "schemas": _schemas(),
+            "securitySchemes": {
+                "scrapeAuth": {"type": "http", "scheme": "basic",
+                               "description": "exporter.basic_auth: /metrics and the API except /api/v1/state "
+                                              "(where exporter.api_auth is set)"},
+                "apiAuth": {"type": "http", "scheme": "basic",
+                            "description": "exporter.api_auth: /api/v1/state (change-feed rows); also accepted "
+                                           "wherever the scrape credential is"},
+            },
+        },
+    }
