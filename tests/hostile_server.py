@@ -41,7 +41,7 @@ class HostileAgent:
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self._thread = threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True)
 
     def serve_api(self, api, path: str) -> None:
         """`path` answered by a real exporters.api.Api, gzipped as pipewatch's exporter does."""
