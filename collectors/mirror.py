@@ -16,6 +16,12 @@ has it:
 Pipeline summaries and latency percentiles are not copied: this process's evaluator computes them from the
 copied health and series, with this process's clock, so they go stale when the copy does.
 
+The agent is not trusted with this process's memory or pages: an answer is read with a cap on its decoded size
+(`max_answer_bytes`), every value is decoded with its field's type checked (monitoring/wire.py), and sizes it
+names are clamped to this process's config: a change feed keeps at most the local `rows_per_entity` per entity
+(and that times its entities in all), a series at most the local `points_per_series`, and a text at most
+MAX_TEXT characters. An answer that fails a check is refused whole: nothing of it is applied.
+
 The agent restarting (its store is another one: the cursor names the store it came from) is answered with
 `reset`: everything copied from the old run is dropped and copied again from scratch. This collector's own
 health is "mirror" under the reserved pipeline `_pipewatch`; the pipeline pages show it beside their sources.
@@ -31,7 +37,7 @@ import httpx
 from collectors.http import build_client
 from collectors.remote_agents import RemoteAgentError, get_json
 from exporters.api import series_id
-from monitoring.config import Mirror
+from monitoring.config import ChangeFeedSource, Config, Mirror
 from monitoring.errors import ErrorEntry
 from monitoring.health import CollectorHealth
 from monitoring.runtime import Collector
@@ -41,6 +47,12 @@ from monitoring.wire import WireError, decode
 MIRROR_PIPELINE = "_pipewatch"
 MIRROR_SOURCE: Source = (MIRROR_PIPELINE, "mirror")
 STATE_PATH = "/api/v1/state"
+MAX_FEED_ROWS_PER_ENTITY = ChangeFeedSource.model_fields["rows_per_entity"].metadata[-1].le
+"""A copied feed's rows per entity when this process's config has no change feed for it: the config's own bound."""
+MAX_FEED_ROWS = 1_000_000
+"""A copied feed's rows in all when this process's config has no change feed for it."""
+MAX_TEXT = 4096
+"""Longest event message copied (a longer one is cut): the event log is shown whole on the pages."""
 
 
 @dataclass
@@ -62,8 +74,15 @@ class _Answer:
 class MirrorCollector(Collector):
     name = "mirror"
 
-    def __init__(self, config: Mirror) -> None:
+    def __init__(self, config: Mirror, local: Config | None = None) -> None:
         self.config = config
+        self._feed_bounds: dict[Source, tuple[int, int]] = {}
+        """source -> (rows per entity, rows) at most, from this process's config (what it would keep itself)."""
+        for pipeline in local.pipelines if local is not None else ():
+            feed = pipeline.change_feed
+            if feed is not None:
+                self._feed_bounds[(pipeline.name, "change_feed")] = (feed.rows_per_entity,
+                                                                     feed.rows_per_entity * len(feed.entities))
         self.url = config.url
         # The request's own timeout comes first, so a slow agent is reported as a timeout of the request.
         super().__init__(MIRROR_PIPELINE, config.url, config.interval_seconds, config.timeout_seconds + 2)
@@ -83,7 +102,8 @@ class MirrorCollector(Collector):
         if self._client is None:
             self._client = build_client(self.url, self.config.basic_auth, self.config.tls,
                                         self.config.timeout_seconds, max_connections=1)
-        body = await get_json(self._client, STATE_PATH, [("cursor", self._cursor)] if self._cursor else None)
+        body = await get_json(self._client, STATE_PATH, [("cursor", self._cursor)] if self._cursor else None,
+                              self.config.max_answer_bytes)
         try:
             answer = _parse(body)
         except (KeyError, IndexError, TypeError, ValueError, WireError) as exc:  # (WireError is a ValueError)
@@ -125,7 +145,7 @@ class MirrorCollector(Collector):
             if known is not None and count < known:  # dropped and made again on the agent: its count began again
                 gone.append(key)
                 known = None
-            take = len(times) if known is None else min(count - known, len(times))
+            take = min(len(times) if known is None else count - known, len(times), store.points_per_series)
             self._counts[key] = count
             self._sources.add(source)
             if take > 0:
@@ -135,16 +155,23 @@ class MirrorCollector(Collector):
         if rows:
             store.append_series(rows)
         for t, pipeline, collector, severity, message in answer.events:
-            store.add_event(pipeline, collector, severity, message, t)
+            store.add_event(pipeline, collector, severity, message if len(message) <= MAX_TEXT
+                            else message[:MAX_TEXT - 1] + "…", t)
         if answer.errors is not None:
             store.replace_errors(answer.errors, keep=lambda e: (e.pipeline, e.component) == self.source)
         for source in clear - {feed[0] for feed in answer.feeds}:
             store.feed_extend(source, [], 1, 1, clear=True)
         for source, per_entity, capacity, feed_rows in answer.feeds:
+            per_entity, capacity = self.feed_size(source, per_entity, capacity)
             store.feed_extend(source, [(r.entity, r.event_type, r.key, r.payload, r.changed_at, r.delivered_at)
                                        for r in feed_rows], per_entity, capacity, clear=source in clear)
             self._feeds.add(source)
         self._cursor = answer.next
+
+    def feed_size(self, source: Source, per_entity: int, capacity: int) -> tuple[int, int]:
+        """The agent's (rows per entity, rows) of a feed, no larger than this process's config allows."""
+        most_per_entity, most = self._feed_bounds.get(source, (MAX_FEED_ROWS_PER_ENTITY, MAX_FEED_ROWS))
+        return max(1, min(per_entity, most_per_entity)), max(1, min(capacity, most))
 
     async def close(self) -> None:
         if self._client is not None:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import json
 import math
 from collections import deque
 from dataclasses import dataclass
@@ -24,7 +25,16 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from collectors.http import TRANSPORT_FAILURES, build_client, first_line, transport_category
+from collectors.http import (
+    ACCEPT_GZIP,
+    TRANSPORT_FAILURES,
+    AnswerTooLarge,
+    UndecodableAnswer,
+    build_client,
+    first_line,
+    read_capped,
+    transport_category,
+)
 from collectors.prometheus_query import AGGREGATE_PIPELINE
 from monitoring.config import RemoteAgent
 from monitoring.health import SourceError
@@ -38,6 +48,12 @@ HISTORY_POINTS = 600
 """Lag points kept per remote pipeline (10 minutes at the agents' once-a-second evaluation)."""
 MAX_PIPELINES = 1000
 """Pipelines taken from one agent; more are counted in the reason of the collector's health, not listed."""
+DEFAULT_MAX_ANSWER_BYTES = RemoteAgent.model_fields["max_answer_bytes"].default
+MAX_TEXT = 200
+"""Longest name taken from another agent (a pipeline, a collector): a longer one refuses the answer; a longer
+version or host is cut to this."""
+MAX_REASON = 2000
+"""Longest reason taken from another agent: a longer one is cut (a reason lists every source that is down)."""
 _MEASURES = tuple(name for name, f in PipelineSummary.__dataclass_fields__.items() if f.type == "float")
 
 
@@ -100,56 +116,39 @@ class RemoteAgentCollector(Collector):
         try:
             pipelines, series = await asyncio.gather(self._get("/api/v1/pipelines"),
                                                      self._get("/api/v1/series", params))
-            self._read_pipelines(pipelines)
-            self._read_series(series)
+            # Both answers are checked whole before either is used: a bad one changes nothing kept here.
+            agent, rows, measured_at = _pipelines(pipelines, self.url)
+            entries = _series(series, {row.pipeline for row in rows})
         except RemoteAgentError as exc:
-            reason = f"agent at {self.url} not answering: {exc.category}: {exc}"
+            how = "not answering" if exc.category in TRANSPORT_FAILURES else "answering wrongly"
+            reason = f"agent at {self.url} {how}: {exc.category}: {exc}"
             store.publish_snapshot(self.source, RemoteAgentSnapshot(
                 self.url, False, reason, self._agent, agent_down(self._rows, reason), self._history_snapshot(),
                 self._measured_at))
             raise
+        self._apply(agent, rows, measured_at, entries)
         store.publish_snapshot(self.source, RemoteAgentSnapshot(
             self.url, True, "ok", self._agent, self._rows, self._history_snapshot(), self._measured_at))
         return 2
 
     async def _get(self, path: str, params: list[tuple[str, str]] | None = None) -> dict:
         assert self._client is not None
-        return await get_json(self._client, path, params)
+        return await get_json(self._client, path, params, self.config.max_answer_bytes)
 
-    def _read_pipelines(self, body: dict) -> None:
-        entries, agent = body.get("pipelines"), body.get("agent")
-        if not isinstance(entries, list) or not isinstance(agent, dict):
-            raise RemoteAgentError("protocol", "GET /api/v1/pipelines: no `agent` and `pipelines` in the answer")
-        if self._agent is not None and agent.get("started_at") != self._agent.get("started_at"):
+    def _apply(self, agent: dict[str, object], rows: tuple[PipelineSummary, ...], measured_at: float | None,
+               entries: list[tuple[str, int, str, bool, list[tuple[float, float]]]]) -> None:
+        if self._agent is not None and agent["started_at"] != self._agent.get("started_at"):
             self._cursors.clear()  # the agent restarted: its sequence numbers began again
             self._history.clear()
-        self._agent = {key: agent.get(key) for key in ("version", "host", "started_at")}
-        try:
-            rows = tuple(dataclasses.replace(PipelineSummary.from_json(entry), job=JOB, instance=self.url)
-                         for entry in entries[:MAX_PIPELINES])
-        except (TypeError, ValueError, AttributeError) as exc:
-            raise RemoteAgentError("protocol", f"GET /api/v1/pipelines: a pipeline entry is malformed: {exc}") from None
-        self._rows = tuple(sorted(rows, key=lambda row: row.pipeline))
-        measured = body.get("measured_at")
-        self._measured_at = float(measured) if isinstance(measured, (int, float)) else None
+        self._agent, self._rows, self._measured_at = agent, rows, measured_at
         known = {row.pipeline for row in rows}
         for pipeline in [p for p in self._history if p not in known]:
             del self._history[pipeline]
-
-    def _read_series(self, body: dict) -> None:
-        series = body.get("series")
-        if not isinstance(series, list):
-            raise RemoteAgentError("protocol", "GET /api/v1/series: no `series` in the answer")
         cursors = {}
-        for entry in series:
-            try:
-                ident, count, pipeline = str(entry["id"]), int(entry["count"]), str(entry["labels"]["pipeline"])
-                points = [(float(t), math.nan if v is None else float(v)) for t, v in entry["points"]]
-            except (KeyError, TypeError, ValueError) as exc:
-                raise RemoteAgentError("protocol", f"GET /api/v1/series: a series entry is malformed: {exc!r}") from None
+        for ident, count, pipeline, reset, points in entries:
             cursors[ident] = count
             total, points_held = self._history.get(pipeline, (0, deque(maxlen=HISTORY_POINTS)))
-            if entry.get("reset"):
+            if reset:
                 total, points_held = 0, deque(maxlen=HISTORY_POINTS)
             points_held.extend(points)
             self._history[pipeline] = (total + len(points), points_held)
@@ -168,29 +167,186 @@ class RemoteAgentCollector(Collector):
             self._client = None
 
 
-async def get_json(client: httpx.AsyncClient, path: str, params: list[tuple[str, str]] | None = None) -> dict:
-    """GET a pipewatch JSON API path: its JSON object, or a RemoteAgentError saying what went wrong."""
+async def get_json(client: httpx.AsyncClient, path: str, params: list[tuple[str, str]] | None = None,
+                   max_bytes: int = DEFAULT_MAX_ANSWER_BYTES) -> dict:
+    """GET a pipewatch JSON API path: its JSON object, or a RemoteAgentError saying what went wrong. The body is
+    refused past `max_bytes` once decompressed (another agent is not trusted with this process's memory)."""
     try:
-        response = await client.get(path, params=params)
+        async with client.stream("GET", path, params=params, headers=ACCEPT_GZIP) as response:
+            if response.status_code in (401, 403):
+                raise RemoteAgentError("auth", f"GET {path}: HTTP {response.status_code} (check basic_auth)")
+            if response.status_code == 404:
+                raise RemoteAgentError("protocol", f"GET {path}: HTTP 404: not a pipewatch agent with the JSON API")
+            content = await read_capped(response, max_bytes)
     except httpx.TransportError as exc:
         category = transport_category(exc)
         raise RemoteAgentError(category if category in TRANSPORT_FAILURES else "connection",
                                f"GET {path}: {first_line(exc)}") from None
-    if response.status_code in (401, 403):
-        raise RemoteAgentError("auth", f"GET {path}: HTTP {response.status_code} (check basic_auth)")
-    if response.status_code == 404:
-        raise RemoteAgentError("protocol", f"GET {path}: HTTP 404: not a pipewatch agent with the JSON API")
+    except AnswerTooLarge:
+        url = str(client.base_url).rstrip("/")
+        raise RemoteAgentError("too_large", f"GET {path}: the answer of the agent at {url} is over {_size(max_bytes)} "
+                                            f"decoded (max_answer_bytes): refused, nothing of it used") from None
+    except UndecodableAnswer as exc:
+        raise RemoteAgentError("protocol", f"GET {path}: {exc}") from None
     try:
-        body = response.json()
-    except ValueError:
+        body = json.loads(content)
+    except (ValueError, RecursionError):  # (not JSON, or nested deeper than the parser goes)
         body = None
     if response.status_code != 200:
         detail = body.get("error") if isinstance(body, dict) else None
+        detail = detail[:MAX_TEXT] if isinstance(detail, str) else None
         raise RemoteAgentError("server_error" if response.status_code >= 500 else "http_error",
                                f"GET {path}: HTTP {response.status_code}" + (f": {detail}" if detail else ""))
     if not isinstance(body, dict):
         raise RemoteAgentError("protocol", f"GET {path}: the answer is not a JSON object")
     return body
+
+
+def _size(count: int) -> str:
+    return f"{count // 2**20} MiB" if count % 2**20 == 0 else f"{count:,} bytes"
+
+
+class _Malformed(ValueError):
+    """A value of another agent's answer that is not what pipewatch's JSON API writes."""
+
+
+def _pipelines(body: dict, url: str) -> tuple[dict[str, object], tuple[PipelineSummary, ...], float | None]:
+    """GET /api/v1/pipelines checked field by field: (what the agent says of itself, its rows, measured at)."""
+    entries, agent = body.get("pipelines"), body.get("agent")
+    if not isinstance(entries, list) or not isinstance(agent, dict):
+        raise RemoteAgentError("protocol", "GET /api/v1/pipelines: no `agent` and `pipelines` in the answer")
+    try:
+        about = {"version": _text(agent.get("version"), "agent.version", optional=True),
+                 "host": _text(agent.get("host"), "agent.host", optional=True),
+                 "started_at": _number(agent.get("started_at"), "agent.started_at", optional=True)}
+        rows = []
+        for index, entry in enumerate(entries[:MAX_PIPELINES]):
+            try:
+                rows.append(_summary(entry, url))
+            except _Malformed as exc:
+                raise _Malformed(f"pipelines[{index}]{exc}") from None
+        measured = body.get("measured_at")
+        measured_at = None if measured is None else _number(measured, "measured_at")
+    except _Malformed as exc:
+        raise RemoteAgentError("protocol", f"GET /api/v1/pipelines: a pipeline entry is malformed: {exc}") from None
+    names = [row.pipeline for row in rows]
+    if len(set(names)) != len(names):  # (the page and the histories key rows by name)
+        raise RemoteAgentError("protocol", "GET /api/v1/pipelines: a pipeline is listed twice")
+    return about, tuple(sorted(rows, key=lambda row: row.pipeline)), measured_at
+
+
+_TEXTS = ("pipeline", "health", "reason")
+_LISTS = ("collectors", "collectors_down")
+
+
+def _summary(entry: object, url: str) -> PipelineSummary:
+    """One pipeline's summary as /api/v1/pipelines writes it (PipelineSummary.to_json): names are refused past
+    MAX_TEXT characters (cut, they could merge two pipelines), the reason is cut to MAX_REASON; a measure missing
+    is unknown (an older agent has fewer), any other field missing or of another type refuses the answer."""
+    if not isinstance(entry, dict):
+        raise _Malformed(f": expected an object, got {_kind(entry)}")
+    values: dict[str, object] = {"job": JOB, "instance": url}
+    for name in _TEXTS:
+        if name not in entry:
+            raise _Malformed(f".{name}: missing")
+    values["pipeline"] = _name(entry["pipeline"], ".pipeline")
+    values["health"] = _name(entry["health"], ".health")
+    reason = _text(entry["reason"], ".reason", limit=MAX_REASON)
+    values["reason"] = reason
+    for name in _LISTS:
+        items = entry.get(name)
+        if not isinstance(items, list) or len(items) > MAX_PIPELINES:
+            raise _Malformed(f".{name}: expected a list of at most {MAX_PIPELINES} names, got {_kind(items)}")
+        values[name] = tuple(_name(item, f".{name}[{i}]") for i, item in enumerate(items))
+    values["last_success"] = _number(entry.get("last_success"), ".last_success", optional=True)
+    for name in _MEASURES:
+        values[name] = _measure(entry.get(name), f".{name}")
+    return PipelineSummary(**values)  # type: ignore[arg-type]
+
+
+def _series(body: dict, pipelines: set[str]) -> list[tuple[str, int, str, bool, list[tuple[float, float]]]]:
+    """GET /api/v1/series checked: (id, count, pipeline, reset, points) of the known pipelines' lag series."""
+    series = body.get("series")
+    if not isinstance(series, list):
+        raise RemoteAgentError("protocol", "GET /api/v1/series: no `series` in the answer")
+    out = []
+    try:
+        for index, entry in enumerate(series[:MAX_PIPELINES]):
+            where = f"series[{index}]"
+            if not isinstance(entry, dict) or not isinstance(entry.get("labels"), dict):
+                raise _Malformed(f"{where}: expected an object with `labels`")
+            ident = _name(entry.get("id"), f"{where}.id")
+            count = entry.get("count")
+            if type(count) is not int or count < 0:
+                raise _Malformed(f"{where}.count: expected a whole number, got {_kind(count)}")
+            pipeline = _name(entry["labels"].get("pipeline"), f"{where}.labels.pipeline")
+            points = entry.get("points")
+            if not isinstance(points, list) or not all(isinstance(p, list) and len(p) == 2 for p in points):
+                raise _Malformed(f"{where}.points: expected [time, value] pairs")
+            points = [(_number(t, f"{where}.points"), _measure(v, f"{where}.points")) for t, v in points]
+            if pipeline in pipelines:  # (a series of a pipeline the agent does not list is not kept)
+                out.append((ident, count, pipeline, entry.get("reset") is True, points[-HISTORY_POINTS:]))
+    except _Malformed as exc:
+        raise RemoteAgentError("protocol", f"GET /api/v1/series: a series entry is malformed: {exc}") from None
+    return out
+
+
+def _kind(value: object) -> str:
+    return "null" if value is None else type(value).__name__
+
+
+def _text(value: object, where: str, limit: int = MAX_TEXT, optional: bool = False) -> str | None:
+    """Free text from another agent: cut to `limit` characters (shown, never used as a key)."""
+    if value is None and optional:
+        return None
+    if not isinstance(value, str):
+        raise _Malformed(f"{where}: expected a string, got {_kind(value)}")
+    return value if len(value) <= limit else value[:limit - 1] + "…"
+
+
+def _name(value: object, where: str) -> str:
+    """A name from another agent (a pipeline, a collector, a state): refused past MAX_TEXT characters."""
+    if not isinstance(value, str) or not value:
+        raise _Malformed(f"{where}: expected a name, got {_kind(value) if value != '' else 'an empty string'}")
+    if len(value) > MAX_TEXT:
+        raise _Malformed(f"{where}: a name of {len(value):,} characters (at most {MAX_TEXT})")
+    return value
+
+
+def _number(value: object, where: str, optional: bool = False) -> float | None:
+    """A finite number (a time): not a bool, not a string, not NaN."""
+    if value is None and optional:
+        return None
+    number = _float(value)
+    if number is None or not math.isfinite(number):
+        raise _Malformed(f"{where}: expected a number, got {_kind(value) if type(value) is not float else value}")
+    return number
+
+
+def _measure(value: object, where: str) -> float:
+    """A measure as the API writes it: null is unknown (NaN), "Infinity" and "-Infinity" unbounded."""
+    if value is None:
+        return math.nan
+    if value == "Infinity":
+        return math.inf
+    if value == "-Infinity":
+        return -math.inf
+    number = _float(value)
+    if number is None or math.isnan(number):  # (the API writes NaN as null: a NaN is no measure of it)
+        raise _Malformed(f"{where}: expected a number, got {_kind(value) if type(value) is not float else value}")
+    return number
+
+
+def _float(value: object) -> float | None:
+    """A JSON number as a float (not a bool: True is no lag); None when it is none, or too large for a float."""
+    if type(value) is float:
+        return value
+    if type(value) is int:
+        try:
+            return float(value)
+        except OverflowError:
+            return None
+    return None
 
 
 def remote_collectors(agents: list[RemoteAgent]) -> list[RemoteAgentCollector]:

@@ -554,6 +554,9 @@ class RemoteAgent(_Strict):
     tls: HttpTls | None = None
     interval_seconds: Annotated[float, Field(gt=0, le=3600)] = 5.0
     timeout_seconds: Annotated[float, Field(gt=0, le=3600)] = 5.0
+    max_answer_bytes: Annotated[int, Field(ge=65_536, le=2**32)] = 16 * 2**20
+    """Largest answer taken from the agent, counted once decompressed (a gzip bomb is refused, not inflated):
+    16 MiB by default, the agent's own limit for an /api/v1 answer."""
 
     @model_validator(mode="before")
     @classmethod
@@ -577,6 +580,9 @@ class Mirror(RemoteAgent):
 
     interval_seconds: Annotated[float, Field(gt=0, le=3600)] = 1.0
     timeout_seconds: Annotated[float, Field(gt=0, le=3600)] = 10.0
+    max_answer_bytes: Annotated[int, Field(ge=65_536, le=2**32)] = 256 * 2**20
+    """As for remote agents, 256 MiB by default: the agent's own limit for /api/v1/state, whose first answer
+    holds its whole store."""
 
 
 class ExporterTls(_Strict):

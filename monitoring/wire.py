@@ -10,18 +10,25 @@ What `encode` turns into JSON-safe values and `decode` turns back, equal to the 
 
 Decoding builds only the classes of `ALLOWED`: the dataclasses and enums of pipewatch's model modules, named
 one by one here. A name from the wire is looked up in that table and nothing else: it is never imported,
-and nothing is ever unpickled. Anything else is a WireError.
+and nothing is ever unpickled. Each field's value is checked against the field's annotation before the class
+is built (str, int, float, bool, None, unions, tuples, lists, sets and mappings of those, Literal, enums and
+nested model classes), and an enum's value must be one of its members with that member's type. Anything else
+is a WireError naming the class and field, e.g. "PartitionLag.lag: expected int | None, got str".
 """
 
 from __future__ import annotations
 
+import collections.abc
 import dataclasses
 import enum
 import math
 import numbers
-from collections.abc import Mapping
+import re
+import types
+import typing
+from collections.abc import Callable, Mapping
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal, Union
 
 import numpy as np
 
@@ -141,20 +148,183 @@ def _mapping(value: Mapping) -> dict[str, Any]:
 
 _FLOATS = {"nan": math.nan, "inf": math.inf, "-inf": -math.inf}
 _CLASS_KEY = frozenset({"$"})
-_dataclasses: dict[str, tuple[type, frozenset[str]]] | None = None
+_NONE = type(None)
+_MAPPINGS = (dict, Mapping, collections.abc.MutableMapping, typing.Mapping, typing.Dict)
+_SEQUENCES = {tuple: tuple, list: list, set: set, frozenset: frozenset}
+
+Check = Callable[[Any], bool]
 
 
-def _dataclass_table() -> dict[str, tuple[type, frozenset[str]]]:
-    """name -> (class, its init fields) of the allowed dataclasses."""
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Class:
+    """What decoding needs of one allowed dataclass: built once (a large state holds ~10^5 objects)."""
+
+    cls: type
+    names: frozenset[str]
+    checks: dict[str, Check | None]
+    """field -> a test of its value, or None when anything goes."""
+    hints: dict[str, Any]
+    """field -> its annotation (for the message)."""
+
+
+_dataclasses: dict[str, _Class] | None = None
+_enum_types: dict[type, frozenset[type]] = {}
+
+
+def _dataclass_table() -> dict[str, _Class]:
+    """name -> (class, its init fields, a test of each field's value) of the allowed dataclasses."""
     global _dataclasses
     if _dataclasses is None:
-        _dataclasses = {name: (cls, frozenset(_init_fields(cls))) for name, cls in allowed().items()
-                        if dataclasses.is_dataclass(cls)}
+        table = {}
+        for name, cls in allowed().items():
+            if dataclasses.is_dataclass(cls):
+                hints = typing.get_type_hints(cls)
+                names = _init_fields(cls)
+                table[name] = _Class(cls, frozenset(names), {f: _checker(hints[f]) for f in names},
+                                     {f: hints[f] for f in names})
+        _dataclasses = table
     return _dataclasses
 
 
+def _exact_types(hint: Any) -> frozenset[type] | None:
+    """The exact types a value of `hint` may have when its type alone decides (plain types, enums, model classes
+    and unions of those); None when more must be looked at. A float field takes an int (1.0 may have been
+    written as 1), but bool is no number here: True where a count or a lag goes is a wrong value, not 1."""
+    if hint is Any or hint is object:  # (Any is a class since Python 3.11)
+        return None
+    if hint is float:
+        return frozenset({float, int})
+    if hint is None or hint is _NONE:
+        return frozenset({_NONE})
+    if isinstance(hint, type) and hint not in _SEQUENCES and hint is not dict and not issubclass(hint, Mapping):
+        return frozenset({hint})
+    if typing.get_origin(hint) in (Union, types.UnionType):
+        parts = [_exact_types(arg) for arg in typing.get_args(hint)]
+        if all(part is not None for part in parts):
+            return frozenset().union(*parts)  # type: ignore[arg-type]
+    return None
+
+
+def _checker(hint: Any) -> Check | None:
+    """A test that a decoded value fits `hint`; None when any value does (Any, object)."""
+    if hint is Any or hint is object:
+        return None
+    exact = _exact_types(hint)
+    if exact is not None:
+        if len(exact) == 1:
+            (only,) = exact
+            return lambda value: type(value) is only
+        return lambda value: type(value) in exact
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin is Literal:
+        allowed_values = frozenset((type(arg), arg) for arg in args)  # (True is not 1 here)
+        return lambda value: (type(value), value) in allowed_values
+    if origin in (Union, types.UnionType):
+        checks = [_checker(arg) for arg in args]
+        if any(check is None for check in checks):
+            return None
+        return lambda value: any(check(value) for check in checks)  # type: ignore[misc]
+    if hint in _SEQUENCES or hint is dict or hint in _MAPPINGS:
+        kind = dict if hint in _MAPPINGS or hint is dict else hint
+        return lambda value: type(value) is kind
+    if origin in _SEQUENCES:
+        kind = _SEQUENCES[origin]
+        if origin is tuple and not (len(args) == 2 and args[1] is Ellipsis):
+            if args == ((),):
+                return lambda value: value == ()
+            checks = [_checker(arg) for arg in args]
+            n = len(checks)
+            return lambda value: (type(value) is tuple and len(value) == n
+                                  and all(check is None or check(item) for check, item in zip(checks, value)))
+        return _collection(kind, args[0] if args else Any)
+    if origin in _MAPPINGS:
+        key, item = args if args else (Any, Any)
+        keys, items = _exact_types(key), _exact_types(item)
+        if keys is not None and items is not None:  # the common case, with no Python loop
+            return lambda value: (type(value) is dict and set(map(type, value)) <= keys
+                                  and set(map(type, value.values())) <= items)
+        key_check, item_check = _checker(key), _checker(item)
+        return lambda value: (type(value) is dict
+                              and (key_check is None or all(map(key_check, value)))
+                              and (item_check is None or all(map(item_check, value.values()))))
+    raise TypeError(f"the wire cannot check a field annotated {hint!r}")
+
+
+def _collection(kind: type, item: Any) -> Check:
+    exact = _exact_types(item)
+    if exact is not None:  # (the types of a 600-point tuple in one C loop)
+        return lambda value: type(value) is kind and set(map(type, value)) <= exact
+    check = _checker(item)
+    if check is None:
+        return lambda value: type(value) is kind
+    return lambda value: type(value) is kind and all(map(check, value))
+
+
+def _describe(hint: Any) -> str:
+    if hint is _NONE:
+        return "None"
+    if isinstance(hint, type) and not typing.get_args(hint):
+        return hint.__qualname__
+    text = re.sub(r"\b(?:\w+\.)+(\w+)", r"\1", repr(hint))  # (collectors.kafka_model.Broker: Broker)
+    return text.replace("NoneType", "None").replace("Ellipsis", "...")
+
+
+def _wrong(cls: type, field: str, hint: Any, value: Any) -> WireError:
+    """What is wrong with a field's value, as precisely as cheaply: only on the failing path."""
+    where = f"{cls.__qualname__}.{field}: expected {_describe(hint)}"
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in _SEQUENCES and type(value) is _SEQUENCES[origin] and args:
+        for index, item in enumerate(value):
+            part = args[0] if len(args) == 2 and args[1] is Ellipsis else args[min(index, len(args) - 1)]
+            check = _checker(part)
+            if check is not None and not check(item):
+                return WireError(f"{where}, got an item {index} of type {_kind(item)}")
+        return WireError(f"{where}, got {len(value)} item(s)")
+    if origin in _MAPPINGS and type(value) is dict and args:
+        for part, items, role in ((args[0], value.keys(), "key"), (args[1], value.values(), "value")):
+            check = _checker(part)
+            for item in items:
+                if check is not None and not check(item):
+                    return WireError(f"{where}, got a {role} of type {_kind(item)}")
+    if origin is Literal and type(value) in {type(arg) for arg in args}:
+        return WireError(f"{where}, got {_short(value)}")
+    return WireError(f"{where}, got {_kind(value)}")
+
+
+def _inside(cls: type, data: dict, error: WireError) -> WireError:
+    """`error` with the field it came from in front (only on the failing path: the fields are decoded again),
+    so a nested mistake is said from the outside in, e.g. "GroupInfo.partitions: PartitionLag.lag: ..."."""
+    for key, value in data.items():
+        if key != "$":
+            try:
+                decode(value)
+            except WireError:
+                return WireError(f"{cls.__qualname__}.{key}: {error}")
+    return error
+
+
+def _kind(value: Any) -> str:
+    return "None" if value is None else type(value).__qualname__
+
+
+def _short(value: Any) -> str:
+    """A value from the wire in a message: its repr cut short (the other side chooses its length)."""
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _enum(cls: type[enum.Enum], value: Any) -> enum.Enum:
+    kinds = _enum_types.get(cls)
+    if kinds is None:
+        kinds = _enum_types[cls] = frozenset(type(member.value) for member in cls)
+    member = cls._value2member_map_.get(value) if type(value) in kinds else None  # (an IntEnum takes True for 1)
+    if member is None:
+        raise WireError(f"unknown {cls.__qualname__} value {_short(value)}")
+    return member
+
+
 def decode(data: Any) -> Any:
-    """What `encode` was given, rebuilt; only classes of `allowed()` are built."""
+    """What `encode` was given, rebuilt; only classes of `allowed()` are built, with values their fields allow."""
     kind = type(data)
     if kind is str or kind is float or kind is int or kind is bool or data is None:
         return data
@@ -166,25 +336,30 @@ def decode(data: Any) -> Any:
         name = data["$"]
         found = _dataclass_table().get(name) if type(name) is str else None
         if found is None:
-            raise WireError(f"{str(name)[:100]!r} is not a class the wire carries")
-        cls, names = found
-        if not names.issuperset(data.keys() - _CLASS_KEY):
-            unknown = sorted(data.keys() - _CLASS_KEY - names)
-            raise WireError(f"{name}: unknown field(s) {', '.join(map(repr, unknown[:5]))}")
+            raise WireError(f"{_short(str(name)[:100])} is not a class the wire carries")
+        cls, checks = found.cls, found.checks
+        if not found.names.issuperset(data.keys() - _CLASS_KEY):
+            unknown = sorted(data.keys() - _CLASS_KEY - found.names)
+            raise WireError(f"{name}: unknown field(s) {', '.join(_short(key) for key in unknown[:5])}")
         try:
-            return cls(**{key: decode(value) for key, value in data.items() if key != "$"})
+            values = {key: decode(value) for key, value in data.items() if key != "$"}
+        except WireError as exc:
+            raise _inside(cls, data, exc) from None
+        for key, value in values.items():
+            check = checks[key]
+            if check is not None and not check(value):
+                raise _wrong(cls, key, found.hints[key], value)
+        try:
+            return cls(**values)
         except TypeError as exc:
             raise WireError(f"{name}: {exc}") from None
     if len(data) == 2 and "$e" in data and "v" in data:
         cls = allowed().get(data["$e"]) if type(data["$e"]) is str else None
         if cls is None or not issubclass(cls, enum.Enum):
-            raise WireError(f"{str(data['$e'])[:100]!r} is not an enum the wire carries")
-        try:
-            return cls(decode(data["v"]))
-        except ValueError as exc:
-            raise WireError(str(exc)) from None
+            raise WireError(f"{_short(str(data['$e'])[:100])} is not an enum the wire carries")
+        return _enum(cls, decode(data["v"]))
     if len(data) != 1:
-        raise WireError(f"an object with keys {sorted(data)[:5]} is not an encoded value")
+        raise WireError(f"an object with keys {[_short(key) for key in sorted(data)[:5]]} is not an encoded value")
     ((tag, inner),) = data.items()
     try:
         if tag == "$t":
@@ -204,8 +379,10 @@ def decode(data: Any) -> Any:
         if tag == "$dt" and isinstance(inner, str):
             return datetime.fromisoformat(inner)
     except (TypeError, ValueError) as exc:  # an unhashable key, a bad date
-        raise WireError(str(exc)) from None
-    raise WireError(f"{tag!r} is not an encoded value")
+        if isinstance(exc, WireError):
+            raise
+        raise WireError(str(exc)[:200]) from None
+    raise WireError(f"{_short(tag)} is not an encoded value")
 
 
 def _list(value: Any) -> list:

@@ -528,6 +528,18 @@ def test_remote_agents_take_a_url_or_a_mapping_and_errors_name_the_key(tmp_path)
     assert "remote_agents[1].url: agent 'http://eu:9108' is already listed as remote_agents[0]" in message
 
 
+def test_answer_size_limits_of_remote_agents_and_the_mirror(tmp_path):
+    base = "pipelines: [{name: orders}]\n"
+    config = load_config(_write(tmp_path, base + "remote_agents: [http://eu:9108, {url: 'http://us:9108', "
+                                "max_answer_bytes: 1048576}]\nmirror: http://agent:9108\n"), environ={})
+    assert [agent.max_answer_bytes for agent in config.remote_agents] == [16 * 2**20, 2**20]
+    assert config.mirror.max_answer_bytes == 256 * 2**20
+    message = _error(_write(tmp_path, base + "remote_agents: [{url: 'http://eu:9108', max_answer_bytes: 1000}]\n"
+                            "mirror: {url: 'http://agent:9108', max_answer_bytes: 5000000000}\n", "bad.yml"))
+    assert "remote_agents[0].max_answer_bytes: Input should be greater than or equal to 65536" in message
+    assert "mirror.max_answer_bytes: Input should be less than or equal to 4294967296" in message
+
+
 def test_mirror_takes_a_url_or_a_mapping_and_errors_name_the_key(tmp_path):
     base = "pipelines: [{name: orders}]\n"
     config = load_config(_write(tmp_path, base + "mirror: http://agent:9108/\n"), environ={})

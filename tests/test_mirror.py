@@ -5,6 +5,7 @@ from scratch)."""
 
 from __future__ import annotations
 
+import json
 import math
 import time
 
@@ -12,15 +13,16 @@ import httpx
 import numpy as np
 import pytest
 
-from collectors.mirror import MIRROR_SOURCE, MirrorCollector
+from collectors.mirror import MIRROR_SOURCE, STATE_PATH, MirrorCollector
 from collectors.remote_agents import RemoteAgentError
 from exporters.api import Api
-from monitoring.config import Mirror, load_config
+from monitoring.config import Config, Mirror, load_config
 from monitoring.evaluation import SUMMARY_SOURCE, Evaluator
 from monitoring.health import State
 from monitoring.service import Service
 from monitoring.store import Store
 from tests.flow_fixtures import NOW, kafka_snapshot, pipeline_store, write_series
+from tests.hostile_server import HostileAgent, gzip_bomb
 from tests.services import wait_until
 
 
@@ -170,6 +172,91 @@ def test_a_first_answer_too_large_keeps_every_series_newest_points():
     for _key, _source, count, times, values in changes.series:
         assert count == 40 and times == [NOW + i for i in range(30, 40)]  # the newest 10 of 40 each
     assert not store.changes_since(0, max_points=1000).cut
+
+
+# -- an agent that cannot be trusted --------------------------------------------------------------------
+
+
+def _full_state(api: Api, change) -> tuple:
+    """The agent's whole state as a first answer, changed by `change`: what a bad agent could send."""
+    answer = json.loads(api.handle(STATE_PATH, "")[1])
+    change(answer)
+    return 200, {}, json.dumps(answer).encode()
+
+
+def _kafka_partition(answer: dict) -> dict:
+    (kafka,) = [s for s in answer["snapshots"] if s["collector"] == "kafka"]
+    return kafka["value"]["groups"]["$t"][0]["partitions"]["$t"][0]
+
+
+def _oversized_feed(answer: dict) -> None:
+    answer["feeds"][0].update(per_entity=10**9, capacity=10**12)
+
+
+@pytest.mark.parametrize(("hostile", "category", "message"), [
+    (lambda api: _full_state(api, lambda a: _kafka_partition(a).update(lag="10")), "protocol",
+     "GET /api/v1/state: the answer is malformed: KafkaSnapshot.groups: GroupInfo.partitions: PartitionLag.lag: "
+     "expected int | None, got str"),
+    (lambda api: _full_state(api, lambda a: a["health"][0]["state"].update(v="exploded")), "protocol",
+     "GET /api/v1/state: the answer is malformed: CollectorHealth.state: unknown State value 'exploded'"),
+    (lambda api: _full_state(api, lambda a: a["feeds"][0]["rows"][0].update(seq="1")), "protocol",
+     "GET /api/v1/state: the answer is malformed: FeedRow.seq: expected int, got str"),
+    (lambda api: (200, {"Content-Encoding": "gzip"}, gzip_bomb(10 * 2**20)), "too_large",
+     "GET /api/v1/state: the answer of the agent at {url} is over 1 MiB decoded (max_answer_bytes): refused, "
+     "nothing of it used"),
+])
+async def test_a_hostile_answer_is_refused_whole_and_changes_nothing(hostile, category, message):
+    source = pipeline_store()
+    write_series(source, NOW)
+    _feed(source, [("Order", "o-1", NOW - 3)], NOW - 1)
+    api = Api(source, NOW - 100)
+    with HostileAgent() as agent:
+        agent.serve_api(api, STATE_PATH)
+        collector, mirror = MirrorCollector(Mirror(url=agent.url, max_answer_bytes=2**20)), Store()
+        try:
+            await collector.collect(mirror)  # a good answer first, gzipped as the exporter sends it
+            assert agent.requests[0][1]["Accept-Encoding"] == "gzip"
+            _assert_same_series(source, mirror)
+            before, cursor = (mirror.stats(), mirror.health(), mirror.snapshot(("orders", "kafka")),
+                              mirror.feed_since(("orders", "change_feed"), 0)), collector._cursor
+            write_series(source, NOW + 1, 2.0)  # (something new the bad answer could have brought)
+            agent.answers[STATE_PATH] = lambda query: hostile(api)
+            with pytest.raises(RemoteAgentError) as failure:
+                await collector.collect(mirror)
+            assert (failure.value.category, str(failure.value)) == (category, message.format(url=agent.url))
+            assert (mirror.stats(), mirror.health(), mirror.snapshot(("orders", "kafka")),
+                    mirror.feed_since(("orders", "change_feed"), 0)) == before
+            assert collector._cursor == cursor  # the next request asks again from where the good answer left off
+        finally:
+            await collector.close()
+
+
+def test_the_bomb_is_small_on_the_wire_and_large_inflated():
+    import gzip
+
+    bomb = gzip_bomb(10 * 2**20)
+    assert len(bomb) < 20_000 and len(gzip.decompress(bomb)) == 10 * 2**20
+
+
+async def test_sizes_from_the_agent_are_clamped_to_the_local_config():
+    source = Store()
+    _feed(source, [("Order", f"o-{i}", NOW + i) for i in range(5)], NOW + 5)
+    api = Api(source, NOW - 100)
+    local = Config.model_validate({"pipelines": [{"name": "orders", "change_feed": {
+        "dsn": "postgresql://u@db/shop", "rows_per_entity": 2,
+        "entities": [{"name": "Order", "table": "orders", "key": "id"}]}}]})
+    with HostileAgent() as agent:
+        agent.answers[STATE_PATH] = lambda query: _full_state(api, _oversized_feed)
+        for config, sizes, kept in ((None, (100_000, 1_000_000), 5), (local, (2, 2), 2)):
+            collector, mirror = MirrorCollector(Mirror(url=agent.url), config), Store()
+            try:
+                await collector.collect(mirror)
+            finally:
+                await collector.close()
+            # (seq, rows per entity, rows): no ring as large as the agent asked for
+            assert mirror.feeds()[("orders", "change_feed")] == (5, *sizes)
+            assert [r.key for r in mirror.feed_since(("orders", "change_feed"), 0)] == [
+                f"o-{i}" for i in range(5)][-kept:]
 
 
 # -- a real agent ----------------------------------------------------------------------------------------

@@ -234,3 +234,87 @@ def test_the_allowlist_is_made_of_model_classes_and_encoding_refuses_anything_el
     for value in (Elsewhere(1), object(), b"bytes", Store()):
         with pytest.raises(WireError):
             encode(value)
+
+
+def _hostile(value, change) -> dict:
+    """`value` encoded as an agent would send it, then changed by `change` (what a bad agent could send)."""
+    data = json.loads(json.dumps(encode(value), allow_nan=False))
+    change(data)
+    return data
+
+
+def _partition(data: dict) -> dict:
+    return data["groups"]["$t"][0]["partitions"]["$t"][0]
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    (lambda d: _partition(d).update(lag="10"),
+     "KafkaSnapshot.groups: GroupInfo.partitions: PartitionLag.lag: expected int | None, got str"),
+    (lambda d: _partition(d).update(partition=True),  # bool is no number on the wire
+     "KafkaSnapshot.groups: GroupInfo.partitions: PartitionLag.partition: expected int, got bool"),
+    (lambda d: _partition(d).update(committed=90.0),
+     "KafkaSnapshot.groups: GroupInfo.partitions: PartitionLag.committed: expected int | None, got float"),
+    (lambda d: _partition(d)["status"].update(v=42),
+     "KafkaSnapshot.groups: GroupInfo.partitions: PartitionLag.status: unknown Status value 42"),
+    (lambda d: _partition(d)["status"].update(v=True),  # an IntEnum would take True for 1
+     "KafkaSnapshot.groups: GroupInfo.partitions: PartitionLag.status: unknown Status value True"),
+    (lambda d: _partition(d).update(status={"$e": "monitoring.health.State", "v": "up"}),
+     "KafkaSnapshot.groups: GroupInfo.partitions: PartitionLag.status: expected Status, got State"),
+    (lambda d: d["groups"].update({"$t": [1]}),
+     "KafkaSnapshot.groups: expected tuple[GroupInfo, ...], got an item 0 of type int"),
+    (lambda d: d.update(groups=[]), "KafkaSnapshot.groups: expected tuple[GroupInfo, ...], got list"),
+    (lambda d: d.update(topics={"$d": {"orders": 1}}),
+     "KafkaSnapshot.topics: expected dict[str, TopicInfo], got a value of type int"),
+    (lambda d: d.update(group_topics={"$p": [[1, d["group_topics"]["$p"][0][1]]]}),
+     "KafkaSnapshot.group_topics: expected dict[tuple[str, str], GroupTopic], got a key of type int"),
+    (lambda d: d.update(collected_at="x" * 10_000), "KafkaSnapshot.collected_at: expected float, got str"),
+    (lambda d: d.update(collected_at=None), "KafkaSnapshot.collected_at: expected float, got None"),
+    (lambda d: d.update(cluster=["local"]), "KafkaSnapshot.cluster: expected str, got list"),
+])
+def test_decoding_checks_every_field_against_its_annotation(change, message):
+    from tests.flow_fixtures import kafka_snapshot
+
+    with pytest.raises(WireError) as failure:
+        decode(_hostile(kafka_snapshot(), change))
+    assert str(failure.value) == message
+
+
+def test_field_checks_of_other_shapes_and_what_they_accept():
+    from tests.flow_fixtures import flink_snapshot
+
+    def ratios(d):
+        d["jobs"]["$t"][0]["vertices"]["$t"][0]["backpressure"]["subtask_ratios"] = {"$t": [0.5, "x"]}
+
+    with pytest.raises(WireError) as failure:
+        decode(_hostile(flink_snapshot(), ratios))
+    assert str(failure.value) == ("FlinkSnapshot.jobs: Job.vertices: Vertex.backpressure: Backpressure.subtask_ratios: "
+                                  "expected tuple[float | None, ...], got an item 1 of type str")
+    with pytest.raises(WireError) as failure:  # a fixed-length tuple: (topic, partition)
+        decode({"$": "collectors.kafka_model.Member", "member_id": "m", "client_id": "c", "client_host": "h",
+                "assignment": {"$t": [{"$t": ["orders", "0"]}]}})
+    assert str(failure.value) == ("Member.assignment: expected tuple[tuple[str, int], ...], "
+                                  "got an item 0 of type tuple")
+    with pytest.raises(WireError) as failure:  # an unknown enum value is cut short in the message
+        decode({"$e": "monitoring.health.State", "v": "exploded" * 100})
+    assert str(failure.value) == "unknown State value " + repr("exploded" * 100)[:57] + "..."
+    # What the fields allow still comes through: an int where a float goes (1.0 written as 1), None in an
+    # optional field, NaN, any JSON value in a feed row's payload, a nested dict[str, object].
+    health = CollectorHealth("orders", "kafka", "k:9092", 5, State.UP, last_success=3, last_error=None)
+    assert decode(_hostile(health, lambda d: None)).last_success == 3
+    row = FeedRow(1, "Order", "insert", None, {"a": [1, {"b": None}], "c": "x"}, math.nan, 2)
+    assert _equal(decode(_hostile(row, lambda d: None)), row)
+    snapshot = RemoteAgentSnapshot("http://eu:9108", True, "ok", {"version": "1", "extra": [1, 2]}, (), {}, None)
+    assert decode(_hostile(snapshot, lambda d: None)) == snapshot
+
+
+def test_every_allowed_class_has_a_check_for_every_field():
+    from monitoring.wire import _dataclass_table
+
+    table = _dataclass_table()
+    assert {name for name, cls in allowed().items() if dataclasses.is_dataclass(cls)} == table.keys()
+    for name, entry in table.items():
+        assert entry.checks.keys() == entry.names, name
+        assert all(check is not None for check in entry.checks.values()), name  # no field takes anything
+    # Values of any JSON shape are taken only where the model says so.
+    assert sorted(f"{entry.cls.__qualname__}.{field}" for entry in table.values() for field, hint in entry.hints.items()
+                  if "Any" in repr(hint) or "object" in repr(hint)) == ["FeedRow.payload", "RemoteAgentSnapshot.agent"]
