@@ -67,7 +67,7 @@ class Service:
             for collector in self.collectors:  # "starting" until the agent's own health arrives
                 self.store.set_health(CollectorHealth(collector.pipeline, collector.name, collector.target,
                                                       collector.interval))
-            running = [MirrorCollector(config.mirror)]
+            running = [MirrorCollector(config.mirror, config)]
         self.supervisor = Supervisor(self.store, running, config.runtime.max_backoff_seconds,
                                      background={"evaluation": self.evaluator.run})
         self.exporter: ExporterServer | None = None
