@@ -2,8 +2,8 @@
 
 Three kinds of rows, all PipelineSummary with the same meaning for every field:
 - this process's pipelines, from the evaluator's snapshot (SUMMARY_SOURCE), job "local";
-- each remote agent's (`remote_agents:`), read from its JSON API by collectors/remote_agents.py, job "remote";
-- every agent a Prometheus scrapes (`prometheus:`), read back by collectors/prometheus_query.py.
+- each remote agent's (`remote_agents:`), read from its JSON API by collectors/aggregate/remote_agents.py, job "remote";
+- every agent a Prometheus scrapes (`prometheus:`), read back by collectors/aggregate/prometheus_query.py.
 An agent reached both directly and through Prometheus (or this process's own exporter, scraped by that
 Prometheus) is listed once, from the direct source.
 
@@ -32,13 +32,20 @@ from panel.viewable import Viewer
 
 from apps.views import HealthBar
 from apps.widgets import clock, redraw
-from collectors.prometheus_model import AggregateSnapshot, PipelineSummary
-from collectors.prometheus_query import AGGREGATE_PIPELINE, PrometheusQueryCollector
-from collectors.remote_agents import History, RemoteAgentCollector, RemoteAgentSnapshot, agent_down
+from collectors.aggregate.prometheus_query import PrometheusQueryCollector
+from collectors.aggregate.remote_agents import RemoteAgentCollector, agent_down
 from monitoring.evaluation import SUMMARY_SOURCE
 from monitoring.health import State
+from monitoring.models.aggregate import (
+    AGGREGATE_PIPELINE,
+    AggregateSnapshot,
+    History,
+    PipelineSummary,
+    RemoteAgentSnapshot,
+)
 from monitoring.runtime import Collector
 from monitoring.store import Store
+
 
 def _cell(field: str, body: str) -> HTMLTemplateFormatter:
     """A cell that names its column (`data-field`), so the page can be read cell by cell."""
@@ -412,7 +419,7 @@ class AggregatePage(Viewer):
 
     @classmethod
     def of(cls, service) -> AggregatePage:
-        """The page for a monitoring.service.Service: its rows from Prometheus that are its own exporter's are
+        """The page for a pipewatch.service.Service: its rows from Prometheus that are its own exporter's are
         left out (they are listed from this process directly)."""
         own: frozenset[str] = frozenset()
         if service.exporter is not None:

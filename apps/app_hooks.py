@@ -16,7 +16,7 @@ import sys
 from tornado.ioloop import IOLoop
 
 from monitoring.config import ConfigError
-from monitoring.service import existing_service, get_service
+from pipewatch.service import existing_service, get_service
 
 log = logging.getLogger("pipewatch.app")
 

@@ -13,8 +13,8 @@ from bokeh.models import Div, HTMLTemplateFormatter
 from panel.viewable import Viewer
 
 from apps.live import LiveChart
-from apps.widgets import COUNT, RATE, SnapshotSection, age, clock, duration, dim, freshness, LiveTable
-from collectors.flink_model import FlinkSnapshot, Job, Vertex
+from apps.widgets import COUNT, RATE, LiveTable, SnapshotSection, age, clock, dim, duration, freshness
+from monitoring.models.flink import FlinkSnapshot, Job, Vertex
 from monitoring.store import Store
 
 _STATE_COLOURS = {"RUNNING": "#1a7f37", "FINISHED": "#6e7781", "CANCELED": "#6e7781", "CREATED": "#6e7781",

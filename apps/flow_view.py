@@ -15,8 +15,21 @@ from __future__ import annotations
 from typing import Any
 
 import panel as pn
-from bokeh.models import (Arrow, ColumnDataSource, HoverTool, PanTool, Plot, Range1d, Rect, ResetTool, SaveTool, Text,
-                          Title, VeeHead, WheelZoomTool)
+from bokeh.models import (
+    Arrow,
+    ColumnDataSource,
+    HoverTool,
+    PanTool,
+    Plot,
+    Range1d,
+    Rect,
+    ResetTool,
+    SaveTool,
+    Text,
+    Title,
+    VeeHead,
+    WheelZoomTool,
+)
 from panel.viewable import Viewer
 
 from monitoring.store import Store

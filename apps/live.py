@@ -36,7 +36,6 @@ from apps.shared_lines import Channel, SharedLines
 from apps.shared_patch import shared, writes_at_once
 from monitoring.store import SeriesKey, Store
 
-
 _INLINE_POINTS = 16
 """Deltas up to this many points are sent as JSON lists; longer ones (a backfill) as binary arrays."""
 

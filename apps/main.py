@@ -14,8 +14,8 @@ from apps.aggregate_view import AggregatePage
 from apps.errors_view import ErrorsPage
 from apps.overview_view import OverviewPage
 from apps.views import PipelinePage
-from collectors.prometheus_query import AGGREGATE_PIPELINE
-from monitoring.service import get_service
+from monitoring.models.aggregate import AGGREGATE_PIPELINE
+from pipewatch.service import get_service
 
 pn.extension("tabulator", sizing_mode="stretch_width", notifications=False)
 

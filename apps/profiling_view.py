@@ -21,7 +21,7 @@ from bokeh.models import Div
 from panel.viewable import Viewer
 
 from apps.widgets import COUNT, SnapshotSection, age, dim, freshness, table
-from collectors.profiling_model import Kpi, ProfilingSnapshot, Run, TableState
+from monitoring.models.profiling import Kpi, ProfilingSnapshot, Run, TableState
 from monitoring.store import Store
 
 RUN_COLUMNS = ["run id", "dataset", "schema", "profiled at", "environment", "status", "rows", "columns"]

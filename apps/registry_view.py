@@ -12,9 +12,9 @@ from bokeh.models import Div
 from panel.viewable import Viewer
 
 from apps.live import LiveChart
-from apps.widgets import COUNT, SnapshotSection, clock, dim, freshness, shared_frame, LiveTable
-from collectors.schema_registry_model import RegistrySnapshot, Subject
+from apps.widgets import COUNT, LiveTable, SnapshotSection, clock, dim, freshness, shared_frame
 from monitoring.health import State
+from monitoring.models.schema_registry import RegistrySnapshot, Subject
 from monitoring.store import Store
 
 CHANGES_SHOWN = 50

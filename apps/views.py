@@ -19,19 +19,31 @@ from apps.flow_view import FlowDiagram
 from apps.live import LiveChart
 from apps.pipeline_overview import PipelineOverview
 from apps.profiling_view import ProfilingView
-from apps.report import ReportDownload
 from apps.registry_view import SchemaRegistryView
-from apps.widgets import (COUNT, RATE, STATE_COLOURS, SnapshotSection, age, clock, duration, duration_formatter,
-                          dim, freshness, shared_frame, LiveTable)
-from collectors.change_feed import ChangeFeedCollector
-from collectors.flink import FlinkCollector
-from collectors.kafka import KafkaCollector
-from collectors.kafka_model import GroupInfo, KafkaSnapshot, PartitionLag, TopicInfo
-from collectors.mirror import MIRROR_SOURCE
-from collectors.profiling import ProfilingCollector
-from collectors.schema_registry import SchemaRegistryCollector
+from apps.report import ReportDownload
+from apps.widgets import (
+    COUNT,
+    RATE,
+    STATE_COLOURS,
+    LiveTable,
+    SnapshotSection,
+    age,
+    clock,
+    dim,
+    duration,
+    duration_formatter,
+    freshness,
+    shared_frame,
+)
+from collectors.aggregate.mirror import MIRROR_SOURCE
+from collectors.change_feed.collector import ChangeFeedCollector
+from collectors.flink.collector import FlinkCollector
+from collectors.kafka.collector import KafkaCollector
+from collectors.profiling.collector import ProfilingCollector
+from collectors.schema_registry.collector import SchemaRegistryCollector
 from monitoring.config import FlowHints, Pipeline
 from monitoring.health import CollectorHealth, State
+from monitoring.models.kafka import GroupInfo, KafkaSnapshot, PartitionLag, TopicInfo
 from monitoring.runtime import Collector
 from monitoring.store import Store
 

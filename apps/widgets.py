@@ -9,8 +9,18 @@ from datetime import datetime, timezone
 import numpy as np
 import pandas as pd
 import panel as pn
-from bokeh.models import (Button, CDSView, CellEditor, ColumnDataSource, DataTable, Div, HTMLTemplateFormatter,
-                          NumberFormatter, StringFormatter, TableColumn)
+from bokeh.models import (
+    Button,
+    CDSView,
+    CellEditor,
+    ColumnDataSource,
+    DataTable,
+    Div,
+    HTMLTemplateFormatter,
+    NumberFormatter,
+    StringFormatter,
+    TableColumn,
+)
 
 from monitoring.health import CollectorHealth, State
 

@@ -46,12 +46,12 @@ for _path in (str(ROOT), str(ROOT / "bench")):
 import asyncpg  # noqa: E402
 import numpy as np  # noqa: E402
 from prometheus_client.parser import text_string_to_metric_families  # noqa: E402
-
-from monitoring.local_broker import free_port  # noqa: E402
-from monitoring.local_postgres import LocalPostgres  # noqa: E402
-from apps.change_feed_view import SHARED_UPDATE_SECONDS  # noqa: E402
-from tests.services import PanelServer  # noqa: E402
 from viewers import BokehViewer, rss_mb  # noqa: E402
+
+from apps.change_feed_view import SHARED_UPDATE_SECONDS  # noqa: E402
+from pipewatch.local.broker import free_port  # noqa: E402
+from pipewatch.local.postgres import LocalPostgres  # noqa: E402
+from tests.services import PanelServer  # noqa: E402
 
 VIEWERS = (1, 10, 100)
 QUICK_VIEWERS = (1, 10)
@@ -83,7 +83,7 @@ def _config(workdir: Path, dsn: str, listen: bool) -> Path:
 
 
 async def _prepare(dsn: str) -> None:
-    from collectors import change_feed_postgres
+    from collectors.change_feed import postgres as change_feed_postgres
     from monitoring.config import ChangeFeedSource
 
     feed = ChangeFeedSource.model_validate(

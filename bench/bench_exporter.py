@@ -37,7 +37,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from monitoring.local_broker import free_port, port_open  # noqa: E402
+from pipewatch.local.broker import free_port, port_open  # noqa: E402
 
 PIPEWATCH_NAME = "pipewatch exposition"
 BASELINE_NAME = "labelled prometheus_client Gauges (baseline)"

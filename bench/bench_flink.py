@@ -32,13 +32,13 @@ if str(ROOT) not in sys.path:
 
 import httpx  # noqa: E402
 
-from collectors.flink import FlinkCollector  # noqa: E402
+from collectors.flink.collector import FlinkCollector  # noqa: E402
 from exporters.server import start_exporter  # noqa: E402
 from monitoring.config import FlinkSource  # noqa: E402
-from monitoring.local_broker import free_port, port_open  # noqa: E402
-from monitoring.local_flink import FlinkUnavailable, LocalFlink  # noqa: E402
 from monitoring.runtime import Supervisor  # noqa: E402
 from monitoring.store import Store  # noqa: E402
+from pipewatch.local.broker import free_port, port_open  # noqa: E402
+from pipewatch.local.flink import FlinkUnavailable, LocalFlink  # noqa: E402
 
 COLLECTOR_NAME = "FlinkCollector"
 BASELINE_NAME = "no caching (baseline)"

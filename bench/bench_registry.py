@@ -25,10 +25,10 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from collectors.schema_registry import SchemaRegistryCollector  # noqa: E402
+from collectors.schema_registry.collector import SchemaRegistryCollector  # noqa: E402
 from monitoring.config import SchemaRegistrySource  # noqa: E402
-from monitoring.local_broker import free_port, port_open  # noqa: E402
 from monitoring.store import Store  # noqa: E402
+from pipewatch.local.broker import free_port, port_open  # noqa: E402
 
 COLLECTOR_NAME = "SchemaRegistryCollector"
 BASELINE_NAME = "every subject every cycle (baseline)"

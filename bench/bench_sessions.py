@@ -8,7 +8,7 @@ tests' stand-in with three subjects; latency of `GET /` and `GET /subjects`, and
 requests counter after one failure at start: 3 lines per registry), all collected every second
 (`interval_seconds: 1`), and the pipeline's own throughput (produced, consumed), lag and latency
 (consumer lag p50/p95/p99) charts from the evaluator: 6 lines. 26 lines in all. The real `panel serve apps/` serves it with the session
-flags pipewatch uses (monitoring/service.py). The traffic runs throughout, baseline included. The
+flags pipewatch uses (pipewatch/service.py). The traffic runs throughout, baseline included. The
 viewers open the pipeline page (`?page=pipeline&pipeline=orders`); besides its charts it has the
 health badges, the flow diagram, the latency table, and per source a status line and its tables, which
 pipewatch redraws every 5 s or when a source's health changes (apps/views.py, DETAIL_SECONDS).
@@ -53,13 +53,14 @@ for _path in (str(ROOT), str(ROOT / "bench")):
     if _path not in sys.path:
         sys.path.insert(0, _path)
 
-from monitoring import demo  # noqa: E402
-from monitoring.local_broker import LocalBroker, free_port  # noqa: E402
-from monitoring.service import CHECK_UNUSED_SESSIONS_MS, UNUSED_SESSION_LIFETIME_MS  # noqa: E402
+from viewers import BokehViewer, cpu_seconds, rss_mb  # noqa: E402
+
 from monitoring.traffic import parse_pattern  # noqa: E402
+from pipewatch import demo  # noqa: E402
+from pipewatch.local.broker import LocalBroker, free_port  # noqa: E402
+from pipewatch.service import CHECK_UNUSED_SESSIONS_MS, UNUSED_SESSION_LIFETIME_MS  # noqa: E402
 from tests.schema_registry_standin import SchemaRegistryStandIn  # noqa: E402
 from tests.services import PanelServer  # noqa: E402
-from viewers import BokehViewer, cpu_seconds, rss_mb  # noqa: E402
 
 SESSIONS = (1, 25, 100)
 QUICK_SESSIONS = (1, 10)

@@ -8,13 +8,13 @@ from monitoring.runtime import Collector
 
 def build_collectors(config: Config) -> list[Collector]:
     """One collector per configured source, in config order."""
-    from collectors.change_feed import ChangeFeedCollector
-    from collectors.flink import FlinkCollector
-    from collectors.kafka import KafkaCollector
-    from collectors.profiling import ProfilingCollector
-    from collectors.prometheus_query import PrometheusQueryCollector
-    from collectors.remote_agents import remote_collectors
-    from collectors.schema_registry import SchemaRegistryCollector
+    from collectors.aggregate.prometheus_query import PrometheusQueryCollector
+    from collectors.aggregate.remote_agents import remote_collectors
+    from collectors.change_feed.collector import ChangeFeedCollector
+    from collectors.flink.collector import FlinkCollector
+    from collectors.kafka.collector import KafkaCollector
+    from collectors.profiling.collector import ProfilingCollector
+    from collectors.schema_registry.collector import SchemaRegistryCollector
 
     collectors: list[Collector] = []
     for pipeline in config.pipelines:

@@ -14,7 +14,7 @@ store, like a scrape, and never triggers a collection.
 - GET /api/v1/events: the event log after a sequence number.
 - GET /api/v1/state: everything that changed since the caller's cursor (collector health, snapshots, series
   points, events, errors, change-feed rows), in the codec of monitoring/wire.py: what a mirror (a dashboard
-  process that runs no collectors, collectors/mirror.py) copies into its own store.
+  process that runs no collectors, collectors/aggregate/mirror.py) copies into its own store.
 
 Unknown values are null (never NaN, which is not JSON), +Inf is the string "Infinity", as in
 `PipelineSummary.to_json`. Every answer is bounded (series, points, events per call) and says when it was cut.
@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import hashlib
 import json
 import math
 import re
@@ -42,7 +41,7 @@ from monitoring.health import CollectorHealth
 from monitoring.metrics import CATALOGUE
 from monitoring.store import SeriesKey, Store
 from monitoring.summary import PipelineSummary
-from monitoring.wire import WireError, encode
+from monitoring.wire import WireError, encode, series_id
 
 PREFIX = "/api/v1"
 MAX_SERIES = 1000
@@ -83,12 +82,6 @@ class ApiError(Exception):
         if self.parameter is not None:
             out["parameter"] = self.parameter
         return out
-
-
-def series_id(key: SeriesKey) -> str:
-    """A short, URL-safe, stable name of a series, for per-series cursors (`cursor=ID:COUNT`)."""
-    name, labels = key
-    return hashlib.sha1("\x00".join((name, *labels)).encode()).hexdigest()[:16]
 
 
 def number(value: float | None) -> float | str | None:

@@ -97,7 +97,7 @@ class Evaluator:
                  instance: str | None = None, write_series: bool = True) -> None:
         self.store = store
         self.write_series = write_series
-        """False in a mirror (collectors/mirror.py): the pipeline-level series are copied from the agent."""
+        """False in a mirror (collectors/aggregate/mirror.py): the pipeline-level series are copied from the agent."""
         self.pipelines = pipelines
         self.interval = interval
         self.instance = instance or socket.gethostname()

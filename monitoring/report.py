@@ -19,8 +19,8 @@ from typing import Any
 
 import numpy as np
 
-from collectors.flink_model import FlinkSnapshot
 from monitoring.evaluation import Latency, pipeline_latencies
+from monitoring.models.flink import FlinkSnapshot
 from monitoring.store import Store
 from monitoring.summary import PipelineSummary, local_summaries
 from monitoring.topology import FlowInputs, Topology, build_topology

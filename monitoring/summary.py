@@ -3,7 +3,7 @@
 The overview tiles, the aggregate table, the JSON API and reports all show this same summary. It is
 built from the store's newest values of sources that are up; a down or stale source contributes
 unknowns (NaN), never its last value, and names itself in `reason`. The Prometheus read-back builds
-the same summary for other agents' pipelines from what Prometheus scraped (collectors/prometheus_query.py),
+the same summary for other agents' pipelines from what Prometheus scraped (collectors/aggregate/prometheus_query.py),
 with the same meaning for every field.
 """
 

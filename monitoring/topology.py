@@ -27,9 +27,9 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-from collectors.flink_model import TERMINAL_STATES, FlinkSnapshot, Job
-from collectors.kafka_model import KafkaSnapshot, TopicInfo
 from monitoring.health import CollectorHealth, State
+from monitoring.models.flink import TERMINAL_STATES, FlinkSnapshot, Job
+from monitoring.models.kafka import KafkaSnapshot, TopicInfo
 from monitoring.store import Store
 
 STATES = ("ok", "warning", "error", "stale", "down", "unknown")

@@ -21,6 +21,7 @@ from __future__ import annotations
 import collections.abc
 import dataclasses
 import enum
+import hashlib
 import math
 import numbers
 import re
@@ -37,42 +38,69 @@ class WireError(ValueError):
     """A value that cannot be encoded, or a payload that is not one `encode` could have produced."""
 
 
+def series_id(key: tuple[str, tuple[str, ...]]) -> str:
+    """A short, URL-safe, stable name of a series, for per-series cursors (`cursor=ID:COUNT`)."""
+    name, labels = key
+    return hashlib.sha1("\x00".join((name, *labels)).encode()).hexdigest()[:16]
+
+
+_TAG_MODULES = {
+    "monitoring.models.kafka": "collectors.kafka_model",
+    "monitoring.models.flink": "collectors.flink_model",
+    "monitoring.models.schema_registry": "collectors.schema_registry_model",
+    "monitoring.models.profiling": "collectors.profiling_model",
+    "monitoring.models.aggregate": "collectors.prometheus_model",
+}
+_TAG_CLASSES = {
+    "monitoring.models.kafka.Status": "collectors.kafka_status.Status",
+    "monitoring.models.aggregate.History": "collectors.remote_agents.History",
+    "monitoring.models.aggregate.RemoteAgentSnapshot": "collectors.remote_agents.RemoteAgentSnapshot",
+}
+"""Type tags are frozen at the names the classes had when the format was published (before the models moved into
+monitoring/models/): agents and mirrors of either layout understand each other."""
+
+
+def _tag(cls: type) -> str:
+    module, name = cls.__module__, cls.__qualname__
+    return _TAG_CLASSES.get(f"{module}.{name}") or f"{_TAG_MODULES.get(module, module)}.{name}"
+
+
 def _model_classes() -> dict[str, type]:
-    from collectors import flink_model, kafka_model, profiling_model, prometheus_model, schema_registry_model
-    from collectors.kafka_status import Status
-    from collectors.remote_agents import History, RemoteAgentSnapshot
     from monitoring.errors import ErrorEntry
     from monitoring.evaluation import Latency
     from monitoring.health import CollectorHealth, State
+    from monitoring.models import aggregate, flink, kafka, profiling, schema_registry
     from monitoring.store import Event, FeedRow
     from monitoring.summary import PipelineSummary
 
-    classes: list[type] = [Status, History, RemoteAgentSnapshot, ErrorEntry, Latency, CollectorHealth, State, Event,
-                           FeedRow, PipelineSummary]
-    for module in (kafka_model, flink_model, schema_registry_model, profiling_model, prometheus_model):
+    classes: list[type] = [kafka.Status, ErrorEntry, Latency, CollectorHealth, State, Event, FeedRow, PipelineSummary]
+    for module in (kafka, flink, schema_registry, profiling, aggregate):
         # Every dataclass a model module defines (not what it imports): these are what snapshots are made of.
         classes += [value for value in vars(module).values() if isinstance(value, type)
                     and value.__module__ == module.__name__ and dataclasses.is_dataclass(value)]
-    return {f"{cls.__module__}.{cls.__qualname__}": cls for cls in classes}
+    return {_tag(cls): cls for cls in classes}
 
 
 _allowed: dict[str, type] | None = None
+_tags: dict[type, str] = {}
 _fields: dict[type, tuple[str, ...]] = {}
 
 
 def allowed() -> dict[str, type]:
-    """name -> class of everything `decode` may build (built on first use: the model modules import a lot)."""
+    """tag -> class of everything `decode` may build (built on first use: the model modules import a lot)."""
     global _allowed
     if _allowed is None:
         _allowed = _model_classes()
+        _tags.update((cls, tag) for tag, cls in _allowed.items())
     return _allowed
 
 
 def _name(cls: type) -> str:
-    name = f"{cls.__module__}.{cls.__qualname__}"
-    if allowed().get(name) is not cls:
-        raise WireError(f"{name} is not a class the wire carries")
-    return name
+    allowed()
+    tag = _tags.get(cls)
+    if tag is None:
+        raise WireError(f"{cls.__module__}.{cls.__qualname__} is not a class the wire carries")
+    return tag
 
 
 def _init_fields(cls: type) -> tuple[str, ...]:
@@ -265,7 +293,7 @@ def _describe(hint: Any) -> str:
         return "None"
     if isinstance(hint, type) and not typing.get_args(hint):
         return hint.__qualname__
-    text = re.sub(r"\b(?:\w+\.)+(\w+)", r"\1", repr(hint))  # (collectors.kafka_model.Broker: Broker)
+    text = re.sub(r"\b(?:\w+\.)+(\w+)", r"\1", repr(hint))  # (monitoring.models.kafka.Broker: Broker)
     return text.replace("NoneType", "None").replace("Ellipsis", "...")
 
 

@@ -4,9 +4,9 @@ from dataclasses import dataclass
 
 import pytest
 
-from monitoring.local_broker import LocalBroker
-from monitoring.local_flink import LocalFlink
-from monitoring.local_postgres import LocalPostgres
+from pipewatch.local.broker import LocalBroker
+from pipewatch.local.flink import LocalFlink
+from pipewatch.local.postgres import LocalPostgres
 from tests.schema_registry_standin import SchemaRegistryStandIn
 from tests.services import CHROMIUM, CHROMIUM_ARGS
 

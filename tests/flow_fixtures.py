@@ -5,14 +5,20 @@ from __future__ import annotations
 
 import math
 
-from collectors.flink_model import (Backpressure, CheckpointRecord, Checkpoints, FlinkException, FlinkSnapshot, Job,
-                                    Vertex)
-from collectors.kafka_model import (GroupInfo, GroupTopic, KafkaSnapshot, Member, PartitionLag, PartitionMeta,
-                                    TopicInfo)
-from collectors.kafka_status import Status
-from collectors.schema_registry_model import RegistrySnapshot
+from collectors.kafka.status import Status
 from monitoring.config import FlowHints
 from monitoring.health import CollectorHealth, State
+from monitoring.models.flink import (
+    Backpressure,
+    CheckpointRecord,
+    Checkpoints,
+    FlinkException,
+    FlinkSnapshot,
+    Job,
+    Vertex,
+)
+from monitoring.models.kafka import GroupInfo, GroupTopic, KafkaSnapshot, Member, PartitionLag, PartitionMeta, TopicInfo
+from monitoring.models.schema_registry import RegistrySnapshot
 from monitoring.store import Store
 
 NOW = 1_800_000_000.0

@@ -7,7 +7,7 @@ from datetime import datetime, timedelta, timezone
 
 import asyncpg
 
-from collectors.profiling_schema import ddl, table
+from collectors.profiling.schema import ddl, table
 
 _ids = itertools.count(1)
 

@@ -10,7 +10,7 @@ import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-from monitoring.local_broker import free_port, port_open
+from pipewatch.local.broker import free_port, port_open
 
 
 def wait_until(predicate: Callable[[], object], timeout: float = 20.0, interval: float = 0.05, what: str = "condition"):
@@ -65,7 +65,7 @@ class PanelServer:
     def start(self, timeout: float = 60.0) -> None:
         import sys
 
-        from monitoring.service import SERVE_ENV, SERVE_SESSION_ARGS
+        from pipewatch.service import SERVE_ENV, SERVE_SESSION_ARGS
 
         repo = Path(__file__).resolve().parent.parent
         env = {**os.environ, **SERVE_ENV, **self.env}

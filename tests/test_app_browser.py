@@ -455,7 +455,7 @@ def test_aggregate_page_combines_this_app_and_another_agent_through_prometheus(b
         f"pipelines:\n  - name: audit\n    kafka: {kafka}, consumer_groups: [audit]}}\n"
         f"exporter: {{host: 127.0.0.1, port: {agent_metrics}}}\n"
     )
-    agent = subprocess.Popen([sys.executable, "-m", "monitoring.cli", "agent", "--config", str(agent_config)],
+    agent = subprocess.Popen([sys.executable, "-m", "pipewatch.cli", "agent", "--config", str(agent_config)],
                              stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
     prometheus.start()
     try:
@@ -579,7 +579,7 @@ def test_aggregate_page_combines_a_local_pipeline_and_a_remote_agent_through_its
         f"pipelines:\n  - name: audit\n    kafka: {kafka}, consumer_groups: [audit]}}\n"
         f"exporter: {{host: 127.0.0.1, port: {agent_port}, basic_auth: {{username: reader, password: s3cret}}}}\n"
     )
-    agent = subprocess.Popen([sys.executable, "-m", "monitoring.cli", "agent", "--config", str(agent_config)],
+    agent = subprocess.Popen([sys.executable, "-m", "pipewatch.cli", "agent", "--config", str(agent_config)],
                              stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
     try:
         with serving(tmp_path, config, browser_page) as server:

@@ -12,14 +12,14 @@ import time
 import asyncpg
 import httpx
 
-from collectors import change_feed_postgres as sql
-from collectors.change_feed import UNPARSED, ChangeFeedCollector
+from collectors.change_feed import postgres as sql
+from collectors.change_feed.collector import UNPARSED, ChangeFeedCollector
 from exporters.server import start_exporter
 from monitoring.config import ChangeFeedSource
 from monitoring.health import State
-from monitoring.local_postgres import LocalPostgres
 from monitoring.runtime import Supervisor
 from monitoring.store import Store
+from pipewatch.local.postgres import LocalPostgres
 from tests.services import async_wait_until
 from tests.test_exporter import PROMTOOL, _samples
 
@@ -93,7 +93,7 @@ async def test_installer_dry_run_install_uninstall_install(postgres, pg_schema, 
             "      entities:\n"
             "        - {name: Order, table: orders, key: order_key}\n"
             "        - {name: Order Item, table: order items, key: id, events: [insert]}\n")
-        pipewatch = [sys.executable, "-m", "monitoring.cli", "change-feed"]
+        pipewatch = [sys.executable, "-m", "pipewatch.cli", "change-feed"]
 
         def run(*args: str) -> subprocess.CompletedProcess[str]:
             done = subprocess.run([*pipewatch, *args, "--config", str(config)], capture_output=True, text=True,

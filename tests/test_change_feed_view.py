@@ -10,7 +10,7 @@ import panel as pn
 from bokeh.document import Document
 
 from apps.change_feed_view import ChangeFeedView, entity_colour
-from collectors.change_feed import ChangeFeedCollector
+from collectors.change_feed.collector import ChangeFeedCollector
 from monitoring.health import CollectorHealth, State
 from monitoring.store import Store
 from tests.test_change_feed import PIPELINE, _drain, _setup

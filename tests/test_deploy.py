@@ -41,7 +41,7 @@ def test_a_bad_config_exits_with_the_status_the_unit_does_not_restart_on(tmp_pat
     config = tmp_path / "pipewatch.yml"
     config.write_text("pipelines:\n  - name: orders\n    kafka: {bootstrap_servers: []}\n")
     for command in ("check-config", "agent"):  # with the config named as the unit names it
-        result = subprocess.run([sys.executable, "-m", "monitoring.cli", command], capture_output=True, text=True,
+        result = subprocess.run([sys.executable, "-m", "pipewatch.cli", command], capture_output=True, text=True,
                                 timeout=60, cwd=ROOT, env={**os.environ, "PIPEWATCH_CONFIG": str(config)})
         assert result.returncode == 2, (command, result.stderr)
         assert "pipelines[0].kafka.bootstrap_servers" in result.stderr

@@ -12,11 +12,11 @@ from pathlib import Path
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from monitoring.local_broker import port_open
+from pipewatch.local.broker import port_open
 from tests.kafka_util import commit, create_topic, produce
 from tests.services import free_port, run_async, wait_until
 
-PIPEWATCH = [sys.executable, "-m", "monitoring.cli"]
+PIPEWATCH = [sys.executable, "-m", "pipewatch.cli"]
 REPO = Path(__file__).resolve().parent.parent
 
 

@@ -7,16 +7,16 @@ from __future__ import annotations
 import pytest
 from aiokafka.errors import for_code
 
-from collectors.flink import FlinkCollector
-from collectors.kafka import KafkaCollector
-from collectors.schema_registry import SchemaRegistryCollector
+from collectors.flink.collector import FlinkCollector
+from collectors.kafka.collector import KafkaCollector
+from collectors.schema_registry.collector import SchemaRegistryCollector
 from exporters.server import start_exporter
 from monitoring.config import ExporterTls, FlinkSource, KafkaSource, SchemaRegistrySource
 from monitoring.errors import ErrorRegistry, hint_for, normalise
 from monitoring.health import categorize, describe
-from monitoring.local_broker import free_port
 from monitoring.runtime import Supervisor
 from monitoring.store import Store
+from pipewatch.local.broker import free_port
 from tests.certs import make_certificates
 
 # -- the registry ---------------------------------------------------------------------------------
@@ -296,7 +296,7 @@ async def test_kafka_group_error_counts_once_per_cycle_and_the_other_group_is_me
     """A broker that denies one group (GROUP_AUTHORIZATION_FAILED, error code 30) is made by raising, for that group,
     the error the collector's OffsetFetch decoding raises for code 30: the local broker has no ACLs. Everything else
     is the real broker."""
-    from collectors.kafka import KafkaCollector
+    from collectors.kafka.collector import KafkaCollector
     from tests.kafka_util import commit, create_topic, produce
 
     class DeniedGroup(KafkaCollector):

@@ -11,7 +11,7 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from collectors.kafka import KafkaCollector
+from collectors.kafka.collector import KafkaCollector
 from exporters.server import start_exporter
 from monitoring.config import KafkaSource
 from monitoring.health import State

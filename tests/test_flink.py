@@ -14,15 +14,15 @@ from urllib.parse import quote
 import httpx
 import pytest
 
-from collectors.flink import FlinkCollector, FlinkError
-from collectors.flink_model import FlinkSnapshot, Job
+from collectors.flink.collector import FlinkCollector, FlinkError
 from exporters.server import start_exporter
 from monitoring.config import FlinkSource
 from monitoring.health import State
-from monitoring.local_flink import LocalFlink
 from monitoring.metrics import CATALOGUE
+from monitoring.models.flink import FlinkSnapshot, Job
 from monitoring.runtime import Supervisor
 from monitoring.store import Store
+from pipewatch.local.flink import LocalFlink
 from tests.services import async_wait_until
 from tests.test_exporter import PROMTOOL, _samples
 

@@ -17,12 +17,12 @@ import httpx
 import pytest
 from pydantic import SecretStr
 
-from collectors.remote_agents import RemoteAgentCollector
+from collectors.aggregate.remote_agents import RemoteAgentCollector
 from monitoring.config import BasicAuth, RemoteAgent
 from monitoring.health import State
-from monitoring.local_broker import free_port, port_open
 from monitoring.runtime import Supervisor
 from monitoring.store import Store
+from pipewatch.local.broker import free_port, port_open
 from tests.kafka_util import commit, create_topic, produce
 from tests.services import async_wait_until, run_async, wait_until
 
@@ -46,7 +46,7 @@ class Agent:
 
     def start(self) -> Agent:
         with open(self.log, "ab") as log:
-            self.process = subprocess.Popen([sys.executable, "-m", "monitoring.cli", "agent", "--config",
+            self.process = subprocess.Popen([sys.executable, "-m", "pipewatch.cli", "agent", "--config",
                                              str(self.config)], cwd=REPO, stdout=log, stderr=subprocess.STDOUT,
                                             env={**os.environ, "API_PASSWORD": AUTH[1]})
 

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-
 import pytest
 from aiokafka.protocol.commit import OffsetFetchRequest
 
-from collectors.kafka import KafkaCollector
-from collectors.kafka_model import KafkaSnapshot
+from collectors.kafka.collector import KafkaCollector
 from monitoring.config import KafkaSource
 from monitoring.health import State
+from monitoring.models.kafka import KafkaSnapshot
 from monitoring.runtime import Supervisor
 from monitoring.store import Store
 from tests.kafka_util import commit, create_topic, delete_topic, produce

@@ -10,7 +10,7 @@ import pytest
 from aiokafka.protocol import commit, metadata, offset
 from aiokafka.protocol.types import Array, Boolean, Bytes, Int8, Int16, Int32, Int64, Schema, String
 
-from collectors.kafka_decode import ResponseDecoder, response_decoder
+from collectors.kafka.decode import ResponseDecoder, response_decoder
 
 RESPONSES = [cls for module in (metadata, commit, offset) for name, cls in vars(module).items()
              if name.endswith(tuple(f"Response_v{v}" for v in range(20))) and hasattr(cls, "SCHEMA")]

@@ -6,13 +6,12 @@ import math
 import time
 
 import pytest
-
 from aiokafka import AIOKafkaConsumer
 
-from collectors.kafka import KafkaCollector, _group_topic, _members
-from collectors.kafka_model import PartitionLag
-from collectors.kafka_status import Status
+from collectors.kafka.collector import KafkaCollector, _group_topic, _members
+from collectors.kafka.status import Status
 from monitoring.config import KafkaSource
+from monitoring.models.kafka import PartitionLag
 from monitoring.store import Store
 from tests.kafka_util import commit, create_topic, delete_group, produce, record_timestamp
 from tests.services import async_wait_until
@@ -251,8 +250,8 @@ async def test_deleted_group_disappears_within_one_cycle_and_stays_gone(broker):
 async def test_one_pipeline_watching_two_clusters(broker, tmp_path):
     from collectors import build_collectors
     from monitoring.config import load_config
-    from monitoring.local_broker import LocalBroker
     from monitoring.runtime import Supervisor
+    from pipewatch.local.broker import LocalBroker
 
     second = LocalBroker(tmp_path)
     second.start()
@@ -283,8 +282,8 @@ async def test_one_pipeline_watching_two_clusters(broker, tmp_path):
 def test_group_with_members_but_no_commits_stays_visible_as_unknown():
     # The local broker leaves groups without commits out of ListGroups (Kafka lists them), so this
     # runs the collector's cycle logic on crafted answers: one live member, no committed offset.
-    from collectors.kafka import _Metadata
-    from collectors.kafka_model import Broker, PartitionMeta
+    from collectors.kafka.collector import _Metadata
+    from monitoring.models.kafka import Broker, PartitionMeta
 
     collector = _collector("127.0.0.1:9")
     metadata = _Metadata(None, (Broker(1, "k", 9092),), {("fresh", 0): 1}, {"fresh": [0]},
@@ -345,7 +344,7 @@ async def test_retention_unknown_when_the_broker_cannot_describe_topic_configs(b
 async def test_an_unreachable_broker_is_reported_and_the_others_still_collected(broker):
     # A broker listed in the metadata but not answering (a second node that is down): this single-node
     # broker cannot produce that, so the metadata the collector reads gets a node it cannot reach.
-    from collectors.kafka_model import Broker
+    from monitoring.models.kafka import Broker
 
     await create_topic(broker.bootstrap, "t", 1)
     await produce(broker.bootstrap, "t", {0: 3})

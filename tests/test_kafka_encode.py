@@ -1,4 +1,4 @@
-"""Reused request bytes (collectors.kafka_encode) are exactly aiokafka's encoding of the same request."""
+"""Reused request bytes (collectors.kafka.encode) are exactly aiokafka's encoding of the same request."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import pytest
 from aiokafka.protocol.commit import OffsetFetchRequest
 from aiokafka.protocol.offset import OffsetRequest
 
-from collectors.kafka import _ListOffsetsRequest, _OffsetFetchRequest
-from collectors.kafka_encode import EncodedRequests
+from collectors.kafka.collector import _ListOffsetsRequest, _OffsetFetchRequest
+from collectors.kafka.encode import EncodedRequests
 
 LIST_OFFSETS = (("t0", ((0, -1), (1, -1), (2, -1))), ("tópic-1", ((0, -1),)))
 OFFSET_FETCH = (("t0", (0, 1, 2)), ("tópic-1", (0,)))

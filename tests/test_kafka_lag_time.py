@@ -10,7 +10,7 @@ import math
 
 import pytest
 
-from collectors.kafka_lag_time import LagTime, OffsetTimeTable
+from collectors.kafka.lag_time import LagTime, OffsetTimeTable
 
 WEEK = 7 * 24 * 3600.0
 

@@ -7,7 +7,7 @@ import dataclasses
 
 import pytest
 
-from collectors.kafka_status import Evaluation, PartitionHistory, Status, evaluate, group_status
+from collectors.kafka.status import Evaluation, PartitionHistory, Status, evaluate, group_status
 
 CYCLE = 30.0
 

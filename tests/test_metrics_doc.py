@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import re
 
-from monitoring import metrics_doc
 from monitoring.metrics import CATALOGUE, LABELS
+from pipewatch import metrics_doc
 
 
 def test_the_page_is_generated_from_the_catalogue():
     assert metrics_doc.PAGE.read_text(encoding="utf-8") == metrics_doc.render(), (
-        "docs/metrics.md is out of date: run `.venv/bin/python -m monitoring.metrics_doc`")
+        "docs/metrics.md is out of date: run `.venv/bin/python -m pipewatch.metrics_doc`")
 
 
 def test_every_label_is_documented_with_its_bound():

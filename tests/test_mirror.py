@@ -13,14 +13,14 @@ import httpx
 import numpy as np
 import pytest
 
-from collectors.mirror import MIRROR_SOURCE, STATE_PATH, MirrorCollector
-from collectors.remote_agents import RemoteAgentError
+from collectors.aggregate.mirror import MIRROR_SOURCE, STATE_PATH, MirrorCollector
+from collectors.aggregate.remote_agents import RemoteAgentError
 from exporters.api import Api
 from monitoring.config import Config, Mirror, load_config
 from monitoring.evaluation import SUMMARY_SOURCE, Evaluator
 from monitoring.health import State
-from monitoring.service import Service
 from monitoring.store import Store
+from pipewatch.service import Service
 from tests.flow_fixtures import NOW, kafka_snapshot, pipeline_store, write_series
 from tests.hostile_server import HostileAgent, gzip_bomb
 from tests.services import wait_until

@@ -11,14 +11,14 @@ import httpx
 import pytest
 
 from collectors.postgres import DatabaseError
-from collectors.profiling import ProfilingCollector
-from collectors.profiling_model import ProfilingSnapshot
+from collectors.profiling.collector import ProfilingCollector
 from exporters.server import start_exporter
 from monitoring.config import ProfilingSource
 from monitoring.health import State
-from monitoring.local_postgres import LocalPostgres
+from monitoring.models.profiling import ProfilingSnapshot
 from monitoring.runtime import Supervisor
 from monitoring.store import Store
+from pipewatch.local.postgres import LocalPostgres
 from tests.profiling_util import ProfilerTables, utc
 from tests.test_exporter import PROMTOOL, _samples
 
@@ -273,7 +273,7 @@ async def test_exporter_serves_profiling_series_but_not_the_metric_history(postg
 
 
 async def test_sample_command_writes_rows_the_collector_reads(postgres, pg_schema):
-    done = subprocess.run([sys.executable, "-m", "monitoring.cli", "sample-profiling", "--dsn", postgres.dsn,
+    done = subprocess.run([sys.executable, "-m", "pipewatch.cli", "sample-profiling", "--dsn", postgres.dsn,
                            "--schema", pg_schema, "--prefix", "baselinr", "--runs", "120", "--days", "3"],
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr

@@ -25,11 +25,11 @@ import asyncpg
 import httpx
 import pytest
 
-from collectors.prometheus_query import PrometheusQueryCollector
+from collectors.aggregate.prometheus_query import PrometheusQueryCollector
 from monitoring.config import PrometheusSource
-from monitoring.local_broker import free_port
-from monitoring.profiling_sample import ProfilingSample
 from monitoring.store import Store
+from pipewatch.local.broker import free_port
+from pipewatch.samples.profiling import ProfilingSample
 from tests.certs import make_certificates
 from tests.kafka_util import commit, create_topic, produce
 from tests.promql_sources import RULES, dashboard_expressions, rule_expressions
@@ -127,7 +127,7 @@ class _Agent:
     def __init__(self, environment: dict[str, str], log: Path) -> None:
         self.log = log
         with open(log, "wb") as output:
-            self.process = subprocess.Popen([sys.executable, "-m", "monitoring.cli", "agent"], env=environment,
+            self.process = subprocess.Popen([sys.executable, "-m", "pipewatch.cli", "agent"], env=environment,
                                             cwd=REPO, stdout=output, stderr=subprocess.STDOUT)
 
     def stop(self) -> None:
@@ -157,7 +157,7 @@ def scraped_agent(tmp_path, broker, flink, registry, postgres, pg_schema):
     port = free_port()
     config = _agent_config(tmp_path, broker, flink, registry, postgres.dsn, pg_schema, port, certs)
     environment = {**os.environ, "PIPEWATCH_CONFIG": str(config), "SCRAPE_PASSWORD": PASSWORD}
-    install = subprocess.run([sys.executable, "-m", "monitoring.cli", "change-feed", "install"], env=environment,
+    install = subprocess.run([sys.executable, "-m", "pipewatch.cli", "change-feed", "install"], env=environment,
                              cwd=REPO, capture_output=True, text=True, timeout=60)
     assert install.returncode == 0, install.stderr
     inserts = _Inserts(postgres.dsn, pg_schema)

@@ -11,7 +11,7 @@ import subprocess
 import yaml
 
 from monitoring.metrics import CATALOGUE
-from monitoring.metrics_doc import exposed_names
+from pipewatch.metrics_doc import exposed_names
 from tests.promql_sources import DASHBOARDS, ROOT, RULES, dashboard_expressions, rule_expressions
 
 RULE_TESTS = sorted((ROOT / "tests" / "prometheus_rules").glob("*.test.yml"))

@@ -12,7 +12,7 @@ import time
 import pytest
 
 from apps.aggregate_view import _Combiner
-from collectors.remote_agents import MAX_REASON, MAX_TEXT, RemoteAgentCollector, agent_down
+from collectors.aggregate.remote_agents import MAX_REASON, MAX_TEXT, RemoteAgentCollector, agent_down
 from exporters.api import Api
 from monitoring.config import RemoteAgent
 from monitoring.evaluation import Evaluator

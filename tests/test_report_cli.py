@@ -11,7 +11,7 @@ from pathlib import Path
 from tests.kafka_util import commit, create_topic, produce
 from tests.services import run_async
 
-PIPEWATCH = [sys.executable, "-m", "monitoring.cli"]
+PIPEWATCH = [sys.executable, "-m", "pipewatch.cli"]
 REPO = Path(__file__).resolve().parent.parent
 
 

@@ -8,11 +8,11 @@ import subprocess
 
 import httpx
 
-from collectors.schema_registry import SchemaRegistryCollector
-from collectors.schema_registry_model import RegistrySnapshot
+from collectors.schema_registry.collector import SchemaRegistryCollector
 from exporters.server import start_exporter
 from monitoring.config import SchemaRegistrySource
 from monitoring.health import State
+from monitoring.models.schema_registry import RegistrySnapshot
 from monitoring.runtime import Supervisor
 from monitoring.store import Store
 from tests.schema_registry_standin import SchemaRegistryStandIn

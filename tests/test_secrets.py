@@ -23,7 +23,7 @@ from monitoring.health import describe
 from tests.services import free_port, run_async, wait_until
 
 REPO = Path(__file__).resolve().parent.parent
-PIPEWATCH = [sys.executable, "-m", "monitoring.cli"]
+PIPEWATCH = [sys.executable, "-m", "pipewatch.cli"]
 PLANTED = "Pl4nted-s3cret-77"
 JOB = "0123456789abcdef0123456789abcdef"
 

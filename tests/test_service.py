@@ -7,7 +7,7 @@ import time
 
 from monitoring.config import load_config
 from monitoring.health import State
-from monitoring.service import Service
+from pipewatch.service import Service
 from tests.kafka_util import commit, create_topic, produce
 from tests.services import run_async, wait_until
 

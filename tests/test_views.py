@@ -5,9 +5,9 @@ from __future__ import annotations
 import math
 
 from apps.views import KafkaLagView
-from collectors.kafka_model import GroupInfo, GroupTopic, KafkaSnapshot, Member, PartitionLag
-from collectors.kafka_status import Status
+from collectors.kafka.status import Status
 from monitoring.health import CollectorHealth, State
+from monitoring.models.kafka import GroupInfo, GroupTopic, KafkaSnapshot, Member, PartitionLag
 from monitoring.store import Store
 
 

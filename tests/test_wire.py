@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from pathlib import Path
 import math
 from collections.abc import Mapping
 from datetime import datetime, timezone
@@ -14,17 +15,17 @@ import asyncpg
 import httpx
 import pytest
 
-from collectors.flink_model import FlinkSnapshot
-from collectors.kafka_model import KafkaSnapshot
-from collectors.kafka_status import Status
-from collectors.prometheus_model import AggregateSnapshot
-from collectors.prometheus_query import summarize
-from collectors.remote_agents import RemoteAgentCollector, RemoteAgentSnapshot
+from collectors.aggregate.prometheus_query import summarize
+from collectors.aggregate.remote_agents import RemoteAgentCollector
+from collectors.kafka.status import Status
 from exporters.api import Api
 from monitoring.config import RemoteAgent
 from monitoring.errors import ErrorEntry
 from monitoring.evaluation import LATENCY_SOURCE, SUMMARY_SOURCE, Evaluator, Latency
 from monitoring.health import CollectorHealth, State
+from monitoring.models.aggregate import AggregateSnapshot, RemoteAgentSnapshot
+from monitoring.models.flink import FlinkSnapshot
+from monitoring.models.kafka import KafkaSnapshot
 from monitoring.runtime import Supervisor
 from monitoring.store import Event, FeedRow, Store
 from monitoring.summary import PipelineSummary
@@ -56,7 +57,7 @@ def _round_trip(value):
 
 
 async def test_kafka_snapshot_health_summaries_and_latencies_from_a_real_broker(broker):
-    from collectors.kafka import KafkaCollector
+    from collectors.kafka.collector import KafkaCollector
     from monitoring.config import KafkaSource
 
     await create_topic(broker.bootstrap, "payments", 3)
@@ -143,7 +144,7 @@ def test_prometheus_read_back_snapshot():
         return {"metric": {"job": "pipewatch", "instance": "eu:9108", "pipeline": "orders", **labels},
                 "value": [1_800_000_000.0, str(value)]}
 
-    from collectors.prometheus_query import _QUERIES
+    from collectors.aggregate.prometheus_query import _QUERIES
 
     results = {key: [] for key in _QUERIES}
     results["known"] = [sample(1, collector="kafka")]
@@ -201,7 +202,7 @@ def test_errors_feed_rows_floats_dates_and_plain_values():
     {"$": "monitoring.store.Store"},  # pipewatch's own, but not a model class
     {"$": "monitoring.store.CycleWriter", "store": None, "source": None, "t": 0},
     {"$": "builtins.object"},
-    {"$": ["collectors.kafka_model.Broker"]},
+    {"$": ["monitoring.models.kafka.Broker"]},
     {"$e": "os.environ", "v": "x"},
     {"$e": "monitoring.store.Event", "v": 1},  # a class of the list, but not an enum
     {"$e": "monitoring.health.State", "v": "exploded"},
@@ -220,10 +221,9 @@ def test_decoding_builds_only_allowlisted_classes(payload):
 
 def test_the_allowlist_is_made_of_model_classes_and_encoding_refuses_anything_else():
     modules = {cls.__module__ for cls in allowed().values()}
-    assert modules == {"collectors.kafka_model", "collectors.kafka_status", "collectors.flink_model",
-                       "collectors.schema_registry_model", "collectors.profiling_model", "collectors.prometheus_model",
-                       "collectors.remote_agents", "monitoring.errors", "monitoring.evaluation", "monitoring.health",
-                       "monitoring.store", "monitoring.summary"}
+    assert modules == {"monitoring.models.kafka", "monitoring.models.flink", "monitoring.models.schema_registry",
+                       "monitoring.models.profiling", "monitoring.models.aggregate", "monitoring.errors",
+                       "monitoring.evaluation", "monitoring.health", "monitoring.store", "monitoring.summary"}
     assert {name for name, cls in allowed().items() if cls.__module__ == "monitoring.store"} == {
         "monitoring.store.Event", "monitoring.store.FeedRow"}
 
@@ -318,3 +318,29 @@ def test_every_allowed_class_has_a_check_for_every_field():
     # Values of any JSON shape are taken only where the model says so.
     assert sorted(f"{entry.cls.__qualname__}.{field}" for entry in table.values() for field, hint in entry.hints.items()
                   if "Any" in repr(hint) or "object" in repr(hint)) == ["FeedRow.payload", "RemoteAgentSnapshot.agent"]
+
+
+RECORDED_STATE = Path(__file__).parent / "recorded" / "state-before-models-moved.json"
+"""GET /api/v1/state of an agent of the layout before the model classes moved to monitoring/models/ (a broker, the
+recorded Flink answers, the registry stand-in and PostgreSQL profiling tables, evaluated)."""
+
+
+def test_type_tags_are_those_agents_of_the_earlier_layout_send():
+    recorded = json.loads((Path(__file__).parent / "recorded" / "wire-tags-before-models-moved.json").read_text())
+    assert sorted(allowed()) == recorded
+
+
+def test_a_state_recorded_from_an_agent_of_the_earlier_layout_decodes_and_encodes_the_same():
+    state = json.loads(RECORDED_STATE.read_text())
+    assert {s["collector"] for s in state["snapshots"]} == {"kafka", "flink", "schema_registry", "profiling",
+                                                            "latency", "evaluation"}
+    for entry in state["snapshots"]:
+        value = decode(entry["value"])
+        # What this layout sends for it is what the earlier one sent: a mirror of either layout reads it.
+        assert json.loads(json.dumps(encode(value), allow_nan=False)) == entry["value"], entry["collector"]
+    kafka = decode(next(s["value"] for s in state["snapshots"] if s["collector"] == "kafka"))
+    assert isinstance(kafka, KafkaSnapshot) and type(kafka).__module__ == "monitoring.models.kafka"
+    (group,) = kafka.groups
+    assert [(p.partition, p.lag) for p in group.partitions] == [(0, 6), (1, 0), (2, None)]
+    assert group.status is Status.ERR or isinstance(group.status, Status)
+    assert all(isinstance(decode(h), CollectorHealth) for h in state["health"])

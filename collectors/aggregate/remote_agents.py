@@ -20,7 +20,6 @@ import dataclasses
 import json
 import math
 from collections import deque
-from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 import httpx
@@ -35,9 +34,9 @@ from collectors.http import (
     read_capped,
     transport_category,
 )
-from collectors.prometheus_query import AGGREGATE_PIPELINE
 from monitoring.config import RemoteAgent
 from monitoring.health import SourceError
+from monitoring.models.aggregate import AGGREGATE_PIPELINE, History, RemoteAgentSnapshot
 from monitoring.runtime import Collector
 from monitoring.store import Store
 from monitoring.summary import PipelineSummary
@@ -59,31 +58,6 @@ _MEASURES = tuple(name for name, f in PipelineSummary.__dataclass_fields__.items
 
 class RemoteAgentError(SourceError):
     """The remote agent did not answer, or not with pipewatch's JSON API."""
-
-
-@dataclass(frozen=True, slots=True)
-class History:
-    """The newest points of one remote series: `count` points ever received, the last len(times) of them held.
-    A reader that has seen `seen` of them takes the last min(count - seen, len(times)) points."""
-
-    count: int
-    times: tuple[float, ...]
-    values: tuple[float, ...]
-
-
-@dataclass(frozen=True, slots=True)
-class RemoteAgentSnapshot:
-    url: str
-    up: bool
-    reason: str
-    """"ok", or why the agent is marked down."""
-    agent: dict[str, object] | None
-    """What the agent says of itself (version, host, started_at); None before its first answer."""
-    rows: tuple[PipelineSummary, ...]
-    history: dict[str, History]
-    """pipeline -> its lag (messages) as the agent's evaluator wrote it."""
-    measured_at: float | None
-    """When the agent computed the summaries (its clock)."""
 
 
 def agent_down(rows: tuple[PipelineSummary, ...], reason: str) -> tuple[PipelineSummary, ...]:

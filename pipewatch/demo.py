@@ -24,15 +24,15 @@ from pathlib import Path
 
 import asyncpg
 
-from collectors import change_feed_postgres
-from monitoring import feed_sample
+from collectors.change_feed import postgres as change_feed_postgres
 from monitoring.config import ChangeFeedSource
-from monitoring.local_broker import LocalBroker, port_open
-from monitoring.local_flink import FlinkUnavailable, LocalFlink
-from monitoring.local_postgres import LocalPostgres
-from monitoring.profiling_sample import ProfilingSample
-from monitoring.service import SERVE_ENV, SERVE_SESSION_ARGS
 from monitoring.traffic import PatternError, TrafficPattern, parse_pattern
+from pipewatch.local.broker import LocalBroker, port_open
+from pipewatch.local.flink import FlinkUnavailable, LocalFlink
+from pipewatch.local.postgres import LocalPostgres
+from pipewatch.samples import feed as feed_sample
+from pipewatch.samples.profiling import ProfilingSample
+from pipewatch.service import SERVE_ENV, SERVE_SESSION_ARGS
 
 log = logging.getLogger("pipewatch.demo")
 

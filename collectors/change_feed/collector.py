@@ -28,7 +28,7 @@ from collections import Counter, deque
 
 import asyncpg
 
-from collectors import change_feed_postgres as sql
+from collectors.change_feed import postgres as sql
 from collectors.postgres import DATABASE_ERRORS, DatabaseError, classified
 from monitoring.config import ChangeFeedSource
 from monitoring.metrics import DELAY_BUCKETS, bucket_label

@@ -4,7 +4,7 @@
 and scripts are used) plus a Java 17 runtime. One jobmanager and one taskmanager run in the
 foreground as child processes, each in its own process group, on free loopback ports, with a
 config of their own in a work directory; they are stopped by their process group ids. Jobs are
-the small Java programs in monitoring/flink_job, compiled with the machine's javac on first use
+the small Java programs in pipewatch/local/flink_job, compiled with the machine's javac on first use
 and submitted through the REST API (a jar upload and a run).
 """
 
@@ -22,7 +22,7 @@ from pathlib import Path
 import httpx
 import yaml
 
-from monitoring.local_broker import free_port, port_open
+from pipewatch.local.broker import free_port, port_open
 
 FLINK_VERSION = "2.3.0"
 _JOB_SOURCE = Path(__file__).resolve().parent / "flink_job" / "PipewatchJobs.java"

@@ -73,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
         config = _load_or_exit(args.config)
         return asyncio.run(_run_agent(config))
     if args.command == "demo":
-        from monitoring.demo import run_demo
+        from pipewatch.demo import run_demo
 
         return run_demo(args.port, args.metrics_port, args.pattern)
     if args.command == "report":
@@ -83,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "sample-profiling":
         import asyncpg
 
-        from monitoring.profiling_sample import run_sample
+        from pipewatch.samples.profiling import run_sample
 
         try:
             asyncio.run(run_sample(args.dsn, args.schema, args.prefix, args.runs, args.days, args.follow))
@@ -132,7 +132,7 @@ def _check_config(path: Path | None) -> int:
 def _change_feed(config: Config, action: str, only: str | None, dry_run: bool) -> int:
     import asyncpg
 
-    from collectors import change_feed_postgres
+    from collectors.change_feed import postgres as change_feed_postgres
     from monitoring.health import describe
 
     feeds = [(p.name, p.change_feed) for p in config.pipelines if p.change_feed is not None and only in (None, p.name)]
@@ -228,7 +228,7 @@ async def _collect(config: Config, seconds: float):
     the time the collection ended."""
     import time
 
-    from monitoring.service import Service
+    from pipewatch.service import Service
 
     service = Service(config, mirror=False)  # a report collects for itself
     stop = asyncio.Event()
@@ -249,7 +249,7 @@ async def _collect(config: Config, seconds: float):
 
 
 async def _run_agent(config: Config) -> int:
-    from monitoring.service import Service
+    from pipewatch.service import Service
 
     service = Service(config, mirror=False)  # the agent is what mirrors copy: `mirror:` is for the dashboard
     stop = asyncio.Event()

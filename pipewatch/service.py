@@ -4,7 +4,7 @@ Every entry point (the agent, the Panel server's hooks, tests) builds exactly on
 process; every browser session reads the same store.
 
 In mirror mode (`mirror:` in the config, for the dashboard only) the collectors are built, because the pages
-learn their sections from them, but not run: one MirrorCollector (collectors/mirror.py) copies what the agent
+learn their sections from them, but not run: one MirrorCollector (collectors/aggregate/mirror.py) copies what the agent
 collects instead, and the exporter stays off (Prometheus scrapes the agent; N dashboard processes on one host
 would also fight over its port).
 """
@@ -62,7 +62,7 @@ class Service:
         self.evaluator = Evaluator(self.store, [p.name for p in config.pipelines], write_series=not self.mirror)
         running = self.collectors
         if self.mirror:
-            from collectors.mirror import MirrorCollector
+            from collectors.aggregate.mirror import MirrorCollector
 
             for collector in self.collectors:  # "starting" until the agent's own health arrives
                 self.store.set_health(CollectorHealth(collector.pipeline, collector.name, collector.target,

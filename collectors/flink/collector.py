@@ -33,8 +33,13 @@ from urllib.parse import quote
 
 import httpx
 
-from collectors.flink_exceptions import classify
-from collectors.flink_model import (
+from collectors.flink.exceptions import classify
+from collectors.http import TRANSPORT_FAILURES, build_client, first_line, transport_category
+from monitoring.config import FlinkSource
+from monitoring.errors import redact
+from monitoring.health import SourceError, describe
+from monitoring.metrics import BACKPRESSURE_LEVELS, JOB_STATES
+from monitoring.models.flink import (
     TERMINAL_STATES,
     Backpressure,
     CheckpointRecord,
@@ -45,11 +50,6 @@ from collectors.flink_model import (
     TaskManager,
     Vertex,
 )
-from collectors.http import TRANSPORT_FAILURES, build_client, first_line, transport_category
-from monitoring.config import FlinkSource
-from monitoring.errors import redact
-from monitoring.health import SourceError, describe
-from monitoring.metrics import BACKPRESSURE_LEVELS, JOB_STATES
 from monitoring.runtime import Collector
 from monitoring.store import Store
 

@@ -26,10 +26,10 @@ from urllib.parse import quote
 import httpx
 
 from collectors.http import TRANSPORT_FAILURES, build_client, first_line, transport_category
-from collectors.schema_registry_model import KarapaceHealth, RegistrySnapshot, Subject
 from monitoring.config import SchemaRegistrySource
 from monitoring.health import SourceError, describe
 from monitoring.metrics import COMPATIBILITY_LEVELS, REGISTRY_MODES
+from monitoring.models.schema_registry import KarapaceHealth, RegistrySnapshot, Subject
 from monitoring.runtime import Collector
 from monitoring.store import Store
 

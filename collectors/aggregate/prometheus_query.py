@@ -18,15 +18,13 @@ import time
 import httpx
 
 from collectors.http import TRANSPORT_FAILURES, build_client, first_line, transport_category
-from collectors.prometheus_model import AgentSummary, AggregateSnapshot, PipelineSummary
 from monitoring.config import PrometheusSource
 from monitoring.health import SourceError
 from monitoring.metrics import JOB_STATES
+from monitoring.models.aggregate import AGGREGATE_PIPELINE, AgentSummary, AggregateSnapshot, PipelineSummary
 from monitoring.runtime import Collector
 from monitoring.store import Store
 
-AGGREGATE_PIPELINE = "_aggregate"
-"""The `pipeline` label of this collector's own health (pipeline names cannot start with "_")."""
 _KNOWN_WINDOW = "1h"
 """How long the pipelines of an agent that stopped answering stay listed."""
 _BY = "job, instance, pipeline"

@@ -34,15 +34,14 @@ from dataclasses import dataclass
 
 import httpx
 
+from collectors.aggregate.remote_agents import RemoteAgentError, get_json
 from collectors.http import build_client
-from collectors.remote_agents import RemoteAgentError, get_json
-from exporters.api import series_id
 from monitoring.config import ChangeFeedSource, Config, Mirror
 from monitoring.errors import ErrorEntry
 from monitoring.health import CollectorHealth
 from monitoring.runtime import Collector
 from monitoring.store import FeedRow, SeriesKey, Source, Store
-from monitoring.wire import WireError, decode
+from monitoring.wire import WireError, decode, series_id
 
 MIRROR_PIPELINE = "_pipewatch"
 MIRROR_SOURCE: Source = (MIRROR_PIPELINE, "mirror")

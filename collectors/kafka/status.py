@@ -82,21 +82,10 @@ import math
 from collections import deque
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from enum import IntEnum
 from itertools import pairwise
 from typing import Any, Protocol
 
-
-class Status(IntEnum):
-    """Burrow's numbering, exported as ``kafka_consumergroup_status``."""
-
-    NOTFOUND = 0
-    OK = 1
-    WARN = 2
-    ERR = 3
-    STOP = 4
-    STALL = 5
-    REWIND = 6
+from monitoring.models.kafka import Status
 
 
 @dataclass(frozen=True, slots=True)

@@ -41,16 +41,19 @@ from aiokafka.protocol.admin import (
 )
 from aiokafka.protocol.api import Request
 from aiokafka.protocol.commit import OffsetFetchRequest
-from aiokafka.protocol.fetch import FetchRequest
 from aiokafka.protocol.coordination import FindCoordinatorRequest
+from aiokafka.protocol.fetch import FetchRequest
 from aiokafka.protocol.metadata import MetadataRequest
 from aiokafka.protocol.offset import OffsetRequest
 from aiokafka.record.memory_records import MemoryRecords
 
-from collectors.kafka_decode import FastDecoded, LastAnswer
-from collectors.kafka_encode import CachedEncoding, EncodedRequests
-from collectors.kafka_lag_time import LagTime, OffsetTimeTable
-from collectors.kafka_model import (
+from collectors.kafka.decode import FastDecoded, LastAnswer
+from collectors.kafka.encode import CachedEncoding, EncodedRequests
+from collectors.kafka.lag_time import LagTime, OffsetTimeTable
+from collectors.kafka.status import PartitionHistory, Status, evaluate, group_status
+from monitoring.config import KafkaSource
+from monitoring.health import categorize, describe
+from monitoring.models.kafka import (
     Broker,
     GroupInfo,
     GroupTopic,
@@ -60,9 +63,6 @@ from collectors.kafka_model import (
     PartitionMeta,
     TopicInfo,
 )
-from collectors.kafka_status import PartitionHistory, Status, evaluate, group_status
-from monitoring.config import KafkaSource
-from monitoring.health import categorize, describe
 from monitoring.runtime import Collector
 from monitoring.store import CycleWriter, Store
 
@@ -107,13 +107,13 @@ class _AllTopicsMetadataRequest(MetadataRequest):
 
 
 class _OffsetFetchRequest(CachedEncoding, FastDecoded, OffsetFetchRequest):
-    """OffsetFetch, its answer decoded by collectors.kafka_decode (one entry per partition asked),
-    its bytes reused while the group is asked for the same partitions (collectors.kafka_encode)."""
+    """OffsetFetch, its answer decoded by collectors.kafka.decode (one entry per partition asked),
+    its bytes reused while the group is asked for the same partitions (collectors.kafka.encode)."""
 
 
 class _ListOffsetsRequest(CachedEncoding, FastDecoded, OffsetRequest):
-    """ListOffsets, its answer decoded by collectors.kafka_decode (one entry per led partition),
-    its bytes reused while the leader's partitions are the same (collectors.kafka_encode)."""
+    """ListOffsets, its answer decoded by collectors.kafka.decode (one entry per led partition),
+    its bytes reused while the leader's partitions are the same (collectors.kafka.encode)."""
 
 
 @dataclass(slots=True)

@@ -29,7 +29,10 @@ from typing import Any
 
 import asyncpg
 
-from collectors.profiling_model import (
+from collectors.postgres import DATABASE_ERRORS, DatabaseError, classified
+from collectors.profiling.schema import REQUIRED, TABLES, table
+from monitoring.config import ProfilingSource
+from monitoring.models.profiling import (
     ColumnMetric,
     DriftEvent,
     Freshness,
@@ -39,9 +42,6 @@ from collectors.profiling_model import (
     RunKey,
     TableState,
 )
-from collectors.postgres import DATABASE_ERRORS, DatabaseError, classified
-from collectors.profiling_schema import REQUIRED, TABLES, table
-from monitoring.config import ProfilingSource
 from monitoring.runtime import Collector
 from monitoring.store import Store
 

@@ -7,8 +7,19 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from enum import IntEnum
 
-from collectors.kafka_status import Status
+
+class Status(IntEnum):
+    """Burrow's numbering, exported as ``kafka_consumergroup_status``."""
+
+    NOTFOUND = 0
+    OK = 1
+    WARN = 2
+    ERR = 3
+    STOP = 4
+    STALL = 5
+    REWIND = 6
 
 
 @dataclass(frozen=True, slots=True, order=True)

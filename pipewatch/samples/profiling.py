@@ -19,7 +19,7 @@ from datetime import datetime, timedelta, timezone
 
 import asyncpg
 
-from collectors.profiling_schema import ddl, table
+from collectors.profiling.schema import ddl, table
 
 _DATASETS: dict[str, list[tuple[str, str]]] = {
     "orders": [("order_key", "bigint"), ("customer_key", "bigint"), ("total_price", "numeric"),

@@ -1,0 +1,1 @@
+"""Flink: cluster, taskmanagers, jobs, vertices, checkpoints and exceptions, from the REST API."""

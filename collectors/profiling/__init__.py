@@ -1,0 +1,1 @@
+"""Profiling and drift from the tables ProfileMesh (baselinr) writes into PostgreSQL."""

@@ -1,0 +1,1 @@
+"""Schema registries (Confluent-compatible API): availability, subjects, compatibility and modes."""
