@@ -59,7 +59,7 @@ class PartitionHistory:
         self._entries: deque[_Entry] = deque(maxlen=size)
         self._min_distance = min_distance
         # The latest observation, as plain fields rather than an object: one is made per
-        # partition per cycle, and at 10,000 partitions the garbage collector felt them.
+        # partition per cycle, and at many partitions they kept the garbage collector busy.
         self._latest_t = 0.0
         self._committed = 0
         self._high_watermark = 0
