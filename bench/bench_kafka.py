@@ -464,11 +464,15 @@ async def _ensure(cluster: Cluster, plan: Plan, concurrency: int = SETUP_CONCURR
 
 # -- measuring ------------------------------------------------------------------------------------
 
-API_NAMES = {"MetadataRequest": "Metadata", "_AllTopicsMetadataRequest": "Metadata", "ListGroupsRequest": "ListGroups", "FindCoordinatorRequest": "FindCoordinator",
-             "DescribeGroupsRequest": "DescribeGroups", "_DescribeGroupsRequest": "DescribeGroups", "DescribeGroupsUpToV2": "DescribeGroups",
-             "OffsetFetchRequest": "OffsetFetch", "_OffsetFetchRequest": "OffsetFetch",
-             "OffsetRequest": "ListOffsets", "_ListOffsetsRequest": "ListOffsets",
-             "DescribeConfigsRequest": "DescribeConfigs", "FetchRequest": "Fetch"}
+API_NAMES = {
+    "MetadataRequest": "Metadata", "AllTopicsMetadataRequest": "Metadata", "ListGroupsRequest": "ListGroups",
+    "FindCoordinatorRequest": "FindCoordinator",
+    "DescribeGroupsRequest": "DescribeGroups", "CappedDescribeGroupsRequest": "DescribeGroups",
+    "DescribeGroupsUpToV2": "DescribeGroups",
+    "OffsetFetchRequest": "OffsetFetch", "FastOffsetFetchRequest": "OffsetFetch",
+    "OffsetRequest": "ListOffsets", "FastListOffsetsRequest": "ListOffsets",
+    "DescribeConfigsRequest": "DescribeConfigs", "FetchRequest": "Fetch",
+}
 OFFSET_FETCH_PARTITIONS = "partitions in OffsetFetch"
 """Partitions named in a cycle's OffsetFetch requests: what the broker looks up and answers."""
 _api_counts: Counter[str] = Counter()

@@ -8,7 +8,9 @@ import time
 import pytest
 from aiokafka import AIOKafkaConsumer
 
-from collectors.kafka.collector import KafkaCollector, _group_topic, _members
+from collectors.kafka.collector import KafkaCollector
+from collectors.kafka.derive import group_topic
+from collectors.kafka.requests import members
 from collectors.kafka.status import Status
 from monitoring.config import KafkaSource
 from monitoring.models.kafka import PartitionLag
@@ -132,12 +134,12 @@ def test_member_assignment_is_decoded_from_the_protocol_bytes():
     from aiokafka.coordinator.protocol import ConsumerProtocolMemberAssignment
 
     raw = ConsumerProtocolMemberAssignment(0, [("orders", [2, 0]), ("audit", [1])], b"").encode()
-    (member,) = _members({"members": [{"member_id": "m-1", "client_id": "billing-1", "client_host": "/10.0.0.7",
-                                       "member_assignment": raw}]})
+    (member,) = members({"members": [{"member_id": "m-1", "client_id": "billing-1", "client_host": "/10.0.0.7",
+                                      "member_assignment": raw}]})
     assert member.assignment == (("audit", 1), ("orders", 0), ("orders", 2))
     assert member.label == "billing-1@10.0.0.7"
-    (other,) = _members({"members": [{"member_id": "m-2", "client_id": "", "client_host": "",
-                                      "member_assignment": b"\x00\x01garbage"}]})
+    (other,) = members({"members": [{"member_id": "m-2", "client_id": "", "client_host": "",
+                                     "member_assignment": b"\x00\x01garbage"}]})
     assert other.assignment == () and other.label == "m-2"
 
 
@@ -147,25 +149,25 @@ def _lag(partition: int, committed: int, hw: int, log_start: int) -> PartitionLa
 
 def test_catch_up_time_and_retention_risk_from_rates():
     partitions = [_lag(0, 100, 400, 50), _lag(1, 300, 400, 200)]  # lag 400, margins 50 and 100
-    progress = _group_topic("g", "t", partitions, consume_rate=30.0, produce_rate=10.0, log_start_rate=20.0)
+    progress = group_topic("g", "t", partitions, consume_rate=30.0, produce_rate=10.0, log_start_rate=20.0)
     assert progress.lag == 400
     assert progress.catch_up_seconds == 400 / (30.0 - 10.0)
     assert progress.retention_margin == 50
     assert math.isinf(progress.retention_risk_seconds)  # the group consumes faster than retention deletes
 
-    slow = _group_topic("g", "t", partitions, consume_rate=8.0, produce_rate=10.0, log_start_rate=40.0)
+    slow = group_topic("g", "t", partitions, consume_rate=8.0, produce_rate=10.0, log_start_rate=40.0)
     assert math.isinf(slow.catch_up_seconds) and slow.catch_up_seconds > 0  # not catching up
     # The log start gains (40 - 8) / 2 partitions = 16 messages/s per partition on a margin of 50.
     assert slow.retention_risk_seconds == 50 / 16.0
 
-    lost = _group_topic("g", "t", [_lag(0, 10, 400, 60)], consume_rate=8.0, produce_rate=10.0, log_start_rate=40.0)
+    lost = group_topic("g", "t", [_lag(0, 10, 400, 60)], consume_rate=8.0, produce_rate=10.0, log_start_rate=40.0)
     assert lost.retention_margin == -50 and lost.retention_risk_seconds == 0.0
 
-    unknown = _group_topic("g", "t", partitions, consume_rate=None, produce_rate=10.0, log_start_rate=None)
+    unknown = group_topic("g", "t", partitions, consume_rate=None, produce_rate=10.0, log_start_rate=None)
     assert math.isnan(unknown.catch_up_seconds) and math.isnan(unknown.retention_risk_seconds)
 
-    caught_up = _group_topic("g", "t", [_lag(0, 400, 400, 0)], consume_rate=None, produce_rate=None,
-                             log_start_rate=None)
+    caught_up = group_topic("g", "t", [_lag(0, 400, 400, 0)], consume_rate=None, produce_rate=None,
+                            log_start_rate=None)
     assert caught_up.catch_up_seconds == 0.0
 
 
@@ -282,11 +284,11 @@ async def test_one_pipeline_watching_two_clusters(broker, tmp_path):
 def test_group_with_members_but_no_commits_stays_visible_as_unknown():
     # The local broker leaves groups without commits out of ListGroups (Kafka lists them), so this
     # runs the collector's cycle logic on crafted answers: one live member, no committed offset.
-    from collectors.kafka.collector import _Metadata
+    from collectors.kafka.requests import Metadata
     from monitoring.models.kafka import Broker, PartitionMeta
 
     collector = _collector("127.0.0.1:9")
-    metadata = _Metadata(None, (Broker(1, "k", 9092),), {("fresh", 0): 1}, {"fresh": [0]},
+    metadata = Metadata(None, (Broker(1, "k", 9092),), {("fresh", 0): 1}, {"fresh": [0]},
                          {"fresh": {0: PartitionMeta(1, (1,), (1,), ())}})
     description = {"group": "newcomer", "state": "Stable", "members": [
         {"member_id": "m-1", "client_id": "app", "client_host": "/10.0.0.9", "member_assignment": b""}]}
@@ -307,17 +309,17 @@ def test_retention_risk_from_the_topics_retention_time():
     # Lag seconds 600 on a topic that keeps 3,600 s: 3,000 s left before the oldest unconsumed record
     # is deleted, if its age keeps growing at full speed (a stopped group).
     behind = [PartitionLag("t", 0, 100, 400, 300, 0, 600.0, "interpolated")]
-    stopped = _group_topic("g", "t", behind, consume_rate=0.0, produce_rate=10.0, log_start_rate=None,
-                           retention_seconds=3600.0)
+    stopped = group_topic("g", "t", behind, consume_rate=0.0, produce_rate=10.0, log_start_rate=None,
+                          retention_seconds=3600.0)
     assert stopped.retention_risk_seconds == 3000.0
-    slow = _group_topic("g", "t", behind, consume_rate=5.0, produce_rate=10.0, log_start_rate=None,
-                        retention_seconds=3600.0)
+    slow = group_topic("g", "t", behind, consume_rate=5.0, produce_rate=10.0, log_start_rate=None,
+                       retention_seconds=3600.0)
     assert slow.retention_risk_seconds == 3000.0 / 0.5  # its age grows half as fast
-    keeping_up = _group_topic("g", "t", behind, consume_rate=12.0, produce_rate=10.0, log_start_rate=None,
-                              retention_seconds=3600.0)
+    keeping_up = group_topic("g", "t", behind, consume_rate=12.0, produce_rate=10.0, log_start_rate=None,
+                             retention_seconds=3600.0)
     assert math.isinf(keeping_up.retention_risk_seconds)
-    past = _group_topic("g", "t", [PartitionLag("t", 0, 100, 400, 300, 0, 4000.0, "interpolated")],
-                        consume_rate=12.0, produce_rate=10.0, log_start_rate=None, retention_seconds=3600.0)
+    past = group_topic("g", "t", [PartitionLag("t", 0, 100, 400, 300, 0, 4000.0, "interpolated")],
+                       consume_rate=12.0, produce_rate=10.0, log_start_rate=None, retention_seconds=3600.0)
     assert past.retention_risk_seconds == 0.0
 
 

@@ -6,7 +6,7 @@ import pytest
 from aiokafka.protocol.commit import OffsetFetchRequest
 from aiokafka.protocol.offset import OffsetRequest
 
-from collectors.kafka.collector import _ListOffsetsRequest, _OffsetFetchRequest
+from collectors.kafka.client import FastListOffsetsRequest, FastOffsetFetchRequest
 from collectors.kafka.encode import EncodedRequests
 
 LIST_OFFSETS = (("t0", ((0, -1), (1, -1), (2, -1))), ("tópic-1", ((0, -1),)))
@@ -26,8 +26,8 @@ def _encode(request, version: int) -> bytes:
 def test_list_offsets_bytes_equal_aiokafka_encoding_in_every_version(version):
     encodings = EncodedRequests()
     theirs = _encode(OffsetRequest(-1, 0, [(t, list(p)) for t, p in LIST_OFFSETS]), version)
-    assert _encode(_ListOffsetsRequest(encodings, -1, 0, LIST_OFFSETS), version) == theirs
-    assert _encode(_ListOffsetsRequest(encodings, -1, 0, LIST_OFFSETS), version) == theirs  # reused
+    assert _encode(FastListOffsetsRequest(encodings, -1, 0, LIST_OFFSETS), version) == theirs
+    assert _encode(FastListOffsetsRequest(encodings, -1, 0, LIST_OFFSETS), version) == theirs  # reused
 
 
 @pytest.mark.parametrize(("version", "partitions"), [
@@ -38,34 +38,34 @@ def test_list_offsets_bytes_equal_aiokafka_encoding_in_every_version(version):
 def test_offset_fetch_bytes_equal_aiokafka_encoding_in_every_version(version, partitions):
     encodings = EncodedRequests()
     theirs = _encode(OffsetFetchRequest("g", [(t, list(p)) for t, p in partitions] if partitions else None), version)
-    assert _encode(_OffsetFetchRequest(encodings, "g", partitions), version) == theirs
-    assert _encode(_OffsetFetchRequest(encodings, "g", partitions), version) == theirs
+    assert _encode(FastOffsetFetchRequest(encodings, "g", partitions), version) == theirs
+    assert _encode(FastOffsetFetchRequest(encodings, "g", partitions), version) == theirs
 
 
 def test_same_content_is_encoded_once_and_a_changed_partition_set_is_encoded_anew():
     encodings = EncodedRequests()
-    first = _encode(_ListOffsetsRequest(encodings, -1, 0, LIST_OFFSETS), 1)
+    first = _encode(FastListOffsetsRequest(encodings, -1, 0, LIST_OFFSETS), 1)
     encodings.next_cycle()
-    again = _encode(_ListOffsetsRequest(encodings, -1, 0, tuple(LIST_OFFSETS)), 1)
+    again = _encode(FastListOffsetsRequest(encodings, -1, 0, tuple(LIST_OFFSETS)), 1)
     assert again is first  # the bytes of the last cycle, not a new encoding
 
     grown = LIST_OFFSETS + (("t2", ((0, -1),)),)
-    changed = _encode(_ListOffsetsRequest(encodings, -1, 0, grown), 1)
+    changed = _encode(FastListOffsetsRequest(encodings, -1, 0, grown), 1)
     assert changed != first and changed == _encode(OffsetRequest(-1, 0, [(t, list(p)) for t, p in grown]), 1)
     # Another version of the same content is another layout: never the bytes of the first.
-    assert _encode(_ListOffsetsRequest(encodings, -1, 0, LIST_OFFSETS), 0) == _encode(
+    assert _encode(FastListOffsetsRequest(encodings, -1, 0, LIST_OFFSETS), 0) == _encode(
         OffsetRequest(-1, 0, [(t, list(p)) for t, p in LIST_OFFSETS]), 0)
 
 
 def test_bytes_not_used_for_a_whole_cycle_are_dropped():
     encodings = EncodedRequests()
-    first = _encode(_ListOffsetsRequest(encodings, -1, 0, LIST_OFFSETS), 1)
+    first = _encode(FastListOffsetsRequest(encodings, -1, 0, LIST_OFFSETS), 1)
     encodings.next_cycle()  # a cycle without this ListOffsets
     encodings.next_cycle()
-    again = _encode(_ListOffsetsRequest(encodings, -1, 0, LIST_OFFSETS), 1)
+    again = _encode(FastListOffsetsRequest(encodings, -1, 0, LIST_OFFSETS), 1)
     assert again == first and again is not first
 
 
 def test_content_given_as_lists_is_refused():
     with pytest.raises(TypeError):
-        _encode(_ListOffsetsRequest(EncodedRequests(), -1, 0, [(t, list(p)) for t, p in LIST_OFFSETS]), 1)
+        _encode(FastListOffsetsRequest(EncodedRequests(), -1, 0, [(t, list(p)) for t, p in LIST_OFFSETS]), 1)

@@ -1,11 +1,11 @@
 """Kafka answers decoded by offset into the answer's bytes, for the collector's large answers.
 
-aiokafka decodes every value through a BytesIO read and a few calls, about 1 µs a value: at
-10,000 partitions the Metadata, OffsetFetch and ListOffsets answers hold hundreds of thousands of
-values. Here each schema (aiokafka's own, so every version it knows is covered) is turned once into
-a decoder built on struct.unpack_from, with runs of fixed-width fields read in one call and arrays
-of fixed-width entries in one iter_unpack. The result is the same response object aiokafka builds
-(entries as tuples, arrays as lists), so the callers read it the same way.
+aiokafka decodes every value through a BytesIO read and a few calls, and at many partitions the
+Metadata, OffsetFetch and ListOffsets answers hold a value per field per partition (measurements:
+docs/kafka-collector.md). Here each schema (aiokafka's own, so every version it knows is covered) is
+turned once into a decoder built on struct.unpack_from, with runs of fixed-width fields read in one
+call and arrays of fixed-width entries in one iter_unpack. The result is the same response object
+aiokafka builds (entries as tuples, arrays as lists), so the callers read it the same way.
 """
 
 from __future__ import annotations
@@ -142,9 +142,9 @@ def _schema(schema: Schema) -> Decoder:
 
 
 def _one_string(schema: Schema) -> Decoder | None:
-    """The decoder of entries made of fixed-width fields around one string, unrolled (about twice
-    as fast as the general one); None for entries of another shape. OffsetFetch's partition
-    entries have this shape in every version: 20,000 of them a cycle at 100 x 10,000."""
+    """The decoder of entries made of fixed-width fields around one string, unrolled (faster than
+    the general one); None for entries of another shape. OffsetFetch's partition entries have this
+    shape in every version, one per partition asked."""
     strings = [i for i, field in enumerate(schema.fields) if type(field) is String]
     if len(strings) != 1 or not all(field in _FIXED for field in schema.fields if type(field) is not String):
         return None

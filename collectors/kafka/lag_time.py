@@ -1,39 +1,10 @@
 """Consumer lag in seconds, estimated from a per-partition table of high-watermark samples.
 
-Kafka keeps no produce time per offset that a monitor can read cheaply. So, like kafka-lag-exporter
-(KLE), we sample each partition's high watermark once per cycle, with the time it was read, and
-estimate when the record at a group's committed offset was produced by linear interpolation between
-samples. Lag in seconds is now minus that time. One table per topic-partition serves every group.
-
-This is KLE's algorithm with its known flaws fixed:
-
-- Too few samples: KLE answers unknown with fewer than two points. If the committed offset is below
-  the only sampled watermark, that record already existed at the oldest sample, so lag is at least
-  now - oldest time. We report that as "lower_bound". NaN ("unknown") only when there is no sample.
-- All points share one offset (idle producer): KLE divides by zero (infinity). A flat stretch keeps
-  its first point, and every record below that offset was written before it, so we report
-  "lower_bound" = now - that point's time. It keeps growing with now, as the age of the oldest
-  unconsumed record does.
-- Pair choice: we take the newest pair with L.offset <= committed < R.offset, found by bisection. So
-  R.offset > L.offset and the interpolation never divides by zero. A flat pair could only bracket a
-  committed offset equal to its own offset. The rising pair that starts at the flat stretch's latest
-  point then brackets it too and is newer. It is also right: the record at that offset did not exist
-  yet at that point's time.
-- Caught up: any committed offset at or past the newest sample is 0 s (KLE tested equality only). A
-  commit can be ahead of the newest sample, e.g. when this cycle's watermark read failed.
-- Extrapolation (committed offset below the oldest sample): KLE used the rate between the oldest and
-  newest points, which an idle stretch dilutes into "astronomical" ages. We use the rate of the
-  oldest rise (oldest point to the first point above its offset). The estimate is never younger than
-  the oldest sample. An estimated age above min(10 x (now - oldest time), 7 days) is not believable,
-  so we report "lower_bound" = now - oldest time instead.
-- Recreated or truncated topic (the watermark goes backwards): KLE rejected the new points until the
-  old ones aged out. Here the table restarts from the new point, because the old samples describe
-  another log.
-- Clock jitter: lag is clamped at 0, never negative.
-
-Not fixed here: the table lives in memory (lost on restart), and estimates move in steps of one poll
-interval. When producers set timestamps, the exact answer is the timestamp of the record at the
-committed offset (one small fetch).
+Kafka keeps no produce time per offset that a monitor can read cheaply, so each partition's high
+watermark is sampled once per cycle with the time it was read, and the produce time of the record at
+a group's committed offset is interpolated between samples: kafka-lag-exporter's algorithm, with its
+known flaws fixed (too few samples, idle producers, extrapolation, recreated topics), as described in
+docs/kafka-lag-time.md. One table per topic-partition serves every group.
 """
 
 from __future__ import annotations

@@ -1,79 +1,10 @@
 """Consumer status per (group, partition) in the manner of LinkedIn Burrow, adapted to polled offsets.
 
 Pure logic, no I/O. Burrow reads every commit from ``__consumer_offsets``; pipewatch polls committed
-offsets (OffsetFetch) once per collection cycle, so each cycle it sees, per (group, partition), the
-time, the committed offset and the high watermark, plus whether the group has members. It cannot see
-a consumer re-committing the same offset, which is the evidence Burrow's STALL rests on; the rules
-below replace that evidence with group membership. "[Burrow]" marks a rule that follows Burrow's code
-(core/internal/evaluator/caching.go, core/internal/storage/inmemory.go); "[differs]" says where and why
-pipewatch departs from it.
-
-Window (``PartitionHistory``)
-  - One entry per observed *change* of the committed offset: (offset, time first seen, lag at that
-    time = max(0, high watermark - offset)), at most ``size`` entries, oldest dropped. [differs: Burrow
-    keeps one entry per commit; an entry's time here is when a poll first saw the offset, up to one
-    cycle after the real commit.]
-  - A forward change less than ``min_distance`` seconds after the newest entry replaces that entry's
-    offset and lag but keeps its time, so a consumer moving faster than ``min_distance`` still opens
-    a new entry every ``min_distance``. [Burrow] A backward change is always a new entry. [differs:
-    Burrow merges it too, which can erase the very rewind it should report.]
-  - The latest observation (time, offset, watermark) is kept apart from the window, with the time
-    the offset was first seen at its current value and the watermark at that moment. Observations
-    older than the latest one are ignored. Memory per partition is fixed: ``size`` entries and a few
-    numbers, however long a consumer sits still.
-  - ``len(history)`` is the number of window entries.
-
-Evaluation (``evaluate``), first rule that applies wins:
-  1. Never observed: NOTFOUND, "no committed offset observed". [differs: Burrow answers NOTFOUND for
-     an unknown group and OK for a partition without commits; pipewatch only tracks partitions it has
-     a commit for, so NOTFOUND means "not seen yet" and ``group_status`` ignores it.]
-  2. Fewer than 2 observations: OK, "not enough commits observed yet". [differs: Burrow evaluates a
-     partial window unless ``minimum-complete`` says otherwise; one poll shows no movement at all.]
-  3. Current lag (latest watermark - latest offset, floored at 0) <= ``allowed_lag``: OK, caught up.
-     [Burrow, with allowed_lag=0; the allowance is pipewatch's.]
-  4. STOP / STALL: new data has waited unconsumed longer than ``stall_after`` and longer than the
-     window's span (newest entry time - oldest entry time). The wait is measured from the first
-     observation, after the offset last changed, whose watermark is above both the offset and the
-     watermark seen when the offset last changed: that is when there was new work the consumer did not
-     take. Then: no members -> STOP ("no member is consuming"); members -> STALL ("members present but
-     the offset does not move"); membership unknown -> STOP, saying membership is unknown.
-     [differs: Burrow's STOP is "time since the last commit > window span, and no recent watermark <=
-     the last offset"; its STALL is "every commit in the window has the same offset" (a live consumer
-     re-committing), which polling cannot see, so membership tells a dead consumer from a stuck live
-     one. The span condition is Burrow's: a consumer that normally commits every 10 minutes (a
-     checkpointing job) is not stalled after 5. ``stall_after`` is the floor, and the only threshold
-     while the window has a single entry.]
-     Slow-topic false alarm (Burrow users report STOP on topics that get a message every few minutes):
-     Burrow's clock starts at the last commit, which on a slow topic is long before the next message
-     arrives, so that message's lag of 1 looks like an hour-old stop. Here the clock starts when new
-     data shows up, so a consumer that was caught up and takes the message within ``stall_after`` is
-     never flagged, however long ago it last moved.
-     Idle topic: lag that was already there when the consumer last moved (transaction markers at the
-     log end, consumers committing the last processed offset instead of the next one, the last few
-     messages of a topic that went quiet) never starts the clock; it starts only once the watermark
-     moves again. Cost, documented on purpose: a consumer that dies on a backlog after its producers
-     went quiet is not flagged until new data arrives (its lag gauge still shows the backlog).
-  5. REWIND: some entry's offset is lower than its predecessor's and no later entry regained the
-     predecessor's offset (the most recent such drop is reported). Checked even when the window holds
-     a caught-up entry. [differs: Burrow flags any decrease, even one long since regained, and only
-     when no entry in the window had zero lag, which hides a reset done from a caught-up position.]
-  6. WARN: at least 2 entries, lag never decreased between consecutive entries, the newest lag is
-     larger than the oldest, and no entry had lag <= ``allowed_lag``: the consumer moves but falls
-     behind. [differs: Burrow also warns on a flat lag; a consumer keeping a constant distance is
-     keeping pace, not falling behind.]
-  7. Otherwise OK, with a reason saying whether the offset advances, new data is waiting (and how
-     long, against which threshold), or nothing new arrived since the consumer last moved.
-  STOP/STALL is checked before REWIND and WARN, as in Burrow's code (its wiki states another order):
-  a consumer stuck after a reset keeps its rewind in the window, and being stuck is what matters.
-  ERR is never produced for a partition. [Burrow]
-
-Group (``group_status``): the worst partition by status code, with STOP/STALL/REWIND reported as ERR
-[Burrow]; the reason names the worst partition's status and reason, and how many other partitions are
-not OK. Accepts an iterable of evaluations or a mapping from a partition key to its evaluation; with a
-mapping the reason also names the partition (``(topic, partition)`` keys read ``topic[partition]``).
-NOTFOUND partitions are ignored unless every partition is NOTFOUND (or there are none): NOTFOUND.
-
-Times are seconds on one clock (the collector's cycle time); ``now`` is normally the latest cycle's.
+offsets once per cycle and cannot see a consumer re-committing the same offset, the evidence Burrow's
+STALL rests on, so group membership stands in for it, and the clock of a stop starts when new data
+shows up rather than at the last commit (no false alarm on slow topics). The rules, and where and why
+they differ from Burrow's, are specified in docs/kafka-lag-status.md.
 """
 
 from __future__ import annotations
@@ -128,7 +59,7 @@ class PartitionHistory:
         self._entries: deque[_Entry] = deque(maxlen=size)
         self._min_distance = min_distance
         # The latest observation, as plain fields rather than an object: one is made per
-        # partition per cycle, and at 10,000 partitions the garbage collector felt them.
+        # partition per cycle, and at many partitions they kept the garbage collector busy.
         self._latest_t = 0.0
         self._committed = 0
         self._high_watermark = 0
