@@ -306,7 +306,7 @@ def test_several_kafka_clusters_per_pipeline_need_distinct_labels(tmp_path):
 
 
 def test_sasl_and_tls_settings_with_secret_from_the_environment(tmp_path, monkeypatch):
-    from collectors.kafka.collector import client_security
+    from collectors.kafka.client import client_security
 
     monkeypatch.setenv("KAFKA_PASSWORD", "s3cret-value")
     path = _write(tmp_path, "pipelines:\n  - name: orders\n    kafka:\n      bootstrap_servers: ['k:9093']\n"

@@ -24,7 +24,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from collectors.kafka.client import EARLIEST, LATEST, client_security
+from collectors.kafka.client import EARLIEST, LATEST
 from collectors.kafka.requests import KafkaRequests, Metadata, assigned_topics
 from collectors.kafka.snapshot import SnapshotBuilder
 from collectors.kafka.write import write_snapshot
@@ -33,7 +33,6 @@ from monitoring.models.kafka import KafkaSnapshot
 from monitoring.runtime import Collector
 from monitoring.store import Store
 
-__all__ = ["KafkaCollector", "client_security"]  # client_security: also importable from its old place
 
 
 class KafkaCollector(KafkaRequests, Collector):
