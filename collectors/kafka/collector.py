@@ -34,7 +34,6 @@ from monitoring.runtime import Collector
 from monitoring.store import Store
 
 
-
 class KafkaCollector(KafkaRequests, Collector):
     def __init__(self, pipeline: str, config: KafkaSource, distinct_name: bool = False) -> None:
         Collector.__init__(self, pipeline, ",".join(config.bootstrap_servers), config.interval_seconds,
