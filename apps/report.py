@@ -209,7 +209,7 @@ class ReportDownload:
         self.button = _refusable_download()(callback=self._build, filename="pipewatch-report.html", label="Report",
                                              button_type="primary", width=110, name="report-download",
                                              align="end")
-        self.message = pn.pane.HTML("", css_classes=["pw-report-message"], align="end", min_width=300)
+        self.message = pn.pane.HTML("", css_classes=["pw-report-message"])
         self.panel = pn.Row(self.window, self.button, self.message, name="report-row")
 
     def build(self, window: float | None):
