@@ -16,7 +16,6 @@ collector keeps from the agents' series endpoint. Prometheus rows have no chart 
 from __future__ import annotations
 
 import dataclasses
-import html
 import math
 import socket
 import threading
@@ -30,6 +29,7 @@ from bokeh.models import CDSView, ColumnDataSource, DataTable, Div, HTMLTemplate
 from bokeh.plotting import figure
 from panel.viewable import Viewer
 
+from apps.escape import esc
 from apps.views import HealthBar
 from apps.widgets import clock, redraw
 from collectors.aggregate.prometheus_query import PrometheusQueryCollector
@@ -59,15 +59,15 @@ _TEXT = "<%- value %>"
 """Escaped: reasons and names may come from other agents."""
 _HEALTH = (
     '<span class="pw-agg-health" data-health="<%- value %>" style="font-weight:bold;color:'
-    "<%= ({'ok': '#1a7f37', 'degraded': '#bf8700', 'down': '#cf222e', 'agent down': '#cf222e'})[value] "
+    "<%- ({'ok': '#1a7f37', 'degraded': '#bf8700', 'down': '#cf222e', 'agent down': '#cf222e'})[value] "
     "|| '#6e7781' %>\"><%- value %></span>"
 )
 _SECONDS = (_BLANK + "<% } else if (Number.isNaN(value)) { %>unknown<% } else if (value === Infinity) { %>unbounded"
-            "<% } else if (value < 120) { %><%= value.toFixed(1) %> s"
-            "<% } else if (value < 7200) { %><%= (value / 60).toFixed(1) %> min"
-            "<% } else { %><%= (value / 3600).toFixed(1) %> h<% } %>")
-_COUNT = _NUMBER.replace("{shown}", "<%= Math.round(value).toLocaleString('en') %>")
-_RATE = _NUMBER.replace("{shown}", "<%= value.toFixed(1) %>")
+            "<% } else if (value < 120) { %><%- value.toFixed(1) %> s"
+            "<% } else if (value < 7200) { %><%- (value / 60).toFixed(1) %> min"
+            "<% } else { %><%- (value / 3600).toFixed(1) %> h<% } %>")
+_COUNT = _NUMBER.replace("{shown}", "<%- Math.round(value).toLocaleString('en') %>")
+_RATE = _NUMBER.replace("{shown}", "<%- value.toFixed(1) %>")
 _COLUMNS = {  # field: (title, cell template, width)
     "agent": ("agent", _TEXT, 170), "pipeline": ("pipeline", _TEXT, 120), "health": ("health", _HEALTH, 90),
     "sources_down": ("sources down", _TEXT, 110), "lag": ("lag", _COUNT, 80), "max_lag": ("max lag", _SECONDS, 80),
@@ -182,12 +182,12 @@ class _Combiner:
             entry = entries[-1]
             h = health.get(self.prometheus.source)
             if entry is None:
-                status.append(f"Prometheus at {html.escape(self.prometheus.url)}: no answer yet")
+                status.append(f"Prometheus at {esc(self.prometheus.url)}: no answer yet")
             else:
                 read_back: AggregateSnapshot = entry[1]
                 stale = h is not None and h.effective_state(now) is not State.UP
-                status.append(f"Prometheus at {html.escape(self.prometheus.url)}: measured at {clock(entry[0])}"
-                              + (f" (STALE: {html.escape(h.reason(now))})" if stale else ""))
+                status.append(f"Prometheus at {esc(self.prometheus.url)}: measured at {clock(entry[0])}"
+                              + (f" (STALE: {esc(h.reason(now))})" if stale else ""))
                 rows.extend(row for row in read_back.rows if row.instance not in direct)
                 agents.extend(_AgentLine(f"{a.instance} ({a.job})", "up" if a.up else "down" if a.up is False
                                          else "no scrape", "") for a in read_back.agents if a.instance not in direct)
@@ -272,8 +272,8 @@ class SmallMultiples(Viewer):
         hidden = len(charted) - len(wanted)
         without = len(rows) - len(charted)
         self.note.object = " ".join(
-            ([f"<em>{hidden} more pipeline(s) not charted (the first {SMALL_MULTIPLES} are).</em>"] if hidden else [])
-            + ([f"<em>{without} pipeline(s) read from Prometheus have no chart: only their current values are "
+            ([f"<em>{hidden:,} more pipeline(s) not charted (the first {SMALL_MULTIPLES:,} are).</em>"] if hidden else [])
+            + ([f"<em>{without:,} pipeline(s) read from Prometheus have no chart: only their current values are "
                 f"read back.</em>"] if without else []))
         return True
 
@@ -316,9 +316,10 @@ class AggregateView(Viewer):
         if self.combiner.remotes:
             sources.append(f"{len(self.combiner.remotes)} remote agent(s) through their JSON API")
         if self.combiner.prometheus is not None:
-            sources.append(f"Prometheus at `{html.escape(self.combiner.prometheus.url)}`")
+            sources.append(f"Prometheus at <code>{esc(self.combiner.prometheus.url)}</code>")
+        heading = ", ".join(sources)  # (each part escaped)
         self._layout = pn.Column(
-            pn.pane.Markdown(f"### All pipelines: {', '.join(sources)}"),
+            pn.pane.HTML(f"<h3>All pipelines: {heading}</h3>"),
             *(pn.pane.Bokeh(model, sizing_mode="stretch_width") for model in (self.status, self.totals, self.agents,
                                                                              self.pipelines)),
             self.small, sizing_mode="stretch_width",
@@ -340,7 +341,8 @@ class AggregateView(Viewer):
 
     def _render(self, combined: Combined) -> None:
         rows = combined.rows
-        status = f'<span class="pw-agg-status">{combined.status}</span>' if combined.status else ""
+        shown = combined.status  # HTML, its parts escaped as it was combined
+        status = f'<span class="pw-agg-status">{shown}</span>' if shown else ""
         if status != self.status.text:
             self.status.text = status
         if combined.totals != self.totals.text:
@@ -359,16 +361,16 @@ class AggregateView(Viewer):
 def _totals(rows: tuple[PipelineSummary, ...]) -> str:
     healthy = sum(row.health == "ok" for row in rows)
     agents = len({(row.job, row.instance) for row in rows})
-    return (f'<div class="pw-agg-totals"><b>{len(rows)}</b> pipelines on <b>{agents}</b> agents: '
-            f"<b>{healthy}</b> ok, <b>{len(rows) - healthy}</b> not &middot; lag {_total(rows, 'lag_messages', 0)} "
+    return (f'<div class="pw-agg-totals"><b>{len(rows):,}</b> pipelines on <b>{agents:,}</b> agents: '
+            f"<b>{healthy:,}</b> ok, <b>{len(rows) - healthy:,}</b> not &middot; lag {_total(rows, 'lag_messages', 0)} "
             f"messages &middot; produce {_total(rows, 'produce_rate', 1)}/s &middot; consume "
             f"{_total(rows, 'consume_rate', 1)}/s</div>")
 
 
 def _agents_html(agents: tuple[_AgentLine, ...]) -> str:
     return " ".join(
-        f'<span class="pw-agent" data-state="{html.escape(agent.state)}" style="margin-right:12px"'
-        f' title="{html.escape(agent.detail)}">{html.escape(agent.label)}: {html.escape(agent.state.upper())}</span>'
+        f'<span class="pw-agent" data-state="{esc(agent.state)}" style="margin-right:12px"'
+        f' title="{esc(agent.detail)}">{esc(agent.label)}: {esc(agent.state.upper())}</span>'
         for agent in agents)
 
 

@@ -18,7 +18,6 @@ it), never as HTML.
 from __future__ import annotations
 
 import hashlib
-import html
 import io
 import json
 import statistics
@@ -34,6 +33,7 @@ from bokeh.palettes import Category10_10
 from panel.viewable import Viewer
 from tornado.ioloop import IOLoop, PeriodicCallback
 
+from apps.escape import choice_options, esc, spreadsheet_safe
 from apps.shared_patch import SessionWriter, SharedModels, in_server_session, shared
 from apps.widgets import age, clock, next_tag, redraw
 from monitoring.config import ChangeFeedSource
@@ -78,13 +78,15 @@ class ChangeFeedView(Viewer):
         self._push_pending = False
         self._unsubscribe = None
         self._shared: _SharedFeed | None = None
-        colours = "{" + ", ".join(f"'{name}': '{entity_colour(name)}'" for name in self.entities) + "}"
-        entity_cell = HTMLTemplateFormatter(template=(  # entity names are validated config, never row data
-            f'<span class="pw-entity" style="border-left:6px solid <%= ({colours})[value] || \'#6e7781\' %>;'
+        # A JavaScript object in the cell template: JSON, with no "%>" that would end the template's code.
+        colours = json.dumps({name: entity_colour(name) for name in self.entities}).replace("%", "\\u0025")
+        entity_cell = HTMLTemplateFormatter(template=(
+            f'<span class="pw-entity" style="border-left:6px solid <%- ({colours})[value] || \'#6e7781\' %>;'
             'padding-left:6px"><%- value %></span>'))
         # Plain Bokeh Divs for what changes every second (see HealthBar), the same in every session: shared.
         self.source_rows, table_view, self.cards, self.status = _shared_models(self.source)
-        self.entity_filter = pn.widgets.MultiChoice(label="Entity", options=self.entities, width=260)
+        self.entity_filter = pn.widgets.MultiChoice(label="Entity", options=choice_options(self.entities),
+                                                    width=260)
         self.event_filter = pn.widgets.MultiChoice(label="Event", options=_EVENTS, width=220)
         self.search = pn.widgets.TextInput(label="Search in the changed rows", width=280)
         self.pause = pn.widgets.Toggle(label="Pause", width=100, margin=(24, 10, 10, 10))
@@ -254,7 +256,8 @@ class ChangeFeedView(Viewer):
             self.refresh()
 
     def _csv(self) -> io.StringIO:
-        return io.StringIO(pd.DataFrame(self.rows, columns=COLUMNS).to_csv(index=False))  # leaves out "_search"
+        frame = pd.DataFrame(self.rows, columns=COLUMNS)  # leaves out "_search"
+        return io.StringIO(spreadsheet_safe(frame).to_csv(index=False))
 
 
 def _feed_state(store: Store, source: tuple[str, str], now: float) -> State:
@@ -283,12 +286,13 @@ def _cards_text(store: Store, source: tuple[str, str], entities: list[str], even
         rows = recent.get(name) or []
         last = rows[-1].changed_at if rows else None
         totals = " &middot; ".join(f"{'unknown' if n is None else f'{n:,.0f}'} {event}s" for event, n in counts.items())
+        rate_text = "unknown" if rate is None else f"{rate:,.1f}/s"
         cards.append(
-            f'<div class="pw-feed-card" data-entity="{html.escape(name)}" style="display:inline-block;'
+            f'<div class="pw-feed-card" data-entity="{esc(name)}" style="display:inline-block;'
             f"min-width:220px;margin:4px 8px 4px 0;padding:6px 10px;border:1px solid #d0d7de;"
-            f'border-left:6px solid {entity_colour(name)};border-radius:6px"><b>{html.escape(name)}</b><br>'
+            f'border-left:6px solid {entity_colour(name)};border-radius:6px"><b>{esc(name)}</b><br>'
             f'<span class="pw-feed-totals">{totals}</span><br>'
-            f"{'unknown' if rate is None else f'{rate:,.1f}/s'} &middot; last change {age(last, now)}</div>")
+            f"{rate_text} &middot; last change {age(last, now)}</div>")
     return "".join(cards)
 
 
@@ -297,11 +301,11 @@ def _status_text(store: Store, source: tuple[str, str], config: ChangeFeedSource
     """The connection (or why it is down), the measured delay over the last changes and the backlog."""
     health = store.health().get(source)
     if state is State.UP:
-        text = (f'<span class="pw-feed-connection" data-state="up">Listening on <code>{html.escape(config.channel)}'
+        text = (f'<span class="pw-feed-connection" data-state="up">Listening on <code>{esc(config.channel)}'
                 f"</code> (and reading every {config.poll_interval_seconds:g} s)</span>")
     else:
-        text = (f'<span class="pw-feed-connection" data-state="{state.value}" style="color:#cf222e">'
-                f"<b>{state.value.upper()}</b>: {html.escape(health.reason(now) if health else 'not started')}</span>")
+        text = (f'<span class="pw-feed-connection" data-state="{esc(state.value)}" style="color:#cf222e">'
+                f"<b>{esc(state.value.upper())}</b>: {esc(health.reason(now) if health else 'not started')}</span>")
     rows = store.feed_since(source, max(0, seq - 200))
     delays = sorted(r.delivered_at - r.changed_at for r in rows)
     if delays:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import html
 from datetime import datetime, timezone
 
 import pandas as pd
@@ -10,6 +9,7 @@ import panel as pn
 from bokeh.models import HTMLTemplateFormatter
 from panel.viewable import Viewer
 
+from apps.escape import esc
 from apps.widgets import COUNT, table
 from monitoring.errors import SEVERITIES, ErrorEntry
 from monitoring.store import Store
@@ -18,8 +18,8 @@ ALL = "all"
 MAX_ROWS = 500
 """Rows handed to the table at most (the registry's own bound is the same by default)."""
 _SEVERITY = HTMLTemplateFormatter(template=(
-    '<span class="pw-error-severity" data-severity="<%= value %>" style="font-weight:bold;color:'
-    "<%= value === 'error' ? '#cf222e' : '#9a6700' %>\"><%= value %></span>"
+    '<span class="pw-error-severity" data-severity="<%- value %>" style="font-weight:bold;color:'
+    "<%- value === 'error' ? '#cf222e' : '#9a6700' %>\"><%- value %></span>"
 ))
 _WRAPPED = {"type": "textarea"}
 """Tabulator's own formatter that wraps long text (as text, never as HTML)."""
@@ -109,6 +109,6 @@ class ErrorsPage(Viewer):
             text = (f"{len(shown):,} error(s) shown ({occurrences:,} occurrence(s))"
                     + (f", the {MAX_ROWS:,} most recently seen" if len(shown) > MAX_ROWS else "")
                     + f" of {len(self._entries):,} in all")
-        self.count_line.object = (f'<div class="pw-errors-count" data-shown="{len(shown)}" '
-                                  f'data-total="{len(self._entries)}" data-occurrences="{occurrences}">'
-                                  f"{html.escape(text)}</div>")
+        self.count_line.object = (f'<div class="pw-errors-count" data-shown="{len(shown):d}" '
+                                  f'data-total="{len(self._entries):d}" data-occurrences="{occurrences:d}">'
+                                  f"{esc(text)}</div>")

@@ -3,7 +3,6 @@ taskmanagers and the exceptions, as the collector last read them."""
 
 from __future__ import annotations
 
-import html
 import time
 
 import numpy as np
@@ -12,6 +11,7 @@ import panel as pn
 from bokeh.models import Div, HTMLTemplateFormatter
 from panel.viewable import Viewer
 
+from apps.escape import esc
 from apps.live import LiveChart
 from apps.widgets import COUNT, RATE, LiveTable, SnapshotSection, age, clock, dim, duration, freshness
 from monitoring.models.flink import FlinkSnapshot, Job, Vertex
@@ -22,9 +22,9 @@ _STATE_COLOURS = {"RUNNING": "#1a7f37", "FINISHED": "#6e7781", "CANCELED": "#6e7
                   "CANCELLING": "#bf8700", "SUSPENDED": "#bf8700", "RECONCILING": "#bf8700"}
 _BACKPRESSURE_COLOURS = {"OK": "#1a7f37", "LOW": "#bf8700", "HIGH": "#cf222e", "UNKNOWN": "#6e7781"}
 _STATE = HTMLTemplateFormatter(template=(
-    '<span class="pw-job-state" data-state="<%= value %>" style="font-weight:bold;color:<%= ({'
+    '<span class="pw-job-state" data-state="<%- value %>" style="font-weight:bold;color:<%- ({'
     + ", ".join(f"{state}: '{colour}'" for state, colour in _STATE_COLOURS.items())
-    + "})[value] || '#6e7781' %>\"><%= value %></span>"))
+    + "})[value] || '#6e7781' %>\"><%- value %></span>"))
 _JOB_COLUMNS = {"job": None, "id": None, "state": _STATE, "uptime": None, "restarts": COUNT,
                 "checkpoint age": None, "checkpoints": None, "records in/s": RATE, "busiest vertex": None,
                 "problems": None}
@@ -75,7 +75,7 @@ class FlinkView(SnapshotSection, Viewer):
         self.charts = (self.throughput_chart, self.checkpoint_chart, self.size_chart, self.watermark_chart)
         self.job_choice.param.watch(lambda _: self._job_changed(), "value")
         self._layout = pn.Column(
-            pn.pane.Markdown(f"### Flink cluster `{cluster}`"), pn.pane.Bokeh(self.status, sizing_mode="stretch_width"),
+            pn.pane.HTML(f"<h3>Flink cluster <code>{esc(cluster)}</code></h3>"), pn.pane.Bokeh(self.status, sizing_mode="stretch_width"),
             pn.pane.Markdown("#### Jobs"), self.jobs,
             self.job_choice, pn.pane.Bokeh(self.job_facts, sizing_mode="stretch_width"),
             pn.pane.Bokeh(self.graph, sizing_mode="stretch_width"),
@@ -106,9 +106,9 @@ class FlinkView(SnapshotSection, Viewer):
         if self._snapshot is not None:
             snap = self._snapshot
             states = ", ".join(f"{n} {s.lower()}" for s, n in sorted(snap.jobs_by_state.items())) or "no jobs"
-            text += (f'<div class="pw-flink-facts">Flink {html.escape(snap.version or "version unknown")} &middot; '
+            text += (f'<div class="pw-flink-facts">Flink {esc(snap.version or "version unknown")} &middot; '
                      f"{_n(snap.taskmanagers_count)} taskmanager(s) &middot; {_n(snap.slots_available)} of "
-                     f"{_n(snap.slots_total)} slots free &middot; jobs: {html.escape(states)}</div>")
+                     f"{_n(snap.slots_total)} slots free &middot; jobs: {esc(states)}</div>")
         self.status.text = text  # a Bokeh property set to its own value sends nothing
         dim((self.jobs, self.vertices, self.taskmanagers, self.exceptions), stale)
 
@@ -190,7 +190,8 @@ def _job_row(job: Job, now: float) -> dict[str, object]:
 
 def _job_facts(job: Job, now: float) -> str:
     checkpoints = job.checkpoints
-    parts = [f'<b style="color:{_STATE_COLOURS.get(job.state, "#6e7781")}">{job.state}</b>']
+    colour = _STATE_COLOURS.get(job.state, "#6e7781")
+    parts = [f'<b style="color:{colour}">{esc(job.state)}</b>']
     if job.state_entered:
         parts.append("entered " + ", ".join(f"{s.lower()} {age(t, now)}" for s, t in
                                            sorted(job.state_entered.items(), key=lambda item: item[1])))
@@ -202,7 +203,7 @@ def _job_facts(job: Job, now: float) -> str:
                          f"{_n(checkpoints.last_duration_ms)} ms, {_n(checkpoints.last_checkpointed_size)} bytes")
         if checkpoints.last_failure_message:
             parts.append(f'<span style="color:#cf222e">last failure {age(checkpoints.last_failure_at, now)}: '
-                         f"{html.escape(checkpoints.last_failure_message)}</span>")
+                         f"{esc(checkpoints.last_failure_message)}</span>")
     return '<div class="pw-flink-job">' + " &middot; ".join(parts) + "</div>"
 
 
@@ -217,13 +218,15 @@ def _graph(job: Job, now: float) -> str:
         rate = vertex.records_in_per_second if vertex.inputs else vertex.records_out_per_second
         extra = [i for i in vertex.inputs if previous is None or i != previous.vertex_id]
         names = {v.vertex_id: v.name for v in job.vertices}
+        rate_text = "unknown" if rate is None else f"{rate:,.1f}"
+        also = ", ".join(esc(names.get(i, i)) for i in extra)
         boxes.append(
-            f'<div class="pw-vertex" data-vertex="{html.escape(vertex.name)}" data-backpressure="{level}" '
+            f'<div class="pw-vertex" data-vertex="{esc(vertex.name)}" data-backpressure="{esc(level)}" '
             f'style="display:inline-block;vertical-align:middle;margin:4px;padding:6px 10px;border:2px solid {colour};'
-            f'border-radius:6px;min-width:140px"><b>{html.escape(vertex.name)}</b><br>'
-            f'{"unknown" if rate is None else f"{rate:,.1f}"} records/s &middot; x{vertex.parallelism}<br>'
-            f'<span style="color:{colour}">backpressure {level.lower()}</span>'
-            + (f"<br><small>also from {', '.join(html.escape(names.get(i, i)) for i in extra)}</small>" if extra else "")
+            f'border-radius:6px;min-width:140px"><b>{esc(vertex.name)}</b><br>'
+            f'{rate_text} records/s &middot; x{esc(vertex.parallelism)}<br>'
+            f'<span style="color:{colour}">backpressure {esc(level.lower())}</span>'
+            + (f"<br><small>also from {also}</small>" if extra else "")
             + "</div>")
         previous = vertex
     return '<div class="pw-flink-graph">' + " &rarr; ".join(boxes) + "</div>"

@@ -32,6 +32,7 @@ from bokeh.models import (
 )
 from panel.viewable import Viewer
 
+from apps.escape import esc
 from monitoring.store import Store
 from monitoring.topology import COLUMN_TITLES, STATE_COLOURS, STATES, TOPOLOGIES, Topology, TopologyCache
 
@@ -180,7 +181,7 @@ def legend_html() -> str:
     boxes = "".join(
         f'<span class="pw-flow-legend-item" style="display:inline-block;margin-right:12px">'
         f'<span style="display:inline-block;width:12px;height:12px;vertical-align:middle;margin-right:4px;'
-        f'border:2px solid {STATE_COLOURS[state]};background:{STATE_COLOURS[state]}33"></span>{state}</span>'
+        f'border:2px solid {esc(STATE_COLOURS[state])};background:{esc(STATE_COLOURS[state])}33"></span>{esc(state)}</span>'
         for state in STATES)
     lines = "".join(
         f'<span style="display:inline-block;margin-right:12px"><span style="display:inline-block;width:26px;'

@@ -12,6 +12,7 @@ import panel as pn
 
 from apps.aggregate_view import AggregatePage
 from apps.errors_view import ErrorsPage
+from apps.escape import esc
 from apps.overview_view import OverviewPage
 from apps.views import PipelinePage
 from monitoring.models.aggregate import AGGREGATE_PIPELINE
@@ -61,7 +62,7 @@ theme_toggle.js_on_click(code="""
 if dark:
     pn.state.curdoc.theme = "dark_minimal"  # the Bokeh charts and tables follow Panel's dark design
 metrics_link = (
-    f'<a href="http://{service.exporter.host}:{service.exporter.port}/metrics" target="_blank">/metrics</a>'
+    f'<a href="{esc(f"http://{service.exporter.host}:{service.exporter.port}/metrics")}" target="_blank">/metrics</a>'
     if service.exporter else ""
 )
 holder = pn.Column(sizing_mode="stretch_width")

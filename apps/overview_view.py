@@ -3,7 +3,6 @@ headline measures, each as measured now or "unknown"."""
 
 from __future__ import annotations
 
-import html
 import math
 from functools import lru_cache
 
@@ -11,6 +10,7 @@ import panel as pn
 from bokeh.models import Div
 from panel.viewable import Viewer
 
+from apps.escape import esc, pipeline_href
 from apps.widgets import clock, duration
 from monitoring.evaluation import SUMMARY_SOURCE
 from monitoring.store import Store
@@ -63,7 +63,7 @@ def tiles_html(summaries: tuple[PipelineSummary, ...]) -> str:
 
 def _tile(s: PipelineSummary) -> str:
     colour = HEALTH_COLOURS.get(s.health, "#6e7781")
-    name = html.escape(s.pipeline)
+    name = esc(s.pipeline)
     facts = [
         ("produce", _rate(s.produce_rate), s.watches("kafka")),
         ("consume (all groups)", _rate(s.consume_rate), s.watches("kafka")),
@@ -79,15 +79,15 @@ def _tile(s: PipelineSummary) -> str:
     rows = "".join(f'<tr data-fact="{label}"><td style="opacity:.75;padding-right:10px">{label}</td>'
                    f'<td class="v"><b>{value}</b></td></tr>' for label, value, shown in facts if shown)
     reason = "" if s.health == "ok" else (
-        f'<div class="pw-reason" style="margin-top:6px;font-size:90%;color:{colour}">{html.escape(s.reason)}</div>')
+        f'<div class="pw-reason" style="margin-top:6px;font-size:90%;color:{colour}">{esc(s.reason)}</div>')
     return (
-        f'<div class="pw-tile" data-pipeline="{name}" data-health="{html.escape(s.health)}" style="min-width:260px;'
+        f'<div class="pw-tile" data-pipeline="{name}" data-health="{esc(s.health)}" style="min-width:260px;'
         f'flex:1 1 260px;max-width:420px;border:1px solid {colour};border-left:6px solid {colour};border-radius:6px;'
         f'padding:8px 12px">'
         f'<div style="display:flex;justify-content:space-between;align-items:baseline">'
-        f'<a href="?page=pipeline&amp;pipeline={name}" style="font-size:120%;font-weight:bold">{name}</a>'
+        f'<a href="{pipeline_href(s.pipeline)}" style="font-size:120%;font-weight:bold">{name}</a>'
         f'<span class="pw-tile-health" style="color:{colour};font-weight:bold">'
-        f'{html.escape(s.health.upper())}</span></div>'
+        f'{esc(s.health.upper())}</span></div>'
         f'<table style="margin-top:4px">{rows}</table>{reason}'
         f'<div style="margin-top:6px;font-size:85%;opacity:.75">last update {clock(s.last_success)}</div></div>'
     )

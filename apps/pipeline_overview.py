@@ -4,13 +4,13 @@ pattern's bursts drawn on the throughput chart."""
 
 from __future__ import annotations
 
-import html
 import time
 
 import panel as pn
 from bokeh.models import ColumnDataSource, Div, LabelSet
 from panel.viewable import Viewer
 
+from apps.escape import esc
 from apps.live import LiveChart
 from apps.widgets import duration
 from monitoring.config import ExpectedTraffic
@@ -106,8 +106,8 @@ def _latency_html(latencies: list[Latency]) -> str:
         return ('<div class="pw-latency" data-measures="0"><em>Latency: unknown (no consumer lag in seconds, '
                 "watermark or change-feed delay measured yet)</em></div>")
     rows = "".join(
-        f'<tr data-measure="{html.escape(m.measure)}"><td><b>{html.escape(_MEASURE_NAMES.get(m.measure, m.measure))}'
-        f'</b></td><td>{html.escape(m.description)}</td>'
+        f'<tr data-measure="{esc(m.measure)}"><td><b>{esc(_MEASURE_NAMES.get(m.measure, m.measure))}'
+        f'</b></td><td>{esc(m.description)}</td>'
         + "".join(f'<td class="q" data-q="{q:g}" style="text-align:right">{_seconds(v)}</td>'
                   for q, v in sorted(m.quantiles.items()))
         + f'<td style="text-align:right">{m.samples:,}</td></tr>'
@@ -149,8 +149,8 @@ class _TrafficPhases:
         phase = self.pattern.phase_at(elapsed)
         rate = self.pattern.rate_at(elapsed)
         name = f"burst {phase.percent:g}%" if phase else "base"
-        return (f'<span class="pw-traffic" data-phase="{html.escape(name)}">Expected traffic: <b>{name}</b>, '
-                f"{rate:,.1f} messages/s expected (pattern {html.escape(_describe(self.pattern))}); bursts are "
+        return (f'<span class="pw-traffic" data-phase="{esc(name)}">Expected traffic: <b>{name}</b>, '
+                f"{rate:,.1f} messages/s expected (pattern {esc(_describe(self.pattern))}); bursts are "
                 "shaded on the throughput chart</span>")
 
 

@@ -7,7 +7,6 @@ Exports hand over exactly the rows the tables show, as CSV or JSON.
 
 from __future__ import annotations
 
-import html
 import io
 import math
 import time
@@ -20,6 +19,7 @@ import panel as pn
 from bokeh.models import Div
 from panel.viewable import Viewer
 
+from apps.escape import choice_options, esc, spreadsheet_safe
 from apps.widgets import COUNT, SnapshotSection, age, dim, freshness, table
 from monitoring.models.profiling import Kpi, ProfilingSnapshot, Run, TableState
 from monitoring.store import Store
@@ -32,6 +32,7 @@ _STATE_COLUMNS = {"schema": None, "table": None, "decision": None, "reason": Non
 _STATUS_COLOURS = {"completed": "#2da44e", "success": "#2da44e", "failed": "#cf222e"}
 _SEVERITY_COLOURS = {"high": "#cf222e", "medium": "#d4a72c", "low": "#54aeff", "none": "#8c959f"}
 _OTHER_COLOUR = "#8c959f"
+_NO_RUN = "<p class='pw-run-title'>Select a run to see its column metrics.</p>"
 _PERIODS = {"last 24 hours": 86_400.0, "last 7 days": 7 * 86_400.0, "last 30 days": 30 * 86_400.0,
             "everything kept": math.inf}
 
@@ -59,7 +60,7 @@ class ProfilingView(SnapshotSection, Viewer):
         self.period = pn.widgets.Select(label="Time range", options=list(_PERIODS), value="everything kept", width=160)
         self.runs = table(dict.fromkeys(RUN_COLUMNS) | {"rows": COUNT, "columns": COUNT}, "runs-table", page_size=15)
         self.runs.selectable = 1
-        self.run_detail_title = pn.pane.Markdown("Select a run to see its column metrics.")
+        self.run_detail_title = pn.pane.HTML(_NO_RUN, name="run-detail-title", sizing_mode="stretch_width")
         self.run_detail = table(_METRIC_COLUMNS, "run-detail-table", page_size=20)
         self.severity_filter = pn.widgets.MultiChoice(label="Severity", options=[], width=260)
         self.drift = table(dict.fromkeys(DRIFT_COLUMNS), "drift-table", page_size=15)
@@ -121,7 +122,7 @@ class ProfilingView(SnapshotSection, Viewer):
         health = self.store.health().get(self.source)
         text, stale = freshness("profiling", shown, health, now)
         if self._snapshot is not None:
-            text += "".join(f'<div class="pw-note" style="color:#9a6700">{html.escape(n)}</div>'
+            text += "".join(f'<div class="pw-note" style="color:#9a6700">{esc(n)}</div>'
                             for n in self._snapshot.notes)
         self.status.text = text  # a Bokeh property set to its own value sends nothing
         dim((self.runs, self.drift, self.tables), stale)
@@ -142,9 +143,9 @@ class ProfilingView(SnapshotSection, Viewer):
         self._render_runs()
         self._render_drift()
         self.top_drift.object = (
-            "<b>Top drifting tables</b>: " + (", ".join(f"{html.escape(t or '(no table)')} ({n})"
+            "<b>Top drifting tables</b>: " + (", ".join(f"{esc(t or '(no table)')} ({n:,})"
                                                        for t, n in snapshot.top_drifting_tables) or "none")
-            + " &middot; <b>columns</b>: " + (", ".join(f"{html.escape(t)}.{html.escape(c)} ({n})"
+            + " &middot; <b>columns</b>: " + (", ".join(f"{esc(t)}.{esc(c)} ({n:,})"
                                                        for t, c, n in snapshot.top_drifting_columns) or "none"))
         fresh = {(f.schema, f.table): f.fresh for f in snapshot.freshness}
         self.tables.value = pd.DataFrame([_state_row(s, fresh[(s.schema, s.table)], now) for s in snapshot.table_state]
@@ -189,24 +190,27 @@ class ProfilingView(SnapshotSection, Viewer):
 
     def _render_run_detail(self) -> None:
         if not self.runs.selection or self._snapshot is None:
-            self.run_detail_title.object = "Select a run to see its column metrics."
+            self.run_detail_title.object = _NO_RUN
             self.run_detail.value = pd.DataFrame(columns=list(_METRIC_COLUMNS))
             return
         row = self.runs.value.iloc[self.runs.selection[0]]
         metrics = self._snapshot.metrics_by_run.get((row["run id"], row["dataset"]))
+        run = f"<code>{esc(row['run id'])}</code> of <code>{esc(row['dataset'])}</code>"
         if metrics is None:
-            self.run_detail_title.object = (f"Run `{row['run id']}` of `{row['dataset']}`: its column metrics are not "
-                                            f"kept (only the newest runs' are, see runs_with_metrics).")
+            self.run_detail_title.object = (f'<p class="pw-run-title">Run {run}: its column metrics are not '
+                                            "kept (only the newest runs' are, see runs_with_metrics).</p>")
             metrics = ()
         else:
-            self.run_detail_title.object = f"Column metrics of run `{row['run id']}` of `{row['dataset']}`"
+            self.run_detail_title.object = f'<p class="pw-run-title">Column metrics of run {run}</p>'
         self.run_detail.value = pd.DataFrame(
             [{"column": m.column, "type": m.column_type or "", "metric": m.metric, "value": m.value or ""}
              for m in metrics], columns=list(_METRIC_COLUMNS))
 
     @staticmethod
     def _export(frame: pd.DataFrame, kind: str) -> io.StringIO:
-        return io.StringIO(frame.to_csv(index=False) if kind == "csv" else frame.to_json(orient="records"))
+        if kind == "csv":
+            return io.StringIO(spreadsheet_safe(frame).to_csv(index=False))
+        return io.StringIO(frame.to_json(orient="records"))
 
     # -- charts ---------------------------------------------------------------------------------
 
@@ -246,10 +250,13 @@ class ProfilingView(SnapshotSection, Viewer):
         if delta is None or (chosen, delta.count) == self._history_drawn:
             return
         self._history_drawn = (chosen, delta.count)
-        frame = pd.DataFrame({"profiled at": pd.to_datetime(delta.times, unit="s"), chosen[2]: delta.values})
+        # The metric's name (the profiler's data) is the axis label, never a column name: HoloViews would read
+        # it as a dimension spec.
+        frame = pd.DataFrame({"profiled at": pd.to_datetime(delta.times, unit="s"), "value": delta.values})
+        title = ".".join(chosen[:2]) + ": " + chosen[2]  # drawn on the canvas, as text
         self.history.object = frame.sort_values("profiled at").hvplot.line(
-            x="profiled at", y=chosen[2], title=f"{chosen[0]}.{chosen[1]}: {chosen[2]}", responsive=True,
-        ) * frame.hvplot.scatter(x="profiled at", y=chosen[2])
+            x="profiled at", y="value", title=title, ylabel=chosen[2], responsive=True,
+        ) * frame.hvplot.scatter(x="profiled at", y="value")
 
 
 def _run_row(run: Run) -> dict[str, object]:
@@ -275,8 +282,9 @@ def _float(value: float | int | None) -> float:
 
 
 def _set_options(widget, options: list[str]) -> None:
-    if list(widget.options) != options:
-        widget.options = options
+    labelled = choice_options(options)
+    if widget.options != labelled:
+        widget.options = labelled
         widget.value = [v for v in widget.value if v in options]
 
 
@@ -301,10 +309,10 @@ def _kpi_tiles(kpis: tuple[Kpi, ...], period: float) -> str:
         else:
             detail = (f"{change * 100:+.1f} points" if ratio else f"{change:+,.0f}") + f" vs the {hours} before"
         tiles.append(
-            f'<div class="pw-kpi" data-kpi="{html.escape(kpi.name)}" data-value="{"" if kpi.value is None else kpi.value}"'
+            f'<div class="pw-kpi" data-kpi="{esc(kpi.name)}" data-value="{esc("" if kpi.value is None else kpi.value)}"'
             f' style="display:inline-block;min-width:150px;margin:4px 8px 4px 0;padding:6px 10px;'
-            f'border:1px solid #d0d7de;border-radius:6px"><div style="opacity:.7">{html.escape(kpi.name)} '
-            f'({"last " + hours if kpi.over_period else "now"})</div>'
+            f'border:1px solid #d0d7de;border-radius:6px"><div style="opacity:.7">{esc(kpi.name)} '
+            f'({esc("last " + hours if kpi.over_period else "now")})</div>'
             f'<div class="pw-kpi-value" style="font-size:1.6em;font-weight:bold">{value}</div>'
             f'<div class="pw-kpi-change" style="opacity:.8">{detail}</div></div>')
     return "".join(tiles)

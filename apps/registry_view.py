@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import html
 import time
 
 import numpy as np
@@ -11,6 +10,7 @@ import panel as pn
 from bokeh.models import Div
 from panel.viewable import Viewer
 
+from apps.escape import esc
 from apps.live import LiveChart
 from apps.widgets import COUNT, LiveTable, SnapshotSection, clock, dim, freshness, shared_frame
 from monitoring.health import State
@@ -52,7 +52,7 @@ class SchemaRegistryView(SnapshotSection, Viewer):
         self._event_seq = 0
         self._changes: list[dict[str, str]] = []
         self._layout = pn.Column(
-            pn.pane.Markdown(f"### Schema registry `{registry}`"),
+            pn.pane.HTML(f"<h3>Schema registry <code>{esc(registry)}</code></h3>"),
             pn.pane.Bokeh(self.status, sizing_mode="stretch_width"),
             pn.Row(*(pn.pane.Bokeh(chart.figure, sizing_mode="stretch_width") for chart in self.charts),
                    sizing_mode="stretch_width"),
@@ -76,7 +76,7 @@ class SchemaRegistryView(SnapshotSection, Viewer):
         health = self.store.health().get(self.source)
         text, stale = freshness("schema registry", shown, health, now)
         if health is not None and health.effective_state(now) is State.DOWN:
-            text = f'<div class="pw-registry-down" style="color:#cf222e"><b>DOWN</b>: {html.escape(health.reason(now))}</div>' + text
+            text = f'<div class="pw-registry-down" style="color:#cf222e"><b>DOWN</b>: {esc(health.reason(now))}</div>' + text
         text += self._summary
         self.status.text = text  # a Bokeh property set to its own value sends nothing
         dim((self.subjects, self.changes), stale)
@@ -88,15 +88,16 @@ class SchemaRegistryView(SnapshotSection, Viewer):
             f"{snapshot.subject_count:,} subjects",
             "soft-deleted: " + (f"{len(snapshot.deleted_subjects):,}" if snapshot.deleted_subjects is not None
                                 else "unknown"),
-            f"global compatibility <b>{snapshot.compatibility or 'unknown'}</b>",
-            f"mode <b>{snapshot.mode or 'unknown'}</b>",
+            f"global compatibility <b>{esc(snapshot.compatibility or 'unknown')}</b>",
+            f"mode <b>{esc(snapshot.mode or 'unknown')}</b>",
         ]
         if snapshot.karapace is not None:
             facts.append("Karapace " + ("ready" if snapshot.karapace.ready else "NOT READY")
                          + (f", reader lag {snapshot.karapace.reader_lag:,}" if snapshot.karapace.reader_lag is not None
                             else ""))
-        self._summary = f'<div class="pw-registry-facts">{" &middot; ".join(facts)}</div>' + "".join(
-            f'<div class="pw-note" style="color:{_WARN}">{html.escape(w)}</div>' for w in snapshot.warnings)
+        shown = " &middot; ".join(facts)  # each fact escaped above
+        self._summary = f'<div class="pw-registry-facts">{shown}</div>' + "".join(
+            f'<div class="pw-note" style="color:{_WARN}">{esc(w)}</div>' for w in snapshot.warnings)
         self.subjects.value = shared_frame(self.source, snapshot, "subjects", lambda: pd.DataFrame(
             [_subject_row(s) for s in snapshot.subjects], columns=list(_SUBJECT_COLUMNS)))
 

@@ -7,9 +7,10 @@ plain HTML (readable and searchable without JavaScript), the flow diagram and th
 
 from __future__ import annotations
 
-import html
+import functools
 import math
 from datetime import datetime, timezone
+from urllib.parse import quote
 
 from bokeh.embed import file_html
 from bokeh.models import HoverTool, Legend, LegendItem
@@ -18,6 +19,7 @@ from bokeh.plotting import figure
 from bokeh.resources import Resources
 from jinja2 import Template
 
+from apps.escape import esc
 from apps.flow_view import flow_figure, legend_html
 from monitoring.report import Chart, PipelineReport, ReportData, number, seconds
 from monitoring.topology import STATE_COLOURS
@@ -78,7 +80,7 @@ def render_report(data: ReportData) -> str:
                 models.append(fig)
                 blocks.append(("root", fig.name))
             else:
-                blocks.append(("html", f"<p class='pw-meta'>{html.escape(chart.title)}: no measurements in the "
+                blocks.append(("html", f"<p class='pw-meta'>{esc(chart.title)}: no measurements in the "
                                        "window.</p>"))
         blocks.append(("html", _checkpoint_tables(report) + _error_table(report)))
     title = f"pipewatch report {_time(data.generated_at)}"
@@ -95,12 +97,12 @@ def _header(data: ReportData) -> str:
     window = (f"{_time(data.window_start)} to {_time(data.window_end)}" if data.window_start is not None
               else f"everything the store held at {_time(data.window_end)}")
     rows = "".join(
-        f"<tr><td><a href='#pipeline-{html.escape(r.name)}'>{html.escape(r.name)}</a></td>"
-        f"<td class='pw-health' style='color:{_HEALTH_COLOURS.get(r.summary.health, '#6e7781')}'>"
-        f"{html.escape(r.summary.health)}</td><td>{html.escape(r.sentence)}</td></tr>"
+        f"<tr><td><a href='#pipeline-{esc(quote(r.name, safe=''))}'>{esc(r.name)}</a></td>"
+        f"<td class='pw-health' style='color:{esc(_HEALTH_COLOURS.get(r.summary.health, '#6e7781'))}'>"
+        f"{esc(r.summary.health)}</td><td>{esc(r.sentence)}</td></tr>"
         for r in data.pipelines)
     return (f"<h1>pipewatch report</h1><div class='pw-meta'>Generated {_time(data.generated_at)} on "
-            f"{html.escape(data.instance)}; window: {window}. Every value was measured by pipewatch; "
+            f"{esc(data.instance)}; window: {window}. Every value was measured by pipewatch; "
             "<em>unknown</em> means it was not.</div>"
             f"<h2>Executive summary</h2><table class='pw-executive'><tr><th>pipeline</th><th>health</th>"
             f"<th>what is wrong</th></tr>{rows}</table>")
@@ -120,17 +122,17 @@ def _summary(report: PipelineReport) -> str:
         ("oldest checkpoint age", seconds(s.checkpoint_age)), ("schema registry", registry),
         ("change feed rate", number(s.change_rate, "changes/s", 1)),
     ]
-    rows = "".join(f"<tr><th>{html.escape(k)}</th><td data-fact='{html.escape(k)}'>{html.escape(v)}</td></tr>"
+    rows = "".join(f"<tr><th>{esc(k)}</th><td data-fact='{esc(k)}'>{esc(v)}</td></tr>"
                    for k, v in facts)
     latency_rows = "".join(
-        f"<tr><td>{html.escape(lat.measure)}</td><td>{html.escape(lat.description)}</td><td class='n'>{lat.samples:,}</td>"
+        f"<tr><td>{esc(lat.measure)}</td><td>{esc(lat.description)}</td><td class='n'>{lat.samples:,}</td>"
         + "".join(f"<td class='n'>{seconds(lat.quantiles.get(q, math.nan))}</td>" for q in (0.5, 0.95, 0.99))
         + "</tr>" for lat in report.latencies)
     latency = (f"<h3>Latency now</h3><table class='pw-latency'><tr><th>measure</th><th>what it is</th><th>samples</th>"
                f"<th>p50</th><th>p95</th><th>p99</th></tr>{latency_rows}</table>" if latency_rows
                else "<p class='pw-meta'>Latency: no measure has samples (unknown).</p>")
-    return (f"<h2 id='pipeline-{html.escape(report.name)}'>Pipeline {html.escape(report.name)}</h2>"
-            f"<p class='pw-sentence'>{html.escape(report.sentence)}</p>"
+    return (f"<h2 id='pipeline-{esc(report.name)}'>Pipeline {esc(report.name)}</h2>"
+            f"<p class='pw-sentence'>{esc(report.sentence)}</p>"
             f"<table class='pw-summary'>{rows}</table>{latency}")
 
 
@@ -150,7 +152,7 @@ def _chart(chart: Chart, data: ReportData):
 
 
 def _cell(value: object, numeric: bool = False) -> str:
-    return f"<td{' class=n' if numeric else ''}>{html.escape(str(value))}</td>"
+    return f"<td class='n'>{esc(value)}</td>" if numeric else f"<td>{esc(value)}</td>"
 
 
 def _checkpoint_tables(report: PipelineReport) -> str:
@@ -185,9 +187,15 @@ def _error_table(report: PipelineReport) -> str:
             f"</tr>{rows}</table>")
 
 
+_building: set[object] = set()
+"""Sessions (their documents) building a report now: one at a time each, so clicking again and again cannot
+queue up reports (each reads the whole store window) on the server."""
+
+
 class ReportDownload:
     """The page's "Report" button: builds the HTML from the live store when clicked (never before), on a
-    worker thread so other sessions keep updating, for the chosen window; the file is named with the time."""
+    worker thread so other sessions keep updating, for the chosen window; the file is named with the time.
+    A click while this session's report is being built is refused, and the page says so."""
 
     WINDOWS = {"last 15 min": 900.0, "last hour": 3600.0, "everything held": None}
 
@@ -198,10 +206,11 @@ class ReportDownload:
         self.store, self.pipeline = store, pipeline
         self.window = pn.widgets.Select(name="Report window", options=list(self.WINDOWS), value="last hour",
                                         width=150)
-        self.button = pn.widgets.FileDownload(callback=self._build, filename="pipewatch-report.html", label="Report",
-                                              button_type="primary", width=110, name="report-download",
-                                              align="end")
-        self.panel = pn.Row(self.window, self.button, name="report-row")
+        self.button = _refusable_download()(callback=self._build, filename="pipewatch-report.html", label="Report",
+                                             button_type="primary", width=110, name="report-download",
+                                             align="end")
+        self.message = pn.pane.HTML("", css_classes=["pw-report-message"])
+        self.panel = pn.Row(self.window, self.button, self.message, name="report-row")
 
     def build(self, window: float | None):
         """The report as of now, (file name, HTML)."""
@@ -216,6 +225,36 @@ class ReportDownload:
         import asyncio
         import io
 
-        name, page = await asyncio.to_thread(self.build, self.WINDOWS[self.window.value])
+        import panel as pn
+
+        session = pn.state.curdoc if pn.state.curdoc is not None else self
+        if session in _building:
+            self.message.object = ("<span class='pw-report-busy' style='color:#9a6700'>A report is being built "
+                                   "for this page already: it downloads when ready.</span>")
+            return None  # refused: nothing is downloaded for this click
+        _building.add(session)
+        self.message.object = "<span class='pw-report-building'>Building the report&hellip;</span>"
+        try:
+            name, page = await asyncio.to_thread(self.build, self.WINDOWS[self.window.value])
+        finally:
+            _building.discard(session)
+        self.message.object = ""
         self.button.filename = name
         return io.StringIO(page)
+
+
+@functools.cache
+def _refusable_download():
+    import panel as pn
+    from param.parameterized import eval_function_with_deps
+
+    class RefusableDownload(pn.widgets.FileDownload):
+        """A FileDownload whose callback may answer None: that click downloads nothing (Panel's own widget
+        fails on it)."""
+
+        async def _async_sync_data(self):
+            fileobj = await eval_function_with_deps(self.callback)
+            if fileobj is not None:
+                self._sync_data(fileobj)
+
+    return RefusableDownload

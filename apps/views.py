@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import html
 import math
 import time
 
@@ -14,6 +13,7 @@ from bokeh.models import Div, HTMLTemplateFormatter
 from panel.viewable import Viewer
 
 from apps.change_feed_view import ChangeFeedView
+from apps.escape import esc
 from apps.flink_view import FlinkView
 from apps.flow_view import FlowDiagram
 from apps.live import LiveChart
@@ -88,15 +88,16 @@ class HealthBar(Viewer):
     @staticmethod
     def _badge(health: CollectorHealth, now: float) -> str:
         state = health.effective_state(now)
+        colour = STATE_COLOURS[state]
         detail = f"last update {clock(health.last_success)} ({age(health.last_success, now)})"
         if state is not State.UP:
-            detail += f" &middot; {html.escape(health.reason(now))}"
+            detail += f" &middot; {esc(health.reason(now))}"
         return (
-            f'<span class="pw-health" data-collector="{html.escape(health.collector)}" data-state="{state.value}" '
+            f'<span class="pw-health" data-collector="{esc(health.collector)}" data-state="{esc(state.value)}" '
             f'style="display:inline-block;margin:2px 8px 2px 0;padding:3px 8px;border-radius:4px;'
-            f'border:1px solid {STATE_COLOURS[state]}">'
-            f'<b style="color:{STATE_COLOURS[state]}">{html.escape(health.collector)}: {state.value.upper()}</b> '
-            f'<span style="opacity:.8">{html.escape(health.target)} &middot; {detail}</span></span>'
+            f'border:1px solid {colour}">'
+            f'<b style="color:{colour}">{esc(health.collector)}: {esc(state.value.upper())}</b> '
+            f'<span style="opacity:.8">{esc(health.target)} &middot; {detail}</span></span>'
         )
 
 
@@ -139,13 +140,13 @@ class KafkaLagView(SnapshotSection, Viewer):
                                               width=320)
         self.group_choice.param.watch(lambda _: self._render_group(), "value")
         self._layout = pn.Column(
-            pn.pane.Markdown(f"### Kafka cluster `{cluster}`"),
+            pn.pane.HTML(f"<h3>Kafka cluster <code>{esc(cluster)}</code></h3>"),
             pn.pane.Bokeh(self.status, sizing_mode="stretch_width"),
             pn.Row(*(pn.pane.Bokeh(chart.figure, sizing_mode="stretch_width") for chart in self.charts),
                    sizing_mode="stretch_width"),
             pn.pane.Markdown("#### Consumer groups"), self.groups,
             self.group_choice,
-            pn.pane.Markdown(f"#### Partitions (the {PARTITION_ROWS:,} most lagging)"), self.partitions,
+            pn.pane.HTML(f"<h4>Partitions (the {PARTITION_ROWS:,} most lagging)</h4>"), self.partitions,
             pn.pane.Markdown("#### Members of the chosen group"), self.members,
             pn.Row(pn.Column(pn.pane.Markdown("#### Topics"), self.topics),
                    pn.Column(pn.pane.Markdown("#### Brokers"), self.brokers), sizing_mode="stretch_width"),
@@ -175,13 +176,13 @@ class KafkaLagView(SnapshotSection, Viewer):
         notes = []
         if snapshot.unmatched_patterns:
             notes.append("No consumer group matches " + ", ".join(
-                f"<code>{html.escape(p)}</code>" for p in snapshot.unmatched_patterns))
+                f"<code>{esc(p)}</code>" for p in snapshot.unmatched_patterns))
         for progress in snapshot.group_topics.values():
             if progress.retention_risk_seconds == 0:
-                notes.append(f"<b>{html.escape(progress.group_id)}</b> lost records of "
-                             f"<b>{html.escape(progress.topic)}</b>: retention deleted them before they were consumed")
+                notes.append(f"<b>{esc(progress.group_id)}</b> lost records of "
+                             f"<b>{esc(progress.topic)}</b>: retention deleted them before they were consumed")
             elif math.isfinite(progress.retention_risk_seconds):
-                notes.append(f"<b>{html.escape(progress.group_id)}</b>: records of <b>{html.escape(progress.topic)}</b> "
+                notes.append(f"<b>{esc(progress.group_id)}</b>: records of <b>{esc(progress.topic)}</b> "
                              f"will be deleted before they are consumed in about "
                              f"{duration(progress.retention_risk_seconds)}")
         self._notes = "".join(f'<div class="pw-note" style="color:#9a6700">{n}</div>' for n in notes)
@@ -230,9 +231,9 @@ class KafkaLagView(SnapshotSection, Viewer):
 
 
 _STATUS = HTMLTemplateFormatter(template=(
-    '<span class="pw-status" data-status="<%= value %>" style="font-weight:bold;color:'
-    + "<%= ({OK: '#1a7f37', WARN: '#bf8700', ERR: '#cf222e', STOP: '#cf222e', STALL: '#cf222e', REWIND: '#cf222e'})"
-    + "[value] || '#6e7781' %>\"><%= value %></span>"
+    '<span class="pw-status" data-status="<%- value %>" style="font-weight:bold;color:'
+    + "<%- ({OK: '#1a7f37', WARN: '#bf8700', ERR: '#cf222e', STOP: '#cf222e', STALL: '#cf222e', REWIND: '#cf222e'})"
+    + "[value] || '#6e7781' %>\"><%- value %></span>"
 ))
 _GROUP_COLUMNS = {
     "group": None, "state": None, "status": _STATUS, "members": COUNT, "lag": COUNT, "max lag": COUNT,

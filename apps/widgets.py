@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import html
 import itertools
 from datetime import datetime, timezone
 
@@ -22,6 +21,7 @@ from bokeh.models import (
     TableColumn,
 )
 
+from apps.escape import esc
 from monitoring.health import CollectorHealth, State
 
 STATE_COLOURS = {State.UP: "#1a7f37", State.DOWN: "#cf222e", State.STALE: "#bf8700", State.STARTING: "#6e7781"}
@@ -55,9 +55,9 @@ def duration_formatter(infinite: str) -> HTMLTemplateFormatter:
     return HTMLTemplateFormatter(template=(
         "<% if (value === null || value === undefined || Number.isNaN(value)) { %>unknown"
         f"<% }} else if (value === Infinity) {{ %>{infinite}"
-        "<% } else if (value < 120) { %><%= value.toFixed(1) %> s"
-        "<% } else if (value < 7200) { %><%= (value / 60).toFixed(1) %> min"
-        "<% } else { %><%= (value / 3600).toFixed(1) %> h<% } %>"
+        "<% } else if (value < 120) { %><%- value.toFixed(1) %> s"
+        "<% } else if (value < 7200) { %><%- (value / 60).toFixed(1) %> min"
+        "<% } else { %><%- (value / 3600).toFixed(1) %> h<% } %>"
     ))
 
 
@@ -248,12 +248,12 @@ def freshness(what: str, snapshot_time: float | None, health: CollectorHealth | 
     if snapshot_time is None:
         text = f"<em>No {what} data yet: waiting for the first successful collection.</em>"
         if state is State.DOWN:
-            text += f" Collector down: {html.escape(health.reason(now))}"
+            text += f" Collector down: {esc(health.reason(now))}"
         return text, False
     if state is not None and state is not State.UP:
         return (f'<div class="pw-stale" style="color:#9a6700"><b>STALE</b>: tables and charts show data measured '
                 f'at {clock(snapshot_time)} ({age(snapshot_time, now)}); the collector is '
-                f'{state.value}: {html.escape(health.reason(now))}</div>'), True
+                f'{esc(state.value)}: {esc(health.reason(now))}</div>'), True
     return f'<span class="pw-fresh">Measured at {clock(snapshot_time)} ({age(snapshot_time, now)})</span>', False
 
 

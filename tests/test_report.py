@@ -108,3 +108,32 @@ def test_bad_durations(text):
 def test_file_name_has_the_time():
     assert report_filename(NOW) == "pipewatch-report-20270115-080000.html"
 
+
+
+async def test_a_second_report_click_while_one_is_built_is_refused_and_says_so():
+    import asyncio
+    import threading
+
+    from apps.report import ReportDownload
+
+    download = ReportDownload(_store(), _Pipeline())
+    release, started = threading.Event(), threading.Event()
+    built = []
+
+    def slow_build(window):
+        started.set()
+        release.wait(10)
+        built.append(window)
+        return "pipewatch-report-x.html", "<html>report</html>"
+
+    download.build = slow_build
+    first = asyncio.ensure_future(download._build())
+    await asyncio.to_thread(started.wait, 10)
+    assert await download._build() is None  # refused: nothing to download for this click
+    assert "being built" in download.message.object
+    release.set()
+    assert (await first).getvalue() == "<html>report</html>"
+    assert built == [3600.0] and download.message.object == "" and download.button.filename == "pipewatch-report-x.html"
+    release.clear()
+    release.set()  # free again: the next click builds
+    assert (await download._build()).getvalue() == "<html>report</html>" and len(built) == 2

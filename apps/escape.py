@@ -1,0 +1,48 @@
+"""The one way a string from a monitored system reaches a page, a link or an exported file.
+
+Group ids, job names, subjects, dataset names, payloads... are written by whoever runs those systems:
+in HTML they are always text (`esc`), in a link always one encoded query value (`pipeline_href`), and in a
+CSV never a spreadsheet formula (`spreadsheet_safe`). tests/test_html_sinks.py checks the sources use them.
+"""
+
+from __future__ import annotations
+
+import html
+from urllib.parse import quote
+
+import pandas as pd
+
+
+def esc(value: object) -> str:
+    """`value` as HTML text: also safe inside a quoted attribute (both quote kinds are escaped)."""
+    return html.escape(str(value), quote=True)
+
+
+def pipeline_href(name: str) -> str:
+    """The link to a pipeline's page, for an href attribute (already HTML-escaped)."""
+    return esc(f"?page=pipeline&pipeline={quote(name, safe='')}")
+
+
+_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def spreadsheet_cell(value: object) -> object:
+    """A text cell a spreadsheet would run as a formula, prefixed with ' (it then shows the text as written)."""
+    if isinstance(value, str) and value.startswith(_FORMULA_STARTS):
+        return "'" + value
+    return value
+
+
+def spreadsheet_safe(frame: pd.DataFrame) -> pd.DataFrame:
+    """A copy of `frame` whose text cells are all `spreadsheet_cell`s (numbers stay numbers)."""
+    safe = frame.copy()
+    for column in safe.columns:
+        if not pd.api.types.is_numeric_dtype(safe[column].dtype):
+            safe[column] = safe[column].map(spreadsheet_cell)
+    return safe
+
+
+def choice_options(options: list[str]) -> dict[str, str]:
+    """Options for a MultiChoice, label -> value: Bokeh's MultiChoice (Choices.js) shows its labels as HTML, so
+    each label is its option escaped, which it then shows as written."""
+    return {esc(option): option for option in options}
