@@ -37,6 +37,7 @@ from apps.escape import choice_options, esc, spreadsheet_safe
 from apps.shared_patch import SessionWriter, SharedModels, in_server_session, shared
 from apps.widgets import age, clock, next_tag, redraw
 from monitoring.config import ChangeFeedSource
+from monitoring.evaluation import nearest_rank
 from monitoring.health import State
 from monitoring.store import FeedRow, Store
 
@@ -309,7 +310,7 @@ def _status_text(store: Store, source: tuple[str, str], config: ChangeFeedSource
     rows = store.feed_since(source, max(0, seq - 200))
     delays = sorted(r.delivered_at - r.changed_at for r in rows)
     if delays:
-        p95 = delays[min(len(delays) - 1, int(len(delays) * 0.95))]
+        p95 = nearest_rank(delays, 0.95)
         text += (f' &middot; <span class="pw-feed-delay">delay from change to delivery over the last '
                  f"{len(delays)}: median {statistics.median(delays) * 1000:,.0f} ms, p95 {p95 * 1000:,.0f} ms, "
                  f"last delivery {clock(rows[-1].delivered_at)}</span>")

@@ -1,17 +1,140 @@
-"""What the HTTP collectors (schema registry, Flink) share: one pooled client per source, and
-failures told apart (a timeout, a refused connection, a TLS failure) for the health line."""
+"""What the HTTP collectors (Flink, schema registry, remote agents, mirror, Prometheus) share: one pooled client
+per source, and one GET of a JSON answer (`get_json`) whose failures fall into one set of categories, for the
+health line, the errors page and `pipewatch_collector_errors_total{category}`:
+
+- no answer at all (TRANSPORT_FAILURES): `timeout`, `connection_refused`, `tls`, `connection`;
+- an HTTP error status: `auth` (401, 403), `server_error` (5xx), `http_error` (any other status not taken);
+- an answer that cannot be used: `protocol` (not JSON, an encoding not asked for, or not the shape expected),
+  `too_large` (over the reader's cap once decompressed: read no further).
+
+A source keeps what is its own as a small hook: how its error bodies name the failure (`detail`: the registry's
+error_code and message, Flink's "errors" list, Prometheus's errorType), and which statuses count as an answer.
+Every failure is raised as the source's subclass of HttpSourceError, with the status and the source's error code
+when an answer came."""
 
 from __future__ import annotations
 
+import json
 import ssl
 import zlib
+from collections.abc import Callable, Container, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
 
 import httpx
 
 from monitoring.config import BasicAuth, HttpTls
+from monitoring.health import SourceError
 
 TRANSPORT_FAILURES = frozenset({"timeout", "connection_refused", "tls", "connection"})
 """Categories of a request that got no answer at all: the source itself is unreachable."""
+HTTP_CATEGORIES = (*sorted(TRANSPORT_FAILURES), "auth", "server_error", "http_error", "protocol", "too_large")
+"""Every category get_json raises (the documented names: README, docs/metrics.md)."""
+DEFAULT_MAX_ANSWER_BYTES = 64 * 2**20
+"""The decoded size past which an answer is refused, for sources without a setting of their own."""
+
+Params = Mapping[str, str] | Sequence[tuple[str, str]] | None
+
+
+class HttpSourceError(SourceError):
+    """A GET that got no usable answer. `status` is the HTTP status when an answer came (None: none came), `code`
+    the source's own error code when its body named one ("" otherwise)."""
+
+    def __init__(self, category: str, message: str, status: int | None = None, code: str = "") -> None:
+        super().__init__(category, message)
+        self.status = status
+        self.code = code
+
+
+def status_category(status: int) -> str:
+    """The category of an HTTP error status."""
+    if status in (401, 403):
+        return "auth"
+    if status >= 500:
+        return "server_error"
+    return "http_error"
+
+
+@dataclass(frozen=True, slots=True)
+class JsonAnswer:
+    """An answer read whole (within the cap): its status, and its body decoded (None when it is not JSON)."""
+
+    status: int
+    reason: str
+    content_type: str
+    body: Any
+
+
+Detail = Callable[[Any], tuple[str, str | None]]
+"""A source's reading of an error answer's JSON body (None when not JSON): (its error code or "", its message or
+None for the HTTP reason phrase)."""
+
+
+def no_detail(body: Any) -> tuple[str, str | None]:
+    return "", None
+
+
+async def fetch_json(client: httpx.AsyncClient, path: str, *, params: Params = None,
+                     max_bytes: int = DEFAULT_MAX_ANSWER_BYTES, error: type[HttpSourceError] = HttpSourceError,
+                     what: str = "the source", cap_name: str | None = None) -> JsonAnswer:
+    """GET `path` and read its answer whole, whatever its status; HttpSourceError (as `error`) when no answer came
+    (timeout, connection_refused, tls, connection), or it is over `max_bytes` decoded (too_large), or in an
+    encoding not asked for (protocol)."""
+    try:
+        async with client.stream("GET", path, params=params, headers=ACCEPT_GZIP) as response:
+            content = await read_capped(response, max_bytes)
+    except httpx.TimeoutException:
+        raise error("timeout", f"GET {path}: no answer within {_seconds(client)}") from None
+    except httpx.TransportError as exc:
+        raise error(transport_category(exc), f"GET {path}: {first_line(exc)}") from None
+    except AnswerTooLarge:
+        at = str(client.base_url).rstrip("/")
+        setting = f" ({cap_name})" if cap_name else ""
+        raise error("too_large", f"GET {path}: the answer of {what} at {at} is over {_size(max_bytes)} decoded"
+                                 f"{setting}: refused, nothing of it used", response.status_code) from None
+    except UndecodableAnswer as exc:
+        raise error("protocol", f"GET {path}: {exc}", response.status_code) from None
+    try:
+        body = json.loads(content)
+    except (ValueError, RecursionError):  # (not JSON, or nested deeper than the parser goes)
+        body = None
+    return JsonAnswer(response.status_code, response.reason_phrase, response.headers.get("content-type", ""), body)
+
+
+def checked(answer: JsonAnswer, path: str, *, error: type[HttpSourceError] = HttpSourceError,
+            detail: Detail = no_detail, ok: Container[int] = range(200, 300)) -> Any:
+    """The body of an answer whose status is in `ok`, or HttpSourceError: "GET <path>: HTTP <status>[, error
+    <code>]: <detail>" (auth, server_error, http_error), or protocol when the body is not JSON."""
+    if answer.status not in ok:
+        code, text = detail(answer.body)
+        text = text or answer.reason
+        message = f"GET {path}: HTTP {answer.status}" + (f", error {code}" if code else "") \
+            + (f": {text}" if text else "")
+        raise error(status_category(answer.status), message, answer.status, code)
+    if answer.body is None:
+        raise error("protocol", f"GET {path}: answer is not JSON ({answer.content_type or 'no content type'})",
+                    answer.status)
+    return answer.body
+
+
+async def get_json(client: httpx.AsyncClient, path: str, *, params: Params = None,
+                   max_bytes: int = DEFAULT_MAX_ANSWER_BYTES, error: type[HttpSourceError] = HttpSourceError,
+                   detail: Detail = no_detail, ok: Container[int] = range(200, 300), what: str = "the source",
+                   cap_name: str | None = None) -> Any:
+    """GET `path`: the decoded JSON body of an answer whose status is in `ok`, read with its decoded size capped,
+    or HttpSourceError (as `error`) in one of HTTP_CATEGORIES (see fetch_json and checked)."""
+    answer = await fetch_json(client, path, params=params, max_bytes=max_bytes, error=error, what=what,
+                              cap_name=cap_name)
+    return checked(answer, path, error=error, detail=detail, ok=ok)
+
+
+def _seconds(client: httpx.AsyncClient) -> str:
+    seconds = client.timeout.read if client.timeout.read is not None else client.timeout.connect
+    return f"{seconds:g} s" if seconds is not None else "the timeout"
+
+
+def _size(count: int) -> str:
+    return f"{count // 2**20} MiB" if count % 2**20 == 0 else f"{count:,} bytes"
 
 
 def build_client(base_url: str, basic_auth: BasicAuth | None, tls: HttpTls | None, timeout: float,

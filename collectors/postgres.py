@@ -3,8 +3,11 @@ health line, with the hint that fits the collector."""
 
 from __future__ import annotations
 
+import re
+
 import asyncpg
 
+from monitoring.errors import HintContext
 from monitoring.health import SourceError
 
 DATABASE_ERRORS = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError)
@@ -33,3 +36,16 @@ def classified(exc: BaseException, missing_table: str, permission: str) -> Datab
                         asyncpg.CannotConnectNowError, asyncpg.AdminShutdownError)):
         return DatabaseError("connection", f"{name}: {message}")
     return DatabaseError("database", f"{name}: {message}")
+
+
+def login_hint(ctx: HintContext) -> str:
+    """The hint for a login PostgreSQL refused (a wrong password, a role that does not exist); the profiling and
+    change feed packages register it for their components' auth and permission errors."""
+    user = re.search(r'authentication failed for user "([^"]+)"', ctx.message)
+    if user:
+        return (f'PostgreSQL rejected the password of user "{user.group(1)}": check the user in the dsn and the '
+                "password given beside it (password, password_file, or PGPASSWORD / ~/.pgpass).")
+    role = re.search(r'role "([^"]+)" does not exist', ctx.message)
+    if role:
+        return f'There is no PostgreSQL role "{role.group(1)}": check the user in the DSN.'
+    return ""

@@ -355,7 +355,8 @@ LABELS: dict[str, str] = {
     "decision": "skip, full, partial, defer or sample.",
     "freshness": "fresh, stale or never.",
     "category": "Error category: timeout, connection_refused, connection, unreachable, tls, auth, server_error, "
-                "http_error, kafka_protocol, os_error, internal and the collectors' own (a short fixed list).",
+                "http_error, protocol, too_large, kafka_protocol, os_error, internal and the collectors' own (a short "
+                "fixed list).",
     "compatibility": "The compatibility level's name (for *_info).",
     "mode": "The registry mode's name (for *_info).",
     "level": "The backpressure level's name (for *_info).",

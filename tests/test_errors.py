@@ -4,7 +4,6 @@ untrusted certificate, the registry stand-in's error bodies, aiokafka's protocol
 
 from __future__ import annotations
 
-import pytest
 from aiokafka.errors import for_code
 
 from collectors.flink.collector import FlinkCollector
@@ -13,7 +12,6 @@ from collectors.schema_registry.collector import SchemaRegistryCollector
 from exporters.server import start_exporter
 from monitoring.config import ExporterTls, FlinkSource, KafkaSource, SchemaRegistrySource
 from monitoring.errors import ErrorRegistry, hint_for, normalise
-from monitoring.health import categorize, describe
 from monitoring.runtime import Supervisor
 from monitoring.store import Store
 from pipewatch.local.broker import free_port
@@ -195,71 +193,6 @@ async def test_registry_401_timeout_and_error_code_hints(registry):
         assert entry.message == f"RegistryError: GET /: HTTP {failure[0]}, error {failure[1]}: {failure[2]}"
         assert entry.hint.startswith(expected), entry.hint
     registry.failure = None
-
-
-def test_registry_code_hints_name_the_subject():
-    message = "RegistryError: GET /subjects/orders-value/versions/latest: HTTP 404, error 40401: Subject not found."
-    assert hint_for("http_error", message, "http://r:8081", "schema_registry").startswith(
-        "Error 40401: subject orders-value does not exist on the registry at http://r:8081")
-    for code, start in ((409, "Error 409: the schema is incompatible with the earlier versions of subject orders-value"),
-                        (42201, "Error 42201: the registry could not parse the schema"),
-                        (40403, "Error 40403: no schema has the id asked for")):
-        text = f"RegistryError: POST /subjects/orders-value/versions: HTTP {str(code)[:3]}, error {code}: x"
-        assert hint_for("http_error", text).startswith(start)
-
-
-def test_registry_404_on_its_root_means_a_wrong_url_or_prefix():
-    hint = hint_for("http_error", "RegistryError: GET /: HTTP 404: Not Found", "http://r:8081", "schema_registry")
-    assert hint == ("HTTP 404 for /: http://r:8081 does not serve the Confluent registry API there: check url and "
-                    "path_prefix (Apicurio needs /apis/ccompat/v7).")
-
-
-def test_flink_404_hints_tell_a_vanished_job_a_stopped_vertex_and_a_wrong_url_apart():
-    job, vertex = "3f2a9c1e0b7d4e6f8a9b0c1d2e3f4a5b", "cbc357ccb763df2852fee8c4fc7d55f2"
-    assert hint_for("http_error", f"FlinkError: GET /jobs/{job}/vertices/{vertex}/backpressure: HTTP 404: x",
-                    component="flink").startswith(f"HTTP 404 for /jobs/{job}/vertices/{vertex}/backpressure: the vertex "
-                                                  "of job 3f2a9c1e is not running")
-    assert hint_for("http_error", f"FlinkError: GET /jobs/{job}/checkpoints: HTTP 404: x", component="flink:local") \
-        .startswith("HTTP 404 for /jobs/3f2a9c1e0b7d4e6f8a9b0c1d2e3f4a5b/checkpoints: Flink no longer knows job 3f2a9c1e")
-    assert hint_for("http_error", "FlinkError: GET /overview: HTTP 404: Not Found", "http://h:9090", "flink") \
-        .startswith("HTTP 404 for /overview: http://h:9090 is not Flink's REST API")
-
-
-@pytest.mark.parametrize("code, category, start", [
-    (3, "kafka_protocol", "UNKNOWN_TOPIC_OR_PARTITION: the broker does not host a partition pipewatch asked about "
-                          "(orders[2])"),
-    (15, "kafka_protocol", "COORDINATOR_NOT_AVAILABLE: no broker can coordinate group billing right now"),
-    (16, "kafka_protocol", "NOT_COORDINATOR: the coordinator of group billing moved"),
-    (14, "kafka_protocol", "COORDINATOR_LOAD_IN_PROGRESS: the coordinator of group billing"),
-    (30, "auth", "GROUP_AUTHORIZATION_FAILED: the principal pipewatch connects as may not read group billing's "
-                 "offsets: grant it DESCRIBE on the group (kafka-acls --add --operation Describe --group billing)."),
-    (29, "auth", "TOPIC_AUTHORIZATION_FAILED"),
-    (58, "auth", "SASL_AUTHENTICATION_FAILED"),
-])
-def test_kafka_protocol_error_codes_as_aiokafka_reports_them(code, category, start):
-    error = for_code(code)("OffsetFetch for group 'billing', orders[2]")
-    assert categorize(error) == category
-    assert hint_for(category, describe(error)).startswith(start)
-
-
-@pytest.mark.parametrize("message, start", [
-    ("job etl: map (1/2): java.lang.ClassNotFoundException: com.example.OrderDeserializer",
-     "com.example.OrderDeserializer is not on the job's classpath"),
-    ("job etl: job: org.apache.flink.runtime.jobmanager.scheduler.NoResourceAvailableException: Could not acquire the "
-     "minimum required resources.", "Not enough free task slots"),
-    ("job etl: window (1/1): java.util.concurrent.CompletionException: No pooled slot available",
-     "Not enough free task slots"),
-    ("job etl: sink (1/1): java.lang.OutOfMemoryError: Java heap space", "A taskmanager ran out of heap"),
-    ("job etl: sink (1/1): java.lang.OutOfMemoryError: Metaspace", "The JVM ran out of metaspace"),
-    ("job etl: checkpoint failed: Checkpoint expired before completing.",
-     "The checkpoint did not complete within execution.checkpointing.timeout"),
-    ("job etl: checkpoint failed: Checkpoint was declined (task is closing)",
-     "A task declined the checkpoint (task is closing)"),
-    ("job etl: checkpoint failed: Checkpoint Coordinator is suspending.",
-     "The job was failing or restarting, so its checkpoints in flight were aborted"),
-])
-def test_flink_root_causes(message, start):
-    assert hint_for("other", message).startswith(start)
 
 
 async def test_unresolvable_host_hint():

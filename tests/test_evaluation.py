@@ -6,7 +6,14 @@ import math
 import time
 
 from apps.overview_view import tiles_html
-from monitoring.evaluation import LATENCY_SOURCE, SUMMARY_SOURCE, Evaluator, percentiles, pipeline_latencies
+from monitoring.evaluation import (
+    LATENCY_SOURCE,
+    SUMMARY_SOURCE,
+    Evaluator,
+    nearest_rank,
+    percentiles,
+    pipeline_latencies,
+)
 from monitoring.health import CollectorHealth, State
 from monitoring.metrics import JOB_STATES
 from monitoring.store import Store
@@ -99,6 +106,13 @@ def test_percentiles_are_nearest_rank_values_that_were_measured():
     assert percentiles([3.0]) == {0.5: 3.0, 0.95: 3.0, 0.99: 3.0}
     assert percentiles([1.0, math.inf, math.nan]) == {0.5: 1.0, 0.95: math.inf, 0.99: math.inf}
     assert percentiles([math.nan]) == {}
+
+
+def test_nearest_rank_is_the_one_percentile_of_the_pages_too():
+    # (the change feed page's p95 delay: of 20 delays the 19th, not the largest)
+    assert nearest_rank([float(i) for i in range(1, 21)], 0.95) == 19.0
+    assert nearest_rank([0.2], 0.95) == 0.2
+    assert nearest_rank(list(range(1, 101)), 0.95) == percentiles(range(1, 101))[0.95]
 
 
 def test_latency_measures_say_what_they_measure_and_come_from_live_sources_only():

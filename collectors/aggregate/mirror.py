@@ -34,7 +34,7 @@ from dataclasses import dataclass
 
 import httpx
 
-from collectors.aggregate.remote_agents import RemoteAgentError, get_json
+from collectors.aggregate.remote_agents import RemoteAgentError, get_agent_json
 from collectors.http import build_client
 from monitoring.config import ChangeFeedSource, Config, Mirror
 from monitoring.errors import ErrorEntry
@@ -101,8 +101,8 @@ class MirrorCollector(Collector):
         if self._client is None:
             self._client = build_client(self.url, self.config.basic_auth, self.config.tls,
                                         self.config.timeout_seconds, max_connections=1)
-        body = await get_json(self._client, STATE_PATH, [("cursor", self._cursor)] if self._cursor else None,
-                              self.config.max_answer_bytes)
+        body = await get_agent_json(self._client, STATE_PATH, [("cursor", self._cursor)] if self._cursor else None,
+                                    self.config.max_answer_bytes)
         try:
             answer = _parse(body)
         except (KeyError, IndexError, TypeError, ValueError, WireError) as exc:  # (WireError is a ValueError)

@@ -17,9 +17,8 @@ import time
 
 import httpx
 
-from collectors.http import TRANSPORT_FAILURES, build_client, first_line, transport_category
+from collectors.http import HttpSourceError, build_client, get_json
 from monitoring.config import PrometheusSource
-from monitoring.health import SourceError
 from monitoring.metrics import JOB_STATES
 from monitoring.models.aggregate import AGGREGATE_PIPELINE, AgentSummary, AggregateSnapshot, PipelineSummary
 from monitoring.runtime import Collector
@@ -48,7 +47,7 @@ _QUERIES = {
 }
 
 
-class PrometheusQueryError(SourceError):
+class PrometheusQueryError(HttpSourceError):
     """A query the Prometheus API did not answer with a result."""
 
 
@@ -75,23 +74,19 @@ class PrometheusQueryCollector(Collector):
 
     async def _query(self, expr: str) -> list[dict]:
         assert self._client is not None
-        try:
-            response = await self._client.get("/api/v1/query", params={"query": expr})
-        except httpx.TransportError as exc:
-            category = transport_category(exc)
-            raise PrometheusQueryError(category if category in TRANSPORT_FAILURES else "connection",
-                                       f"GET /api/v1/query: {first_line(exc)}") from None
-        if response.status_code in (401, 403):
-            raise PrometheusQueryError("auth", f"query API answered HTTP {response.status_code}")
-        try:
-            body = response.json()
-        except ValueError:
-            raise PrometheusQueryError("server_error" if response.status_code >= 500 else "http_error",
-                                       f"query API answered HTTP {response.status_code} without JSON") from None
-        if body.get("status") != "success":
-            raise PrometheusQueryError("query_error", f"{body.get('errorType', 'error')}: {body.get('error', '')} "
-                                                      f"(query {expr})")
-        return body["data"]["result"]
+
+        def detail(body: object) -> tuple[str, str | None]:  # {"status": "error", "errorType": ..., "error": ...}
+            if not isinstance(body, dict) or body.get("status") != "error":
+                return "", None
+            return str(body.get("errorType", "")), f"{body.get('error', '')} (query {expr})"
+
+        body = await get_json(self._client, "/api/v1/query", params={"query": expr}, error=PrometheusQueryError,
+                              detail=detail, what="Prometheus")
+        result = (body.get("data") or {}).get("result") if isinstance(body, dict) and body.get("status") == "success" \
+            else None
+        if not isinstance(result, list):
+            raise PrometheusQueryError("protocol", f"GET /api/v1/query: no result in the answer (query {expr})", 200)
+        return result
 
     async def close(self) -> None:
         if self._client is not None:

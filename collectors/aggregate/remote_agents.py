@@ -17,25 +17,14 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import json
 import math
 from collections import deque
 from urllib.parse import urlsplit
 
 import httpx
 
-from collectors.http import (
-    ACCEPT_GZIP,
-    TRANSPORT_FAILURES,
-    AnswerTooLarge,
-    UndecodableAnswer,
-    build_client,
-    first_line,
-    read_capped,
-    transport_category,
-)
+from collectors.http import TRANSPORT_FAILURES, HttpSourceError, build_client, checked, fetch_json
 from monitoring.config import RemoteAgent
-from monitoring.health import SourceError
 from monitoring.models.aggregate import AGGREGATE_PIPELINE, History, RemoteAgentSnapshot
 from monitoring.runtime import Collector
 from monitoring.store import Store
@@ -56,7 +45,7 @@ MAX_REASON = 2000
 _MEASURES = tuple(name for name, f in PipelineSummary.__dataclass_fields__.items() if f.type == "float")
 
 
-class RemoteAgentError(SourceError):
+class RemoteAgentError(HttpSourceError):
     """The remote agent did not answer, or not with pipewatch's JSON API."""
 
 
@@ -107,7 +96,7 @@ class RemoteAgentCollector(Collector):
 
     async def _get(self, path: str, params: list[tuple[str, str]] | None = None) -> dict:
         assert self._client is not None
-        return await get_json(self._client, path, params, self.config.max_answer_bytes)
+        return await get_agent_json(self._client, path, params, self.config.max_answer_bytes)
 
     def _apply(self, agent: dict[str, object], rows: tuple[PipelineSummary, ...], measured_at: float | None,
                entries: list[tuple[str, int, str, bool, list[tuple[float, float]]]]) -> None:
@@ -141,43 +130,24 @@ class RemoteAgentCollector(Collector):
             self._client = None
 
 
-async def get_json(client: httpx.AsyncClient, path: str, params: list[tuple[str, str]] | None = None,
-                   max_bytes: int = DEFAULT_MAX_ANSWER_BYTES) -> dict:
+async def get_agent_json(client: httpx.AsyncClient, path: str, params: list[tuple[str, str]] | None = None,
+                         max_bytes: int = DEFAULT_MAX_ANSWER_BYTES) -> dict:
     """GET a pipewatch JSON API path: its JSON object, or a RemoteAgentError saying what went wrong. The body is
     refused past `max_bytes` once decompressed (another agent is not trusted with this process's memory)."""
-    try:
-        async with client.stream("GET", path, params=params, headers=ACCEPT_GZIP) as response:
-            if response.status_code in (401, 403):
-                raise RemoteAgentError("auth", f"GET {path}: HTTP {response.status_code} (check basic_auth)")
-            if response.status_code == 404:
-                raise RemoteAgentError("protocol", f"GET {path}: HTTP 404: not a pipewatch agent with the JSON API")
-            content = await read_capped(response, max_bytes)
-    except httpx.TransportError as exc:
-        category = transport_category(exc)
-        raise RemoteAgentError(category if category in TRANSPORT_FAILURES else "connection",
-                               f"GET {path}: {first_line(exc)}") from None
-    except AnswerTooLarge:
-        url = str(client.base_url).rstrip("/")
-        raise RemoteAgentError("too_large", f"GET {path}: the answer of the agent at {url} is over {_size(max_bytes)} "
-                                            f"decoded (max_answer_bytes): refused, nothing of it used") from None
-    except UndecodableAnswer as exc:
-        raise RemoteAgentError("protocol", f"GET {path}: {exc}") from None
-    try:
-        body = json.loads(content)
-    except (ValueError, RecursionError):  # (not JSON, or nested deeper than the parser goes)
-        body = None
-    if response.status_code != 200:
-        detail = body.get("error") if isinstance(body, dict) else None
-        detail = detail[:MAX_TEXT] if isinstance(detail, str) else None
-        raise RemoteAgentError("server_error" if response.status_code >= 500 else "http_error",
-                               f"GET {path}: HTTP {response.status_code}" + (f": {detail}" if detail else ""))
+    answer = await fetch_json(client, path, params=params, max_bytes=max_bytes, error=RemoteAgentError,
+                              what="the agent", cap_name="max_answer_bytes")
+    if answer.status == 404:
+        raise RemoteAgentError("protocol", f"GET {path}: HTTP 404: not a pipewatch agent with the JSON API", 404)
+    body = checked(answer, path, error=RemoteAgentError, detail=_agent_error, ok=(200,))
     if not isinstance(body, dict):
-        raise RemoteAgentError("protocol", f"GET {path}: the answer is not a JSON object")
+        raise RemoteAgentError("protocol", f"GET {path}: the answer is not a JSON object", answer.status)
     return body
 
 
-def _size(count: int) -> str:
-    return f"{count // 2**20} MiB" if count % 2**20 == 0 else f"{count:,} bytes"
+def _agent_error(body: object) -> tuple[str, str | None]:
+    """What pipewatch's API says of a failure ({"error": ...}), cut to MAX_TEXT."""
+    detail = body.get("error") if isinstance(body, dict) else None
+    return "", detail[:MAX_TEXT] if isinstance(detail, str) else None
 
 
 class _Malformed(ValueError):

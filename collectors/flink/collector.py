@@ -34,10 +34,10 @@ from urllib.parse import quote
 import httpx
 
 from collectors.flink.exceptions import classify
-from collectors.http import TRANSPORT_FAILURES, build_client, first_line, transport_category
+from collectors.http import TRANSPORT_FAILURES, HttpSourceError, build_client, get_json
 from monitoring.config import FlinkSource
 from monitoring.errors import redact
-from monitoring.health import SourceError, describe
+from monitoring.health import describe
 from monitoring.metrics import BACKPRESSURE_LEVELS, JOB_STATES
 from monitoring.models.flink import (
     TERMINAL_STATES,
@@ -75,7 +75,7 @@ def _segment(identifier: str) -> str:
     return quote(str(identifier), safe="")
 
 
-class FlinkError(SourceError):
+class FlinkError(HttpSourceError):
     """A Flink REST request that got no usable answer."""
 
 
@@ -355,19 +355,7 @@ class FlinkCollector(Collector):
     async def _get(self, client: httpx.AsyncClient, path: str, params: dict[str, str] | None = None) -> Any:
         async with self._limit:
             self._requests += 1
-            try:
-                response = await client.get(path, params=params)
-            except httpx.TimeoutException:
-                raise FlinkError("timeout", f"GET {path}: no answer within {self.config.timeout_seconds:g} s") from None
-            except httpx.TransportError as exc:
-                raise FlinkError(transport_category(exc), f"GET {path}: {first_line(exc)}") from None
-        if response.status_code >= 300:
-            raise FlinkError(_http_category(response.status_code), f"GET {path}: HTTP {response.status_code}: "
-                                                                   f"{_java_error(response)}")
-        try:
-            return response.json()
-        except ValueError:
-            raise FlinkError("bad_response", f"GET {path}: answer is not JSON") from None
+            return await get_json(client, path, params=params, error=FlinkError, detail=_java_error)
 
     # -- results ---------------------------------------------------------------------------------
 
@@ -499,22 +487,11 @@ def _job_from_overview(summary: dict) -> Job:
                tasks={k.lower(): int(v) for k, v in (summary.get("tasks") or {}).items()})
 
 
-def _http_category(status: int) -> str:
-    if status in (401, 403):
-        return "auth"
-    if status >= 500:
-        return "server_error"
-    return "http_error"
-
-
-def _java_error(response: httpx.Response) -> str:
-    """The first line of the Java stack trace Flink puts in {"errors": [...]}."""
-    try:
-        errors = response.json().get("errors") or []
-    except (ValueError, AttributeError):
-        errors = []
-    text = str(errors[0]) if errors else response.reason_phrase
-    return text.strip().splitlines()[0][:300] if text.strip() else response.reason_phrase
+def _java_error(body: Any) -> tuple[str, str | None]:
+    """The first line of the Java stack trace Flink puts in {"errors": [...]} (None: the reason phrase)."""
+    errors = body.get("errors") if isinstance(body, dict) else None
+    text = str(errors[0]).strip() if isinstance(errors, list) and errors else ""
+    return "", text.splitlines()[0][:300] if text else None
 
 
 def _num(value: Any) -> float | None:

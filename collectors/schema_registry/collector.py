@@ -25,9 +25,9 @@ from urllib.parse import quote
 
 import httpx
 
-from collectors.http import TRANSPORT_FAILURES, build_client, first_line, transport_category
+from collectors.http import TRANSPORT_FAILURES, HttpSourceError, build_client, checked, fetch_json
 from monitoring.config import SchemaRegistrySource
-from monitoring.health import SourceError, describe
+from monitoring.health import describe
 from monitoring.metrics import COMPATIBILITY_LEVELS, REGISTRY_MODES
 from monitoring.models.schema_registry import KarapaceHealth, RegistrySnapshot, Subject
 from monitoring.runtime import Collector
@@ -39,13 +39,17 @@ _RISKY_MODES = {"READONLY": "no new schemas can be registered", "READONLY_OVERRI
 _NEW_SUBJECTS_PER_CYCLE = 100
 
 
-class RegistryError(SourceError):
+class RegistryError(HttpSourceError):
     """A request that got no usable answer, with what the error counter labels it by."""
 
-    def __init__(self, category: str, http_status: str, error_code: str, message: str) -> None:
-        super().__init__(category, message)
-        self.http_status = http_status
-        self.error_code = error_code
+    @property
+    def http_status(self) -> str:
+        """The HTTP status, or the category when no answer came (timeout, connection_refused, tls, connection)."""
+        return self.category if self.status is None else str(self.status)
+
+    @property
+    def error_code(self) -> str:
+        return self.code
 
 
 class SchemaRegistryCollector(Collector):
@@ -266,47 +270,25 @@ class SchemaRegistryCollector(Collector):
             self._requests_total += 1
             started = time.monotonic()
             try:
-                response = await client.get(path, params=params)
-            except httpx.TimeoutException:
-                raise self._failed("timeout", "timeout", "", f"GET {path}: no answer within "
-                                   f"{self.config.timeout_seconds:g} s") from None
-            except httpx.TransportError as exc:
-                category = transport_category(exc)
-                raise self._failed(category, category, "", f"GET {path}: {first_line(exc)}") from None
+                answer = await fetch_json(client, path, params=params, error=RegistryError, what="the registry")
+            except RegistryError as exc:
+                raise self._failed(exc) from None
             elapsed = time.monotonic() - started
-        status = response.status_code
-        if optional and status == 404:
+        if optional and answer.status == 404:
             return None, elapsed
+        if unhealthy_ok and answer.status == 503 and answer.body is not None:
+            return answer.body, elapsed
         try:
-            body = response.json()
-        except ValueError:
-            body = None
-        if status >= 300 and not (unhealthy_ok and status == 503 and body is not None):
-            raise self._http_error(path, status, body, response.reason_phrase)
-        if body is None:
-            raise self._failed("bad_response", str(status), "",
-                               f"GET {path}: answer is not JSON ({response.headers.get('content-type')})")
-        return body, elapsed
+            return checked(answer, path, error=RegistryError, detail=_registry_error), elapsed
+        except RegistryError as exc:
+            raise self._failed(exc) from None
 
     async def _get_optional(self, client: httpx.AsyncClient, path: str, params: dict[str, str] | None = None,
                             unhealthy_ok: bool = False) -> Any:
         return (await self._get(client, path, params, optional=True, unhealthy_ok=unhealthy_ok))[0]
 
-    def _http_error(self, path: str, status: int, body: Any, reason: str) -> RegistryError:
-        code = str(body.get("error_code", "")) if isinstance(body, dict) else ""
-        message = (body.get("message") if isinstance(body, dict) else None) or reason
-        if status in (401, 403):
-            category = "auth"
-        elif status >= 500:
-            category = "server_error"
-        else:
-            category = "http_error"
-        text = f"GET {path}: HTTP {status}" + (f", error {code}" if code else "") + f": {str(message)[:200]}"
-        return self._failed(category, str(status), code, text)
-
-    def _failed(self, category: str, http_status: str, error_code: str, message: str) -> RegistryError:
-        self._errors[(http_status, error_code)] += 1
-        error = RegistryError(category, http_status, error_code, message)
+    def _failed(self, error: RegistryError) -> RegistryError:
+        self._errors[(error.http_status, error.error_code)] += 1
         self._cycle_failures.append((error, time.time()))
         return error
 
@@ -424,9 +406,17 @@ class SchemaRegistryCollector(Collector):
         return warnings
 
 
+def _registry_error(body: Any) -> tuple[str, str | None]:
+    """The registry's error_code and message from an error answer's body ({"error_code": 40401, "message": ...})."""
+    if not isinstance(body, dict):
+        return "", None
+    message = body.get("message")
+    return str(body.get("error_code", "")), str(message)[:200] if message else None
+
+
 def _strings(body: Any, what: str) -> list[str]:
     if not isinstance(body, list) or not all(isinstance(item, str) for item in body):
-        raise RegistryError("bad_response", "200", "", f"GET {what}: expected a list of subject names")
+        raise RegistryError("protocol", f"GET {what}: expected a list of subject names", 200)
     return body
 
 
