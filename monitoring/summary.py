@@ -127,10 +127,6 @@ class _Latest:
         known = [v for v in self.values(name) if not math.isnan(v)]
         return max(known) if known else math.nan
 
-    def smallest(self, name: str) -> float:
-        known = [v for v in self.values(name) if not math.isnan(v)]
-        return min(known) if known else math.nan
-
 
 def local_summaries(store: Store, pipelines: Iterable[str], instance: str, now: float | None = None,
                     job: str = "local") -> list[PipelineSummary]:

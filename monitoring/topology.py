@@ -36,7 +36,6 @@ STATES = ("ok", "warning", "error", "stale", "down", "unknown")
 """A node's health, worst last but unknown (grey: nothing measured says good or bad)."""
 STATE_COLOURS = {"ok": "#1a7f37", "warning": "#bf8700", "error": "#cf222e", "stale": "#bc4c00",
                  "down": "#82071e", "unknown": "#6e7781"}
-KINDS = ("producer", "registry", "topic", "job", "sink", "database", "profiling", "group")
 COLUMNS = {"producer": 0, "registry": 0, "topic": 1, "job": 2, "sink": 3, "database": 3, "profiling": 3, "group": 4}
 """Left to right. A topic that a job writes sits in the sinks' column, so the flow reads left to right."""
 COLUMN_TITLES = ("producers", "topics", "Flink jobs", "sinks / databases", "consumer groups")
@@ -78,9 +77,6 @@ class Topology:
 
     def node(self, node_id: str) -> Node:
         return next(n for n in self.nodes if n.id == node_id)
-
-    def by_label(self, kind: str, label: str) -> Node:
-        return next(n for n in self.nodes if n.kind == kind and n.label == label)
 
 
 @dataclass(frozen=True)

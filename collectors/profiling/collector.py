@@ -51,7 +51,6 @@ _BATCH = 10_000
 _INITIAL_METRIC_ROWS = 500_000
 """The newest column-metric rows loaded into the history charts at start."""
 _MAX_GAPS = 10_000
-_DECISIONS = ("skip", "full", "partial", "defer", "sample")
 _PERCENT_METRICS = {"null_percent": "null_ratio", "distinct_percent": "unique_ratio"}
 """The seed's sample generator writes percentages where the profiler writes ratios."""
 _KEY_SEPARATOR = "\x1f"
