@@ -1,24 +1,6 @@
 """The JSON API (/api/v1): what this agent watches, as the pages see it, for programs and other agents.
 
-Served by the agent's HTTP endpoint (exporters/server.py) behind the same basic auth and TLS as /metrics, so
-`pipewatch agent` and the Panel app (whose exporter port is the same server) both answer it. It only reads the
-store, like a scrape, and never triggers a collection.
-
-- GET /api/v1/pipelines: the agent, and every local pipeline's summary (monitoring/summary.py, as the evaluator
-  publishes it once a second) with its collectors' health.
-- GET /api/v1/pipelines/{name}: one pipeline: summary, health, latency percentiles, and its series with their
-  current sequence numbers.
-- GET /api/v1/series: points of series after given sequence numbers: the delta model of `Store.since`. A series'
-  `count` is the number of points it ever received; a reader passes back the count it got and receives only
-  the points that came after it.
-- GET /api/v1/events: the event log after a sequence number.
-- GET /api/v1/state: everything that changed since the caller's cursor (collector health, snapshots, series
-  points, events, errors, change-feed rows), in the codec of monitoring/wire.py: what a mirror (a dashboard
-  process that runs no collectors, collectors/aggregate/mirror.py) copies into its own store.
-
-Unknown values are null (never NaN, which is not JSON), +Inf is the string "Infinity", as in
-`PipelineSummary.to_json`. Every answer is bounded (series, points, events per call) and says when it was cut.
-"""
+Details: docs/internals.md, "The JSON API's module"."""
 
 from __future__ import annotations
 

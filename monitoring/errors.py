@@ -1,31 +1,6 @@
 """Every error pipewatch saw, in one bounded list: collector failures and the failures sources report.
 
-Occurrences are deduplicated by (pipeline, component, category, normalised message): digits, hex ids,
-UUIDs and offsets are replaced, so "no answer within 5.2 s" and "no answer within 4.9 s" are one
-error counted twice, while protocol error codes (HTTP 404, Kafka [Error 3], registry error 40401) and
-quoted names (a group, a subject) are kept, because they are what tells two errors apart. Each error keeps its first and last time seen,
-its count, its latest severity and full message, the target of the collector that saw it, and a hint
-derived from the error itself (`hint_for`: rule tables keyed on category and message patterns; an
-error no rule knows gets no hint rather than a guess). The rules that know no particular source (a refused
-port, TLS, HTTP statuses, timeouts, the network) are here; each source's own (Kafka's protocol error codes, the
-registry's error codes, Flink's root causes, PostgreSQL logins) live with its collector, in its package's
-`hints` module, which registers them for its component (`register_hints`) when the package is imported.
-
-The registry holds at most `capacity` distinct errors; a new one evicts the least recently seen.
-
-What counts as an occurrence, per feed:
-- the supervisor: every failed run (not only changes of state);
-- Kafka: an unreachable broker, and a group whose offsets or description could not be read, count
-  once per collection cycle in which they were seen (the cycle asked again and failed again);
-- schema registry: every failed request (what `schema_registry_errors_total` counts), the one that
-  failed the cycle being left to the supervisor;
-- Flink: a job exception once per exception (an exception already recorded, same time, name and
-  task, is not counted again across cycles); a checkpoint failure once per new latest failure (Flink
-  names only the latest one; the full count is flink_jobmanager_job_numberOfFailedCheckpoints); a part
-  of a job the cluster answered with an error, once per cycle.
-
-The registry itself is not thread-safe: the Store holds it and calls it under its lock.
-"""
+Details: docs/internals.md, "The error registry"."""
 
 from __future__ import annotations
 

@@ -1,22 +1,6 @@
 """The pipeline's flow: producers -> topics -> Flink jobs -> sinks / databases -> consumer groups.
 
-A pure model built from what the pipeline's collectors last published (Kafka, Flink, schema registry,
-change feed and profiling snapshots or series, and each collector's health) plus optional hints from the
-config (`flow.edges`) for links no collector can discover. Nothing is invented:
-
-- a topic is drawn when a consumer group committed on it, it is being written to (measured produce rate
-  above 0), or a Flink job or a hint names it;
-- an edge topic -> group is measured (the group's commits); topic -> job and job -> topic come from the
-  job's plan only when a source vertex is named exactly after a topic ("Source: orders") or a sink vertex
-  is ("Sink: orders-enriched", "orders-enriched: Writer"); every other link is a hint, drawn dashed;
-- a producer node exists only when hinted, or as one "producers" node for topics with a measured produce
-  rate that no job or hinted producer writes;
-- a source that is down or stale makes its nodes down or stale with the reason, and their rates unknown;
-  a rate that is not known reads "unknown".
-
-`FlowInputs.gather` reads the store (cheap: dictionary lookups); `build_topology` turns inputs into
-nodes and edges; `FlowInputs.fingerprint` says whether anything a diagram shows can have changed.
-"""
+Details: docs/internals.md, "The flow model"."""
 
 from __future__ import annotations
 

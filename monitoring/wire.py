@@ -1,20 +1,6 @@
 """A JSON codec for pipewatch's own snapshot dataclasses, so one agent can feed other processes (mirror mode).
 
-What `encode` turns into JSON-safe values and `decode` turns back, equal to the original:
-- a dataclass: {"$": "module.Class", field: value, ...} (its init fields);
-- an enum member: {"$e": "module.Class", "v": its value};
-- a tuple: {"$t": [...]}; a list: a list; a set / frozenset: {"$s": [...]} / {"$fs": [...]};
-- a mapping with only str keys: {"$d": {...}}; with other keys (ints, tuples): {"$p": [[key, value], ...]};
-- a float that JSON cannot carry: {"$f": "nan" | "inf" | "-inf"}; a datetime: {"$dt": ISO 8601};
-- None, bool, int, str and finite floats as they are (numpy scalars as the Python number they hold).
-
-Decoding builds only the classes of `ALLOWED`: the dataclasses and enums of pipewatch's model modules, named
-one by one here. A name from the wire is looked up in that table and nothing else: it is never imported,
-and nothing is ever unpickled. Each field's value is checked against the field's annotation before the class
-is built (str, int, float, bool, None, unions, tuples, lists, sets and mappings of those, Literal, enums and
-nested model classes), and an enum's value must be one of its members with that member's type. Anything else
-is a WireError naming the class and field, e.g. "PartitionLag.lag: expected int | None, got str".
-"""
+Details: docs/internals.md, "The wire format"."""
 
 from __future__ import annotations
 

@@ -1,31 +1,6 @@
 """Mirror mode: a dashboard process that runs no collectors and shows what one `pipewatch agent` collects.
 
-With `mirror:` in the config, `panel serve apps/` builds the collectors (the pages learn their sections from
-them) but runs this one collector instead: every `interval_seconds` it asks the agent's
-GET /api/v1/state for what changed since its cursor and writes it into its own store, exactly as the agent
-has it:
-- every collector's health, as the agent records it (state, reason, last success): a page here says what the
-  agent's page says, and when the agent stops answering the copied health ages like any other, so an UP source
-  turns stale after its usual limit (three intervals, at least 10 s) instead of looking fresh;
-- every snapshot with the time it was published; series points with their own times, after the count this
-  mirror already has of each series (so a point is never copied twice), and series the agent dropped are
-  dropped here;
-- events (appended to this process's event log, with their time), the error registry (replaced whole when it
-  changed), and change-feed rows (each with its own delivery time; the feed's listeners fire as for a local
-  feed, so open change-feed pages update at once).
-Pipeline summaries and latency percentiles are not copied: this process's evaluator computes them from the
-copied health and series, with this process's clock, so they go stale when the copy does.
-
-The agent is not trusted with this process's memory or pages: an answer is read with a cap on its decoded size
-(`max_answer_bytes`), every value is decoded with its field's type checked (monitoring/wire.py), and sizes it
-names are clamped to this process's config: a change feed keeps at most the local `rows_per_entity` per entity
-(and that times its entities in all), a series at most the local `points_per_series`, and a text at most
-MAX_TEXT characters. An answer that fails a check is refused whole: nothing of it is applied.
-
-The agent restarting (its store is another one: the cursor names the store it came from) is answered with
-`reset`: everything copied from the old run is dropped and copied again from scratch. This collector's own
-health is "mirror" under the reserved pipeline `_pipewatch`; the pipeline pages show it beside their sources.
-"""
+Details: docs/internals.md, "Mirror mode"."""
 
 from __future__ import annotations
 
