@@ -52,6 +52,7 @@ from collectors.kafka.encode import CachedEncoding, EncodedRequests
 from collectors.kafka.lag_time import LagTime, OffsetTimeTable
 from collectors.kafka.status import PartitionHistory, Status, evaluate, group_status
 from monitoring.config import KafkaSource
+from monitoring.cycle import CycleResult, SourceFailure
 from monitoring.health import categorize, describe
 from monitoring.models.kafka import (
     Broker,
@@ -64,7 +65,7 @@ from monitoring.models.kafka import (
     TopicInfo,
 )
 from monitoring.runtime import Collector
-from monitoring.store import CycleWriter, Store
+from monitoring.store import CycleWriter
 
 log = logging.getLogger(__name__)
 
@@ -171,7 +172,7 @@ class KafkaCollector(Collector):
             client, self._client = self._client, None
             await client.close()
 
-    async def collect(self, store: Store) -> int:
+    async def fetch(self) -> CycleResult:
         self._requests = 0
         self._cycle_errors = []
         self._encoded.next_cycle()
@@ -203,10 +204,9 @@ class KafkaCollector(Collector):
         with _gc_paused():
             snapshot = self._build_snapshot(metadata, groups, descriptions, committed, group_errors,
                                             high_watermarks, log_starts, t, timestamps)
-            self._write(store, snapshot, t)
-        for category, message in self._cycle_errors:
-            store.record_error(self.pipeline, self.name, category, message, "warning", self.target, t=t)
-        return self._requests
+        return CycleResult(measured_at=t, requests=self._requests, snapshot=snapshot,
+                           write=functools.partial(self._write, snapshot=snapshot),
+                           failures=tuple(SourceFailure(category, message) for category, message in self._cycle_errors))
 
     # -- requests ---------------------------------------------------------------------------------
 
@@ -668,41 +668,39 @@ class KafkaCollector(Collector):
         return PartitionLag(topic, partition, offset, hw, lag, log_start, lag_time.seconds, lag_time.method,
                             evaluation.status, evaluation.reason, owner)
 
-    def _write(self, store: Store, snapshot: KafkaSnapshot, t: float) -> None:
+    def _write(self, cycle: CycleWriter, snapshot: KafkaSnapshot) -> None:
         cluster = snapshot.cluster
-        with store.cycle(self.source, t) as cycle:
-            cycle.set("kafka_brokers", (cluster,), len(snapshot.brokers))
-            for broker in snapshot.brokers:
-                cycle.set("kafka_broker_reachable", (cluster, str(broker.node_id)), int(broker.reachable))
-            _write_topic_offsets(cycle, cluster, snapshot.topics)
-            for group in snapshot.groups:
-                if group.error is not None:
-                    # Keep the group's last known series (marked by their age) rather than blank them.
-                    prefix = (self.pipeline, cluster, group.group_id)
-                    cycle.retain(lambda key, prefix=prefix: key[1][:3] == prefix)
-                    continue
-                labels = (cluster, group.group_id)
-                cycle.set("kafka_consumergroup_status", labels, int(group.status))
-                if group.member_count is not None:
-                    cycle.set("kafka_consumergroup_members", labels, group.member_count)
-                if group.lag_sum is not None:
-                    cycle.set("kafka_consumergroup_group_sum_lag", labels, group.lag_sum)
-                    cycle.set("kafka_consumergroup_group_max_lag", labels, group.max_lag)
-                cycle.set("kafka_consumergroup_group_max_lag_seconds", labels, group.max_lag_seconds)
-            _write_group_partitions(cycle, cluster, [group for group in snapshot.groups if group.error is None])
-            for (group_id, topic), progress in snapshot.group_topics.items():
-                labels = (cluster, group_id, topic)
-                if progress.lag is not None:
-                    cycle.set("kafka_consumergroup_group_topic_sum_lag", labels, progress.lag)
-                cycle.set("kafka_consumergroup_group_topic_max_lag_seconds", labels, progress.max_lag_seconds)
-                if progress.consume_rate is not None:
-                    cycle.set("kafka_consumergroup_consume_rate", labels, progress.consume_rate)
-                cycle.set("kafka_consumergroup_catch_up_seconds", labels, progress.catch_up_seconds)
-                if progress.retention_margin is not None:
-                    cycle.set("kafka_consumergroup_retention_margin_messages", labels, progress.retention_margin)
-                cycle.set("kafka_consumergroup_retention_risk_seconds", labels, progress.retention_risk_seconds)
-            _write_topic_layout(cycle, cluster, snapshot.topics)
-        store.publish_snapshot(self.source, snapshot, t)
+        cycle.set("kafka_brokers", (cluster,), len(snapshot.brokers))
+        for broker in snapshot.brokers:
+            cycle.set("kafka_broker_reachable", (cluster, str(broker.node_id)), int(broker.reachable))
+        _write_topic_offsets(cycle, cluster, snapshot.topics)
+        for group in snapshot.groups:
+            if group.error is not None:
+                # Keep the group's last known series (marked by their age) rather than blank them.
+                prefix = (self.pipeline, cluster, group.group_id)
+                cycle.retain(lambda key, prefix=prefix: key[1][:3] == prefix)
+                continue
+            labels = (cluster, group.group_id)
+            cycle.set("kafka_consumergroup_status", labels, int(group.status))
+            if group.member_count is not None:
+                cycle.set("kafka_consumergroup_members", labels, group.member_count)
+            if group.lag_sum is not None:
+                cycle.set("kafka_consumergroup_group_sum_lag", labels, group.lag_sum)
+                cycle.set("kafka_consumergroup_group_max_lag", labels, group.max_lag)
+            cycle.set("kafka_consumergroup_group_max_lag_seconds", labels, group.max_lag_seconds)
+        _write_group_partitions(cycle, cluster, [group for group in snapshot.groups if group.error is None])
+        for (group_id, topic), progress in snapshot.group_topics.items():
+            labels = (cluster, group_id, topic)
+            if progress.lag is not None:
+                cycle.set("kafka_consumergroup_group_topic_sum_lag", labels, progress.lag)
+            cycle.set("kafka_consumergroup_group_topic_max_lag_seconds", labels, progress.max_lag_seconds)
+            if progress.consume_rate is not None:
+                cycle.set("kafka_consumergroup_consume_rate", labels, progress.consume_rate)
+            cycle.set("kafka_consumergroup_catch_up_seconds", labels, progress.catch_up_seconds)
+            if progress.retention_margin is not None:
+                cycle.set("kafka_consumergroup_retention_margin_messages", labels, progress.retention_margin)
+            cycle.set("kafka_consumergroup_retention_risk_seconds", labels, progress.retention_risk_seconds)
+        _write_topic_layout(cycle, cluster, snapshot.topics)
 
 
 def _write_topic_offsets(cycle: CycleWriter, cluster: str, topics: dict[str, TopicInfo]) -> None:
