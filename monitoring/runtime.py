@@ -4,6 +4,9 @@ A supervisor task per collector enforces a per-run timeout, backs off exponentia
 after failures, and records the collector's health in the store and every failed run in the store's
 error registry. One slow or failing source never stops or delays another because each runs in its
 own task and only ever awaits its own I/O.
+
+A collector reads its source in `fetch()` and returns what it read as a `CycleResult`
+(monitoring/cycle.py); `write_result` writes it into the store, in one order for every collector.
 """
 
 from __future__ import annotations
@@ -11,12 +14,15 @@ from __future__ import annotations
 import abc
 import asyncio
 import dataclasses
+import gc
 import logging
 import random
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Iterator
+from contextlib import contextmanager
 from typing import Any
 
+from monitoring.cycle import CycleResult
 from monitoring.health import CollectorHealth, State, categorize, describe
 from monitoring.store import Store
 
@@ -28,7 +34,9 @@ _STALL_LIMIT_SECONDS = 30.0
 
 
 class Collector(abc.ABC):
-    """A source of measurements. Subclasses write into the store and know nothing of views."""
+    """A source of measurements. Subclasses read their source in `fetch()` and know nothing of the store's
+    readers; the few that copy another store's content (a mirror) or pace themselves (the change feed)
+    override `collect()` instead."""
 
     name: str
     """The `collector` label: "kafka", "flink", ...; unique within a pipeline."""
@@ -46,12 +54,70 @@ class Collector(abc.ABC):
     def source(self) -> tuple[str, str]:
         return (self.pipeline, self.name)
 
-    @abc.abstractmethod
+    async def fetch(self) -> CycleResult:
+        """Read one cycle from the source and return it; the runtime writes it (write_result)."""
+        raise NotImplementedError(f"{type(self).__name__} implements neither fetch() nor collect()")
+
+    def on_failure(self, exc: BaseException) -> CycleResult | None:
+        """What a cycle that failed with `exc` still writes, or None (nothing): e.g. a registry that is down
+        says `schema_registry_up 0`. Its `write` must be None (a Store.cycle would remove the series it does
+        not write). Called for every failure, a timeout's or a stop's cancellation included."""
+        return None
+
     async def collect(self, store: Store) -> int:
-        """Run one collection cycle; return the number of requests sent to the source."""
+        """Run one collection cycle (fetch, then write_result); return the number of requests sent to the source."""
+        try:
+            result = await self.fetch()
+        except BaseException as exc:
+            partial = self.on_failure(exc)
+            if partial is not None:
+                write_result(store, self, partial)
+            raise
+        write_result(store, self, result)
+        return result.requests
 
     async def close(self) -> None:  # noqa: B027 - optional hook
         """Release connections; called once when the runtime stops."""
+
+
+def write_result(store: Store, collector: Collector, result: CycleResult) -> None:
+    """Write one cycle's result, in the same order for every collector: the cycle's series (one Store.cycle),
+    appended points, the snapshot, the source's failures into the error registry, the events. Health is the
+    supervisor's, after this."""
+    source, t = collector.source, result.measured_at
+    with gc_paused():
+        if result.write is not None:
+            with store.cycle(source, t) as cycle:
+                result.write(cycle)
+        for appended in result.appended:
+            store.append_many(source, appended.metric, list(appended.points))
+    if result.snapshot is not None:
+        store.publish_snapshot(source, result.snapshot, t)
+    for failure in result.failures:
+        store.record_error(collector.pipeline, collector.name, failure.category, failure.message, failure.severity,
+                           collector.target, failure.hint, t if failure.t is None else failure.t)
+    for event in result.events:
+        store.add_event(collector.pipeline, collector.name, event.severity, event.message,
+                        t if event.t is None else event.t)
+
+
+@contextmanager
+def gc_paused() -> Iterator[None]:
+    """No cyclic garbage collection in the block, which must not await (no other task runs in it).
+
+    A large cycle's writes allocate hundreds of thousands of short-lived objects (rows, labels): each
+    700 net allocations would start a young collection, and what survives ten of those moves on until
+    a full collection traverses every object of the process, the store's series included. Paused, the
+    objects still alive at the end are examined once, at the next collection. The pause is
+    process-wide (the exporter's thread too) and lasts only the block."""
+    if not gc.isenabled():  # paused by someone else: theirs to resume
+        yield
+        return
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
 
 
 class Supervisor:

@@ -295,7 +295,8 @@ def test_group_with_members_but_no_commits_stays_visible_as_unknown():
     snapshot = collector._build_snapshot(metadata, {"newcomer": "consumer"}, {"newcomer": description}, {}, {},
                                          {("fresh", 0): 3}, {("fresh", 0): 0}, t=100.0)
     store = Store()
-    collector._write(store, snapshot, 100.0)
+    with store.cycle(collector.source, 100.0) as cycle:
+        collector._write(cycle, snapshot)
     (group,) = snapshot.groups
     assert group.group_id == "newcomer" and group.member_count == 1 and group.partitions == ()
     assert group.status is Status.NOTFOUND and group.status_reason == "no committed offsets"

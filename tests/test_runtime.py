@@ -12,6 +12,7 @@ import time
 import pytest
 
 from monitoring import runtime
+from monitoring.cycle import Appended, CycleEvent, CycleResult, SourceFailure
 from monitoring.health import CollectorHealth, State, categorize
 from monitoring.runtime import Collector, Supervisor
 from monitoring.store import Store
@@ -19,7 +20,8 @@ from tests.services import async_wait_until
 
 
 class FakeCollector(Collector):
-    """Writes one series per run; counts runs and closes. Subclasses change what a run does."""
+    """Returns one series per run (written by the runtime); counts runs and closes. Subclasses change what a
+    run does."""
 
     name = "fake"
 
@@ -30,13 +32,13 @@ class FakeCollector(Collector):
         self.completed = 0
         self.closed = 0
 
-    async def collect(self, store: Store) -> int:
+    async def fetch(self) -> CycleResult:
         self.started += 1
         await self.work()
-        with store.cycle(self.source) as cycle:
-            cycle.set("kafka_topic_partition_current_offset", ("local", "t", "0"), self.completed)
+        value = self.completed
         self.completed += 1
-        return self.requests
+        return CycleResult(time.time(), self.requests,
+                           lambda cycle: cycle.set("kafka_topic_partition_current_offset", ("local", "t", "0"), value))
 
     async def work(self) -> None:
         return None
@@ -105,6 +107,198 @@ async def _stop(supervisor: Supervisor, timeout: float = 5.0) -> bool:
         await asyncio.wait({stopping}, timeout=0.5)
     stopping.result()
     return False
+
+
+# -- one cycle: a collector's result, written by the runtime ---------------------------------------
+
+
+class RecordingStore(Store):
+    """A store that notes the order in which the runtime writes into it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls: list[str] = []
+
+    def cycle(self, source, t=None):
+        self.calls.append("cycle")
+        return super().cycle(source, t)
+
+    def append_many(self, source, name, points) -> None:
+        self.calls.append("append_many")
+        super().append_many(source, name, points)
+
+    def publish_snapshot(self, source, snapshot, t=None) -> None:
+        self.calls.append("publish_snapshot")
+        super().publish_snapshot(source, snapshot, t)
+
+    def record_error(self, *args, **kwargs):
+        self.calls.append("record_error")
+        return super().record_error(*args, **kwargs)
+
+    def add_event(self, *args, **kwargs):
+        self.calls.append("add_event")
+        return super().add_event(*args, **kwargs)
+
+    def set_health(self, health: CollectorHealth) -> None:
+        self.calls.append(f"health:{health.state.value}")
+        super().set_health(health)
+
+
+class ResultCollector(Collector):
+    """Returns the results it is given, one a run; raises `error` instead when it is set (after which
+    `on_failure` returns `partial`)."""
+
+    name = "fake"
+
+    def __init__(self, pipeline: str, results: list[CycleResult] = (), error: BaseException | None = None,
+                 partial: CycleResult | None = None) -> None:
+        super().__init__(pipeline, f"fake://{pipeline}", 1.0, 1.0)
+        self.results = list(results)
+        self.error = error
+        self.partial = partial
+        self.failed_with: list[BaseException] = []
+
+    async def fetch(self) -> CycleResult:
+        if self.error is not None:
+            raise self.error
+        return self.results.pop(0)
+
+    def on_failure(self, exc: BaseException) -> CycleResult | None:
+        self.failed_with.append(exc)
+        return self.partial
+
+
+def _offsets(store: Store, pipeline: str) -> dict[str, float]:
+    return {key[1][3]: store.latest(*key)[1] for key in store.keys("kafka_topic_partition_current_offset")
+            if key[1][0] == pipeline}
+
+
+async def test_a_cycle_result_is_written_in_one_order_series_snapshot_failures_events_health():
+    store = RecordingStore()
+    calls = store.calls
+
+    def write(cycle) -> None:
+        calls.append("write")
+        cycle.set("kafka_topic_partition_current_offset", ("local", "t", "0"), 10)
+        cycle.set_column("kafka_topic_partition_current_offset", [("local", "t", "1"), ("local", "t", "2")], [11, None])
+
+    result = CycleResult(
+        measured_at=100.0, requests=7, write=write, snapshot={"picture": "of the source"},
+        appended=(Appended("profiling_column_metric", [(("orders", "d", "c", "mean"), 40.0, 1.5),
+                                                       (("orders", "d", "c", "mean"), 60.0, 2.5)]),),
+        failures=(SourceFailure("connection_refused", "broker 2 (k2:9092): connection refused"),
+                  SourceFailure("job_failure", "job j: NullPointerException", "error", "fix the job", t=90.0)),
+        events=(CycleEvent("info", "subject s registered"), CycleEvent("error", "job j failed", t=95.0)),
+    )
+    collector = ResultCollector("orders", [result])
+    supervisor = Supervisor(store, [collector])
+    calls.clear()
+
+    await supervisor.run_once(collector)
+
+    assert calls == ["cycle", "write", "append_many", "publish_snapshot", "record_error", "record_error",
+                     "add_event", "add_event", "health:up"]
+    assert store.latest("kafka_topic_partition_current_offset", ("orders", "local", "t", "0")) == (100.0, 10.0)
+    assert store.latest("kafka_topic_partition_current_offset", ("orders", "local", "t", "1")) == (100.0, 11.0)
+    unknown = store.latest("kafka_topic_partition_current_offset", ("orders", "local", "t", "2"))
+    assert unknown[0] == 100.0 and unknown[1] != unknown[1]  # None: NaN, the gap visible
+    history = store.since(("profiling_column_metric", ("orders", "d", "c", "mean")))
+    assert history.times.tolist() == [40.0, 60.0] and history.values.tolist() == [1.5, 2.5]
+    assert store.snapshot(collector.source) == (100.0, {"picture": "of the source"})
+    errors = {e.category: e for e in store.errors()}
+    assert set(errors) == {"connection_refused", "job_failure"}
+    warning, error = errors["connection_refused"], errors["job_failure"]
+    assert (warning.pipeline, warning.component, warning.severity, warning.target, warning.last_seen, warning.count) \
+        == ("orders", "fake", "warning", "fake://orders", 100.0, 1)
+    assert warning.message == "broker 2 (k2:9092): connection refused"
+    assert (error.severity, error.hint, error.last_seen, error.message) == ("error", "fix the job", 90.0,
+                                                                            "job j: NullPointerException")
+    events = store.events_since(0)
+    assert [(e.pipeline, e.collector, e.severity, e.message, e.time) for e in events] == [
+        ("orders", "fake", "info", "subject s registered", 100.0), ("orders", "fake", "error", "job j failed", 95.0)]
+    health = _health(store, collector)
+    assert health.state is State.UP and health.requests == 7 and health.runs == 1
+
+
+async def test_a_cycle_removes_the_series_it_neither_wrote_nor_retained():
+    store = Store()
+
+    def write(*partitions: str, retain: str | None = None):
+        def written(cycle) -> None:
+            for partition in partitions:
+                cycle.set("kafka_topic_partition_current_offset", ("local", "t", partition), 1)
+            if retain is not None:
+                cycle.retain(lambda key: key[1][3] == retain)
+        return written
+
+    collector = ResultCollector("orders", [CycleResult(1.0, write=write("0", "1", "2")),
+                                           CycleResult(2.0, write=write("0", retain="1"))])
+    supervisor = Supervisor(store, [collector])
+    await supervisor.run_once(collector)
+    assert sorted(_offsets(store, "orders")) == ["0", "1", "2"]
+    await supervisor.run_once(collector)
+    assert sorted(_offsets(store, "orders")) == ["0", "1"]  # 2 neither written nor retained: gone
+    assert store.latest("kafka_topic_partition_current_offset", ("orders", "local", "t", "1")) == (1.0, 1.0)
+
+
+async def test_a_failed_cycle_writes_only_its_on_failure_result_and_marks_only_itself_down():
+    store = RecordingStore()
+    first = CycleResult(1.0, 2, lambda cycle: cycle.set("kafka_topic_partition_current_offset", ("local", "t", "0"), 5),
+                        snapshot="first")
+    failing = ResultCollector("orders", [first])
+    healthy = FakeCollector("payments")
+    supervisor = Supervisor(store, [failing, healthy])
+    await supervisor.run_once(failing)
+
+    # The source goes away: the cycle fails, and what the collector still has to say is written as it is
+    # (points appended, no Store.cycle: the series of the last good cycle are kept), then it is down.
+    error = ConnectionRefusedError(errno.ECONNREFUSED, "Connection refused")
+    failing.error = error
+    failing.partial = CycleResult(
+        3.0, appended=(Appended("kafka_topic_partition_current_offset", [(("orders", "local", "t", "9"), 3.0, 0.0)]),),
+        failures=(SourceFailure("timeout", "GET /subjects: no answer within 1 s", t=2.5),))
+    store.calls.clear()
+    await supervisor.run_once(failing)
+    await supervisor.run_once(healthy)
+
+    assert failing.failed_with == [error]
+    assert store.calls[:4] == ["append_many", "record_error", "health:down", "record_error"]
+    assert _offsets(store, "orders") == {"0": 5.0, "9": 0.0}  # the last good cycle's series kept
+    assert store.snapshot(failing.source) == (1.0, "first")  # no new snapshot
+    assert _health(store, failing).state is State.DOWN and _health(store, failing).requests == 2
+    assert _health(store, healthy).state is State.UP and _offsets(store, "payments") == {"0": 0.0}
+    # The partial's failure is a warning; the failure that ended the cycle is the supervisor's, recorded once.
+    assert sorted((e.category, e.severity, e.count) for e in store.errors()) == [
+        ("connection_refused", "error", 1), ("timeout", "warning", 1)]
+    assert [e.severity for e in store.events_since(0)] == ["error"]
+
+
+async def test_a_timed_out_cycle_gets_its_on_failure_result_too():
+    store = Store()
+
+    class Hangs(ResultCollector):
+        async def fetch(self) -> CycleResult:
+            await asyncio.Event().wait()
+            raise AssertionError("not reached")
+
+    collector = Hangs("orders", partial=CycleResult(
+        5.0, appended=(Appended("kafka_topic_partition_current_offset", [(("orders", "local", "t", "0"), 5.0, 0.0)]),)))
+    collector.timeout = 0.05
+    await Supervisor(store, [collector]).run_once(collector)
+    assert [type(exc) for exc in collector.failed_with] == [asyncio.CancelledError]  # the timeout's cancellation
+    assert _offsets(store, "orders") == {"0": 0.0}
+    assert _health(store, collector).error_category == "timeout"
+
+
+async def test_a_collector_without_fetch_or_collect_fails_its_cycle():
+    class Nothing(Collector):
+        name = "nothing"
+
+    store = Store()
+    collector = Nothing("orders", "nowhere", 1.0, 1.0)
+    await Supervisor(store, [collector]).run_once(collector)
+    assert _health(store, collector).state is State.DOWN
+    assert "implements neither fetch() nor collect()" in _health(store, collector).last_error
 
 
 # -- timeout ---------------------------------------------------------------------------------------

@@ -19,10 +19,10 @@ import httpx
 
 from collectors.http import HttpSourceError, build_client, get_json
 from monitoring.config import PrometheusSource
+from monitoring.cycle import CycleResult
 from monitoring.metrics import JOB_STATES
 from monitoring.models.aggregate import AGGREGATE_PIPELINE, AgentSummary, AggregateSnapshot, PipelineSummary
 from monitoring.runtime import Collector
-from monitoring.store import Store
 
 _KNOWN_WINDOW = "1h"
 """How long the pipelines of an agent that stopped answering stay listed."""
@@ -62,15 +62,15 @@ class PrometheusQueryCollector(Collector):
         self.queries = {key: query.replace("{S}", selector) for key, query in _QUERIES.items()}
         self._client: httpx.AsyncClient | None = None
 
-    async def collect(self, store: Store) -> int:
+    async def fetch(self) -> CycleResult:
         if self._client is None:
             self._client = build_client(self.url, self.config.basic_auth, self.config.tls, self.config.timeout_seconds,
                                         max_connections=4)
         keys = list(self.queries)
         answers = await asyncio.gather(*(self._query(self.queries[key]) for key in keys))
         results = dict(zip(keys, answers, strict=True))
-        store.publish_snapshot(self.source, summarize(results, self.url, time.time()))
-        return len(keys)
+        now = time.time()
+        return CycleResult(measured_at=now, requests=len(keys), snapshot=summarize(results, self.url, now))
 
     async def _query(self, expr: str) -> list[dict]:
         assert self._client is not None

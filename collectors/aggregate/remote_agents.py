@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import math
+import time
 from collections import deque
 from urllib.parse import urlsplit
 
@@ -25,9 +26,9 @@ import httpx
 
 from collectors.http import TRANSPORT_FAILURES, HttpSourceError, build_client, checked, fetch_json
 from monitoring.config import RemoteAgent
+from monitoring.cycle import CycleResult
 from monitoring.models.aggregate import AGGREGATE_PIPELINE, History, RemoteAgentSnapshot
 from monitoring.runtime import Collector
-from monitoring.store import Store
 from monitoring.summary import PipelineSummary
 
 JOB = "remote"
@@ -71,28 +72,28 @@ class RemoteAgentCollector(Collector):
         self._cursors: dict[str, int] = {}
         self._history: dict[str, tuple[int, deque[tuple[float, float]]]] = {}
 
-    async def collect(self, store: Store) -> int:
+    async def fetch(self) -> CycleResult:
         if self._client is None:
             self._client = build_client(self.url, self.config.basic_auth, self.config.tls,
                                         self.config.timeout_seconds, max_connections=2)
         params = [("name", HISTORY_METRIC)] + [("cursor", f"{ident}:{count}") for ident, count in self._cursors.items()]
-        try:
-            pipelines, series = await asyncio.gather(self._get("/api/v1/pipelines"),
-                                                     self._get("/api/v1/series", params))
-            # Both answers are checked whole before either is used: a bad one changes nothing kept here.
-            agent, rows, measured_at = _pipelines(pipelines, self.url)
-            entries = _series(series, {row.pipeline for row in rows})
-        except RemoteAgentError as exc:
-            how = "not answering" if exc.category in TRANSPORT_FAILURES else "answering wrongly"
-            reason = f"agent at {self.url} {how}: {exc.category}: {exc}"
-            store.publish_snapshot(self.source, RemoteAgentSnapshot(
-                self.url, False, reason, self._agent, agent_down(self._rows, reason), self._history_snapshot(),
-                self._measured_at))
-            raise
+        pipelines, series = await asyncio.gather(self._get("/api/v1/pipelines"), self._get("/api/v1/series", params))
+        # Both answers are checked whole before either is used: a bad one changes nothing kept here.
+        agent, rows, measured_at = _pipelines(pipelines, self.url)
+        entries = _series(series, {row.pipeline for row in rows})
         self._apply(agent, rows, measured_at, entries)
-        store.publish_snapshot(self.source, RemoteAgentSnapshot(
+        return CycleResult(measured_at=time.time(), requests=2, snapshot=RemoteAgentSnapshot(
             self.url, True, "ok", self._agent, self._rows, self._history_snapshot(), self._measured_at))
-        return 2
+
+    def on_failure(self, exc: BaseException) -> CycleResult | None:
+        """An agent that does not answer, or answers wrongly: its pipelines are shown down, with why."""
+        if not isinstance(exc, RemoteAgentError):
+            return None
+        how = "not answering" if exc.category in TRANSPORT_FAILURES else "answering wrongly"
+        reason = f"agent at {self.url} {how}: {exc.category}: {exc}"
+        return CycleResult(measured_at=time.time(), snapshot=RemoteAgentSnapshot(
+            self.url, False, reason, self._agent, agent_down(self._rows, reason), self._history_snapshot(),
+            self._measured_at))
 
     async def _get(self, path: str, params: list[tuple[str, str]] | None = None) -> dict:
         assert self._client is not None

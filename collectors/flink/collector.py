@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import math
 import time
 from dataclasses import dataclass
@@ -36,6 +37,7 @@ import httpx
 from collectors.flink.exceptions import classify
 from collectors.http import TRANSPORT_FAILURES, HttpSourceError, build_client, get_json
 from monitoring.config import FlinkSource
+from monitoring.cycle import CycleEvent, CycleResult, SourceFailure
 from monitoring.errors import redact
 from monitoring.health import describe
 from monitoring.metrics import BACKPRESSURE_LEVELS, JOB_STATES
@@ -51,7 +53,7 @@ from monitoring.models.flink import (
     Vertex,
 )
 from monitoring.runtime import Collector
-from monitoring.store import Store
+from monitoring.store import CycleWriter
 
 _TM_METRICS = {
     "Status.JVM.CPU.Load": "cpu_load", "Status.JVM.Memory.Heap.Used": "heap_used",
@@ -105,28 +107,24 @@ class FlinkCollector(Collector):
         self._requests = 0
         self._jobs: dict[str, _JobCache] = {}
         self._backpressure: dict[tuple[str, str], Backpressure] = {}
-        self._failures: list[tuple[str, str, str, str | None, float]] = []
-        """This cycle's failures for the error registry: (severity, category, message, hint, time)."""
+        self._failures: list[SourceFailure] = []
+        """This cycle's failures for the error registry."""
 
     async def close(self) -> None:
         if self._client is not None:
             client, self._client = self._client, None
             await client.aclose()
 
-    async def collect(self, store: Store) -> int:
+    async def fetch(self) -> CycleResult:
         self._requests = 0
         self._failures = []
         snapshot, new_exceptions = await self._collect()
-        with store.cycle(self.source, snapshot.measured_at) as cycle:
-            self._write(cycle, snapshot)
-        store.publish_snapshot(self.source, snapshot, snapshot.measured_at)
-        for exception in new_exceptions:
-            store.add_event(self.pipeline, self.name, "error",
-                            f"{self.cluster}: job {exception.job_id[:8]} {exception.task or ''}: {exception.name}: "
-                            f"{exception.message[:200]} [{exception.category}]", exception.time)
-        for severity, category, message, hint, t in self._failures:
-            store.record_error(self.pipeline, self.name, category, message, severity, self.config.rest_url, hint, t)
-        return self._requests
+        return CycleResult(
+            measured_at=snapshot.measured_at, requests=self._requests, snapshot=snapshot,
+            write=functools.partial(self._write, snapshot=snapshot), failures=tuple(self._failures),
+            events=tuple(CycleEvent("error", f"{self.cluster}: job {exception.job_id[:8]} {exception.task or ''}: "
+                                             f"{exception.name}: {exception.message[:200]} [{exception.category}]",
+                                    exception.time) for exception in new_exceptions))
 
     # -- one cycle -------------------------------------------------------------------------------
 
@@ -206,8 +204,8 @@ class FlinkCollector(Collector):
                 cache.exceptions = read
                 name = detail.get("name") or jid
                 for e in unseen:
-                    self._failures.append(("error", e.category, f"job {name}: {e.task or 'job'}: {e.name}: {e.message}",
-                                           e.hint, e.time))
+                    self._failures.append(SourceFailure(
+                        e.category, f"job {name}: {e.task or 'job'}: {e.name}: {e.message}", "error", e.hint, e.time))
         if restarts is not None or cache.restarts_seen is None:
             cache.restarts_seen = restarts
         timestamps = {s: t / 1000 for s, t in (detail.get("timestamps") or {}).items() if _num(t)}
@@ -215,9 +213,10 @@ class FlinkCollector(Collector):
         if checkpoint_info is not None and checkpoint_info.last_failure_at is not None \
                 and checkpoint_info.last_failure_at != cache.checkpoint_failure_seen:
             cache.checkpoint_failure_seen = checkpoint_info.last_failure_at
-            self._failures.append(("warning", "checkpointing", f"job {detail.get('name') or jid}: checkpoint failed: "
-                                   f"{checkpoint_info.last_failure_message or 'no reason given'}", None,
-                                   checkpoint_info.last_failure_at))
+            self._failures.append(SourceFailure(
+                "checkpointing", f"job {detail.get('name') or jid}: checkpoint failed: "
+                                 f"{checkpoint_info.last_failure_message or 'no reason given'}",
+                t=checkpoint_info.last_failure_at))
         age = None
         if state == "RUNNING":
             since = (checkpoint_info.last_completed_at if checkpoint_info else None) or timestamps.get("RUNNING")
@@ -341,7 +340,7 @@ class FlinkCollector(Collector):
             if exc.category in TRANSPORT_FAILURES:
                 raise
             errors.append(str(exc))
-            self._failures.append(("warning", exc.category, describe(exc), None, time.time()))
+            self._failures.append(SourceFailure(exc.category, describe(exc), t=time.time()))
             return None
 
     async def _metrics(self, client: httpx.AsyncClient, path: str, names: list[str],
@@ -359,7 +358,7 @@ class FlinkCollector(Collector):
 
     # -- results ---------------------------------------------------------------------------------
 
-    def _write(self, cycle, snapshot: FlinkSnapshot) -> None:
+    def _write(self, cycle: CycleWriter, snapshot: FlinkSnapshot) -> None:
         cluster = (self.cluster,)
         for name, value in (("flink_jobmanager_numRegisteredTaskManagers", snapshot.taskmanagers_count),
                             ("flink_jobmanager_taskSlotsTotal", snapshot.slots_total),

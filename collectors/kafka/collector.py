@@ -18,10 +18,8 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import gc
+import functools
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 from collectors.kafka.client import EARLIEST, LATEST
@@ -29,9 +27,10 @@ from collectors.kafka.requests import KafkaRequests, Metadata, assigned_topics
 from collectors.kafka.snapshot import SnapshotBuilder
 from collectors.kafka.write import write_snapshot
 from monitoring.config import KafkaSource
+from monitoring.cycle import CycleResult, SourceFailure
 from monitoring.models.kafka import KafkaSnapshot
-from monitoring.runtime import Collector
-from monitoring.store import Store
+from monitoring.runtime import Collector, gc_paused
+from monitoring.store import CycleWriter
 
 
 class KafkaCollector(KafkaRequests, Collector):
@@ -48,7 +47,7 @@ class KafkaCollector(KafkaRequests, Collector):
             client, self._client = self._client, None
             await client.close()
 
-    async def collect(self, store: Store) -> int:
+    async def fetch(self) -> CycleResult:
         self._requests = 0
         self._cycle_errors = []
         self._encoded.next_cycle()
@@ -69,13 +68,12 @@ class KafkaCollector(KafkaRequests, Collector):
         await self._refresh_retention(client, metadata)
         timestamps = await self._record_timestamps(client, metadata, committed, high_watermarks)
         t = time.time()
-        with _gc_paused():
+        with gc_paused():  # the build allocates per partition and group-partition; it does not await
             snapshot = self._build_snapshot(metadata, groups, descriptions, committed, group_errors,
                                             high_watermarks, log_starts, t, timestamps)
-            self._write(store, snapshot, t)
-        for category, message in self._cycle_errors:
-            store.record_error(self.pipeline, self.name, category, message, "warning", self.target, t=t)
-        return self._requests
+        return CycleResult(measured_at=t, requests=self._requests, snapshot=snapshot,
+                           write=functools.partial(self._write, snapshot=snapshot),
+                           failures=tuple(SourceFailure(category, message) for category, message in self._cycle_errors))
 
     def _build_snapshot(
         self,
@@ -93,29 +91,6 @@ class KafkaCollector(KafkaRequests, Collector):
                                      log_starts, t, timestamps, retention=self._retention,
                                      coordinators=self._coordinators, requests=self._requests)
 
-    def _write(self, store: Store, snapshot: KafkaSnapshot, t: float) -> None:
-        with store.cycle(self.source, t) as cycle:
-            write_snapshot(cycle, self.pipeline, snapshot)
-        store.publish_snapshot(self.source, snapshot, t)
+    def _write(self, cycle: CycleWriter, snapshot: KafkaSnapshot) -> None:
+        write_snapshot(cycle, self.pipeline, snapshot)
 
-
-# Here rather than in the store or the runtime: the pause is only safe around a block that does not
-# await, and only the cycle knows that its snapshot-and-write block is one.
-@contextmanager
-def _gc_paused() -> Iterator[None]:
-    """No cyclic garbage collection in the block, which must not await (no other task runs in it).
-
-    Building and writing a cycle's results allocates objects per partition and group-partition,
-    most dead by the end (rows, labels, evaluations). Each 700 net allocations start a young
-    collection, and what survives ten of those moves on until a full collection traverses every
-    object of the process, the store's series included, in the middle of the cycle. Paused, the
-    objects still alive at the end are examined once, at the next collection.
-    The pause is process-wide (the exporter's thread too) and lasts only the block."""
-    if not gc.isenabled():  # paused by someone else: theirs to resume
-        yield
-        return
-    gc.disable()
-    try:
-        yield
-    finally:
-        gc.enable()

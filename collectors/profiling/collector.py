@@ -20,6 +20,7 @@ the cursors are where they were: nothing is lost or counted twice.
 
 from __future__ import annotations
 
+import functools
 import math
 import time
 from collections import Counter, OrderedDict
@@ -32,6 +33,7 @@ import asyncpg
 from collectors.postgres import DATABASE_ERRORS, DatabaseError, classified
 from collectors.profiling.schema import REQUIRED, TABLES, table
 from monitoring.config import ProfilingSource
+from monitoring.cycle import Appended, CycleResult
 from monitoring.models.profiling import (
     ColumnMetric,
     DriftEvent,
@@ -43,7 +45,7 @@ from monitoring.models.profiling import (
     TableState,
 )
 from monitoring.runtime import Collector
-from monitoring.store import Store
+from monitoring.store import CycleWriter
 
 DRIFT_EVENT = "DataDriftDetected"
 KPI_PERIOD_SECONDS = 86_400.0
@@ -99,7 +101,7 @@ class ProfilingCollector(Collector):
             pool, self._pool = self._pool, None
             await pool.close()
 
-    async def collect(self, store: Store) -> int:
+    async def fetch(self) -> CycleResult:
         self._queries, self.rows_read = 0, 0
         pool = await self._connect()
         try:
@@ -110,14 +112,11 @@ class ProfilingCollector(Collector):
         self._loaded = True
         now = time.time()
         snapshot = self._snapshot(now)
-        with store.cycle(self.source, now) as cycle:
-            self._write(cycle, snapshot, now)
-            cycle.retain(lambda key: key[0] == "profiling_column_metric")
         points.sort(key=lambda point: point[3])  # charts read the history in time order
-        store.append_many(self.source, "profiling_column_metric",
-                          [((self.pipeline, dataset, column, metric), t, value) for dataset, column, metric, t, value in points])
-        store.publish_snapshot(self.source, snapshot, now)
-        return self._queries
+        history = Appended("profiling_column_metric", [((self.pipeline, dataset, column, metric), t, value)
+                                                       for dataset, column, metric, t, value in points])
+        return CycleResult(measured_at=now, requests=self._queries, snapshot=snapshot, appended=(history,),
+                           write=functools.partial(self._write, snapshot=snapshot, now=now))
 
     # -- reading ---------------------------------------------------------------------------------
 
@@ -435,7 +434,9 @@ class ProfilingCollector(Collector):
         return tuple(Freshness(r.schema, r.dataset, r.profiled_at, now - r.profiled_at <= limit)
                      for r in sorted(self._latest_run.values(), key=lambda r: r.dataset))
 
-    def _write(self, cycle, snapshot: ProfilingSnapshot, now: float) -> None:
+    def _write(self, cycle: CycleWriter, snapshot: ProfilingSnapshot, now: float) -> None:
+        # The column metrics' history is appended with its own times (CycleResult.appended), not by the cycle.
+        cycle.retain(lambda key: key[0] == "profiling_column_metric")
         for (dataset, status), count in self._run_totals.items():
             cycle.set("profiling_runs_total", (dataset, status), count)
         for (table_name, severity), count in self._event_totals.items():

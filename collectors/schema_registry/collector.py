@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import math
 import time
 from collections import Counter
@@ -27,11 +28,12 @@ import httpx
 
 from collectors.http import TRANSPORT_FAILURES, HttpSourceError, build_client, checked, fetch_json
 from monitoring.config import SchemaRegistrySource
+from monitoring.cycle import Appended, CycleEvent, CycleResult, Point, SourceFailure
 from monitoring.health import describe
 from monitoring.metrics import COMPATIBILITY_LEVELS, REGISTRY_MODES
 from monitoring.models.schema_registry import KarapaceHealth, RegistrySnapshot, Subject
 from monitoring.runtime import Collector
-from monitoring.store import Store
+from monitoring.store import CycleWriter
 
 _ACCEPT = "application/vnd.schemaregistry.v1+json, application/vnd.schemaregistry+json; q=0.9, application/json; q=0.5"
 _RISKY_MODES = {"READONLY": "no new schemas can be registered", "READONLY_OVERRIDE": "no new schemas can be registered",
@@ -81,29 +83,31 @@ class SchemaRegistryCollector(Collector):
             client, self._client = self._client, None
             await client.aclose()
 
-    async def collect(self, store: Store) -> int:
+    async def fetch(self) -> CycleResult:
         self._requests = 0
         self._cycle_failures = []
-        try:
-            snapshot, changes = await self._collect()
-        except BaseException as exc:
-            self._record_failures(store, ending=exc)
-            # Availability is what matters while a registry is down: `up` says 0 and the error
-            # counters keep counting although the collector's other series are dropped.
-            now = time.time()
-            store.append(self.source, "schema_registry_up", self._labels(), 0.0, now)
-            self._write_counters(lambda name, labels, value: store.append(self.source, name, (self.pipeline, *labels),
-                                                                          value, now))
-            raise
-        with store.cycle(self.source, snapshot.measured_at) as cycle:
-            cycle.set("schema_registry_up", (self.registry,), 1.0)
-            self._write_counters(lambda name, labels, value: cycle.set(name, labels, value))
-            self._write(cycle, snapshot)
-        store.publish_snapshot(self.source, snapshot, snapshot.measured_at)
-        self._record_failures(store)
-        for severity, message in changes:
-            store.add_event(self.pipeline, self.name, severity, f"{self.registry}: {message}", snapshot.measured_at)
-        return self._requests
+        snapshot, changes = await self._collect()
+        failures = self._failures()
+        return CycleResult(
+            measured_at=snapshot.measured_at, requests=self._requests, snapshot=snapshot, failures=failures,
+            write=functools.partial(self._write_cycle, snapshot),
+            events=tuple(CycleEvent(severity, f"{self.registry}: {message}") for severity, message in changes))
+
+    def on_failure(self, exc: BaseException) -> CycleResult:
+        # Availability is what matters while a registry is down: `up` says 0 and the error counters keep
+        # counting, appended to their series (no cycle: the collector's other series are kept as they were).
+        # The failure that ended the cycle is the supervisor's to record, so it is not counted twice.
+        now = time.time()
+        points: dict[str, list[Point]] = {"schema_registry_up": [(self._labels(), now, 0.0)]}
+        self._write_counters(lambda name, labels, value: points.setdefault(name, []).append(
+            ((self.pipeline, *labels), now, value)))
+        return CycleResult(measured_at=now, requests=self._requests, failures=self._failures(ending=exc),
+                           appended=tuple(Appended(name, rows) for name, rows in points.items()))
+
+    def _write_cycle(self, snapshot: RegistrySnapshot, cycle: CycleWriter) -> None:
+        cycle.set("schema_registry_up", (self.registry,), 1.0)
+        self._write_counters(lambda name, labels, value: cycle.set(name, labels, value))
+        self._write(cycle, snapshot)
 
     # -- one cycle -------------------------------------------------------------------------------
 
@@ -292,13 +296,12 @@ class SchemaRegistryCollector(Collector):
         self._cycle_failures.append((error, time.time()))
         return error
 
-    def _record_failures(self, store: Store, ending: BaseException | None = None) -> None:
-        """This cycle's failed requests into the error registry, but the one that ended the cycle."""
-        for error, t in self._cycle_failures:
-            if error is not ending:
-                store.record_error(self.pipeline, self.name, error.category, describe(error), "warning",
-                                   self.config.base_url, t=t)
+    def _failures(self, ending: BaseException | None = None) -> tuple[SourceFailure, ...]:
+        """This cycle's failed requests for the error registry, but the one that ended the cycle."""
+        failures = tuple(SourceFailure(error.category, describe(error), t=t)
+                         for error, t in self._cycle_failures if error is not ending)
         self._cycle_failures = []
+        return failures
 
     # -- results ---------------------------------------------------------------------------------
 
