@@ -532,9 +532,9 @@ def group_column(page, field: str):
 
 def _aggregate_cell(field: str) -> str:
     """A cell of the aggregate table by its field (SlickGrid numbers the columns; an empty cell has no content)."""
-    from apps.aggregate_view import _COLUMNS
+    from apps.aggregate_table import COLUMNS
 
-    return f".slick-cell.l{list(_COLUMNS).index(field)}"
+    return f".slick-cell.l{list(COLUMNS).index(field)}"
 
 
 def _small_multiples(page) -> dict[str, float | None]:

@@ -61,7 +61,8 @@ def test_live_table_pages_on_the_server_and_sends_a_page_only_when_it_changed():
     import numpy as np
     import pandas as pd
 
-    from apps.widgets import COUNT, LiveTable
+    from apps.format_templates import COUNT
+    from apps.widgets import LiveTable
 
     table = LiveTable({"name": None, "lag": COUNT}, "t", page_size=20)
     frame = pd.DataFrame({"name": [f"p{i}" for i in range(45)], "lag": np.arange(45, 0, -1, dtype=float)})
