@@ -32,7 +32,7 @@ def on_server_loaded(server_context) -> None:
     service.start_in_thread()
     if service.mirror:
         log.info("pipewatch mirror started: showing what the agent at %s collects (%d sources)",
-                 service.config.mirror.url, len(service.collectors))
+                 service.config.mirror.url, len(service.sources))
     else:
         log.info("pipewatch runtime started: %d collectors", len(service.supervisor.collectors))
 

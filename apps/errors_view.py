@@ -10,17 +10,17 @@ from bokeh.models import HTMLTemplateFormatter
 from panel.viewable import Viewer
 
 from apps.escape import esc
-from apps.widgets import COUNT, table
+from apps.format_templates import COUNT
+from apps.palette import SEVERITY_COLOURS, coloured_cell
+from apps.widgets import table
 from monitoring.errors import SEVERITIES, ErrorEntry
 from monitoring.store import Store
 
 ALL = "all"
 MAX_ROWS = 500
 """Rows handed to the table at most (the registry's own bound is the same by default)."""
-_SEVERITY = HTMLTemplateFormatter(template=(
-    '<span class="pw-error-severity" data-severity="<%- value %>" style="font-weight:bold;color:'
-    "<%- value === 'error' ? '#cf222e' : '#9a6700' %>\"><%- value %></span>"
-))
+_SEVERITY = HTMLTemplateFormatter(template=coloured_cell("pw-error-severity", "severity", SEVERITY_COLOURS,
+                                                         SEVERITY_COLOURS["warning"]))
 _WRAPPED = {"type": "textarea"}
 """Tabulator's own formatter that wraps long text (as text, never as HTML)."""
 _COLUMNS = {

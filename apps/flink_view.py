@@ -12,27 +12,23 @@ from bokeh.models import Div, HTMLTemplateFormatter
 from panel.viewable import Viewer
 
 from apps.escape import esc
+from apps.format_templates import COUNT, NUMBER, RATE
 from apps.live import LiveChart
-from apps.widgets import COUNT, RATE, LiveTable, SnapshotSection, age, clock, dim, duration, freshness
+from apps.palette import BACKPRESSURE_COLOURS, ERROR, FLINK_JOB_COLOURS, NEUTRAL, coloured_cell
+from apps.widgets import LiveTable, SnapshotSection, dim, freshness
+from monitoring.format import age, clock, count, duration, number, rate, size
 from monitoring.models.flink import FlinkSnapshot, Job, Vertex
 from monitoring.store import Store
 
-_STATE_COLOURS = {"RUNNING": "#1a7f37", "FINISHED": "#6e7781", "CANCELED": "#6e7781", "CREATED": "#6e7781",
-                  "INITIALIZING": "#6e7781", "RESTARTING": "#bf8700", "FAILING": "#cf222e", "FAILED": "#cf222e",
-                  "CANCELLING": "#bf8700", "SUSPENDED": "#bf8700", "RECONCILING": "#bf8700"}
-_BACKPRESSURE_COLOURS = {"OK": "#1a7f37", "LOW": "#bf8700", "HIGH": "#cf222e", "UNKNOWN": "#6e7781"}
-_STATE = HTMLTemplateFormatter(template=(
-    '<span class="pw-job-state" data-state="<%- value %>" style="font-weight:bold;color:<%- ({'
-    + ", ".join(f"{state}: '{colour}'" for state, colour in _STATE_COLOURS.items())
-    + "})[value] || '#6e7781' %>\"><%- value %></span>"))
+_STATE = HTMLTemplateFormatter(template=coloured_cell("pw-job-state", "state", FLINK_JOB_COLOURS))
 _JOB_COLUMNS = {"job": None, "id": None, "state": _STATE, "uptime": None, "restarts": COUNT,
                 "checkpoint age": None, "checkpoints": None, "records in/s": RATE, "busiest vertex": None,
                 "problems": None}
 _VERTEX_COLUMNS = {"vertex": None, "parallelism": COUNT, "status": None, "records in/s": RATE, "records out/s": RATE,
-                   "busy ms/s": RATE, "backpressured ms/s": RATE, "backpressure": None, "subtask ratios": None,
+                   "busy ms/s": NUMBER, "backpressured ms/s": NUMBER, "backpressure": None, "subtask ratios": None,
                    "watermark lag": None}
 _TM_COLUMNS = {"taskmanager": None, "slots used": None, "CPU load": None, "heap": None, "managed memory": None,
-               "GC ms/s": RATE, "threads": COUNT, "last heartbeat": None}
+               "GC ms/s": NUMBER, "threads": COUNT, "last heartbeat": None}
 _EXCEPTION_COLUMNS = {"time": None, "job": None, "task": None, "exception": None, "category": None, "hint": None,
                       "trace": None}
 _NO_JOB = "(no job)"
@@ -107,8 +103,8 @@ class FlinkView(SnapshotSection, Viewer):
             snap = self._snapshot
             states = ", ".join(f"{n} {s.lower()}" for s, n in sorted(snap.jobs_by_state.items())) or "no jobs"
             text += (f'<div class="pw-flink-facts">Flink {esc(snap.version or "version unknown")} &middot; '
-                     f"{_n(snap.taskmanagers_count)} taskmanager(s) &middot; {_n(snap.slots_available)} of "
-                     f"{_n(snap.slots_total)} slots free &middot; jobs: {esc(states)}</div>")
+                     f"{count(snap.taskmanagers_count)} taskmanager(s) &middot; {count(snap.slots_available)} of "
+                     f"{count(snap.slots_total)} slots free &middot; jobs: {esc(states)}</div>")
         self.status.text = text  # a Bokeh property set to its own value sends nothing
         dim((self.jobs, self.vertices, self.taskmanagers, self.exceptions), stale)
 
@@ -181,16 +177,17 @@ def _job_row(job: Job, now: float) -> dict[str, object]:
         "job": job.name, "id": job.job_id[:8], "state": job.state,
         "uptime": duration(job.uptime_ms / 1000) if job.uptime_ms else ("0 s" if job.detailed else "unknown"),
         "restarts": _f(job.restarts), "checkpoint age": age_text,
-        "checkpoints": (f"{_n(checkpoints.completed)} done, {_n(checkpoints.failed)} failed" if checkpoints else "unknown"),
+        "checkpoints": (f"{count(checkpoints.completed)} done, {count(checkpoints.failed)} failed" if checkpoints
+                        else "unknown"),
         "records in/s": float(sum(sources)) if sources else np.nan,
-        "busiest vertex": f"{busiest.name} ({busiest.busy_ms_per_second:.0f} ms/s)" if busiest else "unknown",
+        "busiest vertex": f"{busiest.name} ({number(busiest.busy_ms_per_second, 'ms/s')})" if busiest else "unknown",
         "problems": "; ".join(job.errors),
     }
 
 
 def _job_facts(job: Job, now: float) -> str:
     checkpoints = job.checkpoints
-    colour = _STATE_COLOURS.get(job.state, "#6e7781")
+    colour = FLINK_JOB_COLOURS.get(job.state, NEUTRAL)
     parts = [f'<b style="color:{colour}">{esc(job.state)}</b>']
     if job.state_entered:
         parts.append("entered " + ", ".join(f"{s.lower()} {age(t, now)}" for s, t in
@@ -200,9 +197,9 @@ def _job_facts(job: Job, now: float) -> str:
                      else "checkpointing off")
         if checkpoints.last_completed_at:
             parts.append(f"last completed {age(checkpoints.last_completed_at, now)} in "
-                         f"{_n(checkpoints.last_duration_ms)} ms, {_n(checkpoints.last_checkpointed_size)} bytes")
+                         f"{_millis(checkpoints.last_duration_ms)}, {size(checkpoints.last_checkpointed_size)}")
         if checkpoints.last_failure_message:
-            parts.append(f'<span style="color:#cf222e">last failure {age(checkpoints.last_failure_at, now)}: '
+            parts.append(f'<span style="color:{ERROR}">last failure {age(checkpoints.last_failure_at, now)}: '
                          f"{esc(checkpoints.last_failure_message)}</span>")
     return '<div class="pw-flink-job">' + " &middot; ".join(parts) + "</div>"
 
@@ -214,17 +211,17 @@ def _graph(job: Job, now: float) -> str:
     previous: Vertex | None = None
     for vertex in job.vertices:
         level = vertex.backpressure.level if vertex.backpressure else "UNKNOWN"
-        colour = _BACKPRESSURE_COLOURS[level]
-        rate = vertex.records_in_per_second if vertex.inputs else vertex.records_out_per_second
+        colour = BACKPRESSURE_COLOURS[level]
+        records = vertex.records_in_per_second if vertex.inputs else vertex.records_out_per_second
         extra = [i for i in vertex.inputs if previous is None or i != previous.vertex_id]
         names = {v.vertex_id: v.name for v in job.vertices}
-        rate_text = "unknown" if rate is None else f"{rate:,.1f}"
+        rate_text = rate(records, " records/s")
         also = ", ".join(esc(names.get(i, i)) for i in extra)
         boxes.append(
             f'<div class="pw-vertex" data-vertex="{esc(vertex.name)}" data-backpressure="{esc(level)}" '
             f'style="display:inline-block;vertical-align:middle;margin:4px;padding:6px 10px;border:2px solid {colour};'
             f'border-radius:6px;min-width:140px"><b>{esc(vertex.name)}</b><br>'
-            f'{rate_text} records/s &middot; x{esc(vertex.parallelism)}<br>'
+            f'{rate_text} &middot; x{esc(vertex.parallelism)}<br>'
             f'<span style="color:{colour}">backpressure {esc(level.lower())}</span>'
             + (f"<br><small>also from {also}</small>" if extra else "")
             + "</div>")
@@ -236,11 +233,11 @@ def _f(value: float | None) -> float:
     return np.nan if value is None else float(value)
 
 
-def _n(value: float | int | None) -> str:
-    return "unknown" if value is None else f"{value:,.0f}"
+def _millis(value: float | None) -> str:
+    return duration(None if value is None else value / 1000)
 
 
 def _of(used: float | None, total: float | None) -> str:
     if used is None or total is None or not total:
         return "unknown"
-    return f"{used / 2**20:,.0f} of {total / 2**20:,.0f} MiB ({used / total:.0%})"
+    return f"{size(used)} of {size(total)} ({used / total:.0%})"

@@ -33,8 +33,9 @@ from bokeh.models import (
 from panel.viewable import Viewer
 
 from apps.escape import esc
+from apps.palette import FLOW_COLOURS
 from monitoring.store import Store
-from monitoring.topology import COLUMN_TITLES, STATE_COLOURS, STATES, TOPOLOGIES, Topology, TopologyCache
+from monitoring.topology import COLUMN_TITLES, STATES, TOPOLOGIES, Topology, TopologyCache
 
 X_STEP = 2.8
 BOX_WIDTH = 2.0
@@ -84,7 +85,7 @@ def diagram_data(topology: Topology) -> dict[str, Any]:
         values = {"id": node.id, "x": x, "y": y, "name": node.label,
                   "label": node.label if len(node.label) <= LABEL_CHARS else node.label[: LABEL_CHARS - 1] + "…",
                   "kind": node.kind, "state": node.state, "reason": node.reason, "rate": node.rate,
-                  "detail": node.detail, "colour": STATE_COLOURS[node.state]}
+                  "detail": node.detail, "colour": FLOW_COLOURS[node.state]}
         for column in _NODE_COLUMNS:
             nodes[column].append(values[column])
     solid = {column: [] for column in _EDGE_COLUMNS}
@@ -181,7 +182,7 @@ def legend_html() -> str:
     boxes = "".join(
         f'<span class="pw-flow-legend-item" style="display:inline-block;margin-right:12px">'
         f'<span style="display:inline-block;width:12px;height:12px;vertical-align:middle;margin-right:4px;'
-        f'border:2px solid {esc(STATE_COLOURS[state])};background:{esc(STATE_COLOURS[state])}33"></span>{esc(state)}</span>'
+        f'border:2px solid {esc(FLOW_COLOURS[state])};background:{esc(FLOW_COLOURS[state])}33"></span>{esc(state)}</span>'
         for state in STATES)
     lines = "".join(
         f'<span style="display:inline-block;margin-right:12px"><span style="display:inline-block;width:26px;'

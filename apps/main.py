@@ -77,7 +77,7 @@ def build(page: str, pipeline: str):
         return ErrorsPage(service.store, pipelines)
     if page == "pipeline":
         config = next(p for p in service.config.pipelines if p.name == pipeline)
-        return PipelinePage(service.store, pipeline, service.collectors, config)
+        return PipelinePage(service.store, pipeline, service.sources, config)
     return OverviewPage(service.store)
 
 

@@ -11,13 +11,12 @@ from bokeh.models import Div
 from panel.viewable import Viewer
 
 from apps.escape import esc, pipeline_href
-from apps.widgets import clock, duration
+from apps.palette import HEALTH_COLOURS, NEUTRAL
 from monitoring.evaluation import SUMMARY_SOURCE
+from monitoring.format import clock, count, duration, rate
 from monitoring.store import Store
 from monitoring.summary import PipelineSummary
 
-HEALTH_COLOURS = {"ok": "#1a7f37", "degraded": "#bf8700", "down": "#cf222e", "agent down": "#cf222e",
-                  "starting": "#6e7781", "unknown": "#6e7781"}
 _STATUS_NAMES = ("NOTFOUND", "OK", "WARN", "ERR")
 
 
@@ -62,19 +61,19 @@ def tiles_html(summaries: tuple[PipelineSummary, ...]) -> str:
 
 
 def _tile(s: PipelineSummary) -> str:
-    colour = HEALTH_COLOURS.get(s.health, "#6e7781")
+    colour = HEALTH_COLOURS.get(s.health, NEUTRAL)
     name = esc(s.pipeline)
     facts = [
-        ("produce", _rate(s.produce_rate), s.watches("kafka")),
-        ("consume (all groups)", _rate(s.consume_rate), s.watches("kafka")),
+        ("produce", rate(s.produce_rate), s.watches("kafka")),
+        ("consume (all groups)", rate(s.consume_rate), s.watches("kafka")),
         ("max lag", _lag(s), s.watches("kafka")),
-        ("total lag", _count(s.lag_messages, "messages"), s.watches("kafka")),
+        ("total lag", count(s.lag_messages, "messages"), s.watches("kafka")),
         ("lag status", _status(s.worst_status), s.watches("kafka")),
         ("Flink jobs", _jobs(s), s.watches("flink")),
-        ("checkpoint age", _age(s.checkpoint_age), s.watches("flink")),
+        ("checkpoint age", duration(s.checkpoint_age), s.watches("flink")),
         ("registry", "unknown" if math.isnan(s.registry_up) else "up" if s.registry_up == 1 else "DOWN",
          s.watches("schema_registry")),
-        ("changes", _rate(s.change_rate), s.watches("change_feed")),
+        ("changes", rate(s.change_rate), s.watches("change_feed")),
     ]
     rows = "".join(f'<tr data-fact="{label}"><td style="opacity:.75;padding-right:10px">{label}</td>'
                    f'<td class="v"><b>{value}</b></td></tr>' for label, value, shown in facts if shown)
@@ -93,24 +92,8 @@ def _tile(s: PipelineSummary) -> str:
     )
 
 
-def _rate(value: float) -> str:
-    return "unknown" if math.isnan(value) else f"{value:,.1f}/s"
-
-
 def _lag(s: PipelineSummary) -> str:
-    return f"{_count(s.max_lag_messages, 'messages')}, {_age(s.lag_seconds)}"
-
-
-def _count(value: float, unit: str) -> str:
-    return "unknown" if math.isnan(value) else f"{value:,.0f} {unit}"
-
-
-def _age(seconds: float) -> str:
-    if math.isnan(seconds):
-        return "unknown"
-    if seconds == math.inf:
-        return "unbounded"
-    return f"{seconds:.1f} s" if seconds < 120 else duration(seconds)
+    return f"{count(s.max_lag_messages, 'messages')}, {duration(s.lag_seconds)}"
 
 
 def _status(code: float) -> str:

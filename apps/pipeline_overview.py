@@ -12,9 +12,10 @@ from panel.viewable import Viewer
 
 from apps.escape import esc
 from apps.live import LiveChart
-from apps.widgets import duration
+from apps.palette import WARNING, WARNING_TEXT
 from monitoring.config import ExpectedTraffic
 from monitoring.evaluation import LATENCY_SOURCE, Latency
+from monitoring.format import duration, rate
 from monitoring.store import SeriesKey, Store
 
 WINDOWS = {"1 min": 60.0, "5 min": 300.0, "15 min": 900.0, "all kept": None}
@@ -95,12 +96,6 @@ def _latency_label(key: SeriesKey) -> str:
     return f"{_MEASURE_NAMES.get(measure, measure)} p{float(quantile) * 100:g}"
 
 
-def _seconds(value: float) -> str:
-    if value == float("inf"):
-        return "unbounded"
-    return f"{value * 1000:.0f} ms" if value < 1 else f"{value:.1f} s" if value < 120 else duration(value)
-
-
 def _latency_html(latencies: list[Latency]) -> str:
     if not latencies:
         return ('<div class="pw-latency" data-measures="0"><em>Latency: unknown (no consumer lag in seconds, '
@@ -108,7 +103,7 @@ def _latency_html(latencies: list[Latency]) -> str:
     rows = "".join(
         f'<tr data-measure="{esc(m.measure)}"><td><b>{esc(_MEASURE_NAMES.get(m.measure, m.measure))}'
         f'</b></td><td>{esc(m.description)}</td>'
-        + "".join(f'<td class="q" data-q="{q:g}" style="text-align:right">{_seconds(v)}</td>'
+        + "".join(f'<td class="q" data-q="{q:g}" style="text-align:right">{duration(v)}</td>'
                   for q, v in sorted(m.quantiles.items()))
         + f'<td style="text-align:right">{m.samples:,}</td></tr>'
         for m in latencies)
@@ -127,10 +122,10 @@ class _TrafficPhases:
         self.pattern = traffic.parsed
         self.origin = traffic.started_at.timestamp()
         self.source = ColumnDataSource({"left": [], "right": [], "label": [], "y": []})
-        chart.figure.quad(left="left", right="right", bottom=0, top=1e12, source=self.source, fill_color="#bf8700",
+        chart.figure.quad(left="left", right="right", bottom=0, top=1e12, source=self.source, fill_color=WARNING,
                           fill_alpha=0.12, line_alpha=0, level="underlay", name="traffic-bursts")
         chart.figure.add_layout(LabelSet(x="left", y="y", y_units="screen", text="label", source=self.source,
-                                         text_font_size="9pt", text_color="#9a6700", x_offset=3))
+                                         text_font_size="9pt", text_color=WARNING_TEXT, x_offset=3))
         self._shown: list[tuple[float, float, float]] | None = None
 
     def refresh(self, now: float) -> str:
@@ -147,10 +142,10 @@ class _TrafficPhases:
         if elapsed < 0:
             return f'<span class="pw-traffic" data-phase="not started">Expected traffic starts in {duration(-elapsed)}</span>'
         phase = self.pattern.phase_at(elapsed)
-        rate = self.pattern.rate_at(elapsed)
+        expected = self.pattern.rate_at(elapsed)
         name = f"burst {phase.percent:g}%" if phase else "base"
         return (f'<span class="pw-traffic" data-phase="{esc(name)}">Expected traffic: <b>{name}</b>, '
-                f"{rate:,.1f} messages/s expected (pattern {esc(_describe(self.pattern))}); bursts are "
+                f"{rate(expected, ' messages/s')} expected (pattern {esc(_describe(self.pattern))}); bursts are "
                 "shaded on the throughput chart</span>")
 
 

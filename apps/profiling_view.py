@@ -20,7 +20,10 @@ from bokeh.models import Div
 from panel.viewable import Viewer
 
 from apps.escape import choice_options, esc, spreadsheet_safe
-from apps.widgets import COUNT, SnapshotSection, age, dim, freshness, table
+from apps.format_templates import COUNT
+from apps.palette import DRIFT_COLOURS, QUIET, RUN_STATUS_COLOURS, WARNING_TEXT
+from apps.widgets import SnapshotSection, dim, freshness, table
+from monitoring.format import age
 from monitoring.models.profiling import Kpi, ProfilingSnapshot, Run, TableState
 from monitoring.store import Store
 
@@ -29,9 +32,9 @@ DRIFT_COLUMNS = ["time", "table", "column", "metric", "baseline", "current", "ch
 _METRIC_COLUMNS = {"column": None, "type": None, "metric": None, "value": None}
 _STATE_COLUMNS = {"schema": None, "table": None, "decision": None, "reason": None, "last profiled": None,
                   "freshness": None, "staleness score": COUNT, "rows": COUNT, "bytes scanned": COUNT, "snapshot": None}
-_STATUS_COLOURS = {"completed": "#2da44e", "success": "#2da44e", "failed": "#cf222e"}
-_SEVERITY_COLOURS = {"high": "#cf222e", "medium": "#d4a72c", "low": "#54aeff", "none": "#8c959f"}
-_OTHER_COLOUR = "#8c959f"
+_STATUS_COLOURS = RUN_STATUS_COLOURS
+_SEVERITY_COLOURS = DRIFT_COLOURS
+_OTHER_COLOUR = QUIET
 _NO_RUN = "<p class='pw-run-title'>Select a run to see its column metrics.</p>"
 _PERIODS = {"last 24 hours": 86_400.0, "last 7 days": 7 * 86_400.0, "last 30 days": 30 * 86_400.0,
             "everything kept": math.inf}
@@ -122,7 +125,7 @@ class ProfilingView(SnapshotSection, Viewer):
         health = self.store.health().get(self.source)
         text, stale = freshness("profiling", shown, health, now)
         if self._snapshot is not None:
-            text += "".join(f'<div class="pw-note" style="color:#9a6700">{esc(n)}</div>'
+            text += "".join(f'<div class="pw-note" style="color:{WARNING_TEXT}">{esc(n)}</div>'
                             for n in self._snapshot.notes)
         self.status.text = text  # a Bokeh property set to its own value sends nothing
         dim((self.runs, self.drift, self.tables), stale)

@@ -11,15 +11,18 @@ from bokeh.models import Div
 from panel.viewable import Viewer
 
 from apps.escape import esc
+from apps.format_templates import COUNT
 from apps.live import LiveChart
-from apps.widgets import COUNT, LiveTable, SnapshotSection, clock, dim, freshness, shared_frame
+from apps.palette import ERROR, WARNING_TEXT
+from apps.widgets import LiveTable, SnapshotSection, dim, freshness, shared_frame
+from monitoring.format import clock
 from monitoring.health import State
 from monitoring.models.schema_registry import RegistrySnapshot, Subject
 from monitoring.store import Store
 
 CHANGES_SHOWN = 50
 """Recent changes kept in the table; the store's event log holds more."""
-_WARN = "#9a6700"
+_WARN = WARNING_TEXT
 _SUBJECT_COLUMNS = {
     "subject": None, "versions": COUNT, "latest version": COUNT, "latest id": COUNT, "type": None,
     "compatibility": None, "mode": None, "read": None, "error": None,
@@ -76,7 +79,8 @@ class SchemaRegistryView(SnapshotSection, Viewer):
         health = self.store.health().get(self.source)
         text, stale = freshness("schema registry", shown, health, now)
         if health is not None and health.effective_state(now) is State.DOWN:
-            text = f'<div class="pw-registry-down" style="color:#cf222e"><b>DOWN</b>: {esc(health.reason(now))}</div>' + text
+            text = (f'<div class="pw-registry-down" style="color:{ERROR}"><b>DOWN</b>: {esc(health.reason(now))}</div>'
+                    + text)
         text += self._summary
         self.status.text = text  # a Bokeh property set to its own value sends nothing
         dim((self.subjects, self.changes), stale)

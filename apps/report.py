@@ -21,8 +21,9 @@ from jinja2 import Template
 
 from apps.escape import esc
 from apps.flow_view import flow_figure, legend_html
-from monitoring.report import Chart, PipelineReport, ReportData, number, seconds
-from monitoring.topology import STATE_COLOURS
+from apps.palette import HEALTH_COLOURS, NEUTRAL, WARNING_TEXT
+from monitoring.format import count, duration, rate, size
+from monitoring.report import Chart, PipelineReport, ReportData
 
 _TEMPLATE = Template("""\
 {% extends base %}
@@ -58,9 +59,6 @@ class SelfContained(Resources):
     def clone(self, *, components=None) -> SelfContained:
         return SelfContained(components=components if components is not None else list(self.components))
 
-
-_HEALTH_COLOURS = {"ok": STATE_COLOURS["ok"], "degraded": STATE_COLOURS["warning"], "down": STATE_COLOURS["down"],
-                   "starting": STATE_COLOURS["unknown"], "unknown": STATE_COLOURS["unknown"]}
 
 
 def render_report(data: ReportData) -> str:
@@ -98,7 +96,7 @@ def _header(data: ReportData) -> str:
               else f"everything the store held at {_time(data.window_end)}")
     rows = "".join(
         f"<tr><td><a href='#pipeline-{esc(quote(r.name, safe=''))}'>{esc(r.name)}</a></td>"
-        f"<td class='pw-health' style='color:{esc(_HEALTH_COLOURS.get(r.summary.health, '#6e7781'))}'>"
+        f"<td class='pw-health' style='color:{esc(HEALTH_COLOURS.get(r.summary.health, NEUTRAL))}'>"
         f"{esc(r.summary.health)}</td><td>{esc(r.sentence)}</td></tr>"
         for r in data.pipelines)
     return (f"<h1>pipewatch report</h1><div class='pw-meta'>Generated {_time(data.generated_at)} on "
@@ -116,17 +114,17 @@ def _summary(report: PipelineReport) -> str:
         ("health", s.health), ("reason", s.reason),
         ("sources", ", ".join(s.collectors) or "none"), ("sources not up", ", ".join(s.collectors_down) or "none"),
         ("last successful collection", _time(s.last_success)),
-        ("produce rate", number(s.produce_rate, "msg/s", 1)), ("consume rate", number(s.consume_rate, "msg/s", 1)),
-        ("consumer lag", number(s.lag_messages, "messages")), ("oldest unconsumed record", seconds(s.lag_seconds)),
-        ("Flink jobs running", f"{number(s.flink_running)} of {number(s.flink_jobs)}"),
-        ("oldest checkpoint age", seconds(s.checkpoint_age)), ("schema registry", registry),
-        ("change feed rate", number(s.change_rate, "changes/s", 1)),
+        ("produce rate", rate(s.produce_rate, " msg/s")), ("consume rate", rate(s.consume_rate, " msg/s")),
+        ("consumer lag", count(s.lag_messages, "messages")), ("oldest unconsumed record", duration(s.lag_seconds)),
+        ("Flink jobs running", f"{count(s.flink_running)} of {count(s.flink_jobs)}"),
+        ("oldest checkpoint age", duration(s.checkpoint_age)), ("schema registry", registry),
+        ("change feed rate", rate(s.change_rate, " changes/s")),
     ]
     rows = "".join(f"<tr><th>{esc(k)}</th><td data-fact='{esc(k)}'>{esc(v)}</td></tr>"
                    for k, v in facts)
     latency_rows = "".join(
         f"<tr><td>{esc(lat.measure)}</td><td>{esc(lat.description)}</td><td class='n'>{lat.samples:,}</td>"
-        + "".join(f"<td class='n'>{seconds(lat.quantiles.get(q, math.nan))}</td>" for q in (0.5, 0.95, 0.99))
+        + "".join(f"<td class='n'>{duration(lat.quantiles.get(q, math.nan))}</td>" for q in (0.5, 0.95, 0.99))
         + "</tr>" for lat in report.latencies)
     latency = (f"<h3>Latency now</h3><table class='pw-latency'><tr><th>measure</th><th>what it is</th><th>samples</th>"
                f"<th>p50</th><th>p95</th><th>p99</th></tr>{latency_rows}</table>" if latency_rows
@@ -151,6 +149,10 @@ def _chart(chart: Chart, data: ReportData):
     return fig
 
 
+def _millis(value: float | None) -> str:
+    return duration(None if value is None else value / 1000)
+
+
 def _cell(value: object, numeric: bool = False) -> str:
     return f"<td class='n'>{esc(value)}</td>" if numeric else f"<td>{esc(value)}</td>"
 
@@ -159,15 +161,15 @@ def _checkpoint_tables(report: PipelineReport) -> str:
     if not report.jobs:
         return "<h3>Checkpoints</h3><p class='pw-meta'>No Flink job with checkpoint information.</p>"
     jobs = "".join(
-        "<tr>" + _cell(j.job) + _cell(j.state) + _cell(number(j.completed), True) + _cell(number(j.failed), True)
-        + _cell(seconds(j.interval_seconds) if j.interval_seconds else "off or unknown")
-        + _cell(seconds(j.age_seconds) if j.age_seconds is not None else "unknown", True)
-        + _cell(number(j.duration_p50_ms, "ms"), True) + _cell(number(j.duration_max_ms, "ms"), True)
+        "<tr>" + _cell(j.job) + _cell(j.state) + _cell(count(j.completed), True) + _cell(count(j.failed), True)
+        + _cell(duration(j.interval_seconds) if j.interval_seconds else "off or unknown")
+        + _cell(duration(j.age_seconds) if j.age_seconds is not None else "unknown", True)
+        + _cell(_millis(j.duration_p50_ms), True) + _cell(_millis(j.duration_max_ms), True)
         + _cell(j.last_failure or "") + "</tr>" for j in report.jobs)
     history = "".join(
         "<tr>" + _cell(c.job) + _cell(c.checkpoint_id, True) + _cell(c.status) + _cell(_time(c.triggered_at))
-        + _cell(number(c.duration_ms, "ms"), True) + _cell(number(c.checkpointed_size, "bytes"), True)
-        + _cell(number(c.state_size, "bytes"), True) + _cell(c.failure or "") + "</tr>" for c in report.checkpoints)
+        + _cell(_millis(c.duration_ms), True) + _cell(size(c.checkpointed_size), True)
+        + _cell(size(c.state_size), True) + _cell(c.failure or "") + "</tr>" for c in report.checkpoints)
     return ("<h3>Checkpoints</h3><table class='pw-checkpoint-jobs'><tr><th>job</th><th>state</th><th>completed</th>"
             "<th>failed</th><th>interval</th><th>age of last completed</th><th>duration p50</th><th>duration max</th>"
             f"<th>last failure</th></tr>{jobs}</table>"
@@ -229,7 +231,7 @@ class ReportDownload:
 
         session = pn.state.curdoc if pn.state.curdoc is not None else self
         if session in _building:
-            self.message.object = ("<span class='pw-report-busy' style='color:#9a6700'>A report is being built "
+            self.message.object = (f"<span class='pw-report-busy' style='color:{WARNING_TEXT}'>A report is being built "
                                    "for this page already: it downloads when ready.</span>")
             return None  # refused: nothing is downloaded for this click
         _building.add(session)

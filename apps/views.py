@@ -16,35 +16,20 @@ from apps.change_feed_view import ChangeFeedView
 from apps.escape import esc
 from apps.flink_view import FlinkView
 from apps.flow_view import FlowDiagram
+from apps.format_templates import COUNT, RATE, duration_formatter
+from apps.health_bar import HealthBar
 from apps.live import LiveChart
+from apps.palette import LAG_STATUS_COLOURS, WARNING_TEXT, coloured_cell
 from apps.pipeline_overview import PipelineOverview
 from apps.profiling_view import ProfilingView
 from apps.registry_view import SchemaRegistryView
 from apps.report import ReportDownload
-from apps.widgets import (
-    COUNT,
-    RATE,
-    STATE_COLOURS,
-    LiveTable,
-    SnapshotSection,
-    age,
-    clock,
-    dim,
-    duration,
-    duration_formatter,
-    freshness,
-    shared_frame,
-)
-from collectors.aggregate.mirror import MIRROR_SOURCE
-from collectors.change_feed.collector import ChangeFeedCollector
-from collectors.flink.collector import FlinkCollector
-from collectors.kafka.collector import KafkaCollector
-from collectors.profiling.collector import ProfilingCollector
-from collectors.schema_registry.collector import SchemaRegistryCollector
+from apps.widgets import LiveTable, SnapshotSection, dim, freshness, shared_frame
 from monitoring.config import FlowHints, Pipeline
-from monitoring.health import CollectorHealth, State
+from monitoring.format import duration
+from monitoring.health import CollectorHealth
 from monitoring.models.kafka import GroupInfo, KafkaSnapshot, PartitionLag, TopicInfo
-from monitoring.runtime import Collector
+from monitoring.sources import CHANGE_FEED, FLINK, KAFKA, PROFILING, SCHEMA_REGISTRY, DeclaredSource
 from monitoring.store import Store
 
 PARTITION_ROWS = 1000
@@ -54,51 +39,6 @@ often, and at once when a source's health changes. Redrawing them every second i
 several times what the charts cost; what they show (each with the time it was measured) is as current, give
 or take this many seconds, and a source going down or coming back shows within a second."""
 """The partition table keeps the most-lagging rows only: the browser stays fast at any cluster size."""
-
-
-class HealthBar(Viewer):
-    """One badge per collector of a pipeline: state, last update, and the reason when not up."""
-
-    def __init__(self, store: Store, pipeline: str, **params) -> None:
-        super().__init__(**params)
-        self.store, self.pipeline = store, pipeline
-        # A plain Bokeh Div: it changes every second in every session, and a Panel pane's update costs ten
-        # times more (parameter watchers) than setting the Div's text.
-        self.div = Div(text="", name="health-bar", sizing_mode="stretch_width")
-        self.refresh()
-
-    def __panel__(self):
-        return pn.pane.Bokeh(self.div, sizing_mode="stretch_width")
-
-    def states(self, now: float) -> tuple:
-        """The state of each of the pipeline's sources (and of the mirror's copy): a change redraws the page."""
-        return tuple((source, h.effective_state(now)) for source, h in sorted(self.store.health().items())
-                     if source[0] == self.pipeline or source == MIRROR_SOURCE)
-
-    def refresh(self) -> None:
-        now = time.time()
-        health = self.store.health()
-        badges = [self._badge(h, now) for (pipeline, _), h in sorted(health.items()) if pipeline == self.pipeline]
-        text = " ".join(badges) or "<em>no sources configured for this pipeline</em>"
-        if MIRROR_SOURCE in health:  # a mirror: whether the copy is current is part of every source's health
-            text += " " + self._badge(health[MIRROR_SOURCE], now)
-        if text != self.div.text:
-            self.div.text = text
-
-    @staticmethod
-    def _badge(health: CollectorHealth, now: float) -> str:
-        state = health.effective_state(now)
-        colour = STATE_COLOURS[state]
-        detail = f"last update {clock(health.last_success)} ({age(health.last_success, now)})"
-        if state is not State.UP:
-            detail += f" &middot; {esc(health.reason(now))}"
-        return (
-            f'<span class="pw-health" data-collector="{esc(health.collector)}" data-state="{esc(state.value)}" '
-            f'style="display:inline-block;margin:2px 8px 2px 0;padding:3px 8px;border-radius:4px;'
-            f'border:1px solid {colour}">'
-            f'<b style="color:{colour}">{esc(health.collector)}: {esc(state.value.upper())}</b> '
-            f'<span style="opacity:.8">{esc(health.target)} &middot; {detail}</span></span>'
-        )
 
 
 class KafkaLagView(SnapshotSection, Viewer):
@@ -185,7 +125,7 @@ class KafkaLagView(SnapshotSection, Viewer):
                 notes.append(f"<b>{esc(progress.group_id)}</b>: records of <b>{esc(progress.topic)}</b> "
                              f"will be deleted before they are consumed in about "
                              f"{duration(progress.retention_risk_seconds)}")
-        self._notes = "".join(f'<div class="pw-note" style="color:#9a6700">{n}</div>' for n in notes)
+        self._notes = "".join(f'<div class="pw-note" style="color:{WARNING_TEXT}">{n}</div>' for n in notes)
         frame = functools.partial(shared_frame, self.source, snapshot)
         self.groups.value = frame("groups", lambda: pd.DataFrame([_group_row(g, snapshot) for g in snapshot.groups],
                                                                  columns=list(_GROUP_COLUMNS)))
@@ -230,11 +170,7 @@ class KafkaLagView(SnapshotSection, Viewer):
         self.members.value = shared_frame(self.source, snapshot, "members", members, variant=chosen)
 
 
-_STATUS = HTMLTemplateFormatter(template=(
-    '<span class="pw-status" data-status="<%- value %>" style="font-weight:bold;color:'
-    + "<%- ({OK: '#1a7f37', WARN: '#bf8700', ERR: '#cf222e', STOP: '#cf222e', STALL: '#cf222e', REWIND: '#cf222e'})"
-    + "[value] || '#6e7781' %>\"><%- value %></span>"
-))
+_STATUS = HTMLTemplateFormatter(template=coloured_cell("pw-status", "status", LAG_STATUS_COLOURS))
 _GROUP_COLUMNS = {
     "group": None, "state": None, "status": _STATUS, "members": COUNT, "lag": COUNT, "max lag": COUNT,
     "lag seconds": duration_formatter("unbounded"), "catch-up": duration_formatter("not catching up"),
@@ -287,30 +223,24 @@ def _num(value: float | int | None) -> float:
 
 
 class PipelinePage(Viewer):
-    """Everything about one pipeline: collector health, then one section per configured source."""
+    """Everything about one pipeline: source health, then one section per source the config declares."""
 
-    def __init__(self, store: Store, pipeline: str, collectors: list[Collector], config: Pipeline | None = None,
+    def __init__(self, store: Store, pipeline: str, sources: list[DeclaredSource], config: Pipeline | None = None,
                  flow_hints: FlowHints | None = None, **params) -> None:
-        """config: the pipeline's configuration (expected traffic, flow hints, what reports include), when known."""
+        """sources: the config's declared sources (monitoring.sources.declared_sources), the pipeline's picked
+        here; config: the pipeline's configuration (expected traffic, flow hints, what reports include), when known."""
         super().__init__(**params)
         self.health = HealthBar(store, pipeline)
-        mine = [c for c in collectors if c.pipeline == pipeline]
+        mine = [s for s in sources if s.pipeline == pipeline]
         if flow_hints is None and config is not None:
             flow_hints = config.flow
         self.flow = FlowDiagram(store, pipeline, flow_hints,
-                                next((c.config for c in mine if isinstance(c, ChangeFeedCollector)), None))
+                                next((s.config for s in mine if s.kind == CHANGE_FEED), None))
         self.report = ReportDownload(store, config or pipeline)  # builds nothing until clicked
         traffic = config.traffic if config is not None else None
-        self.sections = [
-            PipelineOverview(store, pipeline, traffic),
-            *(KafkaLagView(store, pipeline, c.name, c.config.cluster_label) for c in mine
-              if isinstance(c, KafkaCollector)),
-            *(SchemaRegistryView(store, pipeline, c.name, c.registry) for c in mine
-              if isinstance(c, SchemaRegistryCollector)),
-            *(FlinkView(store, pipeline, c.name, c.cluster) for c in mine if isinstance(c, FlinkCollector)),
-            *(ProfilingView(store, pipeline, c.name) for c in mine if isinstance(c, ProfilingCollector)),
-            *(ChangeFeedView(store, pipeline, c.name, c.config) for c in mine if isinstance(c, ChangeFeedCollector)),
-        ]
+        self.sections = [PipelineOverview(store, pipeline, traffic)]
+        for kind in (KAFKA, SCHEMA_REGISTRY, FLINK, PROFILING, CHANGE_FEED):  # the page's order of sections
+            self.sections += [_section(store, source) for source in mine if source.kind == kind]
         self._layout = pn.Column(self.health, self.flow, self.report.panel, *self.sections, sizing_mode="stretch_width")
         self._states: tuple | None = None
         self._detail_at = 0.0
@@ -341,3 +271,19 @@ class PipelinePage(Viewer):
         for section in self.sections:
             if hasattr(section, "close"):
                 section.close()
+
+
+def _section(store: Store, source: DeclaredSource):
+    """The page section that shows one declared source."""
+    pipeline, collector = source.source
+    if source.kind == KAFKA:
+        return KafkaLagView(store, pipeline, collector, source.label)
+    if source.kind == SCHEMA_REGISTRY:
+        return SchemaRegistryView(store, pipeline, collector, source.label)
+    if source.kind == FLINK:
+        return FlinkView(store, pipeline, collector, source.label)
+    if source.kind == PROFILING:
+        return ProfilingView(store, pipeline, collector)
+    if source.kind == CHANGE_FEED:
+        return ChangeFeedView(store, pipeline, collector, source.config)
+    raise ValueError(f"no page section for a source of kind {source.kind!r}")

@@ -1,9 +1,9 @@
-"""Pieces every source's view uses: time formatting, number formatters, tables, the freshness line."""
+"""Pieces every source's view uses: tables, the freshness line. (Values are written by monitoring/format.py,
+in table cells by apps/format_templates.py; colours are apps/palette.py's.)"""
 
 from __future__ import annotations
 
 import itertools
-from datetime import datetime, timezone
 
 import numpy as np
 import pandas as pd
@@ -15,50 +15,14 @@ from bokeh.models import (
     ColumnDataSource,
     DataTable,
     Div,
-    HTMLTemplateFormatter,
-    NumberFormatter,
     StringFormatter,
     TableColumn,
 )
 
 from apps.escape import esc
+from apps.palette import WARNING_TEXT
+from monitoring.format import age, clock
 from monitoring.health import CollectorHealth, State
-
-STATE_COLOURS = {State.UP: "#1a7f37", State.DOWN: "#cf222e", State.STALE: "#bf8700", State.STARTING: "#6e7781"}
-COUNT = NumberFormatter(format="0,0", nan_format="unknown", null_format="unknown")
-RATE = NumberFormatter(format="0,0.0", nan_format="unknown", null_format="unknown")
-
-
-def clock(t: float | None) -> str:
-    if t is None:
-        return "never"
-    return datetime.fromtimestamp(t, timezone.utc).strftime("%H:%M:%S UTC")
-
-
-def age(t: float | None, now: float) -> str:
-    if t is None:
-        return "never"
-    seconds = max(0.0, now - t)
-    return f"{seconds:.0f} s ago" if seconds < 120 else f"{seconds / 60:.0f} min ago"
-
-
-def duration(seconds: float) -> str:
-    if seconds < 120:
-        return f"{seconds:.0f} s"
-    if seconds < 7200:
-        return f"{seconds / 60:.0f} min"
-    return f"{seconds / 3600:.1f} h"
-
-
-def duration_formatter(infinite: str) -> HTMLTemplateFormatter:
-    """Seconds as s / min / h in the browser; NaN as unknown, +Inf as `infinite`; sorts numerically."""
-    return HTMLTemplateFormatter(template=(
-        "<% if (value === null || value === undefined || Number.isNaN(value)) { %>unknown"
-        f"<% }} else if (value === Infinity) {{ %>{infinite}"
-        "<% } else if (value < 120) { %><%- value.toFixed(1) %> s"
-        "<% } else if (value < 7200) { %><%- (value / 60).toFixed(1) %> min"
-        "<% } else { %><%- (value / 3600).toFixed(1) %> h<% } %>"
-    ))
 
 
 def table(columns: dict[str, object], name: str, page_size: int) -> pn.widgets.Tabulator:
@@ -251,8 +215,8 @@ def freshness(what: str, snapshot_time: float | None, health: CollectorHealth | 
             text += f" Collector down: {esc(health.reason(now))}"
         return text, False
     if state is not None and state is not State.UP:
-        return (f'<div class="pw-stale" style="color:#9a6700"><b>STALE</b>: tables and charts show data measured '
-                f'at {clock(snapshot_time)} ({age(snapshot_time, now)}); the collector is '
+        return (f'<div class="pw-stale" style="color:{WARNING_TEXT}"><b>STALE</b>: tables and charts show data '
+                f'measured at {clock(snapshot_time)} ({age(snapshot_time, now)}); the collector is '
                 f'{esc(state.value)}: {esc(health.reason(now))}</div>'), True
     return f'<span class="pw-fresh">Measured at {clock(snapshot_time)} ({age(snapshot_time, now)})</span>', False
 

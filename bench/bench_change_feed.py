@@ -48,7 +48,7 @@ import numpy as np  # noqa: E402
 from prometheus_client.parser import text_string_to_metric_families  # noqa: E402
 from viewers import BokehViewer, rss_mb  # noqa: E402
 
-from apps.change_feed_view import SHARED_UPDATE_SECONDS  # noqa: E402
+from apps.shared_feed import SHARED_UPDATE_SECONDS  # noqa: E402
 from pipewatch.local.broker import free_port  # noqa: E402
 from pipewatch.local.postgres import LocalPostgres  # noqa: E402
 from tests.services import PanelServer  # noqa: E402

@@ -4,34 +4,43 @@ from __future__ import annotations
 
 from monitoring.config import Config
 from monitoring.runtime import Collector
+from monitoring.sources import DeclaredSource, declared_sources
 
 
 def build_collectors(config: Config) -> list[Collector]:
-    """One collector per configured source, in config order."""
+    """One collector per declared source (monitoring.sources.declared_sources), in config order, named as declared."""
+    return [build_collector(source) for source in declared_sources(config)]
+
+
+def build_collector(source: DeclaredSource) -> Collector:
+    """The collector of one declared source."""
     from collectors.aggregate.prometheus_query import PrometheusQueryCollector
-    from collectors.aggregate.remote_agents import remote_collectors
+    from collectors.aggregate.remote_agents import RemoteAgentCollector
     from collectors.change_feed.collector import ChangeFeedCollector
     from collectors.flink.collector import FlinkCollector
     from collectors.kafka.collector import KafkaCollector
     from collectors.profiling.collector import ProfilingCollector
     from collectors.schema_registry.collector import SchemaRegistryCollector
+    from monitoring import sources
 
-    collectors: list[Collector] = []
-    for pipeline in config.pipelines:
-        several = len(pipeline.kafka_clusters) > 1
-        for cluster in pipeline.kafka_clusters:
-            collectors.append(KafkaCollector(pipeline.name, cluster, distinct_name=several))
-        several = len(pipeline.schema_registries) > 1
-        for registry in pipeline.schema_registries:
-            collectors.append(SchemaRegistryCollector(pipeline.name, registry, distinct_name=several))
-        several = len(pipeline.flink_clusters) > 1
-        for flink in pipeline.flink_clusters:
-            collectors.append(FlinkCollector(pipeline.name, flink, distinct_name=several))
-        if pipeline.profiling is not None:
-            collectors.append(ProfilingCollector(pipeline.name, pipeline.profiling))
-        if pipeline.change_feed is not None:
-            collectors.append(ChangeFeedCollector(pipeline.name, pipeline.change_feed))
-    if config.prometheus is not None:
-        collectors.append(PrometheusQueryCollector(config.prometheus))
-    collectors += remote_collectors(config.remote_agents)
-    return collectors
+    several = source.collector != source.kind  # `kind:label`: one of several of its kind in the pipeline
+    match source.kind:
+        case sources.KAFKA:
+            collector = KafkaCollector(source.pipeline, source.config, distinct_name=several)
+        case sources.SCHEMA_REGISTRY:
+            collector = SchemaRegistryCollector(source.pipeline, source.config, distinct_name=several)
+        case sources.FLINK:
+            collector = FlinkCollector(source.pipeline, source.config, distinct_name=several)
+        case sources.PROFILING:
+            collector = ProfilingCollector(source.pipeline, source.config)
+        case sources.CHANGE_FEED:
+            collector = ChangeFeedCollector(source.pipeline, source.config)
+        case sources.PROMETHEUS:
+            collector = PrometheusQueryCollector(source.config)
+        case sources.REMOTE_AGENT:
+            collector = RemoteAgentCollector(source.config)
+        case _:
+            raise ValueError(f"no collector for a source of kind {source.kind!r}")
+    if (collector.pipeline, collector.name) != source.source:  # both come from monitoring.sources.collector_name
+        raise AssertionError(f"collector {collector.source} built for the declared source {source.source}")
+    return collector

@@ -64,6 +64,25 @@ def nearest_rank(ordered: Sequence[float], q: float) -> float:
     return float(ordered[max(0, math.ceil(q * len(ordered)) - 1)])
 
 
+@dataclass(frozen=True)
+class DeliveryDelay:
+    """How long a change feed's changes took from the database's commit to their delivery here."""
+
+    changes: int
+    median: float
+    p95: float
+
+
+def delivery_delay(rows: Sequence) -> DeliveryDelay | None:
+    """The delay from change to delivery over these change feed rows (monitoring.store.FeedRow); None without rows."""
+    delays = sorted(r.delivered_at - r.changed_at for r in rows)
+    if not delays:
+        return None
+    middle = len(delays) // 2
+    median = delays[middle] if len(delays) % 2 else (delays[middle - 1] + delays[middle]) / 2
+    return DeliveryDelay(len(delays), median, nearest_rank(delays, 0.95))
+
+
 def percentiles(values: Iterable[float]) -> dict[float, float]:
     """Nearest-rank percentiles (each one a measured value, +Inf kept as it is)."""
     data = np.sort(np.fromiter((v for v in values if not math.isnan(v)), dtype=np.float64))

@@ -107,3 +107,8 @@ def describe(exc: BaseException, limit: int = 300) -> str:
     text = text.removeprefix(f"{type(exc).__name__}: ")  # some libraries repeat their class name
     line = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
     return line if len(line) <= limit else line[: limit - 1] + "…"
+
+
+def state_now(health: CollectorHealth | None, now: float) -> State:
+    """A source's state now: STARTING until its health is known."""
+    return health.effective_state(now) if health is not None else State.STARTING

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from monitoring.evaluation import Latency, pipeline_latencies
+from monitoring.format import count, duration, rate
 from monitoring.models.flink import FlinkSnapshot
 from monitoring.store import Store
 from monitoring.summary import PipelineSummary, local_summaries
@@ -170,27 +171,6 @@ def _snapshots(store: Store, pipeline: str, kind: str) -> list:
 # -- the sentence -----------------------------------------------------------------------------------
 
 
-def number(value: float, unit: str = "", decimals: int = 0) -> str:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "unknown"
-    if isinstance(value, float) and math.isinf(value):
-        return "unbounded"
-    text = f"{value:,.{decimals}f}"
-    return f"{text} {unit}" if unit else text
-
-
-def seconds(value: float) -> str:
-    if value is None or math.isnan(value):
-        return "unknown"
-    if math.isinf(value):
-        return "unbounded"
-    if value < 120:
-        return f"{value:,.1f} s"
-    if value < 7200:
-        return f"{value / 60:,.1f} min"
-    return f"{value / 3600:,.1f} h"
-
-
 def what_is_wrong(summary: PipelineSummary, latencies: Sequence[Latency], topology: Topology) -> str:
     """One sentence: the pipeline's health, what is wrong (sources not up, then every part of the flow in
     error or warning, with its measured reason), then its headline measures. Never a number not measured."""
@@ -203,17 +183,17 @@ def what_is_wrong(summary: PipelineSummary, latencies: Sequence[Latency], topolo
             problems.append(f"{word + ' ' if word else ''}{node.label}: {node.reason}")
     measures = []
     if "kafka" in {c.split(":", 1)[0] for c in summary.collectors}:
-        measures.append(f"produce {number(summary.produce_rate, 'msg/s', 1)}, "
-                        f"consume {number(summary.consume_rate, 'msg/s', 1)}, "
-                        f"lag {number(summary.lag_messages, 'messages')} "
-                        f"(oldest unconsumed {seconds(summary.lag_seconds)})")
+        measures.append(f"produce {rate(summary.produce_rate, ' msg/s')}, "
+                        f"consume {rate(summary.consume_rate, ' msg/s')}, "
+                        f"lag {count(summary.lag_messages, 'messages')} "
+                        f"(oldest unconsumed {duration(summary.lag_seconds)})")
     consumer = next((lat for lat in latencies if lat.measure == "consumer_lag"), None)
     if consumer is not None:
-        measures.append(f"consumer lag p99 {seconds(consumer.quantiles.get(0.99, math.nan))}")
+        measures.append(f"consumer lag p99 {duration(consumer.quantiles.get(0.99, math.nan))}")
     if not math.isnan(summary.flink_jobs):
-        measures.append(f"{number(summary.flink_running)} of {number(summary.flink_jobs)} Flink jobs running"
+        measures.append(f"{count(summary.flink_running)} of {count(summary.flink_jobs)} Flink jobs running"
                         + ("" if math.isnan(summary.checkpoint_age) else
-                           f", oldest checkpoint {seconds(summary.checkpoint_age)} ago"))
+                           f", oldest checkpoint {duration(summary.checkpoint_age)} ago"))
     if summary.health == "ok" and problems:  # every source answers, and what they measured is not all well
         head, body = f"{summary.pipeline}: every source up, but ", "; ".join(problems)
     else:

@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
+from monitoring.format import count, duration
+from monitoring.format import rate as format_rate
 from monitoring.health import CollectorHealth, State
 from monitoring.models.flink import TERMINAL_STATES, FlinkSnapshot, Job
 from monitoring.models.kafka import KafkaSnapshot, TopicInfo
@@ -18,8 +20,6 @@ from monitoring.store import Store
 
 STATES = ("ok", "warning", "error", "stale", "down", "unknown")
 """A node's health, worst last but unknown (grey: nothing measured says good or bad)."""
-STATE_COLOURS = {"ok": "#1a7f37", "warning": "#bf8700", "error": "#cf222e", "stale": "#bc4c00",
-                 "down": "#82071e", "unknown": "#6e7781"}
 COLUMNS = {"producer": 0, "registry": 0, "topic": 1, "job": 2, "sink": 3, "database": 3, "profiling": 3, "group": 4}
 """Left to right. A topic that a job writes sits in the sinks' column, so the flow reads left to right."""
 COLUMN_TITLES = ("producers", "topics", "Flink jobs", "sinks / databases", "consumer groups")
@@ -125,27 +125,12 @@ def database_name(dsn: str) -> str:
 
 
 def rate_text(value: float | None, unit: str) -> str:
-    if value is None or math.isnan(value):
-        return "unknown"
-    return f"{value:,.1f} {unit}"
-
-
-def _number(value: float | None) -> str:
-    return "unknown" if value is None or math.isnan(value) else f"{value:,.1f}"
+    """A rate with its unit (`57 msg/s`), by monitoring.format's rules."""
+    return format_rate(value, f" {unit}")
 
 
 def _count(value: float | int | None, unit: str) -> str:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return f"unknown {unit}"
-    return f"{value:,.0f} {unit}"
-
-
-def _seconds(value: float) -> str:
-    if math.isnan(value):
-        return "unknown"
-    if math.isinf(value):
-        return "unbounded"
-    return f"{value:,.0f} s" if value < 120 else f"{value / 60:,.1f} min"
+    return f"{count(value)} {unit}"
 
 
 def _kind_of(collector: str) -> str:
@@ -256,7 +241,7 @@ class _Builder:
                 state = _GROUP_STATES.get(group.status.name, "unknown")
                 reason = f"{group.status.name}: {group.status_reason}" if group.status_reason else group.status.name
             lag = "unknown" if override else _count(group.lag_sum, "messages")
-            seconds = "unknown" if override else _seconds(group.max_lag_seconds)
+            seconds = "unknown" if override else duration(group.max_lag_seconds)
             node_id = self.add(Node(
                 f"group:{cluster}/{group.group_id}", "group", (f"{cluster}: " if several else "") + group.group_id,
                 state, reason, rate_text(rate, "msg/s"),
@@ -323,8 +308,8 @@ class _Builder:
         else:
             state, reason = _job_health(job, snapshot)
         rate = ("unknown" if rate_in is None and rate_out is None else
-                f"in {_number(rate_in)} / out {_number(rate_out)} records/s")
-        restarts = "unknown" if job.restarts is None else f"{job.restarts:,.0f}"
+                f"in {format_rate(rate_in, '')} / out {format_rate(rate_out, ' records/s')}")
+        restarts = count(job.restarts)
         self.jobs.setdefault(job.name, []).append((node_id, job))
         return self.add(Node(node_id, "job", job.name, state, reason, rate,
                              f"{job.state}, {len(job.vertices)} vertices, restarts {restarts}"))
@@ -537,7 +522,7 @@ def _strip_sink(name: str) -> str:
 def _job_health(job: Job, snapshot: FlinkSnapshot) -> tuple[str, str]:
     if job.state in ("FAILED", "FAILING", "RESTARTING"):
         exception = next((e for e in snapshot.exceptions if e.job_id == job.job_id), None)
-        restarts = f", {job.restarts:,.0f} restarts" if job.restarts else ""
+        restarts = f", {count(job.restarts)} restarts" if job.restarts else ""
         return "error", job.state + restarts + (f"; last exception: {exception.name}: {exception.message}"
                                                  if exception else "")
     if job.state in ("FINISHED", "CANCELED"):
@@ -551,11 +536,11 @@ def _job_health(job: Job, snapshot: FlinkSnapshot) -> tuple[str, str]:
     checkpoints, age = job.checkpoints, job.checkpoint_age_seconds
     interval = checkpoints.interval_seconds if checkpoints else None
     if age is not None and interval and age > CHECKPOINT_INTERVALS * interval:
-        problems.append(f"last checkpoint {age:,.0f} s ago ({age / interval:.1f}x the {interval:g} s interval)")
+        problems.append(f"last checkpoint {duration(age)} ago ({age / interval:.1f}x the {duration(interval)} interval)")
     if job.errors:
         problems.append("could not read " + "; ".join(job.errors))
     if problems:
         return "warning", "RUNNING; " + "; ".join(problems)
-    return "ok", "RUNNING" + (f"; last checkpoint {age:,.0f} s ago" if age is not None and interval else "")
+    return "ok", "RUNNING" + (f"; last checkpoint {duration(age)} ago" if age is not None and interval else "")
 
 

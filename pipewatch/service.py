@@ -3,10 +3,10 @@
 Every entry point (the agent, the Panel server's hooks, tests) builds exactly one Service per
 process; every browser session reads the same store.
 
-In mirror mode (`mirror:` in the config, for the dashboard only) the collectors are built, because the pages
-learn their sections from them, but not run: one MirrorCollector (collectors/aggregate/mirror.py) copies what the agent
-collects instead, and the exporter stays off (Prometheus scrapes the agent; N dashboard processes on one host
-would also fight over its port).
+The pages learn their sections from the config's declared sources (monitoring/sources.py), never from
+collector objects. In mirror mode (`mirror:` in the config, for the dashboard only) no source's collector is built:
+one MirrorCollector (collectors/aggregate/mirror.py) copies what the agent collects instead, and the exporter stays
+off (Prometheus scrapes the agent; N dashboard processes on one host would also fight over its port).
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from monitoring.config import Config, config_path_from_env, load_config
 from monitoring.evaluation import Evaluator
 from monitoring.health import CollectorHealth
 from monitoring.runtime import Supervisor
+from monitoring.sources import declared_sources
 from monitoring.store import Store
 
 log = logging.getLogger(__name__)
@@ -57,18 +58,20 @@ class Service:
         self.mirror = mirror and config.mirror is not None
         settings = config.store
         self.store = Store(settings.points_per_series, settings.max_series, settings.events)
-        self.collectors = build_collectors(config)
-        """Every configured source's collector: what the pages show (run here unless this is a mirror)."""
+        self.sources = declared_sources(config)
+        """Every source the config declares: what the pages show."""
         self.evaluator = Evaluator(self.store, [p.name for p in config.pipelines], write_series=not self.mirror)
-        running = self.collectors
         if self.mirror:
             from collectors.aggregate.mirror import MirrorCollector
 
-            for collector in self.collectors:  # "starting" until the agent's own health arrives
-                self.store.set_health(CollectorHealth(collector.pipeline, collector.name, collector.target,
-                                                      collector.interval))
-            running = [MirrorCollector(config.mirror, config)]
-        self.supervisor = Supervisor(self.store, running, config.runtime.max_backoff_seconds,
+            for source in self.sources:  # "starting" until the agent's own health arrives
+                self.store.set_health(CollectorHealth(source.pipeline, source.collector, source.target,
+                                                      source.interval))
+            self.collectors = [MirrorCollector(config.mirror, config)]
+        else:
+            self.collectors = build_collectors(config)
+        """The collectors this process runs: one per declared source, or a mirror's one MirrorCollector."""
+        self.supervisor = Supervisor(self.store, self.collectors, config.runtime.max_backoff_seconds,
                                      background={"evaluation": self.evaluator.run})
         self.exporter: ExporterServer | None = None
         self._loop: asyncio.AbstractEventLoop | None = None

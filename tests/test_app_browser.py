@@ -312,7 +312,7 @@ def test_flink_section_shows_jobs_graph_and_exceptions(flink, tmp_path, browser_
         # The steady job in detail: its source is backpressured by the slow map.
         page.locator("select").filter(has=page.locator("option", has_text="pipewatch steady job")).select_option(
             label=f"pipewatch steady job ({flink.steady[:8]})")
-        expect(page.locator(".pw-flink-job")).to_contain_text("checkpoints every 2 s", timeout=10_000)
+        expect(page.locator(".pw-flink-job")).to_contain_text("checkpoints every 2.0 s", timeout=10_000)
         expect(page.locator('.pw-vertex[data-vertex="Source: orders source"]')).to_have_attribute(
             "data-backpressure", "HIGH", timeout=30_000)
         expect(page.locator('.pw-vertex[data-vertex="enrich (slow)"]')).to_be_visible()
@@ -532,9 +532,9 @@ def group_column(page, field: str):
 
 def _aggregate_cell(field: str) -> str:
     """A cell of the aggregate table by its field (SlickGrid numbers the columns; an empty cell has no content)."""
-    from apps.aggregate_view import _COLUMNS
+    from apps.aggregate_table import COLUMNS
 
-    return f".slick-cell.l{list(_COLUMNS).index(field)}"
+    return f".slick-cell.l{list(COLUMNS).index(field)}"
 
 
 def _small_multiples(page) -> dict[str, float | None]:

@@ -305,6 +305,28 @@ def test_several_kafka_clusters_per_pipeline_need_distinct_labels(tmp_path):
     assert "pipelines[0]: two Kafka clusters of pipeline 'orders' share the cluster label 'a:9092'" in _error(same)
 
 
+def test_build_collectors_makes_exactly_the_declared_sources(tmp_path):
+    """The pages choose their sections from monitoring.sources.declared_sources and the collectors write under the
+    names it gives: one collector per declared source, with its pipeline, name, target and interval."""
+    from collectors import build_collectors
+    from monitoring.sources import declared_sources
+
+    text = (Path(__file__).resolve().parent.parent / "examples" / "full.yml").read_text()
+    text = text.replace("pipelines:\n", "prometheus: {url: 'http://prom:9090/'}\n"
+                        "remote_agents: ['http://agent-eu:9108', 'http://agent-us:9108/pw']\npipelines:\n", 1)
+    config = load_config(_write(tmp_path, text), environ={})
+    declared = declared_sources(config)
+    built = build_collectors(config)
+    assert [(c.pipeline, c.name, c.target, c.interval) for c in built] == [
+        (s.pipeline, s.collector, s.target, s.interval) for s in declared]
+    assert [(s.pipeline, s.kind, s.collector) for s in declared if s.pipeline != "orders"] == [
+        ("clickstream", "kafka", f"kafka:{c.cluster_label}") for c in config.pipelines[1].kafka_clusters] + [
+        ("_aggregate", "prometheus", "prometheus"), ("_aggregate", "remote", "remote:agent-eu:9108"),
+        ("_aggregate", "remote", "remote:agent-us:9108/pw")]
+    assert [s.kind for s in declared if s.pipeline == "orders"] == [
+        "kafka", "schema_registry", "flink", "profiling", "change_feed"]
+
+
 def test_sasl_and_tls_settings_with_secret_from_the_environment(tmp_path, monkeypatch):
     from collectors.kafka.client import client_security
 

@@ -127,7 +127,7 @@ def test_expected_traffic_bursts_are_drawn_on_the_throughput_chart(broker, tmp_p
         page.goto(f"{server.url}?page=pipeline&pipeline=orders")
         phase = page.locator(".pw-traffic")
         expect(phase).to_have_attribute("data-phase", "burst 300%", timeout=30_000)
-        expect(phase).to_contain_text("30.0 messages/s expected")
+        expect(phase).to_contain_text("30 messages/s expected")
         bursts = page.evaluate("""() => {
             const doc = Bokeh.documents[0];
             const r = [...doc._all_models.values()].find((m) => m.name === "traffic-bursts");

@@ -7,7 +7,8 @@ import dataclasses
 from bokeh.document import Document
 
 from apps.flow_view import FlowDiagram, flow_figure
-from monitoring.topology import STATE_COLOURS, TopologyCache
+from apps.palette import FLOW_COLOURS
+from monitoring.topology import TopologyCache
 from tests.flow_fixtures import HINTS, NOW, kafka_snapshot, pipeline_store
 
 
@@ -23,8 +24,8 @@ def test_nodes_are_laid_out_left_to_right_coloured_and_labelled():
     assert max(xs["producer"]) < min(xs["job"]) < max(xs["group"])
     assert nodes["topic:local/orders"]["x"] < nodes["job:local/enrich"]["x"] < nodes["topic:local/orders-enriched"]["x"]
     audit = nodes["group:local/audit"]
-    assert (audit["state"], audit["colour"]) == ("error", STATE_COLOURS["error"])
-    assert nodes["job:local/enrich"]["rate"] == "in 50.0 / out 49.0 records/s"
+    assert (audit["state"], audit["colour"]) == ("error", FLOW_COLOURS["error"])
+    assert nodes["job:local/enrich"]["rate"] == "in 50 / out 49 records/s"
     edges = view.models.edges.data
     assert ("topic:local/orders", "group:local/billing") in zip(edges["source"], edges["target"])
     hinted = view.models.hint_edges.data

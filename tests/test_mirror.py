@@ -278,7 +278,8 @@ def test_a_mirror_of_a_real_agent_shows_its_exact_lag_goes_stale_when_it_stops_a
     agent = Agent(tmp_path, config_text).start()
     service = Service(load_config(agent.config, environ={"API_PASSWORD": AUTH[1]}))
     assert service.mirror and [c.name for c in service.supervisor.collectors] == ["mirror"]
-    assert [c.name for c in service.collectors] == ["kafka"]
+    assert [s.collector for s in service.sources] == ["kafka"]
+    assert service.collectors == service.supervisor.collectors  # no collector of a source is built
     service.start_exporter()
     assert service.exporter is None  # the agent exports; the mirror does not
     store = service.store

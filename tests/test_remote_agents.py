@@ -11,13 +11,14 @@ import time
 
 import pytest
 
-from apps.aggregate_view import _Combiner
-from collectors.aggregate.remote_agents import MAX_REASON, MAX_TEXT, RemoteAgentCollector, agent_down
+from collectors.aggregate.remote_agents import MAX_REASON, MAX_TEXT, RemoteAgentCollector
 from exporters.api import Api
+from monitoring.aggregate import agent_down, combine
 from monitoring.config import RemoteAgent
 from monitoring.evaluation import Evaluator
 from monitoring.health import State
 from monitoring.runtime import Supervisor
+from monitoring.sources import remote_agent_source
 from tests.flow_fixtures import NOW, pipeline_store, write_series
 from tests.hostile_server import HostileAgent, gzip_bomb
 
@@ -93,7 +94,7 @@ async def test_a_malformed_summary_marks_only_that_agent_down_and_keeps_nothing_
         assert (snapshot.up, snapshot.reason, snapshot.rows) == (False, reason, agent_down(before.rows, reason))
         assert (bad_collector._agent, bad_collector._cursors, bad_collector._rows) == state
 
-        combined = _Combiner(store_, collectors, frozenset()).current(time.time())
+        combined = combine(store_, [remote_agent_source(c.config) for c in collectors], frozenset(), time.time())
         rows = {(row.instance, row.pipeline): row for row in combined.rows}
         good_row = rows[(good.url, "orders")]
         assert (good_row.health, good_row.lag_messages) == ("ok", before.rows[0].lag_messages)

@@ -44,8 +44,8 @@ def test_summary_sentence_checkpoints_and_errors_carry_the_measured_numbers():
     assert (s.health, s.produce_rate, s.consume_rate, s.lag_messages, s.lag_seconds) == ("ok", 99.0, 48.0, 1244.0, 45.0)
     assert report.sentence == (
         "orders: every source up, but consumer group audit: ERR: orders-enriched[0] STOP: no member is consuming. "
-        "produce 99.0 msg/s, consume 48.0 msg/s, lag 1,244 messages (oldest unconsumed 45.0 s), "
-        "consumer lag p99 45.0 s, 1 of 1 Flink jobs running, oldest checkpoint 4.8 s ago.")
+        "produce 99 msg/s, consume 48 msg/s, lag 1,244 messages (oldest unconsumed 45 s), "
+        "consumer lag p99 45 s, 1 of 1 Flink jobs running, oldest checkpoint 4.8 s ago.")
     (consumer_lag,) = [lat for lat in report.latencies if lat.measure == "consumer_lag"]
     assert consumer_lag.quantiles == {0.5: 2.5, 0.95: 45.0, 0.99: 45.0}
     assert [(c.checkpoint_id, c.status, c.duration_ms) for c in report.checkpoints] == [
@@ -63,9 +63,9 @@ def test_summary_sentence_checkpoints_and_errors_carry_the_measured_numbers():
     assert lag == {"pipeline (all groups)", "billing", "audit"}
 
     page = render_report(data)
-    for text in ("99.0 msg/s", "48.0 msg/s", "1,244 messages", "45.0 s", "Checkpoint expired before completing.",
+    for text in ("99 msg/s", "48 msg/s", "1,244 messages", "45 s", "Checkpoint expired before completing.",
                  "java.lang.ArithmeticException: / by zero", "HTTP 500, error 50001: backend store",
-                 "1 of 1", "every registry answers", "4.8 s", "210 ms", "4,096 bytes",
+                 "1 of 1", "every registry answers", "4.8 s", "210 ms", "4.1 kB",
                  "orders: every source up, but consumer group audit: ERR"):
         assert text in page, text
     # Self-contained: no script, stylesheet, image or frame loaded from anywhere.

@@ -56,7 +56,7 @@ def test_report_file_opens_offline_and_its_charts_render(tmp_path, chromium):
     for name, tools in plots.items():
         assert {"HoverTool", "WheelZoomTool", "PanTool"} <= set(tools), (name, tools)
     flow = page.evaluate(_FLOW)
-    assert flow["job:local/enrich"] == ["ok", "in 50.0 / out 49.0 records/s"]
+    assert flow["job:local/enrich"] == ["ok", "in 50 / out 49 records/s"]
     assert flow["group:local/audit"][0] == "error"
     expect(page.locator("canvas").first).to_be_visible()
     assert page.locator("canvas").count() >= 4  # every figure drew itself

@@ -21,30 +21,30 @@ def test_discovered_and_hinted_flow_with_rates_and_health():
     edges = {(e.source, e.target): e for e in topology.edges}
 
     orders = nodes["topic:local/orders"]
-    assert (orders.state, orders.rate, orders.column) == ("ok", "50.0 msg/s in", COLUMNS["topic"])
+    assert (orders.state, orders.rate, orders.column) == ("ok", "50 msg/s in", COLUMNS["topic"])
     # The job's sink vertex is named after the topic: the topic is its output, in the sinks' column.
     enriched = nodes["topic:local/orders-enriched"]
-    assert enriched.column == COLUMNS["sink"] and enriched.rate == "49.0 msg/s in"
+    assert enriched.column == COLUMNS["sink"] and enriched.rate == "49 msg/s in"
     assert "topic:local/idle" not in nodes  # no traffic, no reader: not part of the flow
 
     job = nodes["job:local/enrich"]
-    assert (job.state, job.rate) == ("ok", "in 50.0 / out 49.0 records/s")
+    assert (job.state, job.rate) == ("ok", "in 50 / out 49 records/s")
     assert edges[("topic:local/orders", "job:local/enrich")].basis == "plan"
     assert edges[("job:local/enrich", "topic:local/orders-enriched")].basis == "plan"
     assert "job:local/nightly backfill" not in nodes  # finished jobs are history
 
     billing = nodes["group:local/billing"]
-    assert (billing.state, billing.rate) == ("ok", "48.0 msg/s")
+    assert (billing.state, billing.rate) == ("ok", "48 msg/s")
     assert "lag 10 messages" in billing.detail
     audit = nodes["group:local/audit"]
     assert audit.state == "error" and audit.reason == "ERR: orders-enriched[0] STOP: no member is consuming"
     assert "lag 1,234 messages, oldest unconsumed 45 s" in audit.detail
-    assert edges[("topic:local/orders", "group:local/billing")].rate == "48.0 msg/s"
+    assert edges[("topic:local/orders", "group:local/billing")].rate == "48 msg/s"
     assert edges[("topic:local/orders-enriched", "group:local/audit")].basis == "measured"
 
     # Hints: a named producer that alone writes `orders` gets its measured rate; a sink is drawn, unmeasured.
     checkout = nodes["producer:checkout"]
-    assert (checkout.label, checkout.rate) == ("checkout", "50.0 msg/s")
+    assert (checkout.label, checkout.rate) == ("checkout", "50 msg/s")
     assert edges[("producer:checkout", "topic:local/orders")].basis == "hint"
     sink = nodes["sink:warehouse.orders"]
     assert (sink.state, sink.rate, sink.column) == ("unknown", "unknown", COLUMNS["sink"])
@@ -68,8 +68,8 @@ def test_without_hints_measured_producers_appear_and_nothing_is_linked_by_guess(
     edges = {(e.source, e.target): e for e in topology.edges}
     assert not [e for e in edges if "job:local/enrich" in e]
     producers = topology.node("producer:*")
-    assert (producers.label, producers.rate) == ("producers", "99.0 msg/s")  # 50 + 49, both measured
-    assert edges[("producer:*", "topic:local/orders")].rate == "50.0 msg/s"
+    assert (producers.label, producers.rate) == ("producers", "99 msg/s")  # 50 + 49, both measured
+    assert edges[("producer:*", "topic:local/orders")].rate == "50 msg/s"
     assert topology.node("topic:local/orders-enriched").column == COLUMNS["topic"]
 
 

@@ -61,7 +61,8 @@ def test_live_table_pages_on_the_server_and_sends_a_page_only_when_it_changed():
     import numpy as np
     import pandas as pd
 
-    from apps.widgets import COUNT, LiveTable
+    from apps.format_templates import COUNT
+    from apps.widgets import LiveTable
 
     table = LiveTable({"name": None, "lag": COUNT}, "t", page_size=20)
     frame = pd.DataFrame({"name": [f"p{i}" for i in range(45)], "lag": np.arange(45, 0, -1, dtype=float)})
@@ -163,3 +164,31 @@ def _definitions(value):
     elif isinstance(value, list):
         for item in value:
             yield from _definitions(item)
+
+
+def test_pipeline_page_has_a_section_per_declared_source_named_as_its_collector(tmp_path):
+    """The page learns its sections from the config (monitoring.sources), not from collector objects: a mirror
+    builds none and shows the same page."""
+    from pathlib import Path
+
+    from apps.change_feed_view import ChangeFeedView
+    from apps.flink_view import FlinkView
+    from apps.pipeline_overview import PipelineOverview
+    from apps.profiling_view import ProfilingView
+    from apps.registry_view import SchemaRegistryView
+    from apps.views import PipelinePage
+    from monitoring.config import load_config
+    from monitoring.sources import declared_sources
+
+    config = load_config(Path(__file__).resolve().parent.parent / "examples" / "full.yml", environ={})
+    sources = declared_sources(config)
+    page = PipelinePage(Store(), "orders", sources, config.pipelines[0])
+    try:
+        assert [type(s) for s in page.sections] == [PipelineOverview, KafkaLagView, SchemaRegistryView, FlinkView,
+                                                     ProfilingView, ChangeFeedView]
+        assert [s.source for s in page.sections[1:]] == [s.source for s in sources if s.pipeline == "orders"]
+        clicks = PipelinePage(Store(), "clickstream", sources, config.pipelines[1])
+        labels = [c.cluster_label for c in config.pipelines[1].kafka_clusters]
+        assert [s.source for s in clicks.sections[1:]] == [("clickstream", f"kafka:{label}") for label in labels]
+    finally:
+        page.close()

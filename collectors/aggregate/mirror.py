@@ -15,11 +15,10 @@ from monitoring.config import ChangeFeedSource, Config, Mirror
 from monitoring.errors import ErrorEntry
 from monitoring.health import CollectorHealth
 from monitoring.runtime import Collector
+from monitoring.sources import CHANGE_FEED, MIRROR_PIPELINE, MIRROR_SOURCE, collector_name
 from monitoring.store import FeedRow, SeriesKey, Source, Store
 from monitoring.wire import WireError, decode, series_id
 
-MIRROR_PIPELINE = "_pipewatch"
-MIRROR_SOURCE: Source = (MIRROR_PIPELINE, "mirror")
 STATE_PATH = "/api/v1/state"
 MAX_FEED_ROWS_PER_ENTITY = ChangeFeedSource.model_fields["rows_per_entity"].metadata[-1].le
 """A copied feed's rows per entity when this process's config has no change feed for it: the config's own bound."""
@@ -46,7 +45,7 @@ class _Answer:
 
 
 class MirrorCollector(Collector):
-    name = "mirror"
+    name = MIRROR_SOURCE[1]
 
     def __init__(self, config: Mirror, local: Config | None = None) -> None:
         self.config = config
@@ -55,7 +54,7 @@ class MirrorCollector(Collector):
         for pipeline in local.pipelines if local is not None else ():
             feed = pipeline.change_feed
             if feed is not None:
-                self._feed_bounds[(pipeline.name, "change_feed")] = (feed.rows_per_entity,
+                self._feed_bounds[(pipeline.name, collector_name(CHANGE_FEED))] = (feed.rows_per_entity,
                                                                      feed.rows_per_entity * len(feed.entities))
         self.url = config.url
         # The request's own timeout comes first, so a slow agent is reported as a timeout of the request.

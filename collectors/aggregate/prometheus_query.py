@@ -23,6 +23,7 @@ from monitoring.cycle import CycleResult
 from monitoring.metrics import JOB_STATES
 from monitoring.models.aggregate import AGGREGATE_PIPELINE, AgentSummary, AggregateSnapshot, PipelineSummary
 from monitoring.runtime import Collector
+from monitoring.sources import PROMETHEUS, collector_name
 
 _KNOWN_WINDOW = "1h"
 """How long the pipelines of an agent that stopped answering stay listed."""
@@ -52,7 +53,7 @@ class PrometheusQueryError(HttpSourceError):
 
 
 class PrometheusQueryCollector(Collector):
-    name = "prometheus"
+    name = collector_name(PROMETHEUS)
 
     def __init__(self, config: PrometheusSource) -> None:
         self.config = config

@@ -16,19 +16,20 @@ marked "agent down" with the reason and their measures unknown; the next success
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import math
 import time
 from collections import deque
-from urllib.parse import urlsplit
 
 import httpx
 
 from collectors.http import TRANSPORT_FAILURES, HttpSourceError, build_client, checked, fetch_json
+from monitoring.aggregate import MEASURES as _MEASURES
+from monitoring.aggregate import agent_down
 from monitoring.config import RemoteAgent
 from monitoring.cycle import CycleResult
 from monitoring.models.aggregate import AGGREGATE_PIPELINE, History, RemoteAgentSnapshot
 from monitoring.runtime import Collector
+from monitoring.sources import REMOTE_AGENT, collector_name, remote_agent_label
 from monitoring.summary import PipelineSummary
 
 JOB = "remote"
@@ -43,26 +44,17 @@ MAX_TEXT = 200
 version or host is cut to this."""
 MAX_REASON = 2000
 """Longest reason taken from another agent: a longer one is cut (a reason lists every source that is down)."""
-_MEASURES = tuple(name for name, f in PipelineSummary.__dataclass_fields__.items() if f.type == "float")
 
 
 class RemoteAgentError(HttpSourceError):
     """The remote agent did not answer, or not with pipewatch's JSON API."""
 
 
-def agent_down(rows: tuple[PipelineSummary, ...], reason: str) -> tuple[PipelineSummary, ...]:
-    """The rows of an agent that does not answer: still listed, every measure unknown, the reason given."""
-    unknown = {name: math.nan for name in _MEASURES}
-    return tuple(dataclasses.replace(row, health="agent down", reason=reason, collectors_down=row.collectors, **unknown)
-                 for row in rows)
-
-
 class RemoteAgentCollector(Collector):
     def __init__(self, config: RemoteAgent) -> None:
         self.config = config
         self.url = config.url
-        parts = urlsplit(self.url)
-        self.name = f"remote:{parts.netloc}{parts.path}"
+        self.name = collector_name(REMOTE_AGENT, remote_agent_label(self.url))
         # The requests' own timeout comes first, so a slow agent is reported as a timeout of a named request.
         super().__init__(AGGREGATE_PIPELINE, self.url, config.interval_seconds, config.timeout_seconds + 2)
         self._client: httpx.AsyncClient | None = None
@@ -293,6 +285,3 @@ def _float(value: object) -> float | None:
             return None
     return None
 
-
-def remote_collectors(agents: list[RemoteAgent]) -> list[RemoteAgentCollector]:
-    return [RemoteAgentCollector(agent) for agent in agents]

@@ -33,6 +33,7 @@ from collectors.postgres import DATABASE_ERRORS, DatabaseError, classified
 from monitoring.config import ChangeFeedSource
 from monitoring.metrics import DELAY_BUCKETS, bucket_label
 from monitoring.runtime import Collector
+from monitoring.sources import CHANGE_FEED, collector_name
 from monitoring.store import Store
 
 log = logging.getLogger(__name__)
@@ -45,7 +46,7 @@ _SERIES_EVERY_SECONDS = 1.0
 
 
 class ChangeFeedCollector(Collector):
-    name = "change_feed"
+    name = collector_name(CHANGE_FEED)
     self_paced = True
 
     def __init__(self, pipeline: str, config: ChangeFeedSource) -> None:

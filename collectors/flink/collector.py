@@ -53,6 +53,7 @@ from monitoring.models.flink import (
     Vertex,
 )
 from monitoring.runtime import Collector
+from monitoring.sources import FLINK, collector_name
 from monitoring.store import CycleWriter
 
 _TM_METRICS = {
@@ -99,7 +100,7 @@ class _JobCache:
 class FlinkCollector(Collector):
     def __init__(self, pipeline: str, config: FlinkSource, distinct_name: bool = False) -> None:
         super().__init__(pipeline, config.rest_url, config.interval_seconds, config.timeout_seconds * 4)
-        self.name = f"flink:{config.cluster_label}" if distinct_name else "flink"
+        self.name = collector_name(FLINK, config.cluster_label if distinct_name else None)
         self.config = config
         self.cluster = config.cluster_label
         self._client: httpx.AsyncClient | None = None

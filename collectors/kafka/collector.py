@@ -30,6 +30,7 @@ from monitoring.config import KafkaSource
 from monitoring.cycle import CycleResult, SourceFailure
 from monitoring.models.kafka import KafkaSnapshot
 from monitoring.runtime import Collector, gc_paused
+from monitoring.sources import KAFKA, collector_name
 from monitoring.store import CycleWriter
 
 
@@ -38,7 +39,7 @@ class KafkaCollector(KafkaRequests, Collector):
         Collector.__init__(self, pipeline, ",".join(config.bootstrap_servers), config.interval_seconds,
                            config.timeout_seconds)
         KafkaRequests.__init__(self, config)
-        self.name = f"kafka:{config.cluster_label}" if distinct_name else "kafka"
+        self.name = collector_name(KAFKA, config.cluster_label if distinct_name else None)
         """`kafka`, or `kafka:<cluster>` when the pipeline watches several clusters."""
         self._snapshots = SnapshotBuilder(config)
 

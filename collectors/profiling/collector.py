@@ -45,6 +45,7 @@ from monitoring.models.profiling import (
     TableState,
 )
 from monitoring.runtime import Collector
+from monitoring.sources import PROFILING, collector_name
 from monitoring.store import CycleWriter
 
 DRIFT_EVENT = "DataDriftDetected"
@@ -61,7 +62,7 @@ _EPOCH = datetime(1970, 1, 1)
 
 
 class ProfilingCollector(Collector):
-    name = "profiling"
+    name = collector_name(PROFILING)
 
     def __init__(self, pipeline: str, config: ProfilingSource) -> None:
         super().__init__(pipeline, config.target, config.interval_seconds, config.timeout_seconds)

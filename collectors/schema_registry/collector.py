@@ -33,6 +33,7 @@ from monitoring.health import describe
 from monitoring.metrics import COMPATIBILITY_LEVELS, REGISTRY_MODES
 from monitoring.models.schema_registry import KarapaceHealth, RegistrySnapshot, Subject
 from monitoring.runtime import Collector
+from monitoring.sources import SCHEMA_REGISTRY, collector_name
 from monitoring.store import CycleWriter
 
 _ACCEPT = "application/vnd.schemaregistry.v1+json, application/vnd.schemaregistry+json; q=0.9, application/json; q=0.5"
@@ -58,7 +59,7 @@ class SchemaRegistryCollector(Collector):
     def __init__(self, pipeline: str, config: SchemaRegistrySource, distinct_name: bool = False) -> None:
         # A request may take timeout_seconds; a cycle of many (subject reads) gets four times that.
         super().__init__(pipeline, config.base_url, config.interval_seconds, config.timeout_seconds * 4)
-        self.name = f"schema_registry:{config.registry_label}" if distinct_name else "schema_registry"
+        self.name = collector_name(SCHEMA_REGISTRY, config.registry_label if distinct_name else None)
         self.config = config
         self.registry = config.registry_label
         self._client: httpx.AsyncClient | None = None
