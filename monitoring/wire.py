@@ -163,7 +163,8 @@ def _mapping(value: Mapping) -> dict[str, Any]:
 _FLOATS = {"nan": math.nan, "inf": math.inf, "-inf": -math.inf}
 _CLASS_KEY = frozenset({"$"})
 _NONE = type(None)
-_MAPPINGS = (dict, Mapping, collections.abc.MutableMapping, typing.Mapping, typing.Dict)
+# Values compared against resolved type hints, not annotations: a bare `typing.Dict` hint is not `dict`.
+_MAPPINGS = (dict, Mapping, collections.abc.MutableMapping, typing.Mapping, typing.Dict)  # noqa: UP006
 _SEQUENCES = {tuple: tuple, list: list, set: set, frozenset: frozenset}
 
 Check = Callable[[Any], bool]

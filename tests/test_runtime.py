@@ -626,7 +626,7 @@ async def test_liveness_reports_a_blocked_event_loop_and_an_ended_task():
     (ConnectionRefusedError(errno.ECONNREFUSED, "Connection refused"), "connection_refused"),
     (OSError(errno.ECONNREFUSED, "Connection refused"), "connection_refused"),
     (TimeoutError("timed out"), "timeout"),
-    (asyncio.TimeoutError(), "timeout"),
+    (TimeoutError(), "timeout"),
     (ssl.SSLError(1, "[SSL: WRONG_VERSION_NUMBER] wrong version number"), "tls"),
     (ssl.SSLCertVerificationError(1, "certificate verify failed"), "tls"),
     (OSError(errno.EHOSTUNREACH, "No route to host"), "unreachable"),

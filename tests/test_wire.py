@@ -6,10 +6,10 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from pathlib import Path
 import math
 from collections.abc import Mapping
-from datetime import datetime, timezone
+from datetime import UTC, datetime
+from pathlib import Path
 
 import asyncpg
 import httpx
@@ -188,7 +188,7 @@ def test_errors_feed_rows_floats_dates_and_plain_values():
                   1.5, 2.0)
     assert _round_trip(row) == row
     for value in (math.nan, math.inf, -math.inf, 0.1, 10**20, "", None, True, (), [], {}, {1: "a"}, {(1, "x"): [2]},
-                  frozenset({1, 2}), {3}, datetime(2026, 11, 26, 8, tzinfo=timezone.utc), ((1, 2), [3, (4,)])):
+                  frozenset({1, 2}), {3}, datetime(2026, 11, 26, 8, tzinfo=UTC), ((1, 2), [3, (4,)])):
         _round_trip(value)
     import numpy as np
 
