@@ -245,7 +245,7 @@ async def _memory(dsn: str, port: int, pid: int) -> dict:
     total = 0
     for target in (10_000, 100_000):
         total += sum(rows for _, rows in await _write(dsn, rate=20_000, seconds=(target - total) / 20_000, batch=200))
-        await asyncio.sleep(3)  # noqa: delivery of the last rows, then a steady reading
+        await asyncio.sleep(3)  # delivery of the last rows, then a steady reading
         out[target] = rss_mb(pid)
     stop.set()
     await task

@@ -101,12 +101,12 @@ def _config(workdir: Path, brokers: list[LocalBroker], registries: list[SchemaRe
         f"      - bootstrap_servers: [\"{broker.bootstrap}\"]\n"
         f"        cluster: {cluster}\n"
         "        interval_seconds: 1\n"
-        for cluster, broker in zip(CLUSTERS, brokers))
+        for cluster, broker in zip(CLUSTERS, brokers, strict=True))
     registry = "".join(
         f"      - url: {standin.url}\n"
         f"        registry: {name}\n"
         "        interval_seconds: 1\n"
-        for name, standin in zip(REGISTRIES, registries))
+        for name, standin in zip(REGISTRIES, registries, strict=True))
     config = workdir / "sessions.yml"
     config.write_text(
         "pipelines:\n"
@@ -240,10 +240,10 @@ async def _window(viewers: list[BokehViewer], pid: int, seconds: float) -> dict:
     per = len(viewers) * elapsed
 
     def rate(key: str) -> float:
-        return sum(a[key] - b[key] for a, b in zip(after, before)) / per if viewers else 0.0
+        return sum(a[key] - b[key] for a, b in zip(after, before, strict=True)) / per if viewers else 0.0
 
-    streams = sum(a["events"]["ColumnsStreamed"] - b["events"]["ColumnsStreamed"] for a, b in zip(after, before))
-    events = sum(sum(a["events"].values()) - sum(b["events"].values()) for a, b in zip(after, before))
+    streams = sum(a["events"]["ColumnsStreamed"] - b["events"]["ColumnsStreamed"] for a, b in zip(after, before, strict=True))
+    events = sum(sum(a["events"].values()) - sum(b["events"].values()) for a, b in zip(after, before, strict=True))
     return {"cpu": (cpu1 - cpu0) / elapsed * 100, "rss": rss_mb(pid), "seconds": elapsed,
             "patches": rate("patches"), "points": rate("points"), "kbytes": rate("bytes") / 1000,
             "streams": streams / per if viewers else 0.0, "other_events": (events - streams) / per if viewers else 0.0,

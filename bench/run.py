@@ -44,11 +44,11 @@ DOC = ROOT / "docs" / "benchmarks.md"
 
 
 def print_table(header: list[str], rows: list[list[str]]) -> None:
-    widths = [max(len(str(cell)) for cell in column) for column in zip(header, *rows)]
-    print("  ".join(h.ljust(w) for h, w in zip(header, widths)).rstrip())
+    widths = [max(len(str(cell)) for cell in column) for column in zip(header, *rows, strict=True)]
+    print("  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)).rstrip())
     print("  ".join("-" * w for w in widths))
     for row in rows:
-        print("  ".join(str(c).rjust(w) if _numeric(c) else str(c).ljust(w) for c, w in zip(row, widths)).rstrip())
+        print("  ".join(str(c).rjust(w) if _numeric(c) else str(c).ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
 
 
 def _numeric(cell: str) -> bool:

@@ -75,14 +75,14 @@ def number(value: float | None) -> float | str | None:
 
 
 def _points(times: Iterable[float], values: Iterable[float]) -> list[list[object]]:
-    return [[t, v if v == v and v not in (math.inf, -math.inf) else number(v)] for t, v in zip(times, values)]
+    return [[t, v if v == v and v not in (math.inf, -math.inf) else number(v)] for t, v in zip(times, values, strict=True)]
 
 
 def _labels(key: SeriesKey) -> dict[str, str]:
     name, values = key
     spec = CATALOGUE[name]
     names = (*spec.labels, "bucket") if spec.type == "histogram" else spec.labels
-    return dict(zip(names, values))
+    return dict(zip(names, values, strict=True))
 
 
 def health_json(health: CollectorHealth, now: float) -> dict[str, object]:
@@ -208,7 +208,7 @@ class Api:
                                "name")
         labels = {label for name in names for label in CATALOGUE[name].labels if label != "pipeline"}
         filters = {}
-        for key, values in params.items():
+        for key, _values in params.items():
             if key in ("pipeline", "name", "since", "cursor", "limit"):
                 continue
             if len(names) != 1 or key not in labels:

@@ -375,7 +375,7 @@ class _Builder:
 
     def link_plans(self, several: bool) -> None:
         """topic -> job / job -> topic where a source or sink vertex is named exactly after a topic."""
-        for name, drawn in self.jobs.items():
+        for _name, drawn in self.jobs.items():
             for node_id, job in drawn:
                 sources, sinks = _ends(job)
                 for vertex in sources:
@@ -397,7 +397,7 @@ class _Builder:
             return found or [self.add(self.missing("topic", "kafka", name, "Kafka cluster"))]
         if kind == "job":
             found = [node_id for node_id, _ in self.jobs.get(name, ())]
-            for cluster, job, collector in self.all_jobs.get(name, ()):
+            for _cluster, job, collector in self.all_jobs.get(name, ()):
                 snapshot = self.inputs.snapshots[collector][1]
                 found.append(self.job_node(snapshot, job, collector))
             return sorted(set(found)) or [self.add(self.missing("job", "flink", name, "Flink cluster"))]

@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass
+from itertools import pairwise
 
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)(ms|s|m|h)$")
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
@@ -87,7 +88,7 @@ def parse_pattern(text: str) -> TrafficPattern:
     if base is None:
         raise PatternError(f"{text!r} has no base rate (base=50/s)")
     phases.sort(key=lambda p: p.start)
-    for earlier, later in zip(phases, phases[1:]):
+    for earlier, later in pairwise(phases):
         if later.start < earlier.end:
             raise PatternError(f"bursts overlap: {earlier.start:g}s-{earlier.end:g}s and {later.start:g}s-{later.end:g}s")
     if period is not None and phases and phases[-1].end > period:

@@ -7,6 +7,7 @@ import subprocess
 import sys
 import urllib.request
 from contextlib import closing, contextmanager
+from itertools import pairwise
 from pathlib import Path
 
 import pytest
@@ -158,7 +159,7 @@ def test_page_shows_exact_lag_live_updates_and_source_down_then_up(broker, tmp_p
             wait_until(same_points, 15)
         except AssertionError:
             raise AssertionError(f"the two pages' points differ: {shown}") from None
-        assert all(a < b for a, b in zip(shown[page], shown[page][1:])), shown[page]
+        assert all(a < b for a, b in pairwise(shown[page])), shown[page]
         assert other_errors == [], other_errors
         other.close()
 

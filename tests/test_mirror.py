@@ -169,7 +169,7 @@ def test_a_first_answer_too_large_keeps_every_series_newest_points():
                 cycle.set("kafka_consumergroup_group_sum_lag", ("local", f"g{g}"), i * 10 + g)
     changes = store.changes_since(0, max_points=100)
     assert changes.cut and len(changes.series) == 10
-    for _key, _source, count, times, values in changes.series:
+    for _key, _source, count, times, _values in changes.series:
         assert count == 40 and times == [NOW + i for i in range(30, 40)]  # the newest 10 of 40 each
     assert not store.changes_since(0, max_points=1000).cut
 

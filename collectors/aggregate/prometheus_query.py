@@ -128,7 +128,7 @@ def summarize(results: dict[str, list[dict]], url: str, now: float) -> Aggregate
         if pipeline == AGGREGATE_PIPELINE:
             continue
 
-        def value(name: str) -> float:
+        def value(name: str, key: tuple[str, str, str] = key) -> float:
             return values[name].get(key, math.nan)
 
         collectors = tuple(sorted(known[key]))

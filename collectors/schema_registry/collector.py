@@ -177,7 +177,7 @@ class SchemaRegistryCollector(Collector):
             *(self._read_subject(client, name, global_compatibility, global_mode) for name in names),
             return_exceptions=True)
         out: dict[str, Subject | None] = {}
-        for name, result in zip(names, results):
+        for name, result in zip(names, results, strict=True):
             if isinstance(result, RegistryError):
                 if result.category in TRANSPORT_FAILURES:
                     raise result  # the registry itself went away mid-cycle
