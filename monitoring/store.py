@@ -360,8 +360,9 @@ class Store:
     def feed_append(self, source: Source, rows: list[tuple[str, str, str | None, dict[str, Any], float]],
                     per_entity: int, capacity: int, delivered_at: float) -> int:
         """Add delivered changes (entity, event type, key, payload, changed at); returns the last seq."""
-        return self.feed_extend(source, [(entity, event_type, key, payload, changed_at, delivered_at)
-                                         for entity, event_type, key, payload, changed_at in rows], per_entity, capacity)
+        delivered = [(entity, event_type, key, payload, changed_at, delivered_at)
+                     for entity, event_type, key, payload, changed_at in rows]
+        return self.feed_extend(source, delivered, per_entity, capacity)
 
     def feed_extend(self, source: Source, rows: list[tuple[str, str, str | None, dict[str, Any], float, float]],
                     per_entity: int, capacity: int, clear: bool = False) -> int:

@@ -428,8 +428,9 @@ class _Builder:
             topics = [b for (a, b) in self.edges if a == node.id]
             rates = [self.topic_rates.get(t) if writers.get(t) == [node.id] else None for t in topics]
             if topics and None not in rates:
-                self.nodes[node.id] = _replace(node, rate=rate_text(math.fsum(rates), "msg/s"),
-                                               reason="from the flow hints; rate measured on the topics it alone writes")
+                self.nodes[node.id] = _replace(
+                    node, rate=rate_text(math.fsum(rates), "msg/s"),
+                    reason="from the flow hints; rate measured on the topics it alone writes")
                 for t in topics:
                     self.edges[(node.id, t)] = _replace(self.edges[(node.id, t)], rate=rate_text(self.topic_rates[t],
                                                                                                  "msg/s"))

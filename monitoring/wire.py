@@ -250,7 +250,8 @@ def _checker(hint: Any) -> Check | None:
             checks = [_checker(arg) for arg in args]
             n = len(checks)
             return lambda value: (type(value) is tuple and len(value) == n
-                                  and all(check is None or check(item) for check, item in zip(checks, value, strict=True)))
+                                  and all(check is None or check(item)
+                                          for check, item in zip(checks, value, strict=True)))
         return _collection(kind, args[0] if args else Any)
     if origin in _MAPPINGS:
         key, item = args if args else (Any, Any)
