@@ -739,8 +739,9 @@ def plans_table(result: dict) -> tuple[list[str], list[list[str]]]:
             else f"{plan.offset_fetch_cap:,} of {full:,}"
         if plan.estimate_check_cap:
             sent += f" (and {plan.estimate_check_cap:,} of {full:,} in the estimate check)"
-        body.append([plan.scenario, f"{plan.group_partitions:,}", f"{plan.cycles} (at least {plan.min_cycles})", f"{plan.budget:.0f}", sent,
-                     f"{result['setup_seconds'][plan.scenario]:.1f}", f"{result['scenario_seconds'][plan.scenario]:.1f}"])
+        body.append([plan.scenario, f"{plan.group_partitions:,}", f"{plan.cycles} (at least {plan.min_cycles})",
+                     f"{plan.budget:.0f}", sent, f"{result['setup_seconds'][plan.scenario]:.1f}",
+                     f"{result['scenario_seconds'][plan.scenario]:.1f}"])
     return header, body
 
 
