@@ -14,6 +14,7 @@ demo: $(STAMP) $(FLINK_STAMP)
 	$(VENV)/bin/pipewatch demo
 
 test: $(STAMP) $(FLINK_STAMP) system-deps
+	$(VENV)/bin/ruff check .
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 bench: $(STAMP) $(FLINK_STAMP)

@@ -208,7 +208,8 @@ async def _scenario(dsn: str, port: int, metrics_url: str, viewers: int, seconds
         if time.monotonic() > deadline:
             raise RuntimeError(f"not every viewer saw the probe row within 120 s: the feed counted "
                                f"{_counted(metrics_url) - before + 1:.0f} new row(s); viewers' frames "
-                               f"{sorted(c.frames for c in clients)[:10]}, marks seen {[len(c.seen) for c in clients][:10]}")
+                               f"{sorted(c.frames for c in clients)[:10]}, "
+                               f"marks seen {[len(c.seen) for c in clients][:10]}")
         await asyncio.sleep(0.05)
     measure_from = time.time() + WARM_UP
     batches = await _write(dsn, RATE, seconds)
@@ -245,7 +246,7 @@ async def _memory(dsn: str, port: int, pid: int) -> dict:
     total = 0
     for target in (10_000, 100_000):
         total += sum(rows for _, rows in await _write(dsn, rate=20_000, seconds=(target - total) / 20_000, batch=200))
-        await asyncio.sleep(3)  # noqa: delivery of the last rows, then a steady reading
+        await asyncio.sleep(3)  # delivery of the last rows, then a steady reading
         out[target] = rss_mb(pid)
     stop.set()
     await task
@@ -273,7 +274,8 @@ def run(quick: bool = False, progress=print) -> dict:
                         try:
                             result = asyncio.run(_scenario(postgres.dsn, server.port, metrics, viewers, seconds))
                         except RuntimeError as exc:
-                            raise RuntimeError(f"{exc}\nserver log tail:\n{server.log_path.read_text()[-4000:]}") from None
+                            tail = server.log_path.read_text()[-4000:]
+                            raise RuntimeError(f"{exc}\nserver log tail:\n{tail}") from None
                         rows.append({"strategy": name, **result})
                         progress(f"  {name:<28} {viewers:>3} viewer(s): p50 {result['p50']:,.0f} ms, p95 "
                                  f"{result['p95']:,.0f} ms, p99 {result['p99']:,.0f} ms over {result['measured']:,} "
@@ -308,9 +310,10 @@ def interpretation(result: dict) -> list[str]:
     for viewers in sorted({r["viewers"] for r in result["rows"]}):
         a, b = by.get((mine, viewers)), by.get((base, viewers))
         if a and b:
-            lines.append(f"- {viewers} viewer(s) at {RATE:,} inserts/s for {result['duration']} s: p99 {a['p99']:,.0f} ms "
-                         f"with LISTEN/NOTIFY against {b['p99']:,.0f} ms with 500 ms polling (p50 {a['p50']:,.0f} vs "
-                         f"{b['p50']:,.0f} ms); undelivered 30 s after the last insert: {a['lost']:,} and {b['lost']:,}.")
+            lines.append(f"- {viewers} viewer(s) at {RATE:,} inserts/s for {result['duration']} s: "
+                         f"p99 {a['p99']:,.0f} ms with LISTEN/NOTIFY against {b['p99']:,.0f} ms with 500 ms polling "
+                         f"(p50 {a['p50']:,.0f} vs {b['p50']:,.0f} ms); undelivered 30 s after the last insert: "
+                         f"{a['lost']:,} and {b['lost']:,}.")
     goal = by.get((mine, 100))
     if goal:
         met = goal["p99"] < 100 and goal["lost"] == 0

@@ -75,7 +75,8 @@ if strategy == "pipewatch":
     store = Store(points_per_series=720, max_series=count + 10)
     Supervisor(store, [Kafka("bench", "k:9092", 3600, 30)])
     source = ("bench", "kafka")
-    store.set_health(dataclasses.replace(store.health()[source], state=State.UP, last_success=time.time() + 3600, runs=1))
+    store.set_health(dataclasses.replace(store.health()[source], state=State.UP, last_success=time.time() + 3600,
+                                         runs=1))
     started = time.perf_counter()
     with store.cycle(source) as cycle:
         for i in range(count):
@@ -166,10 +167,11 @@ def run(quick: bool = False, progress=print) -> dict:
 
 def table(result: dict) -> tuple[list[str], list[list[str]]]:
     header = ["series", "strategy", "scrape, gzip (ms)", "server CPU/scrape, gzip (ms)", "scrape, plain (ms)",
-              "server CPU/scrape, plain (ms)", "answer gzip / plain (KB)", "memory (MB)", "first write of the N values (ms)",
-              "scrapes timed"]
-    rows = [[f"{r['series']:,}", r["strategy"], f"{r['gzip_ms']:,.1f}", f"{r['gzip_cpu_ms']:,.1f}", f"{r['plain_ms']:,.1f}",
-             f"{r['plain_cpu_ms']:,.1f}", f"{r['gzip_bytes'] / 1024:,.0f} / {r['plain_bytes'] / 1024:,.0f}",
+              "server CPU/scrape, plain (ms)", "answer gzip / plain (KB)", "memory (MB)",
+              "first write of the N values (ms)", "scrapes timed"]
+    rows = [[f"{r['series']:,}", r["strategy"], f"{r['gzip_ms']:,.1f}", f"{r['gzip_cpu_ms']:,.1f}",
+             f"{r['plain_ms']:,.1f}", f"{r['plain_cpu_ms']:,.1f}",
+             f"{r['gzip_bytes'] / 1024:,.0f} / {r['plain_bytes'] / 1024:,.0f}",
              f"{r['memory_mb']:,.1f}", f"{r['update_ms']:,.1f}", str(r["scrapes"])] for r in result["rows"]]
     return header, rows
 

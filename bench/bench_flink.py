@@ -119,7 +119,8 @@ async def _measure(kind: type[FlinkCollector], url: str, cycles: int) -> dict:
                 scrapes.append(time.perf_counter() - started)
     finally:
         exporter.stop()
-    return {"requests": statistics.median(r for r, _, _ in rows), "wall_ms": statistics.median(w for _, w, _ in rows) * 1000,
+    return {"requests": statistics.median(r for r, _, _ in rows),
+            "wall_ms": statistics.median(w for _, w, _ in rows) * 1000,
             "cpu_ms": statistics.median(c for _, _, c in rows) * 1000, "cycles": cycles, "jobs": jobs,
             "series": sum(1 for line in text.splitlines() if line.startswith("flink_")),
             "scrape_ms": statistics.median(scrapes) * 1000}

@@ -77,6 +77,7 @@ import asyncio
 import contextlib
 import cProfile
 import datetime as dt
+import functools
 import gc
 import io
 import json
@@ -577,7 +578,7 @@ async def _scenario(cluster: Cluster, plan: Plan, broker_pid: int | None,
         max_concurrent_requests=CONCURRENCY, consumer_groups=[pattern]))
     store = _store_for(plan.group_partitions, partitions)
     try:
-        measured = await _measure(lambda: collector.collect(store), plan, broker_pid)
+        measured = await _measure(functools.partial(collector.collect, store), plan, broker_pid)
     finally:
         await collector.close()
     _, snapshot = store.snapshot(collector.source)
@@ -738,8 +739,9 @@ def plans_table(result: dict) -> tuple[list[str], list[list[str]]]:
             else f"{plan.offset_fetch_cap:,} of {full:,}"
         if plan.estimate_check_cap:
             sent += f" (and {plan.estimate_check_cap:,} of {full:,} in the estimate check)"
-        body.append([plan.scenario, f"{plan.group_partitions:,}", f"{plan.cycles} (at least {plan.min_cycles})", f"{plan.budget:.0f}", sent,
-                     f"{result['setup_seconds'][plan.scenario]:.1f}", f"{result['scenario_seconds'][plan.scenario]:.1f}"])
+        body.append([plan.scenario, f"{plan.group_partitions:,}", f"{plan.cycles} (at least {plan.min_cycles})",
+                     f"{plan.budget:.0f}", sent, f"{result['setup_seconds'][plan.scenario]:.1f}",
+                     f"{result['scenario_seconds'][plan.scenario]:.1f}"])
     return header, body
 
 
@@ -784,7 +786,7 @@ class _PhaseClock:
         if not self._active[label]:
             end = self._now()
             total = self.totals.setdefault(label, [0.0, 0.0, 0.0])
-            for i, (a, b) in enumerate(zip(self._started[label], end)):
+            for i, (a, b) in enumerate(zip(self._started[label], end, strict=True)):
                 total[i] += b - a
 
     def install(self, collector: KafkaCollector) -> None:
@@ -851,7 +853,7 @@ def _top(stats: pstats.Stats, key: str, count: int) -> list[dict]:
     index = {"cumulative": 3, "tottime": 2}[key]
     entries = sorted(stats.stats.items(), key=lambda item: item[1][index], reverse=True)
     out = []
-    for (filename, line, function), (primitive, calls, own, cumulative, _) in entries[:count]:
+    for (filename, line, function), (_primitive, calls, own, cumulative, _) in entries[:count]:
         out.append({"function": function, "where": f"{_where(filename)}:{line}" if line else _where(filename),
                     "calls": calls, "own_seconds": own, "cumulative_seconds": cumulative})
     return out

@@ -24,7 +24,7 @@ import sys
 import tempfile
 import time
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -52,7 +52,7 @@ _METRIC_NAMES = ("count", "null_count", "null_ratio", "distinct_count", "unique_
 
 
 def _now() -> datetime:
-    return datetime.now(timezone.utc).replace(tzinfo=None)
+    return datetime.now(UTC).replace(tzinfo=None)
 
 
 async def _write_runs(connection: asyncpg.Connection, times: list[datetime], serial: int) -> int:
@@ -145,7 +145,8 @@ async def _measure(dsn: str, strategy, store: Store | None, serial: int, cycles:
     return {
         "first_queries": first[0], "first_rows": first[1], "first_ms": first[2] * 1000,
         "queries": statistics.median(s[0] for s in steady), "rows": statistics.median(s[1] for s in steady),
-        "wall_ms": statistics.median(s[2] for s in steady) * 1000, "cpu_ms": statistics.median(s[3] for s in steady) * 1000,
+        "wall_ms": statistics.median(s[2] for s in steady) * 1000,
+        "cpu_ms": statistics.median(s[3] for s in steady) * 1000,
         "cycles": cycles,
     }, serial
 
@@ -159,7 +160,8 @@ async def _run(quick: bool, progress) -> list[dict]:
             try:
                 serial = await _setup(connection)
                 progress(f"  history written: {RUNS:,} runs x {COLUMNS} columns x {METRICS} metrics")
-                config = ProfilingSource.model_validate({"dsn": postgres.dsn, "schema": _SCHEMA, "timeout_seconds": 300})
+                config = ProfilingSource.model_validate({"dsn": postgres.dsn, "schema": _SCHEMA,
+                                                         "timeout_seconds": 300})
                 cycles = QUICK_STEADY_CYCLES if quick else STEADY_CYCLES
                 for name, make in ((COLLECTOR_NAME, lambda: (ProfilingCollector("bench", config),
                                                              Store(max_series=1_000_000))),
@@ -196,7 +198,8 @@ def interpretation(result: dict) -> list[str]:
     mine, base = (next(r for r in result["rows"] if r["strategy"] == name) for name in (COLLECTOR_NAME, BASELINE_NAME))
     arriving = NEW_RUNS_PER_CYCLE * (1 + COLUMNS * METRICS) + NEW_RUNS_PER_CYCLE // 10
     return [
-        f"- Each steady cycle {NEW_RUNS_PER_CYCLE} runs arrive with their {COLUMNS * METRICS:,} column metrics each and "
+        f"- Each steady cycle {NEW_RUNS_PER_CYCLE} runs arrive with their {COLUMNS * METRICS:,} column metrics "
+        "each and "
         f"about one drift event per ten runs: about {arriving:,} new rows. The collector read {mine['rows']:,.0f} rows "
         f"in {mine['queries']:.0f} queries ({mine['wall_ms']:,.0f} ms); the baseline read {base['rows']:,.0f} "
         f"({base['rows'] / max(mine['rows'], 1):,.0f}x more) in {base['wall_ms']:,.0f} ms.",

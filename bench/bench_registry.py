@@ -101,7 +101,8 @@ def run(quick: bool = False, progress=print) -> dict:
                 time.sleep(0.05)
             url = f"http://127.0.0.1:{port}"
             for name, kind, cycles in ((COLLECTOR_NAME, SchemaRegistryCollector, STEADY_CYCLES),
-                                       (BASELINE_NAME, _EverySubjectEveryCycle, 1 if subjects >= 10_000 else STEADY_CYCLES)):
+                                       (BASELINE_NAME, _EverySubjectEveryCycle,
+                                       1 if subjects >= 10_000 else STEADY_CYCLES)):
                 result = asyncio.run(_measure(kind("bench", _config(url)), subjects, cycles))
                 assert result["versions_series"] == subjects, result
                 rows.append({"subjects": subjects, "strategy": name, **result})
@@ -118,8 +119,9 @@ def run(quick: bool = False, progress=print) -> dict:
 def table(result: dict) -> tuple[list[str], list[list[str]]]:
     header = ["subjects", "strategy", "requests/cycle (steady)", "cycle time, median (ms)", "client CPU/cycle (ms)",
               "cycles timed", "cycles to read every subject", "requests to read every subject"]
-    rows = [[f"{r['subjects']:,}", r["strategy"], f"{r['requests']:,.0f}", f"{r['wall_ms']:,.1f}", f"{r['cpu_ms']:,.1f}",
-             str(r["cycles"]), str(r["fill_cycles"]), f"{r['fill_requests']:,}"] for r in result["rows"]]
+    rows = [[f"{r['subjects']:,}", r["strategy"], f"{r['requests']:,.0f}", f"{r['wall_ms']:,.1f}",
+             f"{r['cpu_ms']:,.1f}", str(r["cycles"]), str(r["fill_cycles"]), f"{r['fill_requests']:,}"]
+            for r in result["rows"]]
     return header, rows
 
 
@@ -129,7 +131,8 @@ def interpretation(result: dict) -> list[str]:
     for subjects in sorted({r["subjects"] for r in result["rows"]}):
         mine, base = by[(subjects, COLLECTOR_NAME)], by[(subjects, BASELINE_NAME)]
         lines.append(
-            f"- {subjects:,} subjects: a steady cycle sends {mine['requests']:,.0f} requests in {mine['wall_ms']:,.0f} ms "
+            f"- {subjects:,} subjects: a steady cycle sends {mine['requests']:,.0f} requests "
+            f"in {mine['wall_ms']:,.0f} ms "
             f"against {base['requests']:,.0f} in {base['wall_ms']:,.0f} ms for the baseline "
             f"({base['requests'] / mine['requests']:,.1f}x fewer requests); the first full inventory took "
             f"{mine['fill_cycles']} cycle(s) ({mine['fill_requests']:,} requests).")

@@ -7,9 +7,9 @@ grows; lag, lag seconds and rate charts: 7 lines per cluster) and two schema reg
 tests' stand-in with three subjects; latency of `GET /` and `GET /subjects`, and the failed
 requests counter after one failure at start: 3 lines per registry), all collected every second
 (`interval_seconds: 1`), and the pipeline's own throughput (produced, consumed), lag and latency
-(consumer lag p50/p95/p99) charts from the evaluator: 6 lines. 26 lines in all. The real `panel serve apps/` serves it with the session
-flags pipewatch uses (pipewatch/service.py). The traffic runs throughout, baseline included. The
-viewers open the pipeline page (`?page=pipeline&pipeline=orders`); besides its charts it has the
+(consumer lag p50/p95/p99) charts from the evaluator: 6 lines. 26 lines in all. The real `panel serve apps/`
+serves it with the session flags pipewatch uses (pipewatch/service.py). The traffic runs throughout, baseline
+included. The viewers open the pipeline page (`?page=pipeline&pipeline=orders`); besides its charts it has the
 health badges, the flow diagram, the latency table, and per source a status line and its tables, which
 pipewatch redraws every 5 s or when a source's health changes (apps/views.py, DETAIL_SECONDS).
 pipewatch's charts stream their lines through one shared message a second for all the sessions
@@ -96,17 +96,18 @@ _LOG_SESSIONS = {"PANEL_LOG_LEVEL": "info"}
 """Panel then logs each session's creation and destruction (and nothing per tick)."""
 
 
-def _config(workdir: Path, brokers: list[LocalBroker], registries: list[SchemaRegistryStandIn], metrics_port: int) -> Path:
+def _config(workdir: Path, brokers: list[LocalBroker], registries: list[SchemaRegistryStandIn],
+            metrics_port: int) -> Path:
     kafka = "".join(
         f"      - bootstrap_servers: [\"{broker.bootstrap}\"]\n"
         f"        cluster: {cluster}\n"
         "        interval_seconds: 1\n"
-        for cluster, broker in zip(CLUSTERS, brokers))
+        for cluster, broker in zip(CLUSTERS, brokers, strict=True))
     registry = "".join(
         f"      - url: {standin.url}\n"
         f"        registry: {name}\n"
         "        interval_seconds: 1\n"
-        for name, standin in zip(REGISTRIES, registries))
+        for name, standin in zip(REGISTRIES, registries, strict=True))
     config = workdir / "sessions.yml"
     config.write_text(
         "pipelines:\n"
@@ -188,7 +189,8 @@ def _pipeline_ready(metrics_port: int, registries: list[SchemaRegistryStandIn]) 
     for standin in registries:
         standin.failure = (500, 50001, "bench: one failure at start, for the failed-requests chart")
     def counted() -> bool:
-        errors = [line for line in _metrics(metrics_port).splitlines() if line.startswith("schema_registry_errors_total{")]
+        errors = [line for line in _metrics(metrics_port).splitlines()
+                  if line.startswith("schema_registry_errors_total{")]
         return all(any(f'registry="{name}"' in line for line in errors) for name in REGISTRIES)
 
     _wait_for(counted, 60, "a failed request counted by every registry collector")
@@ -198,8 +200,9 @@ def _pipeline_ready(metrics_port: int, registries: list[SchemaRegistryStandIn]) 
     def up() -> bool:
         text = _metrics(metrics_port)
         ups = [line for line in text.splitlines() if line.startswith("pipewatch_collector_up{")]
-        return len(ups) == len(CLUSTERS) + len(REGISTRIES) and all(float(line.rsplit(" ", 1)[1]) == 1 for line in ups) and \
-            text.count("kafka_consumergroup_consume_rate{") == len(CLUSTERS) * len(GROUPS)
+        return (len(ups) == len(CLUSTERS) + len(REGISTRIES)
+                and all(float(line.rsplit(" ", 1)[1]) == 1 for line in ups)
+                and text.count("kafka_consumergroup_consume_rate{") == len(CLUSTERS) * len(GROUPS))
 
     _wait_for(up, 90, "every collector up and every consume rate known")
 
@@ -240,10 +243,11 @@ async def _window(viewers: list[BokehViewer], pid: int, seconds: float) -> dict:
     per = len(viewers) * elapsed
 
     def rate(key: str) -> float:
-        return sum(a[key] - b[key] for a, b in zip(after, before)) / per if viewers else 0.0
+        return sum(a[key] - b[key] for a, b in zip(after, before, strict=True)) / per if viewers else 0.0
 
-    streams = sum(a["events"]["ColumnsStreamed"] - b["events"]["ColumnsStreamed"] for a, b in zip(after, before))
-    events = sum(sum(a["events"].values()) - sum(b["events"].values()) for a, b in zip(after, before))
+    streams = sum(a["events"]["ColumnsStreamed"] - b["events"]["ColumnsStreamed"]
+                  for a, b in zip(after, before, strict=True))
+    events = sum(sum(a["events"].values()) - sum(b["events"].values()) for a, b in zip(after, before, strict=True))
     return {"cpu": (cpu1 - cpu0) / elapsed * 100, "rss": rss_mb(pid), "seconds": elapsed,
             "patches": rate("patches"), "points": rate("points"), "kbytes": rate("bytes") / 1000,
             "streams": streams / per if viewers else 0.0, "other_events": (events - streams) / per if viewers else 0.0,
@@ -251,9 +255,9 @@ async def _window(viewers: list[BokehViewer], pid: int, seconds: float) -> dict:
 
 
 async def _caught_up(viewers: list[BokehViewer], pid: int, limit: float = 120.0) -> float | None:
-    """Wait until the sessions receive points as fast as they are made (one a line a second, within 25%): while the server builds new
-    sessions the others' ticks wait, and their backlog arrives afterwards (one stream carrying many points).
-    Returns the seconds it took, None if they had not caught up after `limit`."""
+    """Wait until the sessions receive points as fast as they are made (one a line a second, within 25%): while
+    the server builds new sessions the others' ticks wait, and their backlog arrives afterwards (one stream
+    carrying many points). Returns the seconds it took, None if they had not caught up after `limit`."""
     started = time.monotonic()
     await asyncio.sleep(WARM_UP)
     while time.monotonic() - started < limit:
@@ -285,7 +289,8 @@ async def _sweep(name: str, server: PanelServer, app: str, counts: tuple[int, ..
         row = {"sessions": count, "build": build, "caught_up": caught_up, **await _window(viewers, pid, window)}
         out["rows"].append(row)
         progress(f"  {name}: {count:>3} session(s) (built in {build:.1f} s, caught up after "
-                 f"{'more than 120' if row['caught_up'] is None else format(row['caught_up'], '.0f')} s): CPU {row['cpu']:.1f}% of a core, "
+                 f"{'more than 120' if row['caught_up'] is None else format(row['caught_up'], '.0f')} s): "
+                 f"CPU {row['cpu']:.1f}% of a core, "
                  f"RSS {row['rss']:.0f} MB; per session per second {row['patches']:.2f} PATCH-DOC, "
                  f"{row['streams']:.1f} streamed updates, {row['points']:.1f} points, {row['other_events']:.1f} other "
                  f"events, {row['kbytes']:.1f} kB; {row['lines']} lines streamed to")
@@ -312,8 +317,10 @@ async def _sweep(name: str, server: PanelServer, app: str, counts: tuple[int, ..
         closed = await _window([], pid, min(window, 10.0))
         closed_rounds.append({"peak": peak, "rss": closed["rss"], "cpu": closed["cpu"], "created": created,
                               "destroyed": destroyed, "settled": settled})
+        idle_after = (format(settled, '.0f') if settled is not None
+                      else 'more than ' + format(lifetime + SETTLE_LIMIT, '.0f'))
         progress(f"  {name}: round {round_}: {counts[-1]} sessions closed; CPU back to idle after "
-                 f"{'more than ' + format(lifetime + SETTLE_LIMIT, '.0f') if settled is None else format(settled, '.0f')}"
+                 f"{idle_after}"
                  f" s; then RSS {closed['rss']:.0f} MB (peak {peak:.0f}), CPU {closed['cpu']:.1f}%, sessions "
                  f"created {created}, destroyed {destroyed}")
     out["closed"] = closed_rounds
@@ -435,11 +442,13 @@ def interpretation(result: dict) -> list[str]:
     top = rows.get(max(rows)) if rows else None
     if top is not None:
         kept_up = top["patches"] >= 0.9
-        lines.append(f"- **Goal: {max(rows)} sessions under one core.** {_verdict(top['cpu'] < GOAL_CORE and kept_up)}: "
+        verdict = _verdict(top['cpu'] < GOAL_CORE and kept_up)
+        lines.append(f"- **Goal: {max(rows)} sessions under one core.** {verdict}: "
                      f"{top['cpu']:.1f}% of one core for the whole pipewatch process (collectors included)"
                      + ("." if kept_up else
                         f", but its sessions got {top['patches']:.2f} of their one update a second: the server was at "
-                        "its limit (one core for the interpreter, the viewers and the rest on the other), not under it."))
+                        "its limit (one core for the interpreter, the viewers and the rest on the other), "
+                        "not under it."))
     closed = mine["closed"]
     if closed:
         first, second = closed[0], closed[-1]

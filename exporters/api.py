@@ -75,14 +75,15 @@ def number(value: float | None) -> float | str | None:
 
 
 def _points(times: Iterable[float], values: Iterable[float]) -> list[list[object]]:
-    return [[t, v if v == v and v not in (math.inf, -math.inf) else number(v)] for t, v in zip(times, values)]
+    return [[t, v if v == v and v not in (math.inf, -math.inf) else number(v)]
+            for t, v in zip(times, values, strict=True)]
 
 
 def _labels(key: SeriesKey) -> dict[str, str]:
     name, values = key
     spec = CATALOGUE[name]
     names = (*spec.labels, "bucket") if spec.type == "histogram" else spec.labels
-    return dict(zip(names, values))
+    return dict(zip(names, values, strict=True))
 
 
 def health_json(health: CollectorHealth, now: float) -> dict[str, object]:
@@ -181,7 +182,8 @@ class Api:
         if summary is None:
             raise ApiError(HTTPStatus.NOT_FOUND, f"no pipeline {name!r} on this agent; it watches: "
                                                  f"{', '.join(s.pipeline for s in summaries) or 'none yet'}")
-        out = {"agent": self.agent(), "measured_at": measured_at, **self._pipeline_json(summary, self.store.health(), now)}
+        out = {"agent": self.agent(), "measured_at": measured_at,
+               **self._pipeline_json(summary, self.store.health(), now)}
         out["latency"] = [{"measure": latency.measure, "description": latency.description, "samples": latency.samples,
                            "quantiles": {f"{q:g}": number(v) for q, v in latency.quantiles.items()}}
                           for latency in self._latencies(name, now)]
@@ -208,7 +210,7 @@ class Api:
                                "name")
         labels = {label for name in names for label in CATALOGUE[name].labels if label != "pipeline"}
         filters = {}
-        for key, values in params.items():
+        for key, _values in params.items():
             if key in ("pipeline", "name", "since", "cursor", "limit"):
                 continue
             if len(names) != 1 or key not in labels:

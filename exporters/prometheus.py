@@ -137,7 +137,7 @@ def _health(health: dict[tuple[str, str], CollectorHealth], now: float) -> Itera
     for (pipeline, collector), h in sorted(health.items()):
         labels = (pipeline, collector)
 
-        def add(name: str, value: float, *extra: str) -> None:
+        def add(name: str, value: float, *extra: str, labels: tuple[str, str] = labels) -> None:
             rows[name].append(_prefix(name, CATALOGUE[name].labels, (*labels, *extra)) + _number(float(value)))
 
         add("pipewatch_collector_up", 1.0 if h.effective_state(now) is State.UP else 0.0)

@@ -262,10 +262,11 @@ class _Handler(BaseHTTPRequestHandler):
             deadlines.arm(sock, self.server.header_timeout)
         try:
             self.raw_requestline = self.rfile.readline(65537)
-            if not self.raw_requestline or not self.raw_requestline.endswith(b"\n") and len(self.raw_requestline) <= 65536:
+            line = self.raw_requestline
+            if not line or not line.endswith(b"\n") and len(line) <= 65536:
                 self.close_connection = True  # closed, or cut off by the deadline mid-line
                 return
-            if len(self.raw_requestline) > 65536:
+            if len(line) > 65536:
                 self._overlong()
                 return
             parsed = self.parse_request()
@@ -387,8 +388,9 @@ class _Handler(BaseHTTPRequestHandler):
             return HTTPStatus.BAD_REQUEST, f"Host: {_shown(given[0])!r} is not a host name with an optional port"
         if name in self.server.allowed_hosts or "*" in self.server.allowed_hosts or _is_ip(name):
             return None
-        return (HTTPStatus.MISDIRECTED_REQUEST, f"Host: {_shown(name)!r} is not a name this agent answers to: add it to "
-                                               f"exporter.allowed_hosts if clients reach the agent by this name")
+        return (HTTPStatus.MISDIRECTED_REQUEST,
+                f"Host: {_shown(name)!r} is not a name this agent answers to: add it to "
+                f"exporter.allowed_hosts if clients reach the agent by this name")
 
     def _authorized(self, state: bool) -> bool:
         """The API credential opens everything; the scrape credential everything but the change-feed rows of
@@ -471,8 +473,9 @@ def tls_context(tls: ExporterTls) -> ssl.SSLContext:
             context.load_verify_locations(str(tls.client_ca_file))
             context.verify_mode = ssl.CERT_REQUIRED
     except ssl.SSLError as exc:
+        client_ca = f", client_ca_file {tls.client_ca_file}" if tls.client_ca_file else ""
         raise OSError(f"exporter.tls: cannot use cert_file {tls.cert_file}, key_file {tls.key_file}"
-                      f"{f', client_ca_file {tls.client_ca_file}' if tls.client_ca_file else ''}: {exc.reason or exc}") from None
+                      f"{client_ca}: {exc.reason or exc}") from None
     return context
 
 
@@ -480,7 +483,8 @@ def start_exporter(store: Store, host: str, port: int, *, basic_auth: BasicAuth 
                    api_auth: BasicAuth | None = None, allowed_hosts: Iterable[str] | None = None,
                    tls: ExporterTls | None = None, liveness: Liveness | None = None,
                    started_at: float | None = None, max_connections: int = MAX_CONNECTIONS,
-                   max_state_answers: int = MAX_STATE_ANSWERS, header_timeout: float = HEADER_TIMEOUT) -> ExporterServer:
+                   max_state_answers: int = MAX_STATE_ANSWERS,
+                   header_timeout: float = HEADER_TIMEOUT) -> ExporterServer:
     """Serve the store on host:port (port 0 picks a free port); raises OSError naming host:port.
 
     allowed_hosts: the Host header names answered (None: default_allowed_hosts(host); "*": any)."""

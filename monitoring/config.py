@@ -664,7 +664,8 @@ class Config(_Strict):
         for index, pipeline in enumerate(self.pipelines):
             if pipeline.name in first:
                 raise ValidationError.from_exception_data(type(self).__name__, [InitErrorDetails(
-                    type=PydanticCustomError("duplicate_name", "pipeline name '{name}' is already used by pipelines[{first}]",
+                    type=PydanticCustomError("duplicate_name",
+                                             "pipeline name '{name}' is already used by pipelines[{first}]",
                                              {"name": pipeline.name, "first": first[pipeline.name]}),
                     loc=("pipelines", index, "name"), input=pipeline.name)])
             first[pipeline.name] = index
@@ -672,7 +673,8 @@ class Config(_Strict):
         for index, agent in enumerate(self.remote_agents):
             if agent.url in urls:
                 raise ValidationError.from_exception_data(type(self).__name__, [InitErrorDetails(
-                    type=PydanticCustomError("duplicate_url", "agent '{url}' is already listed as remote_agents[{first}]",
+                    type=PydanticCustomError("duplicate_url",
+                                             "agent '{url}' is already listed as remote_agents[{first}]",
                                              {"url": agent.url, "first": urls[agent.url]}),
                     loc=("remote_agents", index, "url"), input=agent.url)])
             urls[agent.url] = index
@@ -715,7 +717,8 @@ def load_config(path: str | os.PathLike[str], environ: dict[str, str] | None = N
 def config_path_from_env() -> Path:
     value = os.environ.get(CONFIG_ENV_VAR)
     if not value:
-        raise ConfigError(f"{CONFIG_ENV_VAR} is not set: name the config file, e.g. {CONFIG_ENV_VAR}=examples/orders.yml")
+        raise ConfigError(f"{CONFIG_ENV_VAR} is not set: name the config file, "
+                          f"e.g. {CONFIG_ENV_VAR}=examples/orders.yml")
     return Path(value)
 
 

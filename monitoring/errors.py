@@ -226,7 +226,8 @@ def _network(ctx: HintContext) -> str:
     text = ctx.message
     if re.search(r"Name or service not known|nodename nor servname|getaddrinfo failed|"
                  r"Temporary failure in name resolution|No address associated", text):
-        return f"The host name of {ctx.target or 'the source'} does not resolve: check its spelling and this host's DNS."
+        return (f"The host name of {ctx.target or 'the source'} does not resolve: "
+                "check its spelling and this host's DNS.")
     if re.search(r"No route to host|Network is unreachable", text, re.IGNORECASE):
         return (f"{ctx.target or 'The source'} cannot be reached from this host (no route): check the address, and "
                 "the firewall or VPN between them.")

@@ -8,12 +8,12 @@ import ssl
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from enum import Enum
+from enum import StrEnum
 
 from monitoring.errors import redact
 
 
-class State(str, Enum):
+class State(StrEnum):
     STARTING = "starting"  # no run has finished yet: nothing is known
     UP = "up"
     DOWN = "down"  # the last run failed

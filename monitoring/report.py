@@ -14,7 +14,7 @@ import socket
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
@@ -40,7 +40,7 @@ def parse_duration(text: str) -> float:
 
 def report_filename(now: float | None = None) -> str:
     """pipewatch-report-YYYYmmdd-HHMMSS.html (UTC)."""
-    moment = datetime.fromtimestamp(time.time() if now is None else now, timezone.utc)
+    moment = datetime.fromtimestamp(time.time() if now is None else now, UTC)
     return f"pipewatch-report-{moment:%Y%m%d-%H%M%S}.html"
 
 

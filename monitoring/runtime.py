@@ -217,7 +217,8 @@ class Supervisor:
                                     collector.target, t=time.time())
             if before.state is not State.DOWN or before.error_category != category:
                 self.store.add_event(collector.pipeline, collector.name, "error",
-                                     f"{collector.name} collector for {collector.target} is down: {category}: {message}")
+                                     f"{collector.name} collector for {collector.target} is down: "
+                                     f"{category}: {message}")
                 log.warning("%s/%s down: %s: %s", collector.pipeline, collector.name, category, message)
             # The exponent is capped: 2 ** 1024 overflows a float after ~1,000 failures in a row.
             backoff = min(self.max_backoff, collector.interval * 2.0 ** min(failures - 1, 60))

@@ -240,7 +240,7 @@ class Store:
 
     def _write_column(self, source: Source, name: str, labels: tuple[tuple[str, ...], ...], values: list[float],
                       only_changes: bool, t: float, cycle: int, commit: int) -> None:
-        for series, value in zip(self._column(source, name, labels), values):
+        for series, value in zip(self._column(source, name, labels), values, strict=True):
             if series is None:
                 continue  # refused: the store is full
             series.cycle = cycle
@@ -302,7 +302,7 @@ class Store:
         with self._lock:
             self._commit += 1
             for source, (name, labels), times, values in rows:
-                for t, value in zip(times, values):
+                for t, value in zip(times, values, strict=True):  # equal: the mirror checks them
                     self._append_locked(source, name, labels, value, t)
 
     def remove_keys(self, keys: list[SeriesKey]) -> None:
@@ -360,8 +360,9 @@ class Store:
     def feed_append(self, source: Source, rows: list[tuple[str, str, str | None, dict[str, Any], float]],
                     per_entity: int, capacity: int, delivered_at: float) -> int:
         """Add delivered changes (entity, event type, key, payload, changed at); returns the last seq."""
-        return self.feed_extend(source, [(entity, event_type, key, payload, changed_at, delivered_at)
-                                         for entity, event_type, key, payload, changed_at in rows], per_entity, capacity)
+        delivered = [(entity, event_type, key, payload, changed_at, delivered_at)
+                     for entity, event_type, key, payload, changed_at in rows]
+        return self.feed_extend(source, delivered, per_entity, capacity)
 
     def feed_extend(self, source: Source, rows: list[tuple[str, str, str | None, dict[str, Any], float, float]],
                     per_entity: int, capacity: int, clear: bool = False) -> int:
@@ -600,7 +601,7 @@ class CycleWriter:
     def set_many(self, name: str, rows: list[tuple[tuple[str, ...], float | None]], only_changes: bool = False) -> None:
         """`set_column` for (labels, value) rows."""
         if rows:
-            labels, values = zip(*rows)
+            labels, values = zip(*rows, strict=True)
             self.set_column(name, labels, values, only_changes)
 
     def set_column(self, name: str, labels: Sequence[tuple[str, ...]], values: Sequence[float | None],

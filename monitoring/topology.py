@@ -360,7 +360,7 @@ class _Builder:
 
     def link_plans(self, several: bool) -> None:
         """topic -> job / job -> topic where a source or sink vertex is named exactly after a topic."""
-        for name, drawn in self.jobs.items():
+        for _name, drawn in self.jobs.items():
             for node_id, job in drawn:
                 sources, sinks = _ends(job)
                 for vertex in sources:
@@ -382,7 +382,7 @@ class _Builder:
             return found or [self.add(self.missing("topic", "kafka", name, "Kafka cluster"))]
         if kind == "job":
             found = [node_id for node_id, _ in self.jobs.get(name, ())]
-            for cluster, job, collector in self.all_jobs.get(name, ()):
+            for _cluster, job, collector in self.all_jobs.get(name, ()):
                 snapshot = self.inputs.snapshots[collector][1]
                 found.append(self.job_node(snapshot, job, collector))
             return sorted(set(found)) or [self.add(self.missing("job", "flink", name, "Flink cluster"))]
@@ -413,8 +413,9 @@ class _Builder:
             topics = [b for (a, b) in self.edges if a == node.id]
             rates = [self.topic_rates.get(t) if writers.get(t) == [node.id] else None for t in topics]
             if topics and None not in rates:
-                self.nodes[node.id] = _replace(node, rate=rate_text(math.fsum(rates), "msg/s"),
-                                               reason="from the flow hints; rate measured on the topics it alone writes")
+                self.nodes[node.id] = _replace(
+                    node, rate=rate_text(math.fsum(rates), "msg/s"),
+                    reason="from the flow hints; rate measured on the topics it alone writes")
                 for t in topics:
                     self.edges[(node.id, t)] = _replace(self.edges[(node.id, t)], rate=rate_text(self.topic_rates[t],
                                                                                                  "msg/s"))

@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass
+from itertools import pairwise
 
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)(ms|s|m|h)$")
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
@@ -43,7 +44,8 @@ class TrafficPattern:
         """(start, end, percent) of every burst overlapping [start, end), in seconds since the pattern's time 0."""
         if not self.phases or end <= 0:
             return []
-        cycles = range(max(0, math.floor(start / self.period)), math.floor(end / self.period) + 1) if self.period else (0,)
+        cycles = (range(max(0, math.floor(start / self.period)), math.floor(end / self.period) + 1)
+                  if self.period else (0,))
         out = []
         for cycle in cycles:
             offset = cycle * self.period if self.period else 0.0
@@ -87,9 +89,10 @@ def parse_pattern(text: str) -> TrafficPattern:
     if base is None:
         raise PatternError(f"{text!r} has no base rate (base=50/s)")
     phases.sort(key=lambda p: p.start)
-    for earlier, later in zip(phases, phases[1:]):
+    for earlier, later in pairwise(phases):
         if later.start < earlier.end:
-            raise PatternError(f"bursts overlap: {earlier.start:g}s-{earlier.end:g}s and {later.start:g}s-{later.end:g}s")
+            raise PatternError(f"bursts overlap: {earlier.start:g}s-{earlier.end:g}s "
+                               f"and {later.start:g}s-{later.end:g}s")
     if period is not None and phases and phases[-1].end > period:
         raise PatternError(f"a burst ends after the period of {period:g} s")
     return TrafficPattern(base, tuple(phases), period)

@@ -163,7 +163,8 @@ def _mapping(value: Mapping) -> dict[str, Any]:
 _FLOATS = {"nan": math.nan, "inf": math.inf, "-inf": -math.inf}
 _CLASS_KEY = frozenset({"$"})
 _NONE = type(None)
-_MAPPINGS = (dict, Mapping, collections.abc.MutableMapping, typing.Mapping, typing.Dict)
+# Values compared against resolved type hints, not annotations: a bare `typing.Dict` hint is not `dict`.
+_MAPPINGS = (dict, Mapping, collections.abc.MutableMapping, typing.Mapping, typing.Dict)  # noqa: UP006
 _SEQUENCES = {tuple: tuple, list: list, set: set, frozenset: frozenset}
 
 Check = Callable[[Any], bool]
@@ -249,7 +250,8 @@ def _checker(hint: Any) -> Check | None:
             checks = [_checker(arg) for arg in args]
             n = len(checks)
             return lambda value: (type(value) is tuple and len(value) == n
-                                  and all(check is None or check(item) for check, item in zip(checks, value)))
+                                  and all(check is None or check(item)
+                                          for check, item in zip(checks, value, strict=True)))
         return _collection(kind, args[0] if args else Any)
     if origin in _MAPPINGS:
         key, item = args if args else (Any, Any)

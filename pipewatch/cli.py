@@ -123,7 +123,8 @@ def _check_config(path: Path | None) -> int:
         if pipeline.profiling is not None:
             sources.append(f"profiling ({pipeline.profiling.target})")
         if pipeline.change_feed is not None:
-            sources.append(f"change feed ({pipeline.change_feed.target}, {len(pipeline.change_feed.entities)} entities)")
+            feed = pipeline.change_feed
+            sources.append(f"change feed ({feed.target}, {len(feed.entities)} entities)")
         print(f"pipeline {pipeline.name}: {', '.join(sources) or 'no sources'}")
     print(f"{_resolve(path)}: OK")
     return 0

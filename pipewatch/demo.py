@@ -113,7 +113,8 @@ def run_demo(port: int, metrics_port: int, pattern_text: str) -> int:
 
 def _write_config(workdir: Path, bootstrap: str, dsn: str, flink_url: str | None, metrics_port: int,
                   pattern_text: str, traffic_origin: float) -> Path:
-    flink = f"    flink:\n      rest_url: {flink_url}\n      cluster: demo\n      interval_seconds: 2\n" if flink_url else ""
+    flink = (f"    flink:\n      rest_url: {flink_url}\n      cluster: demo\n      interval_seconds: 2\n"
+             if flink_url else "")
     path = workdir / "demo.yml"
     path.write_text(
         "pipelines:\n"

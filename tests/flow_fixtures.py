@@ -62,8 +62,9 @@ def flink_snapshot(t: float = NOW, state: str = "RUNNING") -> FlinkSnapshot:
         CheckpointRecord(12, "COMPLETED", t - 5, t - 4.8, 210.0, 4096.0, 8192.0, None),
         CheckpointRecord(11, "FAILED", t - 15, t - 5.0, None, None, None, "Checkpoint expired before completing."),
     )
-    checkpoints = Checkpoints(11, 1, 0, t - 4.8, 210.0, 4096.0, 8192.0, t - 5.0, "Checkpoint expired before completing.",
-                              10.0, 600.0, {"p50": 210.0}, {"p50": 4096.0}, history)
+    checkpoints = Checkpoints(11, 1, 0, t - 4.8, 210.0, 4096.0, 8192.0, t - 5.0,
+                              "Checkpoint expired before completing.", 10.0, 600.0, {"p50": 210.0}, {"p50": 4096.0},
+                              history)
     job = Job("a" * 32, "enrich", state, t - 3600, None, 3600.0, {"running": 2}, {"RUNNING": t - 3600},
               3_600_000.0, 0.0, 0.0, 2.0, vertices, checkpoints, 4.8, True)
     old = Job("b" * 32, "nightly backfill", "FINISHED", t - 90_000, t - 86_000, 4000.0, {"finished": 1})
@@ -74,7 +75,8 @@ def flink_snapshot(t: float = NOW, state: str = "RUNNING") -> FlinkSnapshot:
 
 
 def registry_snapshot(t: float = NOW) -> RegistrySnapshot:
-    return RegistrySnapshot("main", "http://registry:8081", {"/": 0.01}, "BACKWARD", "READWRITE", 3, (), (), None, (), t)
+    return RegistrySnapshot("main", "http://registry:8081", {"/": 0.01}, "BACKWARD", "READWRITE", 3, (), (), None,
+                            (), t)
 
 
 def up(pipeline: str, collector: str, target: str, t: float = NOW) -> CollectorHealth:

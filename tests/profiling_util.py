@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import itertools
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import asyncpg
 
@@ -14,7 +14,7 @@ _ids = itertools.count(1)
 
 def utc(hours_ago: float = 0.0) -> datetime:
     """A naive UTC time, as the profiler writes TIMESTAMP columns."""
-    return (datetime.now(timezone.utc) - timedelta(hours=hours_ago)).replace(tzinfo=None)
+    return (datetime.now(UTC) - timedelta(hours=hours_ago)).replace(tzinfo=None)
 
 
 class ProfilerTables:

@@ -58,7 +58,8 @@ class SchemaRegistryStandIn:
         self.path_failures: dict[str, tuple[int, int, str]] = {}
         self.credentials: tuple[str, str] | None = None
         self.karapace_status = {"schema_registry_ready": True, "schema_registry_startup_time_sec": 1.5,
-                                "schema_registry_reader_current_offset": 10, "schema_registry_reader_highest_offset": 10,
+                                "schema_registry_reader_current_offset": 10,
+                                "schema_registry_reader_highest_offset": 10,
                                 "schema_registry_is_primary": True}
         self.requests: Counter[str] = Counter()
         """Requests answered, by method and path (without the prefix), e.g. 'GET /subjects'."""
@@ -186,7 +187,8 @@ class SchemaRegistryStandIn:
             raise _not_found_subject(subject)
         if permanent:
             if any(not v.deleted for v in versions):
-                raise _Failure(404, 40405, f"Subject '{subject}' was not deleted first before being permanently deleted")
+                raise _Failure(404, 40405,
+                               f"Subject '{subject}' was not deleted first before being permanently deleted")
             del self._subjects[subject]
             return [v.version for v in versions]
         live = [v for v in versions if not v.deleted]

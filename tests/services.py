@@ -81,7 +81,8 @@ class PanelServer:
 
         def ready() -> bool:
             if self.proc.poll() is not None:
-                raise AssertionError(f"panel serve exited with {self.proc.returncode}: {self.log_path.read_text()[-2000:]}")
+                raise AssertionError(f"panel serve exited with {self.proc.returncode}: "
+                                     f"{self.log_path.read_text()[-2000:]}")
             # Only the port: a GET of the app would open (and leave behind) a session of its own.
             return port_open(self.port)
 

@@ -1,4 +1,5 @@
-"""The agent's HTTP endpoint over real HTTP(S): probes, basic auth, TLS and mutual TLS, gzip, escaping; and under\nabuse: bad parameters, slow and excess clients, the state cap, api_auth and the Host check."""
+"""The agent's HTTP endpoint over real HTTP(S): probes, basic auth, TLS and mutual TLS, gzip, escaping; and under
+abuse: bad parameters, slow and excess clients, the state cap, api_auth and the Host check."""
 
 from __future__ import annotations
 
@@ -182,7 +183,8 @@ def test_gzip_body_is_smaller_on_the_wire():
         exporter.stop()
     text = gzip.decompress(raw).decode()
     assert len(raw) * 4 < len(text.encode())
-    assert 'kafka_topic_partition_current_offset{pipeline="orders",cluster="local",topic="events",partition="499"} 499.0' in text
+    assert ('kafka_topic_partition_current_offset{pipeline="orders",cluster="local",topic="events",partition="499"} '
+            '499.0') in text
 
 
 # -- under abuse ---------------------------------------------------------------------------------------
@@ -408,6 +410,7 @@ def test_host_header_must_be_an_allowed_name_except_on_the_probes():
         exporter.stop()
     anything = start_exporter(Store(), "127.0.0.1", 0, allowed_hosts=["*"])
     try:
-        assert httpx.get(f"http://127.0.0.1:{anything.port}/api/v1", headers={"Host": "evil.example"}).status_code == 200
+        answer = httpx.get(f"http://127.0.0.1:{anything.port}/api/v1", headers={"Host": "evil.example"})
+        assert answer.status_code == 200
     finally:
         anything.stop()

@@ -7,6 +7,7 @@ import subprocess
 import sys
 import urllib.request
 from contextlib import closing, contextmanager
+from itertools import pairwise
 from pathlib import Path
 
 import pytest
@@ -158,7 +159,7 @@ def test_page_shows_exact_lag_live_updates_and_source_down_then_up(broker, tmp_p
             wait_until(same_points, 15)
         except AssertionError:
             raise AssertionError(f"the two pages' points differ: {shown}") from None
-        assert all(a < b for a, b in zip(shown[page], shown[page][1:])), shown[page]
+        assert all(a < b for a, b in pairwise(shown[page])), shown[page]
         assert other_errors == [], other_errors
         other.close()
 
@@ -364,7 +365,8 @@ def test_change_feed_shows_a_new_row_live_and_payloads_as_text(postgres, pg_sche
         for viewer in (page, other):
             viewer.goto(f"{server.url}?pipeline=shop")
             expect(viewer.locator('.pw-feed-connection[data-state="up"]')).to_be_visible(timeout=30_000)
-        run_async(write(f'INSERT INTO "{pg_schema}".orders VALUES (42, \'new\', 5, $1)', "<script>window.pwned=1</script>"))
+        run_async(write(f'INSERT INTO "{pg_schema}".orders VALUES (42, \'new\', 5, $1)',
+                        "<script>window.pwned=1</script>"))
         newest = page.locator(".slick-row").first  # the feed's table: columns time, entity, event, key, fields, ...
         expect(newest.locator(".slick-cell.l3")).to_have_text("42", timeout=10_000)
         expect(newest.locator(".slick-cell.l4")).to_have_text("status=new, note=<script>window.pwned=1</script>")
@@ -605,7 +607,8 @@ def test_aggregate_page_combines_a_local_pipeline_and_a_remote_agent_through_its
 
             # The table sorts in the browser: by lag, ascending then descending (rows in their on-screen order).
             def on_screen() -> list[str]:
-                placed = [(rows.nth(i).bounding_box()["y"], rows.nth(i).locator(_aggregate_cell("pipeline")).inner_text())
+                placed = [(rows.nth(i).bounding_box()["y"],
+                           rows.nth(i).locator(_aggregate_cell("pipeline")).inner_text())
                           for i in range(rows.count())]
                 return [pipeline for _, pipeline in sorted(placed)]
 

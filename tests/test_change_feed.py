@@ -360,7 +360,8 @@ async def test_a_row_nested_2000_deep_is_delivered_as_text_and_counted_with_the_
         await collector.collect(store)  # started: what follows is delivered and counted
         async with writer.transaction():  # one transaction: the bad row sits inside one read batch
             for key in range(1, 6):
-                await writer.execute(f'INSERT INTO "{pg_schema}".orders VALUES ($1, \'new\', $1::bigint, \'\', $2::json)',
+                await writer.execute(f'INSERT INTO "{pg_schema}".orders '
+                                     'VALUES ($1, \'new\', $1::bigint, \'\', $2::json)',
                                      key, deep if key == 3 else '{"ok": true}')
         raw = await writer.fetchval(f'SELECT payload::text FROM "{pg_schema}".db_events WHERE row_key = \'3\'')
         await _drain(store, collector, 5)
@@ -399,7 +400,8 @@ async def test_writers_need_no_privilege_on_the_changelog(postgres, pg_schema):
             await admin.execute(f'INSERT INTO "{pg_schema}".orders VALUES (7, \'new\', 1, \'\')')
             await admin.execute(f'UPDATE "{pg_schema}".orders SET status = \'paid\' WHERE order_key = 7')
             await admin.execute(f'DELETE FROM "{pg_schema}".orders WHERE order_key = 7')
-        for statement in (f'INSERT INTO "{pg_schema}".db_events (entity, event_type, payload) VALUES (\'x\', \'x\', \'{{}}\')',
+        for statement in (f'INSERT INTO "{pg_schema}".db_events (entity, event_type, payload) '
+                          'VALUES (\'x\', \'x\', \'{}\')',
                           f'SELECT count(*) FROM "{pg_schema}".db_events', f'SELECT {function}'):
             async with admin.transaction():
                 await admin.execute(f'SET LOCAL ROLE "{writer_role}"')
@@ -413,4 +415,5 @@ async def test_writers_need_no_privilege_on_the_changelog(postgres, pg_schema):
         await collector.close()
         await admin.execute(f'DROP OWNED BY "{writer_role}"; DROP ROLE "{writer_role}"')
         await admin.close()
-    assert _delivered(store, collector) == [("Order", "insert", "7"), ("Order", "update", "7"), ("Order", "delete", "7")]
+    assert _delivered(store, collector) == [("Order", "insert", "7"), ("Order", "update", "7"),
+                                            ("Order", "delete", "7")]

@@ -33,7 +33,7 @@ async def test_live_table_filters_search_pause_and_export(postgres, pg_schema):
         view.refresh()
         shown = view.shown()
         # Newest first, at most 3 per entity: orders 4 (update), 4, 3 and the one order item.
-        assert list(zip(shown["entity"], shown["event"], shown["key"])) == [
+        assert list(zip(shown["entity"], shown["event"], shown["key"], strict=True)) == [
             ("Order", "update", "4"), ("Order Item", "insert", "1"), ("Order", "insert", "4"), ("Order", "insert", "3")]
         assert shown.iloc[0]["fields"] == "order_key=4, status=paid, total=10, note=<script>alert(1)</script>"
         assert '"note": "<script>alert(1)</script>"' in shown.iloc[0]["payload"]  # text, shown as such

@@ -390,7 +390,8 @@ def test_schema_registry_errors_name_the_key_path(tmp_path):
         "        registry: main\n"
         "        inventory_refresh_seconds: 0\n"
     )))
-    assert "pipelines[0].schema_registry[0].url: 'registry:8081' is not an http:// or https:// URL with a host" in message
+    assert ("pipelines[0].schema_registry[0].url: 'registry:8081' is not an http:// or https:// URL "
+            "with a host") in message
     assert "pipelines[0].schema_registry[2].inventory_refresh_seconds: Input should be greater than 0" in message
     empty = _error(_write(tmp_path, "pipelines:\n  - name: catalog\n    schema_registry:\n", "empty.yml"))
     assert "pipelines[0].schema_registry: is empty: give its settings or remove the key" in empty
@@ -521,7 +522,8 @@ def test_exporter_basic_auth_and_tls_settings_with_errors_naming_the_key(tmp_pat
 
 def test_prometheus_read_back_settings_and_errors(tmp_path):
     base = "pipelines:\n  - name: orders\n    kafka: {bootstrap_servers: ['k:9092']}\n"
-    config = load_config(_write(tmp_path, base + "prometheus: {url: 'http://prom:9090', selector: 'job=\"pipewatch\"'}\n"),
+    config = load_config(_write(tmp_path, base + "prometheus: {url: 'http://prom:9090', "
+                                                 "selector: 'job=\"pipewatch\"'}\n"),
                          environ={})
     assert (str(config.prometheus.url), config.prometheus.selector, config.prometheus.interval_seconds) == (
         "http://prom:9090", 'job="pipewatch"', 10.0)
@@ -538,7 +540,8 @@ def test_remote_agents_take_a_url_or_a_mapping_and_errors_name_the_key(tmp_path)
                                 "interval_seconds: 2}\n"), environ={"PW": "secret"})
     eu, us = config.remote_agents
     assert (eu.url, eu.basic_auth, eu.interval_seconds) == ("http://eu:9108", None, 5.0)
-    assert (us.url, us.basic_auth.password.get_secret_value(), us.interval_seconds) == ("https://us:9108", "secret", 2.0)
+    assert (us.url, us.basic_auth.password.get_secret_value(), us.interval_seconds) == (
+        "https://us:9108", "secret", 2.0)
     assert load_config(_write(tmp_path, base, "none.yml"), environ={}).remote_agents == []
     message = _error(_write(tmp_path, base + "remote_agents: [eu:9108, {url: 'http://us:1', bogus: 1}, "
                             "'http://eu:9108', 'http://eu:9108/']\n", "bad.yml"))
@@ -617,7 +620,8 @@ def test_postgres_password_beside_the_dsn_from_a_key_or_a_file(tmp_path):
             "    change_feed:\n"
             "      dsn: 'postgresql://app@/shop?host=/run/postgresql'\n"
             "      entities: [{name: Order, table: orders, key: id}]\n")
-    feed = load_config(_write(tmp_path, base + f"      password_file: {secret_file}\n"), environ={}).pipelines[0].change_feed
+    config = load_config(_write(tmp_path, base + f"      password_file: {secret_file}\n"), environ={})
+    feed = config.pipelines[0].change_feed
     assert feed.connect_arguments() == {"dsn": "postgresql://app@/shop?host=/run/postgresql", "password": "from-a-file"}
     secret_file.write_text("rotated\n")  # read at every connection: a rotated secret is picked up
     assert feed.connect_arguments()["password"] == "rotated"
@@ -655,13 +659,15 @@ def test_change_feed_off_loopback_needs_api_auth_apart_from_basic_auth(tmp_path)
                             "other hosts on 0.0.0.0; give it credentials of its own (what the mirrors send), or set "
                             "exporter.host to loopback")
     for host in ("127.0.0.1", "localhost", "::1", "127.0.0.2"):
-        assert load_config(_write(tmp_path, FEED + f"exporter: {{host: '{host}'}}\n"), environ={}).exporter.api_auth is None
+        loopback = load_config(_write(tmp_path, FEED + f"exporter: {{host: '{host}'}}\n"), environ={})
+        assert loopback.exporter.api_auth is None
     assert load_config(_write(tmp_path, FEED + "exporter: {host: 0.0.0.0, enabled: false}\n"), environ={})
     config = load_config(_write(tmp_path, FEED + "exporter:\n  host: 0.0.0.0\n"
                                 "  basic_auth: {username: prom, password: scrape}\n"
                                 "  api_auth: {username: mirror, password: '${API_PASSWORD}'}\n"),
                          environ={"API_PASSWORD": "s3cr3t-rows"})
-    assert (config.exporter.api_auth.username, config.exporter.api_auth.password.get_secret_value()) == ("mirror", "s3cr3t-rows")
+    api_auth = config.exporter.api_auth
+    assert (api_auth.username, api_auth.password.get_secret_value()) == ("mirror", "s3cr3t-rows")
     assert "s3cr3t-rows" not in repr(config)
     same = _error(_write(tmp_path, FEED + "exporter:\n  host: 0.0.0.0\n  basic_auth: {username: a, password: b}\n"
                          "  api_auth: {username: a, password: b}\n"))
@@ -670,7 +676,8 @@ def test_change_feed_off_loopback_needs_api_auth_apart_from_basic_auth(tmp_path)
 
 def test_allowed_hosts_default_and_checked_names(tmp_path):
     assert load_config(_write(tmp_path, EXAMPLE), environ={}).exporter.allowed_hosts is None
-    config = load_config(_write(tmp_path, EXAMPLE + "  allowed_hosts: [pipewatch.example.com, '[::1]', 10.0.0.1, '*']\n"),
+    config = load_config(_write(tmp_path, EXAMPLE
+                                + "  allowed_hosts: [pipewatch.example.com, '[::1]', 10.0.0.1, '*']\n"),
                          environ={})
     assert config.exporter.allowed_hosts == ["pipewatch.example.com", "[::1]", "10.0.0.1", "*"]
     message = _error(_write(tmp_path, EXAMPLE + "  allowed_hosts: ['http://pipewatch:9108']\n"))

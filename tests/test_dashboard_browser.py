@@ -106,7 +106,7 @@ def test_overview_navigation_shareable_urls_theme_and_a_source_going_down_and_ba
 
 def test_expected_traffic_bursts_are_drawn_on_the_throughput_chart(broker, tmp_path, browser_page):
     import time
-    from datetime import datetime, timezone
+    from datetime import UTC, datetime
 
     run_async(create_topic(broker.bootstrap, "payments", 1))
     origin = time.time() - 70  # the pattern's first burst (60 s to 120 s) runs now
@@ -119,7 +119,7 @@ def test_expected_traffic_bursts_are_drawn_on_the_throughput_chart(broker, tmp_p
         "      interval_seconds: 0.5\n"
         "    traffic:\n"
         "      pattern: \"base=10/s;60s-120s:300%;every=300s\"\n"
-        f"      started_at: \"{datetime.fromtimestamp(origin, timezone.utc).isoformat()}\"\n"
+        f"      started_at: \"{datetime.fromtimestamp(origin, UTC).isoformat()}\"\n"
         f"exporter:\n  host: 127.0.0.1\n  port: {free_port()}\n"
     )
     with serving(tmp_path, config, browser_page) as server:

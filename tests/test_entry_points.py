@@ -70,7 +70,8 @@ def test_agent_with_bad_config_exits_at_once_naming_the_key(tmp_path):
     result = subprocess.run([*PIPEWATCH, "agent", "--config", str(config)], capture_output=True, text=True, timeout=30,
                             cwd=REPO)
     assert result.returncode == 2
-    assert f"{config}: pipelines[0].kafka.consumer_groups[0]: '[unclosed' is not a valid regular expression" in result.stderr
+    assert (f"{config}: pipelines[0].kafka.consumer_groups[0]: '[unclosed' is not a valid regular expression"
+            in result.stderr)
 
 
 def test_demo_shows_real_lag_and_ctrl_c_stops_everything(tmp_path):

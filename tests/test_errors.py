@@ -31,7 +31,8 @@ def test_occurrences_differing_in_numbers_and_ids_are_one_error_with_first_last_
     assert entry.message == "RegistryError: GET /: no answer within 4.9 s"  # the latest, in full
     assert entry.key == "RegistryError: GET /: no answer within <n> s"
     assert entry.hint == ("No answer from / on http://registry:8081 within 4.9 s: check that it is reachable from "
-                          "this host (firewall, routing) and not overloaded; raise timeout_seconds if it is merely slow.")
+                          "this host (firewall, routing) and not overloaded; "
+                          "raise timeout_seconds if it is merely slow.")
 
 
 def test_error_codes_are_kept_apart_while_ids_offsets_and_hex_are_not():
@@ -42,7 +43,8 @@ def test_error_codes_are_kept_apart_while_ids_offsets_and_hex_are_not():
     assert normalise("GET /: HTTP 500, error 50001: offset 1234567 at 0x7f3a") == \
         "GET /: HTTP 500, error 50001: offset <n> at <id>"
     assert normalise("member consumer-1-6b1f0c2a-3d4e-4f50-8a9b-0c1d2e3f4a5b left") == "member consumer-<n>-<id> left"
-    assert normalise("OffsetFetch for group 'orders-2024', orders[3]") == "OffsetFetch for group 'orders-2024', orders[<n>]"
+    assert normalise("OffsetFetch for group 'orders-2024', orders[3]") == (
+        "OffsetFetch for group 'orders-2024', orders[<n>]")
     assert normalise("certificate doesn't match 10.0.0.7 and won't") == "certificate doesn't match <n>.<n> and won't"
     store = Store()
     for status, code in (("404", "40401"), ("404", "40403"), ("500", "50001"), ("500", "50001")):
@@ -123,7 +125,8 @@ async def test_every_failed_run_counts_and_a_refused_kafka_bootstrap_names_the_p
     (entry,) = store.errors()
     assert (entry.pipeline, entry.component, entry.category, entry.severity, entry.count) == (
         "orders", "kafka", "connection_refused", "error", 3)
-    assert entry.message == f"ConnectionRefusedError: no bootstrap server reachable (127.0.0.1:{port}: connection refused)"
+    assert entry.message == (f"ConnectionRefusedError: no bootstrap server reachable "
+                             f"(127.0.0.1:{port}: connection refused)")
     assert entry.target == f"127.0.0.1:{port}"
     assert entry.hint == (f"Nothing accepts connections at 127.0.0.1:{port}: check the host and port in the config and "
                           "that the service is running and listening there.")
@@ -176,7 +179,8 @@ async def test_registry_401_timeout_and_error_code_hints(registry):
     store = await _failing_runs(SchemaRegistryCollector("orders", source), runs=2)
     registry.delay = 0.0
     (entry,) = store.errors()
-    assert (entry.category, entry.count, entry.message) == ("timeout", 2, "RegistryError: GET /: no answer within 0.2 s")
+    assert (entry.category, entry.count, entry.message) == (
+        "timeout", 2, "RegistryError: GET /: no answer within 0.2 s")
     assert entry.hint.startswith(f"No answer from / on {registry.url} within 0.2 s: ")
 
     for failure, expected in (
@@ -185,7 +189,8 @@ async def test_registry_401_timeout_and_error_code_hints(registry):
         ((500, 50002, "Operation timed out"), f"Error 50002: the registry at {registry.url} timed out waiting"),
         ((500, 50003, "Error while forwarding the request to the primary"),
          f"Error 50003: the registry node at {registry.url} could not forward the request to its primary"),
-        ((404, 40401, "Subject 'orders-value' not found."), f"Error 40401: subject orders-value does not exist on the registry at {registry.url}"),
+        ((404, 40401, "Subject 'orders-value' not found."),
+         f"Error 40401: subject orders-value does not exist on the registry at {registry.url}"),
     ):
         registry.failure = failure
         store = await _failing_runs(SchemaRegistryCollector("orders", SchemaRegistrySource(url=registry.url)), runs=1)
@@ -197,7 +202,8 @@ async def test_registry_401_timeout_and_error_code_hints(registry):
 
 async def test_unresolvable_host_hint():
     port = free_port()
-    collector = FlinkCollector("streams", FlinkSource(rest_url=f"http://no-such-host.invalid:{port}", timeout_seconds=2))
+    collector = FlinkCollector("streams", FlinkSource(rest_url=f"http://no-such-host.invalid:{port}",
+                                                      timeout_seconds=2))
     store = await _failing_runs(collector, runs=1)
     (entry,) = store.errors()
     assert entry.category == "connection", entry

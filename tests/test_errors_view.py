@@ -17,8 +17,9 @@ def _store() -> Store:
     store.record_error("catalog", "schema_registry", "server_error",
                        "RegistryError: GET /subjects/orders-value/versions/latest: HTTP 500, error 50002: Operation "
                        "timed out", "warning", "http://registry:8081", t=1_010.0)
-    store.record_error("catalog", "flink", "user code: arithmetic", "job etl: map (1/1): java.lang.ArithmeticException: "
-                       "/ by zero", hint="guard the divisor", t=1_020.0)
+    store.record_error("catalog", "flink", "user code: arithmetic",
+                       "job etl: map (1/1): java.lang.ArithmeticException: / by zero", hint="guard the divisor",
+                       t=1_020.0)
     return store
 
 

@@ -12,10 +12,11 @@ from monitoring.errors import hint_for
 def test_flink_404_hints_tell_a_vanished_job_a_stopped_vertex_and_a_wrong_url_apart():
     job, vertex = "3f2a9c1e0b7d4e6f8a9b0c1d2e3f4a5b", "cbc357ccb763df2852fee8c4fc7d55f2"
     assert hint_for("http_error", f"FlinkError: GET /jobs/{job}/vertices/{vertex}/backpressure: HTTP 404: x",
-                    component="flink").startswith(f"HTTP 404 for /jobs/{job}/vertices/{vertex}/backpressure: the vertex "
-                                                  "of job 3f2a9c1e is not running")
+                    component="flink").startswith(f"HTTP 404 for /jobs/{job}/vertices/{vertex}/backpressure: "
+                                                  "the vertex of job 3f2a9c1e is not running")
     assert hint_for("http_error", f"FlinkError: GET /jobs/{job}/checkpoints: HTTP 404: x", component="flink:local") \
-        .startswith("HTTP 404 for /jobs/3f2a9c1e0b7d4e6f8a9b0c1d2e3f4a5b/checkpoints: Flink no longer knows job 3f2a9c1e")
+        .startswith("HTTP 404 for /jobs/3f2a9c1e0b7d4e6f8a9b0c1d2e3f4a5b/checkpoints: "
+                    "Flink no longer knows job 3f2a9c1e")
     assert hint_for("http_error", "FlinkError: GET /overview: HTTP 404: Not Found", "http://h:9090", "flink") \
         .startswith("HTTP 404 for /overview: http://h:9090 is not Flink's REST API")
 

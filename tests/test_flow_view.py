@@ -27,9 +27,9 @@ def test_nodes_are_laid_out_left_to_right_coloured_and_labelled():
     assert (audit["state"], audit["colour"]) == ("error", FLOW_COLOURS["error"])
     assert nodes["job:local/enrich"]["rate"] == "in 50 / out 49 records/s"
     edges = view.models.edges.data
-    assert ("topic:local/orders", "group:local/billing") in zip(edges["source"], edges["target"])
+    assert ("topic:local/orders", "group:local/billing") in zip(edges["source"], edges["target"], strict=True)
     hinted = view.models.hint_edges.data
-    assert set(zip(hinted["source"], hinted["target"])) == {("producer:checkout", "topic:local/orders"),
+    assert set(zip(hinted["source"], hinted["target"], strict=True)) == {("producer:checkout", "topic:local/orders"),
                                                             ("job:local/enrich", "sink:warehouse.orders")}
     assert "hint from the config" in view.__panel__()[1].object  # the legend of colours and edge styles
 

@@ -172,6 +172,7 @@ def test_csv_cells_that_a_spreadsheet_would_run_start_with_a_quote():
     frame = pd.DataFrame({"text": ["=HYPERLINK(\"http://x\")", "+1", "-2", "@SUM(A1)", "\tcmd", "\rcmd", "safe", ""],
                           "n": [-1.5, 2, 3, 4, 5, 6, 7, 8]})
     safe = spreadsheet_safe(frame)
-    assert list(safe["text"]) == ["'=HYPERLINK(\"http://x\")", "'+1", "'-2", "'@SUM(A1)", "'\tcmd", "'\rcmd", "safe", ""]
+    assert list(safe["text"]) == ["'=HYPERLINK(\"http://x\")", "'+1", "'-2", "'@SUM(A1)", "'\tcmd", "'\rcmd",
+                                  "safe", ""]
     assert list(safe["n"]) == [-1.5, 2, 3, 4, 5, 6, 7, 8]  # numbers stay numbers
     assert frame["text"][0] == "=HYPERLINK(\"http://x\")"  # the shown frame is left as it is

@@ -121,7 +121,8 @@ def test_json_api_of_a_real_agent(lagging, tmp_path):
 
         # One pipeline: its summary, health, latency percentiles and series with their sequence numbers.
         detail = _get(agent, "/api/v1/pipelines/orders").json()
-        assert (detail["pipeline"], detail["lag_messages"], detail["collector_health"][0]["state"]) == ("orders", 6, "up")
+        assert (detail["pipeline"], detail["lag_messages"], detail["collector_health"][0]["state"]) == (
+            "orders", 6, "up")
         assert {m["measure"] for m in detail["latency"]} <= {"consumer_lag", "watermark_lag", "change_feed_delay"}
         for latency in detail["latency"]:
             assert set(latency["quantiles"]) == {"0.5", "0.95", "0.99"} and latency["samples"] > 0

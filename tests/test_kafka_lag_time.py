@@ -7,6 +7,7 @@ arithmetic can be checked without running anything.
 from __future__ import annotations
 
 import math
+from itertools import pairwise
 
 import pytest
 
@@ -58,7 +59,7 @@ def test_lag_is_non_increasing_as_the_consumer_advances():
     table = _table((0, 0.0), (40, 4.0), (40, 9.0), (50, 10.0), (90, 12.0), (90, 20.0), (100, 21.0))
     lags = [table.lag_time(c, now=30.0).seconds for c in range(0, 101)]
     assert all(math.isfinite(x) and x >= 0 for x in lags)
-    assert all(a >= b for a, b in zip(lags, lags[1:]))
+    assert all(a >= b for a, b in pairwise(lags))
     assert lags[-1] == 0.0
 
 

@@ -59,7 +59,8 @@ def _assert_same_series(agent: Store, mirror: Store, skip: set = frozenset()) ->
         assert a.count == m.count, key
         np.testing.assert_array_equal(a.times, m.times, err_msg=str(key))
         np.testing.assert_array_equal(a.values, m.values, err_msg=str(key))  # (NaN equal to NaN)
-        assert mirror.series_info(lambda k, key=key: k == key)[0][1] == agent.series_info(lambda k, key=key: k == key)[0][1]
+        assert (mirror.series_info(lambda k, key=key: k == key)[0][1]
+                == agent.series_info(lambda k, key=key: k == key)[0][1])
 
 
 def _feed(store: Store, rows: list[tuple[str, str, float]], delivered_at: float) -> None:
@@ -85,7 +86,8 @@ async def test_state_is_copied_exactly_once_and_follows_removals_and_a_restart()
         for name in ("kafka", "flink", "schema_registry"):
             assert mirror.snapshot(("orders", name)) == source.snapshot(("orders", name))  # (time, snapshot)
         assert mirror.snapshot(SUMMARY_SOURCE) is None  # the mirror's own evaluator makes its summaries
-        assert [(e.time, e.message) for e in mirror.events_since(0)] == [(e.time, e.message) for e in source.events_since(0)]
+        assert ([(e.time, e.message) for e in mirror.events_since(0)]
+                == [(e.time, e.message) for e in source.events_since(0)])
         assert mirror.errors() == source.errors()
         rows = mirror.feed_since(("orders", "change_feed"), 0)
         assert [(r.key, r.changed_at, r.delivered_at) for r in rows] == [
@@ -143,7 +145,8 @@ async def test_state_is_copied_exactly_once_and_follows_removals_and_a_restart()
         before = mirror.stats()
         with pytest.raises(RemoteAgentError) as failure:
             await collector.collect(mirror)
-        assert failure.value.category == "protocol" and "'os.system' is not a class the wire carries" in str(failure.value)
+        assert failure.value.category == "protocol"
+        assert "'os.system' is not a class the wire carries" in str(failure.value)
         assert mirror.stats() == before
     finally:
         await collector.close()
@@ -169,7 +172,7 @@ def test_a_first_answer_too_large_keeps_every_series_newest_points():
                 cycle.set("kafka_consumergroup_group_sum_lag", ("local", f"g{g}"), i * 10 + g)
     changes = store.changes_since(0, max_points=100)
     assert changes.cut and len(changes.series) == 10
-    for _key, _source, count, times, values in changes.series:
+    for _key, _source, count, times, _values in changes.series:
         assert count == 40 and times == [NOW + i for i in range(30, 40)]  # the newest 10 of 40 each
     assert not store.changes_since(0, max_points=1000).cut
 
@@ -294,7 +297,8 @@ def test_a_mirror_of_a_real_agent_shows_its_exact_lag_goes_stale_when_it_stops_a
         assert store.health()[MIRROR_SOURCE].state is State.UP
         lag_key = ("kafka_consumergroup_lag", ("orders", "local", "billing", "payments", "0"))
         assert store.latest(*lag_key)[1] == 6
-        wait_until(lambda: store.latest("pipewatch_pipeline_lag", ("orders",)) == _agent_point(agent, "pipewatch_pipeline_lag"),
+        wait_until(lambda: (store.latest("pipewatch_pipeline_lag", ("orders",))
+                            == _agent_point(agent, "pipewatch_pipeline_lag")),
                    10, what="the agent's pipeline lag series")
 
         # The same points as the agent's, with their own times, none twice.

@@ -39,7 +39,7 @@ def test_two_mirror_processes_show_the_agents_lag_outage_and_recovery(broker, tm
         page.on("pageerror", lambda error, page=page: page.errors.append(str(error)))
     try:
         with serving(tmp_path, agent.config, pages[0]) as first, serving(tmp_path, agent.config, pages[1]) as second:
-            for page, server in zip(pages, (first, second)):
+            for page, server in zip(pages, (first, second), strict=True):
                 page.goto(f"{server.url}?page=pipeline&pipeline=orders")
 
             def partitions(page):

@@ -56,8 +56,8 @@ async def test_kpi_tiles_filters_detail_and_table_state(postgres, pg_schema):
 
     view.runs.selection = [0]  # o1: its column metrics
     assert set(view.run_detail.value["metric"]) == {"null_ratio", "mean", "histogram"}
-    assert view.run_detail_title.object == (f'<p class="pw-run-title">Column metrics of run <code>{runs["o1"]}</code> of '
-                                            "<code>orders</code></p>")
+    assert view.run_detail_title.object == (f'<p class="pw-run-title">Column metrics of run <code>{runs["o1"]}</code> '
+                                            "of <code>orders</code></p>")
 
     view.severity_filter.value = ["high"]
     assert list(view.drift.value["severity"]) == ["high"]

@@ -201,7 +201,7 @@ def test_every_dashboard_and_rule_expression_against_a_real_prometheus(scraped_a
     wait_until(all_answered, 120, interval=1.0, what="every dashboard query to return series")
 
     # Every rule evaluates without error, and Prometheus loaded every one of them.
-    for where, expr in rule_expressions():
+    for _where, expr in rule_expressions():
         _query(prometheus, expr)
     rules = httpx.get(f"{prometheus.url}/api/v1/rules", timeout=10).json()["data"]["groups"]
     loaded = {rule["name"]: rule for group in rules for rule in group["rules"]}
@@ -254,7 +254,8 @@ def test_every_dashboard_and_rule_expression_against_a_real_prometheus(scraped_a
     wait_until(lambda: _query(prometheus, 'up{job="pipewatch"} == 0'), 30, interval=0.5, what="prometheus to see it")
     snapshot = run_async(_read_back(source))
     assert {(row.pipeline, row.health) for row in snapshot.rows} == {("orders", "agent down"), ("broken", "agent down")}
-    assert all(row.reason == f"Prometheus cannot scrape the agent at {agent.instance} (up = 0)" for row in snapshot.rows)
+    assert all(row.reason == f"Prometheus cannot scrape the agent at {agent.instance} (up = 0)"
+               for row in snapshot.rows)
     assert all(math.isnan(row.lag_messages) for row in snapshot.rows)
     assert [a.up for a in snapshot.agents] == [False]
 

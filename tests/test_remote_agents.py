@@ -124,6 +124,7 @@ async def test_a_gzip_bomb_is_refused_at_the_limit_and_long_texts_are_cut():
             await supervisor.stop()
     health = store_.health()[collector.source]
     assert (health.state, health.error_category, health.last_error) == (
-        State.DOWN, "too_large", f"RemoteAgentError: GET /api/v1/pipelines: the answer of the agent at {agent.url} is over 1 MiB "
-                                 "decoded (max_answer_bytes): refused, nothing of it used")
+        State.DOWN, "too_large",
+        f"RemoteAgentError: GET /api/v1/pipelines: the answer of the agent at {agent.url} is over 1 MiB "
+        "decoded (max_answer_bytes): refused, nothing of it used")
     assert store_.snapshot(collector.source)[1].rows == agent_down((row,), store_.snapshot(collector.source)[1].reason)

@@ -24,7 +24,8 @@ def _store(kafka_down: bool = False):
     for t in (NOW - 900, NOW - 800):
         store.record_error("orders", "kafka", "timeout", "run took longer than the 15 s timeout", t=t)
     store.record_error("orders", "schema_registry", "server_error",
-                       "GET /subjects/orders-value/versions: HTTP 500, error 50001: backend store", "warning", t=NOW - 100)
+                       "GET /subjects/orders-value/versions: HTTP 500, error 50001: backend store", "warning",
+                       t=NOW - 100)
     store.record_error("orders", "flink", "user code: arithmetic",
                        "job enrich: enrich: java.lang.ArithmeticException: / by zero", t=NOW - 60)
     store.record_error("other", "kafka", "timeout", "another pipeline's error", t=NOW - 10)

@@ -609,7 +609,8 @@ async def test_liveness_reports_a_blocked_event_loop_and_an_ended_task():
         await async_wait_until(lambda: collector.completed == 1, timeout=5, what="first run")
         assert supervisor.liveness() is None
         time.sleep(0.5)  # the fault under test: code that blocks the event loop (no heartbeat can run)
-        assert supervisor.liveness() is not None and supervisor.liveness().startswith("event loop blocked: no heartbeat for")
+        blocked = supervisor.liveness()
+        assert blocked is not None and blocked.startswith("event loop blocked: no heartbeat for")
         await async_wait_until(lambda: supervisor.liveness() is None, timeout=5, what="heartbeat again")
         supervisor._tasks[0].cancel()  # a collector task that ends while the supervisor is not stopping
         await async_wait_until(lambda: supervisor.liveness() is not None, timeout=5, what="ended task noticed")
@@ -626,7 +627,7 @@ async def test_liveness_reports_a_blocked_event_loop_and_an_ended_task():
     (ConnectionRefusedError(errno.ECONNREFUSED, "Connection refused"), "connection_refused"),
     (OSError(errno.ECONNREFUSED, "Connection refused"), "connection_refused"),
     (TimeoutError("timed out"), "timeout"),
-    (asyncio.TimeoutError(), "timeout"),
+    (TimeoutError(), "timeout"),
     (ssl.SSLError(1, "[SSL: WRONG_VERSION_NUMBER] wrong version number"), "tls"),
     (ssl.SSLCertVerificationError(1, "certificate verify failed"), "tls"),
     (OSError(errno.EHOSTUNREACH, "No route to host"), "unreachable"),

@@ -20,7 +20,8 @@ from tests.test_exporter import PROMTOOL, _samples
 
 PIPELINE = "orders"
 AVRO = '{"type":"record","name":"Order","fields":[{"name":"id","type":"long"}]}'
-AVRO_V2 = '{"type":"record","name":"Order","fields":[{"name":"id","type":"long"},{"name":"note","type":["null","string"],"default":null}]}'
+AVRO_V2 = ('{"type":"record","name":"Order","fields":[{"name":"id","type":"long"},'
+           '{"name":"note","type":["null","string"],"default":null}]}')
 JSON_SCHEMA = '{"type":"object","properties":{"sku":{"type":"string"}}}'
 
 

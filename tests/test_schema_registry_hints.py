@@ -11,7 +11,8 @@ def test_registry_code_hints_name_the_subject():
     message = "RegistryError: GET /subjects/orders-value/versions/latest: HTTP 404, error 40401: Subject not found."
     assert hint_for("http_error", message, "http://r:8081", "schema_registry").startswith(
         "Error 40401: subject orders-value does not exist on the registry at http://r:8081")
-    for code, start in ((409, "Error 409: the schema is incompatible with the earlier versions of subject orders-value"),
+    for code, start in ((409, "Error 409: the schema is incompatible with the earlier versions of subject "
+                              "orders-value"),
                         (42201, "Error 42201: the registry could not parse the schema"),
                         (40403, "Error 40403: no schema has the id asked for")):
         text = f"RegistryError: POST /subjects/orders-value/versions: HTTP {str(code)[:3]}, error {code}: x"

@@ -192,7 +192,8 @@ def test_a_planted_password_appears_in_no_output(postgres, pg_schema, tmp_path):
     pages["install output"] = installed.stdout + installed.stderr
     # The surfaces did carry what the sources said: the redacted URL, the failures, the delivered changes.
     assert "jdbc:postgresql://sink:***@warehouse:5432/out" in pages["/api/v1/state"]
-    assert "sink:***@warehouse" in pages["report"] and "sink:***@warehouse" in pages["/api/v1/events"] + pages["/api/v1/state"]
+    assert "sink:***@warehouse" in pages["report"]
+    assert "sink:***@warehouse" in pages["/api/v1/events"] + pages["/api/v1/state"]
     assert "/jobs/overview" in pages["agent log"]  # DEBUG: every request and its headers logged
     for surface, text in pages.items():
         for form in (PLANTED, quote(PLANTED), base64.b64encode(f"monitor:{PLANTED}".encode()).decode()):

@@ -14,12 +14,14 @@ from monitoring.store import Store
 def _snapshot() -> KafkaSnapshot:
     billing = GroupInfo("billing", "Stable", "consumer",
                         (Member("m-1", "billing-1", "/10.0.0.7", (("orders", 0), ("orders", 1))),), 1,
-                        (PartitionLag("orders", 0, 4, 10, 6, 0, 2.5, "interpolated", Status.OK, "ok", "billing-1@10.0.0.7"),
+                        (PartitionLag("orders", 0, 4, 10, 6, 0, 2.5, "interpolated", Status.OK, "ok",
+                                      "billing-1@10.0.0.7"),
                          PartitionLag("orders", 1, 7, 7, 0, 0, 0.0, "caught_up", Status.OK, "caught up",
                                       "billing-1@10.0.0.7")),
                         Status.OK, "2 of 2 partitions OK")
     audit = GroupInfo("audit", "Empty", "consumer", (), 1,
-                      (PartitionLag("orders", 0, 1, 10, 9, 0, math.nan, "unknown", Status.STOP, "no member is consuming"),),
+                      (PartitionLag("orders", 0, 1, 10, 9, 0, math.nan, "unknown", Status.STOP,
+                                    "no member is consuming"),),
                       Status.ERR, "orders[0] STOP: no member is consuming")
     return KafkaSnapshot("local", None, (), {}, (audit, billing),
                          {("billing", "orders"): GroupTopic("billing", "orders", 6, 2.5, 2.0, 3.0, 4, math.inf),
@@ -103,8 +105,8 @@ def test_pipeline_page_redraws_tables_every_few_seconds_and_at_once_on_a_health_
         snapshot = _snapshot()
         audit = snapshot.groups[0]
         audit = dataclasses.replace(audit, partitions=(dataclasses.replace(audit.partitions[0], lag=lag),))
-        view.store.publish_snapshot(("orders", "kafka"), dataclasses.replace(snapshot, groups=(audit, snapshot.groups[1])),
-                                    t=t)
+        view.store.publish_snapshot(("orders", "kafka"),
+                                    dataclasses.replace(snapshot, groups=(audit, snapshot.groups[1])), t=t)
 
     publish(12, 1001.0)
     clock[0] += 1

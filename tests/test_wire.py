@@ -6,10 +6,10 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from pathlib import Path
 import math
 from collections.abc import Mapping
-from datetime import datetime, timezone
+from datetime import UTC, datetime
+from pathlib import Path
 
 import asyncpg
 import httpx
@@ -44,7 +44,7 @@ def _equal(a, b) -> bool:
     if dataclasses.is_dataclass(a):
         return all(_equal(getattr(a, f.name), getattr(b, f.name)) for f in dataclasses.fields(a))
     if isinstance(a, (tuple, list)):
-        return len(a) == len(b) and all(_equal(x, y) for x, y in zip(a, b))
+        return len(a) == len(b) and all(_equal(x, y) for x, y in zip(a, b, strict=True))
     return a == b
 
 
@@ -188,7 +188,7 @@ def test_errors_feed_rows_floats_dates_and_plain_values():
                   1.5, 2.0)
     assert _round_trip(row) == row
     for value in (math.nan, math.inf, -math.inf, 0.1, 10**20, "", None, True, (), [], {}, {1: "a"}, {(1, "x"): [2]},
-                  frozenset({1, 2}), {3}, datetime(2026, 11, 26, 8, tzinfo=timezone.utc), ((1, 2), [3, (4,)])):
+                  frozenset({1, 2}), {3}, datetime(2026, 11, 26, 8, tzinfo=UTC), ((1, 2), [3, (4,)])):
         _round_trip(value)
     import numpy as np
 

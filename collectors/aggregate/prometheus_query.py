@@ -121,7 +121,8 @@ def summarize(results: dict[str, list[dict]], url: str, now: float) -> Aggregate
     values = {key: _by_pipeline(results[key]) for key in _QUERIES if key not in ("known", "collector_up", "agent_up")}
     agent_keys = sorted({(job, instance) for job, instance, _ in known})
     agents = tuple(AgentSummary(job, instance, agents_up.get((job, instance)),
-                                tuple(sorted(p for j, i, p in known if (j, i) == (job, instance) and p != AGGREGATE_PIPELINE)))
+                                tuple(sorted(p for j, i, p in known
+                                             if (j, i) == (job, instance) and p != AGGREGATE_PIPELINE)))
                    for job, instance in agent_keys)
     rows = []
     for key in sorted(known):
@@ -129,7 +130,7 @@ def summarize(results: dict[str, list[dict]], url: str, now: float) -> Aggregate
         if pipeline == AGGREGATE_PIPELINE:
             continue
 
-        def value(name: str) -> float:
+        def value(name: str, key: tuple[str, str, str] = key) -> float:
             return values[name].get(key, math.nan)
 
         collectors = tuple(sorted(known[key]))

@@ -113,7 +113,7 @@ class RemoteAgentCollector(Collector):
     def _history_snapshot(self) -> dict[str, History]:
         out = {}
         for pipeline, (count, points) in self._history.items():
-            times, values = zip(*points) if points else ((), ())
+            times, values = zip(*points, strict=True) if points else ((), ())
             out[pipeline] = History(count, tuple(times), tuple(values))
         return out
 

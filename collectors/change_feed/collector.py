@@ -229,7 +229,7 @@ class ChangeFeedCollector(Collector):
                 for event_type in self.events[entity]:
                     cycle.set("db_change_events_total", (entity, event_type), self._counts[(entity, event_type)])
                 buckets = self._buckets.setdefault(entity, [0] * (len(DELAY_BUCKETS) + 1))
-                for bound, count in zip((*DELAY_BUCKETS, math.inf), buckets):
+                for bound, count in zip((*DELAY_BUCKETS, math.inf), buckets, strict=True):
                     cycle.set("db_change_feed_delay_seconds", (entity, bucket_label(bound)), count)
                 cycle.set("db_change_feed_delay_seconds", (entity, "sum"), self._delay_sum[entity])
                 cycle.set("db_change_feed_rate", (entity,), per_entity[entity] / window)

@@ -93,7 +93,8 @@ $pipewatch$""",
 
 def uninstall(config: ChangeFeedSource) -> list[str]:
     """Statements that remove exactly what install created (the changelog's rows with it)."""
-    statements = [f"DROP TRIGGER IF EXISTS {quote(trigger_name(config, entity, event))} ON {_entity_table(config, entity)}"
+    statements = [f"DROP TRIGGER IF EXISTS {quote(trigger_name(config, entity, event))} "
+                  f"ON {_entity_table(config, entity)}"
                   for entity in config.entities for event in ("insert", "update", "delete")]
     return statements + [f"DROP FUNCTION IF EXISTS {_function(config)}()", f"DROP TABLE IF EXISTS {changelog(config)}"]
 

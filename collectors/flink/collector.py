@@ -195,7 +195,8 @@ class FlinkCollector(Collector):
         restarts = metrics.get("numRestarts")
         fresh: list[FlinkException] = []
         state = detail.get("state", "UNKNOWN")
-        if cache.restarts_seen is None or restarts != cache.restarts_seen or state in ("FAILING", "RESTARTING", "FAILED"):
+        if (cache.restarts_seen is None or restarts != cache.restarts_seen
+                or state in ("FAILING", "RESTARTING", "FAILED")):
             read = await self._exceptions(client, jid, errors)
             if read is not None:
                 known = {(e.time, e.name, e.task) for e in cache.exceptions}
@@ -247,7 +248,8 @@ class FlinkCollector(Collector):
             for entry in answer if isinstance(answer, list) else ():
                 values[entry.get("id")] = _num(entry.get(_VERTEX_METRICS.get(entry.get("id"), "sum")))
         watermarks = await self._part(client, f"{base}/watermarks", errors) if running else None
-        marks = [_num(w.get("value")) for w in watermarks if isinstance(w, dict)] if isinstance(watermarks, list) else []
+        marks = ([_num(w.get("value")) for w in watermarks if isinstance(w, dict)]
+                 if isinstance(watermarks, list) else [])
         known = [m for m in marks if m is not None and m > _NO_WATERMARK]
         # Every subtask must have one: the vertex's input watermark is the lowest of them.
         watermark = min(known) / 1000 if known and len(known) == len(marks) else None
@@ -266,7 +268,8 @@ class FlinkCollector(Collector):
         names = cache.vertex_metrics.get(vid)
         if not names:  # not listed yet, or listed while the vertex was not running: list again
             listed = await self._part(client, f"{base}/subtasks/metrics", errors)
-            available = {entry.get("id") for entry in listed if isinstance(entry, dict)} if isinstance(listed, list) else set()
+            available = ({entry.get("id") for entry in listed if isinstance(entry, dict)}
+                         if isinstance(listed, list) else set())
             names = cache.vertex_metrics[vid] = [n for n in _VERTEX_METRICS if n in available]
         return names
 
@@ -376,7 +379,8 @@ class FlinkCollector(Collector):
                                 ("flink_taskmanager_Status_JVM_Memory_Heap_Max", tm.heap_max),
                                 ("flink_taskmanager_Status_Flink_Memory_Managed_Used", tm.managed_used),
                                 ("flink_taskmanager_Status_Flink_Memory_Managed_Total", tm.managed_total),
-                                ("flink_taskmanager_Status_JVM_GarbageCollector_All_TimeMsPerSecond", tm.gc_ms_per_second),
+                                ("flink_taskmanager_Status_JVM_GarbageCollector_All_TimeMsPerSecond",
+                                 tm.gc_ms_per_second),
                                 ("flink_taskmanager_Status_JVM_Threads_Count", tm.threads),
                                 ("flink_taskmanager_last_heartbeat_timestamp_seconds", tm.last_heartbeat)):
                 if value is not None:
@@ -386,7 +390,8 @@ class FlinkCollector(Collector):
                 cycle.set("flink_taskmanager_slots", (*labels, "used"), tm.slots - tm.free_slots)
         for job in snapshot.jobs:
             labels = (*cluster, job.name, job.job_id)
-            cycle.set("flink_jobmanager_job_state", labels, JOB_STATES.index(job.state) if job.state in JOB_STATES else 0)
+            cycle.set("flink_jobmanager_job_state", labels,
+                      JOB_STATES.index(job.state) if job.state in JOB_STATES else 0)
             if not job.detailed:
                 continue
             for state, count in job.tasks.items():
@@ -422,7 +427,8 @@ class FlinkCollector(Collector):
                 task = (*labels, vertex.name)
                 cycle.set("flink_task_parallelism", task, vertex.parallelism)
                 for name, value in (("flink_taskmanager_job_task_numRecordsInPerSecond", vertex.records_in_per_second),
-                                    ("flink_taskmanager_job_task_numRecordsOutPerSecond", vertex.records_out_per_second),
+                                    ("flink_taskmanager_job_task_numRecordsOutPerSecond",
+                                     vertex.records_out_per_second),
                                     ("flink_taskmanager_job_task_busyTimeMsPerSecond", vertex.busy_ms_per_second),
                                     ("flink_taskmanager_job_task_idleTimeMsPerSecond", vertex.idle_ms_per_second),
                                     ("flink_taskmanager_job_task_backPressuredTimeMsPerSecond",
@@ -434,7 +440,8 @@ class FlinkCollector(Collector):
                     cycle.set("flink_task_watermark_lag_seconds", task, max(0.0, snapshot.measured_at
                                                                             - vertex.input_watermark))
                 if vertex.backpressure is not None:
-                    cycle.set("flink_task_backpressure_level", task, BACKPRESSURE_LEVELS.index(vertex.backpressure.level))
+                    cycle.set("flink_task_backpressure_level", task,
+                              BACKPRESSURE_LEVELS.index(vertex.backpressure.level))
                     if vertex.backpressure.max_ratio is not None:
                         cycle.set("flink_task_backpressure_ratio", task, vertex.backpressure.max_ratio)
 

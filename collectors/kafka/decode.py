@@ -77,7 +77,8 @@ class LastAnswer:
         raw = data.read()
         if raw != self._raw or self.response_type is not self._decoded_as:
             decoder = response_decoder(self.response_type)
-            self._decoded = decoder.from_bytes(raw) if isinstance(decoder, ResponseDecoder) else decoder.decode(BytesIO(raw))
+            self._decoded = (decoder.from_bytes(raw) if isinstance(decoder, ResponseDecoder)
+                             else decoder.decode(BytesIO(raw)))
             self._raw, self._decoded_as = raw, self.response_type
         return self._decoded
 

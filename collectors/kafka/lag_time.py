@@ -58,7 +58,7 @@ class OffsetTimeTable:
         return len(self._offsets)
 
     def __repr__(self) -> str:
-        return f"OffsetTimeTable({list(zip(self._offsets, self._times))})"
+        return f"OffsetTimeTable({list(zip(self._offsets, self._times, strict=True))})"
 
     def add(self, offset: int, t: float) -> None:
         """Record one high-watermark sample (one per collection cycle)."""

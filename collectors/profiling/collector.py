@@ -25,7 +25,7 @@ import math
 import time
 from collections import Counter, OrderedDict
 from collections.abc import Iterable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
@@ -182,7 +182,8 @@ class ProfilingCollector(Collector):
                 WHERE event_type = $1 AND timestamp > (now() AT TIME ZONE 'UTC') - make_interval(secs => $2)
                 ORDER BY timestamp DESC LIMIT $3""", DRIFT_EVENT, history, self.config.max_drift_events)
             self._add_events(rows, count=False)
-            newest = (await self._fetch(connection, f"SELECT max(timestamp) AS t FROM {t['events']} WHERE event_type = $1",
+            newest = (await self._fetch(connection,
+                                        f"SELECT max(timestamp) AS t FROM {t['events']} WHERE event_type = $1",
                                         DRIFT_EVENT))[0]["t"]
             if newest is not None:
                 self._event_cursor = _naive_utc(newest)
@@ -192,7 +193,8 @@ class ProfilingCollector(Collector):
                                              DRIFT_EVENT, self._event_cursor, late):
                     self._recent_events[row["event_id"]] = _epoch(row["timestamp"])
 
-            self._result_cursor = (await self._fetch(connection, f"SELECT coalesce(max(id), 0) AS id FROM {t['results']}"))[0]["id"]
+            latest = await self._fetch(connection, f"SELECT coalesce(max(id), 0) AS id FROM {t['results']}")
+            self._result_cursor = latest[0]["id"]
             rows = await self._fetch(connection, f"""
                 SELECT id, run_id, dataset_name, column_name, column_type, metric_name, metric_value, profiled_at
                 FROM {t['results']} WHERE id <= $1
@@ -261,7 +263,8 @@ class ProfilingCollector(Collector):
 
     async def _read_table_state(self, connection, full: bool) -> None:
         query = f"""SELECT schema_name, table_name, last_run_id, snapshot_id, decision, decision_reason,
-                           last_profiled_at, staleness_score, row_count, bytes_scanned FROM {self._tables['table_state']}"""
+                           last_profiled_at, staleness_score, row_count, bytes_scanned
+                    FROM {self._tables['table_state']}"""
         if full or self._state_cursor is None:
             rows = await self._fetch(connection, query)
             self._state = {}
@@ -399,7 +402,8 @@ class ProfilingCollector(Collector):
             Kpi("drift events", float(sum(1 for e in events if now - period < e.time <= now)),
                 float(sum(1 for e in events if now - 2 * period < e.time <= now - period))
                 if history_covers_previous else None),
-            Kpi("high-severity drift", float(sum(1 for e in events if now - period < e.time <= now and e.severity == "high")),
+            Kpi("high-severity drift",
+                float(sum(1 for e in events if now - period < e.time <= now and e.severity == "high")),
                 float(sum(1 for e in events if now - 2 * period < e.time <= now - period and e.severity == "high"))
                 if history_covers_previous else None),
             Kpi("datasets profiled", float(len({r.dataset for r in current if not r.failed})),
@@ -488,17 +492,17 @@ def _severity(value: str | None) -> str:
 
 
 def _naive_utc(value: datetime) -> datetime:
-    return value.astimezone(timezone.utc).replace(tzinfo=None) if value.tzinfo else value
+    return value.astimezone(UTC).replace(tzinfo=None) if value.tzinfo else value
 
 
 def _epoch(value: datetime | None) -> float | None:
     if value is None:
         return None
-    return (value if value.tzinfo else value.replace(tzinfo=timezone.utc)).timestamp()
+    return (value if value.tzinfo else value.replace(tzinfo=UTC)).timestamp()
 
 
 def _day(t: float) -> str:
-    return datetime.fromtimestamp(t, timezone.utc).strftime("%Y-%m-%d")
+    return datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%d")
 
 
 def _number(text: Any) -> float | None:

@@ -138,7 +138,8 @@ class SchemaRegistryCollector(Collector):
             if name not in fresh or fresh[name] is not None:
                 subjects[name] = subject
         # Gone from the list, or deleted between the list and the read of its details.
-        vanished = (set(previous) - set(listed)) | {name for name, read in fresh.items() if read is None and name in previous}
+        vanished = (set(previous) - set(listed)) | {name for name, read in fresh.items()
+                                                    if read is None and name in previous}
         self._deleted = await self._soft_deleted(client, set(listed))
 
         now = time.time()
@@ -178,7 +179,7 @@ class SchemaRegistryCollector(Collector):
             *(self._read_subject(client, name, global_compatibility, global_mode) for name in names),
             return_exceptions=True)
         out: dict[str, Subject | None] = {}
-        for name, result in zip(names, results):
+        for name, result in zip(names, results, strict=True):
             if isinstance(result, RegistryError):
                 if result.category in TRANSPORT_FAILURES:
                     raise result  # the registry itself went away mid-cycle
@@ -212,7 +213,8 @@ class SchemaRegistryCollector(Collector):
             mode=mode or global_mode, mode_own=mode is not None, read_at=time.time(),
         )
 
-    async def _global_setting(self, client: httpx.AsyncClient, path: str, key: str, known: tuple[str, ...]) -> str | None:
+    async def _global_setting(self, client: httpx.AsyncClient, path: str, key: str,
+                              known: tuple[str, ...]) -> str | None:
         body = await self._get_optional(client, path)  # 404: this registry does not have the setting
         return _setting(body, key, known)
 
@@ -368,8 +370,8 @@ class SchemaRegistryCollector(Collector):
                                            f"(schema id {subject.latest_id}, {subject.schema_type})"))
                 continue
             for version in sorted(set(subject.versions) - set(old.versions)):
-                events.append(("info", f"subject {name}: version {version} registered"
-                                       + (f" (schema id {subject.latest_id})" if version == subject.latest_version else "")))
+                latest = f" (schema id {subject.latest_id})" if version == subject.latest_version else ""
+                events.append(("info", f"subject {name}: version {version} registered{latest}"))
             for version in sorted(set(old.versions) - set(subject.versions)):
                 events.append(("info", f"subject {name}: version {version} deleted"))
             if subject.compatibility_own and old.compatibility_own and subject.compatibility != old.compatibility \
@@ -379,7 +381,8 @@ class SchemaRegistryCollector(Collector):
                                f"{subject.compatibility or 'unknown'}"))
             if subject.mode_own != old.mode_own or subject.mode_own and subject.mode != old.mode:
                 events.append(("warning" if subject.mode in _RISKY_MODES else "info",
-                               f"subject {name}: mode changed from {old.mode or 'unknown'} to {subject.mode or 'unknown'}"))
+                               f"subject {name}: mode changed from {old.mode or 'unknown'} "
+                               f"to {subject.mode or 'unknown'}"))
         soft = set(self._deleted or ())
         for name in sorted(vanished):
             how = "soft-deleted: still listed with ?deleted=true" if name in soft else "no longer listed"

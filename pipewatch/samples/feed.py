@@ -22,7 +22,8 @@ CREATE TABLE IF NOT EXISTS {SCHEMA}.customer (c_custkey bigserial PRIMARY KEY, c
 CREATE TABLE IF NOT EXISTS {SCHEMA}.part (p_partkey bigserial PRIMARY KEY, p_name text NOT NULL, p_brand text NOT NULL,
     p_retailprice numeric(12, 2) NOT NULL);
 CREATE TABLE IF NOT EXISTS {SCHEMA}.orders (o_orderkey bigserial PRIMARY KEY, o_custkey bigint NOT NULL,
-    o_orderstatus char(1) NOT NULL, o_totalprice numeric(12, 2) NOT NULL, o_orderdate date NOT NULL DEFAULT current_date,
+    o_orderstatus char(1) NOT NULL, o_totalprice numeric(12, 2) NOT NULL,
+    o_orderdate date NOT NULL DEFAULT current_date,
     o_comment text NOT NULL DEFAULT '');
 CREATE TABLE IF NOT EXISTS {SCHEMA}.lineitem (l_id bigserial PRIMARY KEY, l_orderkey bigint NOT NULL,
     l_partkey bigint NOT NULL, l_quantity int NOT NULL, l_extendedprice numeric(12, 2) NOT NULL,

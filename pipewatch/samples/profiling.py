@@ -15,7 +15,7 @@ import json
 import random
 import uuid
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import asyncpg
 
@@ -76,14 +76,14 @@ class ProfilingSample:
 
     async def write_history(self, connection: asyncpg.Connection, runs: int, days: float) -> None:
         """`runs` runs spread evenly over the last `days` days, oldest first."""
-        now = datetime.now(timezone.utc).replace(tzinfo=None)
+        now = datetime.now(UTC).replace(tzinfo=None)
         for index in range(runs):
             at = now - timedelta(days=days) + timedelta(days=days) * (index + 1) / runs
             await self.write_run(connection, at)
 
     async def write_run(self, connection: asyncpg.Connection, at: datetime | None = None) -> str:
         """One run of one dataset, with its column metrics, drift events and table state, in one transaction."""
-        at = at or datetime.now(timezone.utc).replace(tzinfo=None)
+        at = at or datetime.now(UTC).replace(tzinfo=None)
         dataset = self.random.choice(self.datasets)
         run_id = str(uuid.uuid4())
         decision = self.random.choices(["full", "partial", "sample", "skip", "defer"], [50, 20, 10, 15, 5])[0]
