@@ -10,7 +10,7 @@ from __future__ import annotations
 import io
 import math
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import hvplot.pandas  # noqa: F401 - registers DataFrame.hvplot
 import numpy as np
@@ -41,7 +41,7 @@ _PERIODS = {"last 24 hours": 86_400.0, "last 7 days": 7 * 86_400.0, "last 30 day
 
 
 def iso(t: float | None) -> str | None:
-    return None if t is None else datetime.fromtimestamp(t, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return None if t is None else datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 class ProfilingView(SnapshotSection, Viewer):

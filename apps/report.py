@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import functools
 import math
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from urllib.parse import quote
 
 from bokeh.embed import file_html
@@ -88,7 +88,7 @@ def render_report(data: ReportData) -> str:
 def _time(t: float | None) -> str:
     if t is None:
         return "unknown"
-    return datetime.fromtimestamp(t, timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+    return datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
 def _header(data: ReportData) -> str:
