@@ -537,7 +537,8 @@ def _job_health(job: Job, snapshot: FlinkSnapshot) -> tuple[str, str]:
     checkpoints, age = job.checkpoints, job.checkpoint_age_seconds
     interval = checkpoints.interval_seconds if checkpoints else None
     if age is not None and interval and age > CHECKPOINT_INTERVALS * interval:
-        problems.append(f"last checkpoint {duration(age)} ago ({age / interval:.1f}x the {duration(interval)} interval)")
+        problems.append(f"last checkpoint {duration(age)} ago "
+                        f"({age / interval:.1f}x the {duration(interval)} interval)")
     if job.errors:
         problems.append("could not read " + "; ".join(job.errors))
     if problems:
