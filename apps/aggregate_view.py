@@ -12,7 +12,7 @@ import socket
 import time
 
 import panel as pn
-from bokeh.models import CDSView, ColumnDataSource, DataTable, Div, HTMLTemplateFormatter, TableColumn
+from bokeh.models import CDSView, ColumnDataSource, DataTable, HTMLTemplateFormatter, TableColumn
 from panel.viewable import Viewer
 
 from apps.aggregate_charts import SmallMultiples
@@ -20,7 +20,7 @@ from apps.aggregate_table import COLUMNS, cell_templates
 from apps.escape import esc
 from apps.health_bar import HealthBar
 from apps.shared_aggregate import Combined, shared_aggregate
-from apps.widgets import redraw
+from apps.widgets import LiveHTML, redraw
 from monitoring.models.aggregate import AGGREGATE_PIPELINE
 from monitoring.sources import PROMETHEUS, REMOTE_AGENT, DeclaredSource
 from monitoring.store import Store
@@ -43,9 +43,9 @@ class AggregateView(Viewer):
         self._charts_fed = 0.0
         # Plain Bokeh models (see HealthBar): a Panel pane or Tabulator update costs far more per session, and
         # a DataTable sorts in the browser (click a column's header) without asking the server.
-        self.status = Div(text="", name="aggregate-status", sizing_mode="stretch_width")
-        self.totals = Div(text="", name="aggregate-totals", sizing_mode="stretch_width")
-        self.agents = Div(text="", name="aggregate-agents", sizing_mode="stretch_width")
+        self.status = LiveHTML("", name="aggregate-status", sizing_mode="stretch_width")
+        self.totals = LiveHTML("", name="aggregate-totals", sizing_mode="stretch_width")
+        self.agents = LiveHTML("", name="aggregate-agents", sizing_mode="stretch_width")
         self.source_rows = ColumnDataSource({field: [] for field in COLUMNS})
         templates = cell_templates()
         self.pipelines = DataTable(
@@ -65,8 +65,8 @@ class AggregateView(Viewer):
         heading_html = ", ".join(heading)  # (each part escaped)
         self._layout = pn.Column(
             pn.pane.HTML(f"<h3>All pipelines: {heading_html}</h3>"),
-            *(pn.pane.Bokeh(model, sizing_mode="stretch_width") for model in (self.status, self.totals, self.agents,
-                                                                             self.pipelines)),
+            *(pn.pane.Bokeh(model, sizing_mode="stretch_width")
+              for model in (self.status.model, self.totals.model, self.agents.model, self.pipelines)),
             self.small, sizing_mode="stretch_width",
         )
         self.refresh()

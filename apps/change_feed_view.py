@@ -23,7 +23,7 @@ import time
 
 import pandas as pd
 import panel as pn
-from bokeh.models import Button, DataTable, Div, HTMLTemplateFormatter, TableColumn
+from bokeh.models import Button, DataTable, HTMLTemplateFormatter, TableColumn
 from panel.viewable import Viewer
 from tornado.ioloop import IOLoop
 
@@ -33,7 +33,7 @@ from apps.escape import choice_options, spreadsheet_safe
 from apps.palette import NEUTRAL, entity_colour
 from apps.shared_feed import SharedFeed, shared_models
 from apps.shared_patch import in_server_session
-from apps.widgets import redraw
+from apps.widgets import LiveHTML, redraw
 from monitoring.config import ChangeFeedSource
 from monitoring.health import State, state_now
 from monitoring.store import FeedRow, Store
@@ -64,14 +64,14 @@ class ChangeFeedView(Viewer):
         entity_cell = HTMLTemplateFormatter(template=(
             f'<span class="pw-entity" style="border-left:6px solid <%- ({colours})[value] || \'{NEUTRAL}\' %>;'
             'padding-left:6px"><%- value %></span>'))
-        # Plain Bokeh Divs for what changes every second (see HealthBar), the same in every session: shared.
+        # Plain models for what changes every second (LiveHTML, see HealthBar), the same in every session: shared.
         self.source_rows, table_view, self.cards, self.status = shared_models(self.source)
         self.entity_filter = pn.widgets.MultiChoice(label="Entity", options=choice_options(self.entities),
                                                     width=260)
         self.event_filter = pn.widgets.MultiChoice(label="Event", options=EVENTS, width=220)
         self.search = pn.widgets.TextInput(label="Search in the changed rows", width=280)
         self.pause = pn.widgets.Toggle(label="Pause", width=100, margin=(24, 10, 10, 10))
-        self.arrived = Div(text="", name="feed-arrived")
+        self.arrived = LiveHTML("", name="feed-arrived")
         widths = {"time": 95, "entity": 110, "event": 60, "key": 70, "fields": 380, "payload": 600}
         self.table = DataTable(
             source=self.source_rows, view=table_view, name="feed-table", index_position=None,
@@ -80,7 +80,7 @@ class ChangeFeedView(Viewer):
                      for c in COLUMNS])
         self.newer = Button(label="Newer", width=90, disabled=True, name="feed-newer")
         self.older = Button(label="Older", width=90, disabled=True, name="feed-older")
-        self.page_info = Div(text="", name="feed-page")
+        self.page_info = LiveHTML("", name="feed-page")
         self.newer.on_click(lambda: self._turn(-1))
         self.older.on_click(lambda: self._turn(+1))
         self.download = pn.widgets.FileDownload(callback=self._csv, filename="changes.csv",
@@ -90,11 +90,11 @@ class ChangeFeedView(Viewer):
         self.search.param.watch(lambda _: self.refresh(), "value_input")
         self.pause.param.watch(lambda event: self._pause(event.new), "value")
         self._layout = pn.Column(
-            pn.pane.Markdown("### Database change feed"), pn.pane.Bokeh(self.status, sizing_mode="stretch_width"),
-            pn.pane.Bokeh(self.cards, sizing_mode="stretch_width"),
-            pn.Row(self.entity_filter, self.event_filter, self.search, self.pause, pn.pane.Bokeh(self.arrived)),
+            pn.pane.Markdown("### Database change feed"), pn.pane.Bokeh(self.status.model, sizing_mode="stretch_width"),
+            pn.pane.Bokeh(self.cards.model, sizing_mode="stretch_width"),
+            pn.Row(self.entity_filter, self.event_filter, self.search, self.pause, pn.pane.Bokeh(self.arrived.model)),
             pn.pane.Bokeh(self.table, sizing_mode="stretch_width"),
-            pn.Row(pn.pane.Bokeh(self.newer), pn.pane.Bokeh(self.older), pn.pane.Bokeh(self.page_info),
+            pn.Row(pn.pane.Bokeh(self.newer), pn.pane.Bokeh(self.older), pn.pane.Bokeh(self.page_info.model),
                    self.download),
             sizing_mode="stretch_width",
         )
@@ -241,6 +241,6 @@ class ChangeFeedView(Viewer):
         return io.StringIO(spreadsheet_safe(frame).to_csv(index=False))
 
 
-def _set_text(div: Div, text: str) -> None:
+def _set_text(div: LiveHTML, text: str) -> None:
     if text != div.text:
         div.text = text

@@ -8,14 +8,14 @@ import time
 import numpy as np
 import pandas as pd
 import panel as pn
-from bokeh.models import Div, HTMLTemplateFormatter
+from bokeh.models import HTMLTemplateFormatter
 from panel.viewable import Viewer
 
 from apps.escape import esc
 from apps.format_templates import COUNT, NUMBER, RATE
 from apps.live import LiveChart
 from apps.palette import BACKPRESSURE_COLOURS, ERROR, FLINK_JOB_COLOURS, NEUTRAL, coloured_cell
-from apps.widgets import LiveTable, SnapshotSection, dim, freshness
+from apps.widgets import LiveHTML, LiveTable, SnapshotSection, dim, freshness
 from monitoring.format import age, clock, count, duration, number, rate, size
 from monitoring.models.flink import FlinkSnapshot, Job, Vertex
 from monitoring.store import Store
@@ -41,11 +41,11 @@ class FlinkView(SnapshotSection, Viewer):
         super().__init__(**params)
         self.store, self.pipeline = store, pipeline
         self.source = (pipeline, collector)
-        self.status = Div(text="", name="flink-status", sizing_mode="stretch_width")
+        self.status = LiveHTML("", name="flink-status", sizing_mode="stretch_width")
         self.jobs = LiveTable(_JOB_COLUMNS, "flink-jobs-table", page_size=10)
         self.job_choice = pn.widgets.Select(label="Job", options=[_NO_JOB], value=_NO_JOB, width=420)
-        self.graph = Div(text="", name="flink-graph", sizing_mode="stretch_width")
-        self.job_facts = Div(text="", name="flink-job-facts", sizing_mode="stretch_width")
+        self.graph = LiveHTML("", name="flink-graph", sizing_mode="stretch_width")
+        self.job_facts = LiveHTML("", name="flink-job-facts", sizing_mode="stretch_width")
         self.vertices = LiveTable(_VERTEX_COLUMNS, "flink-vertices-table", page_size=20)
         self.taskmanagers = LiveTable(_TM_COLUMNS, "flink-taskmanagers-table", page_size=10)
         self.exceptions = LiveTable(_EXCEPTION_COLUMNS, "flink-exceptions-table", page_size=10)
@@ -71,10 +71,10 @@ class FlinkView(SnapshotSection, Viewer):
         self.charts = (self.throughput_chart, self.checkpoint_chart, self.size_chart, self.watermark_chart)
         self.job_choice.param.watch(lambda _: self._job_changed(), "value")
         self._layout = pn.Column(
-            pn.pane.HTML(f"<h3>Flink cluster <code>{esc(cluster)}</code></h3>"), pn.pane.Bokeh(self.status, sizing_mode="stretch_width"),
+            pn.pane.HTML(f"<h3>Flink cluster <code>{esc(cluster)}</code></h3>"), pn.pane.Bokeh(self.status.model, sizing_mode="stretch_width"),
             pn.pane.Markdown("#### Jobs"), self.jobs,
-            self.job_choice, pn.pane.Bokeh(self.job_facts, sizing_mode="stretch_width"),
-            pn.pane.Bokeh(self.graph, sizing_mode="stretch_width"),
+            self.job_choice, pn.pane.Bokeh(self.job_facts.model, sizing_mode="stretch_width"),
+            pn.pane.Bokeh(self.graph.model, sizing_mode="stretch_width"),
             pn.Row(*(pn.pane.Bokeh(c.figure, sizing_mode="stretch_width") for c in self.charts[:2]),
                    sizing_mode="stretch_width"),
             pn.Row(*(pn.pane.Bokeh(c.figure, sizing_mode="stretch_width") for c in self.charts[2:]),

@@ -5,11 +5,11 @@ from __future__ import annotations
 import time
 
 import panel as pn
-from bokeh.models import Div
 from panel.viewable import Viewer
 
 from apps.escape import esc
 from apps.palette import STATE_COLOURS
+from apps.widgets import LiveHTML
 from monitoring.format import age, clock
 from monitoring.health import CollectorHealth, State
 from monitoring.sources import MIRROR_SOURCE
@@ -22,13 +22,13 @@ class HealthBar(Viewer):
     def __init__(self, store: Store, pipeline: str, **params) -> None:
         super().__init__(**params)
         self.store, self.pipeline = store, pipeline
-        # A plain Bokeh Div: it changes every second in every session, and a Panel pane's update costs ten
-        # times more (parameter watchers) than setting the Div's text.
-        self.div = Div(text="", name="health-bar", sizing_mode="stretch_width")
+        # A plain model (LiveHTML, not a Bokeh Div: see there): it changes every second in every session, and a
+        # Panel pane's update costs ten times more (parameter watchers) than setting the model's text.
+        self.div = LiveHTML("", name="health-bar", sizing_mode="stretch_width")
         self.refresh()
 
     def __panel__(self):
-        return pn.pane.Bokeh(self.div, sizing_mode="stretch_width")
+        return pn.pane.Bokeh(self.div.model, sizing_mode="stretch_width")
 
     def states(self, now: float) -> tuple:
         """The state of each of the pipeline's sources (and of the mirror's copy): a change redraws the page."""

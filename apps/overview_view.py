@@ -7,11 +7,11 @@ import math
 from functools import lru_cache
 
 import panel as pn
-from bokeh.models import Div
 from panel.viewable import Viewer
 
 from apps.escape import esc, pipeline_href
 from apps.palette import HEALTH_COLOURS, NEUTRAL
+from apps.widgets import LiveHTML
 from monitoring.evaluation import SUMMARY_SOURCE
 from monitoring.format import clock, count, duration, rate
 from monitoring.store import Store
@@ -26,13 +26,13 @@ class OverviewPage(Viewer):
     def __init__(self, store: Store, **params) -> None:
         super().__init__(**params)
         self.store = store
-        # One Bokeh Div: a tick sets its text only when the summaries changed (once a collection), and the
+        # One plain model (LiveHTML): a tick sets its text only when the summaries changed (once a collection), and the
         # text itself is built once for every session showing the same summaries.
-        self.tiles = Div(text="<em>No summary yet: the first evaluation runs within a second.</em>",
-                         name="overview-tiles", sizing_mode="stretch_width")
+        self.tiles = LiveHTML("<em>No summary yet: the first evaluation runs within a second.</em>",
+                              name="overview-tiles", sizing_mode="stretch_width")
         self._time: float | None = None
         self._layout = pn.Column(pn.pane.Markdown("### Overview: every pipeline"),
-                                 pn.pane.Bokeh(self.tiles, sizing_mode="stretch_width"), sizing_mode="stretch_width")
+                                 pn.pane.Bokeh(self.tiles.model, sizing_mode="stretch_width"), sizing_mode="stretch_width")
         self.refresh()
 
     def __panel__(self):

@@ -7,12 +7,13 @@ from __future__ import annotations
 import time
 
 import panel as pn
-from bokeh.models import ColumnDataSource, Div, LabelSet
+from bokeh.models import ColumnDataSource, LabelSet
 from panel.viewable import Viewer
 
 from apps.escape import esc
 from apps.live import LiveChart
 from apps.palette import WARNING, WARNING_TEXT
+from apps.widgets import LiveHTML
 from monitoring.config import ExpectedTraffic
 from monitoring.evaluation import LATENCY_SOURCE, Latency
 from monitoring.format import duration, rate
@@ -46,15 +47,15 @@ class PipelineOverview(Viewer):
                                                   button_type="light", width=320)
         self.window.param.watch(lambda event: self._show_window(event.new), "value")
         self._show_window(_DEFAULT_WINDOW)
-        self.latency_table = Div(text="", name="pipeline-latency-table", sizing_mode="stretch_width")
+        self.latency_table = LiveHTML("", name="pipeline-latency-table", sizing_mode="stretch_width")
         self._latency_time: float | None = None
         self.traffic = _TrafficPhases(self.throughput, traffic) if traffic is not None else None
-        self.traffic_line = Div(text="", name="traffic-phase", sizing_mode="stretch_width")
+        self.traffic_line = LiveHTML("", name="traffic-phase", sizing_mode="stretch_width")
         self._layout = pn.Column(
             pn.pane.Markdown("### Pipeline: throughput, lag and latency"),
             pn.Row(pn.pane.HTML("window:", width=60), self.window),
-            pn.pane.Bokeh(self.latency_table, sizing_mode="stretch_width"),
-            pn.pane.Bokeh(self.traffic_line, sizing_mode="stretch_width"),
+            pn.pane.Bokeh(self.latency_table.model, sizing_mode="stretch_width"),
+            pn.pane.Bokeh(self.traffic_line.model, sizing_mode="stretch_width"),
             pn.Row(*(pn.pane.Bokeh(chart.figure, sizing_mode="stretch_width") for chart in self.charts),
                    sizing_mode="stretch_width"),
             sizing_mode="stretch_width",

@@ -16,13 +16,12 @@ import hvplot.pandas  # noqa: F401 - registers DataFrame.hvplot
 import numpy as np
 import pandas as pd
 import panel as pn
-from bokeh.models import Div
 from panel.viewable import Viewer
 
 from apps.escape import choice_options, esc, spreadsheet_safe
 from apps.format_templates import COUNT
 from apps.palette import DRIFT_COLOURS, QUIET, RUN_STATUS_COLOURS, WARNING_TEXT
-from apps.widgets import SnapshotSection, dim, freshness, table
+from apps.widgets import LiveHTML, SnapshotSection, dim, freshness, table
 from monitoring.format import age
 from monitoring.models.profiling import Kpi, ProfilingSnapshot, Run, TableState
 from monitoring.store import Store
@@ -51,7 +50,7 @@ class ProfilingView(SnapshotSection, Viewer):
         super().__init__(**params)
         self.store, self.pipeline = store, pipeline
         self.source = (pipeline, collector)
-        self.status = Div(text="", name="profiling-status", sizing_mode="stretch_width")
+        self.status = LiveHTML("", name="profiling-status", sizing_mode="stretch_width")
         self.kpis = pn.pane.HTML("", name="profiling-kpis", sizing_mode="stretch_width")
         self.per_day = pn.pane.HoloViews(None, sizing_mode="stretch_width", height=260)
         self.drift_per_day = pn.pane.HoloViews(None, sizing_mode="stretch_width", height=260)
@@ -97,7 +96,7 @@ class ProfilingView(SnapshotSection, Viewer):
 
         self._layout = pn.Column(
             pn.pane.Markdown("### Profiling and drift"),
-            pn.pane.Bokeh(self.status, sizing_mode="stretch_width"), self.kpis,
+            pn.pane.Bokeh(self.status.model, sizing_mode="stretch_width"), self.kpis,
             pn.Row(self.per_day, self.drift_per_day, sizing_mode="stretch_width"),
             pn.pane.Markdown("#### Runs"),
             pn.Row(self.dataset_filter, self.status_filter, self.environment_filter, self.period),
@@ -151,12 +150,14 @@ class ProfilingView(SnapshotSection, Viewer):
             + " &middot; <b>columns</b>: " + (", ".join(f"{esc(t)}.{esc(c)} ({n:,})"
                                                        for t, c, n in snapshot.top_drifting_columns) or "none"))
         fresh = {(f.schema, f.table): f.fresh for f in snapshot.freshness}
-        self.tables.value = pd.DataFrame([_state_row(s, fresh[(s.schema, s.table)], now) for s in snapshot.table_state]
-                                         if snapshot.table_state is not None else [
+        tables = pd.DataFrame([_state_row(s, fresh[(s.schema, s.table)], now) for s in snapshot.table_state]
+                              if snapshot.table_state is not None else [
             {"schema": f.schema or "", "table": f.table, "decision": "unknown (no table_state)", "reason": "",
              "last profiled": age(f.last_profiled_at, now), "freshness": "fresh" if f.fresh else "STALE",
              "staleness score": np.nan, "rows": np.nan, "bytes scanned": np.nan, "snapshot": ""}
             for f in snapshot.freshness], columns=list(_STATE_COLUMNS))
+        if not _same_frame(tables, self.tables.value):
+            self.tables.value = tables
         self._draw_per_day()
 
     # -- runs and drift -------------------------------------------------------------------------
@@ -185,11 +186,22 @@ class ProfilingView(SnapshotSection, Viewer):
         return pd.DataFrame(rows, columns=DRIFT_COLUMNS)
 
     def _render_runs(self) -> None:
-        self.runs.value = self.runs_frame()
-        self.runs.selection = []
+        """The runs table, when what it shows changed (a new snapshot with the same runs changes nothing); the run
+        the user selected stays selected (and its detail shown) while the table still shows it."""
+        frame = self.runs_frame()
+        if _same_frame(frame, self.runs.value):
+            return
+        shown = self.runs.value
+        chosen = ([tuple(shown.iloc[i][["run id", "dataset"]]) for i in self.runs.selection if i < len(shown)]
+                  if self.runs.selection else [])
+        self.runs.value = frame
+        keys = list(zip(frame["run id"], frame["dataset"], strict=True))
+        self.runs.selection = [keys.index(key) for key in chosen if key in keys]
 
     def _render_drift(self) -> None:
-        self.drift.value = self.drift_frame()
+        frame = self.drift_frame()
+        if not _same_frame(frame, self.drift.value):
+            self.drift.value = frame
 
     def _render_run_detail(self) -> None:
         if not self.runs.selection or self._snapshot is None:
@@ -278,6 +290,12 @@ def _state_row(state: TableState, fresh: bool, now: float) -> dict[str, object]:
 
 def _colours(categories: pd.Series, known: dict[str, str]) -> dict[str, str]:
     return {category: known.get(category, _OTHER_COLOUR) for category in categories.unique()}
+
+
+def _same_frame(new: pd.DataFrame, shown: pd.DataFrame) -> bool:
+    """Whether a table would show the same rows: a Tabulator sends a new value whole, equal or not (and the
+    browser redraws it)."""
+    return new.shape == shown.shape and list(new.columns) == list(shown.columns) and new.equals(shown)
 
 
 def _float(value: float | int | None) -> float:

@@ -7,14 +7,13 @@ import time
 import numpy as np
 import pandas as pd
 import panel as pn
-from bokeh.models import Div
 from panel.viewable import Viewer
 
 from apps.escape import esc
 from apps.format_templates import COUNT
 from apps.live import LiveChart
 from apps.palette import ERROR, WARNING_TEXT
-from apps.widgets import LiveTable, SnapshotSection, dim, freshness, shared_frame
+from apps.widgets import LiveHTML, LiveTable, SnapshotSection, dim, freshness, shared_frame
 from monitoring.format import clock
 from monitoring.health import State
 from monitoring.models.schema_registry import RegistrySnapshot, Subject
@@ -48,7 +47,7 @@ class SchemaRegistryView(SnapshotSection, Viewer):
             label=lambda k: k[1][2] + (f" / {k[1][3]}" if k[1][3] else ""), name="registry-errors-chart",
         )
         self.charts = (self.latency_chart, self.errors_chart)
-        self.status = Div(text="", name="registry-status", sizing_mode="stretch_width")
+        self.status = LiveHTML("", name="registry-status", sizing_mode="stretch_width")
         self.subjects = LiveTable(_SUBJECT_COLUMNS, "subjects-table", page_size=15)
         self.changes = LiveTable(_CHANGE_COLUMNS, "registry-changes-table", page_size=10)
         self._summary = ""
@@ -56,7 +55,7 @@ class SchemaRegistryView(SnapshotSection, Viewer):
         self._changes: list[dict[str, str]] = []
         self._layout = pn.Column(
             pn.pane.HTML(f"<h3>Schema registry <code>{esc(registry)}</code></h3>"),
-            pn.pane.Bokeh(self.status, sizing_mode="stretch_width"),
+            pn.pane.Bokeh(self.status.model, sizing_mode="stretch_width"),
             pn.Row(*(pn.pane.Bokeh(chart.figure, sizing_mode="stretch_width") for chart in self.charts),
                    sizing_mode="stretch_width"),
             pn.pane.Markdown("#### Subjects"), self.subjects,

@@ -13,13 +13,13 @@ import threading
 import time
 from typing import TYPE_CHECKING
 
-from bokeh.models import CDSView, ColumnDataSource, Div
+from bokeh.models import CDSView, ColumnDataSource
 from tornado.ioloop import IOLoop, PeriodicCallback
 
 from apps.change_feed_rows import COLUMNS, UNFILTERED, page_columns, rows_matching
 from apps.change_feed_text import cards_text, status_text
 from apps.shared_patch import SessionWriter, SharedModels, shared
-from apps.widgets import next_tag
+from apps.widgets import LiveHTML, next_tag
 from monitoring.health import state_now
 
 if TYPE_CHECKING:
@@ -49,7 +49,9 @@ class SharedFeed:
         self._page: dict[str, list[str]] | None = None
         self._config, self._entities, self._events = view.config, view.entities, view._events
         self._rows, self._view, self._cards, self._status = shared_models(self.source)
-        self._models = SharedModels(self._rows, self._view, self._cards, self._status)
+        # The cards' and status line's copies are LiveHTML models: setting a LiveHTML's text writes the escaped text
+        # Panel's HTML view expects (by id, in every session).
+        self._models = SharedModels(self._rows, self._view, self._cards.model, self._status.model)
         self._writer = SessionWriter()
         self._unsubscribe = self.store.on_feed(self.source, self._advanced)
         self._texts = PeriodicCallback(self._send_texts, 1000)
@@ -134,11 +136,17 @@ class SharedFeed:
         self._view.tags = [next_tag()]  # as `redraw` does: the table redraws a page of the same size too
 
 
-def shared_models(source: tuple[str, str]) -> tuple[ColumnDataSource, CDSView, Div, Div]:
+def shared_models(source: tuple[str, str]) -> tuple[ColumnDataSource, CDSView, LiveHTML, LiveHTML]:
     """New models for the feed table's rows and view, the cards and the status line, with the ids they have in every
     session (each session is a document of its own)."""
     shared_id = "pw-feed-" + hashlib.md5("\0".join(source).encode()).hexdigest()[:12]
     return (shared(ColumnDataSource({column: [] for column in COLUMNS}), f"{shared_id}-rows"),
             shared(CDSView(), f"{shared_id}-view"),
-            shared(Div(text="", name="feed-cards", sizing_mode="stretch_width"), f"{shared_id}-cards"),
-            shared(Div(text="", name="feed-status", sizing_mode="stretch_width"), f"{shared_id}-status"))
+            _shared_html("feed-cards", f"{shared_id}-cards"), _shared_html("feed-status", f"{shared_id}-status"))
+
+
+def _shared_html(name: str, id: str) -> LiveHTML:
+    """A LiveHTML whose model has the same id in every session."""
+    html = LiveHTML("", name=name, sizing_mode="stretch_width")
+    shared(html.model, id)
+    return html

@@ -9,7 +9,7 @@ import time
 import numpy as np
 import pandas as pd
 import panel as pn
-from bokeh.models import Div, HTMLTemplateFormatter
+from bokeh.models import HTMLTemplateFormatter
 from panel.viewable import Viewer
 
 from apps.change_feed_view import ChangeFeedView
@@ -24,7 +24,7 @@ from apps.pipeline_overview import PipelineOverview
 from apps.profiling_view import ProfilingView
 from apps.registry_view import SchemaRegistryView
 from apps.report import ReportDownload
-from apps.widgets import LiveTable, SnapshotSection, dim, freshness, shared_frame
+from apps.widgets import LiveHTML, LiveTable, SnapshotSection, dim, freshness, shared_frame
 from monitoring.config import FlowHints, Pipeline
 from monitoring.format import duration
 from monitoring.health import CollectorHealth
@@ -70,7 +70,7 @@ class KafkaLagView(SnapshotSection, Viewer):
             name="rate-chart",
         )
         self.charts = (self.lag_chart, self.lag_seconds_chart, self.rate_chart)
-        self.status = Div(text="", name="kafka-status", sizing_mode="stretch_width")
+        self.status = LiveHTML("", name="kafka-status", sizing_mode="stretch_width")
         self.groups = LiveTable(_GROUP_COLUMNS, "groups-table", page_size=10)
         self.partitions = LiveTable(_PARTITION_COLUMNS, "partitions-table", page_size=20)
         self.topics = LiveTable(_TOPIC_COLUMNS, "topics-table", page_size=10)
@@ -81,7 +81,7 @@ class KafkaLagView(SnapshotSection, Viewer):
         self.group_choice.param.watch(lambda _: self._render_group(), "value")
         self._layout = pn.Column(
             pn.pane.HTML(f"<h3>Kafka cluster <code>{esc(cluster)}</code></h3>"),
-            pn.pane.Bokeh(self.status, sizing_mode="stretch_width"),
+            pn.pane.Bokeh(self.status.model, sizing_mode="stretch_width"),
             pn.Row(*(pn.pane.Bokeh(chart.figure, sizing_mode="stretch_width") for chart in self.charts),
                    sizing_mode="stretch_width"),
             pn.pane.Markdown("#### Consumer groups"), self.groups,

@@ -14,15 +14,49 @@ from bokeh.models import (
     CellEditor,
     ColumnDataSource,
     DataTable,
-    Div,
     StringFormatter,
     TableColumn,
 )
+from panel.models.markup import HTML as _PanelHTML
 
 from apps.escape import esc
 from apps.palette import WARNING_TEXT
 from monitoring.format import age, clock
 from monitoring.health import CollectorHealth, State
+
+
+class LiveHTML:
+    """HTML that changes while the page is open (health badges, status lines, cards, page numbers).
+
+    Not a Bokeh Div: BokehJS (3.9) lays the whole page out again on every change of a Div's text (the Div's view
+    re-renders, then computes the layout from the root: it measures every table and redraws every chart). A
+    pipeline page with every section took 0.3-0.5 s for one such layout in a busy browser, a few status lines
+    change every few seconds, and a Flink job or a group chosen changes several at once: the browser fell behind
+    the server's updates for good and the page stopped answering. Panel's HTML model only replaces its content
+    (the page's CSS layout follows). It is set as a plain Bokeh property, as cheap on the server as a Div (no
+    Panel pane, no parameter watchers). Its view decodes the text once (Panel's HTML pane sends it HTML-escaped):
+    `text` is the HTML to show, the model holds it escaped, and never runs a script in it."""
+
+    def __init__(self, text: str = "", **properties: object) -> None:
+        self._text = text
+        self.model = _PanelHTML(text=esc(text), run_scripts=False, disable_math=True, **properties)
+
+    @property
+    def text(self) -> str:
+        return self._text
+
+    @text.setter
+    def text(self, text: str) -> None:
+        self._text = text
+        self.model.text = esc(text)  # a Bokeh property set to its own value sends nothing
+
+    @property
+    def visible(self) -> bool:
+        return self.model.visible
+
+    @visible.setter
+    def visible(self, visible: bool) -> None:
+        self.model.visible = visible
 
 
 def table(columns: dict[str, object], name: str, page_size: int) -> pn.widgets.Tabulator:
@@ -71,12 +105,12 @@ class LiveTable:
                      for c, f in columns.items()])
         self.previous = Button(label="Previous", width=90, visible=False, name=f"{name}-previous")
         self.next = Button(label="Next", width=90, visible=False, name=f"{name}-next")
-        self.page_info = Div(text="", visible=False, name=f"{name}-page")
+        self.page_info = LiveHTML("", visible=False, name=f"{name}-page")
         self.previous.on_click(lambda: self.turn(-1))
         self.next.on_click(lambda: self.turn(+1))
         self._panel = pn.Column(
             pn.pane.Bokeh(self.table, sizing_mode="stretch_width"),
-            pn.Row(pn.pane.Bokeh(self.previous), pn.pane.Bokeh(self.next), pn.pane.Bokeh(self.page_info)),
+            pn.Row(pn.pane.Bokeh(self.previous), pn.pane.Bokeh(self.next), pn.pane.Bokeh(self.page_info.model)),
             sizing_mode="stretch_width")
 
     def __panel__(self):
