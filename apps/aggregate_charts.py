@@ -78,7 +78,8 @@ class SmallMultiples(Viewer):
         hidden = len(charted) - len(wanted)
         without = len(rows) - len(charted)
         self.note.object = " ".join(
-            ([f"<em>{hidden:,} more pipeline(s) not charted (the first {SMALL_MULTIPLES:,} are).</em>"] if hidden else [])
+            ([f"<em>{hidden:,} more pipeline(s) not charted (the first {SMALL_MULTIPLES:,} are).</em>"]
+             if hidden else [])
             + ([f"<em>{without:,} pipeline(s) read from Prometheus have no chart: only their current values are "
                 f"read back.</em>"] if without else []))
         return True

@@ -76,7 +76,8 @@ class ChangeFeedView(Viewer):
         self.table = DataTable(
             source=self.source_rows, view=table_view, name="feed-table", index_position=None,
             sortable=False, reorderable=False, sizing_mode="stretch_width", height=30 + 25 * PAGE_ROWS, row_height=25,
-            columns=[TableColumn(field=c, title=c, width=widths[c], **({"formatter": entity_cell} if c == "entity" else {}))
+            columns=[TableColumn(field=c, title=c, width=widths[c],
+                                 **({"formatter": entity_cell} if c == "entity" else {}))
                      for c in COLUMNS])
         self.newer = Button(label="Newer", width=90, disabled=True, name="feed-newer")
         self.older = Button(label="Older", width=90, disabled=True, name="feed-older")

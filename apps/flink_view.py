@@ -71,7 +71,8 @@ class FlinkView(SnapshotSection, Viewer):
         self.charts = (self.throughput_chart, self.checkpoint_chart, self.size_chart, self.watermark_chart)
         self.job_choice.param.watch(lambda _: self._job_changed(), "value")
         self._layout = pn.Column(
-            pn.pane.HTML(f"<h3>Flink cluster <code>{esc(cluster)}</code></h3>"), pn.pane.Bokeh(self.status.model, sizing_mode="stretch_width"),
+            pn.pane.HTML(f"<h3>Flink cluster <code>{esc(cluster)}</code></h3>"),
+            pn.pane.Bokeh(self.status.model, sizing_mode="stretch_width"),
             pn.pane.Markdown("#### Jobs"), self.jobs,
             self.job_choice, pn.pane.Bokeh(self.job_facts.model, sizing_mode="stretch_width"),
             pn.pane.Bokeh(self.graph.model, sizing_mode="stretch_width"),
@@ -90,7 +91,8 @@ class FlinkView(SnapshotSection, Viewer):
         return self._layout
 
     def refresh(self, detail: bool = True) -> None:
-        """Stream the charts; with `detail`, also the status line, the graph and the tables (see views.DETAIL_SECONDS)."""
+        """Stream the charts; with `detail`, also the status line, the graph and the tables (see
+        views.DETAIL_SECONDS)."""
         for chart in self.charts:
             chart.refresh()
         if not detail:
@@ -123,11 +125,12 @@ class FlinkView(SnapshotSection, Viewer):
         self._render_job(now)
         self.taskmanagers.value = pd.DataFrame([{
             "taskmanager": tm.tm_id,
-            "slots used": f"{tm.slots - tm.free_slots} of {tm.slots}" if tm.slots is not None and tm.free_slots is not None
-            else "unknown",
+            "slots used": (f"{tm.slots - tm.free_slots} of {tm.slots}"
+                           if tm.slots is not None and tm.free_slots is not None else "unknown"),
             "CPU load": f"{tm.cpu_load:.0%}" if tm.cpu_load is not None else "unknown",
             "heap": _of(tm.heap_used, tm.heap_max), "managed memory": _of(tm.managed_used, tm.managed_total),
-            "GC ms/s": _f(tm.gc_ms_per_second), "threads": _f(tm.threads), "last heartbeat": age(tm.last_heartbeat, now),
+            "GC ms/s": _f(tm.gc_ms_per_second), "threads": _f(tm.threads),
+            "last heartbeat": age(tm.last_heartbeat, now),
         } for tm in snapshot.taskmanagers], columns=list(_TM_COLUMNS))
         names = {j.job_id: j.name for j in snapshot.jobs}
         self.exceptions.value = pd.DataFrame([{

@@ -12,6 +12,7 @@ when nodes came or went).
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import panel as pn
@@ -61,11 +62,8 @@ def layout(topology: Topology) -> tuple[dict[str, tuple[float, float]], list[tup
     rank: dict[str, float] = {}
     for column in used:
         members = [n for n in topology.nodes if n.column == column]
-
-        def key(node, placed=dict(rank)):
-            known = [placed[m] for m in neighbours.get(node.id, ()) if m in placed]
-            return (sum(known) / len(known) if known else float("inf"), node.kind, node.label)
-
+        # By the ranks of the columns before this one (a copy: this column's ranks are not among them).
+        key = functools.partial(_barycentre, dict(rank), neighbours)
         for index, node in enumerate(sorted(members, key=key)):
             rank[node.id] = index
     sizes = {column: sum(1 for n in topology.nodes if n.column == column) for column in used}
@@ -75,6 +73,13 @@ def layout(topology: Topology) -> tuple[dict[str, tuple[float, float]], list[tup
         positions[node.id] = (x_of[node.column], (rows - 1) / 2 - rank[node.id])
     titles = [(x_of[c], COLUMN_TITLES[c] if c < len(COLUMN_TITLES) else "") for c in used]
     return positions, titles, max(sizes.values(), default=0)
+
+
+def _barycentre(placed: dict[str, float], neighbours: dict[str, list[str]], node) -> tuple:
+    """Where a node goes in its column: the mean rank of its neighbours already placed (none: last), then its kind
+    and label."""
+    known = [placed[m] for m in neighbours.get(node.id, ()) if m in placed]
+    return (sum(known) / len(known) if known else float("inf"), node.kind, node.label)
 
 
 def diagram_data(topology: Topology) -> dict[str, Any]:
@@ -98,7 +103,8 @@ def diagram_data(topology: Topology) -> dict[str, Any]:
             x0, x1 = xa - BOX_WIDTH / 2, xb + BOX_WIDTH / 2
         else:  # same column: from the box's bottom or top edge to the other's
             x0 = x1 = xa
-            ya, yb = (ya - BOX_HEIGHT / 2, yb + BOX_HEIGHT / 2) if yb < ya else (ya + BOX_HEIGHT / 2, yb - BOX_HEIGHT / 2)
+            ya, yb = ((ya - BOX_HEIGHT / 2, yb + BOX_HEIGHT / 2) if yb < ya
+                      else (ya + BOX_HEIGHT / 2, yb - BOX_HEIGHT / 2))
         target = dashed if edge.basis == "hint" else solid
         values = {"x0": x0, "y0": ya, "x1": x1, "y1": yb, "mx": (x0 + x1) / 2, "my": (ya + yb) / 2,
                   "rate": edge.rate, "basis": edge.basis, "source": edge.source, "target": edge.target}
@@ -182,7 +188,8 @@ def legend_html() -> str:
     boxes = "".join(
         f'<span class="pw-flow-legend-item" style="display:inline-block;margin-right:12px">'
         f'<span style="display:inline-block;width:12px;height:12px;vertical-align:middle;margin-right:4px;'
-        f'border:2px solid {esc(FLOW_COLOURS[state])};background:{esc(FLOW_COLOURS[state])}33"></span>{esc(state)}</span>'
+        f'border:2px solid {esc(FLOW_COLOURS[state])};background:{esc(FLOW_COLOURS[state])}33"></span>'
+        f'{esc(state)}</span>'
         for state in STATES)
     lines = "".join(
         f'<span style="display:inline-block;margin-right:12px"><span style="display:inline-block;width:26px;'

@@ -32,7 +32,8 @@ class OverviewPage(Viewer):
                               name="overview-tiles", sizing_mode="stretch_width")
         self._time: float | None = None
         self._layout = pn.Column(pn.pane.Markdown("### Overview: every pipeline"),
-                                 pn.pane.Bokeh(self.tiles.model, sizing_mode="stretch_width"), sizing_mode="stretch_width")
+                                 pn.pane.Bokeh(self.tiles.model, sizing_mode="stretch_width"),
+                                 sizing_mode="stretch_width")
         self.refresh()
 
     def __panel__(self):

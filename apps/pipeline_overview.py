@@ -141,7 +141,8 @@ class _TrafficPhases:
                 "y": [4] * len(bursts),
             }
         if elapsed < 0:
-            return f'<span class="pw-traffic" data-phase="not started">Expected traffic starts in {duration(-elapsed)}</span>'
+            return (f'<span class="pw-traffic" data-phase="not started">Expected traffic starts in '
+                    f'{duration(-elapsed)}</span>')
         phase = self.pattern.phase_at(elapsed)
         expected = self.pattern.rate_at(elapsed)
         name = f"burst {phase.percent:g}%" if phase else "base"

@@ -82,7 +82,8 @@ def render_report(data: ReportData) -> str:
                                        "window.</p>"))
         blocks.append(("html", _checkpoint_tables(report) + _error_table(report)))
     title = f"pipewatch report {_time(data.generated_at)}"
-    return file_html(models, resources=SelfContained(), title=title, template=_TEMPLATE, template_variables={"blocks": blocks})
+    return file_html(models, resources=SelfContained(), title=title, template=_TEMPLATE,
+                     template_variables={"blocks": blocks})
 
 
 def _time(t: float | None) -> str:

@@ -64,7 +64,8 @@ class KafkaLagView(SnapshotSection, Viewer):
         )
         self.rate_chart = LiveChart(
             store, "Produce and consume rate (messages/s)", "messages / s",
-            select=lambda k: k[1][:2] == mine and k[0] in ("kafka_topic_produce_rate", "kafka_consumergroup_consume_rate"),
+            select=lambda k: (k[1][:2] == mine
+                              and k[0] in ("kafka_topic_produce_rate", "kafka_consumergroup_consume_rate")),
             label=lambda k: (f"produced to {k[1][2]}" if k[0] == "kafka_topic_produce_rate"
                              else f"consumed by {k[1][2]} from {k[1][3]}"),
             name="rate-chart",

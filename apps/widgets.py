@@ -83,8 +83,8 @@ class LiveTable:
     Every session updates its tables once a second. A Panel Tabulator value update costs the server tens of
     milliseconds a session (the page of rows, column configuration, styles and selection are recomputed and
     sent); here a new frame costs a look-up of its page (converted once for every session) and, when the page
-    changed, one data change carrying only the columns that changed. Clicking a header sorts the rows of the page in the browser;
-    the server's order (e.g. most lagging first) decides which rows are on which page."""
+    changed, one data change carrying only the columns that changed. Clicking a header sorts the rows of the page in
+    the browser; the server's order (e.g. most lagging first) decides which rows are on which page."""
 
     def __init__(self, columns: dict[str, object], name: str, page_size: int) -> None:
         """columns: title -> Bokeh cell formatter (None: text)."""
