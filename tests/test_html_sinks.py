@@ -4,8 +4,8 @@ A static check over the sources of apps/, monitoring/ and exporters/, read as Py
 - no `<%= %>` in a table cell template: Bokeh prints it raw (`<%- %>` escapes);
 - a Markdown pane only ever holds a constant (Markdown renders raw HTML, and a backtick in a name ends a
   code span);
-- HTML built in an f-string, and any f-string set as an HTML pane's or a Div's text, interpolates a model's
-  field (an attribute, an item, a method's result) only through `esc()` or with a number format.
+- HTML built in an f-string, and any f-string set as an HTML pane's, a Div's or a LiveHTML's text, interpolates a
+  model's field (an attribute, an item, a method's result) only through `esc()` or with a number format.
 - escaping is `esc()` (apps/escape.py) everywhere, never `html.escape` directly.
 Plain local names (HTML the code built, its parts escaped) and calls of formatting functions (`clock(t)`,
 `age(...)`) are the code's own text.
@@ -100,7 +100,7 @@ def violations(source: str, name: str = "<source>") -> list[str]:
                 and not _constant(node.value):
             report(node, "a computed text set on a Markdown pane")
         direct = None
-        if isinstance(node, ast.Call) and (_callee(node) == "HTML" or (_callee(node) == "Div")):
+        if isinstance(node, ast.Call) and _callee(node) in ("HTML", "Div", "LiveHTML"):
             direct = _sink_value(node)
         elif isinstance(node, ast.Assign) and any(
                 isinstance(t, ast.Attribute) and t.attr in ("text", "object")
@@ -132,6 +132,7 @@ def test_no_source_string_reaches_html_unescaped():
     'x = pn.pane.HTML(f"Kafka cluster {self.cluster}")',
     'div.text = f"<b>{snapshot.version}</b>"',
     'x = Div(text="<i>" + f"{job.name}" + "</i>")',
+    'x = LiveHTML("<i>" + f"{job.name}" + "</i>", name="flink-graph")',
     'parts.append(f\'<b style="color:red">{job.state}</b>\')',
     'rows = f"<td>{row[\'dataset\']}</td>"',
     'rows = f"<td>{s.health.upper()}</td>"',
@@ -146,6 +147,7 @@ def test_the_check_finds_each_kind_of_unescaped_sink(bug):
     'x = pn.pane.HTML(f"<b>{esc(name)}</b>")',
     'div.text = f"<b>{esc(snapshot.version)}</b> {count:,} rows"',
     'x = Div(text="<em>No job to show.</em>")',
+    'x = LiveHTML("<em>No summary yet.</em>", name="overview-tiles")',
     'parts.append(f\'<b style="color:{colour}">{esc(job.state)}</b> {age(t, now)}\')',
     "x = HTMLTemplateFormatter(template='<span><%- value %></span>')",
     'x = pn.pane.HTML(f"<h3>{heading}</h3> {clock(t)}")',  # names: HTML the code built
