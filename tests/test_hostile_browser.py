@@ -12,8 +12,10 @@ Flink jobs, the consumer group and a profiling run drilled into, rows of a live 
 of the change feed selected, the report downloaded and opened from its file, the aggregate and errors pages (dark
 and light). Screenshots of the pipeline page: /tmp/hostile-light.png and /tmp/hostile-dark.png.
 
-Not covered: a hostile client id. The local broker (Tansu) answers DescribeGroups with empty client ids and hosts
-(see tests/test_kafka_depth.py), so no member's client id can come through it.
+A hostile client id and host (a group member's, in the group drill-down's members table): the local broker (Tansu)
+answers DescribeGroups with empty client ids and hosts (see tests/test_kafka_depth.py), so no member's client id can
+come through it. The second test takes a snapshot from the real broker, puts a hostile member into it, and serves it
+from a real Api (as an agent does) to a dashboard in mirror mode.
 """
 
 from __future__ import annotations
@@ -383,4 +385,80 @@ def test_hostile_strings_from_every_source_show_as_text_on_every_page(broker, re
 
         page.goto(report.as_uri())
         _shows(page, PIPELINE, STEADY_JOB, FAILING_JOB, REGISTRY_ERROR, timeout=10)
+        assert page.errors == []
+
+
+CLIENT_ID = IMG
+CLIENT_HOST = SCRIPT
+
+
+def test_a_hostile_client_id_and_host_show_as_text_in_the_group_drill_down(broker, tmp_path, browser_page):
+    """An agent whose snapshot (the real broker's, with a hostile member put in) a mirror dashboard copies: the
+    members table shows the member's client id and host as text, and neither runs, in the light and dark themes."""
+    import dataclasses
+    import time
+
+    from apps.views import _MEMBER_COLUMNS, _PARTITION_COLUMNS
+    from collectors.aggregate.mirror import STATE_PATH
+    from collectors.kafka.collector import KafkaCollector
+    from exporters.api import Api
+    from monitoring.config import KafkaSource
+    from monitoring.health import CollectorHealth, State
+    from monitoring.models.kafka import Member
+    from monitoring.store import Store
+    from tests.hostile_server import HostileAgent
+    from tests.test_app_browser import live_column
+
+    run_async(create_topic(broker.bootstrap, "payments", 1))
+    run_async(produce(broker.bootstrap, "payments", {0: 3}))
+    run_async(commit(broker.bootstrap, "billing", "payments", {0: 1}))
+    collected = Store()
+
+    async def collect() -> None:
+        collector = KafkaCollector("orders", KafkaSource(bootstrap_servers=[broker.bootstrap]))
+        try:
+            await collector.collect(collected)
+        finally:
+            await collector.close()
+
+    run_async(collect())
+    t, snapshot = collected.snapshot(("orders", "kafka"))
+    (group,) = snapshot.groups
+    assert group.group_id == "billing" and group.members == ()  # (Tansu: no live member, no client id)
+    member = Member("consumer-1-5a7c", CLIENT_ID, CLIENT_HOST, (("payments", 0),))
+    group = dataclasses.replace(group, state="Stable", members=(member,),
+                                partitions=tuple(dataclasses.replace(p, owner=member.label) for p in group.partitions))
+    store = Store()
+    store.publish_snapshot(("orders", "kafka"), dataclasses.replace(snapshot, groups=(group,)), t)
+    store.set_health(CollectorHealth("orders", "kafka", broker.bootstrap, 600.0, state=State.UP,
+                                     last_success=time.time(), runs=1))
+    page = browser_page
+    page.set_default_timeout(WAIT)
+    with HostileAgent() as agent:
+        agent.serve_api(Api(store, time.time()), STATE_PATH)
+        config = tmp_path / "pipewatch.yml"
+        config.write_text(  # (the dashboard runs no collector: the broker is only the pipeline's declared source)
+            "pipelines:\n"
+            "  - name: orders\n"
+            "    kafka:\n"
+            f"      bootstrap_servers: [\"{broker.bootstrap}\"]\n"
+            f"mirror: {agent.url}\n")
+        with serving(tmp_path, config, page) as server:
+            for theme in ("default", "dark"):
+                page.goto(f"{server.url}?page=pipeline&pipeline=orders&theme={theme}")
+                expect(page.locator('.pw-health[data-collector="mirror"]')).to_have_attribute(
+                    "data-state", "up", timeout=2 * WAIT)
+                page.get_by_label("Drill down into").select_option("billing")
+                members = page.locator(".pw-table-members-table")
+                expect(live_column(page, "members-table", _MEMBER_COLUMNS, "client id")).to_have_text([CLIENT_ID])
+                expect(live_column(page, "members-table", _MEMBER_COLUMNS, "host")).to_have_text([CLIENT_HOST])
+                expect(live_column(page, "partitions-table", _PARTITION_COLUMNS, "owner")).to_have_text(
+                    [f"{CLIENT_ID}@{CLIENT_HOST}"])
+                expect(members.get_by_text(CLIENT_ID, exact=True)).to_be_visible()
+                expect(members.get_by_text(CLIENT_HOST, exact=True)).to_be_visible()
+                expect(members.locator("img")).to_have_count(0)
+                expect(members.locator("script")).to_have_count(0)
+                expect(page.locator("img[onerror]")).to_have_count(0)
+                _never_ran(page)  # window.__pwned undefined; no element with an on* or script from a payload
+            assert any(path == STATE_PATH for path, _ in agent.requests)
         assert page.errors == []
