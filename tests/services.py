@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import subprocess
 import time
 from collections.abc import Awaitable, Callable
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 from pipewatch.local.broker import free_port, port_open
@@ -165,3 +167,13 @@ def _http_status(url: str) -> int | None:
         return exc.code
     except OSError:
         return None
+
+
+def send_json(handler: BaseHTTPRequestHandler, status: int, body: object) -> None:
+    """Answer an http.server request with `body` as JSON (the tests' HTTP stand-ins)."""
+    data = json.dumps(body).encode()
+    handler.send_response(status)
+    handler.send_header("Content-Type", "application/json")
+    handler.send_header("Content-Length", str(len(data)))
+    handler.end_headers()
+    handler.wfile.write(data)

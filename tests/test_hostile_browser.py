@@ -30,8 +30,9 @@ import pytest
 from playwright.sync_api import expect
 
 from tests.kafka_util import commit, create_topic, produce
-from tests.services import free_port, run_async, wait_until
+from tests.services import free_port, run_async, send_json, wait_until
 from tests.test_app_browser import serving
+from tests.test_change_feed import _install as install_feed
 
 pytestmark = pytest.mark.browser
 
@@ -76,12 +77,7 @@ class FakeFlink:
                 key = unquote(path.removeprefix("/v1")) + (f"?{params}" if params else "")
                 status, body = (200, responses[key]) if key in responses else (
                     404, {"errors": [f"org.apache.flink.runtime.rest.NotFoundException: {key}"]})
-                data = json.dumps(body).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
+                send_json(self, status, body)
 
             def log_message(self, *args) -> None:
                 pass
@@ -234,7 +230,6 @@ async def _group_as_stored(bootstrap: str) -> str:
 async def _seed_postgres(dsn: str, schema: str):
     import asyncpg
 
-    from collectors.change_feed import postgres as sql
     from monitoring.config import ChangeFeedSource
     from tests.profiling_util import ProfilerTables, utc
 
@@ -252,13 +247,7 @@ async def _seed_postgres(dsn: str, schema: str):
     feed = ChangeFeedSource.model_validate({
         "dsn": dsn, "schema": schema, "channel": schema.lower(), "poll_interval_seconds": 0.5,
         "entities": [{"name": "Note", "table": "notes", "key": "k", "fields": ["v"]}]})
-    connection = await asyncpg.connect(dsn)
-    try:
-        async with connection.transaction():
-            for statement in sql.install(feed):
-                await connection.execute(statement)
-    finally:
-        await connection.close()
+    await install_feed(dsn, feed)
     return feed
 
 

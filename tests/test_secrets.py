@@ -5,7 +5,6 @@ in no output: /metrics, every /api/v1 endpoint, the agent's log, a report."""
 from __future__ import annotations
 
 import base64
-import json
 import os
 import signal
 import subprocess
@@ -20,7 +19,7 @@ import asyncpg
 
 from monitoring.errors import redact
 from monitoring.health import describe
-from tests.services import free_port, run_async, wait_until
+from tests.services import free_port, run_async, send_json, wait_until
 
 REPO = Path(__file__).resolve().parent.parent
 PIPEWATCH = [sys.executable, "-m", "pipewatch.cli"]
@@ -63,12 +62,7 @@ class _Flink(BaseHTTPRequestHandler):
         self._answer(200, answers[path]) if path in answers else self._answer(404, {"errors": [f"no {path}"]})
 
     def _answer(self, status: int, body: object) -> None:
-        data = json.dumps(body).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
+        send_json(self, status, body)
 
     def log_message(self, *args) -> None:
         pass
