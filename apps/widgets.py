@@ -28,14 +28,12 @@ from monitoring.health import CollectorHealth, State
 class LiveHTML:
     """HTML that changes while the page is open (health badges, status lines, cards, page numbers).
 
-    Not a Bokeh Div: BokehJS (3.9) lays the whole page out again on every change of a Div's text (the Div's view
-    re-renders, then computes the layout from the root: it measures every table and redraws every chart). A
-    pipeline page with every section took 0.3-0.5 s for one such layout in a busy browser, a few status lines
-    change every few seconds, and a Flink job or a group chosen changes several at once: the browser fell behind
-    the server's updates for good and the page stopped answering. Panel's HTML model only replaces its content
-    (the page's CSS layout follows). It is set as a plain Bokeh property, as cheap on the server as a Div (no
-    Panel pane, no parameter watchers). Its view decodes the text once (Panel's HTML pane sends it HTML-escaped):
-    `text` is the HTML to show, the model holds it escaped, and never runs a script in it."""
+    Not a Bokeh Div: BokehJS (3.9) lays the whole page out again on every change of a Div's text (it measures
+    every table and redraws every chart). On a pipeline page with every section, where status lines change every
+    few seconds and choosing a Flink job or a group changes several at once, the browser fell behind the server's
+    updates for good and stopped answering. Panel's HTML model only replaces its content. It is set as a plain
+    Bokeh property, as cheap on the server as a Div. Its view decodes the text once (Panel's HTML pane sends it
+    HTML-escaped): `text` is the HTML to show, the model holds it escaped, and no script in it ever runs."""
 
     def __init__(self, text: str = "", **properties: object) -> None:
         self._text = text
