@@ -1,11 +1,5 @@
-"""One line per pipeline: its health and headline measures, from what its collectors measured.
-
-The overview tiles, the aggregate table, the JSON API and reports all show this same summary. It is
-built from the store's newest values of sources that are up; a down or stale source contributes
-unknowns (NaN), never its last value, and names itself in `reason`. The Prometheus read-back builds
-the same summary for other agents' pipelines from what Prometheus scraped (collectors/aggregate/prometheus_query.py),
-with the same meaning for every field.
-"""
+"""One line per pipeline: its health and headline measures, the same for the tiles, the aggregate table, the JSON
+API and reports; a down or stale source contributes unknowns, never its last value (docs/internals.md)."""
 
 from __future__ import annotations
 

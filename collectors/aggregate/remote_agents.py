@@ -1,17 +1,6 @@
-"""Other pipewatch agents' pipelines, read from their JSON API (httpx), for the aggregate page.
-
-One collector per remote agent (`remote_agents:` in the config), so each has its own health, timeout and
-backoff, and an agent that hangs delays no other. A cycle sends two requests at once:
-- GET /api/v1/pipelines: every pipeline's summary, published as rows with job "remote" and the agent's URL
-  as instance;
-- GET /api/v1/series?name=pipewatch_pipeline_lag with a cursor per series: only the lag points that came
-  since the last cycle (the API's delta model), kept here in a bounded history per pipeline for the small
-  charts of the aggregate page.
-
-Like the Prometheus read-back, it writes no series: what it reads is the other agent's, and serving it on
-this process's /metrics would export it twice. An agent that stops answering keeps its last known pipelines,
-marked "agent down" with the reason and their measures unknown; the next successful cycle restores them.
-"""
+"""Other pipewatch agents' pipelines, read from their JSON API (httpx), for the aggregate page: one collector per
+agent, so each has its own health, timeout and backoff. It writes no series (this process's /metrics would
+export them twice); docs/internals.md describes the cycle."""
 
 from __future__ import annotations
 

@@ -1,18 +1,6 @@
-"""Kafka consumer lag: committed offsets, high watermarks, lag, group state and rates.
-
-Requests per cycle grow with brokers and coordinators, not with partitions: one Metadata request,
-ListGroups per broker, DescribeGroups per coordinator, ListOffsets per partition leader (latest and
-earliest), and one OffsetFetch per group (the OffsetFetch API before v8 takes one group). Groups'
-coordinators are cached between cycles. Committed offsets are read before high watermarks so a
-commit landing mid-cycle can only over-state lag for a moment, never make it negative.
-
-Failures of a part of the cluster that leave the rest readable (a broker that does not answer, a
-group whose offsets or description come back with an error code) go into the store's error registry
-as warnings, once per cycle in which they were seen: each cycle asks again and fails again.
-
-The cycle is here; the requests in requests.py (the connection in client.py), the snapshot built from
-their answers in snapshot.py (derived values in derive.py), the series written in write.py.
-"""
+"""The Kafka cycle, step by step: requests (requests.py, over client.py), the snapshot built from their answers
+(snapshot.py, derive.py), the series written (write.py). Requests grow with brokers and coordinators, not with
+partitions; docs/kafka-collector.md describes the cycle and its partial failures."""
 
 from __future__ import annotations
 
