@@ -9,6 +9,7 @@ from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 
 from monitoring.health import CollectorHealth, State
+from monitoring.json_numbers import to_json
 from monitoring.metrics import CATALOGUE, JOB_STATES
 from monitoring.store import Store
 
@@ -76,10 +77,7 @@ class PipelineSummary:
 
 def _json_number(value: object) -> object:
     if isinstance(value, float):
-        if math.isnan(value):
-            return None
-        if math.isinf(value):
-            return "Infinity" if value > 0 else "-Infinity"
+        return to_json(value)
     if isinstance(value, tuple):
         return list(value)
     return value
