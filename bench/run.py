@@ -340,6 +340,7 @@ def profile_section(profile: dict | None) -> list[str]:
         "",
         markdown_table(["function", "where", "calls", "own (s)"], own),
         "",
+        *([profile["where_note"][0].upper() + profile["where_note"][1:], ""] if profile.get("where_note") else []),
     ]
 
 
