@@ -81,9 +81,7 @@ class SchemaRegistryCollector(Collector):
 
         detailed = listed[: self.config.max_subjects]
         previous = self._subjects
-        due, self._cursor = derive.due_subjects(detailed, previous, self._cursor, self.config.interval_seconds,
-                                                self.config.inventory_refresh_seconds)
-        fresh = await self._read_subjects(due, global_compatibility, global_mode)
+        fresh = await self._read_subjects(self._due(detailed, previous), global_compatibility, global_mode)
         subjects: dict[str, Subject] = {}
         for name in detailed:
             subject = fresh.get(name) or previous.get(name) or Subject(name)
@@ -114,6 +112,12 @@ class SchemaRegistryCollector(Collector):
                                            self.config.max_subjects, karapace)),
             measured_at=now,
         ), changes
+
+    def _due(self, detailed: list[str], previous: dict[str, Subject]) -> list[str]:
+        """Subjects whose details are read this cycle (derive.due_subjects: new ones, then the rolling refresh)."""
+        due, self._cursor = derive.due_subjects(detailed, previous, self._cursor, self.config.interval_seconds,
+                                                self.config.inventory_refresh_seconds)
+        return due
 
     async def _read_subjects(self, names: list[str], global_compatibility: str | None,
                              global_mode: str | None) -> dict[str, Subject | None]:
