@@ -757,7 +757,7 @@ PHASES = (
     ("_list_offsets", "ListOffsets latest + earliest (concurrent): request, decode"),
     ("_refresh_retention", "DescribeConfigs for topic retention (re-read every 5 min)"),
     ("_record_timestamps", "Fetch the record timestamps of the most lagging group-partitions"),
-    ("_build_snapshot", "build the snapshot: lag, lag seconds, status, catch-up, retention"),
+    ("_snapshots.build", "build the snapshot: lag, lag seconds, status, catch-up, retention"),
     ("_write", "write series into the Store + publish the snapshot"),
 )
 
@@ -791,7 +791,8 @@ class _PhaseClock:
 
     def install(self, collector: KafkaCollector) -> None:
         for attribute, label in PHASES:
-            method = getattr(collector, attribute, None)
+            owner, name = _owner(collector, attribute)
+            method = getattr(owner, name, None)
             if method is None:
                 continue
             if asyncio.iscoroutinefunction(method):
@@ -808,11 +809,21 @@ class _PhaseClock:
                         return _method(*args, **kwargs)
                     finally:
                         self._exit(_label)
-            setattr(collector, attribute, wrapped)
+            setattr(owner, name, wrapped)
 
     def uninstall(self, collector: KafkaCollector) -> None:
         for attribute, _ in PHASES:
-            collector.__dict__.pop(attribute, None)
+            owner, name = _owner(collector, attribute)
+            owner.__dict__.pop(name, None)
+
+
+def _owner(collector: KafkaCollector, attribute: str) -> tuple[object, str]:
+    """The object a PHASES attribute is looked up on (`_snapshots.build`: the collector's snapshot builder)."""
+    *path, name = attribute.split(".")
+    owner: object = collector
+    for part in path:
+        owner = getattr(owner, part)
+    return owner, name
 
 
 class _GcClock:

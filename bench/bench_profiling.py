@@ -7,7 +7,7 @@ for each of 20 datasets. Between timed cycles, 25 new runs arrive with all their
 100 runs a minute at the collector's default 15 s interval. Two strategies read the same tables:
 
 - ProfilingCollector: pipewatch's collector. The first cycle loads the history window; every later
-  cycle asks only for rows it has not seen (see collectors/profiling/collector.py).
+  cycle asks only for rows it has not seen (docs/profiling-collector.md).
 - the baseline: re-read the runs, results, drift events and table state of the history window
   every cycle and recount everything, which is what the seed's dashboard backend did per request.
 

@@ -340,6 +340,7 @@ def profile_section(profile: dict | None) -> list[str]:
         "",
         markdown_table(["function", "where", "calls", "own (s)"], own),
         "",
+        *([profile["where_note"][0].upper() + profile["where_note"][1:], ""] if profile.get("where_note") else []),
     ]
 
 
@@ -599,6 +600,19 @@ def section(name: str, result: dict, info: dict[str, str], quick: bool, started:
     ])
 
 
+KEPT = ("<!-- kept: written by hand -->", "<!-- /kept -->")
+"""A block of the page a full run carries over as it is (a hand-run comparison, such as bench/compare_trees.py's)."""
+
+
+def kept_blocks(page: str) -> str:
+    """The page's KEPT blocks, markers included, for the next full run to carry over."""
+    out, rest = [], page
+    while KEPT[0] in rest and KEPT[1] in rest.split(KEPT[0], 1)[1]:
+        block, rest = rest.split(KEPT[0], 1)[1].split(KEPT[1], 1)
+        out.append(KEPT[0] + block + KEPT[1])
+    return "\n\n".join(out)
+
+
 def replace_section(page: str, name: str, text: str) -> str:
     start, end = _markers(name)
     if start in page:
@@ -687,6 +701,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\nwhole run: {seconds:.1f} s; load average at end: {info['load average at end (1/5/15 min)']}")
     if not args.no_write:
         page = render(store, kafka, sections, info, args.quick, seconds, started)
+        kept = kept_blocks(args.output.read_text(encoding="utf-8")) if args.output.exists() else ""
+        page = page.rstrip("\n") + "\n\n" + kept + "\n" if kept else page
         args.output.parent.mkdir(parents=True, exist_ok=True)
         args.output.write_text(page, encoding="utf-8")
         print(f"wrote {args.output}")

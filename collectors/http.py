@@ -1,16 +1,6 @@
-"""What the HTTP collectors (Flink, schema registry, remote agents, mirror, Prometheus) share: one pooled client
-per source, and one GET of a JSON answer (`get_json`) whose failures fall into one set of categories, for the
-health line, the errors page and `pipewatch_collector_errors_total{category}`:
-
-- no answer at all (TRANSPORT_FAILURES): `timeout`, `connection_refused`, `tls`, `connection`;
-- an HTTP error status: `auth` (401, 403), `server_error` (5xx), `http_error` (any other status not taken);
-- an answer that cannot be used: `protocol` (not JSON, an encoding not asked for, or not the shape expected),
-  `too_large` (over the reader's cap once decompressed: read no further).
-
-A source keeps what is its own as a small hook: how its error bodies name the failure (`detail`: the registry's
-error_code and message, Flink's "errors" list, Prometheus's errorType), and which statuses count as an answer.
-Every failure is raised as the source's subclass of HttpSourceError, with the status and the source's error code
-when an answer came."""
+"""What the HTTP collectors share: one pooled client per source and one GET of a JSON answer (`get_json`) whose
+failures fall into one set of categories (HTTP_CATEGORIES), so every source reports them alike; each source keeps
+only how its error bodies name a failure (`detail`). The categories are listed in docs/internals.md."""
 
 from __future__ import annotations
 

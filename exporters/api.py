@@ -20,6 +20,7 @@ from urllib.parse import unquote_to_bytes
 from exporters.openapi import openapi_document
 from monitoring.evaluation import LATENCY_SOURCE, SUMMARY_SOURCE, pipeline_latencies
 from monitoring.health import CollectorHealth
+from monitoring.json_numbers import to_json
 from monitoring.metrics import CATALOGUE
 from monitoring.store import SeriesKey, Store
 from monitoring.summary import PipelineSummary
@@ -66,16 +67,8 @@ class ApiError(Exception):
         return out
 
 
-def number(value: float | None) -> float | str | None:
-    if value is None or math.isnan(value):
-        return None
-    if math.isinf(value):
-        return "Infinity" if value > 0 else "-Infinity"
-    return value
-
-
 def _points(times: Iterable[float], values: Iterable[float]) -> list[list[object]]:
-    return [[t, v if v == v and v not in (math.inf, -math.inf) else number(v)]
+    return [[t, v if v == v and v not in (math.inf, -math.inf) else to_json(v)]
             for t, v in zip(times, values, strict=True)]
 
 
@@ -185,12 +178,12 @@ class Api:
         out = {"agent": self.agent(), "measured_at": measured_at,
                **self._pipeline_json(summary, self.store.health(), now)}
         out["latency"] = [{"measure": latency.measure, "description": latency.description, "samples": latency.samples,
-                           "quantiles": {f"{q:g}": number(v) for q, v in latency.quantiles.items()}}
+                           "quantiles": {f"{q:g}": to_json(v) for q, v in latency.quantiles.items()}}
                           for latency in self._latencies(name, now)]
         rows = sorted(self.store.series_info(lambda key: key[1][:1] == (name,)), key=lambda row: row[0])
         out["series_total"] = len(rows)
         out["series"] = [{"id": series_id(key), "name": key[0], "labels": _labels(key), "collector": source[1],
-                          "count": count, "time": number(t), "value": number(value)}
+                          "count": count, "time": to_json(t), "value": to_json(value)}
                          for key, source, count, t, value in rows[:MAX_LISTED_SERIES]]
         out["truncated"] = len(rows) > MAX_LISTED_SERIES
         return out
@@ -306,7 +299,7 @@ class Api:
         changes = store.changes_since(cursor["c"], MAX_STATE_POINTS)
         series = [{"name": key[0], "labels": list(key[1]), "pipeline": source[0], "collector": source[1],
                    "count": count, "times": times,
-                   "values": [v if v == v and v not in (math.inf, -math.inf) else number(v) for v in values]}
+                   "values": [v if v == v and v not in (math.inf, -math.inf) else to_json(v) for v in values]}
                   for key, source, count, times, values in changes.series]
         ids = None
         if changes.series_generation != cursor["s"]:  # series appeared or went: the whole list, to drop the gone

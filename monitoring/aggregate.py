@@ -1,13 +1,6 @@
-"""Every pipeline side by side: this process's own, other agents' and Prometheus', combined from the store.
-
-Three kinds of rows, all PipelineSummary with the same meaning for every field:
-- this process's pipelines, from the evaluator's snapshot (SUMMARY_SOURCE), job "local";
-- each remote agent's (`remote_agents:`), as its reader published it (RemoteAgentSnapshot), job "remote";
-- every agent a Prometheus scrapes (`prometheus:`), as its reader published it (AggregateSnapshot).
-An agent reached both directly and through Prometheus (or this process's own exporter, scraped by that
-Prometheus) is listed once, from the direct source. A remote agent whose reader is not up (hung, stale) is listed
-as down even if its last answer was good.
-"""
+"""Every pipeline side by side (this process's, other agents' and Prometheus'), combined from the store into
+PipelineSummary rows with one meaning for every field; an agent reached two ways is listed once, from the direct
+source. The rules are in docs/internals.md."""
 
 from __future__ import annotations
 

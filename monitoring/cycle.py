@@ -1,22 +1,5 @@
-"""What one collection cycle produced, as a value: the runtime writes it into the store, one way for all.
-
-A collector's `fetch()` talks to its source and returns a `CycleResult`; it never touches the store.
-`monitoring.runtime.write_result` applies the result in one order for every collector:
-
-1. the cycle's series, written in one `Store.cycle` (series the cycle neither wrote nor retained are
-   removed), by the result's `write` callable;
-2. points appended with their own times (`appended`: history loaded in bulk, or a failed cycle's few
-   series), which remove nothing;
-3. the snapshot, published at `measured_at`;
-4. the source-reported failures (`failures`) into the error registry;
-5. the events (`events`) into the event log.
-
-The runtime then records the collector's health (up, with `requests`). A cycle that fails raises; a
-collector that still has something to write then (a registry that is down says `up 0` and keeps
-counting its errors) returns it from `Collector.on_failure`, a result without `write` (a `Store.cycle`
-would remove the series it does not write) that the runtime applies the same way before it marks the
-collector down.
-"""
+"""What one collection cycle produced, as a value: a collector's `fetch()` returns a `CycleResult` and never
+touches the store; the runtime writes it, in one order for every collector (docs/internals.md)."""
 
 from __future__ import annotations
 
@@ -66,7 +49,7 @@ class CycleEvent:
 
 @dataclass(frozen=True, slots=True)
 class CycleResult:
-    """Everything one cycle of a collector produced; see the module's docstring for the order it is written in."""
+    """Everything one cycle of a collector produced; docs/internals.md gives the order it is written in."""
 
     measured_at: float
     """The cycle's time: its series' points, its snapshot's time, the default time of its failures and events."""

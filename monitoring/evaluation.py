@@ -1,17 +1,6 @@
-"""Per-pipeline evaluation: summaries and latency percentiles, once a second for every reader.
-
-The evaluator reads the store (never a source), like Burrow's evaluator sits between storage and
-notifiers: it publishes each pipeline's summary as a snapshot, so a hundred sessions, the JSON API and
-reports share one computation, and writes the pipeline-level series the pages chart and /metrics serves.
-
-Latency is defined by what it measures, never blended into one invented number:
-- consumer_lag: each partition's consumer lag in seconds (how long ago the message a group has yet to
-  consume was produced), over every partition of every group (kafka_consumergroup_lag_seconds);
-- watermark_lag: how far each Flink vertex's input watermark trails the clock (event-time latency);
-- change_feed_delay: the time from a database change to its delivery, over the changes delivered in
-  the last minute.
-A measure with no samples is absent (unknown), not zero.
-"""
+"""Per-pipeline evaluation: summaries and latency percentiles computed once a second from the store (never a
+source) and published as a snapshot, so every session, the JSON API and reports share one computation. What each
+latency measures is in docs/internals.md."""
 
 from __future__ import annotations
 

@@ -1,16 +1,6 @@
-"""How pipewatch writes a measured value for people: one set of rules for every page, the report and the flow diagram.
-
-- durations: `350 ms`, `4.2 s`, `52 s`, `1 min 18 s`, `3 h 2 min`, `2 d 5 h`; +inf is `unbounded` (or what the
-  caller says it means, e.g. `not catching up`);
-- rates: `0.5/s`, `57/s`, `1.2k/s`, `3.4M/s`;
-- sizes in bytes: `512 B`, `2.4 kB`, `243 MB` (powers of 1000);
-- counts: `1,234,567`;
-- None and NaN (not measured, or not measurable now) are `unknown`.
-
-Tables whose cells the browser renders apply the same rules in JavaScript (apps/format_templates.py), so rounding is
-done the same way in both: half up, on the value scaled to the digits shown (`_round`), never with the languages'
-own decimal formatting (Python rounds a tie to even, JavaScript's toFixed away from zero).
-"""
+"""How pipewatch writes a measured value for people: one set of rules for every page, the report and the flow
+diagram, and the same rounding as its JavaScript twin (apps/format_templates.py). The rules are in
+docs/internals.md."""
 
 from __future__ import annotations
 

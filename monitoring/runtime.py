@@ -1,13 +1,5 @@
-"""The collector runtime: every collector runs on its own interval, isolated from the others.
-
-A supervisor task per collector enforces a per-run timeout, backs off exponentially (with jitter)
-after failures, and records the collector's health in the store and every failed run in the store's
-error registry. One slow or failing source never stops or delays another because each runs in its
-own task and only ever awaits its own I/O.
-
-A collector reads its source in `fetch()` and returns what it read as a `CycleResult`
-(monitoring/cycle.py); `write_result` writes it into the store, in one order for every collector.
-"""
+"""The collector runtime: every collector runs in its own task on its own interval, with a timeout and backoff, so
+one slow or failing source never stops or delays another; it writes each cycle's result (docs/internals.md)."""
 
 from __future__ import annotations
 

@@ -1,15 +1,5 @@
-"""The hub: bounded, in-memory, shared by every collector, view and exporter in the process.
-
-Three kinds of content, all bounded:
-- numeric series: per (metric name, label values) a fixed-capacity ring of (time, value), with a
-  running count so a reader asks "what came after the n-th point" and gets only the new points;
-- snapshots: per source, the latest structured picture (tables a view renders as they are now);
-- an event log of discrete happenings (state changes, errors), with sequence numbers;
-- the error registry (monitoring/errors.py): every error seen, deduplicated, with counts and hints.
-
-Collectors write; apps and exporters read. Writes happen on the event loop, reads also come from
-the exporter's HTTP thread, so every access takes one short lock and readers get copies.
-"""
+"""The hub: one bounded in-memory store shared by every collector, view and exporter in the process; collectors
+write, apps and exporters read copies under one short lock. What it holds is in docs/internals.md."""
 
 from __future__ import annotations
 

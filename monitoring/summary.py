@@ -1,11 +1,5 @@
-"""One line per pipeline: its health and headline measures, from what its collectors measured.
-
-The overview tiles, the aggregate table, the JSON API and reports all show this same summary. It is
-built from the store's newest values of sources that are up; a down or stale source contributes
-unknowns (NaN), never its last value, and names itself in `reason`. The Prometheus read-back builds
-the same summary for other agents' pipelines from what Prometheus scraped (collectors/aggregate/prometheus_query.py),
-with the same meaning for every field.
-"""
+"""One line per pipeline: its health and headline measures, the same for the tiles, the aggregate table, the JSON
+API and reports; a down or stale source contributes unknowns, never its last value (docs/internals.md)."""
 
 from __future__ import annotations
 
@@ -15,6 +9,7 @@ from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 
 from monitoring.health import CollectorHealth, State
+from monitoring.json_numbers import to_json
 from monitoring.metrics import CATALOGUE, JOB_STATES
 from monitoring.store import Store
 
@@ -82,10 +77,7 @@ class PipelineSummary:
 
 def _json_number(value: object) -> object:
     if isinstance(value, float):
-        if math.isnan(value):
-            return None
-        if math.isinf(value):
-            return "Infinity" if value > 0 else "-Infinity"
+        return to_json(value)
     if isinstance(value, tuple):
         return list(value)
     return value

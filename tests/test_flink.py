@@ -14,7 +14,8 @@ from urllib.parse import quote
 import httpx
 import pytest
 
-from collectors.flink.collector import FlinkCollector, FlinkError
+from collectors.flink.client import FlinkError
+from collectors.flink.collector import FlinkCollector
 from exporters.server import start_exporter
 from monitoring.config import FlinkSource
 from monitoring.health import State

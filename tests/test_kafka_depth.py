@@ -292,8 +292,9 @@ def test_group_with_members_but_no_commits_stays_visible_as_unknown():
                          {"fresh": {0: PartitionMeta(1, (1,), (1,), ())}})
     description = {"group": "newcomer", "state": "Stable", "members": [
         {"member_id": "m-1", "client_id": "app", "client_host": "/10.0.0.9", "member_assignment": b""}]}
-    snapshot = collector._build_snapshot(metadata, {"newcomer": "consumer"}, {"newcomer": description}, {}, {},
-                                         {("fresh", 0): 3}, {("fresh", 0): 0}, t=100.0)
+    snapshot = collector._snapshots.build(metadata, {"newcomer": "consumer"}, {"newcomer": description}, {}, {},
+                                          {("fresh", 0): 3}, {("fresh", 0): 0}, t=100.0, timestamps=None,
+                                          retention={}, coordinators={}, requests=0)
     store = Store()
     with store.cycle(collector.source, 100.0) as cycle:
         collector._write(cycle, snapshot)

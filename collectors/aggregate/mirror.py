@@ -4,7 +4,6 @@ Details: docs/internals.md, "Mirror mode"."""
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import httpx
@@ -14,6 +13,7 @@ from collectors.http import build_client
 from monitoring.config import ChangeFeedSource, Config, Mirror
 from monitoring.errors import ErrorEntry
 from monitoring.health import CollectorHealth
+from monitoring.json_numbers import from_json
 from monitoring.runtime import Collector
 from monitoring.sources import CHANGE_FEED, MIRROR_PIPELINE, MIRROR_SOURCE, collector_name
 from monitoring.store import FeedRow, SeriesKey, Source, Store
@@ -201,13 +201,8 @@ def _whole(value: object) -> int:
 
 
 def _value(value: object) -> float:
-    """A point's value as the API writes it: null is unknown (NaN), "Infinity" and "-Infinity" are unbounded."""
-    if value is None:
-        return math.nan
-    if value == "Infinity":
-        return math.inf
-    if value == "-Infinity":
-        return -math.inf
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
+    """A point's value as the API writes it (monitoring.json_numbers)."""
+    number = from_json(value)
+    if number is None:
         raise TypeError(f"expected a number, got {value!r}")
-    return float(value)
+    return number

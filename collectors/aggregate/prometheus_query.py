@@ -1,13 +1,6 @@
-"""Every agent's pipelines, read back from a Prometheus-compatible query API (httpx).
-
-Several agents (one per cluster or site) feed one Prometheus; this collector asks it, in a dozen
-instant queries a cycle, for each agent's pipelines as pipewatch exported them, and publishes one
-snapshot for the aggregate page. It writes no series: what it reads came from /metrics, and
-serving it there again would feed Prometheus its own data.
-
-An agent Prometheus can no longer scrape keeps its rows, marked "agent down" with the reason,
-because the pipelines it watched are still known from the last hour of `pipewatch_collector_up`.
-"""
+"""Every agent's pipelines, read back from a Prometheus-compatible query API (httpx): several agents feed one
+Prometheus, and the aggregate page shows them side by side. It writes no series (Prometheus would be fed its own
+data); docs/internals.md says what it asks and how an agent that went away is shown."""
 
 from __future__ import annotations
 

@@ -1,17 +1,6 @@
-"""Other pipewatch agents' pipelines, read from their JSON API (httpx), for the aggregate page.
-
-One collector per remote agent (`remote_agents:` in the config), so each has its own health, timeout and
-backoff, and an agent that hangs delays no other. A cycle sends two requests at once:
-- GET /api/v1/pipelines: every pipeline's summary, published as rows with job "remote" and the agent's URL
-  as instance;
-- GET /api/v1/series?name=pipewatch_pipeline_lag with a cursor per series: only the lag points that came
-  since the last cycle (the API's delta model), kept here in a bounded history per pipeline for the small
-  charts of the aggregate page.
-
-Like the Prometheus read-back, it writes no series: what it reads is the other agent's, and serving it on
-this process's /metrics would export it twice. An agent that stops answering keeps its last known pipelines,
-marked "agent down" with the reason and their measures unknown; the next successful cycle restores them.
-"""
+"""Other pipewatch agents' pipelines, read from their JSON API (httpx), for the aggregate page: one collector per
+agent, so each has its own health, timeout and backoff. It writes no series (this process's /metrics would
+export them twice); docs/internals.md describes the cycle."""
 
 from __future__ import annotations
 
@@ -27,6 +16,7 @@ from monitoring.aggregate import MEASURES as _MEASURES
 from monitoring.aggregate import agent_down
 from monitoring.config import RemoteAgent
 from monitoring.cycle import CycleResult
+from monitoring.json_numbers import from_json
 from monitoring.models.aggregate import AGGREGATE_PIPELINE, History, RemoteAgentSnapshot
 from monitoring.runtime import Collector
 from monitoring.sources import REMOTE_AGENT, collector_name, remote_agent_label
@@ -254,34 +244,18 @@ def _number(value: object, where: str, optional: bool = False) -> float | None:
     """A finite number (a time): not a bool, not a string, not NaN."""
     if value is None and optional:
         return None
-    number = _float(value)
+    number = from_json(value)
     if number is None or not math.isfinite(number):
         raise _Malformed(f"{where}: expected a number, got {_kind(value) if type(value) is not float else value}")
     return number
 
 
 def _measure(value: object, where: str) -> float:
-    """A measure as the API writes it: null is unknown (NaN), "Infinity" and "-Infinity" unbounded."""
-    if value is None:
-        return math.nan
-    if value == "Infinity":
-        return math.inf
-    if value == "-Infinity":
-        return -math.inf
-    number = _float(value)
-    if number is None or math.isnan(number):  # (the API writes NaN as null: a NaN is no measure of it)
+    """A measure as the API writes it (monitoring.json_numbers)."""
+    number = from_json(value)
+    if number is None or value is not None and math.isnan(number):  # (the API writes NaN as null, never NaN)
         raise _Malformed(f"{where}: expected a number, got {_kind(value) if type(value) is not float else value}")
     return number
 
 
-def _float(value: object) -> float | None:
-    """A JSON number as a float (not a bool: True is no lag); None when it is none, or too large for a float."""
-    if type(value) is float:
-        return value
-    if type(value) is int:
-        try:
-            return float(value)
-        except OverflowError:
-            return None
-    return None
 

@@ -1,21 +1,6 @@
-"""The database change feed: inserts, updates and deletes of chosen tables, delivered exactly once.
-
-Triggers installed by `pipewatch change-feed install` write every change into a changelog table and
-NOTIFY a channel. The reader LISTENs on that channel with a connection of its own and reads as soon
-as a notification arrives, and every `poll_interval_seconds` anyway (notifications sent while it
-was disconnected are lost; the rows are not).
-
-Exactly once: each read runs in one REPEATABLE READ transaction that also takes the snapshot's xmin,
-the oldest transaction still running. Rows of older transactions are final, so once read they are
-below the reader's floor for good; rows of newer transactions that were visible are delivered at once
-and remembered by id until the floor passes them. A transaction that took a low id and commits late
-is read when it commits, and nothing is read twice. The floor and those ids live in the reader, so a
-dropped connection or a restarted database resumes exactly where it stopped.
-
-Changes go into the store's feed (the newest `rows_per_entity` of each entity); counts, rates, the
-delay histogram and the backlog are written as series at most once a second. Delivered rows older than
-`retention_seconds` are deleted every `prune_interval_seconds`.
-"""
+"""The database change feed: inserts, updates and deletes of chosen tables, delivered exactly once to the store's
+feed, woken by LISTEN/NOTIFY and polling as a safety net. How exactly-once holds across late commits, dropped
+connections and restarts is in docs/internals.md."""
 
 from __future__ import annotations
 

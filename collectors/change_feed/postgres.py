@@ -1,15 +1,6 @@
-"""The change feed's SQL for PostgreSQL (13 or newer): what `install` creates, what `uninstall` removes,
-and the reader's queries. Another dialect (MySQL, MariaDB) would be a module with the same functions.
-
-Every changelog row records the id of the transaction that wrote it (`xid`, an xid8). The reader
-takes `pg_snapshot_xmin(pg_current_snapshot())` with each read: every transaction older than it has
-ended, so rows below it are final and a row can never appear below the reader's floor later. That
-is what makes delivery exactly-once where `id > last id` would skip a row whose id was taken before
-another's but committed after it.
-
-Identifiers come from validated configuration and are always quoted; the entity name, key column and
-channel reach the trigger function as quoted string literals (trigger arguments), never as code.
-"""
+"""The change feed's SQL for PostgreSQL (13 or newer): what `install` creates, what `uninstall` removes, and the
+reader's queries; another dialect would be a module with the same functions. Why transaction ids make delivery
+exactly-once, and how identifiers reach the triggers, is in docs/internals.md."""
 
 from __future__ import annotations
 

@@ -1,9 +1,5 @@
-"""Job exceptions sorted into categories, with a hint only where the exception itself says enough.
-
-The rules look at the exception's class, the classes of its "Caused by" chain, the message and the
-first frame of user code (a frame outside Flink's and the JDK's packages). An exception no rule
-knows is "other", without a hint: a guess would send people the wrong way.
-"""
+"""Job exceptions sorted into categories, with a hint only where the exception itself says enough: a guess would
+send people the wrong way (the rules: docs/flink-collector.md)."""
 
 from __future__ import annotations
 

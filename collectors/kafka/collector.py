@@ -1,18 +1,6 @@
-"""Kafka consumer lag: committed offsets, high watermarks, lag, group state and rates.
-
-Requests per cycle grow with brokers and coordinators, not with partitions: one Metadata request,
-ListGroups per broker, DescribeGroups per coordinator, ListOffsets per partition leader (latest and
-earliest), and one OffsetFetch per group (the OffsetFetch API before v8 takes one group). Groups'
-coordinators are cached between cycles. Committed offsets are read before high watermarks so a
-commit landing mid-cycle can only over-state lag for a moment, never make it negative.
-
-Failures of a part of the cluster that leave the rest readable (a broker that does not answer, a
-group whose offsets or description come back with an error code) go into the store's error registry
-as warnings, once per cycle in which they were seen: each cycle asks again and fails again.
-
-The cycle is here; the requests in requests.py (the connection in client.py), the snapshot built from
-their answers in snapshot.py (derived values in derive.py), the series written in write.py.
-"""
+"""The Kafka cycle, step by step: requests (requests.py, over client.py), the snapshot built from their answers
+(snapshot.py, derive.py), the series written (write.py). Requests grow with brokers and coordinators, not with
+partitions; docs/kafka-collector.md describes the cycle and its partial failures."""
 
 from __future__ import annotations
 
@@ -20,10 +8,9 @@ import asyncio
 import dataclasses
 import functools
 import time
-from typing import Any
 
 from collectors.kafka.client import EARLIEST, LATEST
-from collectors.kafka.requests import KafkaRequests, Metadata, assigned_topics
+from collectors.kafka.requests import KafkaRequests, assigned_topics
 from collectors.kafka.snapshot import SnapshotBuilder
 from collectors.kafka.write import write_snapshot
 from monitoring.config import KafkaSource
@@ -70,27 +57,12 @@ class KafkaCollector(KafkaRequests, Collector):
         timestamps = await self._record_timestamps(client, metadata, committed, high_watermarks)
         t = time.time()
         with gc_paused():  # the build allocates per partition and group-partition; it does not await
-            snapshot = self._build_snapshot(metadata, groups, descriptions, committed, group_errors,
-                                            high_watermarks, log_starts, t, timestamps)
+            snapshot = self._snapshots.build(metadata, groups, descriptions, committed, group_errors,
+                                             high_watermarks, log_starts, t, timestamps, retention=self._retention,
+                                             coordinators=self._coordinators, requests=self._requests)
         return CycleResult(measured_at=t, requests=self._requests, snapshot=snapshot,
                            write=functools.partial(self._write, snapshot=snapshot),
                            failures=tuple(SourceFailure(category, message) for category, message in self._cycle_errors))
-
-    def _build_snapshot(
-        self,
-        metadata: Metadata,
-        groups: dict[str, str],
-        descriptions: dict[str, dict[str, Any]],
-        committed: dict[str, dict[tuple[str, int], int]],
-        group_errors: dict[str, str],
-        high_watermarks: dict[tuple[str, int], int],
-        log_starts: dict[tuple[str, int], int],
-        t: float,
-        timestamps: dict[tuple[str, int, int], float] | None = None,
-    ) -> KafkaSnapshot:
-        return self._snapshots.build(metadata, groups, descriptions, committed, group_errors, high_watermarks,
-                                     log_starts, t, timestamps, retention=self._retention,
-                                     coordinators=self._coordinators, requests=self._requests)
 
     def _write(self, cycle: CycleWriter, snapshot: KafkaSnapshot) -> None:
         write_snapshot(cycle, self.pipeline, snapshot)

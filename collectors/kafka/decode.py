@@ -1,12 +1,6 @@
-"""Kafka answers decoded by offset into the answer's bytes, for the collector's large answers.
-
-aiokafka decodes every value through a BytesIO read and a few calls, and at many partitions the
-Metadata, OffsetFetch and ListOffsets answers hold a value per field per partition (measurements:
-docs/kafka-collector.md). Here each schema (aiokafka's own, so every version it knows is covered) is
-turned once into a decoder built on struct.unpack_from, with runs of fixed-width fields read in one
-call and arrays of fixed-width entries in one iter_unpack. The result is the same response object
-aiokafka builds (entries as tuples, arrays as lists), so the callers read it the same way.
-"""
+"""Kafka answers decoded by offset into the answer's bytes (struct), for the collector's large answers, where
+aiokafka's value-by-value decoder is the cost; the result is the object aiokafka builds. How the decoders are made
+is in docs/kafka-collector.md."""
 
 from __future__ import annotations
 

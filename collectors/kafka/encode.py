@@ -1,13 +1,5 @@
-"""Kafka requests whose encoded bytes are reused while their content stays the same.
-
-Each cycle the collector sends the same ListOffsets requests (latest and earliest offset of every
-partition, one per leader) as long as the partitions and their leaders do not change, and the same
-OffsetFetch for a group whose asked topics did not change. aiokafka encodes a request value by value
-in Python, which for a ListOffsets of every partition is a measurable cost
-(docs/kafka-collector.md), and a cycle sends two. Here the bytes are encoded once per (request
-struct class, content) and reused; the struct class is part of the key because the negotiated
-version decides the layout.
-"""
+"""Kafka requests whose encoded bytes are reused while their content stays the same: most cycles send the same
+ListOffsets and OffsetFetch, and aiokafka encodes value by value (docs/kafka-collector.md)."""
 
 from __future__ import annotations
 

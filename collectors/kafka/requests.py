@@ -1,14 +1,6 @@
-"""The requests of a Kafka collection cycle, and what they learn about the cluster between cycles.
-
-Requests per cycle grow with brokers and coordinators, not with partitions (see collector.py). What
-is learned and kept: each group's coordinator, whether the brokers take an OffsetFetch with a null
-partition list and answer DescribeConfigs, which topics each group has commits on (for brokers
-that need partitions listed), and each topic's retention.
-
-`KafkaRequests` is a base class of `KafkaCollector` rather than an object it holds: the cycle
-(collector.py) reads as a sequence of `self._step(client, ...)` calls sharing the cycle's request
-count and partial failures, and tests and the benchmark wrap or override one step on the collector.
-"""
+"""The requests of a Kafka cycle, and what they learn about the cluster between cycles (coordinators, broker
+capabilities, committed topics, retention). A base class of KafkaCollector so the cycle reads as a sequence of
+steps that tests can wrap (docs/kafka-collector.md)."""
 
 from __future__ import annotations
 
