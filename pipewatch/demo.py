@@ -32,7 +32,7 @@ from pipewatch.local.flink import FlinkUnavailable, LocalFlink
 from pipewatch.local.postgres import LocalPostgres
 from pipewatch.samples import feed as feed_sample
 from pipewatch.samples.profiling import ProfilingSample
-from pipewatch.service import SERVE_ENV, SERVE_SESSION_ARGS
+from pipewatch.service import SERVE_ENV, SERVE_HEALTH_ARGS, SERVE_SESSION_ARGS
 
 log = logging.getLogger("pipewatch.demo")
 
@@ -42,9 +42,11 @@ LAGGING_GROUP, LAGGING_CAPACITY = "order-processor", 2.0  # x base rate: below a
 KEEPING_UP_GROUP, KEEPING_UP_CAPACITY = "order-audit", 10.0
 PROFILING_HISTORY_RUNS, PROFILING_HISTORY_DAYS, PROFILING_EVERY_SECONDS = 400, 14.0, 5.0
 _APPS_DIR = Path(__file__).resolve().parent.parent / "apps"
+_SERVER_START_SECONDS = 120.0  # Panel and Bokeh imports take several seconds on a busy two-core machine
 
 
-def run_demo(port: int, metrics_port: int, pattern_text: str) -> int:
+def run_demo(port: int, metrics_port: int, pattern_text: str, verbose: bool = False) -> int:
+    """verbose: the libraries' and the dashboard server's INFO and DEBUG logs too (`--log-level DEBUG`)."""
     try:
         pattern = parse_pattern(pattern_text)
     except PatternError as exc:
@@ -55,7 +57,8 @@ def run_demo(port: int, metrics_port: int, pattern_text: str) -> int:
             print(f"pipewatch demo: the {name} port {taken} is already in use; pick another with "
                   f"--{'port' if name == 'dashboard' else 'metrics-port'}", file=sys.stderr)
             return 1
-    logging.getLogger("aiokafka").setLevel(logging.WARNING)  # the demo's own clients chat at INFO
+    print("pipewatch demo: starting a broker, PostgreSQL, Flink and the dashboard (half a minute or so)...",
+          flush=True)
     workdir = Path(tempfile.mkdtemp(prefix="pipewatch-demo-"))
     broker = LocalBroker(workdir, port=9092 if not port_open(9092) else None)
     postgres = LocalPostgres(workdir)
@@ -83,15 +86,17 @@ def run_demo(port: int, metrics_port: int, pattern_text: str) -> int:
         server = subprocess.Popen(
             [sys.executable, "-m", "panel", "serve", str(_APPS_DIR), "--address", "127.0.0.1", "--port", str(port),
              "--allow-websocket-origin", f"127.0.0.1:{port}", "--allow-websocket-origin", f"localhost:{port}",
-             *SERVE_SESSION_ARGS],
-            env={**os.environ, **SERVE_ENV, "PIPEWATCH_CONFIG": str(config)}, start_new_session=True,
+             "--log-level", "debug" if verbose else "warning", *SERVE_SESSION_ARGS, *SERVE_HEALTH_ARGS],
+            env={**os.environ, **SERVE_ENV, "PIPEWATCH_CONFIG": str(config),
+                 "PIPEWATCH_LOG_LEVEL": "DEBUG" if verbose else "WARNING"},  # the banner says what runs
+            start_new_session=True,
         )
-        flink_line = f"  flink:     {flink.rest_url} (a backpressured job and a failing one)\n" if flink else ""
-        print(f"\npipewatch demo\n  dashboard: http://127.0.0.1:{port}/apps\n  metrics:   http://127.0.0.1:{metrics_port}/metrics\n"
-              f"  broker:    {broker.bootstrap} (topic {TOPIC!r}, {PARTITIONS} partitions)\n"
-              f"  postgres:  {postgres.dsn} (ProfileMesh tables, a new run every {PROFILING_EVERY_SECONDS:g} s;"
-              f" shop tables under a change feed)\n"
-              f"{flink_line}  traffic:   {pattern_text}\n  config:    {config}\nCtrl-C stops everything.\n", flush=True)
+        if not _wait_for_ports(server, (port, metrics_port), _SERVER_START_SECONDS):
+            print(f"pipewatch demo: the dashboard server did not start within {_SERVER_START_SECONDS:g} s "
+                  f"(exit code {server.poll()}); run with --log-level DEBUG to see why", file=sys.stderr, flush=True)
+            return 1
+        print(_banner(port, metrics_port, broker.bootstrap, postgres.dsn, flink.rest_url if flink else None,
+                      pattern_text, config), flush=True)
         asyncio.run(_traffic(broker.bootstrap, pattern, traffic_origin, server, sample))
     except KeyboardInterrupt:
         pass
@@ -109,6 +114,37 @@ def run_demo(port: int, metrics_port: int, pattern_text: str) -> int:
             flink.stop()
         print("pipewatch demo stopped: broker, PostgreSQL, Flink, producer, consumers and server are gone.", flush=True)
     return 0 if server is None or server.returncode in (0, -signal.SIGTERM, None) else 1
+
+
+def _wait_for_ports(server: subprocess.Popen[bytes], ports: tuple[int, ...], seconds: float) -> bool:
+    """Whether the server listens on every port before `seconds` pass (False at once if it exits)."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline and server.poll() is None:
+        if all(port_open(port) for port in ports):
+            return True
+        time.sleep(0.2)  # polling interval of the deadline loop above
+    return False
+
+
+def _banner(port: int, metrics_port: int, bootstrap: str, dsn: str, flink_url: str | None, pattern_text: str,
+            config: Path) -> str:
+    """What runs, where to look, how to stop: the one thing the demo prints (the libraries' logs stay quiet)."""
+    dashboard = f"http://127.0.0.1:{port}/apps"
+    flink = (f"  flink:     {flink_url}  Flink's own UI: a backpressured job and one that keeps failing\n"
+             if flink_url else "")
+    return (f"\npipewatch demo: a local pipeline, watched live\n"
+            f"  dashboard: {dashboard}\n"
+            f"  pipeline:  {dashboard}?page=pipeline&pipeline={TOPIC}\n"
+            f"  metrics:   http://127.0.0.1:{metrics_port}/metrics\n"
+            f"  JSON API:  http://127.0.0.1:{metrics_port}/api/v1/pipelines\n"
+            f"  broker:    {bootstrap}  topic {TOPIC!r} ({PARTITIONS} partitions), a producer at {pattern_text},\n"
+            f"             group {LAGGING_GROUP!r} falls behind in bursts, {KEEPING_UP_GROUP!r} keeps up\n"
+            f"  postgres:  {dsn}\n"
+            f"             ProfileMesh tables (a new run every {PROFILING_EVERY_SECONDS:g} s), shop tables under a"
+            f" change feed\n"
+            f"{flink}"
+            f"  config:    {config}\n"
+            f"Ctrl-C stops everything.\n")
 
 
 def _write_config(workdir: Path, bootstrap: str, dsn: str, flink_url: str | None, metrics_port: int,
