@@ -15,6 +15,8 @@ import logging
 import os
 import sys
 
+from bokeh.core.validation import silence
+from bokeh.core.validation.warnings import MISSING_RENDERERS
 from tornado.ioloop import IOLoop
 
 from monitoring.config import ConfigError
@@ -26,6 +28,8 @@ log = logging.getLogger("pipewatch.app")
 
 
 def on_server_loaded(server_context) -> None:
+    # A live chart is drawn before its first data: its lines are added when they arrive, not a mistake to warn of.
+    silence(MISSING_RENDERERS, True)
     if os.environ.get("PIPEWATCH_LOG_LEVEL") in LOG_LEVELS:  # `pipewatch dashboard --log-level`, the demo's
         set_own_log_level(os.environ["PIPEWATCH_LOG_LEVEL"])
     try:

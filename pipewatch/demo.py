@@ -15,6 +15,7 @@ import asyncio
 import json
 import logging
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -89,6 +90,7 @@ def run_demo(port: int, metrics_port: int, pattern_text: str, verbose: bool = Fa
              "--log-level", "debug" if verbose else "warning", *SERVE_SESSION_ARGS, *SERVE_HEALTH_ARGS],
             env={**os.environ, **SERVE_ENV, "PIPEWATCH_CONFIG": str(config),
                  "PIPEWATCH_LOG_LEVEL": "DEBUG" if verbose else "WARNING"},  # the banner says what runs
+            stdout=None if verbose else subprocess.DEVNULL,  # Bokeh prints there; warnings and errors go to stderr
             start_new_session=True,
         )
         if not _wait_for_ports(server, (port, metrics_port), _SERVER_START_SECONDS):
@@ -112,6 +114,7 @@ def run_demo(port: int, metrics_port: int, pattern_text: str, verbose: bool = Fa
         postgres.close()
         if flink is not None:
             flink.stop()
+        shutil.rmtree(workdir, ignore_errors=True)  # the data, logs and config of this run: nothing left in /tmp
         print("pipewatch demo stopped: broker, PostgreSQL, Flink, producer, consumers and server are gone.", flush=True)
     return 0 if server is None or server.returncode in (0, -signal.SIGTERM, None) else 1
 

@@ -83,13 +83,26 @@ def test_demo_shows_real_lag_and_ctrl_c_stops_everything(tmp_path):
     )
     lines: list[str] = []
     try:
-        broker_line = wait_until(lambda: _read_until(demo, lines, "broker:"), 60, what="the demo to start")
-        broker_port = int(re.search(r"127\.0\.0\.1:(\d+)", broker_line).group(1))
-        postgres_line = wait_until(lambda: _read_until(demo, lines, "postgres:"), 10, what="the demo's PostgreSQL")
-        pgdata = Path(re.search(r"host=(\S+)", postgres_line).group(1))
+        wait_until(lambda: _read_until(demo, lines, "Ctrl-C stops everything."), 180, what="the demo's banner")
+        # One clean banner: a line while it starts, then what runs, where to look and how to stop; no log line.
+        assert lines[0] == "pipewatch demo: starting a broker, PostgreSQL, Flink and the dashboard (half a minute or " \
+                           "so)...\n", "".join(lines)
+        assert len(lines) <= 16 and not any(re.search(r"\b(INFO|DEBUG)\b|Traceback", line) for line in lines), \
+            "".join(lines)
+        banner = {line.split(":", 1)[0].strip(): line.split(":", 1)[1].strip() for line in lines
+                  if re.match(r"  \S[^:]*: ", line)}
+        assert banner["dashboard"] == f"http://127.0.0.1:{dashboard}/apps"
+        assert banner["pipeline"] == f"http://127.0.0.1:{dashboard}/apps?page=pipeline&pipeline=orders"
+        assert banner["metrics"] == f"http://127.0.0.1:{metrics}/metrics"
+        assert banner["JSON API"] == f"http://127.0.0.1:{metrics}/api/v1/pipelines"
+        broker_port = int(re.search(r"127\.0\.0\.1:(\d+)", banner["broker"]).group(1))
+        pgdata = Path(re.search(r"host=(\S+)", banner["postgres"]).group(1))
         assert (pgdata / "postmaster.pid").exists()
-        flink_line = wait_until(lambda: _read_until(demo, lines, "flink:"), 10, what="the demo's Flink cluster")
-        flink_port = int(re.search(r"127\.0\.0\.1:(\d+)", flink_line).group(1))
+        flink_url = banner["flink"].split()[0]
+        flink_port = int(re.search(r"127\.0\.0\.1:(\d+)", flink_url).group(1))
+        for name in ("dashboard", "pipeline", "metrics", "JSON API"):  # every URL the banner gives answers
+            assert urllib.request.urlopen(banner[name], timeout=60).status == 200, name
+        assert urllib.request.urlopen(f"{flink_url}/overview", timeout=10).status == 200
         url = f"http://127.0.0.1:{metrics}/metrics"
 
         def lagging() -> bool:
@@ -124,7 +137,10 @@ def test_demo_shows_real_lag_and_ctrl_c_stops_everything(tmp_path):
         os.killpg(demo.pid, signal.SIGINT)  # what Ctrl-C in a terminal does
         rest = demo.communicate(timeout=30)[0]
     assert demo.returncode == 0, "".join(lines) + rest
-    assert "pipewatch demo stopped" in rest
+    # Nothing but pipewatch's own warnings after the banner: no library's INFO line, no request log.
+    assert not re.search(r"\b(INFO|DEBUG)\b|Traceback", rest), rest
+    assert rest.strip().splitlines()[-1] == ("pipewatch demo stopped: broker, PostgreSQL, Flink, producer, consumers "
+                                             "and server are gone."), rest
     for port in (dashboard, metrics, broker_port, flink_port):
         assert not port_open(port), f"port {port} still open after Ctrl-C"
     assert not (pgdata / "postmaster.pid").exists(), "PostgreSQL still running after Ctrl-C"
