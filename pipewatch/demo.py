@@ -24,6 +24,7 @@ import time
 from pathlib import Path
 
 import asyncpg
+import httpx
 
 from collectors.change_feed import postgres as change_feed_postgres
 from monitoring.config import ChangeFeedSource
@@ -44,6 +45,7 @@ KEEPING_UP_GROUP, KEEPING_UP_CAPACITY = "order-audit", 10.0
 PROFILING_HISTORY_RUNS, PROFILING_HISTORY_DAYS, PROFILING_EVERY_SECONDS = 400, 14.0, 5.0
 _APPS_DIR = Path(__file__).resolve().parent.parent / "apps"
 _SERVER_START_SECONDS = 120.0  # Panel and Bokeh imports take several seconds on a busy two-core machine
+_FLINK_START_SECONDS = 240.0  # about 10 s on an idle two-core machine; a minute and more when it is busy
 
 
 def run_demo(port: int, metrics_port: int, pattern_text: str, verbose: bool = False) -> int:
@@ -77,9 +79,14 @@ def run_demo(port: int, metrics_port: int, pattern_text: str, verbose: bool = Fa
         except FlinkUnavailable as exc:
             print(f"pipewatch demo: no Flink cluster: {exc}", flush=True)
         if flink is not None:
-            flink.start()
-            for kind in ("steady", "failing"):
-                flink.submit(kind)
+            try:
+                flink.start(timeout=_FLINK_START_SECONDS)
+                for kind in ("steady", "failing"):
+                    flink.submit(kind)
+            except (RuntimeError, httpx.HTTPError) as exc:  # the rest of the demo is worth running without it
+                print(f"pipewatch demo: no Flink cluster: {exc}", flush=True)
+                flink.stop()
+                flink = None
         # The pattern's time 0, in the config too: the page draws the bursts where the producer makes them.
         traffic_origin = time.time()
         config = _write_config(workdir, broker.bootstrap, postgres.dsn, flink.rest_url if flink else None, metrics_port,
