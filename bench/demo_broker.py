@@ -35,6 +35,8 @@ WARMUP_SECONDS = 10.0
 VARIANTS: dict[str, dict] = {
     "clients only (no collector)": {},
     "clients only, retention.ms 60 s": {"topic_configs": {"retention.ms": "60000"}},
+    "clients only, consumers commit every 5 s": {"commit_every_seconds": 5.0},
+    "clients only, consumers fetch_min_bytes 64 kB": {"consumer": {"fetch_min_bytes": 65536}},
     "collector, 1 s, timestamp lookups on (demo before)": {"kafka": {"interval_seconds": 1}},
     "collector, 1 s, timestamp lookups off": {"kafka": {"interval_seconds": 1, "record_timestamp_lookups": 0}},
     "collector, 5 s, timestamp lookups on (default)": {"kafka": {"interval_seconds": 5}},
@@ -86,6 +88,8 @@ def measure(variant: dict | None, seconds: float, windows: int) -> list[float]:
     variant = dict(variant or {})
     topic_configs = variant.pop("topic_configs", {})
     kafka = variant.pop("kafka", None)
+    demo.CONSUMER_SETTINGS = variant.pop("consumer", {})
+    demo.COMMIT_EVERY_SECONDS = variant.pop("commit_every_seconds", 1.0)
     with tempfile.TemporaryDirectory(prefix="pipewatch-bench-broker-") as workdir:
         broker = LocalBroker(Path(workdir))
         broker.start()

@@ -599,6 +599,20 @@ def section(name: str, result: dict, info: dict[str, str], quick: bool, started:
     ])
 
 
+KEPT_SECTIONS = ("demo",)
+"""Sections measured outside `make bench` (bench/demo_cpu.py and bench/demo_broker.py run a whole demo for
+minutes): a full run keeps them as they are."""
+
+
+def kept_sections(page: str) -> list[str]:
+    kept = []
+    for name in KEPT_SECTIONS:
+        start, end = _markers(name)
+        if start in page and end in page:
+            kept.append(start + page.split(start, 1)[1].split(end, 1)[0] + end)
+    return kept
+
+
 def replace_section(page: str, name: str, text: str) -> str:
     start, end = _markers(name)
     if start in page:
@@ -687,6 +701,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\nwhole run: {seconds:.1f} s; load average at end: {info['load average at end (1/5/15 min)']}")
     if not args.no_write:
         page = render(store, kafka, sections, info, args.quick, seconds, started)
+        if args.output.exists():
+            page += "".join(f"\n{kept}\n" for kept in kept_sections(args.output.read_text(encoding="utf-8")))
         args.output.parent.mkdir(parents=True, exist_ok=True)
         args.output.write_text(page, encoding="utf-8")
         print(f"wrote {args.output}")

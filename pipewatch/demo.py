@@ -43,6 +43,8 @@ PARTITIONS = 6
 LAGGING_GROUP, LAGGING_CAPACITY = "order-processor", 2.0  # x base rate: below a 400% burst, above base
 KEEPING_UP_GROUP, KEEPING_UP_CAPACITY = "order-audit", 10.0
 PROFILING_HISTORY_RUNS, PROFILING_HISTORY_DAYS, PROFILING_EVERY_SECONDS = 400, 14.0, 5.0
+CONSUMER_SETTINGS: dict[str, int] = {}
+COMMIT_EVERY_SECONDS = 1.0
 _APPS_DIR = Path(__file__).resolve().parent.parent / "apps"
 _SERVER_START_SECONDS = 120.0  # Panel and Bokeh imports take several seconds on a busy two-core machine
 _FLINK_START_SECONDS = 240.0  # about 10 s on an idle two-core machine; a minute and more when it is busy
@@ -277,11 +279,11 @@ async def _produce(bootstrap: str, pattern: TrafficPattern, origin: float, stop:
 
 
 async def _consume(bootstrap: str, group: str, capacity: float, stop: asyncio.Event) -> None:
-    """Consume at most `capacity` messages per second and commit every second."""
+    """Consume at most `capacity` messages per second and commit every COMMIT_EVERY_SECONDS."""
     from aiokafka import AIOKafkaConsumer
 
     consumer = AIOKafkaConsumer(TOPIC, bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False,
-                                auto_offset_reset="earliest", client_id=f"demo-{group}")
+                                auto_offset_reset="earliest", client_id=f"demo-{group}", **CONSUMER_SETTINGS)
     await consumer.start()
     allowance, last, last_commit = 0.0, time.monotonic(), time.monotonic()
     try:
@@ -294,7 +296,7 @@ async def _consume(bootstrap: str, group: str, capacity: float, stop: asyncio.Ev
                 allowance -= sum(len(records) for records in batch.values())
             else:
                 await asyncio.sleep(0.05)
-            if now - last_commit >= 1:
+            if now - last_commit >= COMMIT_EVERY_SECONDS:
                 await consumer.commit()
                 last_commit = now
     finally:

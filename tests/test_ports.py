@@ -26,7 +26,8 @@ REPO = Path(__file__).resolve().parent.parent
 def _config(tmp_path: Path, name: str, exporter_port: int) -> Path:
     # The source need not answer: the collector is down, the process itself is up and healthy.
     config = tmp_path / f"{name}.yml"
-    config.write_text(f"pipelines:\n  - name: orders\n    kafka:\n      bootstrap_servers: [\"127.0.0.1:{free_port()}\"]\n"
+    config.write_text(f"pipelines:\n  - name: orders\n    kafka:\n"
+                      f"      bootstrap_servers: [\"127.0.0.1:{free_port()}\"]\n"
                       f"exporter:\n  host: 127.0.0.1\n  port: {exporter_port}\n")
     return config
 
