@@ -38,6 +38,7 @@ VARIANTS: dict[str, dict] = {
     "clients only, consumers commit every 5 s": {"commit_every_seconds": 5.0},
     "clients only, consumers fetch_min_bytes 64 kB": {"consumer": {"fetch_min_bytes": 65536}},
     "collector, 1 s, timestamp lookups on (demo before)": {"kafka": {"interval_seconds": 1}},
+    "collector, 2 s, timestamp lookups on (demo after)": {"kafka": {"interval_seconds": 2}},
     "collector, 1 s, timestamp lookups off": {"kafka": {"interval_seconds": 1, "record_timestamp_lookups": 0}},
     "collector, 5 s, timestamp lookups on (default)": {"kafka": {"interval_seconds": 5}},
 }

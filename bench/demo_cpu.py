@@ -1,15 +1,17 @@
 """What each process of a running `pipewatch demo` costs: CPU % of one core per role over a window.
 
-    .venv/bin/python bench/demo_cpu.py PID [--seconds 60]
+    .venv/bin/python bench/demo_cpu.py PID [PID ...] [--seconds 60] [--windows 1]
 
-PID is the `pipewatch demo` process; its descendants are sorted into roles by their command line (broker,
-Flink jobmanager and taskmanager, PostgreSQL, the dashboard server, and the demo process itself, which runs the
-producer, the two consumer groups, the profiling writer and the shop's writes). Results go in docs/benchmarks.md.
+PID is a `pipewatch demo` process (several: each measured over the same windows, side by side). Its descendants
+are sorted into roles by their command line (broker, Flink jobmanager and taskmanager, PostgreSQL, the dashboard
+server, and the demo process itself, which runs the producer, the two consumer groups, the profiling writer and
+the shop's writes). Results go in docs/benchmarks.md.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import time
 
 import psutil
@@ -60,27 +62,34 @@ def cpu_times(demo: psutil.Process) -> dict[int, tuple[str, float]]:
     return seen
 
 
-def measure(pid: int, seconds: float) -> dict[str, float]:
-    demo = psutil.Process(pid)
-    before, started = cpu_times(demo), time.monotonic()
+def measure(pids: list[int], seconds: float) -> list[dict[str, float]]:
+    demos = [psutil.Process(pid) for pid in pids]
+    before, started = [cpu_times(demo) for demo in demos], time.monotonic()
     time.sleep(seconds)  # the measurement window itself, not a synchronisation
-    after, elapsed = cpu_times(demo), time.monotonic() - started
-    by_role: dict[str, float] = {}
-    for process_id, (name, total) in after.items():
-        spent = total - before.get(process_id, (name, 0.0))[1]
-        by_role[name] = by_role.get(name, 0.0) + spent
-    return {name: 100 * spent / elapsed for name, spent in sorted(by_role.items())}
+    after, elapsed = [cpu_times(demo) for demo in demos], time.monotonic() - started
+    results = []
+    for earlier, later in zip(before, after, strict=True):
+        by_role: dict[str, float] = {}
+        for process_id, (name, total) in later.items():
+            by_role[name] = by_role.get(name, 0.0) + total - earlier.get(process_id, (name, 0.0))[1]
+        results.append({name: 100 * spent / elapsed for name, spent in sorted(by_role.items())})
+    return results
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("pid", type=int)
+    parser.add_argument("pids", type=int, nargs="+")
     parser.add_argument("--seconds", type=float, default=60.0)
+    parser.add_argument("--windows", type=int, default=1)
     args = parser.parse_args()
-    result = measure(args.pid, args.seconds)
-    for name, percent in result.items():
-        print(f"{name:40s} {percent:6.1f} %")
-    print(f"{'total':40s} {sum(result.values()):6.1f} %")
+    for window in range(args.windows):
+        results = measure(args.pids, args.seconds)
+        print(f"window {window + 1} ({args.seconds:g} s), load average {os.getloadavg()[0]:.1f}")
+        names = sorted({name for result in results for name in result})
+        print(f"  {'process':40s} " + " ".join(f"{pid:>10d}" for pid in args.pids))
+        for name in names:
+            print(f"  {name:40s} " + " ".join(f"{result.get(name, 0.0):9.1f}%" for result in results))
+        print(f"  {'total':40s} " + " ".join(f"{sum(result.values()):9.1f}%" for result in results), flush=True)
 
 
 if __name__ == "__main__":
