@@ -44,8 +44,8 @@ LAGGING_GROUP, LAGGING_CAPACITY = "order-processor", 2.0  # x base rate: below a
 KEEPING_UP_GROUP, KEEPING_UP_CAPACITY = "order-audit", 10.0
 PROFILING_HISTORY_RUNS, PROFILING_HISTORY_DAYS, PROFILING_EVERY_SECONDS = 400, 14.0, 5.0
 KAFKA_INTERVAL_SECONDS = 2.0
-"""The demo's Kafka collection interval (the default is 5 s): each cycle's requests cost the local broker more as
-its in-memory log grows; at 1 s the collector doubled its share of the broker's CPU (docs/benchmarks.md)."""
+"""The demo's Kafka collection interval (the default is 5 s): half the requests of the 1 s it was, whose cost to the
+local broker grows with its in-memory log (docs/benchmarks.md)."""
 CONSUMER_SETTINGS: dict[str, int] = {}
 COMMIT_EVERY_SECONDS = 1.0
 _APPS_DIR = Path(__file__).resolve().parent.parent / "apps"

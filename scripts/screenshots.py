@@ -1,10 +1,11 @@
 """Retake the README's screenshots: the demo's pipeline page during a burst, light and dark.
 
-    .venv/bin/python scripts/screenshots.py [--port 5306] [--metrics-port 9306]
+    .venv/bin/python scripts/screenshots.py [--port 5306] [--metrics-port 9306] [--running]
 
-Starts `pipewatch demo` (its own ports), waits until the lagging group falls behind in the first burst, opens
-the pipeline page in the system Chromium (Playwright) in both themes and writes docs/screenshot.png and
-docs/screenshot-dark.png (the first 1,200 px of a 1,400 px wide window); then stops the demo with Ctrl-C.
+Starts `pipewatch demo` on those ports (or, with --running, uses the demo already running there), waits until
+the lagging group falls behind in a burst, opens the pipeline page in the system Chromium (Playwright) in both
+themes and writes docs/screenshot.png and docs/screenshot-dark.png (the first 1,200 px of a 1,400 px wide
+window); then stops the demo it started with Ctrl-C.
 """
 
 from __future__ import annotations
@@ -51,9 +52,9 @@ def shoot(url: str, out: Path) -> None:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
         try:
             page = browser.new_page(viewport={"width": WIDTH, "height": HEIGHT})
-            page.goto(url, timeout=120_000)
-            page.get_by_text("order-processor").first.wait_for(timeout=120_000)
-            page.wait_for_function("document.querySelectorAll('canvas').length > 0", timeout=120_000)
+            page.goto(url, timeout=600_000, wait_until="commit")  # a busy machine takes minutes
+            page.get_by_text("order-processor").first.wait_for(timeout=600_000)
+            page.wait_for_function("document.querySelectorAll('canvas').length > 0", timeout=600_000)
             # The live charts have drawn once their first points arrived: two ticks after the first canvas.
             page.wait_for_timeout(3000)
             page.screenshot(path=str(out), clip={"x": 0, "y": 0, "width": WIDTH, "height": HEIGHT})
@@ -61,11 +62,24 @@ def shoot(url: str, out: Path) -> None:
             browser.close()
 
 
+def _shoot_both(args: argparse.Namespace) -> None:
+    _poll(lambda: _lag(f"http://127.0.0.1:{args.metrics_port}/metrics") >= 500, 400,
+          "the lagging group to fall behind in a burst")
+    page = f"http://127.0.0.1:{args.port}/apps?page=pipeline&pipeline=orders"
+    for theme, name in (("light", "screenshot.png"), ("dark", "screenshot-dark.png")):
+        shoot(f"{page}&theme={theme}", ROOT / "docs" / name)
+        print(f"wrote docs/{name}", flush=True)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--port", type=int, default=5306)
     parser.add_argument("--metrics-port", type=int, default=9306)
+    parser.add_argument("--running", action="store_true", help="use the demo already running on those ports")
     args = parser.parse_args()
+    if args.running:
+        _shoot_both(args)
+        return 0
     demo = subprocess.Popen([sys.executable, "-m", "pipewatch.cli", "demo", "--port", str(args.port),
                              "--metrics-port", str(args.metrics_port)], cwd=ROOT, stdout=subprocess.PIPE, text=True,
                             start_new_session=True)
@@ -74,12 +88,7 @@ def main() -> int:
               "the demo's banner")
         if demo.poll() is not None:
             raise SystemExit(f"screenshots: the demo exited with code {demo.returncode}")
-        _poll(lambda: _lag(f"http://127.0.0.1:{args.metrics_port}/metrics") >= 500, 400,
-              "the lagging group to fall behind in a burst")
-        page = f"http://127.0.0.1:{args.port}/apps?page=pipeline&pipeline=orders"
-        for theme, name in (("light", "screenshot.png"), ("dark", "screenshot-dark.png")):
-            shoot(f"{page}&theme={theme}", ROOT / "docs" / name)
-            print(f"wrote docs/{name}")
+        _shoot_both(args)
     finally:
         if demo.poll() is None:
             os.killpg(demo.pid, signal.SIGINT)
