@@ -89,7 +89,9 @@ def run_demo(port: int, metrics_port: int, pattern_text: str, verbose: bool = Fa
                 for kind in ("steady", "failing"):
                     flink.submit(kind)
             except (RuntimeError, httpx.HTTPError) as exc:  # the rest of the demo is worth running without it
-                print(f"pipewatch demo: no Flink cluster: {exc}", flush=True)
+                reason = str(exc).splitlines()[0]  # a crashed JVM's message ends with its log's tail: that stays there
+                reason = reason.split(": ", 1)[0] if len(str(exc).splitlines()) > 1 else reason
+                print(f"pipewatch demo: no Flink cluster: {reason} (logs in {flink.log_dir})", flush=True)
                 flink.stop()
                 flink = None
         # The pattern's time 0, in the config too: the page draws the bursts where the producer makes them.

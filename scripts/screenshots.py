@@ -63,7 +63,7 @@ def shoot(url: str, out: Path) -> None:
 
 
 def _shoot_both(args: argparse.Namespace) -> None:
-    _poll(lambda: _lag(f"http://127.0.0.1:{args.metrics_port}/metrics") >= 500, 400,
+    _poll(lambda: _lag(f"http://127.0.0.1:{args.metrics_port}/metrics") >= args.min_lag, 400,
           "the lagging group to fall behind in a burst")
     page = f"http://127.0.0.1:{args.port}/apps?page=pipeline&pipeline=orders"
     for theme, name in (("light", "screenshot.png"), ("dark", "screenshot-dark.png")):
@@ -75,6 +75,7 @@ def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--port", type=int, default=5306)
     parser.add_argument("--metrics-port", type=int, default=9306)
+    parser.add_argument("--min-lag", type=float, default=500, help="lag of order-processor to wait for (messages)")
     parser.add_argument("--running", action="store_true", help="use the demo already running on those ports")
     args = parser.parse_args()
     if args.running:
