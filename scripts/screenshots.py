@@ -54,7 +54,7 @@ def shoot(url: str, out: Path) -> None:
             page = browser.new_page(viewport={"width": WIDTH, "height": HEIGHT})
             page.goto(url, timeout=600_000, wait_until="commit")  # a busy machine takes minutes
             page.get_by_text("order-processor").first.wait_for(timeout=600_000)
-            page.wait_for_function("document.querySelectorAll('canvas').length > 0", timeout=600_000)
+            page.locator("canvas").first.wait_for(timeout=600_000)  # Bokeh draws in shadow roots: a locator enters them
             # The live charts have drawn once their first points arrived: two ticks after the first canvas.
             page.wait_for_timeout(3000)
             page.screenshot(path=str(out), clip={"x": 0, "y": 0, "width": WIDTH, "height": HEIGHT})
