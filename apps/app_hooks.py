@@ -9,26 +9,41 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import errno
 import gc
 import logging
+import os
 import sys
 
+from bokeh.core.validation import silence
+from bokeh.core.validation.warnings import MISSING_RENDERERS
 from tornado.ioloop import IOLoop
 
 from monitoring.config import ConfigError
+from pipewatch.cli import LOG_LEVELS, set_own_log_level
+from pipewatch.ports import PORT_TAKEN_EXIT, port_taken_message
 from pipewatch.service import existing_service, get_service
 
 log = logging.getLogger("pipewatch.app")
 
 
 def on_server_loaded(server_context) -> None:
+    # A live chart is drawn before its first data: its lines are added when they arrive, not a mistake to warn of.
+    silence(MISSING_RENDERERS, True)
+    if os.environ.get("PIPEWATCH_LOG_LEVEL") in LOG_LEVELS:  # `pipewatch dashboard --log-level`, the demo's
+        set_own_log_level(os.environ["PIPEWATCH_LOG_LEVEL"])
     try:
         service = get_service()
         service.start_exporter()
     except (ConfigError, OSError) as exc:
         # A bad config or a taken port must stop the server at start, not leave a blank app running.
+        if isinstance(exc, OSError) and exc.errno == errno.EADDRINUSE:
+            settings = get_service().config.exporter
+            exc = port_taken_message("pipewatch dashboard", "the exporter's address (exporter.host, exporter.port)",
+                                     settings.host, settings.port, "Stop that process first, or give this dashboard "
+                                     "another exporter.port (or `mirror:` an agent) in its config.")
         print(f"pipewatch: cannot start\n{exc}", file=sys.stderr, flush=True)
-        raise SystemExit(2) from None
+        raise SystemExit(PORT_TAKEN_EXIT) from None
     service.start_in_thread()
     if service.mirror:
         log.info("pipewatch mirror started: showing what the agent at %s collects (%d sources)",

@@ -271,7 +271,7 @@ class ProfilingView(SnapshotSection, Viewer):
         title = ".".join(chosen[:2]) + ": " + chosen[2]  # drawn on the canvas, as text
         self.history.object = frame.sort_values("profiled at").hvplot.line(
             x="profiled at", y="value", title=title, ylabel=chosen[2], responsive=True,
-        ) * frame.hvplot.scatter(x="profiled at", y="value")
+        ) * frame.hvplot.scatter(x="profiled at", y="value", responsive=True)  # fixed-size parts would warn
 
 
 def _run_row(run: Run) -> dict[str, object]:

@@ -603,14 +603,22 @@ def section(name: str, result: dict, info: dict[str, str], quick: bool, started:
 KEPT = ("<!-- kept: written by hand -->", "<!-- /kept -->")
 """A block of the page a full run carries over as it is (a hand-run comparison, such as bench/compare_trees.py's)."""
 
+KEPT_SECTIONS = ("demo",)
+"""Sections measured outside `make bench` (bench/demo_cpu.py and bench/demo_broker.py run a whole demo for
+minutes): a full run keeps them as they are."""
 
-def kept_blocks(page: str) -> str:
-    """The page's KEPT blocks, markers included, for the next full run to carry over."""
-    out, rest = [], page
+
+def kept_parts(page: str) -> list[str]:
+    """The page's KEPT blocks and KEPT_SECTIONS, markers included, for the next full run to carry over."""
+    kept, rest = [], page
     while KEPT[0] in rest and KEPT[1] in rest.split(KEPT[0], 1)[1]:
         block, rest = rest.split(KEPT[0], 1)[1].split(KEPT[1], 1)
-        out.append(KEPT[0] + block + KEPT[1])
-    return "\n\n".join(out)
+        kept.append(KEPT[0] + block + KEPT[1])
+    for name in KEPT_SECTIONS:
+        start, end = _markers(name)
+        if start in page and end in page:
+            kept.append(start + page.split(start, 1)[1].split(end, 1)[0] + end)
+    return kept
 
 
 def replace_section(page: str, name: str, text: str) -> str:
@@ -701,8 +709,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\nwhole run: {seconds:.1f} s; load average at end: {info['load average at end (1/5/15 min)']}")
     if not args.no_write:
         page = render(store, kafka, sections, info, args.quick, seconds, started)
-        kept = kept_blocks(args.output.read_text(encoding="utf-8")) if args.output.exists() else ""
-        page = page.rstrip("\n") + "\n\n" + kept + "\n" if kept else page
+        if args.output.exists():
+            page += "".join(f"\n{kept}\n" for kept in kept_parts(args.output.read_text(encoding="utf-8")))
         args.output.parent.mkdir(parents=True, exist_ok=True)
         args.output.write_text(page, encoding="utf-8")
         print(f"wrote {args.output}")

