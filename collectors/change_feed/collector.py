@@ -45,7 +45,9 @@ _RATE_WINDOW_SECONDS = 10.0
 _SERIES_EVERY_SECONDS = 1.0
 
 
-class ChangeFeedCollector(Collector):
+class ChangeFeedReader(Collector):
+    """What the readers of every SQL dialect share: delivery into the store's feed, the series, the pruning note."""
+
     name = collector_name(CHANGE_FEED)
     self_paced = True
 
@@ -55,12 +57,7 @@ class ChangeFeedCollector(Collector):
         self.entities = [entity.name for entity in config.entities]
         self.events = {entity.name: list(entity.events) for entity in config.entities}
         """Event types captured per entity: the others have no series (not a measured 0)."""
-        self._connection: asyncpg.Connection | None = None
         self._wake = asyncio.Event()
-        self._floor: int | None = None
-        """Every row of a transaction older than this has been delivered (None: not started)."""
-        self._ahead: dict[int, int] = {}
-        """Delivered rows at or above the floor: id -> their transaction id."""
         self._counts: Counter[tuple[str, str]] = Counter()
         self._buckets: dict[str, list[int]] = {e: [0] * (len(DELAY_BUCKETS) + 1) for e in self.entities}
         self._delay_sum: Counter[str] = Counter()
@@ -74,6 +71,71 @@ class ChangeFeedCollector(Collector):
         self._pruned_at = time.monotonic()
         self.prune_note: str | None = None
         self.delivered = 0
+
+    def _fill(self, store: Store, rows: list) -> None:
+        """The newest rows of each entity, read when the reader starts: on the page, not counted."""
+        if rows:
+            store.feed_append(self.source, [_change(row) for row in rows], self.config.rows_per_entity,
+                              self.config.rows_per_entity * len(self.entities), time.time())
+
+    def _finish(self, store: Store, rows: list) -> None:
+        """Deliver what a read returned, and write the series when they are due."""
+        now = time.time()
+        if rows:
+            self._deliver(store, rows, now)
+        if now - self._series_written_at >= _SERIES_EVERY_SECONDS:
+            self._write_series(store, now)
+
+    # -- results ---------------------------------------------------------------------------------
+
+    def _deliver(self, store: Store, rows: list, now: float) -> None:
+        changes = [_change(row) for row in rows]
+        store.feed_append(self.source, changes, self.config.rows_per_entity,
+                          self.config.rows_per_entity * len(self.entities), now)
+        self.delivered += len(changes)
+        for entity, event_type, _key, payload, changed_at in changes:
+            self._counts[(entity, event_type)] += 1
+            if UNPARSED in payload and len(payload) == 1:
+                self._unparsed[entity] += 1
+            delay = max(0.0, now - changed_at)
+            buckets = self._buckets.setdefault(entity, [0] * (len(DELAY_BUCKETS) + 1))
+            for index, bound in enumerate(DELAY_BUCKETS):
+                if delay <= bound:
+                    buckets[index] += 1
+            buckets[-1] += 1
+            self._delay_sum[entity] += delay
+            self._recent.append((now, entity))
+
+    def _write_series(self, store: Store, now: float) -> None:
+        self._series_written_at = now
+        while self._recent and self._recent[0][0] < now - _RATE_WINDOW_SECONDS:
+            self._recent.popleft()
+        per_entity = Counter(entity for _, entity in self._recent)
+        # Over the window, or over the time since the reader started when that is shorter.
+        window = min(_RATE_WINDOW_SECONDS, max(now - self._started, 1e-3))
+        with store.cycle(self.source, now) as cycle:
+            for entity in self.entities:
+                for event_type in self.events[entity]:
+                    cycle.set("db_change_events_total", (entity, event_type), self._counts[(entity, event_type)])
+                buckets = self._buckets.setdefault(entity, [0] * (len(DELAY_BUCKETS) + 1))
+                for bound, count in zip((*DELAY_BUCKETS, math.inf), buckets, strict=True):
+                    cycle.set("db_change_feed_delay_seconds", (entity, bucket_label(bound)), count)
+                cycle.set("db_change_feed_delay_seconds", (entity, "sum"), self._delay_sum[entity])
+                cycle.set("db_change_feed_rate", (entity,), per_entity[entity] / window)
+                cycle.set("db_change_feed_unparsed_total", (entity,), self._unparsed[entity])
+            cycle.set("db_change_feed_backlog", (), self._backlog)
+
+
+class ChangeFeedCollector(ChangeFeedReader):
+    """The PostgreSQL reader."""
+
+    def __init__(self, pipeline: str, config: ChangeFeedSource) -> None:
+        super().__init__(pipeline, config)
+        self._connection: asyncpg.Connection | None = None
+        self._floor: int | None = None
+        """Every row of a transaction older than this has been delivered (None: not started)."""
+        self._ahead: dict[int, int] = {}
+        """Delivered rows at or above the floor: id -> their transaction id."""
 
     async def close(self) -> None:
         if self._connection is not None:
@@ -99,11 +161,7 @@ class ChangeFeedCollector(Collector):
         except DATABASE_ERRORS as exc:
             await self._drop_connection()
             raise self._failure(exc) from None
-        now = time.time()
-        if rows:
-            self._deliver(store, rows, now)
-        if now - self._series_written_at >= _SERIES_EVERY_SECONDS:
-            self._write_series(store, now)
+        self._finish(store, rows)
         return queries
 
     # -- reading ---------------------------------------------------------------------------------
@@ -148,9 +206,7 @@ class ChangeFeedCollector(Collector):
             raise self._failure(exc) from None
         self._floor = floor
         self._ahead = {row["id"]: int(row["xid"]) for row in visible}
-        if rows:
-            store.feed_append(self.source, [_change(row) for row in rows], self.config.rows_per_entity,
-                              self.config.rows_per_entity * len(self.entities), time.time())
+        self._fill(store, rows)
         return 3
 
     async def _read(self, connection: asyncpg.Connection) -> tuple[list[asyncpg.Record], int]:
@@ -197,45 +253,6 @@ class ChangeFeedCollector(Collector):
         log.debug("change feed: pruned %s", deleted)
         return 1
 
-    # -- results ---------------------------------------------------------------------------------
-
-    def _deliver(self, store: Store, rows: list[asyncpg.Record], now: float) -> None:
-        changes = [_change(row) for row in rows]
-        store.feed_append(self.source, changes, self.config.rows_per_entity,
-                          self.config.rows_per_entity * len(self.entities), now)
-        self.delivered += len(changes)
-        for entity, event_type, _key, payload, changed_at in changes:
-            self._counts[(entity, event_type)] += 1
-            if UNPARSED in payload and len(payload) == 1:
-                self._unparsed[entity] += 1
-            delay = max(0.0, now - changed_at)
-            buckets = self._buckets.setdefault(entity, [0] * (len(DELAY_BUCKETS) + 1))
-            for index, bound in enumerate(DELAY_BUCKETS):
-                if delay <= bound:
-                    buckets[index] += 1
-            buckets[-1] += 1
-            self._delay_sum[entity] += delay
-            self._recent.append((now, entity))
-
-    def _write_series(self, store: Store, now: float) -> None:
-        self._series_written_at = now
-        while self._recent and self._recent[0][0] < now - _RATE_WINDOW_SECONDS:
-            self._recent.popleft()
-        per_entity = Counter(entity for _, entity in self._recent)
-        # Over the window, or over the time since the reader started when that is shorter.
-        window = min(_RATE_WINDOW_SECONDS, max(now - self._started, 1e-3))
-        with store.cycle(self.source, now) as cycle:
-            for entity in self.entities:
-                for event_type in self.events[entity]:
-                    cycle.set("db_change_events_total", (entity, event_type), self._counts[(entity, event_type)])
-                buckets = self._buckets.setdefault(entity, [0] * (len(DELAY_BUCKETS) + 1))
-                for bound, count in zip((*DELAY_BUCKETS, math.inf), buckets, strict=True):
-                    cycle.set("db_change_feed_delay_seconds", (entity, bucket_label(bound)), count)
-                cycle.set("db_change_feed_delay_seconds", (entity, "sum"), self._delay_sum[entity])
-                cycle.set("db_change_feed_rate", (entity,), per_entity[entity] / window)
-                cycle.set("db_change_feed_unparsed_total", (entity,), self._unparsed[entity])
-            cycle.set("db_change_feed_backlog", (), self._backlog)
-
 
 UNPARSED = "(raw JSON)"
 """The payload key of a change whose JSON could not be read: it holds the text as the changelog has it."""
@@ -243,8 +260,9 @@ _MAX_DEPTH = 100
 """Deeper payloads are delivered as text too: pages, /api/v1 and the wire encode payloads recursively."""
 
 
-def _change(row: asyncpg.Record) -> tuple[str, str, str | None, dict, float]:
-    return row["entity"], row["event_type"], row["row_key"], _payload(row["payload"]), row["created_at"]
+def _change(row) -> tuple[str, str, str | None, dict, float]:
+    """A changelog row (an asyncpg Record, or a dict from MySQL) as the store's change."""
+    return row["entity"], row["event_type"], row["row_key"], _payload(row["payload"]), float(row["created_at"])
 
 
 def _payload(text: str) -> dict:
