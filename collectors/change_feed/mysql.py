@@ -166,9 +166,18 @@ def backlog(config: ChangeFeedSource) -> str:
     return f"SELECT count(*) FROM (SELECT 1 FROM {changelog(config)} WHERE id > %s LIMIT %s) AS pending"
 
 
-def prune(config: ChangeFeedSource) -> str:
-    """Delete rows older than the retention (%s seconds) below the reader's floor (%s): all delivered. The
-    newest row always stays, so the AUTO_INCREMENT counter never falls back below what was read (MySQL before
-    8.0 recomputes it from the table's highest id at restart)."""
-    return (f"DELETE FROM {changelog(config)} WHERE created_at < NOW(6) - INTERVAL %s SECOND AND id < %s "
-            f"ORDER BY id LIMIT 10000")
+PRUNE_BATCH = 10_000
+
+
+def prunable(config: ChangeFeedSource) -> str:
+    """Ids below the reader's floor (%s: all delivered) older than the retention (%s seconds), oldest first.
+    The newest row always stays (it is at the floor or above), so the AUTO_INCREMENT counter never falls back
+    below what was read (MySQL before 8.0 recomputes it from the table's highest id at restart)."""
+    return (f"SELECT id FROM {changelog(config)} WHERE id < %s AND created_at < NOW(6) - INTERVAL %s SECOND "
+            f"ORDER BY id LIMIT {PRUNE_BATCH}")
+
+
+def prune(config: ChangeFeedSource, count: int) -> str:
+    """Delete `count` rows by id (%s each). By id, not by range: a range delete would lock the row past its end,
+    which may belong to a transaction still open, and wait for it."""
+    return f"DELETE FROM {changelog(config)} WHERE id IN ({', '.join(['%s'] * count)})"

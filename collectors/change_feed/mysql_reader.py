@@ -39,7 +39,7 @@ _RANGES_PER_QUERY = 500
 _SETTLES_PER_READ = 50
 """Holes past their grace checked with NOWAIT per read (one query each)."""
 _PRUNE_ROUNDS = 20
-"""Prune deletes 10,000 rows per statement, at most this many statements per prune."""
+"""Prune deletes up to mysql.PRUNE_BATCH rows per statement, at most this many statements per prune."""
 
 _MISSING_TABLE = 1146
 _ACCESS_DENIED = (1044, 1045, 1698)
@@ -120,6 +120,8 @@ class MySQLChangeFeedCollector(ChangeFeedReader):
             async with connection.cursor() as cursor:
                 # Each statement sees what is committed when it starts; locking reads take no gap locks.
                 await cursor.execute("SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED")
+                # Only pruning can wait for a lock (the reads skip or refuse locked rows): never for long.
+                await cursor.execute("SET SESSION innodb_lock_wait_timeout = 1")
         except BaseException:
             connection.close()
             raise
@@ -222,15 +224,22 @@ class MySQLChangeFeedCollector(ChangeFeedReader):
         queries = 0
         try:
             for _ in range(_PRUNE_ROUNDS):
-                async with connection.cursor() as cursor:
-                    deleted = await cursor.execute(sql.prune(self.config), (self.config.retention_seconds, floor))
+                ids = [row["id"] for row in await self._fetch(sql.prunable(self.config), floor,
+                                                              self.config.retention_seconds)]
                 queries += 1
-                if deleted < 10_000:
+                if ids:
+                    async with connection.cursor() as cursor:
+                        await cursor.execute(sql.prune(self.config, len(ids)), ids)
+                    queries += 1
+                if len(ids) < sql.PRUNE_BATCH:
                     break
         except MySQLError as exc:
             if exc.args and exc.args[0] in _COMMAND_DENIED:
                 self.prune_note = ("pruning is off: the user has no DELETE on the changelog; old rows stay until "
                                    "someone deletes them")
+                return queries + 1
+            if exc.args and exc.args[0] in sql.LOCK_ERRORS:
+                log.debug("change feed: pruning met a locked row; again in %s s", self.config.prune_interval_seconds)
                 return queries + 1
             raise
         self.prune_note = None
