@@ -77,6 +77,8 @@ class MySQLChangeFeedCollector(ChangeFeedReader):
         """Ids missing below the high mark, as [first id, last id, when first missed (monotonic)], by first id."""
         self.settled = 0
         """Ids found gone for good (rolled back, never used)."""
+        self._read_at = -1.0
+        """When the last read started (monotonic)."""
 
     @property
     def holes(self) -> list[tuple[int, int]]:
@@ -96,8 +98,11 @@ class MySQLChangeFeedCollector(ChangeFeedReader):
                 rows: list[dict] = []
             else:
                 if not self._wake.is_set():  # nothing can wake it sooner: MySQL has no LISTEN/NOTIFY
-                    await asyncio.sleep(self.config.poll_interval_seconds)
+                    # A read every poll interval, the time the last one took included.
+                    await asyncio.sleep(max(0.0, self._read_at + self.config.poll_interval_seconds
+                                            - time.monotonic()))
                 self._wake.clear()
+                self._read_at = time.monotonic()
                 rows, read_queries = await self._read(connection)
                 queries += read_queries
                 if time.monotonic() - self._pruned_at >= self.config.prune_interval_seconds:
