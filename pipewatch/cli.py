@@ -211,6 +211,7 @@ async def _execute_mysql(feed, action: str, dry_run: bool) -> list[str]:
 
     from collectors.change_feed import mysql as change_feed_mysql
 
+    logging.getLogger("asyncmy").setLevel(logging.ERROR)  # not a warning per `IF EXISTS` that found nothing
     connection = await asyncmy.connect(**change_feed_mysql.connect_arguments(feed),
                                        connect_timeout=feed.timeout_seconds)
     try:
