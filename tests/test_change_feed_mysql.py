@@ -371,6 +371,37 @@ async def test_batches_are_bounded_and_a_backlog_is_counted(mariadb, my_db):
         await collector.close()
 
 
+async def test_a_connection_killed_halfway_through_a_read_loses_and_repeats_nothing(mariadb, my_db):
+    feed = await _setup(mariadb, my_db, batch_size=10)
+    store, collector = Store(), MySQLChangeFeedCollector(PIPELINE, feed)
+    admin = await _connect(mariadb, my_db)
+    fetch, batches = collector._fetch, []
+
+    async def fetch_then_kill_before_the_second_batch(query: str, *args) -> list[dict]:
+        if query == sql.read_new(feed):
+            batches.append(args)
+            if len(batches) == 2:  # the server cuts the reader's connection: its next query fails for real
+                await _sql(admin, f"KILL CONNECTION {int(collector._connection.thread_id())}")
+        return await fetch(query, *args)
+
+    try:
+        await collector.collect(store)
+        await _sql(admin, "INSERT INTO orders (order_key, status) SELECT seq, 'bulk' FROM seq_1_to_35")
+        collector._fetch = fetch_then_kill_before_the_second_batch
+        with pytest.raises(Exception) as failed:
+            await collector.collect(store)
+        assert failed.value.category == "connection"
+        assert collector.delivered == 10  # the first batch, read before the cut, is delivered
+        collector._fetch = fetch
+        await _drain(store, collector, 35)
+        for _ in range(3):
+            await collector.collect(store)
+        assert [row.key for row in store.feed_since(collector.source, 0)] == [str(k) for k in range(1, 36)]
+    finally:
+        admin.close()
+        await collector.close()
+
+
 async def test_resume_after_a_killed_connection_and_a_restarted_server(tmp_path, my_db):
     server = LocalMariaDB(tmp_path).start()
     try:

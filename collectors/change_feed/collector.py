@@ -71,6 +71,9 @@ class ChangeFeedReader(Collector):
         self._pruned_at = time.monotonic()
         self.prune_note: str | None = None
         self.delivered = 0
+        self._pending: list = []
+        """Rows read by the current read and not delivered yet: the reader's position is already past them, so
+        they are delivered even when the read fails halfway (_finish)."""
 
     def _fill(self, store: Store, rows: list) -> None:
         """The newest rows of each entity, read when the reader starts: on the page, not counted."""
@@ -78,8 +81,10 @@ class ChangeFeedReader(Collector):
             store.feed_append(self.source, [_change(row) for row in rows], self.config.rows_per_entity,
                               self.config.rows_per_entity * len(self.entities), time.time())
 
-    def _finish(self, store: Store, rows: list) -> None:
-        """Deliver what a read returned, and write the series when they are due."""
+    def _finish(self, store: Store) -> None:
+        """Deliver what the read took (all of it, or what it took before it failed), and write the series when
+        they are due."""
+        rows, self._pending = self._pending, []
         now = time.time()
         if rows:
             self._deliver(store, rows, now)
@@ -154,14 +159,17 @@ class ChangeFeedCollector(ChangeFeedReader):
                 pass
         self._wake.clear()
         try:
-            rows, read_queries = await self._read(connection)
-            queries += read_queries
+            queries += await self._read(connection)
             if time.monotonic() - self._pruned_at >= self.config.prune_interval_seconds:
                 queries += await self._prune(connection)
         except DATABASE_ERRORS as exc:
+            self._finish(store)
             await self._drop_connection()
             raise self._failure(exc) from None
-        self._finish(store, rows)
+        except BaseException:
+            self._finish(store)  # cancelled (a timeout, a stop) halfway
+            raise
+        self._finish(store)
         return queries
 
     # -- reading ---------------------------------------------------------------------------------
@@ -209,8 +217,8 @@ class ChangeFeedCollector(ChangeFeedReader):
         self._fill(store, rows)
         return 3
 
-    async def _read(self, connection: asyncpg.Connection) -> tuple[list[asyncpg.Record], int]:
-        delivered: list[asyncpg.Record] = []
+    async def _read(self, connection: asyncpg.Connection) -> int:
+        """Read what is new into self._pending; returns the number of queries."""
         queries = 0
         async with connection.transaction(isolation="repeatable_read", readonly=True):
             xmin = int(await connection.fetchval(sql.snapshot_floor()))
@@ -219,7 +227,7 @@ class ChangeFeedCollector(ChangeFeedReader):
                 batch = await connection.fetch(sql.read_new(self.config), str(self._floor), list(self._ahead),
                                                self.config.batch_size)
                 queries += 1
-                delivered += batch
+                self._pending += batch
                 for row in batch:
                     self._ahead[row["id"]] = int(row["xid"])
                 if len(batch) < self.config.batch_size:
@@ -234,7 +242,7 @@ class ChangeFeedCollector(ChangeFeedReader):
                                                           list(self._ahead), _BACKLOG_LIMIT)
                 queries += 1
                 self._wake.set()  # carry on at once
-        return delivered, queries
+        return queries
 
     def _advance(self, floor: int) -> None:
         if floor > self._floor:

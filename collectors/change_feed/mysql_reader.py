@@ -95,7 +95,6 @@ class MySQLChangeFeedCollector(ChangeFeedReader):
             connection = await self._connect()
             if self._high is None:
                 queries += await self._start(connection, store)
-                rows: list[dict] = []
             else:
                 if not self._wake.is_set():  # nothing can wake it sooner: MySQL has no LISTEN/NOTIFY
                     # A read every poll interval, the time the last one took included.
@@ -103,17 +102,18 @@ class MySQLChangeFeedCollector(ChangeFeedReader):
                                             - time.monotonic()))
                 self._wake.clear()
                 self._read_at = time.monotonic()
-                rows, read_queries = await self._read(connection)
-                queries += read_queries
+                queries += await self._read()
                 if time.monotonic() - self._pruned_at >= self.config.prune_interval_seconds:
                     queries += await self._prune(connection)
         except DATABASE_ERRORS as exc:
+            self._finish(store)  # what was read before the failure: the high mark and the holes are past it
             await self.close()
             raise classified(exc) from None
         except BaseException:
+            self._finish(store)
             await self.close()  # cancelled (a timeout, a stop) mid-query: the connection's state is unknown
             raise
-        self._finish(store, rows)
+        self._finish(store)
         return queries
 
     async def _connect(self) -> asyncmy.Connection:
@@ -155,8 +155,9 @@ class MySQLChangeFeedCollector(ChangeFeedReader):
         self._fill(store, recent)
         return 2
 
-    async def _read(self, connection: asyncmy.Connection) -> tuple[list[dict], int]:
-        delivered, queries = await self._read_holes()
+    async def _read(self) -> int:
+        """Read what committed since into self._pending; returns the number of queries."""
+        queries = await self._read_holes()
         for _ in range(_BATCHES_PER_READ):
             batch = await self._fetch(sql.read_new(self.config), self._high, self.config.batch_size)
             queries += 1
@@ -165,7 +166,7 @@ class MySQLChangeFeedCollector(ChangeFeedReader):
                 if row["id"] > self._high + 1:
                     self._holes.append([self._high + 1, row["id"] - 1, now])
                 self._high = row["id"]
-            delivered += batch
+            self._pending += batch
             if len(batch) < self.config.batch_size:
                 self._backlog = 0
                 break
@@ -174,20 +175,19 @@ class MySQLChangeFeedCollector(ChangeFeedReader):
             self._backlog = int(next(iter(rows[0].values())))
             queries += 1
             self._wake.set()  # carry on at once
-        return delivered, queries
+        return queries
 
-    async def _read_holes(self) -> tuple[list[dict], int]:
-        """Rows committed in holes since the last read, and holes settled: every hole is read, oldest first."""
+    async def _read_holes(self) -> int:
+        """Rows committed in holes since the last read (into self._pending), and holes settled: every hole is
+        read, oldest first. Returns the number of queries."""
         if not self._holes:
-            return [], 0
-        delivered: list[dict] = []
+            return 0
         queries = 0
         checked = self._holes[:_RANGES_PER_QUERY]
         bounds = [int(value) for lo, hi, _ in checked for value in (lo, hi)]
         rows = await self._fetch(sql.read_gaps(self.config, len(checked)), *bounds, self.config.batch_size)
         queries += 1
         self._fill_holes(rows)
-        delivered += rows
         if len(rows) == self.config.batch_size:
             self._wake.set()  # more committed in holes than one batch: carry on at once
         else:
@@ -203,16 +203,16 @@ class MySQLChangeFeedCollector(ChangeFeedReader):
                     raise
                 queries += 1
                 self._fill_holes(rows)
-                delivered += rows
                 if len(rows) < self.config.batch_size:
                     # Nobody holds the rest, and they were missing longer than an insert takes: gone for good.
                     remaining = [h for h in self._holes if lo <= h[0] and h[1] <= hi]
                     self.settled += sum(int(h[1] - h[0]) + 1 for h in remaining)
                     self._holes = [h for h in self._holes if not (lo <= h[0] and h[1] <= hi)]
-        return delivered, queries
+        return queries
 
     def _fill_holes(self, rows: list[dict]) -> None:
-        """Take the ids of `rows` (read from holes) out of the holes."""
+        """Take the ids of `rows` (read from holes) out of the holes; they are delivered with the read."""
+        self._pending += rows
         for row in rows:
             row_id = row["id"]
             for index, (lo, hi, since) in enumerate(self._holes):
