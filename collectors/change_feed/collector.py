@@ -1,6 +1,9 @@
 """The database change feed: inserts, updates and deletes of chosen tables, delivered exactly once.
 
-Triggers installed by `pipewatch change-feed install` write every change into a changelog table and
+ChangeFeedReader is what every dialect's reader shares (delivery into the store, the series); this module's
+ChangeFeedCollector reads PostgreSQL, mysql_reader.py MySQL and MariaDB (docs/change-feed.md).
+
+On PostgreSQL, triggers installed by `pipewatch change-feed install` write every change into a changelog table and
 NOTIFY a channel. The reader LISTENs on that channel with a connection of its own and reads as soon
 as a notification arrives, and every `poll_interval_seconds` anyway (notifications sent while it
 was disconnected are lost; the rows are not).
