@@ -17,7 +17,7 @@ test: $(STAMP) $(FLINK_STAMP) system-deps
 	$(VENV)/bin/ruff check .
 	$(PY) -m pytest $(PYTEST_ARGS)
 
-bench: $(STAMP) $(FLINK_STAMP)
+bench: $(STAMP) $(FLINK_STAMP) system-deps
 	$(PY) bench/run.py
 
 system-deps:

@@ -17,6 +17,7 @@ def build_collector(source: DeclaredSource) -> Collector:
     from collectors.aggregate.prometheus_query import PrometheusQueryCollector
     from collectors.aggregate.remote_agents import RemoteAgentCollector
     from collectors.change_feed.collector import ChangeFeedCollector
+    from collectors.change_feed.mysql_reader import MySQLChangeFeedCollector
     from collectors.flink.collector import FlinkCollector
     from collectors.kafka.collector import KafkaCollector
     from collectors.profiling.collector import ProfilingCollector
@@ -33,6 +34,8 @@ def build_collector(source: DeclaredSource) -> Collector:
             collector = FlinkCollector(source.pipeline, source.config, distinct_name=several)
         case sources.PROFILING:
             collector = ProfilingCollector(source.pipeline, source.config)
+        case sources.CHANGE_FEED if source.config.dialect == "mysql":
+            collector = MySQLChangeFeedCollector(source.pipeline, source.config)
         case sources.CHANGE_FEED:
             collector = ChangeFeedCollector(source.pipeline, source.config)
         case sources.PROMETHEUS:

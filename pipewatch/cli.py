@@ -209,28 +209,37 @@ def _resolve_or_exit(path: Path | None) -> Path:
 
 
 def _change_feed(config: Config, action: str, only: str | None, dry_run: bool) -> int:
-    import asyncpg
-
-    from collectors.change_feed import postgres as change_feed_postgres
-    from monitoring.health import describe
-
     feeds = [(p.name, p.change_feed) for p in config.pipelines if p.change_feed is not None and only in (None, p.name)]
     if not feeds:
         print(f"pipewatch change-feed: no pipeline{' ' + repr(only) if only else ''} has a change_feed section",
               file=sys.stderr)
         return 2
     for name, feed in feeds:
-        statements = getattr(change_feed_postgres, action)(feed)
-        if dry_run:
-            print(f"-- pipeline {name}: {action} ({feed.target})")
-            print(";\n".join(statements) + ";")
-            continue
-        try:
-            asyncio.run(_execute(feed.connect_arguments(), statements))
-        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-            print(f"pipewatch change-feed {action}: pipeline {name}: {describe(exc)}", file=sys.stderr)
-            return 1
-        print(f"pipeline {name}: change feed {action}ed ({feed.target}, {len(feed.entities)} entities)")
+        run = _change_feed_mysql if feed.dialect == "mysql" else _change_feed_postgres
+        status = run(name, feed, action, dry_run)
+        if status:
+            return status
+        if not dry_run:
+            print(f"pipeline {name}: change feed {action}ed ({feed.target}, {len(feed.entities)} entities)")
+    return 0
+
+
+def _change_feed_postgres(name: str, feed, action: str, dry_run: bool) -> int:
+    import asyncpg
+
+    from collectors.change_feed import postgres as change_feed_postgres
+    from monitoring.health import describe
+
+    statements = getattr(change_feed_postgres, action)(feed)
+    if dry_run:
+        print(f"-- pipeline {name}: {action} ({feed.target})")
+        print(";\n".join(statements) + ";")
+        return 0
+    try:
+        asyncio.run(_execute(feed.connect_arguments(), statements))
+    except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        print(f"pipewatch change-feed {action}: pipeline {name}: {describe(exc)}", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -244,6 +253,65 @@ async def _execute(arguments: dict[str, str], statements: list[str]) -> None:
                 await connection.execute(statement)
     finally:
         await connection.close()
+
+
+def _change_feed_mysql(name: str, feed, action: str, dry_run: bool) -> int:
+    from collectors.change_feed import mysql as change_feed_mysql
+    from collectors.change_feed.mysql_reader import DATABASE_ERRORS, classified
+
+    # Without `fields`, an entity's payload is every column of its table: only the database knows them, so
+    # install connects for them even with --dry-run (uninstall never needs them).
+    needs_columns = action == "install" and any(not entity.fields for entity in feed.entities)
+    try:
+        if dry_run and not needs_columns:
+            statements = (change_feed_mysql.install(feed, {e.name: change_feed_mysql.payload_columns(e, None)
+                                                           for e in feed.entities})
+                          if action == "install" else change_feed_mysql.uninstall(feed))
+        else:
+            statements = asyncio.run(_execute_mysql(feed, action, dry_run))
+    except ValueError as exc:
+        print(f"pipewatch change-feed {action}: pipeline {name}: {exc}", file=sys.stderr)
+        return 2
+    except DATABASE_ERRORS as exc:
+        print(f"pipewatch change-feed {action}: pipeline {name}: {classified(exc)}", file=sys.stderr)
+        return 1
+    if dry_run:
+        print(f"-- pipeline {name}: {action} ({feed.target})")
+        print(";\n".join(statements) + ";")
+    return 0
+
+
+async def _execute_mysql(feed, action: str, dry_run: bool) -> list[str]:
+    """The statements for `action` (reading the tables' columns where needed), run unless `dry_run`. MySQL
+    commits DDL one statement at a time: every statement is harmless to run again, so a failed run is finished
+    by running it again."""
+    import asyncmy
+
+    from collectors.change_feed import mysql as change_feed_mysql
+
+    logging.getLogger("asyncmy").setLevel(logging.ERROR)  # not a warning per `IF EXISTS` that found nothing
+    connection = await asyncmy.connect(**change_feed_mysql.connect_arguments(feed),
+                                       connect_timeout=feed.timeout_seconds)
+    try:
+        async with connection.cursor() as cursor:
+            if action == "install":
+                columns = {}
+                for entity in feed.entities:
+                    table_columns = None
+                    if not entity.fields:
+                        await cursor.execute(change_feed_mysql.columns_query(),
+                                             (entity.db_schema or feed.db_schema, entity.table))
+                        table_columns = [row[0] for row in await cursor.fetchall()]
+                    columns[entity.name] = change_feed_mysql.payload_columns(entity, table_columns)
+                statements = change_feed_mysql.install(feed, columns)
+            else:
+                statements = change_feed_mysql.uninstall(feed)
+            if not dry_run:
+                for statement in statements:
+                    await cursor.execute(statement)
+    finally:
+        connection.close()
+    return statements
 
 
 def _duration(text: str) -> float:

@@ -1,6 +1,7 @@
-"""The database change feed: inserts, updates and deletes of chosen tables, delivered exactly once to the store's
-feed, woken by LISTEN/NOTIFY and polling as a safety net. How exactly-once holds across late commits, dropped
-connections and restarts is in docs/internals.md."""
+"""The database change feed on PostgreSQL: inserts, updates and deletes of chosen tables, delivered exactly once to
+the store's feed, woken by LISTEN/NOTIFY and polling as a safety net. ChangeFeedReader is what every dialect's
+reader shares (delivery into the store, the series); mysql_reader.py reads MySQL and MariaDB. How exactly-once
+holds across late commits, dropped connections and restarts is in docs/change-feed.md and docs/internals.md."""
 
 from __future__ import annotations
 
@@ -30,7 +31,9 @@ _RATE_WINDOW_SECONDS = 10.0
 _SERIES_EVERY_SECONDS = 1.0
 
 
-class ChangeFeedCollector(Collector):
+class ChangeFeedReader(Collector):
+    """What the readers of every SQL dialect share: delivery into the store's feed, the series, the pruning note."""
+
     name = collector_name(CHANGE_FEED)
     self_paced = True
 
@@ -40,12 +43,7 @@ class ChangeFeedCollector(Collector):
         self.entities = [entity.name for entity in config.entities]
         self.events = {entity.name: list(entity.events) for entity in config.entities}
         """Event types captured per entity: the others have no series (not a measured 0)."""
-        self._connection: asyncpg.Connection | None = None
         self._wake = asyncio.Event()
-        self._floor: int | None = None
-        """Every row of a transaction older than this has been delivered (None: not started)."""
-        self._ahead: dict[int, int] = {}
-        """Delivered rows at or above the floor: id -> their transaction id."""
         self._counts: Counter[tuple[str, str]] = Counter()
         self._buckets: dict[str, list[int]] = {e: [0] * (len(DELAY_BUCKETS) + 1) for e in self.entities}
         self._delay_sum: Counter[str] = Counter()
@@ -59,6 +57,76 @@ class ChangeFeedCollector(Collector):
         self._pruned_at = time.monotonic()
         self.prune_note: str | None = None
         self.delivered = 0
+        self._pending: list = []
+        """Rows read by the current read and not delivered yet: the reader's position is already past them, so
+        they are delivered even when the read fails halfway (_finish)."""
+
+    def _fill(self, store: Store, rows: list) -> None:
+        """The newest rows of each entity, read when the reader starts: on the page, not counted."""
+        if rows:
+            store.feed_append(self.source, [_change(row) for row in rows], self.config.rows_per_entity,
+                              self.config.rows_per_entity * len(self.entities), time.time())
+
+    def _finish(self, store: Store) -> None:
+        """Deliver what the read took (all of it, or what it took before it failed), and write the series when
+        they are due."""
+        rows, self._pending = self._pending, []
+        now = time.time()
+        if rows:
+            self._deliver(store, rows, now)
+        if now - self._series_written_at >= _SERIES_EVERY_SECONDS:
+            self._write_series(store, now)
+
+    # -- results ---------------------------------------------------------------------------------
+
+    def _deliver(self, store: Store, rows: list, now: float) -> None:
+        changes = [_change(row) for row in rows]
+        store.feed_append(self.source, changes, self.config.rows_per_entity,
+                          self.config.rows_per_entity * len(self.entities), now)
+        self.delivered += len(changes)
+        for entity, event_type, _key, payload, changed_at in changes:
+            self._counts[(entity, event_type)] += 1
+            if UNPARSED in payload and len(payload) == 1:
+                self._unparsed[entity] += 1
+            delay = max(0.0, now - changed_at)
+            buckets = self._buckets.setdefault(entity, [0] * (len(DELAY_BUCKETS) + 1))
+            for index, bound in enumerate(DELAY_BUCKETS):
+                if delay <= bound:
+                    buckets[index] += 1
+            buckets[-1] += 1
+            self._delay_sum[entity] += delay
+            self._recent.append((now, entity))
+
+    def _write_series(self, store: Store, now: float) -> None:
+        self._series_written_at = now
+        while self._recent and self._recent[0][0] < now - _RATE_WINDOW_SECONDS:
+            self._recent.popleft()
+        per_entity = Counter(entity for _, entity in self._recent)
+        # Over the window, or over the time since the reader started when that is shorter.
+        window = min(_RATE_WINDOW_SECONDS, max(now - self._started, 1e-3))
+        with store.cycle(self.source, now) as cycle:
+            for entity in self.entities:
+                for event_type in self.events[entity]:
+                    cycle.set("db_change_events_total", (entity, event_type), self._counts[(entity, event_type)])
+                buckets = self._buckets.setdefault(entity, [0] * (len(DELAY_BUCKETS) + 1))
+                for bound, count in zip((*DELAY_BUCKETS, math.inf), buckets, strict=True):
+                    cycle.set("db_change_feed_delay_seconds", (entity, bucket_label(bound)), count)
+                cycle.set("db_change_feed_delay_seconds", (entity, "sum"), self._delay_sum[entity])
+                cycle.set("db_change_feed_rate", (entity,), per_entity[entity] / window)
+                cycle.set("db_change_feed_unparsed_total", (entity,), self._unparsed[entity])
+            cycle.set("db_change_feed_backlog", (), self._backlog)
+
+
+class ChangeFeedCollector(ChangeFeedReader):
+    """The PostgreSQL reader."""
+
+    def __init__(self, pipeline: str, config: ChangeFeedSource) -> None:
+        super().__init__(pipeline, config)
+        self._connection: asyncpg.Connection | None = None
+        self._floor: int | None = None
+        """Every row of a transaction older than this has been delivered (None: not started)."""
+        self._ahead: dict[int, int] = {}
+        """Delivered rows at or above the floor: id -> their transaction id."""
 
     async def close(self) -> None:
         if self._connection is not None:
@@ -77,18 +145,17 @@ class ChangeFeedCollector(Collector):
                 pass
         self._wake.clear()
         try:
-            rows, read_queries = await self._read(connection)
-            queries += read_queries
+            queries += await self._read(connection)
             if time.monotonic() - self._pruned_at >= self.config.prune_interval_seconds:
                 queries += await self._prune(connection)
         except DATABASE_ERRORS as exc:
+            self._finish(store)
             await self._drop_connection()
             raise self._failure(exc) from None
-        now = time.time()
-        if rows:
-            self._deliver(store, rows, now)
-        if now - self._series_written_at >= _SERIES_EVERY_SECONDS:
-            self._write_series(store, now)
+        except BaseException:
+            self._finish(store)  # cancelled (a timeout, a stop) halfway
+            raise
+        self._finish(store)
         return queries
 
     # -- reading ---------------------------------------------------------------------------------
@@ -133,13 +200,11 @@ class ChangeFeedCollector(Collector):
             raise self._failure(exc) from None
         self._floor = floor
         self._ahead = {row["id"]: int(row["xid"]) for row in visible}
-        if rows:
-            store.feed_append(self.source, [_change(row) for row in rows], self.config.rows_per_entity,
-                              self.config.rows_per_entity * len(self.entities), time.time())
+        self._fill(store, rows)
         return 3
 
-    async def _read(self, connection: asyncpg.Connection) -> tuple[list[asyncpg.Record], int]:
-        delivered: list[asyncpg.Record] = []
+    async def _read(self, connection: asyncpg.Connection) -> int:
+        """Read what is new into self._pending; returns the number of queries."""
         queries = 0
         async with connection.transaction(isolation="repeatable_read", readonly=True):
             xmin = int(await connection.fetchval(sql.snapshot_floor()))
@@ -148,7 +213,7 @@ class ChangeFeedCollector(Collector):
                 batch = await connection.fetch(sql.read_new(self.config), str(self._floor), list(self._ahead),
                                                self.config.batch_size)
                 queries += 1
-                delivered += batch
+                self._pending += batch
                 for row in batch:
                     self._ahead[row["id"]] = int(row["xid"])
                 if len(batch) < self.config.batch_size:
@@ -163,7 +228,7 @@ class ChangeFeedCollector(Collector):
                                                           list(self._ahead), _BACKLOG_LIMIT)
                 queries += 1
                 self._wake.set()  # carry on at once
-        return delivered, queries
+        return queries
 
     def _advance(self, floor: int) -> None:
         if floor > self._floor:
@@ -182,45 +247,6 @@ class ChangeFeedCollector(Collector):
         log.debug("change feed: pruned %s", deleted)
         return 1
 
-    # -- results ---------------------------------------------------------------------------------
-
-    def _deliver(self, store: Store, rows: list[asyncpg.Record], now: float) -> None:
-        changes = [_change(row) for row in rows]
-        store.feed_append(self.source, changes, self.config.rows_per_entity,
-                          self.config.rows_per_entity * len(self.entities), now)
-        self.delivered += len(changes)
-        for entity, event_type, _key, payload, changed_at in changes:
-            self._counts[(entity, event_type)] += 1
-            if UNPARSED in payload and len(payload) == 1:
-                self._unparsed[entity] += 1
-            delay = max(0.0, now - changed_at)
-            buckets = self._buckets.setdefault(entity, [0] * (len(DELAY_BUCKETS) + 1))
-            for index, bound in enumerate(DELAY_BUCKETS):
-                if delay <= bound:
-                    buckets[index] += 1
-            buckets[-1] += 1
-            self._delay_sum[entity] += delay
-            self._recent.append((now, entity))
-
-    def _write_series(self, store: Store, now: float) -> None:
-        self._series_written_at = now
-        while self._recent and self._recent[0][0] < now - _RATE_WINDOW_SECONDS:
-            self._recent.popleft()
-        per_entity = Counter(entity for _, entity in self._recent)
-        # Over the window, or over the time since the reader started when that is shorter.
-        window = min(_RATE_WINDOW_SECONDS, max(now - self._started, 1e-3))
-        with store.cycle(self.source, now) as cycle:
-            for entity in self.entities:
-                for event_type in self.events[entity]:
-                    cycle.set("db_change_events_total", (entity, event_type), self._counts[(entity, event_type)])
-                buckets = self._buckets.setdefault(entity, [0] * (len(DELAY_BUCKETS) + 1))
-                for bound, count in zip((*DELAY_BUCKETS, math.inf), buckets, strict=True):
-                    cycle.set("db_change_feed_delay_seconds", (entity, bucket_label(bound)), count)
-                cycle.set("db_change_feed_delay_seconds", (entity, "sum"), self._delay_sum[entity])
-                cycle.set("db_change_feed_rate", (entity,), per_entity[entity] / window)
-                cycle.set("db_change_feed_unparsed_total", (entity,), self._unparsed[entity])
-            cycle.set("db_change_feed_backlog", (), self._backlog)
-
 
 UNPARSED = "(raw JSON)"
 """The payload key of a change whose JSON could not be read: it holds the text as the changelog has it."""
@@ -228,8 +254,9 @@ _MAX_DEPTH = 100
 """Deeper payloads are delivered as text too: pages, /api/v1 and the wire encode payloads recursively."""
 
 
-def _change(row: asyncpg.Record) -> tuple[str, str, str | None, dict, float]:
-    return row["entity"], row["event_type"], row["row_key"], _payload(row["payload"]), row["created_at"]
+def _change(row) -> tuple[str, str, str | None, dict, float]:
+    """A changelog row (an asyncpg Record, or a dict from MySQL) as the store's change."""
+    return row["entity"], row["event_type"], row["row_key"], _payload(row["payload"]), float(row["created_at"])
 
 
 def _payload(text: str) -> dict:
