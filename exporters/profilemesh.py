@@ -273,7 +273,7 @@ def _text(params: dict[str, list[str]], key: str) -> str | None:
 def _choice(params: dict[str, list[str]], key: str, allowed: tuple[str, ...], default: str | None) -> str | None:
     if key not in params:
         return default
-    value = one_value(params, key).lower()
+    value = one_value(params, key)
     if value not in allowed:
         raise ApiError(HTTPStatus.BAD_REQUEST, f"{key}: one of {', '.join(allowed)}, got {_shown(value)!r}", key)
     return value
