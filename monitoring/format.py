@@ -5,6 +5,7 @@
 - rates: `0.5/s`, `57/s`, `1.2k/s`, `3.4M/s`;
 - sizes in bytes: `512 B`, `2.4 kB`, `243 MB` (powers of 1000);
 - counts: `1,234,567`;
+- shares of a whole, from a ratio: `0.4 %`, `12 %`;
 - None and NaN (not measured, or not measurable now) are `unknown`.
 
 Tables whose cells the browser renders apply the same rules in JavaScript (apps/format_templates.py), so rounding is
@@ -154,3 +155,8 @@ def number(value: float | None, unit: str = "") -> str:
     tenths = _round(value * 10)
     text = _tenths(tenths) if tenths < 100 else f"{_round(value):,}"
     return f"{text} {unit}" if unit else text
+
+
+def share(ratio: float | None) -> str:
+    """A ratio as a percentage, with `number`'s precision: `0.4 %`, `5.0 %`, `12 %`."""
+    return UNKNOWN if _missing(ratio) else number(ratio * 100, "%")

@@ -54,6 +54,10 @@ class PipelineSummary:
     registry_up: float
     """1 when every schema registry of the pipeline answers, 0 when one does not."""
     change_rate: float
+    dead_letter_rate: float = math.nan
+    """Records per second sent to dead-letter topics; NaN when none are declared or it is not known now."""
+    invalid_ratio: float = math.nan
+    """The dead-letter rate's share of the input (docs/dead-letters.md); NaN as dead_letter_rate, or with no input."""
 
     def watches(self, kind: str) -> bool:
         """Whether the pipeline has a source of this kind (kafka, flink, schema_registry, change_feed, ...)."""
@@ -166,8 +170,15 @@ def local_summaries(store: Store, pipelines: Iterable[str], instance: str, now: 
             checkpoint_age=values.largest("flink_jobmanager_job_checkpoint_age_seconds"),
             registry_up=(min(registries) if registries else math.nan) if has["schema_registry"] else math.nan,
             change_rate=values.total("db_change_feed_rate"),
+            **_dead_letters(values),
         ))
     return out
+
+
+def _dead_letters(values: _Latest) -> dict[str, float]:
+    dead, into = values.total("kafka_dead_letter_rate"), values.total("kafka_dead_letter_input_rate")
+    ratio = dead / into if not math.isnan(dead) and not math.isnan(into) and into > 0 else math.nan
+    return {"dead_letter_rate": dead, "invalid_ratio": ratio}
 
 
 def is_kind(collector: str, kind: str) -> bool:
@@ -180,4 +191,5 @@ _SUMMARY_METRICS = {
     "kafka_consumergroup_group_max_lag_seconds", "kafka_consumergroup_status",
     "kafka_topic_produce_rate", "kafka_consumergroup_consume_rate", "flink_jobmanager_job_state",
     "flink_jobmanager_job_checkpoint_age_seconds", "schema_registry_up", "db_change_feed_rate",
+    "kafka_dead_letter_rate", "kafka_dead_letter_input_rate",
 }

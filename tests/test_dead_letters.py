@@ -1,0 +1,132 @@
+"""Dead letters as data quality, against a real Kafka-protocol broker: known counts produced to a pipeline's input
+and dead-letter topics between two cycles give exact counts, rates and the invalid ratio; a pipeline that declares
+no dead-letter topic gets no series and no value."""
+
+from __future__ import annotations
+
+import math
+
+import httpx
+
+from collectors.kafka.collector import KafkaCollector
+from exporters.server import start_exporter
+from monitoring.config import KafkaSource
+from monitoring.evaluation import Evaluator
+from monitoring.models.kafka import KafkaSnapshot
+from monitoring.runtime import Supervisor
+from monitoring.store import Store
+from tests.kafka_util import commit, create_topic, produce
+from tests.test_exporter import _samples
+
+
+def _collector(pipeline: str, bootstrap: str, **settings) -> KafkaCollector:
+    # A rate window shorter than a cycle: each cycle's rates cover exactly the time since the one before.
+    return KafkaCollector(pipeline, KafkaSource(bootstrap_servers=[bootstrap], cluster="local", interval_seconds=0.2,
+                                                timeout_seconds=5, rate_window_seconds=0.001,
+                                                consumer_groups=["billing"], **settings))
+
+
+def _value(store: Store, name: str, *labels: str) -> float | None:
+    point = store.latest(name, labels)
+    return None if point is None else point[1]
+
+
+async def test_dead_letter_rate_and_invalid_ratio_from_known_counts(broker):
+    bootstrap = broker.bootstrap
+    for topic, partitions in (("orders.raw", 2), ("orders.dlq", 1), ("audit", 1)):
+        await create_topic(bootstrap, topic, partitions)
+    await produce(bootstrap, "orders.raw", {0: 10, 1: 10})
+    await produce(bootstrap, "orders.dlq", {0: 1})
+    await produce(bootstrap, "audit", {0: 4})
+    await commit(bootstrap, "billing", "orders.raw", {0: 10, 1: 10})  # the group's topics are the input by default
+
+    store = Store()
+    declared = _collector("orders", bootstrap, dead_letter_topics=[r"orders\.dlq.*"])
+    silent = _collector("plain", bootstrap)  # the same cluster, no dead-letter topic declared
+    supervisor = Supervisor(store, [declared, silent])
+    evaluator = Evaluator(store, ["orders", "plain"])
+    try:
+        for collector in (declared, silent):
+            await supervisor.run_once(collector)
+        evaluator.evaluate()
+        first: KafkaSnapshot = store.snapshot(("orders", "kafka"))[1]
+        assert first.dead_letters.topics == ("orders.dlq",) and first.dead_letters.input_topics == ("orders.raw",)
+        assert first.dead_letters.records is None  # no earlier sample: not measurable, not 0
+        assert math.isnan(_value(store, "kafka_dead_letter_rate", "orders", "local"))
+        assert math.isnan(_value(store, "pipewatch_pipeline_invalid_ratio", "orders"))
+
+        # Within one window: 40 input records, 3 dead letters, and 2 on a dead-letter topic created meanwhile
+        # (the first dead letter often creates its topic); the audit topic is no one's input.
+        await produce(bootstrap, "orders.raw", {0: 25, 1: 15})
+        await produce(bootstrap, "orders.dlq", {0: 3})
+        await create_topic(bootstrap, "orders.dlq.v2", 1)
+        await produce(bootstrap, "orders.dlq.v2", {0: 2})
+        await produce(bootstrap, "audit", {0: 7})
+        for collector in (declared, silent):
+            await supervisor.run_once(collector)
+        summaries = {s.pipeline: s for s in evaluator.evaluate()}
+    finally:
+        for collector in (declared, silent):
+            await collector.close()
+
+    dead = store.snapshot(("orders", "kafka"))[1].dead_letters
+    assert dead.topics == ("orders.dlq", "orders.dlq.v2") and dead.input_topics == ("orders.raw",)
+    assert (dead.records, dead.input_records) == (5, 40)
+    window = dead.window_seconds
+    assert 0 < window < 30
+    rate, input_rate = 5 / window, 40 / window
+    assert _value(store, "kafka_dead_letter_rate", "orders", "local") == rate
+    assert _value(store, "kafka_dead_letter_input_rate", "orders", "local") == input_rate
+    assert _value(store, "pipewatch_pipeline_dead_letter_rate", "orders") == rate
+    assert _value(store, "pipewatch_pipeline_invalid_ratio", "orders") == rate / input_rate
+    assert math.isclose(rate / input_rate, 0.125, rel_tol=1e-12)
+    assert summaries["orders"].dead_letter_rate == rate and summaries["orders"].invalid_ratio == rate / input_rate
+
+    # Nothing invented where no dead-letter topic is declared.
+    assert store.snapshot(("plain", "kafka"))[1].dead_letters is None
+    for name in ("kafka_dead_letter_rate", "kafka_dead_letter_input_rate", "pipewatch_pipeline_dead_letter_rate",
+                 "pipewatch_pipeline_invalid_ratio"):
+        assert store.keys(name, where=lambda key: key[1][0] == "plain") == []
+    assert math.isnan(summaries["plain"].dead_letter_rate) and math.isnan(summaries["plain"].invalid_ratio)
+    assert summaries["plain"].to_json()["invalid_ratio"] is None
+
+    exporter = start_exporter(store, "127.0.0.1", 0)
+    try:
+        samples = _samples(httpx.get(exporter.url, timeout=10).text)
+    finally:
+        exporter.stop()
+    assert samples[("pipewatch_pipeline_invalid_ratio", frozenset({("pipeline", "orders")}))] == rate / input_rate
+    assert samples[("kafka_dead_letter_rate", frozenset({("pipeline", "orders"), ("cluster", "local")}))] == rate
+    assert not [key for key in samples if key[0].startswith(("pipewatch_pipeline_invalid", "kafka_dead_letter"))
+                and ("pipeline", "plain") in key[1]]
+
+
+async def test_declared_input_topics_and_an_input_of_zero(broker):
+    bootstrap = broker.bootstrap
+    for topic in ("clicks", "clicks.dlq"):
+        await create_topic(bootstrap, topic, 1)
+    store = Store()
+    collector = _collector("web", bootstrap, dead_letter_topics=["clicks.dlq"], input_topics=["clicks.*"])
+    supervisor = Supervisor(store, [collector])
+    evaluator = Evaluator(store, ["web"])
+    try:
+        await supervisor.run_once(collector)
+        await produce(bootstrap, "clicks.dlq", {0: 2})  # dead letters while nothing came in: no share of 0
+        await supervisor.run_once(collector)
+        (summary,) = evaluator.evaluate()
+        dead = store.snapshot(("web", "kafka"))[1].dead_letters
+        assert dead.input_topics == ("clicks",)  # the pattern matches clicks.dlq too: dead letters are never input
+        assert (dead.records, dead.input_records) == (2, 0)
+        assert _value(store, "kafka_dead_letter_input_rate", "web", "local") == 0
+        assert summary.dead_letter_rate == 2 / dead.window_seconds and math.isnan(summary.invalid_ratio)
+        assert math.isnan(_value(store, "pipewatch_pipeline_invalid_ratio", "web"))
+
+        await produce(bootstrap, "clicks", {0: 8})
+        await produce(bootstrap, "clicks.dlq", {0: 2})
+        await supervisor.run_once(collector)
+        (summary,) = evaluator.evaluate()
+        dead = store.snapshot(("web", "kafka"))[1].dead_letters
+        assert (dead.records, dead.input_records) == (2, 8)
+        assert summary.invalid_ratio == (2 / dead.window_seconds) / (8 / dead.window_seconds)
+    finally:
+        await collector.close()
