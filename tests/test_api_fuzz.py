@@ -33,10 +33,11 @@ from tests.test_profilemesh_api import _seed
 SCRAPE = ("prom", "scrape-secret")
 API = ("mirror", "api-secret")
 EXAMPLES = 40
-"""Per operation and mode (valid, invalid): ~440 schemathesis requests (operations without parameters run out
-of distinct cases early) and 160 raw queries, 15-30 s."""
+"""Per /api/v1 operation and mode (valid, invalid): ~440 schemathesis requests (operations without parameters run
+out of distinct cases early) and 160 raw queries, 15-30 s."""
 PROFILEMESH_EXAMPLES = 12
-"""The same for each /profilemesh operation (eight of them, their parameters parsed by shared helpers)."""
+"""The same for each /profilemesh operation (eight of them, their parameters parsed by the same helpers): ~190
+requests more."""
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_headers_conformance,
           response_schema_conformance, negative_data_rejection]
 
@@ -79,7 +80,7 @@ def test_schemathesis_finds_no_server_error_dropped_connection_or_nonconforming_
                 examples = PROFILEMESH_EXAMPLES if operation.path.startswith("/profilemesh/") else EXAMPLES
                 fuzz(operation.as_strategy(generation_mode=mode), agent.url, session, calls, examples)
         elapsed = time.monotonic() - started
-        assert calls[0] >= 5 * EXAMPLES + 8 * PROFILEMESH_EXAMPLES and elapsed < 120, (calls[0], elapsed)
+        assert calls[0] >= 5 * EXAMPLES + 8 * PROFILEMESH_EXAMPLES and elapsed < 90, (calls[0], elapsed)
         print(f"schemathesis: {calls[0]} requests in {elapsed:.1f} s")
         with httpx.Client(base_url=agent.url, auth=API, timeout=10) as client:
             raw_queries(client)
