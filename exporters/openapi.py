@@ -55,7 +55,8 @@ def _schemas() -> dict[str, Any]:
                        "last_success": {"type": "number", "nullable": True},
                        **{name: _NUMBER for name in ("lag_messages", "max_lag_messages", "lag_seconds", "worst_status",
                                                      "produce_rate", "consume_rate", "flink_jobs", "flink_running",
-                                                     "checkpoint_age", "registry_up", "change_rate")},
+                                                     "checkpoint_age", "registry_up", "change_rate",
+                                                     "dead_letter_rate", "invalid_ratio")},
                        "collector_health": {"type": "array", "items": _ref("CollectorHealth")}})
     series_row = _object({"id": {"type": "string", "pattern": "^[0-9a-f]{16}$"}, "name": {"type": "string"},
                           "labels": {"type": "object", "additionalProperties": {"type": "string"}},

@@ -12,11 +12,12 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 from monitoring.health import CollectorHealth, State
 from monitoring.metrics import CATALOGUE, JOB_STATES
 from monitoring.store import Store
+from monitoring.wire import ADDED_LATER
 
 _RUNNING = float(JOB_STATES.index("RUNNING"))
 
@@ -54,9 +55,9 @@ class PipelineSummary:
     registry_up: float
     """1 when every schema registry of the pipeline answers, 0 when one does not."""
     change_rate: float
-    dead_letter_rate: float = math.nan
+    dead_letter_rate: float = field(default=math.nan, metadata={ADDED_LATER: True})
     """Records per second sent to dead-letter topics; NaN when none are declared or it is not known now."""
-    invalid_ratio: float = math.nan
+    invalid_ratio: float = field(default=math.nan, metadata={ADDED_LATER: True})
     """The dead-letter rate's share of the input (docs/dead-letters.md); NaN as dead_letter_rate, or with no input."""
 
     def watches(self, kind: str) -> bool:

@@ -6,8 +6,10 @@ Unknown stays unknown: None for offsets and counts, NaN for lag seconds, never 0
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import IntEnum
+
+from monitoring.wire import ADDED_LATER
 
 
 class Status(IntEnum):
@@ -197,5 +199,5 @@ class KafkaSnapshot:
     """Configured group patterns that matched no group on the cluster."""
     requests: int
     collected_at: float
-    dead_letters: DeadLetters | None = None
+    dead_letters: DeadLetters | None = field(default=None, metadata={ADDED_LATER: True})
     """None when the pipeline declares no dead-letter topics (`dead_letter_topics`)."""
