@@ -8,10 +8,13 @@ import math
 
 import httpx
 
+from apps.dead_letter_view import DeadLetterView
+from apps.overview_view import tiles_html
 from collectors.kafka.collector import KafkaCollector
 from exporters.server import start_exporter
 from monitoring.config import KafkaSource
 from monitoring.evaluation import Evaluator
+from monitoring.format import rate as format_rate
 from monitoring.models.kafka import KafkaSnapshot
 from monitoring.runtime import Supervisor
 from monitoring.store import Store
@@ -89,6 +92,19 @@ async def test_dead_letter_rate_and_invalid_ratio_from_known_counts(broker):
         assert store.keys(name, where=lambda key: key[1][0] == "plain") == []
     assert math.isnan(summaries["plain"].dead_letter_rate) and math.isnan(summaries["plain"].invalid_ratio)
     assert summaries["plain"].to_json()["invalid_ratio"] is None
+
+    # The page's section and the overview's tile show these values, and nothing for the silent pipeline.
+    view = DeadLetterView(store, "orders")
+    assert view.line.text.startswith(f'<span class="pw-dead-letters" data-rate="{rate}">Dead letters now: '
+                                      f"<b>{format_rate(rate, ' records/s')}</b>, <b>13 %</b> of the input</span>")
+    assert ('data-cluster="local" style="font-size:90%;opacity:.8">local: dead-letter topics orders.dlq, '
+            "orders.dlq.v2; input orders.raw</div>") in view.line.text
+    assert [len(store.keys(where=chart.select)) for chart in view.charts] == [1, 1]  # one line each
+    tiles = tiles_html((summaries["orders"], summaries["plain"]))
+    orders_tile, plain_tile = tiles.split('data-pipeline="plain"')
+    assert (f'<tr data-fact="dead letters"><td style="opacity:.75;padding-right:10px">dead letters</td>'
+            f'<td class="v"><b>{format_rate(rate)}, 13 % of input</b></td></tr>') in orders_tile
+    assert "dead letters" not in plain_tile
 
     exporter = start_exporter(store, "127.0.0.1", 0)
     try:
