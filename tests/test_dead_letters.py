@@ -7,6 +7,8 @@ from __future__ import annotations
 import math
 
 import httpx
+import pytest
+from playwright.sync_api import expect
 
 from apps.dead_letter_view import DeadLetterView
 from apps.overview_view import tiles_html
@@ -19,6 +21,8 @@ from monitoring.models.kafka import KafkaSnapshot
 from monitoring.runtime import Supervisor
 from monitoring.store import Store
 from tests.kafka_util import commit, create_topic, produce
+from tests.services import free_port, run_async
+from tests.test_app_browser import serving
 from tests.test_exporter import _samples
 
 
@@ -146,3 +150,49 @@ async def test_declared_input_topics_and_an_input_of_zero(broker):
         assert summary.invalid_ratio == (2 / dead.window_seconds) / (8 / dead.window_seconds)
     finally:
         await collector.close()
+
+
+@pytest.mark.browser
+def test_dead_letters_in_a_real_browser_tile_and_section_light_and_dark(broker, tmp_path, browser_page):
+    bootstrap = broker.bootstrap
+    for topic in ("orders.raw", "orders.dlq"):
+        run_async(create_topic(bootstrap, topic, 1))
+    run_async(commit(bootstrap, "billing", "orders.raw", {0: 0}))
+    config = tmp_path / "pipewatch.yml"
+    config.write_text(
+        "pipelines:\n"
+        + "".join(f"  - name: {name}\n    kafka:\n      bootstrap_servers: [\"{bootstrap}\"]\n      cluster: local\n"
+                  f"      consumer_groups: [billing]\n      interval_seconds: 0.5\n      rate_window_seconds: 10\n"
+                  + (f"      dead_letter_topics: [{dead}]\n" if dead else "")
+                  for name, dead in (("orders", "'orders\\.dlq'"), ("audit", None)))
+        + f"runtime:\n  max_backoff_seconds: 1\nexporter:\n  host: 127.0.0.1\n  port: {free_port()}\n")
+    with serving(tmp_path, config, browser_page) as server:
+        page = browser_page
+        page.goto(server.url, timeout=90_000)  # (a loaded machine: the first load builds the app)
+        fact = page.locator('.pw-tile[data-pipeline="orders"] tr[data-fact="dead letters"] .v')
+        expect(fact).to_have_text("0/s, unknown of input", timeout=30_000)  # no input yet: no share
+        expect(page.locator('.pw-tile[data-pipeline="audit"]')).to_be_visible()
+        expect(page.locator('.pw-tile[data-pipeline="audit"] tr[data-fact="dead letters"]')).to_have_count(0)
+        # 20 records in, 1 dead letter, all within one 10 s window: 5 % for as long as the window holds both.
+        run_async(produce(bootstrap, "orders.raw", {0: 20}))
+        run_async(produce(bootstrap, "orders.dlq", {0: 1}))
+        expect(fact).to_contain_text(", 5.0 % of input", timeout=30_000)
+
+        page.locator('.pw-tile[data-pipeline="orders"] a').click()
+        expect(page).to_have_url(f"{server.url}?page=pipeline&pipeline=orders", timeout=30_000)
+        line = page.locator(".pw-dead-letter-topics")
+        expect(line).to_have_text("local: dead-letter topics orders.dlq; input orders.raw", timeout=60_000)
+        expect(page.locator(".pw-dead-letters")).to_contain_text("of the input")
+        for theme in ("light", "dark"):
+            if theme == "dark":  # the same page reloaded in the dark theme
+                page.get_by_role("button", name="Dark theme").click()
+                expect(page).to_have_url(f"{server.url}?page=pipeline&pipeline=orders&theme=dark", timeout=60_000)
+                expect(page.get_by_role("button", name="Light theme")).to_be_visible(timeout=90_000)
+            section = page.get_by_text("Data quality: dead letters")
+            expect(section).to_be_visible(timeout=90_000)
+            expect(line).to_have_text("local: dead-letter topics orders.dlq; input orders.raw", timeout=60_000)
+            section.scroll_into_view_if_needed()
+            page.screenshot(path=str(tmp_path / f"dead-letters-{theme}.png"))
+        page.goto(f"{server.url}?page=pipeline&pipeline=audit", timeout=90_000)
+        expect(page.locator('.pw-health[data-collector="kafka"]')).to_be_visible(timeout=60_000)
+        expect(page.get_by_text("Data quality: dead letters")).to_have_count(0)
