@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import ssl
 from datetime import UTC, datetime
 
 import asyncpg
@@ -12,9 +13,10 @@ import pytest
 
 from collectors.profiling.collector import ProfilingCollector
 from exporters.server import start_exporter
-from monitoring.config import BasicAuth, ProfilingSource
+from monitoring.config import BasicAuth, ExporterTls, ProfilingSource
 from monitoring.runtime import Supervisor
 from monitoring.store import Store
+from tests.certs import make_certificates
 from tests.profiling_util import ProfilerTables, utc
 from tests.services import run_async
 
@@ -51,8 +53,9 @@ async def _seed(tables: ProfilerTables) -> dict[str, datetime]:
     return at
 
 
-@pytest.fixture
-def served(postgres, pg_schema):
+def _collected(postgres, pg_schema) -> tuple[Store, dict[str, datetime]]:
+    """A store after one profiling collection of the known rows."""
+
     async def prepare():
         connection = await asyncpg.connect(postgres.dsn)
         try:
@@ -68,7 +71,12 @@ def served(postgres, pg_schema):
         await collector.close()
         return store, at
 
-    store, at = run_async(prepare())
+    return run_async(prepare())
+
+
+@pytest.fixture
+def served(postgres, pg_schema):
+    store, at = _collected(postgres, pg_schema)
     exporter = start_exporter(store, "127.0.0.1", 0, basic_auth=BasicAuth(username=AUTH[0], password=AUTH[1]))
     try:
         with httpx.Client(base_url=f"http://127.0.0.1:{exporter.port}/profilemesh/{PIPELINE}", auth=AUTH,
@@ -220,6 +228,25 @@ def test_bad_parameters_unknown_names_and_protection(served):
     assert httpx.get(f"{base}/profilemesh/{PIPELINE}/api/runs", timeout=10).status_code == 401
     assert httpx.get(f"{base}/profilemesh/{PIPELINE}/api/runs", auth=AUTH, headers={"Host": "evil.example"},
                      timeout=10).status_code == 421
+
+
+def test_tls_and_the_api_credential(postgres, pg_schema, tmp_path):
+    certs = make_certificates(tmp_path)
+    store, _ = _collected(postgres, pg_schema)
+    exporter = start_exporter(store, "127.0.0.1", 0, basic_auth=BasicAuth(username=AUTH[0], password=AUTH[1]),
+                              api_auth=BasicAuth(username="mirror", password="api-secret"),
+                              tls=ExporterTls(cert_file=certs.server_cert, key_file=certs.server_key))
+    url = f"https://127.0.0.1:{exporter.port}/profilemesh/{PIPELINE}/api/runs"
+    trusted = ssl.create_default_context(cafile=str(certs.ca))
+    try:
+        for auth in (AUTH, ("mirror", "api-secret")):
+            response = httpx.get(url, params={"limit": 1}, auth=auth, verify=trusted, timeout=10)
+            assert response.status_code == 200 and [r["run_id"] for r in response.json()] == ["r-o1"]
+        assert httpx.get(url, auth=("mirror", "wrong"), verify=trusted, timeout=10).status_code == 401
+        with pytest.raises(httpx.TransportError):  # plain HTTP on the TLS port
+            httpx.get(url.replace("https:", "http:"), auth=AUTH, timeout=10)
+    finally:
+        exporter.stop()
 
 
 def test_not_read_yet_is_503_not_an_empty_answer(postgres, pg_schema):
