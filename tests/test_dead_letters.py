@@ -154,6 +154,7 @@ async def test_declared_input_topics_and_an_input_of_zero(broker):
 
 @pytest.mark.browser
 def test_dead_letters_in_a_real_browser_tile_and_section_light_and_dark(broker, tmp_path, browser_page):
+    """The tile's value as the browser shows it, then the section in both themes."""
     bootstrap = broker.bootstrap
     for topic in ("orders.raw", "orders.dlq"):
         run_async(create_topic(bootstrap, topic, 1))
@@ -185,14 +186,12 @@ def test_dead_letters_in_a_real_browser_tile_and_section_light_and_dark(broker, 
         expect(page.locator(".pw-dead-letters")).to_contain_text("of the input")
         for theme in ("light", "dark"):
             if theme == "dark":  # the same page reloaded in the dark theme
-                page.get_by_role("button", name="Dark theme").click()
+                page.get_by_role("button", name="Dark theme").click(timeout=60_000)
                 expect(page).to_have_url(f"{server.url}?page=pipeline&pipeline=orders&theme=dark", timeout=60_000)
                 expect(page.get_by_role("button", name="Light theme")).to_be_visible(timeout=90_000)
             section = page.get_by_text("Data quality: dead letters")
             expect(section).to_be_visible(timeout=90_000)
             expect(line).to_have_text("local: dead-letter topics orders.dlq; input orders.raw", timeout=60_000)
-            section.scroll_into_view_if_needed()
-            page.screenshot(path=str(tmp_path / f"dead-letters-{theme}.png"))
         page.goto(f"{server.url}?page=pipeline&pipeline=audit", timeout=90_000)
         expect(page.locator('.pw-health[data-collector="kafka"]')).to_be_visible(timeout=60_000)
         expect(page.get_by_text("Data quality: dead letters")).to_have_count(0)
