@@ -187,7 +187,7 @@ class ProfileMeshApi:
         if not matches:
             raise ApiError(HTTPStatus.NOT_FOUND, f"Run {_shown(run_id)} not found" + (
                 f" for dataset {_shown(dataset)!r}" if dataset is not None else "")
-                + f" (runs of the last {len(snapshot.runs):,} held)")
+                + f" among the {len(snapshot.runs):,} runs this agent holds")
         run = matches[0]
         metrics = snapshot.metrics_by_run.get(run.key)
         return {"run_id": run.run_id, "dataset_name": run.dataset, "schema_name": run.schema, "warehouse_type": None,

@@ -134,7 +134,7 @@ def test_runs_filters_pages_and_detail(served):
 
     unknown = client.get("/api/runs/no-such-run")
     assert unknown.status_code == 404
-    assert unknown.json()["detail"] == "Run no-such-run not found (runs of the last 6 held)"
+    assert unknown.json()["detail"] == "Run no-such-run not found among the 6 runs this agent holds"
 
 
 def test_drift_tables_dashboard_and_warehouses(served):
