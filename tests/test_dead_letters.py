@@ -182,7 +182,7 @@ def test_dead_letters_in_a_real_browser_tile_and_section_light_and_dark(broker, 
         page.locator('.pw-tile[data-pipeline="orders"] a').click(timeout=90_000)
         expect(page).to_have_url(f"{server.url}?page=pipeline&pipeline=orders", timeout=30_000)
         line = page.locator(".pw-dead-letter-topics")
-        expect(line).to_have_text("local: dead-letter topics orders.dlq; input orders.raw", timeout=60_000)
+        expect(line).to_have_text("local: dead-letter topics orders.dlq; input orders.raw", timeout=120_000)
         expect(page.locator(".pw-dead-letters")).to_contain_text("of the input")
         for theme in ("light", "dark"):
             if theme == "dark":  # the same page reloaded in the dark theme
@@ -191,7 +191,7 @@ def test_dead_letters_in_a_real_browser_tile_and_section_light_and_dark(broker, 
                 expect(page.get_by_role("button", name="Light theme")).to_be_visible(timeout=90_000)
             section = page.get_by_text("Data quality: dead letters")
             expect(section).to_be_visible(timeout=90_000)
-            expect(line).to_have_text("local: dead-letter topics orders.dlq; input orders.raw", timeout=60_000)
+            expect(line).to_have_text("local: dead-letter topics orders.dlq; input orders.raw", timeout=120_000)
         page.goto(f"{server.url}?page=pipeline&pipeline=audit", timeout=90_000)
         expect(page.locator('.pw-health[data-collector="kafka"]')).to_be_visible(timeout=60_000)
         expect(page.get_by_text("Data quality: dead letters")).to_have_count(0)
