@@ -12,6 +12,8 @@ from urllib.parse import quote
 
 import pandas as pd
 
+from monitoring.spreadsheet import spreadsheet_cell
+
 
 def esc(value: object) -> str:
     """`value` as HTML text: also safe inside a quoted attribute (both quote kinds are escaped)."""
@@ -21,16 +23,6 @@ def esc(value: object) -> str:
 def pipeline_href(name: str) -> str:
     """The link to a pipeline's page, for an href attribute (already HTML-escaped)."""
     return esc(f"?page=pipeline&pipeline={quote(name, safe='')}")
-
-
-_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
-
-
-def spreadsheet_cell(value: object) -> object:
-    """A text cell a spreadsheet would run as a formula, prefixed with ' (it then shows the text as written)."""
-    if isinstance(value, str) and value.startswith(_FORMULA_STARTS):
-        return "'" + value
-    return value
 
 
 def spreadsheet_safe(frame: pd.DataFrame) -> pd.DataFrame:

@@ -13,7 +13,7 @@ from apps.escape import esc, pipeline_href
 from apps.palette import HEALTH_COLOURS, NEUTRAL
 from apps.widgets import LiveHTML
 from monitoring.evaluation import SUMMARY_SOURCE
-from monitoring.format import clock, count, duration, rate
+from monitoring.format import clock, count, duration, rate, share
 from monitoring.store import Store
 from monitoring.summary import PipelineSummary
 
@@ -75,6 +75,9 @@ def _tile(s: PipelineSummary) -> str:
         ("registry", "unknown" if math.isnan(s.registry_up) else "up" if s.registry_up == 1 else "DOWN",
          s.watches("schema_registry")),
         ("changes", rate(s.change_rate), s.watches("change_feed")),
+        # Only pipelines that declare dead-letter topics have these values (docs/dead-letters.md).
+        ("dead letters", f"{rate(s.dead_letter_rate)}, {share(s.invalid_ratio)} of input",
+         not (math.isnan(s.dead_letter_rate) and math.isnan(s.invalid_ratio))),
     ]
     rows = "".join(f'<tr data-fact="{label}"><td style="opacity:.75;padding-right:10px">{label}</td>'
                    f'<td class="v"><b>{value}</b></td></tr>' for label, value, shown in facts if shown)

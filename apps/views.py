@@ -13,6 +13,7 @@ from bokeh.models import HTMLTemplateFormatter
 from panel.viewable import Viewer
 
 from apps.change_feed_view import ChangeFeedView
+from apps.dead_letter_view import DeadLetterView, declares_dead_letters
 from apps.escape import esc
 from apps.flink_view import FlinkView
 from apps.flow_view import FlowDiagram
@@ -240,6 +241,8 @@ class PipelinePage(Viewer):
         self.report = ReportDownload(store, config or pipeline)  # builds nothing until clicked
         traffic = config.traffic if config is not None else None
         self.sections = [PipelineOverview(store, pipeline, traffic)]
+        if declares_dead_letters(config):
+            self.sections.append(DeadLetterView(store, pipeline))
         for kind in (KAFKA, SCHEMA_REGISTRY, FLINK, PROFILING, CHANGE_FEED):  # the page's order of sections
             self.sections += [_section(store, source) for source in mine if source.kind == kind]
         self._layout = pn.Column(self.health, self.flow, self.report.panel, *self.sections, sizing_mode="stretch_width")

@@ -144,7 +144,8 @@ class Api:
             return self.state(params)
         if path == f"{PREFIX}/openapi.json":
             _only(params, ())
-            return openapi_document(scrape_auth=self.scrape_auth, api_auth=self.api_auth)
+            return openapi_document(scrape_auth=self.scrape_auth, api_auth=self.api_auth,
+                                    profiling_pipelines=sorted(p for p, c in self.store.health() if c == "profiling"))
         raise ApiError(HTTPStatus.NOT_FOUND, f"no such endpoint {_shown(path)!r}: try {', '.join(ENDPOINTS)}")
 
     # -- endpoints -------------------------------------------------------------------------------------

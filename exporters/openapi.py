@@ -7,6 +7,7 @@ which of the scrape credential (exporter.basic_auth) and the API credential (exp
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from monitoring.metrics import CATALOGUE
@@ -54,7 +55,8 @@ def _schemas() -> dict[str, Any]:
                        "last_success": {"type": "number", "nullable": True},
                        **{name: _NUMBER for name in ("lag_messages", "max_lag_messages", "lag_seconds", "worst_status",
                                                      "produce_rate", "consume_rate", "flink_jobs", "flink_running",
-                                                     "checkpoint_age", "registry_up", "change_rate")},
+                                                     "checkpoint_age", "registry_up", "change_rate",
+                                                     "dead_letter_rate", "invalid_ratio")},
                        "collector_health": {"type": "array", "items": _ref("CollectorHealth")}})
     series_row = _object({"id": {"type": "string", "pattern": "^[0-9a-f]{16}$"}, "name": {"type": "string"},
                           "labels": {"type": "object", "additionalProperties": {"type": "string"}},
@@ -72,7 +74,9 @@ def _schemas() -> dict[str, Any]:
     wire = {"description": "a value in the codec of monitoring/wire.py"}
     return {
         "Error": _object({"status": {"type": "string", "enum": ["error"]}, "error": {"type": "string"}},
-                         {"parameter": {"type": "string", "description": "the parameter that is wrong"}}),
+                         {"parameter": {"type": "string", "description": "the parameter that is wrong"},
+                          "detail": {"type": "string", "description": "/profilemesh only: `error` again, under "
+                                                                      "the key ProfileMesh's (FastAPI's) errors use"}}),
         "Agent": agent,
         "CollectorHealth": health,
         "Event": event,
@@ -121,8 +125,121 @@ def _schemas() -> dict[str, Any]:
     }
 
 
-def openapi_document(*, scrape_auth: bool, api_auth: bool) -> dict[str, Any]:
-    """The document for an agent that asks for these credentials (none: the API is open)."""
+def _profilemesh_schemas() -> dict[str, Any]:
+    """ProfileMesh's dashboard models (docs/profilemesh-api.md): null where pipewatch's data cannot fill a field."""
+    text, whole, number, time = ({"type": "string"}, {"type": "integer"}, {"type": "number"},
+                                 {"type": "string", "format": "date-time"})
+    maybe = lambda schema: {**schema, "nullable": True}  # noqa: E731
+    trend = _object({"timestamp": time, "value": number})
+    value = {"nullable": True, "description": "a number, or the profiler's text when it is not one"}
+    column = _object({"column_name": text, "column_type": maybe(text), "null_count": maybe(whole),
+                      "null_percent": maybe(number), "distinct_count": maybe(whole), "distinct_percent": maybe(number),
+                      "min_value": value, "max_value": value, "mean": maybe(number), "stddev": maybe(number),
+                      "histogram": {"nullable": True, "description": "the profiler's histogram (JSON)"}})
+    run = _object({"run_id": text, "dataset_name": text, "schema_name": maybe(text), "warehouse_type": maybe(text),
+                   "profiled_at": time, "status": text, "row_count": maybe(whole), "column_count": maybe(whole),
+                   "duration_seconds": maybe(number), "has_drift": maybe({"type": "boolean"}),
+                   "environment": maybe(text)})
+    drift = _object({"event_id": text, "run_id": maybe(text), "table_name": maybe(text), "column_name": maybe(text),
+                     "metric_name": maybe(text), "baseline_value": maybe(number), "current_value": maybe(number),
+                     "change_percent": maybe(number), "severity": text, "timestamp": time,
+                     "warehouse_type": maybe(text)})
+    return {
+        "PmRunHistory": run,
+        "PmRuns": {"type": "array", "items": _ref("PmRunHistory")},
+        "PmColumnMetrics": column,
+        "PmProfilingResult": _object({
+            "run_id": text, "dataset_name": text, "schema_name": maybe(text), "warehouse_type": maybe(text),
+            "profiled_at": time, "environment": maybe(text), "status": text, "row_count": maybe(whole),
+            "column_count": maybe(whole), "columns": {"type": "array", "items": _ref("PmColumnMetrics")},
+            "metadata": _object({"column_metrics_held": {"type": "boolean"},
+                                 "datasets_with_this_run_id": {"type": "array", "items": text}})}),
+        "PmDriftAlert": drift,
+        "PmDriftAlerts": {"type": "array", "items": _ref("PmDriftAlert")},
+        "PmTableMetrics": _object({
+            "table_name": text, "schema_name": maybe(text), "warehouse_type": maybe(text), "last_profiled": time,
+            "row_count": maybe(whole), "column_count": maybe(whole), "total_runs": whole, "drift_count": whole,
+            "row_count_trend": {"type": "array", "items": trend},
+            "null_percent_trend": {"type": "array", "items": trend},
+            "columns": {"type": "array", "items": _ref("PmColumnMetrics")}}),
+        "PmMetricsDashboard": _object({
+            "total_runs": whole, "total_tables": whole, "total_drift_events": whole, "avg_row_count": maybe(number),
+            "kpis": {"type": "array", "items": _object({
+                "name": text, "value": maybe(number), "change_percent": maybe(number),
+                "trend": {"type": "string", "enum": ["up", "down", "stable"], "nullable": True}})},
+            "run_trend": {"type": "array", "items": trend}, "drift_trend": {"type": "array", "items": trend},
+            "warehouse_breakdown": {"type": "object", "additionalProperties": whole},
+            "recent_runs": {"type": "array", "items": _ref("PmRunHistory")},
+            "recent_drift": {"type": "array", "items": _ref("PmDriftAlert")}}),
+        "PmWarehouses": _object({"warehouses": {"type": "array", "items": text}}),
+    }
+
+
+def _profilemesh_paths(pipelines: Sequence[str], security: list, common: dict[str, Any]) -> dict[str, Any]:
+    """The paths under /profilemesh/{pipeline}/api (exporters/profilemesh.py)."""
+    from exporters.api import MAX_DIGITS, MAX_NAME, MAX_VALUE
+    from exporters.profilemesh import _ISO_DATE, _MAX_DAYS, FORMATS, MAX_LIMIT, PREFIX, SEVERITIES
+
+    pipeline: dict[str, Any] = {"type": "string", "minLength": 1, "maxLength": MAX_NAME}
+    if pipelines:
+        pipeline = {"type": "string", "enum": list(pipelines)}
+    path_pipeline = {"name": "pipeline", "in": "path", "required": True, "schema": pipeline,
+                     "description": "A pipeline with profiling on this agent."}
+    word = {"type": "string", "maxLength": MAX_VALUE}
+    since_pattern = r"^\d{1,12}(\.\d{1,9})?$|" + _ISO_DATE.pattern
+    window = [_query("since", {"type": "string", "pattern": since_pattern},
+                     "Only rows from this time on: ISO 8601 (without a zone: UTC) or Unix seconds."),
+              _query("days", {"type": "integer", "minimum": 1, "maximum": _MAX_DAYS}, "Only the last this many days."),
+              _query("warehouse", word, "ProfileMesh's warehouse filter: pipewatch does not know the warehouse, so "
+                                        "any value selects nothing.")]
+    page = [_query("limit", {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT}, "Rows at most (default 100)."),
+            _query("offset", {"type": "integer", "minimum": 0, "maximum": 10**MAX_DIGITS - 1}, "Rows skipped.")]
+    runs_filter = [_query("dataset", word, "Only this dataset (table)."),
+                   _query("table", word, "Another name for dataset (ProfileMesh's)."),
+                   _query("schema", word, "Only this schema."),
+                   _query("status", word, "Only these statuses, comma-separated."),
+                   _query("environment", word, "Only this environment.")]
+    drift_filter = [_query("severity", {"type": "string", "enum": list(SEVERITIES)}, "Only this severity."),
+                    _query("table", word, "Only this table.")]
+    retry = {"Retry-After": {"description": "seconds to wait", "schema": {"type": "integer"}}}
+    errors = {**common, "404": _error("no such pipeline with profiling, run, table or endpoint"),
+              "503": _error("the profiling tables have not been read yet, or too many connections at once", retry)}
+
+    def get(summary: str, schema: str, parameters: list, csv: bool = False) -> dict[str, Any]:
+        content: dict[str, Any] = {"application/json": {"schema": _ref(schema)}}
+        if csv:
+            content["text/csv"] = {"schema": {"type": "string"}}
+        return {"get": {"summary": summary, "operationId": "profilemesh" + schema[2:] + ("Export" if csv else ""),
+                        "parameters": [path_pipeline, *parameters], "security": security,
+                        "responses": {"200": {"description": "OK", "content": content}, **errors}}}
+
+    form = _query("format", {"type": "string", "enum": list(FORMATS)}, "json (default) or csv.")
+    base = f"{PREFIX}/{{pipeline}}/api"
+    return {
+        f"{base}/runs": get("ProfileMesh: profiling runs, newest first.", "PmRuns", [*page, *runs_filter, *window]),
+        f"{base}/runs/{{run_id}}": get(
+            "ProfileMesh: one run with its column metrics.", "PmProfilingResult",
+            [{"name": "run_id", "in": "path", "required": True, "schema": {"type": "string", "minLength": 1}},
+             _query("dataset", word, "The run's dataset, when one run id covers several.")]),
+        f"{base}/drift": get("ProfileMesh: drift alerts, newest first.", "PmDriftAlerts",
+                             [*page, *drift_filter, *window]),
+        f"{base}/tables/{{table}}/metrics": get(
+            "ProfileMesh: one table's metrics and trends.", "PmTableMetrics",
+            [{"name": "table", "in": "path", "required": True, "schema": {"type": "string", "minLength": 1}},
+             _query("schema", word, "The table's schema."), window[2]]),
+        f"{base}/dashboard/metrics": get("ProfileMesh: the dashboard's totals, KPIs and trends.",
+                                         "PmMetricsDashboard", window),
+        f"{base}/warehouses": get("ProfileMesh: the warehouses (pipewatch knows none).", "PmWarehouses", []),
+        f"{base}/export/runs": get("ProfileMesh: every held run, as JSON or CSV.", "PmRuns",
+                                   [form, *runs_filter, *window], csv=True),
+        f"{base}/export/drift": get("ProfileMesh: every held drift alert, as JSON or CSV.", "PmDriftAlerts",
+                                    [form, *drift_filter, *window], csv=True),
+    }
+
+
+def openapi_document(*, scrape_auth: bool, api_auth: bool, profiling_pipelines: Sequence[str] = ()) -> dict[str, Any]:
+    """The document for an agent that asks for these credentials (none: the API is open) and has these pipelines
+    with profiling (the /profilemesh paths' `pipeline`)."""
     # The limits the API enforces (imported here: exporters/api.py imports this module).
     from exporters.api import MAX_DIGITS, MAX_EVENTS, MAX_NAME, MAX_POINTS, MAX_STATE_CURSOR, MAX_VALUE, PREFIX
 
@@ -193,9 +310,10 @@ def openapi_document(*, scrape_auth: bool, api_auth: bool) -> dict[str, Any]:
                                                    "200": {"description": "OpenAPI 3", "content": {
                                                        "application/json": {"schema": {"type": "object"}}}},
                                                    **common}}},
+            **_profilemesh_paths(profiling_pipelines, scrape, common),
         },
         "components": {
-            "schemas": _schemas(),
+            "schemas": {**_schemas(), **_profilemesh_schemas()},
             "securitySchemes": {
                 "scrapeAuth": {"type": "http", "scheme": "basic",
                                "description": "exporter.basic_auth: /metrics and the API except /api/v1/state "

@@ -26,6 +26,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from exporters.api import PREFIX as API_PREFIX
 from exporters.api import STATE_PATH, Api
+from exporters.profilemesh import PREFIX as PROFILEMESH_PREFIX
+from exporters.profilemesh import ProfileMeshApi
 from exporters.prometheus import CONTENT_TYPE, Exposition
 from monitoring.config import BasicAuth, ExporterTls
 from monitoring.store import Store
@@ -177,6 +179,7 @@ class _Server(ThreadingHTTPServer):
         super().__init__(address, _Handler)
         self.exposition = Exposition(store)
         self.api = Api(store, started_at, scrape_auth=credentials is not None, api_auth=api_credentials is not None)
+        self.profilemesh = ProfileMeshApi(store)
         self.store = store
         self.credentials = credentials
         self.api_credentials = api_credentials
@@ -327,9 +330,11 @@ class _Handler(BaseHTTPRequestHandler):
         if path in PROBES:
             self._probe(path)
             return
-        api = path == API_PREFIX or path.startswith(API_PREFIX + "/")
+        profilemesh = path == PROFILEMESH_PREFIX or path.startswith(PROFILEMESH_PREFIX + "/")
+        api = path == API_PREFIX or path.startswith(API_PREFIX + "/") or profilemesh
         if path != "/metrics" and not api:
-            self._send(HTTPStatus.NOT_FOUND, b"not found: try /metrics, /api/v1/pipelines, /healthz or /readyz\n",
+            self._send(HTTPStatus.NOT_FOUND, b"not found: try /metrics, /api/v1/pipelines, "
+                                             b"/profilemesh/<pipeline>/api/runs, /healthz or /readyz\n",
                        "text/plain; charset=utf-8")
             return
         refused = self._host_refused()
@@ -344,8 +349,12 @@ class _Handler(BaseHTTPRequestHandler):
                 self._send(HTTPStatus.UNAUTHORIZED, b"authentication required\n", "text/plain; charset=utf-8",
                            challenge)
             return
+        extra: dict[str, str] = {}
         if path == "/metrics":
             status, body, content_type = HTTPStatus.OK, self.server.exposition.render(), CONTENT_TYPE
+        elif profilemesh:
+            answer = self.server.profilemesh.handle(path, query)
+            status, body, content_type, extra = answer.status, answer.body, answer.content_type, answer.headers
         elif path.rstrip("/") == STATE_PATH:
             if not self.server.state_answers.acquire(blocking=False):
                 self._error(HTTPStatus.SERVICE_UNAVAILABLE, "too many /api/v1/state answers being built at once: "
@@ -359,7 +368,7 @@ class _Handler(BaseHTTPRequestHandler):
         else:
             status, body = self.server.api.handle(path, query)
             content_type = "application/json"
-        headers = {"Cache-Control": "no-store"} if content_type == "application/json" else {}
+        headers = {"Cache-Control": "no-store", **extra} if content_type != CONTENT_TYPE else {}
         if len(body) > 1024 and "gzip" in self.headers.get("Accept-Encoding", ""):
             body = gzip.compress(body, compresslevel=_GZIP_LEVEL)
             headers["Content-Encoding"] = "gzip"

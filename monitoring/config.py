@@ -109,6 +109,12 @@ class KafkaSource(_Strict):
     in OffsetFetch): per cycle, at most about this many partitions of topics a group has no known
     commits on are also asked, rolling over groups and topics, so a group's commit on a new topic
     is found within ceil(S / this) cycles, S being those partitions summed over groups."""
+    dead_letter_topics: list[Regex] = Field(default_factory=list)
+    """Regular expressions matched against whole topic names: where the pipeline sends the records it cannot
+    process. Their produce rate and its share of the input are measured only when some are declared."""
+    input_topics: list[Regex] | None = None
+    """The topics whose records are the pipeline's input (regexes, whole names); default: the topics the watched
+    consumer groups committed on. Dead-letter and internal (`__*`) topics never count as input."""
     security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
     sasl: KafkaSasl | None = None
     tls: KafkaTls | None = None
@@ -142,6 +148,9 @@ class KafkaSource(_Strict):
 
     def matches_group(self, group_id: str) -> bool:
         return any(re.fullmatch(pattern, group_id) for pattern in self.consumer_groups)
+
+    def is_dead_letter_topic(self, topic: str) -> bool:
+        return any(re.fullmatch(pattern, topic) for pattern in self.dead_letter_topics)
 
 
 class BasicAuth(_Strict):

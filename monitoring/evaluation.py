@@ -121,6 +121,9 @@ class Evaluator:
         now = time.time() if now is None else now
         summaries = local_summaries(self.store, self.pipelines, self.instance, now)
         latencies: dict[str, list[Latency]] = {}
+        # Pipelines that declare dead-letter topics: their Kafka collectors write this series (even while unknown).
+        dead_letters = {labels[0] for _, labels in self.store.keys("kafka_dead_letter_rate")} if self.write_series \
+            else set()
         for summary in summaries:
             latencies[summary.pipeline] = pipeline_latencies(self.store, summary.pipeline, now)
             if not self.write_series:
@@ -130,6 +133,9 @@ class Evaluator:
                     cycle.set("pipewatch_pipeline_throughput", ("produce",), _known(summary.produce_rate))
                     cycle.set("pipewatch_pipeline_throughput", ("consume",), _known(summary.consume_rate))
                     cycle.set("pipewatch_pipeline_lag", (), _known(summary.lag_messages))
+                if summary.pipeline in dead_letters:
+                    cycle.set("pipewatch_pipeline_dead_letter_rate", (), _known(summary.dead_letter_rate))
+                    cycle.set("pipewatch_pipeline_invalid_ratio", (), _known(summary.invalid_ratio))
                 for latency in latencies[summary.pipeline]:
                     for q, seconds in latency.quantiles.items():
                         cycle.set("pipewatch_pipeline_latency_seconds", (latency.measure, f"{q:g}"), seconds)

@@ -116,6 +116,14 @@ CATALOGUE: dict[str, MetricSpec] = {
                    "High watermark (next offset to be written) of a partition.", "kafka"),
         MetricSpec("kafka_topic_partition_oldest_offset", "gauge", "offset", _TOPIC_PARTITION,
                    "Log start offset (oldest retained offset) of a partition.", "kafka"),
+        MetricSpec("kafka_dead_letter_rate", "gauge", "messages per second", _CLUSTER,
+                   "Records per second produced to the topics matching `dead_letter_topics`, over the rate window "
+                   "(a topic created within it counts all its records); written only when dead-letter topics are "
+                   "declared, NaN while not measurable.", "kafka"),
+        MetricSpec("kafka_dead_letter_input_rate", "gauge", "messages per second", _CLUSTER,
+                   "Records per second produced to the pipeline's input topics (`input_topics`, default: those its "
+                   "consumer groups committed on; never dead-letter or internal topics), over the same window as "
+                   "kafka_dead_letter_rate; NaN without input topics.", "kafka"),
         MetricSpec("kafka_topic_produce_rate", "gauge", "messages per second", _TOPIC,
                    "High-watermark advance per second over all partitions, over the rate window (rate_window_seconds).",
                    "kafka"),
@@ -309,6 +317,14 @@ CATALOGUE: dict[str, MetricSpec] = {
                    "Messages per second into the pipeline's topics (produce: kafka_topic_produce_rate summed) and out "
                    "of them (consume: kafka_consumergroup_consume_rate summed over groups); absent when unknown.",
                    "evaluation"),
+        MetricSpec("pipewatch_pipeline_dead_letter_rate", "gauge", "messages per second", ("pipeline",),
+                   "Records per second sent to the pipeline's dead-letter topics (kafka_dead_letter_rate summed over "
+                   "clusters); only for pipelines that declare `kafka.dead_letter_topics`, NaN while unknown.",
+                   "evaluation"),
+        MetricSpec("pipewatch_pipeline_invalid_ratio", "gauge", "ratio", ("pipeline",),
+                   "Share of the pipeline's input sent to dead-letter topics: kafka_dead_letter_rate over "
+                   "kafka_dead_letter_input_rate, summed over clusters (docs/dead-letters.md); only for pipelines "
+                   "that declare `kafka.dead_letter_topics`, NaN while unknown or while the input is 0.", "evaluation"),
         MetricSpec("pipewatch_pipeline_lag", "gauge", "messages", ("pipeline",),
                    "Sum of every consumer group's lag (kafka_consumergroup_group_sum_lag); absent when unknown.",
                    "evaluation"),

@@ -6,12 +6,13 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 from monitoring.health import CollectorHealth, State
 from monitoring.json_numbers import to_json
 from monitoring.metrics import CATALOGUE, JOB_STATES
 from monitoring.store import Store
+from monitoring.wire import ADDED_LATER
 
 _RUNNING = float(JOB_STATES.index("RUNNING"))
 
@@ -49,6 +50,10 @@ class PipelineSummary:
     registry_up: float
     """1 when every schema registry of the pipeline answers, 0 when one does not."""
     change_rate: float
+    dead_letter_rate: float = field(default=math.nan, metadata={ADDED_LATER: True})
+    """Records per second sent to dead-letter topics; NaN when none are declared or it is not known now."""
+    invalid_ratio: float = field(default=math.nan, metadata={ADDED_LATER: True})
+    """The dead-letter rate's share of the input (docs/dead-letters.md); NaN as dead_letter_rate, or with no input."""
 
     def watches(self, kind: str) -> bool:
         """Whether the pipeline has a source of this kind (kafka, flink, schema_registry, change_feed, ...)."""
@@ -158,8 +163,15 @@ def local_summaries(store: Store, pipelines: Iterable[str], instance: str, now: 
             checkpoint_age=values.largest("flink_jobmanager_job_checkpoint_age_seconds"),
             registry_up=(min(registries) if registries else math.nan) if has["schema_registry"] else math.nan,
             change_rate=values.total("db_change_feed_rate"),
+            **_dead_letters(values),
         ))
     return out
+
+
+def _dead_letters(values: _Latest) -> dict[str, float]:
+    dead, into = values.total("kafka_dead_letter_rate"), values.total("kafka_dead_letter_input_rate")
+    ratio = dead / into if not math.isnan(dead) and not math.isnan(into) and into > 0 else math.nan
+    return {"dead_letter_rate": dead, "invalid_ratio": ratio}
 
 
 def is_kind(collector: str, kind: str) -> bool:
@@ -172,4 +184,5 @@ _SUMMARY_METRICS = {
     "kafka_consumergroup_group_max_lag_seconds", "kafka_consumergroup_status",
     "kafka_topic_produce_rate", "kafka_consumergroup_consume_rate", "flink_jobmanager_job_state",
     "flink_jobmanager_job_checkpoint_age_seconds", "schema_registry_up", "db_change_feed_rate",
+    "kafka_dead_letter_rate", "kafka_dead_letter_input_rate",
 }

@@ -109,6 +109,18 @@ def encode(value: Any) -> Any:
     return encoder(value)
 
 
+ADDED_LATER = "wire_added_later"
+"""Field metadata (`field(default=..., metadata={ADDED_LATER: True})`) of a field added to a class after the
+format was published: left out while at its default, so agents and mirrors of earlier versions understand each
+other (a reader builds the class with the default when the field is absent)."""
+
+
+def _is_default(value: Any, default: Any) -> bool:
+    if isinstance(value, float) and isinstance(default, float) and math.isnan(value) and math.isnan(default):
+        return True
+    return value is default or (type(value) is type(default) and value == default)
+
+
 def _odd_float(value: float) -> dict[str, str]:
     return {"$f": "nan" if math.isnan(value) else "inf" if value > 0 else "-inf"}
 
@@ -131,11 +143,15 @@ def _encoder_for(kind: type) -> Any:
         return int
     if dataclasses.is_dataclass(kind):
         name, names = _name(kind), _init_fields(kind)
+        later = {f.name: f.default for f in dataclasses.fields(kind) if f.metadata.get(ADDED_LATER)}
 
         def dataclass_(value: Any) -> dict[str, Any]:
             out: dict[str, Any] = {"$": name}
             for field in names:
-                out[field] = encode(getattr(value, field))
+                item = getattr(value, field)
+                if field in later and _is_default(item, later[field]):
+                    continue  # a field added to a published class: absent, earlier readers still decode the rest
+                out[field] = encode(item)
             return out
 
         return dataclass_

@@ -174,6 +174,7 @@ def test_pipeline_page_has_a_section_per_declared_source_named_as_its_collector(
     from pathlib import Path
 
     from apps.change_feed_view import ChangeFeedView
+    from apps.dead_letter_view import DeadLetterView
     from apps.flink_view import FlinkView
     from apps.pipeline_overview import PipelineOverview
     from apps.profiling_view import ProfilingView
@@ -186,9 +187,10 @@ def test_pipeline_page_has_a_section_per_declared_source_named_as_its_collector(
     sources = declared_sources(config)
     page = PipelinePage(Store(), "orders", sources, config.pipelines[0])
     try:
-        assert [type(s) for s in page.sections] == [PipelineOverview, KafkaLagView, SchemaRegistryView, FlinkView,
-                                                     ProfilingView, ChangeFeedView]
-        assert [s.source for s in page.sections[1:]] == [s.source for s in sources if s.pipeline == "orders"]
+        # orders declares dead-letter topics: their section follows the pipeline's overview.
+        assert [type(s) for s in page.sections] == [PipelineOverview, DeadLetterView, KafkaLagView,
+                                                     SchemaRegistryView, FlinkView, ProfilingView, ChangeFeedView]
+        assert [s.source for s in page.sections[2:]] == [s.source for s in sources if s.pipeline == "orders"]
         clicks = PipelinePage(Store(), "clickstream", sources, config.pipelines[1])
         labels = [c.cluster_label for c in config.pipelines[1].kafka_clusters]
         assert [s.source for s in clicks.sections[1:]] == [("clickstream", f"kafka:{label}") for label in labels]

@@ -56,6 +56,22 @@ def rate(reference: OffsetSums | None, current: OffsetSums, key: str | tuple[str
     return (after - before) / dt
 
 
+def produced(reference: OffsetSums | None, current: OffsetSums, topics: Sequence[str]) -> int | None:
+    """Records produced to these topics since the reference sample: their high watermarks' advance. A topic
+    created since then counts all its records (all were produced in between); None when not measurable: no
+    reference yet, partitions added or removed, or offsets gone backwards (a topic recreated)."""
+    if reference is None:
+        return None
+    total = 0
+    for topic in topics:
+        after, count_after = current.sums.get(topic, (0, 0))
+        before, count_before = reference.sums.get(topic, (0, 0))
+        if topic in reference.sums and (count_before != count_after or after < before):
+            return None
+        total += after - before
+    return total
+
+
 def group_topic(group_id: str, topic: str, partitions: list[PartitionLag], consume_rate: float | None,
                 produce_rate: float | None, log_start_rate: float | None,
                 retention_seconds: float | None = None) -> GroupTopic:

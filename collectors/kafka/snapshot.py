@@ -12,12 +12,12 @@ import re
 from collections import deque
 from typing import Any
 
-from collectors.kafka.derive import LabelledEvaluation, OffsetSums, group_topic, rate, reference_sample
+from collectors.kafka.derive import LabelledEvaluation, OffsetSums, group_topic, produced, rate, reference_sample
 from collectors.kafka.lag_time import LagTime, OffsetTimeTable
 from collectors.kafka.requests import Metadata, members
 from collectors.kafka.status import PartitionHistory, Status, evaluate, group_status
 from monitoring.config import KafkaSource
-from monitoring.models.kafka import GroupInfo, KafkaSnapshot, PartitionLag, TopicInfo
+from monitoring.models.kafka import DeadLetters, GroupInfo, KafkaSnapshot, PartitionLag, TopicInfo
 
 
 class SnapshotBuilder:
@@ -109,7 +109,23 @@ class SnapshotBuilder:
             cluster=self.config.cluster_label, cluster_id=metadata.cluster_id, brokers=metadata.brokers,
             topics=topics, groups=tuple(group_infos), group_topics=group_topics,
             unmatched_patterns=unmatched, requests=requests, collected_at=t,
+            dead_letters=self._dead_letters(reference, sums, metadata.partitions, group_topics)
+            if self.config.dead_letter_topics else None,
         )
+
+    def _dead_letters(self, reference: OffsetSums | None, sums: OffsetSums, partitions: dict[str, Any],
+                      group_topics: dict[tuple[str, str], Any]) -> DeadLetters:
+        config = self.config
+        dead = sorted(topic for topic in partitions if config.is_dead_letter_topic(topic))
+        if config.input_topics is None:
+            candidates = {topic for _, topic in group_topics}
+        else:
+            candidates = {topic for topic in partitions if any(re.fullmatch(p, topic) for p in config.input_topics)}
+        inputs = sorted(t for t in candidates if t in partitions and not t.startswith("__")
+                        and not config.is_dead_letter_topic(t))
+        window = sums.t - reference.t if reference is not None else None
+        return DeadLetters(tuple(dead), tuple(inputs), window, produced(reference, sums, dead),
+                           produced(reference, sums, inputs))
 
     def _track_watermarks(self, high_watermarks: dict[tuple[str, int], int], t: float) -> None:
         for key, offset in high_watermarks.items():

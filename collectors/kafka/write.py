@@ -44,6 +44,9 @@ def write_snapshot(cycle: CycleWriter, pipeline: str, snapshot: KafkaSnapshot) -
             cycle.set("kafka_consumergroup_retention_margin_messages", labels, progress.retention_margin)
         cycle.set("kafka_consumergroup_retention_risk_seconds", labels, progress.retention_risk_seconds)
     _write_topic_layout(cycle, cluster, snapshot.topics)
+    if snapshot.dead_letters is not None:  # only when the pipeline declares dead-letter topics
+        cycle.set("kafka_dead_letter_rate", (cluster,), snapshot.dead_letters.rate)
+        cycle.set("kafka_dead_letter_input_rate", (cluster,), snapshot.dead_letters.input_rate)
 
 
 def _write_topic_offsets(cycle: CycleWriter, cluster: str, topics: dict[str, TopicInfo]) -> None:

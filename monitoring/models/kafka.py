@@ -6,8 +6,10 @@ Unknown stays unknown: None for offsets and counts, NaN for lag seconds, never 0
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import IntEnum
+
+from monitoring.wire import ADDED_LATER
 
 
 class Status(IntEnum):
@@ -163,6 +165,29 @@ class GroupTopic:
 
 
 @dataclass(frozen=True, slots=True)
+class DeadLetters:
+    """Records produced to the pipeline's dead-letter topics and to its input topics over one rate window
+    (docs/dead-letters.md). Counts are None when not measurable yet (no earlier sample, partitions changed)."""
+
+    topics: tuple[str, ...]
+    """The cluster's topics that match `dead_letter_topics`."""
+    input_topics: tuple[str, ...]
+    window_seconds: float | None
+    records: int | None
+    input_records: int | None
+
+    @property
+    def rate(self) -> float | None:
+        return None if self.records is None or not self.window_seconds else self.records / self.window_seconds
+
+    @property
+    def input_rate(self) -> float | None:
+        if self.input_records is None or not self.window_seconds or not self.input_topics:
+            return None
+        return self.input_records / self.window_seconds
+
+
+@dataclass(frozen=True, slots=True)
 class KafkaSnapshot:
     cluster: str
     cluster_id: str | None
@@ -174,3 +199,5 @@ class KafkaSnapshot:
     """Configured group patterns that matched no group on the cluster."""
     requests: int
     collected_at: float
+    dead_letters: DeadLetters | None = field(default=None, metadata={ADDED_LATER: True})
+    """None when the pipeline declares no dead-letter topics (`dead_letter_topics`)."""
