@@ -5,6 +5,7 @@
 #   openjdk-17-jdk-headless - Java 17 for the local Flink cluster (java), and javac and jar for its test jobs
 #   openssl     - makes the certificates of the exporter's TLS tests
 #   systemd     - systemd-analyze, which checks the agent's unit file in deploy/
+#   prometheus-alertmanager - the real Alertmanager the alert notification tests send to
 set -euo pipefail
 
 missing=()
@@ -12,6 +13,7 @@ command -v chromium >/dev/null 2>&1 || [ -x /usr/bin/chromium ] || missing+=(chr
 command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
 command -v openssl >/dev/null 2>&1 || missing+=(openssl)
 command -v systemd-analyze >/dev/null 2>&1 || missing+=(systemd)
+command -v prometheus-alertmanager >/dev/null 2>&1 || missing+=(prometheus-alertmanager)
 { command -v javac >/dev/null 2>&1 && command -v jar >/dev/null 2>&1; } || missing+=(openjdk-17-jdk-headless)
 
 [ ${#missing[@]} -eq 0 ] && exit 0

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import shutil
 import signal
 import subprocess
 import time
@@ -144,6 +145,49 @@ class LocalPrometheus:
             return port_open(self.port) and _http_status(f"{self.url}/-/ready") == 200
 
         wait_until(ready, timeout, what="prometheus to be ready")
+        return self
+
+    def stop(self) -> None:
+        if self._process is not None and self._process.poll() is None:
+            self._process.terminate()
+            try:
+                self._process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self._process.kill()
+                self._process.wait()
+
+
+class LocalAlertmanager:
+    """A real Alertmanager (Debian's prometheus-alertmanager) on a free port, without gossip, routing every alert
+    to a receiver that sends nothing: a test asks its API what it holds."""
+
+    def __init__(self, workdir: Path) -> None:
+        self.workdir = workdir
+        self.port = free_port()
+        self.config_path = workdir / "alertmanager.yml"
+        self.config_path.write_text('route: {receiver: "null"}\nreceivers: [{name: "null"}]\n', encoding="utf-8")
+        self.log_path = workdir / "alertmanager.log"
+        self._process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = 30.0) -> LocalAlertmanager:
+        binary = shutil.which("prometheus-alertmanager") or shutil.which("alertmanager")
+        assert binary, "prometheus-alertmanager is missing: install the Debian package (make test does)"
+        with open(self.log_path, "wb") as log:
+            self._process = subprocess.Popen(
+                [binary, f"--config.file={self.config_path}", f"--storage.path={self.workdir / 'am-data'}",
+                 f"--web.listen-address=127.0.0.1:{self.port}", "--cluster.listen-address="],
+                stdout=log, stderr=subprocess.STDOUT)
+
+        def ready() -> bool:
+            if self._process.poll() is not None:
+                raise AssertionError(f"alertmanager exited: {self.log_path.read_text()[-2000:]}")
+            return port_open(self.port) and _http_status(f"{self.url}/-/ready") == 200
+
+        wait_until(ready, timeout, what="alertmanager to be ready")
         return self
 
     def stop(self) -> None:

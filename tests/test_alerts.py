@@ -34,7 +34,8 @@ def _health(store: Store, source, state: State, now: float) -> None:
 
 def _lag(store: Store, rows: dict[tuple[str, str], float], t: float) -> None:
     with store.cycle(KAFKA, t) as cycle:
-        cycle.set_many(LAG, [(("local", group, "orders", partition), value) for (group, partition), value in rows.items()])
+        cycle.set_many(LAG, [(("local", group, "orders", partition), value)
+                             for (group, partition), value in rows.items()])
 
 
 def _engine(store: Store, **settings) -> tuple[AlertEngine, list]:

@@ -58,8 +58,8 @@ def test_schemathesis_finds_no_server_error_dropped_connection_or_nonconforming_
         started, calls = time.monotonic(), [0]
         operations = [result.ok() for result in schema.get_all_operations()]
         assert sorted(op.path for op in operations) == [
-            "/api/v1", "/api/v1/events", "/api/v1/openapi.json", "/api/v1/pipelines", "/api/v1/pipelines/{name}",
-            "/api/v1/series", "/api/v1/state"]
+            "/api/v1", "/api/v1/alerts", "/api/v1/events", "/api/v1/openapi.json", "/api/v1/pipelines",
+            "/api/v1/pipelines/{name}", "/api/v1/series", "/api/v1/state"]
         for operation in operations:
             modes = [GenerationMode.POSITIVE] + ([GenerationMode.NEGATIVE] if operation.definition.raw.get(
                 "parameters") else [])
