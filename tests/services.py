@@ -50,8 +50,9 @@ class PanelServer:
     """`panel serve apps/` as a user runs it, with PIPEWATCH_CONFIG naming the config."""
 
     def __init__(self, workdir: Path, config: Path | None, port: int | None = None, app_dir: Path | None = None,
-                 env: dict[str, str] | None = None) -> None:
-        self.workdir, self.config = workdir, config
+                 env: dict[str, str] | None = None, args: tuple[str, ...] = ()) -> None:
+        """args: more `panel serve` options (e.g. --basic-auth)."""
+        self.workdir, self.config, self.args = workdir, config, args
         self.port = port or free_port()
         self.app_dir = app_dir or Path(__file__).resolve().parent.parent / "apps"
         self.env = env or {}
@@ -77,7 +78,7 @@ class PanelServer:
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "panel", "serve", str(self.app_dir), "--address", "127.0.0.1",
-                 "--port", str(self.port), "--allow-websocket-origin", f"127.0.0.1:{self.port}", *SERVE_SESSION_ARGS],
+                 "--port", str(self.port), "--allow-websocket-origin", f"127.0.0.1:{self.port}", *SERVE_SESSION_ARGS, *self.args],
                 env=env, cwd=repo, stdout=log,
                 stderr=subprocess.STDOUT, start_new_session=True,
             )
