@@ -78,7 +78,8 @@ class PanelServer:
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "panel", "serve", str(self.app_dir), "--address", "127.0.0.1",
-                 "--port", str(self.port), "--allow-websocket-origin", f"127.0.0.1:{self.port}", *SERVE_SESSION_ARGS, *self.args],
+                 "--port", str(self.port), "--allow-websocket-origin", f"127.0.0.1:{self.port}", *SERVE_SESSION_ARGS,
+                 *self.args],
                 env=env, cwd=repo, stdout=log,
                 stderr=subprocess.STDOUT, start_new_session=True,
             )

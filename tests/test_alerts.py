@@ -221,3 +221,24 @@ def test_a_user_rule_replaces_the_builtin_of_its_name():
     engine = AlertEngine(settings, Store(), ["orders"])
     mine = [r for r in engine.rules if r.name == "PipewatchKafkaLagHigh"]
     assert len(mine) == 1 and not mine[0].builtin and len(engine.rules) == 14
+
+
+def test_offset_reads_what_this_process_served_an_hour_ago():
+    """The second half of PipewatchProfilingHighSeverityDrift over a real store: a table's first high-severity
+    drift event (a new series) alerts when the profiling collector was up an hour before; not without that hour."""
+    store, t0 = Store(), 1_000_000.0
+    profiling = ("orders", "profiling")
+    engine = AlertEngine(AlertsSettings(), store, ["orders"])
+    for minute in range(70):
+        t = t0 + 60 * minute
+        _health(store, profiling, State.UP, t)
+        with store.cycle(profiling, t) as cycle:
+            if minute >= 65:
+                cycle.set("profiling_drift_events_total", ("customers", "high"), 1)
+        engine.evaluate(t)
+    drift = [a for a in engine.state().active if a.rule == "PipewatchProfilingHighSeverityDrift"]
+    assert [dict(a.labels)["table"] for a in drift] == ["customers"] and drift[0].state == FIRING
+
+    fresh = AlertEngine(AlertsSettings(), store, ["orders"])  # started a minute ago: knows nothing of an hour ago
+    fresh.evaluate(t0 + 60 * 70)
+    assert not [a for a in fresh.state().active if a.rule == "PipewatchProfilingHighSeverityDrift"]

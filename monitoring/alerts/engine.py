@@ -17,9 +17,9 @@ from dataclasses import dataclass, field, replace
 
 from monitoring import format as fmt
 from monitoring.alerts.config import AlertsSettings
-from monitoring.alerts.expr import Element, View
+from monitoring.alerts.expr import Element, View, offsets
 from monitoring.alerts.rules import Rule, build_rules
-from monitoring.alerts.series import ExportedView
+from monitoring.alerts.series import ExportedView, Memory
 from monitoring.store import Source, Store
 
 log = logging.getLogger(__name__)
@@ -158,6 +158,12 @@ class AlertEngine:
         self.outbox = outbox
         """Takes the notifications due (must not block: the notifier queues them)."""
         self._names = set(itertools.chain.from_iterable(rule.expr.names() for rule in self.rules))
+        remembered: dict[str, float] = {}
+        for rule in self.rules:
+            for name, seconds in offsets(rule.expr).items():
+                remembered[name] = max(remembered.get(name, 0.0), seconds)
+        self._memory = Memory(remembered)
+        """What the rules read `offset` (an hour ago) of: only this process's own past, as Prometheus' own."""
         self._active: dict[str, Alert] = {}
         self._history: deque[Alert] = deque(maxlen=settings.history)
         self._silences: dict[str, Silence] = {}
@@ -171,7 +177,8 @@ class AlertEngine:
 
     def evaluate(self, now: float | None = None) -> None:
         now = time.time() if now is None else now
-        view = ExportedView(self.store, self._names, now)
+        view = ExportedView(self.store, self._names, now, self._memory)
+        self._memory.record(view)
         notes = self.evaluate_view(view, down={
             s: f"{h.effective_state(now).value} ({h.reason(now)})" for s, h in view.down.items()})
         self._write_metrics(now)

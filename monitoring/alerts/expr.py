@@ -29,6 +29,10 @@ class View(Protocol):
 
     def instant(self, name: str) -> list[Sample]: ...
 
+    def instant_at(self, name: str, t: float) -> list[Sample]:
+        """What `instant(name)` was at the earlier time t (empty when unknown)."""
+        ...
+
     def history(self, sample: Sample, window: float) -> tuple[np.ndarray, np.ndarray]: ...
 
 
@@ -79,6 +83,38 @@ class Select(Expr):
             if all(pattern.fullmatch(labels.get(name, "")) for name, pattern in self._compiled):
                 out.append(Element(sample.labels, sample.value, sample))
         return out
+
+
+@dataclass(frozen=True)
+class Offset(Expr):
+    """`<select> offset <seconds>`: the selection as it was that long ago."""
+
+    select: Select
+    seconds: float
+
+    def names(self) -> set[str]:
+        return self.select.names()
+
+    def evaluate(self, view: View) -> Vector:
+        matchers = self.select._compiled
+        out = []
+        for sample in view.instant_at(self.select.metric, view.now - self.seconds):
+            labels = sample.label_map
+            if all(pattern.fullmatch(labels.get(name, "")) for name, pattern in matchers):
+                out.append(Element(sample.labels, sample.value, sample))
+        return out
+
+
+def offsets(expr: Expr) -> dict[str, float]:
+    """Sample name -> the longest offset at which `expr` reads it: what an evaluator must remember."""
+    found: dict[str, float] = {}
+    if isinstance(expr, Offset):
+        found[expr.select.metric] = expr.seconds
+    for value in vars(expr).values():
+        if isinstance(value, Expr):
+            for name, seconds in offsets(value).items():
+                found[name] = max(found.get(name, 0.0), seconds)
+    return found
 
 
 @dataclass(frozen=True)

@@ -22,6 +22,7 @@ from monitoring.alerts.expr import (
     Expr,
     HistogramQuantile,
     Increase,
+    Offset,
     Or,
     Select,
     SumWithout,
@@ -82,6 +83,7 @@ _M = 60.0
 _GROUP_TOPIC = ("pipeline", "cluster", "consumergroup", "topic")
 _state: Callable[[], Select] = lambda: Select("flink_jobmanager_job_state")  # noqa: E731
 _backlog = Select("db_change_feed_backlog")
+_high_drift = Select("profiling_drift_events_total", (("severity", "high"),))
 
 DEFAULT_RULES: tuple[Rule, ...] = (
     Rule("PipewatchKafkaLagHigh", Compare(Select("kafka_consumergroup_group_max_lag_seconds"), ">", 300), 10 * _M,
@@ -128,8 +130,10 @@ DEFAULT_RULES: tuple[Rule, ...] = (
          "Schema registry {registry} of pipeline {pipeline} has been in mode {mode} for 5 minutes: it refuses new "
          "schemas.", builtin=True),
     Rule("PipewatchProfilingHighSeverityDrift",
-         Compare(SumWithout(Increase(Select("profiling_drift_events_total", (("severity", "high"),)), 60 * _M),
-                            ("severity",)), ">", 0),
+         Or(Compare(SumWithout(Increase(_high_drift, 60 * _M), ("severity",)), ">", 0),
+            And(SumWithout(Unless(_high_drift, Offset(_high_drift, 60 * _M)), ("severity",)),
+                Compare(Offset(Select("pipewatch_collector_up", (("collector", "profiling"),)), 60 * _M), "==", 1),
+                on=("pipeline",))),
          0.0, "warning", "High-severity data drift in table {table}",
          "The profiler recorded about {value} high-severity drift event(s) in table {table} of pipeline {pipeline} "
          "in the last hour.", builtin=True),

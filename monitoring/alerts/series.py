@@ -7,6 +7,7 @@ which collector wrote it, so an alert on it turns source_down instead of resolvi
 from __future__ import annotations
 
 import math
+from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import cache
@@ -64,11 +65,41 @@ def _base_names() -> dict[str, str]:
     return {name: spec.name for spec in CATALOGUE.values() if spec.exported for name in exposed_names(spec)}
 
 
+class Memory:
+    """What some sample names were served as over the last `keep` seconds, for `offset`: a change list per name
+    (an entry only when a name's samples changed), so a quiet hour costs a few entries."""
+
+    def __init__(self, keep: dict[str, float]) -> None:
+        self.keep = keep
+        self._entries: dict[str, deque[tuple[float, tuple[Sample, ...]]]] = {name: deque() for name in keep}
+
+    def record(self, view: ExportedView) -> None:
+        for name, seconds in self.keep.items():
+            entries = self._entries[name]
+            samples = tuple(Sample(s.name, s.labels, s.value, s.source) for s in view.instant(name))
+            if not entries or entries[-1][1] != samples:
+                entries.append((view.now, samples))
+            # The newest entry older than the window stays: it says what held at the window's start.
+            while len(entries) > 1 and entries[1][0] <= view.now - seconds - LOOKBACK_SECONDS:
+                entries.popleft()
+
+    def at(self, name: str, t: float) -> list[Sample]:
+        held: tuple[Sample, ...] = ()
+        for when, samples in self._entries.get(name, ()):
+            if when > t:
+                break
+            held = samples
+        return list(held)
+
+
+LOOKBACK_SECONDS = 300.0
+
+
 class ExportedView:
     """What /metrics serves at `now`, for the sample names asked for at construction (one pass over the store)."""
 
-    def __init__(self, store: Store, names: Iterable[str], now: float) -> None:
-        self.store, self.now = store, now
+    def __init__(self, store: Store, names: Iterable[str], now: float, memory: Memory | None = None) -> None:
+        self.store, self.now, self.memory = store, now, memory
         bases = _base_names()
         wanted = {name for name in names if name in bases}
         self._samples: dict[str, list[Sample]] = {name: [] for name in wanted}
@@ -131,6 +162,9 @@ class ExportedView:
 
     def instant(self, name: str) -> list[Sample]:
         return self._samples.get(name, [])
+
+    def instant_at(self, name: str, t: float) -> list[Sample]:
+        return [] if self.memory is None else self.memory.at(name, t)
 
     def history(self, sample: Sample, window: float) -> tuple[np.ndarray, np.ndarray]:
         """The sample's series' points in [now - window, now] (inclusive, as Prometheus 2 selects a range)."""
