@@ -43,12 +43,14 @@ def test_a_signed_in_user_silences_a_firing_alert_from_the_page(broker, tmp_path
     args = ("--basic-auth", str(users), "--cookie-secret", "a-test-cookie-secret-of-some-length")
     with serving(tmp_path, _config(tmp_path, broker.bootstrap, port), browser_page, args) as server:
         page = browser_page
-        page.goto(f"{server.url}?theme={theme}")
+        page.set_default_navigation_timeout(90_000)  # a login and two page loads on a busy CI machine
+        failed: list[str] = []
+        page.on("requestfailed", lambda request: failed.append(request.url))
+        page.goto(f"{server.url}?theme={theme}", timeout=90_000)
         page.fill("input[name=username]", "ana")
         page.fill("input[name=password]", "s3cret-pass")
         page.locator("button[type=submit], input[type=submit]").first.click()
         page.wait_for_url(f"{server.url}**", timeout=30_000)
-        page.errors.clear()  # Panel's login page asks a CDN for its stylesheet: offline here, and not pipewatch's
         tile_count = page.locator('.pw-tile[data-pipeline="orders"] .pw-tile-alerts')
         expect(tile_count).to_have_attribute("data-firing", "1", timeout=30_000)
         expect(page.locator(".pw-alerts-badge")).to_have_attribute("data-firing", "1", timeout=30_000)
@@ -75,14 +77,16 @@ def test_a_signed_in_user_silences_a_firing_alert_from_the_page(broker, tmp_path
             "ana", "replaying <b>orders</b> on purpose", "OrdersLagHigh")
         assert 3590 <= silence["ends_at"] - silence["starts_at"] <= 3610
         assert [a["silenced_by"] for a in answer["active"]] == [silence["id"]]
-        assert page.errors == []
+        # Panel's login page and its dark theme name stylesheets on a CDN, unreachable here: only those may fail.
+        assert not [url for url in failed if url.startswith("http://127.0.0.1")], failed
+        assert [e for e in page.errors if "ERR_NAME_NOT_RESOLVED" not in e] == [], failed
 
 
 def test_without_a_signed_in_user_the_page_offers_no_silencing(broker, tmp_path, browser_page):
     run_async(create_topic(broker.bootstrap, "orders", 1))
     with serving(tmp_path, _config(tmp_path, broker.bootstrap, free_port()), browser_page) as server:
         page = browser_page
-        page.goto(f"{server.url}?page=alerts")
+        page.goto(f"{server.url}?page=alerts", timeout=90_000)
         expect(page.locator(".pw-alerts-count")).to_be_visible(timeout=30_000)
         expect(page.locator(".pw-silence-message")).to_contain_text("Silencing needs a signed-in user")
         expect(page.locator(".pw-silence-button button")).to_be_disabled()
