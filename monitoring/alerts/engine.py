@@ -267,6 +267,9 @@ class AlertEngine:
             alerts = sorted(firing.get(key, ()), key=lambda a: a.labels)
             group = self._groups.setdefault(key, _Group())
             sent = frozenset((a.fingerprint, a.state) for a in alerts)
+            if not alerts and not group.resolved:  # its alerts were silenced: nothing to say, nothing resolved
+                del self._groups[key]
+                continue
             changed = sent != group.sent or group.resolved
             repeat = alerts and now - group.last_sent >= self.settings.repeat_interval
             refresh = alerts and now - group.last_refresh >= REFRESH_SECONDS
