@@ -146,10 +146,14 @@ def test_broker_lag_fires_after_for_notifies_everywhere_and_resolves_on_commit(b
         base = f"http://127.0.0.1:{service.exporter.port}"
         api = httpx.get(f"{base}/api/v1/alerts").json()
         assert [(a["rule"], a["state"], a["value"]) for a in api["active"]] == [("OrdersLagHigh", "firing", 240)]
-        metrics = httpx.get(f"{base}/metrics").text
+        def counted() -> str | None:
+            text = httpx.get(f"{base}/metrics").text
+            return text if 'pipewatch_alert_notifications_total{receiver="webhook-0",outcome="sent"} 1.0' in text \
+                else None
+
+        metrics = wait_until(counted, 10, what="the webhook's delivery counted on /metrics")
         assert 'pipewatch_alerts_firing{pipeline="orders",alertname="OrdersLagHigh",severity="critical"} 1.0' \
             in metrics
-        assert 'pipewatch_alert_notifications_total{receiver="webhook-0",outcome="sent"} 1.0' in metrics
 
         run_async(commit(broker.bootstrap, GROUP, "orders", {0: 250}))
         wait_until(lambda: len(hook.bodies) == 2, 20, what="the resolved webhook")
@@ -192,9 +196,12 @@ def test_a_failing_receiver_is_retried_and_reported_without_delaying_collection(
             ("orders", "server_error", "ReceiverError: HTTP 500 Internal Server Error", target),
             ("orders", "server_error", "ReceiverError: HTTP 503 Service Unavailable", target)]
         assert all("will be retried" in e.hint for e in errors)
-        counts = {o: service.store.latest("pipewatch_alert_notifications_total", ("flaky", o))[1]
-                  for o in ("sent", "failed", "dropped")}
-        assert counts == {"sent": 1, "failed": 2, "dropped": 0}
+        def counts() -> dict[str, float]:
+            return {o: service.store.latest("pipewatch_alert_notifications_total", ("flaky", o))[1]
+                    for o in ("sent", "failed", "dropped")}
+
+        wait_until(lambda: counts()["sent"] == 1, 10, what="the flaky receiver's delivery to be counted")
+        assert counts() == {"sent": 1, "failed": 2, "dropped": 0}
     finally:
         hold.set()
         service.stop_thread()
