@@ -1,7 +1,8 @@
 """pipewatch's dashboard; each browser session runs this script and builds its own views.
 
 The URL says what is shown, so a link shows the same page to someone else:
-`?page=overview` (the default), `?page=pipeline&pipeline=NAME`, `?page=aggregate`, `?page=errors`, and `&theme=dark`
+`?page=overview` (the default), `?page=pipeline&pipeline=NAME`, `?page=aggregate`, `?page=errors`, `?page=alerts`,
+and `&theme=dark`
 for the dark theme. `?pipeline=NAME` alone (older links) opens that pipeline, `?pipeline=_aggregate` the
 aggregate page.
 """
@@ -11,6 +12,7 @@ from __future__ import annotations
 import panel as pn
 
 from apps.aggregate_view import AggregatePage
+from apps.alerts_view import AlertsPage, firing_badge
 from apps.errors_view import ErrorsPage
 from apps.escape import esc
 from apps.overview_view import OverviewPage
@@ -27,7 +29,8 @@ if not service.supervisor.running:  # served without app_hooks.py (e.g. `panel s
 
 pipelines = [p.name for p in service.config.pipelines]
 # All pipelines: this process's, remote agents' (`remote_agents`) and Prometheus' (`prometheus`).
-PAGES = {"Overview": "overview", "Pipeline": "pipeline", "All pipelines": "aggregate", "Errors": "errors"}
+PAGES = {"Overview": "overview", "Pipeline": "pipeline", "All pipelines": "aggregate", "Errors": "errors",
+         "Alerts": "alerts"}
 
 
 def _initial(args: dict[str, list[bytes]]) -> tuple[str, str]:
@@ -75,10 +78,12 @@ def build(page: str, pipeline: str):
         return AggregatePage.of(service)
     if page == "errors":
         return ErrorsPage(service.store, pipelines)
+    if page == "alerts":
+        return AlertsPage(service.alerts, pn.state.user, service.config.mirror.url if service.mirror else None)
     if page == "pipeline":
         config = next(p for p in service.config.pipelines if p.name == pipeline)
         return PipelinePage(service.store, pipeline, service.sources, config)
-    return OverviewPage(service.store)
+    return OverviewPage(service.store, service.alerts)
 
 
 def show(*_events) -> None:
@@ -100,9 +105,15 @@ def show(*_events) -> None:
         page.go_live()
 
 
+alerts_badge = pn.pane.HTML(firing_badge(service.alerts, dark), width=90, css_classes=["pw-header-alerts"])
+
+
 def tick() -> None:
     with pn.io.hold():
         current["page"].refresh()
+        badge = firing_badge(service.alerts, dark)
+        if badge != alerts_badge.object:
+            alerts_badge.object = badge
 
 
 def start_ticking() -> None:
@@ -124,7 +135,7 @@ pn.state.on_session_destroyed(lambda _context, current=current: current["page"].
 
 pn.Column(
     pn.Row(pn.pane.HTML("<h2 style='margin:4px 0'>pipewatch</h2>", width=140), page_choice, pipeline_choice,
-           theme_toggle, pn.pane.HTML(metrics_link, width=80), sizing_mode="stretch_width"),
+           alerts_badge, theme_toggle, pn.pane.HTML(metrics_link, width=80), sizing_mode="stretch_width"),
     holder,
     sizing_mode="stretch_width",
 ).servable(title="pipewatch")

@@ -10,8 +10,9 @@ import panel as pn
 from panel.viewable import Viewer
 
 from apps.escape import esc, pipeline_href
-from apps.palette import HEALTH_COLOURS, NEUTRAL
+from apps.palette import ERROR, HEALTH_COLOURS, NEUTRAL
 from apps.widgets import LiveHTML
+from monitoring.alerts.engine import AlertEngine
 from monitoring.evaluation import SUMMARY_SOURCE
 from monitoring.format import clock, count, duration, rate, share
 from monitoring.store import Store
@@ -23,14 +24,16 @@ _STATUS_NAMES = ("NOTFOUND", "OK", "WARN", "ERR")
 class OverviewPage(Viewer):
     """Tiles of every local pipeline, from the evaluator's summary (one computation for all sessions)."""
 
-    def __init__(self, store: Store, **params) -> None:
+    def __init__(self, store: Store, alerts: AlertEngine | None = None, **params) -> None:
         super().__init__(**params)
         self.store = store
+        self.alerts = alerts
+        """Where each tile's count of firing alerts comes from (None: not evaluated in this process)."""
         # One plain model (LiveHTML): a tick sets its text only when the summaries changed (once a collection), and the
         # text itself is built once for every session showing the same summaries.
         self.tiles = LiveHTML("<em>No summary yet: the first evaluation runs within a second.</em>",
                               name="overview-tiles", sizing_mode="stretch_width")
-        self._time: float | None = None
+        self._time: tuple | None = None
         self._layout = pn.Column(pn.pane.Markdown("### Overview: every pipeline"),
                                  pn.pane.Bokeh(self.tiles.model, sizing_mode="stretch_width"),
                                  sizing_mode="stretch_width")
@@ -41,10 +44,11 @@ class OverviewPage(Viewer):
 
     def refresh(self) -> None:
         entry = self.store.snapshot(SUMMARY_SOURCE)
-        if entry is None or entry[0] == self._time:
+        firing = None if self.alerts is None else tuple(sorted(self.alerts.state().firing_by_pipeline().items()))
+        if entry is None or (entry[0], firing) == self._time:
             return
-        self._time = entry[0]
-        text = tiles_html(tuple(entry[1]))
+        self._time = (entry[0], firing)
+        text = tiles_html(tuple(entry[1]), firing)
         if text != self.tiles.text:
             self.tiles.text = text
 
@@ -56,12 +60,14 @@ class OverviewPage(Viewer):
 
 
 @lru_cache(maxsize=4)
-def tiles_html(summaries: tuple[PipelineSummary, ...]) -> str:
+def tiles_html(summaries: tuple[PipelineSummary, ...], firing: tuple[tuple[str, int], ...] | None = None) -> str:
+    """firing: (pipeline, alerts firing) of pipelines with some; None when alerts are not evaluated here."""
+    counts = None if firing is None else dict(firing)
     return ('<div class="pw-tiles" style="display:flex;flex-wrap:wrap;gap:12px">'
-            + "".join(_tile(s) for s in summaries) + "</div>")
+            + "".join(_tile(s, None if counts is None else counts.get(s.pipeline, 0)) for s in summaries) + "</div>")
 
 
-def _tile(s: PipelineSummary) -> str:
+def _tile(s: PipelineSummary, firing: int | None = None) -> str:
     colour = HEALTH_COLOURS.get(s.health, NEUTRAL)
     name = esc(s.pipeline)
     facts = [
@@ -79,6 +85,10 @@ def _tile(s: PipelineSummary) -> str:
         ("dead letters", f"{rate(s.dead_letter_rate)}, {share(s.invalid_ratio)} of input",
          not (math.isnan(s.dead_letter_rate) and math.isnan(s.invalid_ratio))),
     ]
+    if firing is not None:
+        alert_colour = ERROR if firing else NEUTRAL
+        facts.insert(0, ("alerts firing", f'<a href="?page=alerts" class="pw-tile-alerts" data-firing="{firing:d}" '
+                                          f'style="color:{alert_colour}">{firing:d}</a>', True))
     rows = "".join(f'<tr data-fact="{label}"><td style="opacity:.75;padding-right:10px">{label}</td>'
                    f'<td class="v"><b>{value}</b></td></tr>' for label, value, shown in facts if shown)
     reason = "" if s.health == "ok" else (

@@ -18,6 +18,7 @@ from importlib import metadata
 from urllib.parse import unquote_to_bytes
 
 from exporters.openapi import openapi_document
+from monitoring.alerts.engine import Alert, AlertEngine
 from monitoring.evaluation import LATENCY_SOURCE, SUMMARY_SOURCE, pipeline_latencies
 from monitoring.health import CollectorHealth
 from monitoring.json_numbers import to_json
@@ -42,8 +43,11 @@ the store keeps only when it fits: otherwise each series' newest points, as many
 MAX_STATE_BODY_BYTES = 256 * 1024 * 1024
 """The last guard of /api/v1/state, whose first answer holds every snapshot and series."""
 ENDPOINTS = (f"{PREFIX}/pipelines", f"{PREFIX}/pipelines/{{name}}", f"{PREFIX}/series", f"{PREFIX}/events",
-             f"{PREFIX}/state", f"{PREFIX}/openapi.json")
+             f"{PREFIX}/state", f"{PREFIX}/alerts", f"{PREFIX}/openapi.json")
 STATE_PATH = f"{PREFIX}/state"
+ALERTS_PATH = f"{PREFIX}/alerts"
+PROTECTED_PATHS = (STATE_PATH, ALERTS_PATH)
+"""Paths that take the API credential (exporter.api_auth) when one is configured: user data and who silenced."""
 MAX_NAME = 100
 """Parameter names and pipeline names (a config's pipelines[].name is at most 100 characters too)."""
 MAX_VALUE = 1000
@@ -95,6 +99,8 @@ class Api:
     scrape_auth: bool = False
     api_auth: bool = False
     """Which credentials the server asks for: the OpenAPI document declares them."""
+    alerts: AlertEngine | None = None
+    """The process's alert engine (None: alerts are not evaluated here, e.g. a mirror)."""
 
     def __post_init__(self) -> None:
         self._encoded: dict[tuple[str, str], tuple[object, object]] = {}
@@ -142,6 +148,9 @@ class Api:
             return self.events(params)
         if path == STATE_PATH:
             return self.state(params)
+        if path == ALERTS_PATH:
+            _only(params, ())
+            return self.alerts_json()
         if path == f"{PREFIX}/openapi.json":
             _only(params, ())
             return openapi_document(scrape_auth=self.scrape_auth, api_auth=self.api_auth,
@@ -149,6 +158,21 @@ class Api:
         raise ApiError(HTTPStatus.NOT_FOUND, f"no such endpoint {_shown(path)!r}: try {', '.join(ENDPOINTS)}")
 
     # -- endpoints -------------------------------------------------------------------------------------
+
+    def alerts_json(self) -> dict[str, object]:
+        """Active alerts (firing and source_down first, then pending), recent history, rules and silences."""
+        if self.alerts is None:
+            raise ApiError(HTTPStatus.NOT_FOUND, "alerts are not evaluated in this process")
+        state = self.alerts.state()
+        return {"agent": self.agent(), "evaluated_at": state.evaluated_at,
+                "active": [alert_json(a) for a in state.active],
+                "history": [alert_json(a) for a in state.history],
+                "rules": [{"name": r.rule.name, "state": r.state, "severity": r.rule.severity,
+                           "for_seconds": r.rule.for_seconds, "builtin": r.rule.builtin, "firing": r.firing,
+                           "pending": r.pending} for r in state.rules],
+                "silences": [{"id": s.id, "rule": s.rule, "fingerprint": s.fingerprint, "pipeline": s.pipeline,
+                              "starts_at": s.starts_at, "ends_at": s.ends_at, "created_by": s.created_by,
+                              "comment": s.comment, "description": s.description} for s in state.silences]}
 
     def agent(self) -> dict[str, object]:
         return {"version": self.version, "host": self.host, "started_at": self.started_at, "api": "v1"}
@@ -338,6 +362,13 @@ class Api:
                 "events": [{"seq": e.seq, "time": e.time, "pipeline": e.pipeline, "collector": e.collector,
                             "severity": e.severity, "message": e.message} for e in events],
                 "errors": errors, "feeds": feeds}
+
+
+def alert_json(alert: Alert) -> dict[str, object]:
+    return {"fingerprint": alert.fingerprint, "rule": alert.rule, "state": alert.state, "severity": alert.severity,
+            "labels": dict(alert.labels), "summary": alert.summary, "description": alert.description,
+            "value": to_json(alert.value), "active_since": alert.active_since, "fired_at": alert.fired_at,
+            "resolved_at": alert.resolved_at, "reason": alert.reason, "silenced_by": alert.silenced_by}
 
 
 def _encode_cursor(cursor: dict[str, object]) -> str:

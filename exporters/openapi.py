@@ -72,6 +72,14 @@ def _schemas() -> dict[str, Any]:
     agent = _object({"version": {"type": "string"}, "host": {"type": "string"}, "started_at": {"type": "number"},
                      "api": {"type": "string", "enum": ["v1"]}})
     wire = {"description": "a value in the codec of monitoring/wire.py"}
+    alert = _object({"fingerprint": {"type": "string"}, "rule": {"type": "string"},
+                     "state": {"type": "string", "enum": ["pending", "firing", "source_down", "resolved"]},
+                     "severity": {"type": "string"},
+                     "labels": {"type": "object", "additionalProperties": {"type": "string"}},
+                     "summary": {"type": "string"}, "description": {"type": "string"}, "value": _NUMBER,
+                     "active_since": {"type": "number"}, "fired_at": {"type": "number", "nullable": True},
+                     "resolved_at": {"type": "number", "nullable": True}, "reason": {"type": "string"},
+                     "silenced_by": {"type": "string", "nullable": True}})
     return {
         "Error": _object({"status": {"type": "string", "enum": ["error"]}, "error": {"type": "string"}},
                          {"parameter": {"type": "string", "description": "the parameter that is wrong"},
@@ -99,6 +107,19 @@ def _schemas() -> dict[str, Any]:
                            "missed": {"type": "integer"}, "truncated": {"type": "boolean"},
                            "limits": _object({"max_events": {"type": "integer"}}),
                            "events": {"type": "array", "items": event}}),
+        "Alerts": _object({
+            "agent": _ref("Agent"), "evaluated_at": {"type": "number", "nullable": True},
+            "active": {"type": "array", "items": alert, "description": "firing and source_down first, then pending"},
+            "history": {"type": "array", "items": alert, "description": "resolved alerts, the newest first"},
+            "rules": {"type": "array", "items": _object({
+                "name": {"type": "string"}, "state": {"type": "string", "enum": ["inactive", "pending", "firing"]},
+                "severity": {"type": "string"}, "for_seconds": {"type": "number"}, "builtin": {"type": "boolean"},
+                "firing": {"type": "integer"}, "pending": {"type": "integer"}})},
+            "silences": {"type": "array", "items": _object({
+                "id": {"type": "string"}, "rule": {"type": "string"},
+                "fingerprint": {"type": "string", "nullable": True}, "pipeline": {"type": "string", "nullable": True},
+                "starts_at": {"type": "number"}, "ends_at": {"type": "number"}, "created_by": {"type": "string"},
+                "comment": {"type": "string"}, "description": {"type": "string"}})}}),
         "State": _object({
             "agent": _ref("Agent"), "measured_at": {"type": "number"}, "reset": {"type": "boolean"},
             "next": {"type": "string", "description": "the cursor of the next call"},
@@ -305,6 +326,9 @@ def openapi_document(*, scrape_auth: bool, api_auth: bool, profiling_pipelines: 
                                                   "Events per answer at most."),
                                            pipeline_param], scrape),
             f"{PREFIX}/state": state_op,
+            f"{PREFIX}/alerts": operation(
+                "Active alerts, recent history, the rules' states and the silences (docs/alerts.md).", "Alerts", [],
+                state, {"404": _error("alerts are not evaluated in this process")}),
             f"{PREFIX}/openapi.json": {"get": {"summary": "This document.", "operationId": "openapi",
                                                "security": scrape, "responses": {
                                                    "200": {"description": "OpenAPI 3", "content": {
@@ -316,11 +340,12 @@ def openapi_document(*, scrape_auth: bool, api_auth: bool, profiling_pipelines: 
             "schemas": {**_schemas(), **_profilemesh_schemas()},
             "securitySchemes": {
                 "scrapeAuth": {"type": "http", "scheme": "basic",
-                               "description": "exporter.basic_auth: /metrics and the API except /api/v1/state "
+                               "description": "exporter.basic_auth: /metrics and the API except /api/v1/state and "
+                                              "/api/v1/alerts "
                                               "(where exporter.api_auth is set)"},
                 "apiAuth": {"type": "http", "scheme": "basic",
-                            "description": "exporter.api_auth: /api/v1/state (change-feed rows); also accepted "
-                                           "wherever the scrape credential is"},
+                            "description": "exporter.api_auth: /api/v1/state (change-feed rows) and "
+                                           "/api/v1/alerts; also accepted wherever the scrape credential is"},
             },
         },
     }

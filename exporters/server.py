@@ -25,10 +25,11 @@ from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from exporters.api import PREFIX as API_PREFIX
-from exporters.api import STATE_PATH, Api
+from exporters.api import PROTECTED_PATHS, STATE_PATH, Api
 from exporters.profilemesh import PREFIX as PROFILEMESH_PREFIX
 from exporters.profilemesh import ProfileMeshApi
 from exporters.prometheus import CONTENT_TYPE, Exposition
+from monitoring.alerts.engine import AlertEngine
 from monitoring.config import BasicAuth, ExporterTls
 from monitoring.store import Store
 
@@ -174,11 +175,12 @@ class _Server(ThreadingHTTPServer):
                  liveness: Liveness | None, tls: ssl.SSLContext | None, started_at: float, *,
                  api_credentials: bytes | None = None, allowed_hosts: Iterable[str] = (),
                  max_connections: int = MAX_CONNECTIONS, max_state_answers: int = MAX_STATE_ANSWERS,
-                 header_timeout: float = HEADER_TIMEOUT) -> None:
+                 header_timeout: float = HEADER_TIMEOUT, alerts: AlertEngine | None = None) -> None:
         self.deadlines = _Deadlines()  # before binding: a failed bind calls server_close, which stops it
         super().__init__(address, _Handler)
         self.exposition = Exposition(store)
-        self.api = Api(store, started_at, scrape_auth=credentials is not None, api_auth=api_credentials is not None)
+        self.api = Api(store, started_at, scrape_auth=credentials is not None, api_auth=api_credentials is not None,
+                       alerts=alerts)
         self.profilemesh = ProfileMeshApi(store)
         self.store = store
         self.credentials = credentials
@@ -341,7 +343,7 @@ class _Handler(BaseHTTPRequestHandler):
         if refused is not None:
             self._error(*refused)
             return
-        if not self._authorized(path.rstrip("/") == STATE_PATH):
+        if not self._authorized(path.rstrip("/") in PROTECTED_PATHS):
             challenge = {"WWW-Authenticate": 'Basic realm="pipewatch", charset="UTF-8"'}
             if api:
                 self._error(HTTPStatus.UNAUTHORIZED, "authentication required", challenge)
@@ -493,7 +495,7 @@ def start_exporter(store: Store, host: str, port: int, *, basic_auth: BasicAuth 
                    tls: ExporterTls | None = None, liveness: Liveness | None = None,
                    started_at: float | None = None, max_connections: int = MAX_CONNECTIONS,
                    max_state_answers: int = MAX_STATE_ANSWERS,
-                   header_timeout: float = HEADER_TIMEOUT) -> ExporterServer:
+                   header_timeout: float = HEADER_TIMEOUT, alerts: AlertEngine | None = None) -> ExporterServer:
     """Serve the store on host:port (port 0 picks a free port); raises OSError naming host:port.
 
     allowed_hosts: the Host header names answered (None: default_allowed_hosts(host); "*": any)."""
@@ -504,7 +506,7 @@ def start_exporter(store: Store, host: str, port: int, *, basic_auth: BasicAuth 
                          time.time() if started_at is None else started_at, api_credentials=_credentials(api_auth),
                          allowed_hosts=default_allowed_hosts(host) if allowed_hosts is None else allowed_hosts,
                          max_connections=max_connections, max_state_answers=max_state_answers,
-                         header_timeout=header_timeout)
+                         header_timeout=header_timeout, alerts=alerts)
     except OSError as exc:
         raise OSError(exc.errno, f"exporter cannot listen on {host}:{port}: {exc.strerror}") from None
     thread = threading.Thread(target=server.serve_forever, name="pipewatch-exporter", daemon=True)

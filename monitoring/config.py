@@ -31,6 +31,7 @@ from pydantic import (
 )
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
+from monitoring.alerts.config import AlertsSettings
 from monitoring.traffic import PatternError, TrafficPattern, parse_pattern
 
 CONFIG_ENV_VAR = "PIPEWATCH_CONFIG"
@@ -705,6 +706,8 @@ class Config(_Strict):
     """Mirror mode for the dashboard: show what this agent collects instead of running the collectors."""
     store: StoreSettings = Field(default_factory=StoreSettings)
     runtime: RuntimeSettings = Field(default_factory=RuntimeSettings)
+    alerts: AlertsSettings = Field(default_factory=AlertsSettings)
+    """Alert rules evaluated in pipewatch and where notifications go (docs/alerts.md)."""
 
     @field_validator("mirror", mode="before")
     @classmethod

@@ -312,6 +312,14 @@ CATALOGUE: dict[str, MetricSpec] = {
                    "Failed collector runs since the process started, by error category.", "runtime"),
         MetricSpec("pipewatch_collector_requests", "gauge", "requests", _COLLECTOR,
                    "Requests the collector sent to its source in its last successful run.", "runtime"),
+        # Alerts evaluated in pipewatch (monitoring/alerts/, exporters/notify/).
+        MetricSpec("pipewatch_alerts_firing", "gauge", "alerts", ("pipeline", "alertname", "severity"),
+                   "Alerts of the rule firing now in the pipeline (source_down ones included, silenced ones too): 0 "
+                   "for every rule and pipeline without one.", "alerts"),
+        MetricSpec("pipewatch_alert_notifications_total", "counter", "notifications", ("receiver", "outcome"),
+                   "Group notifications handled per receiver since the process started, by outcome: sent, failed "
+                   "(an attempt failed; it is retried), dropped (given up after alerts.retry_for, or the queue was "
+                   "full).", "alerts"),
         # Per pipeline, derived once a second from the measurements above (monitoring/evaluation.py).
         MetricSpec("pipewatch_pipeline_throughput", "gauge", "messages per second", ("pipeline", "direction"),
                    "Messages per second into the pipeline's topics (produce: kafka_topic_produce_rate summed) and out "
@@ -368,7 +376,11 @@ LABELS: dict[str, str] = {
     "status": "Run status as the profiler writes it (e.g. completed, failed); for *_info: the status code's name.",
     "table": "Profiled table name: the tables the profiler reports drift or state for.",
     "schema": "Database schema of a profiled table.",
-    "severity": "Drift severity as the profiler writes it: low, medium, high.",
+    "severity": "Drift severity as the profiler writes it: low, medium, high; for alerts, the rule's severity "
+                "(warning, critical, or a configured one).",
+    "alertname": "An alert rule's name: the built-in rules and `alerts.rules[].name`.",
+    "receiver": "An `alerts.notify` entry's name (default its kind and index, e.g. webhook-0).",
+    "outcome": "sent, failed or dropped.",
     "decision": "skip, full, partial, defer or sample.",
     "freshness": "fresh, stale or never.",
     "category": "Error category: timeout, connection_refused, connection, unreachable, tls, auth, server_error, "

@@ -19,6 +19,7 @@ _COLLECTORS = {
     "change_feed": "Database change feed (`collectors/change_feed/collector.py`)",
     "profiling": "Profiling and drift (`collectors/profiling/collector.py`)",
     "runtime": "pipewatch itself (`monitoring/runtime.py`)",
+    "alerts": "Alerts (`monitoring/alerts/`, `exporters/notify/`)",
     "evaluation": "Per pipeline, derived from the above (`monitoring/evaluation.py`)",
 }
 

@@ -18,7 +18,9 @@ import time
 from urllib.parse import urlsplit
 
 from collectors import build_collectors
+from exporters.notify import Notifier
 from exporters.server import ExporterServer, default_allowed_hosts, start_exporter
+from monitoring.alerts.engine import AlertEngine
 from monitoring.config import Config, config_path_from_env, load_config
 from monitoring.evaluation import Evaluator
 from monitoring.health import CollectorHealth
@@ -74,8 +76,17 @@ class Service:
         else:
             self.collectors = build_collectors(config)
         """The collectors this process runs: one per declared source, or a mirror's one MirrorCollector."""
+        self.notifier: Notifier | None = None
+        self.alerts: AlertEngine | None = None
+        """Alerts are evaluated where the collectors run: in a mirror the agent does it (and notifies once)."""
+        background = {"evaluation": self.evaluator.run}
+        if not self.mirror:
+            self.notifier = Notifier(config.alerts, self.store)
+            self.alerts = AlertEngine(config.alerts, self.store, [p.name for p in config.pipelines],
+                                      outbox=self.notifier.submit)
+            background["alerts"] = self.alerts.run
         self.supervisor = Supervisor(self.store, self.collectors, config.runtime.max_backoff_seconds,
-                                     background={"evaluation": self.evaluator.run})
+                                     background=background)
         self.exporter: ExporterServer | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
@@ -89,6 +100,8 @@ class Service:
         """
         if self._thread is not None:
             return
+        if self.notifier is not None:
+            self.notifier.start()
         loop = asyncio.new_event_loop()
         self._loop = loop
         loop.call_soon(self.supervisor.start)
@@ -109,10 +122,14 @@ class Service:
         if not self._thread.is_alive():
             loop.close()
         self._thread, self._loop = None, None
+        if self.notifier is not None:
+            self.notifier.stop()
 
     def start(self) -> None:
         """Start the exporter and the collectors; call on the running event loop that will run them."""
         self.start_exporter()
+        if self.notifier is not None:
+            self.notifier.start()
         self.supervisor.start()
 
     def start_exporter(self) -> None:
@@ -130,10 +147,12 @@ class Service:
             self.exporter = start_exporter(self.store, settings.host, settings.port, basic_auth=settings.basic_auth,
                                            api_auth=settings.api_auth, allowed_hosts=hosts, tls=settings.tls,
                                            liveness=self.supervisor.liveness,
-                                           started_at=self.started_at)
+                                           started_at=self.started_at, alerts=self.alerts)
 
     async def stop(self) -> None:
         await self.supervisor.stop()
+        if self.notifier is not None:
+            self.notifier.stop()
         self.stop_exporter()
 
     def stop_exporter(self) -> None:

@@ -6,6 +6,7 @@
 #   openssl     - makes the certificates of the exporter's TLS tests
 #   systemd     - systemd-analyze, which checks the agent's unit file in deploy/
 #   mariadb-server - mariadbd and mariadb-install-db: the change feed's MySQL-dialect tests start a real MariaDB
+#   prometheus-alertmanager - the real Alertmanager the alert notification tests send to
 set -euo pipefail
 
 missing=()
@@ -15,6 +16,7 @@ command -v openssl >/dev/null 2>&1 || missing+=(openssl)
 command -v systemd-analyze >/dev/null 2>&1 || missing+=(systemd)
 { command -v mariadbd >/dev/null 2>&1 || [ -x /usr/sbin/mariadbd ]; } && command -v mariadb-install-db >/dev/null 2>&1 \
   || missing+=(mariadb-server)
+command -v prometheus-alertmanager >/dev/null 2>&1 || missing+=(prometheus-alertmanager)
 { command -v javac >/dev/null 2>&1 && command -v jar >/dev/null 2>&1; } || missing+=(openjdk-17-jdk-headless)
 
 [ ${#missing[@]} -eq 0 ] && exit 0

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import shutil
 import signal
 import subprocess
 import time
@@ -49,8 +50,9 @@ class PanelServer:
     """`panel serve apps/` as a user runs it, with PIPEWATCH_CONFIG naming the config."""
 
     def __init__(self, workdir: Path, config: Path | None, port: int | None = None, app_dir: Path | None = None,
-                 env: dict[str, str] | None = None) -> None:
-        self.workdir, self.config = workdir, config
+                 env: dict[str, str] | None = None, args: tuple[str, ...] = ()) -> None:
+        """args: more `panel serve` options (e.g. --basic-auth)."""
+        self.workdir, self.config, self.args = workdir, config, args
         self.port = port or free_port()
         self.app_dir = app_dir or Path(__file__).resolve().parent.parent / "apps"
         self.env = env or {}
@@ -76,7 +78,8 @@ class PanelServer:
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "panel", "serve", str(self.app_dir), "--address", "127.0.0.1",
-                 "--port", str(self.port), "--allow-websocket-origin", f"127.0.0.1:{self.port}", *SERVE_SESSION_ARGS],
+                 "--port", str(self.port), "--allow-websocket-origin", f"127.0.0.1:{self.port}", *SERVE_SESSION_ARGS,
+                 *self.args],
                 env=env, cwd=repo, stdout=log,
                 stderr=subprocess.STDOUT, start_new_session=True,
             )
@@ -144,6 +147,49 @@ class LocalPrometheus:
             return port_open(self.port) and _http_status(f"{self.url}/-/ready") == 200
 
         wait_until(ready, timeout, what="prometheus to be ready")
+        return self
+
+    def stop(self) -> None:
+        if self._process is not None and self._process.poll() is None:
+            self._process.terminate()
+            try:
+                self._process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self._process.kill()
+                self._process.wait()
+
+
+class LocalAlertmanager:
+    """A real Alertmanager (Debian's prometheus-alertmanager) on a free port, without gossip, routing every alert
+    to a receiver that sends nothing: a test asks its API what it holds."""
+
+    def __init__(self, workdir: Path) -> None:
+        self.workdir = workdir
+        self.port = free_port()
+        self.config_path = workdir / "alertmanager.yml"
+        self.config_path.write_text('route: {receiver: "null"}\nreceivers: [{name: "null"}]\n', encoding="utf-8")
+        self.log_path = workdir / "alertmanager.log"
+        self._process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = 30.0) -> LocalAlertmanager:
+        binary = shutil.which("prometheus-alertmanager") or shutil.which("alertmanager")
+        assert binary, "prometheus-alertmanager is missing: install the Debian package (make test does)"
+        with open(self.log_path, "wb") as log:
+            self._process = subprocess.Popen(
+                [binary, f"--config.file={self.config_path}", f"--storage.path={self.workdir / 'am-data'}",
+                 f"--web.listen-address=127.0.0.1:{self.port}", "--cluster.listen-address="],
+                stdout=log, stderr=subprocess.STDOUT)
+
+        def ready() -> bool:
+            if self._process.poll() is not None:
+                raise AssertionError(f"alertmanager exited: {self.log_path.read_text()[-2000:]}")
+            return port_open(self.port) and _http_status(f"{self.url}/-/ready") == 200
+
+        wait_until(ready, timeout, what="alertmanager to be ready")
         return self
 
     def stop(self) -> None:

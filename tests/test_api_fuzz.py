@@ -69,8 +69,9 @@ def test_schemathesis_finds_no_server_error_dropped_connection_or_nonconforming_
         started, calls = time.monotonic(), [0]
         operations = [result.ok() for result in schema.get_all_operations()]
         assert sorted(op.path for op in operations) == [
-            "/api/v1", "/api/v1/events", "/api/v1/openapi.json", "/api/v1/pipelines", "/api/v1/pipelines/{name}",
-            "/api/v1/series", "/api/v1/state", *(f"/profilemesh/{{pipeline}}/api/{path}" for path in (
+            "/api/v1", "/api/v1/alerts", "/api/v1/events", "/api/v1/openapi.json", "/api/v1/pipelines",
+            "/api/v1/pipelines/{name}", "/api/v1/series", "/api/v1/state",
+            *(f"/profilemesh/{{pipeline}}/api/{path}" for path in (
                 "dashboard/metrics", "drift", "export/drift", "export/runs", "runs", "runs/{run_id}",
                 "tables/{table}/metrics", "warehouses"))]
         for operation in operations:

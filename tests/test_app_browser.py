@@ -58,9 +58,9 @@ def _chart_lines(page, name: str) -> dict[str, float]:
 
 
 @contextmanager
-def serving(tmp_path: Path, config: Path, page):
+def serving(tmp_path: Path, config: Path, page, args: tuple[str, ...] = ()):
     """`panel serve apps/` for one test; a failed assertion adds a screenshot, browser errors and the server log."""
-    server = PanelServer(tmp_path, config)
+    server = PanelServer(tmp_path, config, args=args)
     server.start()
     try:
         yield server
