@@ -201,7 +201,7 @@ def layered_layout(nodes: Sequence[LayoutNode], edges: Sequence[LayoutEdge], ban
 
     bottom = max((i.y + i.height / 2 for i in items.values()), default=top)
     bands = []
-    for band, (lo, hi) in _band_spans(nodes, ranks, len(band_headers)).items():
+    for band, (lo, hi) in sorted(_band_spans(nodes, ranks, len(band_headers)).items()):
         members = [boxes[n.id] for n in nodes if n.band == band]
         area_bottom = max(r.bottom for r in members) + BAND_PAD
         x0, x1 = lefts[2 * lo] - BAND_PAD, lefts[2 * hi] + widths[2 * hi] + BAND_PAD
