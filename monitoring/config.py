@@ -439,10 +439,17 @@ class FlowHints(_Strict):
     they cannot know, such as producers and sink tables). Only drawn, never measured."""
 
     edges: Annotated[list[FlowEdge], Field(max_length=1000)] = Field(default_factory=list)
-    layers: Annotated[dict[LayerName, Annotated[list[Regex], Field(min_length=1, max_length=100)]],
-                      Field(max_length=MAX_LAYERS)] = Field(default_factory=dict)
+    layers: dict[LayerName, Annotated[list[Regex], Field(min_length=1, max_length=100)]] = Field(
+        default_factory=dict)
     """Medallion layers in data-flow order (e.g. bronze, silver, gold): name -> regular expressions matched
     against the whole name of a topic, job, group, sink or database (first layer that matches wins)."""
+
+    @field_validator("layers", mode="before")
+    @classmethod
+    def _few_layers(cls, value: object) -> object:
+        if isinstance(value, dict) and len(value) > MAX_LAYERS:
+            raise ValueError(f"at most {MAX_LAYERS} layers, not {len(value)}")
+        return value
 
     def layer_of(self, name: str) -> str | None:
         """The first layer one of whose patterns matches the whole name."""
