@@ -37,7 +37,7 @@ from bokeh.models import (
 from panel.viewable import Viewer
 
 from apps.escape import esc
-from apps.palette import BAND_COLOURS, FLOW_COLOURS, NEUTRAL
+from apps.palette import BAND_COLOURS, BAND_TEXT, FLOW_COLOURS, NEUTRAL
 from monitoring.flow_layout import FlowLayout, LayoutEdge, LayoutNode, layered_layout
 from monitoring.store import Store
 from monitoring.topology import STATES, TOPOLOGIES, Topology, TopologyCache
@@ -181,10 +181,12 @@ class _Models:
                                    name="flow-band-areas")
         fig.add_glyph(self.bands, Rect(x="sx", y="sy", width=10, height=10, fill_color="state_colour",
                                        line_color="state_colour"))
+        band_text = BAND_TEXT.get(pn.config.theme, BAND_TEXT["default"])
         fig.add_glyph(self.bands, Text(x="tx", y="ty", text="title", text_font_size=f"{NAME_PX}px",
-                                       text_font_style="bold", text_baseline="top"), name="flow-band-titles")
+                                       text_font_style="bold", text_baseline="top", text_color=band_text),
+                      name="flow-band-titles")
         fig.add_glyph(self.bands, Text(x="tx", y="ly", text="line", text_font_size=f"{LINE_PX}px",
-                                       text_baseline="top"), name="flow-band-lines")
+                                       text_baseline="top", text_color=band_text), name="flow-band-lines")
         for source, dash in ((self.edges, "solid"), (self.hint_edges, "dashed")):
             fig.add_glyph(source, MultiLine(xs="xs", ys="ys", line_color=EDGE_COLOUR, line_width=1.5,
                                             line_dash=dash))
