@@ -172,7 +172,9 @@ class _Models:
         # the frame is exactly as large as the layout, y downwards as in the layout.
         fig = Plot(name=name, frame_width=300, frame_height=200, x_range=Range1d(0, 300), y_range=Range1d(200, 0),
                    toolbar_location="above", title=Title(text="Pipeline flow"), outline_line_color=None,
-                   min_border=0, sizing_mode="fixed")  # (never squeezed into a narrower page: it scrolls)
+                   min_border=0, sizing_mode=None, width_policy="fixed", width=300)
+        # (width_policy fixed: never squeezed into a narrower page, it scrolls; the width is the frame's, there
+        # are no borders; the height follows frame_height below the title and toolbar.)
         fig.add_tools(PanTool(), WheelZoomTool(), ResetTool(), SaveTool())
         # Glyphs added as models (add_glyph): the plotting API would also build selection, hover and muted
         # copies of each, which a session pays for and never uses here.
@@ -221,7 +223,7 @@ class _Models:
             _update(source, new)
         fig = self.figure
         if (fig.frame_width, fig.frame_height) != (data["width"], data["height"]):
-            fig.update(frame_width=data["width"], frame_height=data["height"])
+            fig.update(frame_width=data["width"], width=data["width"], frame_height=data["height"])
             fig.x_range.update(start=0, end=data["width"])
             fig.y_range.update(start=data["height"], end=0)
 
@@ -281,7 +283,7 @@ class FlowDiagram(Viewer):
 
     def __panel__(self):
         # Drawn at its own size: a diagram wider than the page scrolls sideways instead of squeezing its text.
-        return pn.Column(pn.Column(pn.pane.Bokeh(self.figure, sizing_mode="fixed"), sizing_mode="stretch_width",
+        return pn.Column(pn.Column(pn.pane.Bokeh(self.figure), sizing_mode="stretch_width",
                                    styles={"overflow-x": "auto"}, css_classes=["pw-flow-scroll"]),
                          pn.pane.HTML(legend_html(), sizing_mode="stretch_width"), sizing_mode="stretch_width")
 
