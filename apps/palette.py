@@ -35,6 +35,11 @@ HEALTH_COLOURS = {"ok": OK, "degraded": WARNING, "down": ERROR, "agent down": ER
 """A pipeline's health (PipelineSummary.health)."""
 FLOW_COLOURS = {"ok": OK, "warning": WARNING, "error": ERROR, "stale": LATE, "down": SEVERE, "unknown": NEUTRAL}
 """A flow diagram node's state (monitoring.topology.STATES)."""
+BAND_COLOURS = {"bronze": "#b0652a", "silver": "#8c959f", "gold": "#c99a06"}
+"""A medallion layer's band in the flow diagram (drawn faint, behind the boxes); other layer names: NEUTRAL."""
+BAND_TEXT = {"default": "#1f2328", "dark": "#e6edf3"}
+"""A band's title and freshness line, by theme (over the band's faint colour: contrast measured in
+tests/test_flow_browser.py)."""
 LAG_STATUS_COLOURS = {"OK": OK, "WARN": WARNING, "ERR": ERROR, "STOP": ERROR, "STALL": ERROR, "REWIND": ERROR}
 """A consumer group's or partition's lag status."""
 FLINK_JOB_COLOURS = {"RUNNING": OK, "FINISHED": NEUTRAL, "CANCELED": NEUTRAL, "CREATED": NEUTRAL,

@@ -477,11 +477,42 @@ class FlowEdge(_Strict):
         return self
 
 
+MAX_LAYERS = 8
+_LAYER_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_-]{0,29}")
+
+
+def _layer_name(name: str) -> str:
+    if not _LAYER_NAME.fullmatch(name):
+        raise ValueError(f"{name!r} is not a layer name (a letter, then up to 29 letters, digits, _ or -)")
+    return name
+
+
+LayerName = Annotated[str, AfterValidator(_layer_name)]
+
+
 class FlowHints(_Strict):
     """Optional hints for the pipeline's flow diagram: links between what the collectors discovered (or names
     they cannot know, such as producers and sink tables). Only drawn, never measured."""
 
     edges: Annotated[list[FlowEdge], Field(max_length=1000)] = Field(default_factory=list)
+    layers: dict[LayerName, Annotated[list[Regex], Field(min_length=1, max_length=100)]] = Field(
+        default_factory=dict)
+    """Medallion layers in data-flow order (e.g. bronze, silver, gold): name -> regular expressions matched
+    against the whole name of a topic, job, group, sink or database (first layer that matches wins)."""
+
+    @field_validator("layers", mode="before")
+    @classmethod
+    def _few_layers(cls, value: object) -> object:
+        if isinstance(value, dict) and len(value) > MAX_LAYERS:
+            raise ValueError(f"at most {MAX_LAYERS} layers, not {len(value)}")
+        return value
+
+    def layer_of(self, name: str) -> str | None:
+        """The first layer one of whose patterns matches the whole name."""
+        for layer, patterns in self.layers.items():
+            if any(re.fullmatch(pattern, name) for pattern in patterns):
+                return layer
+        return None
 
 
 def _one_or_many(model: type) -> Any:
@@ -809,9 +840,11 @@ def _key_path(loc: tuple[str | int, ...]) -> str:
 def _format_validation_error(file: Path, exc: ValidationError) -> str:
     lines = []
     for error in exc.errors(include_url=False):
-        # Union tags ("__...") and validator wrappers are pydantic's bookkeeping, not keys of the file.
+        # Union tags ("__..."), validator wrappers and "[key]" (the mapping key itself is wrong: the message names
+        # it) are pydantic's bookkeeping, not keys of the file.
         loc = tuple(part for part in error["loc"]
-                    if not (isinstance(part, str) and (part.startswith("__") or part.startswith("function-"))))
+                    if not (isinstance(part, str) and (part.startswith("__") or part.startswith("function-")
+                                                       or part == "[key]")))
         message = error["msg"].removeprefix("Value error, ")
         if error["type"] == "extra_forbidden":
             message = "unknown key"

@@ -5,13 +5,14 @@ Details: docs/internals.md, "The flow model"."""
 from __future__ import annotations
 
 import math
+import re
 import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-from monitoring.format import count, duration
+from monitoring.format import age, count, duration
 from monitoring.format import rate as format_rate
 from monitoring.health import CollectorHealth, State
 from monitoring.models.flink import TERMINAL_STATES, FlinkSnapshot, Job
@@ -25,6 +26,8 @@ COLUMNS = {"producer": 0, "registry": 0, "topic": 1, "job": 2, "sink": 3, "datab
 COLUMN_TITLES = ("producers", "topics", "Flink jobs", "sinks / databases", "consumer groups")
 MAX_PER_KIND = 40
 """Topics and groups drawn per Kafka cluster (the most relevant first); the rest are one "+N more" node."""
+FRESHNESS_STEP = 5.0
+"""Seconds between redraws of the layers' freshness (an age) when nothing else changed."""
 BACKPRESSURE_WARNING = "HIGH"
 CHECKPOINT_INTERVALS = 3.0
 """A running job whose last checkpoint is older than this many intervals is flagged (as the alert rule does)."""
@@ -42,6 +45,23 @@ class Node:
     detail: str = ""
     """One more line for the hover (lag, partitions, subjects...)."""
     column: int = 0
+    layer: str = ""
+    """The medallion layer (config `flow.layers`) whose patterns match the node's name; "" for none."""
+
+
+@dataclass(frozen=True, slots=True)
+class Layer:
+    """One medallion layer as measured: its members' worst health and, where measured, its freshness."""
+
+    name: str
+    state: str
+    """The worst state among its members that are measured; unknown when none is."""
+    reason: str
+    members: int
+    measured: int
+    freshness: str
+    """When the layer's stalest measured table was last profiled or changed (`2 min ago`), or "unknown"."""
+    freshness_detail: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +78,8 @@ class Topology:
     pipeline: str
     nodes: tuple[Node, ...]
     edges: tuple[Edge, ...]
+    layers: tuple[Layer, ...] = ()
+    """The config's medallion layers, in its order (data-flow order)."""
 
     def node(self, node_id: str) -> Node:
         return next(n for n in self.nodes if n.id == node_id)
@@ -80,6 +102,10 @@ class FlowInputs:
     change_backlog: float = math.nan
     change_seen: tuple[float, ...] = ()
     """Times of the change feed's newest points (part of the fingerprint)."""
+    layers: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    """The config's medallion layers: (name, patterns) in data-flow order."""
+    changed_tables: tuple[tuple[str, float], ...] = ()
+    """(schema.table, time of its newest change) of each change-feed entity: its freshness."""
 
     @classmethod
     def gather(cls, store: Store, pipeline: str, hints: Any = None, change_feed: Any = None,
@@ -95,7 +121,8 @@ class FlowInputs:
             if entry is not None:
                 snapshots[collector] = entry
         edges = tuple((e.source, e.target) for e in hints.edges) if hints is not None else ()
-        database, rate, backlog, seen = None, math.nan, math.nan, ()
+        layers = tuple((name, tuple(patterns)) for name, patterns in hints.layers.items()) if hints is not None else ()
+        database, rate, backlog, seen, changed = None, math.nan, math.nan, (), ()
         if change_feed is not None:
             database = database_name(change_feed.dsn.get_secret_value())
             rates, times = [], []
@@ -107,7 +134,15 @@ class FlowInputs:
             point = store.latest("db_change_feed_backlog", (pipeline,))
             backlog = point[1] if point else math.nan
             seen = (*times, point[0] if point else math.nan)
-        return cls(pipeline, now, health, snapshots, edges, database, rate, backlog, seen)
+            if layers:
+                newest: dict[str, float] = {}
+                for collector in health:
+                    if _kind_of(collector) == "change_feed":
+                        for entity, rows in store.feed_recent((pipeline, collector))[1].items():
+                            newest[entity] = max([newest.get(entity, -math.inf), *(r.changed_at for r in rows)])
+                changed = tuple((f"{e.db_schema or change_feed.db_schema}.{e.table}", newest.get(e.name, math.nan))
+                                for e in change_feed.entities)
+        return cls(pipeline, now, health, snapshots, edges, database, rate, backlog, seen, layers, changed)
 
     def fingerprint(self) -> tuple:
         """Equal fingerprints draw the same diagram: new snapshots, health changes and the change feed's
@@ -116,7 +151,9 @@ class FlowInputs:
             tuple(sorted((c, t) for c, (t, _) in self.snapshots.items())),
             tuple(sorted((c, h.effective_state(self.now).value, h.error_category, h.last_error)
                          for c, h in self.health.items())),
-            self.hints, self.change_seen,
+            self.hints, self.change_seen, self.layers, self.changed_tables,
+            # A layer's freshness is an age: redrawn as the clock moves, in steps.
+            int(self.now // FRESHNESS_STEP) if self.layers else None,
         )
 
 
@@ -451,7 +488,73 @@ def build_topology(inputs: FlowInputs) -> Topology:
     builder.apply_hints(several)
     builder.producers()
     nodes = builder.place()
-    return Topology(inputs.pipeline, nodes, tuple(builder.edges.values()))
+    nodes, layers = _layers(inputs, nodes)
+    return Topology(inputs.pipeline, nodes, tuple(builder.edges.values()), layers)
+
+
+_SEVERITY = {"ok": 0, "warning": 1, "stale": 2, "error": 3, "down": 4}
+"""Which measured state of a layer's members is the worst (unknown is not measured: it is counted apart)."""
+
+
+def layer_name(node: Node) -> str | None:
+    """The name a layer pattern is matched against: the topic, job, group, sink, database or producer name
+    without kind or cluster; None for nodes that stand for a whole source (registry, profiling, "+N more")."""
+    kind, _, rest = node.id.partition(":")
+    if kind not in ("topic", "job", "group", "sink", "database", "producer") or rest.endswith("/+more") \
+            or rest == "*" or "/" not in rest and kind in ("topic", "job", "group"):
+        return None
+    return rest.split("/", 1)[1] if kind in ("topic", "job", "group") else rest
+
+
+def _layer_of(layers: tuple[tuple[str, tuple[str, ...]], ...], name: str) -> str:
+    for layer, patterns in layers:
+        if any(re.fullmatch(pattern, name) for pattern in patterns):
+            return layer
+    return ""
+
+
+def _layers(inputs: FlowInputs, nodes: tuple[Node, ...]) -> tuple[tuple[Node, ...], tuple[Layer, ...]]:
+    """The nodes with their layer, and each layer's health and freshness."""
+    if not inputs.layers:
+        return nodes, ()
+    nodes = tuple(_replace(n, layer=_layer_of(inputs.layers, name)) if (name := layer_name(n)) else n for n in nodes)
+    tables: list[tuple[str, float, str, bool]] = []  # (table, time of its data, measured by, late)
+    for collector, (_, snapshot) in inputs.snapshots.items():
+        if _kind_of(collector) == "profiling" and inputs.health[collector].effective_state(inputs.now) is State.UP:
+            for f in snapshot.freshness:
+                name = f"{f.schema}.{f.table}" if f.schema else f.table
+                tables.append((name, math.nan if f.last_profiled_at is None else f.last_profiled_at, "profiled",
+                               not f.fresh))
+    feed_up = any(_kind_of(c) == "change_feed" and h.effective_state(inputs.now) is State.UP
+                  for c, h in inputs.health.items())
+    if feed_up:
+        tables += [(table, t, "changed", False) for table, t in inputs.changed_tables]
+    layers = []
+    for layer, _ in inputs.layers:
+        members = [n for n in nodes if n.layer == layer]
+        measured = [n for n in members if n.state in _SEVERITY]
+        worst = max(measured, key=lambda n: _SEVERITY[n.state], default=None)
+        if worst is None:
+            state = "unknown"
+            reason = "nothing in it is measured" if members else "no node matches its patterns"
+        elif worst.state == "ok":
+            state, reason = "ok", f"{len(measured)} of {len(members)} measured, all ok"
+        else:
+            state, reason = worst.state, f"{worst.label}: {worst.reason}"
+        mine = [t for t in tables if _layer_of(inputs.layers, t[0]) == layer
+                or _layer_of(inputs.layers, t[0].split(".", 1)[-1]) == layer]
+        known = [t for t in mine if not math.isnan(t[1])]
+        late = [t for t in mine if t[3]]
+        if known:
+            table, t, how, _ = min(known, key=lambda t: t[1])
+            freshness, detail = age(t, inputs.now), f"stalest: {table}, last {how} {age(t, inputs.now)}"
+        else:
+            freshness, detail = "unknown", ("not measured: no profiled or change-feed table matches its patterns"
+                                            if not mine else "its tables have no measured time yet")
+        if late and _SEVERITY.get(state, -1) < _SEVERITY["warning"]:
+            state, reason = "warning", f"{late[0][0]} not profiled recently"
+        layers.append(Layer(layer, state, reason, len(members), len(measured), freshness, detail))
+    return nodes, tuple(layers)
 
 
 class TopologyCache:

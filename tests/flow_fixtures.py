@@ -18,6 +18,7 @@ from monitoring.models.flink import (
     Vertex,
 )
 from monitoring.models.kafka import GroupInfo, GroupTopic, KafkaSnapshot, Member, PartitionLag, PartitionMeta, TopicInfo
+from monitoring.models.profiling import Freshness, ProfilingSnapshot
 from monitoring.models.schema_registry import RegistrySnapshot
 from monitoring.store import Store
 
@@ -122,3 +123,67 @@ def write_series(store: Store, t: float, scale: float = 1.0) -> None:
         cycle.set("flink_jobmanager_job_checkpoint_age_seconds", ("local", "enrich", "a" * 32), 4.8)
     with store.cycle(("orders", "schema_registry"), t) as cycle:
         cycle.set("schema_registry_up", ("main",), 1.0)
+
+
+# -- a wide pipeline: the medallion layers over many topics, jobs and groups -------------------------------------
+
+STREAMS = ("orders", "payments", "clicks", "users")
+LAYER_HINTS = FlowHints.model_validate({
+    "edges": [{"from": "producer:web", "to": "topic:raw.orders"}, {"from": "producer:web", "to": "topic:raw.clicks"},
+              {"from": "producer:mobile", "to": "topic:raw.payments"},
+              {"from": "producer:mobile", "to": "topic:raw.users"},
+              {"from": "job:agg_revenue", "to": "sink:warehouse.agg_revenue"},
+              {"from": "job:agg_sessions", "to": "sink:warehouse.agg_sessions"},
+              {"from": "topic:clean.users", "to": "sink:crm.users"}],
+    "layers": {"bronze": ["raw\\..*"], "silver": ["clean\\..*", "clean-.*"], "gold": ["agg_.*", "warehouse\\.agg_.*"]},
+})
+"""Layers as in issue #20 (`bronze: [raw.*]`...), written as strict regular expressions."""
+
+
+def _vertex(vertex_id: str, name: str, rate: float, inputs: tuple[str, ...] = ()) -> Vertex:
+    return Vertex(vertex_id, name, 1, "RUNNING", rate, rate, 100.0, 900.0, 0.0, None, Backpressure("OK", 0.0, (0.0,),
+                                                                                               NOW), inputs=inputs)
+
+
+def _job(index: int, name: str, sources: tuple[str, ...], sink: str, rate: float, state: str = "RUNNING") -> Job:
+    vertices = tuple(_vertex(f"s{index}{i}", f"Source: {s}", rate) for i, s in enumerate(sources))
+    vertices += (_vertex(f"k{index}", f"{name} -> Sink: {sink}", rate, tuple(v.vertex_id for v in vertices)),)
+    return Job(f"{index:032x}", name, state, NOW - 3600, None, 3600.0, {"running": len(vertices)},
+               {state: NOW - 3600}, 3_600_000.0, 0.0, 0.0, 0.0, vertices, None, None, True)
+
+
+def wide_pipeline_store() -> Store:
+    """Ten topics (raw., clean., agg_), six Flink jobs linked by their plans, nine consumer groups, hinted
+    producers and sinks, profiling of two tables (freshness of the silver and gold layers; bronze's is not measured):
+    31 nodes, most of them in the medallion layers."""
+    names = [f"raw.{s}" for s in STREAMS] + [f"clean.{s}" for s in STREAMS] + ["agg_revenue", "agg_sessions"]
+    topics = {n: TopicInfo(n, _meta(2, offline=2 if n == "clean.clicks" else 0), {0: 100, 1: 100}, {0: 0, 1: 0},
+                           20.0 + i) for i, n in enumerate(names)}
+    readers = {"fraud": ["raw.payments"], "audit": ["raw.orders", "clean.orders"], "search": ["clean.clicks"],
+               "crm-sync": ["clean.users"], "ml-features": ["clean.clicks", "clean.users"],
+               "billing": ["agg_revenue"], "reporting": ["agg_revenue", "agg_sessions"], "alerts": ["clean.payments"],
+               "archive": ["raw.clicks"]}
+    groups, progress = [], {}
+    for group, read in readers.items():
+        status = Status.ERR if group == "alerts" else Status.OK
+        partitions = tuple(PartitionLag(t, 0, 90, 100, 10, 0, 2.5, "interpolated", status, "ok") for t in read)
+        groups.append(GroupInfo(group, "Stable", "consumer", (), 1, partitions, status,
+                                "1 of 1 partitions OK" if status is Status.OK else "stopped"))
+        for t in read:
+            progress[(group, t)] = GroupTopic(group, t, 10, 2.5, 15.0, 5.0, 90, math.inf)
+    kafka = KafkaSnapshot("local", None, (), topics, tuple(groups), progress, (), 7, NOW)
+    jobs = tuple(_job(i, f"clean-{s}", (f"raw.{s}",), f"clean.{s}", 20.0 + i) for i, s in enumerate(STREAMS))
+    jobs += (_job(4, "agg_revenue", ("clean.orders", "clean.payments"), "agg_revenue", 9.0),
+             _job(5, "agg_sessions", ("clean.clicks",), "agg_sessions", 4.0, state="RESTARTING"))
+    flink = FlinkSnapshot("local", "http://flink:8081", "2.3.0", 1, 4, 2, {"RUNNING": 5, "RESTARTING": 1}, (), jobs,
+                          (), NOW)
+    store = Store()
+    store.set_health(up("orders", "kafka", "127.0.0.1:9092"))
+    store.set_health(up("orders", "flink", "http://flink:8081"))
+    store.publish_snapshot(("orders", "kafka"), kafka, NOW)
+    store.publish_snapshot(("orders", "flink"), flink, NOW)
+    store.set_health(up("orders", "profiling", "postgresql://warehouse"))
+    freshness = (Freshness("clean", "orders", NOW - 95, True), Freshness("warehouse", "agg_revenue", NOW - 7300, False))
+    store.publish_snapshot(("orders", "profiling"), ProfilingSnapshot((), {}, (), None, freshness, {}, {}, (), (), (),
+                                                                      86_400.0, 0, 0, NOW), NOW)
+    return store

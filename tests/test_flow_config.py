@@ -51,3 +51,29 @@ def test_an_empty_flow_key_is_a_mistake(tmp_path):
     with pytest.raises(ConfigError) as info:
         load()
     assert f"{path}: pipelines[0].flow: is empty" in str(info.value)
+
+
+def test_layers_load_in_their_order_and_match_whole_names(tmp_path):
+    _, load = _load(tmp_path, "    flow:\n      layers: {bronze: ['raw.*'], silver: ['clean.*'], gold: ['agg_.*']}\n")
+    flow = load().pipelines[0].flow
+    assert list(flow.layers) == ["bronze", "silver", "gold"] and flow.edges == []
+    assert [flow.layer_of(n) for n in ("raw.orders", "clean.orders", "agg_daily", "orders", "my-raw.x")] == [
+        "bronze", "silver", "gold", None, None]
+
+
+@pytest.mark.parametrize(("layers", "expected"), [
+    ("{bronze: []}", "pipelines[0].flow.layers.bronze: List should have at least 1 item after validation, not 0"),
+    ("{bronze: 'raw.*'}", "pipelines[0].flow.layers.bronze: Input should be a valid list"),
+    ("{bronze: ['(raw']}", "pipelines[0].flow.layers.bronze[0]: '(raw' is not a valid regular expression: "
+                           "missing ), unterminated subpattern at position 0"),
+    ("{'bronze layer': ['raw.*']}", "pipelines[0].flow.layers.bronze layer: 'bronze layer' is not a layer name "
+                                    "(a letter, then up to 29 letters, digits, _ or -)"),
+    ("[bronze, silver]", "pipelines[0].flow.layers: Input should be a valid dictionary"),
+    ("{" + ", ".join(f"l{i}: [x]" for i in range(9)) + "}",
+     "pipelines[0].flow.layers: at most 8 layers, not 9"),
+])
+def test_a_bad_layer_names_its_key_path(tmp_path, layers, expected):
+    path, load = _load(tmp_path, f"    flow:\n      layers: {layers}\n")
+    with pytest.raises(ConfigError) as info:
+        load()
+    assert f"{path}: {expected}" in str(info.value)

@@ -71,7 +71,7 @@ def test_pipeline_page_shows_the_diagram_after_the_health_bar():
     from apps.views import PipelinePage
 
     page = PipelinePage(pipeline_store(), "orders", [], flow_hints=HINTS)
-    assert page._layout.objects[1][0].object is page.flow.figure  # the section right after the health bar
+    assert page._layout.objects[1][0][0].object is page.flow.figure  # the section right after the health bar
     page.refresh()
     assert "job:local/enrich" in page.flow.models.nodes.data["id"]
 

@@ -124,3 +124,73 @@ def test_the_cache_recomputes_only_when_inputs_change():
     store.publish_snapshot(("orders", "kafka"), kafka_snapshot(NOW + 5), NOW + 5)
     second = cache.get(store, "orders", HINTS, now=NOW + 5)
     assert second[1] is not first[1] and second[0] != first[0]
+
+
+def test_medallion_layers_group_nodes_by_name_with_their_worst_health_and_measured_freshness():
+    from tests.flow_fixtures import LAYER_HINTS, wide_pipeline_store
+
+    topology = _topology(wide_pipeline_store(), LAYER_HINTS)
+    layer = {n.id: n.layer for n in topology.nodes}
+    assert layer["topic:local/raw.orders"] == "bronze"
+    assert layer["job:local/clean-orders"] == "silver" and layer["topic:local/clean.clicks"] == "silver"
+    assert layer["job:local/agg_revenue"] == "gold" and layer["sink:warehouse.agg_revenue"] == "gold"
+    assert layer["group:local/billing"] == layer["producer:web"] == layer["sink:crm.users"] == ""
+    assert layer["profiling"] == ""  # a whole source is in no layer
+    bronze, silver, gold = topology.layers
+    assert (bronze.name, bronze.state, bronze.members, bronze.measured) == ("bronze", "ok", 4, 4)
+    assert bronze.reason == "4 of 4 measured, all ok"
+    # Freshness only where it is measured: no profiled or change-feed table matches raw.*
+    assert bronze.freshness == "unknown" and bronze.freshness_detail.startswith("not measured")
+    assert (silver.state, silver.members) == ("error", 8)
+    assert silver.reason == "clean.clicks: 2 of 2 partitions offline (no leader)"
+    assert silver.freshness == "1 min 35 s ago" and silver.freshness_detail == "stalest: clean.orders, last " \
+                                                                               "profiled 1 min 35 s ago"
+    assert (gold.state, gold.members, gold.measured) == ("error", 6, 4)  # the two hinted sinks are not measured
+    assert gold.reason.startswith("agg_sessions: RESTARTING")
+    assert gold.freshness == "2 h 2 min ago"
+
+
+def test_a_layer_without_measured_members_is_unknown_and_a_late_table_makes_it_a_warning():
+    from monitoring.config import FlowHints
+    from tests.flow_fixtures import wide_pipeline_store
+
+    hints = FlowHints.model_validate({"edges": [{"from": "topic:raw.orders", "to": "sink:lake.raw_orders"}],
+                                      "layers": {"landing": ["lake\\..*"], "nothing": ["zzz"],
+                                                 "gold": ["agg_revenue"]}})
+    landing, nothing, gold = _topology(wide_pipeline_store(), hints).layers
+    assert (landing.state, landing.reason, landing.members) == ("unknown", "nothing in it is measured", 1)
+    assert (nothing.state, nothing.reason, nothing.members) == ("unknown", "no node matches its patterns", 0)
+    # agg_revenue (job and topic) is ok; its table was not profiled in time: the layer is a warning, and why.
+    assert (gold.state, gold.reason) == ("warning", "warehouse.agg_revenue not profiled recently")
+    assert gold.freshness == "2 h 2 min ago"
+
+
+def test_the_change_feed_gives_a_layer_its_freshness_and_a_profiling_source_down_gives_none():
+    from monitoring.config import ChangeFeedSource, FlowHints
+    from tests.flow_fixtures import down
+
+    store = pipeline_store()
+    store.set_health(up("orders", "change_feed", "shop"))
+    feed = ChangeFeedSource.model_validate({"dsn": "postgresql://pipewatch@127.0.0.1:5432/shop", "entities": [
+        {"name": "orders", "table": "orders", "key": "id"}, {"name": "refunds", "table": "refunds", "key": "id"}]})
+    store.feed_append(("orders", "change_feed"), [("orders", "insert", "1", {"id": 1}, NOW - 40),
+                                                  ("orders", "update", "1", {"id": 1}, NOW - 12)], 10, 100, NOW - 11)
+    hints = FlowHints.model_validate({"layers": {"silver": ["orders.*"], "gold": ["refunds"]}})
+    silver, gold = build_topology(FlowInputs.gather(store, "orders", hints, feed, now=NOW)).layers
+    assert silver.freshness == "12 s ago" and silver.freshness_detail == "stalest: public.orders, last changed 12 s ago"
+    assert gold.freshness == "unknown"  # refunds has no change yet: its age is not known
+    store.set_health(down("orders", "change_feed", "shop"))
+    silver, _ = build_topology(FlowInputs.gather(store, "orders", hints, feed, now=NOW)).layers
+    assert silver.freshness == "unknown"  # a feed that is down measures nothing
+
+
+def test_layers_are_part_of_the_fingerprint_and_their_age_moves_the_drawing_on():
+    from tests.flow_fixtures import LAYER_HINTS, wide_pipeline_store
+
+    store = wide_pipeline_store()
+    cache = TopologyCache()
+    first = cache.get(store, "orders", LAYER_HINTS, now=NOW)
+    assert cache.get(store, "orders", LAYER_HINTS, now=NOW + 1)[1] is first[1]
+    later = cache.get(store, "orders", LAYER_HINTS, now=NOW + 6)[1]  # (the sources still up)
+    assert later is not first[1] and later.layers[1].freshness == "1 min 41 s ago"
+    assert cache.get(store, "orders", HINTS, now=NOW)[1].layers == ()
