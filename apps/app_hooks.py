@@ -30,6 +30,9 @@ def on_server_loaded(server_context) -> None:
         print(f"pipewatch: cannot start\n{exc}", file=sys.stderr, flush=True)
         raise SystemExit(2) from None
     service.start_in_thread()
+    # Import the pages' modules now, while nobody waits: the first page opened would otherwise pay for them.
+    import apps.pages  # noqa: F401
+    import apps.views  # noqa: F401
     if service.mirror:
         log.info("pipewatch mirror started: showing what the agent at %s collects (%d sources)",
                  service.config.mirror.url, len(service.sources))

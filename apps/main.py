@@ -31,12 +31,12 @@ def _section_options(pipeline: str) -> dict[str, str]:
 
 
 page_choice = pn.widgets.RadioButtonGroup(name="page", options={p.title: key for key, p in PAGES.items()},
-                                          value=shown.page, button_type="light", orientation="vertical",
+                                          value=shown.page, button_type="default", orientation="vertical",
                                           sizing_mode="stretch_width", css_classes=["pw-nav-pages"])
 pipeline_choice = pn.widgets.Select(name="pipeline", options=pipelines, value=shown.pipeline,
                                     sizing_mode="stretch_width")
 section_choice = pn.widgets.RadioButtonGroup(name="section", options=_section_options(shown.pipeline),
-                                             value=shown.section or _SUMMARY, button_type="light",
+                                             value=shown.section or _SUMMARY, button_type="default",
                                              orientation="vertical", sizing_mode="stretch_width",
                                              visible=shown.page == "pipeline", css_classes=["pw-nav-sections"])
 holder = pn.Column(sizing_mode="stretch_width")

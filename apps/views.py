@@ -236,16 +236,15 @@ class PipelinePage(Viewer):
         diagram only in `complete()` (the session calls it once the page is shown), not now."""
         super().__init__(**params)
         self.store, self.pipeline, self.section = store, pipeline, section
-        self.health = HealthBar(store, pipeline)
+        self.health = HealthBar(store, pipeline, section or None)
         self._mine = [s for s in sources if s.pipeline == pipeline]
         self._flow_hints = flow_hints if flow_hints is not None or config is None else config.flow
         self._config = config
         self.flow: FlowDiagram | None = None
         self.sections: list = []
         """The parts that follow the store every second (charts, tables), once built."""
-        if section:
-            title = f"<h2 class='pw-section-title' style='margin:8px 0 0'>{esc(SECTIONS.get(section, section))}</h2>"
-            self._layout = pn.Column(self.health, pn.pane.HTML(title), sizing_mode="stretch_width")
+        if section:  # each source's part has its own heading
+            self._layout = pn.Column(self.health, sizing_mode="stretch_width")
         else:
             self.report = ReportDownload(store, config or pipeline)  # builds nothing until clicked
             self._layout = pn.Column(self.health, pn.pane.HTML(_section_links(pipeline, self._mine),
@@ -302,12 +301,11 @@ class PipelinePage(Viewer):
 
 
 def _section_links(pipeline: str, sources: list[DeclaredSource]) -> str:
-    """Links into the pipeline's sections, each naming its sources (a pipeline may watch two Kafka clusters)."""
+    """Links into the pipeline's sections (the health bar above names their sources)."""
     links = []
     for kind in sections_of(sources, pipeline):
-        labels = ", ".join(esc(s.label) for s in sources if s.kind == kind and s.label)
         links.append(f'<a class="pw-section-link" data-section="{kind}" href="{pipeline_href(pipeline, kind)}">'
-                     f'{esc(SECTIONS[kind])}</a>' + (f' <span style="opacity:.75">({labels})</span>' if labels else ""))
+                     f'{esc(SECTIONS[kind])}</a>')
     if not links:
         return ""
     return '<nav class="pw-sections" style="margin:4px 0">Sections: ' + " &middot; ".join(links) + "</nav>"

@@ -202,7 +202,7 @@ def test_pipeline_page_has_a_section_per_declared_source_named_as_its_collector(
         labels = [c.cluster_label for c in config.pipelines[1].kafka_clusters]
         assert [s.source for s in clicks.sections] == [("clickstream", f"kafka:{label}") for label in labels]
         deferred = PipelinePage(Store(), "orders", sources, config.pipelines[0], section="flink", defer=True)
-        assert deferred.sections == [] and len(deferred._layout.objects) == 2  # health and title, nothing built
+        assert deferred.sections == [] and len(deferred._layout.objects) == 1  # the health bar, nothing built
         deferred.complete()
         assert [type(s) for s in deferred.sections] == [FlinkView]
     finally:
