@@ -93,11 +93,14 @@ def metrics_link(service) -> pn.pane.HTML:
                         margin=(12, 10))
 
 
+TEMPLATE = pn.template.BootstrapTemplate
+
+
 def frame(header: list, sidebar: list, main: list, dark: bool) -> pn.template.BootstrapTemplate:
     """The template, in the theme the URL asks for (`&theme=dark`: Panel reads it, so widgets and charts follow)."""
     if dark:
         pn.state.curdoc.theme = "dark_minimal"  # the Bokeh charts and tables follow Panel's dark design
-    return pn.template.BootstrapTemplate(
+    return TEMPLATE(
         title="pipewatch", header=header, sidebar=sidebar, main=main, sidebar_width=230,
         busy_indicator=None,
     )

@@ -73,7 +73,8 @@ def test_each_view_has_its_url_old_urls_still_open_and_no_default_view_is_taller
             "?page=errors": ".pw-errors",
         }
         for query, shown in views.items():
-            for theme in ("default", "dark"):
+            themes = ("default", "dark") if "pipeline=" in query else ("default",)  # (the page's size is the same)
+            for theme in themes:
                 page.goto(f"{server.url}{query}&theme={theme}")
                 expect(page.locator(shown).first).to_be_visible(timeout=60_000)
                 if "section=kafka" in query:
@@ -118,6 +119,7 @@ def test_an_open_page_recovers_by_itself_when_the_server_restarts(broker, tmp_pa
         expect(lag).to_have_text(["575"], timeout=60_000)  # live updates resumed without a hand on the page
         expect(page).to_have_url(f"{server.url}?page=pipeline&pipeline=orders&section=kafka")
         # (The browser logs each refused connection while the server is down.)
-        assert [e for e in page.errors if not any(s in e for s in ("ebsocket", "Failed to load resource"))] == []
+        refused = ("websocket", "failed to load resource", "err_connection_refused", "could not open websocket")
+        assert [e for e in page.errors if not any(s in e.lower() for s in refused)] == []
     finally:
         server.stop()
