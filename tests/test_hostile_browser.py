@@ -29,6 +29,7 @@ from urllib.parse import parse_qsl, unquote
 import pytest
 from playwright.sync_api import expect
 
+from apps.pages import SECTIONS
 from tests.kafka_util import commit, create_topic, produce
 from tests.services import free_port, run_async, send_json, wait_until
 from tests.test_app_browser import serving
@@ -297,6 +298,7 @@ async def _insert_note(dsn: str, schema: str) -> None:
         await connection.close()
 
 
+@pytest.mark.timeout(600)  # every page and section, in both themes
 def test_hostile_strings_from_every_source_show_as_text_on_every_page(broker, registry, fake_flink, postgres,
                                                                       pg_schema, tmp_path, browser_page):
     from tests.test_schema_registry import AVRO
@@ -360,12 +362,15 @@ def test_hostile_strings_from_every_source_show_as_text_on_every_page(broker, re
                     "profiling": (DATASET, ENVIRONMENT, TABLE, COLUMN, f"changed {SCRIPT}"),
                     "change_feed": (FEED_KEY, f"v={FEED_VALUE}")}
         summary = page.url
+        for section in shown_in:
+            expect(page.locator(f'.pw-section-link[data-section="{section}"]')).to_have_attribute(
+                "href", f"?page=pipeline&pipeline={PIPELINE}&section={section}", timeout=WAIT)
+        page.locator('.pw-section-link[data-section="kafka"]').click()  # a link: the section's page, anew
         for section, strings in shown_in.items():
-            page.goto(summary)
-            link = page.locator(f'.pw-section-link[data-section="{section}"]')
-            expect(link).to_have_attribute("href", f"?page=pipeline&pipeline={PIPELINE}&section={section}",
-                                           timeout=WAIT)
-            link.click()
+            if section != "kafka":  # the sidebar: the next section in place
+                page.get_by_role("button", name=SECTIONS[section], exact=True).click()
+            expect(page).to_have_url(f"{server.url}?page=pipeline&pipeline={PIPELINE}&section={section}",
+                                     timeout=WAIT)
             _shows(page, *strings, timeout=60)
             _drill_down(page, section, group)
             _screenshot(page, f"/tmp/hostile-light-{section}.png")
@@ -378,9 +383,10 @@ def test_hostile_strings_from_every_source_show_as_text_on_every_page(broker, re
         download.value.save_as(report)
         _never_ran(page)
 
-        # The same pages in the dark theme.
+        # The same sections in the dark theme.
+        page.goto(f"{server.url}?page=pipeline&pipeline={PIPELINE}&theme=dark")
         for section, strings in shown_in.items():
-            page.goto(f"{server.url}?page=pipeline&pipeline={PIPELINE}&section={section}&theme=dark")
+            page.get_by_role("button", name=SECTIONS[section], exact=True).click()
             _shows(page, *strings, timeout=60)
             _screenshot(page, f"/tmp/hostile-dark-{section}.png")
 

@@ -57,6 +57,7 @@ def _seed(bootstrap: str) -> None:
     run_async(commit(bootstrap, "billing", "payments", {p: 3 for p in range(25)}))
 
 
+@pytest.mark.timeout(600)  # every view, opened anew
 def test_each_view_has_its_url_old_urls_still_open_and_no_default_view_is_taller_than_three_screens(
         broker, tmp_path, browser_page):
     _seed(broker.bootstrap)
@@ -92,6 +93,7 @@ def test_each_view_has_its_url_old_urls_still_open_and_no_default_view_is_taller
         assert page.errors == []
 
 
+@pytest.mark.timeout(600)  # a server started twice
 def test_an_open_page_recovers_by_itself_when_the_server_restarts(broker, tmp_path, browser_page):
     _seed(broker.bootstrap)
     config = _config(tmp_path, broker.bootstrap)
