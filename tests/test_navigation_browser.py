@@ -8,6 +8,7 @@ from playwright.sync_api import expect
 from tests.kafka_util import commit, create_topic, produce
 from tests.services import PanelServer, free_port, run_async
 from tests.test_app_browser import group_column, partition_column, serving
+from tests.test_hostile_browser import _screenshot
 
 pytestmark = pytest.mark.browser
 
@@ -82,7 +83,7 @@ def test_each_view_has_its_url_old_urls_still_open_and_no_default_view_is_taller
                     expect(partition_column(page, "group")).to_have_count(20, timeout=30_000)
                     expect(page.locator("canvas").first).to_be_visible(timeout=30_000)
                 assert_fits(page, f"{query} ({theme})")
-                page.screenshot(path=str(tmp_path / f"view-{len(query)}-{theme}.png"))
+                _screenshot(page, str(tmp_path / f"view-{len(query)}-{theme}.png"))
         # Older links: a pipeline by name alone opens its summary; a section the pipeline has not, the summary too.
         page.goto(f"{server.url}?pipeline=orders")
         expect(page.locator(".pw-latency")).to_be_visible(timeout=60_000)
