@@ -45,11 +45,25 @@ def on_server_loaded(server_context) -> None:
         print(f"pipewatch: cannot start\n{exc}", file=sys.stderr, flush=True)
         raise SystemExit(PORT_TAKEN_EXIT) from None
     service.start_in_thread()
+    _warm_up()
     if service.mirror:
         log.info("pipewatch mirror started: showing what the agent at %s collects (%d sources)",
                  service.config.mirror.url, len(service.sources))
     else:
         log.info("pipewatch runtime started: %d collectors", len(service.supervisor.collectors))
+
+
+def _warm_up() -> None:
+    """What the first page opened would otherwise wait for, done while nobody waits: importing the pages' modules,
+    Panel's first `extension` call (HoloViews' backend and Panel's signatures) and compiling the template."""
+    import panel as pn
+
+    import apps.pages  # noqa: F401
+    import apps.views  # noqa: F401
+    from apps.shell import TEMPLATE
+
+    pn.extension("tabulator", notifications=False)
+    TEMPLATE(title="pipewatch")
 
 
 def on_server_unloaded(server_context) -> None:

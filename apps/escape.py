@@ -20,9 +20,10 @@ def esc(value: object) -> str:
     return html.escape(str(value), quote=True)
 
 
-def pipeline_href(name: str) -> str:
-    """The link to a pipeline's page, for an href attribute (already HTML-escaped)."""
-    return esc(f"?page=pipeline&pipeline={quote(name, safe='')}")
+def pipeline_href(name: str, section: str = "") -> str:
+    """The link to a pipeline's page (or to one of its sections), for an href attribute (already HTML-escaped)."""
+    link = f"?page=pipeline&pipeline={quote(name, safe='')}"
+    return esc(f"{link}&section={quote(section, safe='')}" if section else link)
 
 
 def spreadsheet_safe(frame: pd.DataFrame) -> pd.DataFrame:

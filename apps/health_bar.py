@@ -19,9 +19,10 @@ from monitoring.store import Store
 class HealthBar(Viewer):
     """One badge per collector of a pipeline: state, last update, and the reason when not up."""
 
-    def __init__(self, store: Store, pipeline: str, **params) -> None:
+    def __init__(self, store: Store, pipeline: str, kind: str | None = None, **params) -> None:
+        """kind: only the sources of this kind (a section's), and the mirror's copy; None: every source."""
         super().__init__(**params)
-        self.store, self.pipeline = store, pipeline
+        self.store, self.pipeline, self.kind = store, pipeline, kind
         # A plain model (LiveHTML, not a Bokeh Div: see there): it changes every second in every session, and a
         # Panel pane's update costs ten times more (parameter watchers) than setting the model's text.
         self.div = LiveHTML("", name="health-bar", sizing_mode="stretch_width")
@@ -33,12 +34,16 @@ class HealthBar(Viewer):
     def states(self, now: float) -> tuple:
         """The state of each of the pipeline's sources (and of the mirror's copy): a change redraws the page."""
         return tuple((source, h.effective_state(now)) for source, h in sorted(self.store.health().items())
-                     if source[0] == self.pipeline or source == MIRROR_SOURCE)
+                     if self._shows(source) or source == MIRROR_SOURCE)
+
+    def _shows(self, source: tuple[str, str]) -> bool:
+        pipeline, collector = source
+        return pipeline == self.pipeline and (self.kind is None or collector.split(":", 1)[0] == self.kind)
 
     def refresh(self) -> None:
         now = time.time()
         health = self.store.health()
-        badges = [self._badge(h, now) for (pipeline, _), h in sorted(health.items()) if pipeline == self.pipeline]
+        badges = [self._badge(h, now) for source, h in sorted(health.items()) if self._shows(source)]
         text = " ".join(badges) or "<em>no sources configured for this pipeline</em>"
         if MIRROR_SOURCE in health:  # a mirror: whether the copy is current is part of every source's health
             text += " " + self._badge(health[MIRROR_SOURCE], now)

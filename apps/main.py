@@ -1,111 +1,94 @@
-"""pipewatch's dashboard; each browser session runs this script and builds its own views.
+"""pipewatch's dashboard; each browser session runs this script and builds the one page its URL names.
 
-The URL says what is shown, so a link shows the same page to someone else:
-`?page=overview` (the default), `?page=pipeline&pipeline=NAME`, `?page=aggregate`, `?page=errors`, `?page=alerts`,
-and `&theme=dark`
-for the dark theme. `?pipeline=NAME` alone (older links) opens that pipeline, `?pipeline=_aggregate` the
-aggregate page.
+The URL says what is shown, so a link shows the same page to someone else (docs/dashboard.md lists them:
+`?page=pipeline&pipeline=NAME&section=flink`, `?page=alerts`, `&theme=dark`, and the older `?pipeline=NAME`).
+The page is built in two steps: what the first paint needs now, the heavy parts (charts, tables, diagram) once
+the browser shows it.
 """
 
 from __future__ import annotations
 
 import panel as pn
 
-from apps.aggregate_view import AggregatePage
-from apps.alerts_view import AlertsPage, firing_badge
-from apps.errors_view import ErrorsPage
-from apps.escape import esc
-from apps.overview_view import OverviewPage
-from apps.views import PipelinePage
-from monitoring.models.aggregate import AGGREGATE_PIPELINE
+from apps.alerts_view import firing_badge
+from apps.pages import PAGES, SECTIONS, Route, fit_section, pipeline_names, route, sections_of
+from apps.shell import connection_watch, frame, metrics_link, theme_switch
 from pipewatch.service import get_service
 
 pn.extension("tabulator", sizing_mode="stretch_width", notifications=False)
+pn.config.reconnect = True  # a dropped websocket is re-opened (apps/shell.py: and a restarted server reloads the page)
 
 service = get_service()
 if not service.supervisor.running:  # served without app_hooks.py (e.g. `panel serve apps/main.py`)
     service.start_exporter()
     service.start_in_thread()
 
-pipelines = [p.name for p in service.config.pipelines]
-# All pipelines: this process's, remote agents' (`remote_agents`) and Prometheus' (`prometheus`).
-PAGES = {"Overview": "overview", "Pipeline": "pipeline", "All pipelines": "aggregate", "Errors": "errors",
-         "Alerts": "alerts"}
+pipelines = pipeline_names(service)
+shown = route(pn.state.session_args or {}, pipelines, service.sources)
+_SUMMARY = "summary"  # the section choice's value for the pipeline's summary (no `section` in the URL)
 
 
-def _initial(args: dict[str, list[bytes]]) -> tuple[str, str]:
-    """(page, pipeline) the URL asks for; anything unknown falls back to the overview / first pipeline."""
-    page = args.get("page", [b""])[0].decode("utf-8", "replace")
-    pipeline = args.get("pipeline", [b""])[0].decode("utf-8", "replace")
-    if not page and pipeline:  # links from before pages had names
-        page = "aggregate" if pipeline == AGGREGATE_PIPELINE else "pipeline"
-    if page not in PAGES.values():
-        page = "overview"
-    if pipeline not in pipelines:
-        pipeline = pipelines[0]
-    return page, pipeline
+def _section_options(pipeline: str) -> dict[str, str]:
+    return {"Summary": _SUMMARY, **{SECTIONS[kind]: kind for kind in sections_of(service.sources, pipeline)}}
 
 
-initial_page, initial_pipeline = _initial(pn.state.session_args or {})
-page_choice = pn.widgets.RadioButtonGroup(name="page", options=PAGES, value=initial_page, button_type="light",
-                                          width=120 * len(PAGES))
-pipeline_choice = pn.widgets.Select(name="pipeline", options=pipelines, value=initial_pipeline, width=220,
-                                    visible=initial_page == "pipeline")
-if pn.state.location is not None:
-    pn.state.location.sync(page_choice, {"value": "page"})
-    pn.state.location.sync(pipeline_choice, {"value": "pipeline"})
-dark = pn.config.theme == "dark"
-theme_toggle = pn.widgets.Button(name="Light theme" if dark else "Dark theme", button_type="light", width=110)
-# The theme applies when the page is built: switch by reloading the same URL with the other theme.
-theme_toggle.js_on_click(code="""
-    const url = new URL(window.location.href);
-    url.searchParams.set('theme', url.searchParams.get('theme') === 'dark' ? 'default' : 'dark');
-    window.location.href = url.toString();
-""")
-if dark:
-    pn.state.curdoc.theme = "dark_minimal"  # the Bokeh charts and tables follow Panel's dark design
-metrics_link = (
-    f'<a href="{esc(f"http://{service.exporter.host}:{service.exporter.port}/metrics")}" target="_blank">/metrics</a>'
-    if service.exporter else ""
-)
+page_choice = pn.widgets.RadioButtonGroup(name="page", options={p.title: key for key, p in PAGES.items()},
+                                          value=shown.page, button_type="default", orientation="vertical",
+                                          sizing_mode="stretch_width", css_classes=["pw-nav-pages"])
+pipeline_choice = pn.widgets.Select(name="pipeline", options=pipelines, value=shown.pipeline,
+                                    sizing_mode="stretch_width")
+section_choice = pn.widgets.RadioButtonGroup(name="section", options=_section_options(shown.pipeline),
+                                             value=shown.section or _SUMMARY, button_type="default",
+                                             orientation="vertical", sizing_mode="stretch_width",
+                                             visible=shown.page == "pipeline", css_classes=["pw-nav-sections"])
 holder = pn.Column(sizing_mode="stretch_width")
 current: dict[str, object] = {}
-"""This session's page and, once the browser is connected, its periodic callback (the ticker)."""
+"""This session's page, its route and, once the browser is connected, its periodic callback (the ticker)."""
 
 
-def build(page: str, pipeline: str):
-    if page == "aggregate":
-        return AggregatePage.of(service)
-    if page == "errors":
-        return ErrorsPage(service.store, pipelines)
-    if page == "alerts":
-        return AlertsPage(service.alerts, pn.state.user, service.config.mirror.url if service.mirror else None)
-    if page == "pipeline":
-        config = next(p for p in service.config.pipelines if p.name == pipeline)
-        return PipelinePage(service.store, pipeline, service.sources, config)
-    return OverviewPage(service.store, service.alerts)
-
-
-def show(*_events) -> None:
-    pipeline_choice.visible = page_choice.value == "pipeline"
-    # What is shown; a pipeline value that is not one (an old `?pipeline=_aggregate` link, synced from the browser's
-    # URL as it connects) changes nothing. Rebuilding the page then would add models the connecting browser misses.
-    shown = (page_choice.value, pipeline_choice.value if page_choice.value == "pipeline" else None)
-    if shown[1] not in (None, *pipelines):
-        pipeline_choice.value = pipelines[0]  # shows it (this function again, by the watcher)
-        return
-    if current.get("shown") == shown:
-        return
+def show(target: Route) -> None:
     if "page" in current:
         current["page"].close()
-    page = build(page_choice.value, pipeline_choice.value)
-    current["page"], current["shown"] = page, shown
+    page = PAGES[target.page].build(service, target)
+    current["page"], current["route"] = page, target
     holder[:] = [page]
-    if "ticker" in current:  # connected already: push can start at once
+    if "ticker" in current:  # connected already: the rest at once, and push can start
+        _complete(page)
         page.go_live()
 
 
+dark = pn.config.theme == "dark"
 alerts_badge = pn.pane.HTML(firing_badge(service.alerts, dark), width=90, css_classes=["pw-header-alerts"])
+
+
+def navigate(*_events) -> None:
+    """A choice in the sidebar: show that page and put its URL in the address bar (keeping the theme)."""
+    if current.get("navigating"):
+        return
+    current["navigating"] = True
+    try:
+        page, pipeline = page_choice.value, pipeline_choice.value
+        options = _section_options(pipeline)
+        if section_choice.options != options:
+            section_choice.options = options
+        section = fit_section(page, "" if section_choice.value == _SUMMARY else section_choice.value,
+                              service.sources, pipeline)
+        section_choice.value = section or _SUMMARY
+        section_choice.visible = page == "pipeline"
+    finally:
+        current["navigating"] = False
+    target = Route(page, pipeline, section)
+    if target == current["route"]:
+        return
+    show(target)
+    location = pn.state.location
+    if location is not None:
+        location.search = target.query(location.query_params)
+
+
+def _complete(page) -> None:
+    if hasattr(page, "complete"):
+        page.complete()
 
 
 def tick() -> None:
@@ -119,6 +102,7 @@ def tick() -> None:
 def start_ticking() -> None:
     # Only once the browser is connected: changes made between the page's first render and the
     # websocket connection never reach the browser, and a stale document stops updating.
+    _complete(current["page"])
     tick()
     current["page"].go_live()
     # Bokeh's own periodic callback: Panel's wrapper also updates a busy indicator on every call, which
@@ -126,16 +110,17 @@ def start_ticking() -> None:
     current["ticker"] = pn.state.curdoc.add_periodic_callback(tick, 1000)
 
 
-show()
-page_choice.param.watch(show, "value")
-pipeline_choice.param.watch(show, "value")
+show(shown)
+for widget in (page_choice, pipeline_choice, section_choice):
+    widget.param.watch(navigate, "value")
 pn.state.onload(start_ticking)
 # `current` bound now: Bokeh clears this script's namespace before it calls the session's destroy callbacks.
 pn.state.on_session_destroyed(lambda _context, current=current: current["page"].close())
 
-pn.Column(
-    pn.Row(pn.pane.HTML("<h2 style='margin:4px 0'>pipewatch</h2>", width=140), page_choice, pipeline_choice,
-           alerts_badge, theme_toggle, pn.pane.HTML(metrics_link, width=80), sizing_mode="stretch_width"),
-    holder,
-    sizing_mode="stretch_width",
+frame(
+    header=[pn.Row(pn.layout.HSpacer(), alerts_badge, metrics_link(service), theme_switch(dark), connection_watch(),
+                   sizing_mode="stretch_width")],
+    sidebar=[pn.pane.HTML("<b>Pages</b>", margin=(10, 10, 0, 10)), page_choice, pipeline_choice, section_choice],
+    main=[holder],
+    dark=dark,
 ).servable(title="pipewatch")

@@ -14,12 +14,13 @@ from panel.viewable import Viewer
 
 from apps.change_feed_view import ChangeFeedView
 from apps.dead_letter_view import DeadLetterView, declares_dead_letters
-from apps.escape import esc
+from apps.escape import esc, pipeline_href
 from apps.flink_view import FlinkView
 from apps.flow_view import FlowDiagram
 from apps.format_templates import COUNT, RATE, duration_formatter
 from apps.health_bar import HealthBar
 from apps.live import LiveChart
+from apps.pages import SECTIONS, sections_of
 from apps.palette import LAG_STATUS_COLOURS, WARNING_TEXT, coloured_cell
 from apps.pipeline_overview import PipelineOverview
 from apps.profiling_view import ProfilingView
@@ -225,32 +226,56 @@ def _num(value: float | int | None) -> float:
 
 
 class PipelinePage(Viewer):
-    """Everything about one pipeline: source health, then one section per source the config declares."""
+    """One pipeline: its summary (source health, flow diagram, throughput, lag and latency, links into the sections)
+    or one of its sections (every declared source of one kind: Kafka, Flink...), under its source health."""
 
     def __init__(self, store: Store, pipeline: str, sources: list[DeclaredSource], config: Pipeline | None = None,
-                 flow_hints: FlowHints | None = None, **params) -> None:
+                 flow_hints: FlowHints | None = None, section: str = "", defer: bool = False, **params) -> None:
         """sources: the config's declared sources (monitoring.sources.declared_sources), the pipeline's picked
-        here; config: the pipeline's configuration (expected traffic, flow hints, what reports include), when known."""
+        here; config: the pipeline's configuration (expected traffic, flow hints, what reports include), when known;
+        section: a kind of source (apps/pages.py SECTIONS), "" for the summary; defer: build the charts, tables and
+        diagram only in `complete()` (the session calls it once the page is shown), not now."""
         super().__init__(**params)
-        self.health = HealthBar(store, pipeline)
-        mine = [s for s in sources if s.pipeline == pipeline]
-        if flow_hints is None and config is not None:
-            flow_hints = config.flow
-        self.flow = FlowDiagram(store, pipeline, flow_hints,
-                                next((s.config for s in mine if s.kind == CHANGE_FEED), None))
-        self.report = ReportDownload(store, config or pipeline)  # builds nothing until clicked
-        traffic = config.traffic if config is not None else None
-        self.sections = [PipelineOverview(store, pipeline, traffic)]
-        if declares_dead_letters(config):
-            self.sections.append(DeadLetterView(store, pipeline))
-        for kind in (KAFKA, SCHEMA_REGISTRY, FLINK, PROFILING, CHANGE_FEED):  # the page's order of sections
-            self.sections += [_section(store, source) for source in mine if source.kind == kind]
-        self._layout = pn.Column(self.health, self.flow, self.report.panel, *self.sections, sizing_mode="stretch_width")
+        self.store, self.pipeline, self.section = store, pipeline, section
+        self.health = HealthBar(store, pipeline, section or None)
+        self._mine = [s for s in sources if s.pipeline == pipeline]
+        self._flow_hints = flow_hints if flow_hints is not None or config is None else config.flow
+        self._config = config
+        self.flow: FlowDiagram | None = None
+        self.sections: list = []
+        """The parts that follow the store every second (charts, tables), once built."""
+        if section:  # each source's part has its own heading
+            self._layout = pn.Column(self.health, sizing_mode="stretch_width")
+        else:
+            self.report = ReportDownload(store, config or pipeline)  # builds nothing until clicked
+            self._layout = pn.Column(self.health, pn.pane.HTML(_section_links(pipeline, self._mine),
+                                                               sizing_mode="stretch_width"),
+                                     sizing_mode="stretch_width")
+        self._complete = False
         self._states: tuple | None = None
         self._detail_at = 0.0
+        if not defer:
+            self.complete()
 
     def __panel__(self):
         return self._layout
+
+    def complete(self) -> None:
+        """Build and show the heavy parts: the flow diagram and charts (summary) or the section's sources."""
+        if self._complete:
+            return
+        self._complete = True
+        if self.section:
+            self.sections = [_section(self.store, source) for source in self._mine if source.kind == self.section]
+            self._layout.extend(self.sections)
+            return
+        self.flow = FlowDiagram(self.store, self.pipeline, self._flow_hints,
+                                next((s.config for s in self._mine if s.kind == CHANGE_FEED), None))
+        traffic = self._config.traffic if self._config is not None else None
+        self.sections = [PipelineOverview(self.store, self.pipeline, traffic)]
+        if declares_dead_letters(self._config):
+            self.sections.append(DeadLetterView(self.store, self.pipeline))
+        self._layout.extend([self.flow, self.report.panel, *self.sections])
 
     def refresh(self) -> None:
         """Called once a second by the session: the charts every time, the rest every DETAIL_SECONDS or when a
@@ -261,7 +286,8 @@ class PipelinePage(Viewer):
         if detail:
             self._states, self._detail_at = states, now
             self.health.refresh()
-            self.flow.refresh()
+            if self.flow is not None:
+                self.flow.refresh()
         for section in self.sections:
             section.refresh(detail)
 
@@ -275,6 +301,17 @@ class PipelinePage(Viewer):
         for section in self.sections:
             if hasattr(section, "close"):
                 section.close()
+
+
+def _section_links(pipeline: str, sources: list[DeclaredSource]) -> str:
+    """Links into the pipeline's sections (the health bar above names their sources)."""
+    links = []
+    for kind in sections_of(sources, pipeline):
+        links.append(f'<a class="pw-section-link" data-section="{kind}" href="{pipeline_href(pipeline, kind)}">'
+                     f'{esc(SECTIONS[kind])}</a>')
+    if not links:
+        return ""
+    return '<nav class="pw-sections" style="margin:4px 0">Sections: ' + " &middot; ".join(links) + "</nav>"
 
 
 def _section(store: Store, source: DeclaredSource):

@@ -8,6 +8,7 @@ import itertools
 import numpy as np
 import pandas as pd
 import panel as pn
+from bokeh.model import Model
 from bokeh.models import (
     Button,
     CDSView,
@@ -63,7 +64,7 @@ def table(columns: dict[str, object], name: str, page_size: int) -> pn.widgets.T
     return pn.widgets.Tabulator(
         pd.DataFrame(columns=list(columns)), name=name, show_index=False, disabled=True, sizing_mode="stretch_width",
         pagination="remote", page_size=page_size, layout="fit_data_stretch",
-        formatters={column: f for column, f in columns.items() if f is not None},
+        formatters={column: f.clone() if isinstance(f, Model) else f for column, f in columns.items() if f is not None},
     )
 
 
@@ -99,7 +100,9 @@ class LiveTable:
             source=self.source, view=CDSView(), name=name, css_classes=[f"pw-table-{name}"], index_position=None,
             sortable=True, reorderable=False, sizing_mode="stretch_width", row_height=_ROW_HEIGHT,
             height=_ROW_HEIGHT + 6,
-            columns=[TableColumn(field=c, title=c, formatter=f if f is not None else text, editor=editor)
+            # A formatter of its own: a model belongs to one session's document, and a table built once the page is
+            # shown (apps/main.py) joins it by an update, which refuses a model another session holds.
+            columns=[TableColumn(field=c, title=c, formatter=f.clone() if f is not None else text, editor=editor)
                      for c, f in columns.items()])
         self.previous = Button(label="Previous", width=90, visible=False, name=f"{name}-previous")
         self.next = Button(label="Next", width=90, visible=False, name=f"{name}-next")

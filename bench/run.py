@@ -571,6 +571,8 @@ SECTIONS = {
     "change_feed": ("bench_change_feed", "Change feed: insert-to-browser delay with many viewers, and memory"),
     "exporter": ("bench_exporter", "Exporter: scrape time and memory for 1k, 10k and 100k series"),
     "sessions": ("bench_sessions", "Sessions per server process: CPU and memory of 1, 25 and 100 live pages"),
+    "page_open": ("bench_page_open", "Page open: first view and everything drawn, 1 and 25 pages, against a minimal "
+                                     "Panel page"),
 }
 """Benchmarks whose section of the page can be rerun alone (`--only NAME`), between markers."""
 

@@ -144,3 +144,8 @@ def number(value: float | None, unit: str = "") -> str:
     tenths = _round(value * 10)
     text = _tenths(tenths) if tenths < 100 else f"{_round(value):,}"
     return f"{text} {unit}" if unit else text
+
+
+def share(ratio: float | None) -> str:
+    """A ratio as a percentage, with `number`'s precision: `0.4 %`, `5.0 %`, `12 %`."""
+    return UNKNOWN if _missing(ratio) else number(ratio * 100, "%")

@@ -75,6 +75,7 @@ def chromium():
 def browser_page(chromium):
     """A page that records JavaScript errors (reported when a test fails)."""
     page = chromium.new_page(viewport={"width": 1400, "height": 1000})
+    page.set_default_navigation_timeout(90_000)  # a page's scripts and styles, on a busy two-core machine
     page.errors = []
     page.on("pageerror", lambda error: page.errors.append(str(error)))
     page.on("console", lambda message: message.type == "error" and page.errors.append(message.text))

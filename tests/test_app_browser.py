@@ -107,7 +107,7 @@ def test_page_shows_exact_lag_live_updates_and_source_down_then_up(broker, tmp_p
     with serving(tmp_path, config, browser_page) as server:
         page = browser_page
         line_updates = _patch_ids(page, '"pw-line-')
-        page.goto(f"{server.url}?pipeline=orders")
+        page.goto(f"{server.url}?page=pipeline&pipeline=orders&section=kafka")
         # Partitions table, most lagging first; partition 2 has no commit: unknown, not 0.
         expect(page.get_by_text("Partitions (the 1,000 most lagging)")).to_be_visible(timeout=30_000)
         expect(partition_column(page, "lag")).to_have_text(["6", "0", "unknown"], timeout=30_000)
@@ -139,7 +139,7 @@ def test_page_shows_exact_lag_live_updates_and_source_down_then_up(broker, tmp_p
         other_errors: list[str] = []
         other.on("pageerror", lambda error: other_errors.append(str(error)))
         other_updates = _patch_ids(other, '"pw-line-')
-        other.goto(f"{server.url}?pipeline=orders")
+        other.goto(f"{server.url}?page=pipeline&pipeline=orders&section=kafka")
         wait_until(lambda: _chart_lines(other, "lag-chart") == {"billing / payments": 11.0}, 30,
                    what="the second page's lag chart at 11")
 
@@ -204,7 +204,7 @@ def test_schema_registry_section_shows_subjects_changes_and_outage(registry, tmp
     )
     with serving(tmp_path, config, browser_page) as server:
         page = browser_page
-        page.goto(f"{server.url}?pipeline=catalog")
+        page.goto(f"{server.url}?page=pipeline&pipeline=catalog&section=schema_registry")
         from apps.registry_view import _CHANGE_COLUMNS, _SUBJECT_COLUMNS
 
         def subjects(field: str):
@@ -269,7 +269,7 @@ def test_profiling_section_shows_kpis_runs_live_and_exports_what_it_shows(postgr
     )
     with serving(tmp_path, config, browser_page) as server:
         page = browser_page
-        page.goto(f"{server.url}?pipeline=warehouse")
+        page.goto(f"{server.url}?page=pipeline&pipeline=warehouse&section=profiling")
         expect(page.locator('.pw-kpi[data-kpi="runs"] .pw-kpi-value')).to_have_text("4", timeout=30_000)
         expect(page.locator('.pw-kpi[data-kpi="failure rate"] .pw-kpi-value')).to_have_text("25.0%")
         runs = page.locator(".tabulator").filter(has=page.locator('[tabulator-field="run id"]'))
@@ -304,7 +304,7 @@ def test_flink_section_shows_jobs_graph_and_exceptions(flink, tmp_path, browser_
     )
     with serving(tmp_path, config, browser_page) as server:
         page = browser_page
-        page.goto(f"{server.url}?pipeline=streams")
+        page.goto(f"{server.url}?page=pipeline&pipeline=streams&section=flink")
         from apps.flink_view import _EXCEPTION_COLUMNS, _JOB_COLUMNS
 
         expect(live_column(page, "flink-jobs-table", _JOB_COLUMNS, "job")).to_have_text(
@@ -366,7 +366,7 @@ def test_change_feed_shows_a_new_row_live_and_payloads_as_text(postgres, pg_sche
     card_patches = {page: _patch_ids(page, "-cards\""), other: _patch_ids(other, "-cards\"")}
     with serving(tmp_path, config, browser_page) as server, closing(other):
         for viewer in (page, other):
-            viewer.goto(f"{server.url}?pipeline=shop")
+            viewer.goto(f"{server.url}?page=pipeline&pipeline=shop&section=change_feed")
             expect(viewer.locator('.pw-feed-connection[data-state="up"]')).to_be_visible(timeout=30_000)
         run_async(write(f'INSERT INTO "{pg_schema}".orders VALUES (42, \'new\', 5, $1)',
                         "<script>window.pwned=1</script>"))

@@ -55,20 +55,32 @@ def test_overview_navigation_shareable_urls_theme_and_a_source_going_down_and_ba
         expect(page.locator('.pw-health[data-collector="kafka"]')).to_have_attribute("data-state", "up", timeout=30_000)
         expect(page.locator(".pw-latency")).to_be_visible(timeout=30_000)
 
-        # Choosing another pipeline changes the URL, and that URL opened anew shows the same page.
+        # The summary links into the pipeline's sections; the sidebar opens them in place and the URL follows.
+        expect(page.locator('.pw-section-link[data-section="kafka"]')).to_have_attribute(
+            "href", "?page=pipeline&pipeline=audit&section=kafka")
+        page.get_by_role("button", name="Kafka", exact=True).click()
+        expect(page).to_have_url(f"{server.url}?page=pipeline&pipeline=audit&section=kafka", timeout=30_000)
         groups = group_column(page, "group")
         expect(groups.first).to_have_text("auditor", timeout=30_000)
+
+        # Choosing another pipeline keeps the section and changes the URL; that URL opened anew shows the same page.
         page.get_by_label("pipeline", exact=True).select_option("orders")
-        expect(page).to_have_url(f"{server.url}?page=pipeline&pipeline=orders", timeout=30_000)
+        expect(page).to_have_url(f"{server.url}?page=pipeline&pipeline=orders&section=kafka", timeout=30_000)
         expect(groups.first).to_have_text("billing", timeout=30_000)
         shared = page.context.browser.new_page()
         shared.goto(page.url)
         expect(shared.get_by_label("pipeline", exact=True)).to_have_value("orders", timeout=30_000)
-        expect(shared.locator(".pw-latency")).to_be_visible(timeout=30_000)
+        expect(group_column(shared, "group").first).to_have_text("billing", timeout=30_000)
         shared.close()
         page.bring_to_front()  # a page behind another gets no animation frames, which clicks wait for
 
-        # Back to the overview by the page buttons.
+        # Back to the overview by the page buttons; the browser's Back button returns to the section.
+        page.get_by_role("button", name="Overview").click()
+        expect(page).to_have_url(f"{server.url}?page=overview&pipeline=orders", timeout=30_000)
+        expect(tile).to_have_attribute("data-health", "ok", timeout=30_000)
+        page.go_back()
+        expect(page).to_have_url(f"{server.url}?page=pipeline&pipeline=orders&section=kafka", timeout=30_000)
+        expect(groups.first).to_have_text("billing", timeout=30_000)
         page.get_by_role("button", name="Overview").click()
         expect(page).to_have_url(f"{server.url}?page=overview&pipeline=orders", timeout=30_000)
         expect(tile).to_have_attribute("data-health", "ok", timeout=30_000)

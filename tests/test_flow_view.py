@@ -71,7 +71,8 @@ def test_pipeline_page_shows_the_diagram_after_the_health_bar():
     from apps.views import PipelinePage
 
     page = PipelinePage(pipeline_store(), "orders", [], flow_hints=HINTS)
-    assert page._layout.objects[1][0][0].object is page.flow.figure  # the section right after the health bar
+    # Right after the health bar and the links into the sections.
+    assert page._layout.objects[2][0][0].object is page.flow.figure
     page.refresh()
     assert "job:local/enrich" in page.flow.models.nodes.data["id"]
 

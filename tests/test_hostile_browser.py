@@ -29,6 +29,7 @@ from urllib.parse import parse_qsl, unquote
 import pytest
 from playwright.sync_api import expect
 
+from apps.pages import SECTIONS
 from tests.kafka_util import commit, create_topic, produce
 from tests.services import free_port, run_async, send_json, wait_until
 from tests.test_app_browser import serving
@@ -202,6 +203,42 @@ _CHOICES = """() => {
 }"""
 
 
+def _drill_down(page, section: str, group: str) -> None:
+    """A section's drill-downs: each Flink job (its facts and graph), the group, a profiling run; rows selected."""
+    if section == "flink":
+        _choose(page, f"{STEADY_JOB} ({_RECORDED['steady'][:8]})")
+        expect(page.locator(".pw-vertex", has_text=VERTEX)).to_be_visible(timeout=WAIT)
+        _shows(page, VERTEX)
+        _choose(page, f"{FAILING_JOB} ({_RECORDED['failing'][:8]})")
+        expect(page.locator(".pw-flink-job")).to_contain_text("RESTARTING", timeout=WAIT)
+        _shows(page, FAILING_JOB, EXCEPTION)
+    elif section == "kafka":
+        _choose(page, group)
+        expect(page.locator(".pw-table-members-table")).to_be_visible(timeout=WAIT)
+        _shows(page, group)
+        _click(page, ".slick-cell", group)  # a row of a live table (the groups') selected
+    elif section == "profiling":
+        _click(page, '.tabulator-row [tabulator-field="run id"]', "run-new")
+        title = f"Column metrics of run run-new of {DATASET}"
+        expect(page.locator(".pw-run-title")).to_contain_text(title, timeout=WAIT)
+        # The run detail (the drift table has a "metric" column too, not a "value" one).
+        detail = page.locator(".tabulator").filter(has=page.locator('[tabulator-field="value"]'))
+        expect(detail.locator('.tabulator-row [tabulator-field="column"]')).to_have_text([COLUMN], timeout=WAIT)
+        _click(page, '.tabulator-row [tabulator-field="table"]', TABLE)  # a drift alert's row
+        # The filters' options (Choices.js draws their labels as HTML: escaped, they read as written).
+        assert {DATASET, ENVIRONMENT} <= set(page.evaluate(_CHOICES))
+        _shows(page, DATASET, ENVIRONMENT, COLUMN)
+        # The selected run stays selected when the page shows the collector's next snapshot (of the same runs).
+        status = 'Bokeh.documents[0].get_model_by_name("profiling-status").text'
+        shown = page.evaluate(status)
+        page.wait_for_function(f"(shown) => {status} !== shown", arg=shown, timeout=WAIT)
+        expect(page.locator(".pw-run-title")).to_contain_text(title, timeout=WAIT)
+    elif section == "change_feed":
+        _click(page, ".slick-cell", FEED_KEY)  # a change-feed row
+        _shows(page, FEED_KEY)
+    _never_ran(page)
+
+
 def _screenshot(page, path: str) -> None:
     """The whole page, through the DevTools protocol (Playwright's own waits for web fonts, which never load
     offline)."""
@@ -261,6 +298,7 @@ async def _insert_note(dsn: str, schema: str) -> None:
         await connection.close()
 
 
+@pytest.mark.timeout(600)  # every page and section, in both themes
 def test_hostile_strings_from_every_source_show_as_text_on_every_page(broker, registry, fake_flink, postgres,
                                                                       pg_schema, tmp_path, browser_page):
     from tests.test_schema_registry import AVRO
@@ -316,52 +354,41 @@ def test_hostile_strings_from_every_source_show_as_text_on_every_page(broker, re
         expect(link).to_have_attribute("href", f"?page=pipeline&pipeline={PIPELINE}", timeout=WAIT)
         link.click()
 
-        # The pipeline page, every section: Kafka, schema registry, Flink, profiling, change feed.
+        # The pipeline's summary, then every section (Kafka, schema registry, Flink, profiling, change feed) by its
+        # link, which carries the hostile name URL-encoded.
         expect(page.locator(".pw-health").first).to_be_visible(timeout=2 * WAIT)
-        everything = (group, SUBJECT, REGISTRY_ERROR, STEADY_JOB, FAILING_JOB, EXCEPTION, DATASET, ENVIRONMENT, TABLE,
-                      COLUMN, f"changed {SCRIPT}", FEED_KEY, f"v={FEED_VALUE}")
-        _shows(page, *everything, timeout=60)
-        # Drill-downs: each Flink job (its facts and graph), the group, a profiling run; rows selected.
-        _choose(page, f"{STEADY_JOB} ({_RECORDED['steady'][:8]})")
-        expect(page.locator(".pw-vertex", has_text=VERTEX)).to_be_visible(timeout=WAIT)
-        _shows(page, VERTEX)
-        _choose(page, f"{FAILING_JOB} ({_RECORDED['failing'][:8]})")
-        expect(page.locator(".pw-flink-job")).to_contain_text("RESTARTING", timeout=WAIT)
-        _shows(page, FAILING_JOB, EXCEPTION)
-        _choose(page, group)
-        expect(page.locator(".pw-table-members-table")).to_be_visible(timeout=WAIT)
-        _shows(page, group)
-        _click(page, ".slick-cell", group)  # a row of a live table (the groups') selected
-        _click(page, '.tabulator-row [tabulator-field="run id"]', "run-new")
-        title = f"Column metrics of run run-new of {DATASET}"
-        expect(page.locator(".pw-run-title")).to_contain_text(title, timeout=WAIT)
-        # The run detail (the drift table has a "metric" column too, not a "value" one).
-        detail = page.locator(".tabulator").filter(has=page.locator('[tabulator-field="value"]'))
-        expect(detail.locator('.tabulator-row [tabulator-field="column"]')).to_have_text([COLUMN], timeout=WAIT)
-        _click(page, '.tabulator-row [tabulator-field="table"]', TABLE)  # a drift alert's row
-        _click(page, ".slick-cell", FEED_KEY)  # a change-feed row
-        # The filters' options (Choices.js draws their labels as HTML: escaped, they read as written).
-        assert {DATASET, ENVIRONMENT} <= set(page.evaluate(_CHOICES))
-        _shows(page, DATASET, ENVIRONMENT, COLUMN, FEED_KEY)
-        # The selected run stays selected when the page shows the collector's next snapshot (of the same runs).
-        status = 'Bokeh.documents[0].get_model_by_name("profiling-status").text'
-        shown = page.evaluate(status)
-        page.wait_for_function(f"(shown) => {status} !== shown", arg=shown, timeout=WAIT)
-        expect(page.locator(".pw-run-title")).to_contain_text(title, timeout=WAIT)
-        _never_ran(page)
-        _screenshot(page, "/tmp/hostile-light.png")
+        shown_in = {"kafka": (group,), "schema_registry": (SUBJECT, REGISTRY_ERROR),
+                    "flink": (STEADY_JOB, FAILING_JOB, EXCEPTION),
+                    "profiling": (DATASET, ENVIRONMENT, TABLE, COLUMN, f"changed {SCRIPT}"),
+                    "change_feed": (FEED_KEY, f"v={FEED_VALUE}")}
+        summary = page.url
+        for section in shown_in:
+            expect(page.locator(f'.pw-section-link[data-section="{section}"]')).to_have_attribute(
+                "href", f"?page=pipeline&pipeline={PIPELINE}&section={section}", timeout=WAIT)
+        page.locator('.pw-section-link[data-section="kafka"]').click()  # a link: the section's page, anew
+        for section, strings in shown_in.items():
+            if section != "kafka":  # the sidebar: the next section in place
+                page.get_by_role("button", name=SECTIONS[section], exact=True).click()
+            expect(page).to_have_url(f"{server.url}?page=pipeline&pipeline={PIPELINE}&section={section}",
+                                     timeout=WAIT)
+            _shows(page, *strings, timeout=60)
+            _drill_down(page, section, group)
+            _screenshot(page, f"/tmp/hostile-light-{section}.png")
 
-        # The report, downloaded and opened from its file (below).
+        # The report, downloaded from the summary and opened from its file (below).
+        page.goto(summary)
         with page.expect_download(timeout=2 * WAIT) as download:
             page.get_by_role("button", name="Report").click()
         report = tmp_path / "report.html"
         download.value.save_as(report)
         _never_ran(page)
 
-        # The same page in the dark theme.
+        # The same sections in the dark theme.
         page.goto(f"{server.url}?page=pipeline&pipeline={PIPELINE}&theme=dark")
-        _shows(page, *everything, timeout=60)
-        _screenshot(page, "/tmp/hostile-dark.png")
+        for section, strings in shown_in.items():
+            page.get_by_role("button", name=SECTIONS[section], exact=True).click()
+            _shows(page, *strings, timeout=60)
+            _screenshot(page, f"/tmp/hostile-dark-{section}.png")
 
         # The aggregate and errors pages, dark and light.
         for theme in ("dark", "default"):

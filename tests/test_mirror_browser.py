@@ -40,7 +40,7 @@ def test_two_mirror_processes_show_the_agents_lag_outage_and_recovery(broker, tm
     try:
         with serving(tmp_path, agent.config, pages[0]) as first, serving(tmp_path, agent.config, pages[1]) as second:
             for page, server in zip(pages, (first, second), strict=True):
-                page.goto(f"{server.url}?page=pipeline&pipeline=orders")
+                page.goto(f"{server.url}?page=pipeline&pipeline=orders&section=kafka")
 
             def partitions(page):
                 return partition_column(page, "lag")

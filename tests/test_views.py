@@ -170,12 +170,14 @@ def _definitions(value):
 
 def test_pipeline_page_has_a_section_per_declared_source_named_as_its_collector(tmp_path):
     """The page learns its sections from the config (monitoring.sources), not from collector objects: a mirror
-    builds none and shows the same page."""
+    builds none and shows the same page. The summary links to each section; a section shows every source of its
+    kind."""
     from pathlib import Path
 
     from apps.change_feed_view import ChangeFeedView
     from apps.dead_letter_view import DeadLetterView
     from apps.flink_view import FlinkView
+    from apps.pages import SECTIONS, sections_of
     from apps.pipeline_overview import PipelineOverview
     from apps.profiling_view import ProfilingView
     from apps.registry_view import SchemaRegistryView
@@ -185,14 +187,26 @@ def test_pipeline_page_has_a_section_per_declared_source_named_as_its_collector(
 
     config = load_config(Path(__file__).resolve().parent.parent / "examples" / "full.yml", environ={})
     sources = declared_sources(config)
-    page = PipelinePage(Store(), "orders", sources, config.pipelines[0])
+    assert sections_of(sources, "orders") == list(SECTIONS)
+    summary = PipelinePage(Store(), "orders", sources, config.pipelines[0])
+    # orders declares dead-letter topics: their chart follows the pipeline's overview.
+    assert [type(s) for s in summary.sections] == [PipelineOverview, DeadLetterView]
+    links = summary._layout.objects[1].object
+    assert [f'href="?page=pipeline&amp;pipeline=orders&amp;section={kind}"' in links for kind in SECTIONS] == [
+        True] * len(SECTIONS)
+    pages = {kind: PipelinePage(Store(), "orders", sources, config.pipelines[0], section=kind) for kind in SECTIONS}
     try:
-        # orders declares dead-letter topics: their section follows the pipeline's overview.
-        assert [type(s) for s in page.sections] == [PipelineOverview, DeadLetterView, KafkaLagView,
-                                                     SchemaRegistryView, FlinkView, ProfilingView, ChangeFeedView]
-        assert [s.source for s in page.sections[2:]] == [s.source for s in sources if s.pipeline == "orders"]
-        clicks = PipelinePage(Store(), "clickstream", sources, config.pipelines[1])
+        assert [type(s) for kind in SECTIONS for s in pages[kind].sections] == [
+            KafkaLagView, SchemaRegistryView, FlinkView, ProfilingView, ChangeFeedView]
+        assert [s.source for kind in SECTIONS for s in pages[kind].sections] == [
+            s.source for s in sources if s.pipeline == "orders"]
+        clicks = PipelinePage(Store(), "clickstream", sources, config.pipelines[1], section="kafka")
         labels = [c.cluster_label for c in config.pipelines[1].kafka_clusters]
-        assert [s.source for s in clicks.sections[1:]] == [("clickstream", f"kafka:{label}") for label in labels]
+        assert [s.source for s in clicks.sections] == [("clickstream", f"kafka:{label}") for label in labels]
+        deferred = PipelinePage(Store(), "orders", sources, config.pipelines[0], section="flink", defer=True)
+        assert deferred.sections == [] and len(deferred._layout.objects) == 1  # the health bar, nothing built
+        deferred.complete()
+        assert [type(s) for s in deferred.sections] == [FlinkView]
     finally:
-        page.close()
+        for page in pages.values():
+            page.close()
