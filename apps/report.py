@@ -21,6 +21,7 @@ from jinja2 import Template
 
 from apps.escape import esc
 from apps.flow_view import flow_figure, legend_html
+from apps.format_templates import format_axes
 from apps.palette import HEALTH_COLOURS, NEUTRAL, WARNING_TEXT
 from monitoring.format import count, duration, rate, size
 from monitoring.report import Chart, PipelineReport, ReportData
@@ -138,14 +139,14 @@ def _summary(report: PipelineReport) -> str:
 def _chart(chart: Chart, data: ReportData):
     fig = figure(title=chart.title, name=chart.name, x_axis_type="datetime", height=300, width=1100,
                  tools="pan,wheel_zoom,box_zoom,reset,save", toolbar_location="above")
-    fig.yaxis.axis_label = chart.unit
+    hover = format_axes(fig, chart.unit)
     items = []
     for index, line in enumerate(chart.lines[:20]):
         renderer = fig.line(line.times * 1000.0, line.values, line_width=2, color=Category10_10[index % 10],
                             name=line.label)
         items.append(LegendItem(label=line.label, renderers=[renderer]))
-    fig.add_tools(HoverTool(tooltips=[("series", "$name"), ("value", "$y{0,0.[00]}"), ("time", "$x{%H:%M:%S}")],
-                            formatters={"$x": "datetime"}))
+    fig.add_tools(HoverTool(tooltips=[("series", "$name"), ("value", "$y{custom}"), ("time", "$x{%H:%M:%S}")],
+                            formatters={"$x": "datetime", "$y": hover}))
     fig.add_layout(Legend(items=items, click_policy="hide", label_text_font_size="9pt"), "right")
     return fig
 
