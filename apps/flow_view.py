@@ -35,6 +35,7 @@ from panel.viewable import Viewer
 
 from apps.escape import esc
 from apps.palette import FLOW_COLOURS
+from apps.theme import TOOLBAR_CSS, chart_colours, is_dark
 from monitoring.store import Store
 from monitoring.topology import COLUMN_TITLES, STATES, TOPOLOGIES, Topology, TopologyCache
 
@@ -123,7 +124,9 @@ def diagram_data(topology: Topology) -> dict[str, Any]:
 class _Models:
     """The figure and its data sources; the same for the live view and the standalone figure."""
 
-    def __init__(self, name: str, sizing_mode: str | None = "stretch_width", width: int = 1100) -> None:
+    def __init__(self, name: str, sizing_mode: str | None = "stretch_width", width: int = 1100,
+                 dark: bool = False) -> None:
+        ink = chart_colours(dark)
         self.nodes = ColumnDataSource({column: [] for column in _NODE_COLUMNS}, name="flow-nodes")
         self.edges = ColumnDataSource({column: [] for column in _EDGE_COLUMNS}, name="flow-edges")
         self.hint_edges = ColumnDataSource({column: [] for column in _EDGE_COLUMNS}, name="flow-hint-edges")
@@ -131,27 +134,30 @@ class _Models:
         extra = {"sizing_mode": sizing_mode} if sizing_mode else {"width": width}
         # A bare Plot: figure() would also build axes, grids, tickers and formatters that are never shown.
         fig = Plot(name=name, height=240, x_range=Range1d(0, 1), y_range=Range1d(0, 1), toolbar_location="above",
-                   title=Title(text="Pipeline flow"), outline_line_color=None, min_border=10, **extra)
+                   title=Title(text="Pipeline flow", text_color=ink.text), outline_line_color=None, min_border=10,
+                   background_fill_color=ink.background, border_fill_color=ink.background, **extra)
         fig.add_tools(PanTool(), WheelZoomTool(), ResetTool(), SaveTool())
+        fig.toolbar.stylesheets = [TOOLBAR_CSS]
         # Glyphs added as models (add_glyph): the plotting API would also build selection, hover and muted
         # copies of each, which a session pays for and never uses here.
         for source, dash in ((self.edges, "solid"), (self.hint_edges, "dashed")):
             fig.add_layout(Arrow(source=source, x_start="x0", y_start="y0", x_end="x1", y_end="y1",
-                                 line_color="#57606a", line_width=1.5, line_dash=dash,
-                                 end=VeeHead(size=9, fill_color="#57606a", line_color="#57606a")))
-            fig.add_glyph(source, Text(x="mx", y="my", text="rate", text_font_size="8pt", text_color="#57606a",
+                                 line_color=ink.line, line_width=1.5, line_dash=dash,
+                                 end=VeeHead(size=9, fill_color=ink.line, line_color=ink.line)))
+            fig.add_glyph(source, Text(x="mx", y="my", text="rate", text_font_size="8pt", text_color=ink.muted,
                                        text_align="center", text_baseline="bottom", y_offset=-2))
         boxes = fig.add_glyph(self.nodes, Rect(x="x", y="y", width=BOX_WIDTH, height=BOX_HEIGHT, fill_color="colour",
                                                fill_alpha=0.14, line_color="colour", line_width=2.5),
                               name="flow-boxes")
         fig.add_glyph(self.nodes, Text(x="x", y="y", text="label", text_font_size="10pt", text_font_style="bold",
+                                       text_color=ink.text,
                                        text_align="center", text_baseline="bottom", y_offset=-1))
         # One colour for all rate labels, not each node's state colour (the box has it): BokehJS lays out a Text
         # glyph's labels asynchronously, and when the nodes shrink a colour per label is read past its new end
         # ("Offset is outside the bounds of the DataView" in the browser, seen when a broker went away).
         fig.add_glyph(self.nodes, Text(x="x", y="y", text="rate", text_font_size="9pt", text_align="center",
-                                       text_baseline="top", y_offset=3, text_color="#57606a"))
-        fig.add_glyph(self.titles, Text(x="x", y="y", text="text", text_font_size="10pt", text_color="#57606a",
+                                       text_baseline="top", y_offset=3, text_color=ink.muted))
+        fig.add_glyph(self.titles, Text(x="x", y="y", text="text", text_font_size="10pt", text_color=ink.muted,
                                         text_align="center", text_font_style="italic"))
         fig.add_tools(HoverTool(renderers=[boxes], tooltips=[
             ("", "@name"), ("kind", "@kind"), ("health", "@state"), ("why", "@reason"), ("rate", "@rate"),
@@ -183,8 +189,9 @@ def _update(source: ColumnDataSource, new: dict[str, list]) -> None:
     source.data = new
 
 
-def legend_html() -> str:
+def legend_html(dark: bool = False) -> str:
     """The health colours and edge styles, as HTML beside the figure (cheaper than a Bokeh legend's renderers)."""
+    ink = chart_colours(dark)
     boxes = "".join(
         f'<span class="pw-flow-legend-item" style="display:inline-block;margin-right:12px">'
         f'<span style="display:inline-block;width:12px;height:12px;vertical-align:middle;margin-right:4px;'
@@ -193,9 +200,9 @@ def legend_html() -> str:
         for state in STATES)
     lines = "".join(
         f'<span style="display:inline-block;margin-right:12px"><span style="display:inline-block;width:26px;'
-        f'vertical-align:middle;margin-right:4px;border-top:2px {style} #57606a"></span>{label}</span>'
+        f'vertical-align:middle;margin-right:4px;border-top:2px {style} {ink.line}"></span>{label}</span>'
         for label, style in (("measured / from the job plan", "solid"), ("hint from the config", "dashed")))
-    return f'<div class="pw-flow-legend" style="font-size:12px;color:#1f2328">{boxes}{lines}</div>'
+    return f'<div class="pw-flow-legend" style="font-size:12px;color:{ink.text}">{boxes}{lines}</div>'
 
 
 def flow_figure(topology: Topology, width: int = 1100) -> Any:
@@ -214,7 +221,8 @@ class FlowDiagram(Viewer):
         super().__init__(**params)
         self.store, self.pipeline, self.hints, self.change_feed, self.cache = (store, pipeline, config_hints,
                                                                                 change_feed, cache)
-        self.models = _Models("flow-diagram")
+        self.dark = is_dark()
+        self.models = _Models("flow-diagram", dark=self.dark)
         self.figure = self.models.figure
         self.topology: Topology | None = None
         self.updates = 0
@@ -223,7 +231,7 @@ class FlowDiagram(Viewer):
 
     def __panel__(self):
         return pn.Column(pn.pane.Bokeh(self.figure, sizing_mode="stretch_width"),
-                         pn.pane.HTML(legend_html(), sizing_mode="stretch_width"), sizing_mode="stretch_width")
+                         pn.pane.HTML(legend_html(self.dark), sizing_mode="stretch_width"), sizing_mode="stretch_width")
 
     def refresh(self) -> None:
         _, topology = self.cache.get(self.store, self.pipeline, self.hints, self.change_feed)
