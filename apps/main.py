@@ -14,6 +14,7 @@ from apps.aggregate_view import AggregatePage
 from apps.errors_view import ErrorsPage
 from apps.escape import esc
 from apps.overview_view import OverviewPage
+from apps.theme import install as install_theme
 from apps.views import PipelinePage
 from monitoring.models.aggregate import AGGREGATE_PIPELINE
 from pipewatch.service import get_service
@@ -52,6 +53,7 @@ if pn.state.location is not None:
     pn.state.location.sync(page_choice, {"value": "page"})
     pn.state.location.sync(pipeline_choice, {"value": "pipeline"})
 dark = pn.config.theme == "dark"
+install_theme()  # every text colour and table stylesheet reads the theme's variables
 theme_toggle = pn.widgets.Button(name="Light theme" if dark else "Dark theme", button_type="light", width=110)
 # The theme applies when the page is built: switch by reloading the same URL with the other theme.
 theme_toggle.js_on_click(code="""
@@ -62,7 +64,8 @@ theme_toggle.js_on_click(code="""
 if dark:
     pn.state.curdoc.theme = "dark_minimal"  # the Bokeh charts and tables follow Panel's dark design
 metrics_link = (
-    f'<a href="{esc(f"http://{service.exporter.host}:{service.exporter.port}/metrics")}" target="_blank">/metrics</a>'
+    f'<a href="{esc(f"http://{service.exporter.host}:{service.exporter.port}/metrics")}" target="_blank" '
+    'style="color:var(--pw-link)">/metrics</a>'
     if service.exporter else ""
 )
 holder = pn.Column(sizing_mode="stretch_width")
