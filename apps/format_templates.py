@@ -8,7 +8,11 @@ values and compares the text.
 
 from __future__ import annotations
 
+import weakref
+
 from bokeh.models import CustomJSHover, CustomJSTickFormatter, HTMLTemplateFormatter
+from bokeh.models.widgets.tables import CellFormatter
+from panel.io.state import state
 
 _COMMON = (
     "var r = function (x) { return Math.floor(x + 0.5); };"
@@ -145,3 +149,21 @@ def format_axes(figure, unit: str) -> CustomJSHover:
     figure.yaxis.axis_label = unit
     figure.yaxis.formatter = tick_formatter(kind)
     return hover_formatter(kind)
+
+
+_copies: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+"""Session document -> {id of a module-level formatter: this session's copy of it}."""
+
+
+def session_copy(formatter: CellFormatter) -> CellFormatter:
+    """This session's own copy of a formatter made once at import (COUNT, RATE, a column dict's formatters).
+
+    A Bokeh model belongs to one document: a module-level formatter reached every session's table, and every
+    session but the first got its default template (`<%= value %>`: the raw float, `1.2120161056518`) in the
+    browser. One copy per session and formatter, shared by that session's tables."""
+    document = state.curdoc
+    copies = _copies.setdefault(document, {}) if document is not None else {}
+    copy = copies.get(id(formatter))
+    if copy is None:
+        copy = copies[id(formatter)] = type(formatter)(**formatter.properties_with_values(include_defaults=False))
+    return copy

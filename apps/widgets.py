@@ -20,6 +20,7 @@ from bokeh.models import (
 from panel.models.markup import HTML as _PanelHTML
 
 from apps.escape import esc
+from apps.format_templates import session_copy
 from apps.palette import WARNING_TEXT, text_colour
 from apps.theme import TABLE_CSS, TABULATOR_CSS
 from monitoring.format import age, clock
@@ -64,7 +65,7 @@ def table(columns: dict[str, object], name: str, page_size: int) -> pn.widgets.T
     return pn.widgets.Tabulator(
         pd.DataFrame(columns=list(columns)), name=name, show_index=False, disabled=True, sizing_mode="stretch_width",
         pagination="remote", page_size=page_size, layout="fit_data_stretch", stylesheets=[TABULATOR_CSS],
-        formatters={column: f for column, f in columns.items() if f is not None},
+        formatters={column: session_copy(f) for column, f in columns.items() if f is not None},
     )
 
 
@@ -101,7 +102,7 @@ class LiveTable:
             stylesheets=[TABLE_CSS],
             sortable=True, reorderable=False, sizing_mode="stretch_width", row_height=_ROW_HEIGHT,
             height=_ROW_HEIGHT + 6,
-            columns=[TableColumn(field=c, title=c, formatter=f if f is not None else text, editor=editor)
+            columns=[TableColumn(field=c, title=c, formatter=session_copy(f) if f is not None else text, editor=editor)
                      for c, f in columns.items()])
         self.previous = Button(label="Previous", width=90, visible=False, name=f"{name}-previous")
         self.next = Button(label="Next", width=90, visible=False, name=f"{name}-next")

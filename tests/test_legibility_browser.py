@@ -23,7 +23,7 @@ from playwright.sync_api import expect
 from tests.kafka_util import commit, create_topic, produce
 from tests.services import free_port, run_async, wait_until
 from tests.test_app_browser import live_column, serving
-from tests.test_hostile_browser import FakeFlink, _screenshot
+from tests.test_hostile_browser import FakeFlink, _choose, _screenshot
 
 pytestmark = pytest.mark.browser
 
@@ -318,7 +318,7 @@ def test_every_page_is_legible_in_both_themes_and_shows_every_number_formatted(b
                 expect(page.locator('.pw-feed-card[data-entity="Order"] .pw-feed-totals')).to_contain_text(
                     "30 inserts")
                 # Drill-downs: a group's members and partitions, a Flink job's graph, a profiling run's metrics.
-                page.get_by_label("Drill down into").select_option("billing")
+                _choose(page, "billing")
                 page.locator('.tabulator-row [tabulator-field="run id"]').first.click()
                 expect(page.locator(".pw-run-title")).to_contain_text("Column metrics of run")
                 expect(page.locator(".pw-vertex").first).to_be_visible()
