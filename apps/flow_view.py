@@ -200,9 +200,9 @@ def legend_html(dark: bool = False) -> str:
         for state in STATES)
     lines = "".join(
         f'<span style="display:inline-block;margin-right:12px"><span style="display:inline-block;width:26px;'
-        f'vertical-align:middle;margin-right:4px;border-top:2px {style} {ink.line}"></span>{label}</span>'
+        f'vertical-align:middle;margin-right:4px;border-top:2px {style} {esc(ink.line)}"></span>{label}</span>'
         for label, style in (("measured / from the job plan", "solid"), ("hint from the config", "dashed")))
-    return f'<div class="pw-flow-legend" style="font-size:12px;color:{ink.text}">{boxes}{lines}</div>'
+    return f'<div class="pw-flow-legend" style="font-size:12px;color:{esc(ink.text)}">{boxes}{lines}</div>'
 
 
 def flow_figure(topology: Topology, width: int = 1100) -> Any:

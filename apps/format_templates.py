@@ -159,7 +159,7 @@ def session_copy(formatter: CellFormatter) -> CellFormatter:
     """This session's own copy of a formatter made once at import (COUNT, RATE, a column dict's formatters).
 
     A Bokeh model belongs to one document: a module-level formatter reached every session's table, and every
-    session but the first got its default template (`<%= value %>`: the raw float, `1.2120161056518`) in the
+    session but the first got its default template (the raw float, `1.2120161056518`) in the
     browser. One copy per session and formatter, shared by that session's tables."""
     document = state.curdoc
     copies = _copies.setdefault(document, {}) if document is not None else {}

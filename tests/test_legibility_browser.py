@@ -303,7 +303,8 @@ def test_every_page_is_legible_in_both_themes_and_shows_every_number_formatted(b
                 shown += _audit(page, f"overview ({theme})")
                 _screenshot(page, f"/tmp/pipewatch-legibility-overview-{theme}.png")
 
-                page.goto(f"{server.url}?page=pipeline&pipeline=orders&theme={theme}", wait_until="commit", timeout=4 * WAIT)
+                page.goto(f"{server.url}?page=pipeline&pipeline=orders&theme={theme}", wait_until="commit",
+                          timeout=4 * WAIT)
                 for collector in ("kafka", "schema_registry", "flink", "profiling", "change_feed"):
                     expect(page.locator(f'.pw-health[data-collector="{collector}"]')).to_have_attribute(
                         "data-state", "up", timeout=2 * WAIT)
