@@ -12,6 +12,7 @@ from bokeh.models import ColumnDataSource
 from bokeh.plotting import figure
 from panel.viewable import Viewer
 
+from apps.format_templates import tick_formatter
 from apps.palette import LINE
 from monitoring.models.aggregate import History, RemoteAgentSnapshot
 from monitoring.store import Store
@@ -35,6 +36,7 @@ class _SmallChart:
                              height=150, width=280, tools="", toolbar_location=None)
         self.figure.title.text_font_size = "9pt"
         self.figure.xaxis.major_label_text_font_size = self.figure.yaxis.major_label_text_font_size = "7pt"
+        self.figure.yaxis.formatter = tick_formatter("count")  # lag in messages
         self.figure.line("t", "y", source=self.source, line_width=2, color=LINE,
                          name=f"{row.pipeline} @ {row.instance}")
 

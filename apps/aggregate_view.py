@@ -20,6 +20,7 @@ from apps.aggregate_table import COLUMNS, cell_templates
 from apps.escape import esc
 from apps.health_bar import HealthBar
 from apps.shared_aggregate import Combined, shared_aggregate
+from apps.theme import TABLE_CSS
 from apps.widgets import LiveHTML, redraw
 from monitoring.models.aggregate import AGGREGATE_PIPELINE
 from monitoring.sources import PROMETHEUS, REMOTE_AGENT, DeclaredSource
@@ -50,6 +51,7 @@ class AggregateView(Viewer):
         templates = cell_templates()
         self.pipelines = DataTable(
             source=self.source_rows, view=CDSView(), name="aggregate-table", index_position=None, sortable=True,
+            stylesheets=[TABLE_CSS],
             reorderable=False, sizing_mode="stretch_width", height=_ROW_HEIGHT + 2, row_height=_ROW_HEIGHT,
             columns=[TableColumn(field=field, title=title, width=width,
                                  formatter=HTMLTemplateFormatter(template=templates[field]))

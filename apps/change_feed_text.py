@@ -4,7 +4,7 @@ delay, backlog), as HTML."""
 from __future__ import annotations
 
 from apps.escape import esc
-from apps.palette import BORDER, ERROR, entity_colour
+from apps.palette import BORDER, ERROR, entity_colour, text_colour
 from monitoring.config import ChangeFeedSource
 from monitoring.evaluation import delivery_delay
 from monitoring.format import age, clock, count, duration, rate
@@ -46,7 +46,7 @@ def status_text(store: Store, source: tuple[str, str], config: ChangeFeedSource,
         text = (f'<span class="pw-feed-connection" data-state="up">Listening on <code>{esc(config.channel)}'
                 f"</code> (and reading every {config.poll_interval_seconds:g} s)</span>")
     else:
-        text = (f'<span class="pw-feed-connection" data-state="{esc(state.value)}" style="color:{ERROR}">'
+        text = (f'<span class="pw-feed-connection" data-state="{esc(state.value)}" style="color:{text_colour(ERROR)}">'
                 f"<b>{esc(state.value.upper())}</b>: {esc(health.reason(now) if health else 'not started')}</span>")
     rows = store.feed_since(source, max(0, seq - 200))
     delay = delivery_delay(rows)

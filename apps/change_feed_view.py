@@ -33,6 +33,7 @@ from apps.escape import choice_options, spreadsheet_safe
 from apps.palette import NEUTRAL, entity_colour
 from apps.shared_feed import SharedFeed, shared_models
 from apps.shared_patch import in_server_session
+from apps.theme import TABLE_CSS
 from apps.widgets import LiveHTML, redraw
 from monitoring.config import ChangeFeedSource
 from monitoring.health import State, state_now
@@ -74,7 +75,7 @@ class ChangeFeedView(Viewer):
         self.arrived = LiveHTML("", name="feed-arrived")
         widths = {"time": 95, "entity": 110, "event": 60, "key": 70, "fields": 380, "payload": 600}
         self.table = DataTable(
-            source=self.source_rows, view=table_view, name="feed-table", index_position=None,
+            source=self.source_rows, view=table_view, name="feed-table", index_position=None, stylesheets=[TABLE_CSS],
             sortable=False, reorderable=False, sizing_mode="stretch_width", height=30 + 25 * PAGE_ROWS, row_height=25,
             columns=[TableColumn(field=c, title=c, width=widths[c],
                                  **({"formatter": entity_cell} if c == "entity" else {}))

@@ -14,7 +14,7 @@ from panel.viewable import Viewer
 from apps.escape import esc
 from apps.format_templates import COUNT, NUMBER, RATE
 from apps.live import LiveChart
-from apps.palette import BACKPRESSURE_COLOURS, ERROR, FLINK_JOB_COLOURS, NEUTRAL, coloured_cell
+from apps.palette import BACKPRESSURE_COLOURS, ERROR, FLINK_JOB_COLOURS, NEUTRAL, coloured_cell, text_colour
 from apps.widgets import LiveHTML, LiveTable, SnapshotSection, dim, freshness
 from monitoring.format import age, clock, count, duration, number, rate, size
 from monitoring.models.flink import FlinkSnapshot, Job, Vertex
@@ -191,7 +191,7 @@ def _job_row(job: Job, now: float) -> dict[str, object]:
 def _job_facts(job: Job, now: float) -> str:
     checkpoints = job.checkpoints
     colour = FLINK_JOB_COLOURS.get(job.state, NEUTRAL)
-    parts = [f'<b style="color:{colour}">{esc(job.state)}</b>']
+    parts = [f'<b style="color:{text_colour(colour)}">{esc(job.state)}</b>']
     if job.state_entered:
         parts.append("entered " + ", ".join(f"{s.lower()} {age(t, now)}" for s, t in
                                            sorted(job.state_entered.items(), key=lambda item: item[1])))
@@ -202,7 +202,8 @@ def _job_facts(job: Job, now: float) -> str:
             parts.append(f"last completed {age(checkpoints.last_completed_at, now)} in "
                          f"{_millis(checkpoints.last_duration_ms)}, {size(checkpoints.last_checkpointed_size)}")
         if checkpoints.last_failure_message:
-            parts.append(f'<span style="color:{ERROR}">last failure {age(checkpoints.last_failure_at, now)}: '
+            parts.append(f'<span style="color:{text_colour(ERROR)}">last failure '
+                         f'{age(checkpoints.last_failure_at, now)}: '
                          f"{esc(checkpoints.last_failure_message)}</span>")
     return '<div class="pw-flink-job">' + " &middot; ".join(parts) + "</div>"
 
@@ -225,7 +226,7 @@ def _graph(job: Job, now: float) -> str:
             f'style="display:inline-block;vertical-align:middle;margin:4px;padding:6px 10px;border:2px solid {colour};'
             f'border-radius:6px;min-width:140px"><b>{esc(vertex.name)}</b><br>'
             f'{rate_text} &middot; x{esc(vertex.parallelism)}<br>'
-            f'<span style="color:{colour}">backpressure {esc(level.lower())}</span>'
+            f'<span style="color:{text_colour(colour)}">backpressure {esc(level.lower())}</span>'
             + (f"<br><small>also from {also}</small>" if extra else "")
             + "</div>")
         previous = vertex

@@ -37,7 +37,8 @@ from bokeh.models import (
 from panel.viewable import Viewer
 
 from apps.escape import esc
-from apps.palette import BAND_COLOURS, BAND_TEXT, FLOW_COLOURS, NEUTRAL
+from apps.palette import BAND_COLOURS, FLOW_COLOURS, NEUTRAL
+from apps.theme import TOOLBAR_CSS, chart_colours, is_dark
 from monitoring.flow_layout import FlowLayout, LayoutEdge, LayoutNode, layered_layout
 from monitoring.store import Store
 from monitoring.topology import STATES, TOPOLOGIES, Topology, TopologyCache
@@ -52,7 +53,6 @@ EDGE_LABEL_CHARS = 16
 """Room reserved for every rate label (`1.2k records/s`), whatever it says now: a new rate never moves a box."""
 BAND_HEADER_HEIGHT = 36.0
 TEXT_PAD = 10.0
-EDGE_COLOUR = "#57606a"
 
 _NODE_COLUMNS = ("id", "x", "y", "w", "h", "label", "line", "name", "kind", "state", "reason", "rate", "detail",
                  "colour", "layer")
@@ -163,7 +163,8 @@ def diagram_data(topology: Topology) -> dict[str, Any]:
 class _Models:
     """The figure and its data sources; the same for the live view and the standalone figure."""
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, dark: bool = False) -> None:
+        ink = chart_colours(dark)
         self.nodes = ColumnDataSource({column: [] for column in _NODE_COLUMNS}, name="flow-nodes")
         self.edges = ColumnDataSource({column: [] for column in _EDGE_COLUMNS}, name="flow-edges")
         self.hint_edges = ColumnDataSource({column: [] for column in _EDGE_COLUMNS}, name="flow-hint-edges")
@@ -171,11 +172,14 @@ class _Models:
         # A bare Plot (figure() would also build axes, grids and tickers never shown), one pixel per data unit:
         # the frame is exactly as large as the layout, y downwards as in the layout.
         fig = Plot(name=name, frame_width=300, frame_height=200, x_range=Range1d(0, 300), y_range=Range1d(200, 0),
-                   toolbar_location="above", title=Title(text="Pipeline flow"), outline_line_color=None,
-                   min_border=0, sizing_mode=None, width_policy="fixed", width=300)
+                   toolbar_location="above", title=Title(text="Pipeline flow", text_color=ink.text),
+                   outline_line_color=None,
+                   min_border=0, sizing_mode=None, width_policy="fixed", width=300,
+                   background_fill_color=ink.background, border_fill_color=ink.background)
         # (width_policy fixed: never squeezed into a narrower page, it scrolls; the width is the frame's, there
         # are no borders; the height follows frame_height below the title and toolbar.)
         fig.add_tools(PanTool(), WheelZoomTool(), ResetTool(), SaveTool())
+        fig.toolbar.stylesheets = [TOOLBAR_CSS]
         # Glyphs added as models (add_glyph): the plotting API would also build selection, hover and muted
         # copies of each, which a session pays for and never uses here.
         band_areas = fig.add_glyph(self.bands, Rect(x="x", y="y", width="w", height="h", fill_color="colour",
@@ -183,31 +187,30 @@ class _Models:
                                    name="flow-band-areas")
         fig.add_glyph(self.bands, Rect(x="sx", y="sy", width=10, height=10, fill_color="state_colour",
                                        line_color="state_colour"))
-        band_text = BAND_TEXT.get(pn.config.theme, BAND_TEXT["default"])
         fig.add_glyph(self.bands, Text(x="tx", y="ty", text="title", text_font_size=f"{NAME_PX}px",
-                                       text_font_style="bold", text_baseline="top", text_color=band_text),
+                                       text_font_style="bold", text_baseline="top", text_color=ink.text),
                       name="flow-band-titles")
         fig.add_glyph(self.bands, Text(x="tx", y="ly", text="line", text_font_size=f"{LINE_PX}px",
-                                       text_baseline="top", text_color=band_text), name="flow-band-lines")
+                                       text_baseline="top", text_color=ink.text), name="flow-band-lines")
         for source, dash in ((self.edges, "solid"), (self.hint_edges, "dashed")):
-            fig.add_glyph(source, MultiLine(xs="xs", ys="ys", line_color=EDGE_COLOUR, line_width=1.5,
+            fig.add_glyph(source, MultiLine(xs="xs", ys="ys", line_color=ink.line, line_width=1.5,
                                             line_dash=dash))
             fig.add_layout(Arrow(source=source, x_start="x0", y_start="y0", x_end="x1", y_end="y1",
-                                 line_color=EDGE_COLOUR, line_width=1.5,
-                                 end=VeeHead(size=8, fill_color=EDGE_COLOUR, line_color=EDGE_COLOUR)))
+                                 line_color=ink.line, line_width=1.5,
+                                 end=VeeHead(size=8, fill_color=ink.line, line_color=ink.line)))
             fig.add_glyph(source, Text(x="lx", y="ly", text="rate", text_font_size=f"{EDGE_LABEL_PX}px",
-                                       text_color=EDGE_COLOUR, text_align="center", text_baseline="middle"))
+                                       text_color=ink.muted, text_align="center", text_baseline="middle"))
         boxes = fig.add_glyph(self.nodes, Rect(x="x", y="y", width="w", height="h", fill_color="colour",
                                                fill_alpha=0.14, line_color="colour", line_width=2.5),
                               name="flow-boxes")
         fig.add_glyph(self.nodes, Text(x="x", y="y", text="label", text_font_size=f"{NAME_PX}px",
                                        text_font_style="bold", text_align="center", text_baseline="bottom",
-                                       y_offset=-1))
+                                       y_offset=-1, text_color=ink.text))
         # One colour for all second lines, not each node's state colour (the box has it): BokehJS lays out a Text
         # glyph's labels asynchronously, and when the nodes shrink a colour per label is read past its new end
         # ("Offset is outside the bounds of the DataView" in the browser, seen when a broker went away).
         fig.add_glyph(self.nodes, Text(x="x", y="y", text="line", text_font_size=f"{LINE_PX}px",
-                                       text_align="center", text_baseline="top", y_offset=2, text_color=EDGE_COLOUR))
+                                       text_align="center", text_baseline="top", y_offset=2, text_color=ink.muted))
         fig.add_tools(HoverTool(renderers=[boxes], tooltips=[
             ("", "@name"), ("kind", "@kind"), ("health", "@state"), ("why", "@reason"), ("rate", "@rate"),
             ("", "@detail"), ("layer", "@layer")]))
@@ -241,8 +244,9 @@ def _update(source: ColumnDataSource, new: dict[str, list]) -> None:
     source.data = new
 
 
-def legend_html() -> str:
+def legend_html(dark: bool = False) -> str:
     """The health colours and edge styles, as HTML beside the figure (cheaper than a Bokeh legend's renderers)."""
+    ink = chart_colours(dark)
     boxes = "".join(
         f'<span class="pw-flow-legend-item" style="display:inline-block;margin-right:12px">'
         f'<span style="display:inline-block;width:12px;height:12px;vertical-align:middle;margin-right:4px;'
@@ -251,9 +255,9 @@ def legend_html() -> str:
         for state in STATES)
     lines = "".join(
         f'<span style="display:inline-block;margin-right:12px"><span style="display:inline-block;width:26px;'
-        f'vertical-align:middle;margin-right:4px;border-top:2px {style} #57606a"></span>{label}</span>'
+        f'vertical-align:middle;margin-right:4px;border-top:2px {style} {esc(ink.line)}"></span>{label}</span>'
         for label, style in (("measured / from the job plan", "solid"), ("hint from the config", "dashed")))
-    return f'<div class="pw-flow-legend" style="font-size:12px;color:#1f2328">{boxes}{lines}</div>'
+    return f'<div class="pw-flow-legend" style="font-size:12px;color:{esc(ink.text)}">{boxes}{lines}</div>'
 
 
 def flow_figure(topology: Topology, width: int | None = None) -> Any:
@@ -274,7 +278,8 @@ class FlowDiagram(Viewer):
         super().__init__(**params)
         self.store, self.pipeline, self.hints, self.change_feed, self.cache = (store, pipeline, config_hints,
                                                                                 change_feed, cache)
-        self.models = _Models("flow-diagram")
+        self.dark = is_dark()
+        self.models = _Models("flow-diagram", dark=self.dark)
         self.figure = self.models.figure
         self.topology: Topology | None = None
         self.updates = 0
@@ -285,7 +290,7 @@ class FlowDiagram(Viewer):
         # Drawn at its own size: a diagram wider than the page scrolls sideways instead of squeezing its text.
         return pn.Column(pn.Column(pn.pane.Bokeh(self.figure), sizing_mode="stretch_width",
                                    styles={"overflow-x": "auto"}, css_classes=["pw-flow-scroll"]),
-                         pn.pane.HTML(legend_html(), sizing_mode="stretch_width"), sizing_mode="stretch_width")
+                         pn.pane.HTML(legend_html(self.dark), sizing_mode="stretch_width"), sizing_mode="stretch_width")
 
     def refresh(self) -> None:
         _, topology = self.cache.get(self.store, self.pipeline, self.hints, self.change_feed)

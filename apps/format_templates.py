@@ -8,7 +8,11 @@ values and compares the text.
 
 from __future__ import annotations
 
-from bokeh.models import HTMLTemplateFormatter
+import weakref
+
+from bokeh.models import CustomJSHover, CustomJSTickFormatter, HTMLTemplateFormatter
+from bokeh.models.widgets.tables import CellFormatter
+from panel.io.state import state
 
 _COMMON = (
     "var r = function (x) { return Math.floor(x + 0.5); };"
@@ -44,6 +48,16 @@ _JS = {
         " var scales = [['k', 1e3], ['M', 1e6], ['G', 1e9], ['T', 1e12]];"
         " for (var i = 0; i < scales.length; i++) { t = r(v / scales[i][1] * 10);"
         "  if (t < 10000 || i === scales.length - 1) { return tenths(t) + scales[i][0] + '/s'; } } }"
+    ),
+    "size": (
+        "var size = function size(v) {"
+        " if (v === null || v === undefined || Number.isNaN(v)) { return 'unknown'; }"
+        " if (v < 0) { return '-' + size(-v); }"
+        " var w = r(v); if (w < 1000) { return w + ' B'; }"
+        " var units = [['kB', 1e3], ['MB', 1e6], ['GB', 1e9], ['TB', 1e12], ['PB', 1e15]];"
+        " for (var i = 0; i < units.length; i++) { var scaled = v / units[i][1], t = r(scaled * 10);"
+        "  if (t < 100) { return tenths(t) + ' ' + units[i][0]; }"
+        "  w = r(scaled); if (w < 1000 || i === units.length - 1) { return sep(w) + ' ' + units[i][0]; } } }"
     ),
     "count": (
         "var count = function count(v) {"
@@ -104,3 +118,52 @@ RATE = formatter("rate")
 """Per-second rates (`57/s`, `1.2k/s`)."""
 NUMBER = formatter("number")
 """Measures that are neither counts nor rates (`busy ms/s`): one decimal below 10."""
+
+
+AXIS_KINDS = {"seconds": "duration", "messages / s": "rate", "records / s": "rate", "messages": "count",
+              "requests": "count", "bytes": "size"}
+"""A chart's unit (its y axis label) -> the rule its values are written by; any other unit: `number`."""
+
+
+def axis_kind(unit: str) -> str:
+    return AXIS_KINDS.get(unit, "number")
+
+
+def tick_formatter(kind: str) -> CustomJSTickFormatter:
+    """A chart axis's tick labels by `kind`'s rule; a count axis's fractional ticks (a chart of small counts) as
+    numbers (`0.5`), not rounded into repeated labels."""
+    shown = "Number.isInteger(tick) ? count(tick) : number(tick)" if kind == "count" else f"{kind}(tick)"
+    code = script(kind) + (script("number") if kind == "count" else "")
+    return CustomJSTickFormatter(code=f"{code} return {shown};")
+
+
+def hover_formatter(kind: str) -> CustomJSHover:
+    """A hover tooltip's value (`$y{custom}`) by `kind`'s rule."""
+    return CustomJSHover(code=f"{script(kind)} return {kind}(value);")
+
+
+def format_axes(figure, unit: str) -> CustomJSHover:
+    """Label a chart's y axis with its unit and write its ticks by the unit's rule; returns the hover formatter
+    for its `$y` (`formatters={"$y": ...}`, tooltip `$y{custom}`)."""
+    kind = axis_kind(unit)
+    figure.yaxis.axis_label = unit
+    figure.yaxis.formatter = tick_formatter(kind)
+    return hover_formatter(kind)
+
+
+_copies: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+"""Session document -> {id of a module-level formatter: this session's copy of it}."""
+
+
+def session_copy(formatter: CellFormatter) -> CellFormatter:
+    """This session's own copy of a formatter made once at import (COUNT, RATE, a column dict's formatters).
+
+    A Bokeh model belongs to one document: a module-level formatter reached every session's table, and every
+    session but the first got its default template (the raw float, `1.2120161056518`) in the
+    browser. One copy per session and formatter, shared by that session's tables."""
+    document = state.curdoc
+    copies = _copies.setdefault(document, {}) if document is not None else {}
+    copy = copies.get(id(formatter))
+    if copy is None:
+        copy = copies[id(formatter)] = type(formatter)(**formatter.properties_with_values(include_defaults=False))
+    return copy

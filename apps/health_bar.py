@@ -8,7 +8,7 @@ import panel as pn
 from panel.viewable import Viewer
 
 from apps.escape import esc
-from apps.palette import STATE_COLOURS
+from apps.palette import STATE_COLOURS, text_colour
 from apps.widgets import LiveHTML
 from monitoring.format import age, clock
 from monitoring.health import CollectorHealth, State
@@ -61,6 +61,6 @@ class HealthBar(Viewer):
             f'<span class="pw-health" data-collector="{esc(health.collector)}" data-state="{esc(state.value)}" '
             f'style="display:inline-block;margin:2px 8px 2px 0;padding:3px 8px;border-radius:4px;'
             f'border:1px solid {colour}">'
-            f'<b style="color:{colour}">{esc(health.collector)}: {esc(state.value.upper())}</b> '
+            f'<b style="color:{text_colour(colour)}">{esc(health.collector)}: {esc(state.value.upper())}</b> '
             f'<span style="opacity:.8">{esc(health.target)} &middot; {detail}</span></span>'
         )

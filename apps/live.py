@@ -32,8 +32,10 @@ from bokeh.palettes import Category10_10
 from bokeh.plotting import figure
 from panel.io.state import state
 
+from apps.format_templates import format_axes
 from apps.shared_lines import Channel, SharedLines
 from apps.shared_patch import shared, writes_at_once
+from apps.theme import TOOLBAR_CSS
 from monitoring.store import SeriesKey, Store
 
 _INLINE_POINTS = 16
@@ -83,9 +85,11 @@ class LiveChart:
             title=title, name=name, x_axis_type="datetime", height=300, sizing_mode="stretch_width",
             tools="pan,wheel_zoom,box_zoom,reset,save", toolbar_location="above",
         )
-        self.figure.yaxis.axis_label = y_label
-        self.figure.add_tools(HoverTool(tooltips=[("series", "$name"), ("value", "$y{0,0.[00]}"),
-                                                  ("time", "$x{%H:%M:%S}")], formatters={"$x": "datetime"}))
+        self.figure.toolbar.stylesheets = [TOOLBAR_CSS]
+        hover = format_axes(self.figure, y_label)
+        self.figure.add_tools(HoverTool(tooltips=[("series", "$name"), ("value", "$y{custom}"),
+                                                  ("time", "$x{%H:%M:%S}")],
+                                        formatters={"$x": "datetime", "$y": hover}))
         self._slots: list[_Slot] = []
         document = state.curdoc
         self._number = None if document is None else next(_chart_numbers.setdefault(document, itertools.count()))

@@ -13,6 +13,7 @@ import panel as pn
 from apps.alerts_view import firing_badge
 from apps.pages import PAGES, SECTIONS, Route, fit_section, pipeline_names, route, sections_of
 from apps.shell import connection_watch, frame, metrics_link, theme_switch
+from apps.theme import install as install_theme
 from pipewatch.service import get_service
 
 pn.extension("tabulator", sizing_mode="stretch_width", notifications=False)
@@ -58,6 +59,7 @@ def show(target: Route) -> None:
 
 
 dark = pn.config.theme == "dark"
+install_theme()  # every text colour and table stylesheet reads the theme's variables
 alerts_badge = pn.pane.HTML(firing_badge(service.alerts, dark), width=90, css_classes=["pw-header-alerts"])
 
 

@@ -10,7 +10,7 @@ import panel as pn
 from panel.viewable import Viewer
 
 from apps.escape import esc, pipeline_href
-from apps.palette import ERROR, HEALTH_COLOURS, NEUTRAL
+from apps.palette import ERROR, HEALTH_COLOURS, NEUTRAL, text_colour
 from apps.widgets import LiveHTML
 from monitoring.alerts.engine import AlertEngine
 from monitoring.evaluation import SUMMARY_SOURCE
@@ -92,14 +92,16 @@ def _tile(s: PipelineSummary, firing: int | None = None) -> str:
     rows = "".join(f'<tr data-fact="{label}"><td style="opacity:.75;padding-right:10px">{label}</td>'
                    f'<td class="v"><b>{value}</b></td></tr>' for label, value, shown in facts if shown)
     reason = "" if s.health == "ok" else (
-        f'<div class="pw-reason" style="margin-top:6px;font-size:90%;color:{colour}">{esc(s.reason)}</div>')
+        f'<div class="pw-reason" style="margin-top:6px;font-size:90%;color:{text_colour(colour)}">'
+        f'{esc(s.reason)}</div>')
     return (
         f'<div class="pw-tile" data-pipeline="{name}" data-health="{esc(s.health)}" style="min-width:260px;'
         f'flex:1 1 260px;max-width:420px;border:1px solid {colour};border-left:6px solid {colour};border-radius:6px;'
         f'padding:8px 12px">'
         f'<div style="display:flex;justify-content:space-between;align-items:baseline">'
-        f'<a href="{pipeline_href(s.pipeline)}" style="font-size:120%;font-weight:bold">{name}</a>'
-        f'<span class="pw-tile-health" style="color:{colour};font-weight:bold">'
+        f'<a href="{pipeline_href(s.pipeline)}" style="font-size:120%;font-weight:bold;color:var(--pw-link,#0969da)">'
+        f'{name}</a>'
+        f'<span class="pw-tile-health" style="color:{text_colour(colour)};font-weight:bold">'
         f'{esc(s.health.upper())}</span></div>'
         f'<table style="margin-top:4px">{rows}</table>{reason}'
         f'<div style="margin-top:6px;font-size:85%;opacity:.75">last update {clock(s.last_success)}</div></div>'

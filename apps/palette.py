@@ -1,4 +1,8 @@
-"""pipewatch's colours: one meaning, one colour, on every page, in the report and in the flow diagram."""
+"""pipewatch's colours: one meaning, one colour, on every page, in the report and in the flow diagram.
+
+A colour drawn as text is written `text_colour(colour)`: a CSS variable that the page's theme (apps/theme.py) sets to a
+shade of that colour legible on its background (WCAG contrast of at least 4.5:1), falling back to the light
+theme's shade where no theme is (the report). Borders and fills keep the colour itself."""
 
 from __future__ import annotations
 
@@ -28,6 +32,33 @@ INFO = "#54aeff"
 QUIET = "#8c959f"
 BORDER = "#d0d7de"
 
+TEXT_SHADES = {
+    # colour: (its shade as text on the light theme's backgrounds, on the dark theme's)
+    OK: ("#116329", "#3fb950"),
+    WARNING: ("#7d4e00", "#d29922"),
+    WARNING_TEXT: ("#7d4e00", "#d29922"),
+    ERROR: ("#cf222e", "#ff7b72"),
+    SEVERE: ("#82071e", "#ffa198"),
+    LATE: ("#953800", "#f0883e"),
+    NEUTRAL: ("#57606a", "#9da5ae"),
+    INFO: ("#0969da", "#58a6ff"),
+    QUIET: ("#57606a", "#9da5ae"),
+}
+"""Every palette colour that is ever drawn as text."""
+
+
+def text_colour(colour: str) -> str:
+    """A palette colour as a CSS text colour: the theme's legible shade of it."""
+    light, _ = TEXT_SHADES[colour]
+    return f"var(--pw-text-{colour.lstrip('#')}, {light})"
+
+
+def shade(colour: str, dark: bool) -> str:
+    """A palette colour's shade for text drawn on a chart's canvas (where no CSS variable reaches)."""
+    light, on_dark = TEXT_SHADES[colour]
+    return on_dark if dark else light
+
+
 STATE_COLOURS = {State.UP: OK, State.DOWN: ERROR, State.STALE: WARNING, State.STARTING: NEUTRAL}
 """A collector's health."""
 HEALTH_COLOURS = {"ok": OK, "degraded": WARNING, "down": ERROR, "agent down": ERROR, "starting": NEUTRAL,
@@ -37,9 +68,6 @@ FLOW_COLOURS = {"ok": OK, "warning": WARNING, "error": ERROR, "stale": LATE, "do
 """A flow diagram node's state (monitoring.topology.STATES)."""
 BAND_COLOURS = {"bronze": "#b0652a", "silver": "#8c959f", "gold": "#c99a06"}
 """A medallion layer's band in the flow diagram (drawn faint, behind the boxes); other layer names: NEUTRAL."""
-BAND_TEXT = {"default": "#1f2328", "dark": "#e6edf3"}
-"""A band's title and freshness line, by theme (over the band's faint colour: contrast measured in
-tests/test_flow_browser.py)."""
 LAG_STATUS_COLOURS = {"OK": OK, "WARN": WARNING, "ERR": ERROR, "STOP": ERROR, "STALL": ERROR, "REWIND": ERROR}
 """A consumer group's or partition's lag status."""
 FLINK_JOB_COLOURS = {"RUNNING": OK, "FINISHED": NEUTRAL, "CANCELED": NEUTRAL, "CREATED": NEUTRAL,
@@ -55,10 +83,10 @@ DRIFT_COLOURS = {"high": ERROR, "medium": WARNING, "low": INFO, "none": QUIET}
 
 
 def js_colour(colours: dict[str, str], default: str = NEUTRAL) -> str:
-    """A cell template expression: the colour of the cell's value (`value`), `default` for any other value. The
-    keys and colours are the code's own constants."""
-    pairs = ", ".join(f"'{key}': '{colour}'" for key, colour in colours.items())
-    return f"({{{pairs}}})[value] || '{default}'"
+    """A cell template expression: the text colour (`text`) of the cell's value (`value`), `default`'s for any other
+    value. The keys and colours are the code's own constants."""
+    pairs = ", ".join(f"'{key}': '{text_colour(colour)}'" for key, colour in colours.items())
+    return f"({{{pairs}}})[value] || '{text_colour(default)}'"
 
 
 def coloured_cell(css_class: str, data: str, colours: dict[str, str], default: str = NEUTRAL) -> str:

@@ -12,7 +12,8 @@ from panel.viewable import Viewer
 
 from apps.escape import esc
 from apps.live import LiveChart
-from apps.palette import WARNING, WARNING_TEXT
+from apps.palette import WARNING, WARNING_TEXT, shade
+from apps.theme import is_dark
 from apps.widgets import LiveHTML
 from monitoring.config import ExpectedTraffic
 from monitoring.evaluation import LATENCY_SOURCE, Latency
@@ -126,7 +127,8 @@ class _TrafficPhases:
         chart.figure.quad(left="left", right="right", bottom=0, top=1e12, source=self.source, fill_color=WARNING,
                           fill_alpha=0.12, line_alpha=0, level="underlay", name="traffic-bursts")
         chart.figure.add_layout(LabelSet(x="left", y="y", y_units="screen", text="label", source=self.source,
-                                         text_font_size="9pt", text_color=WARNING_TEXT, x_offset=3))
+                                         text_font_size="9pt", text_color=shade(WARNING_TEXT, is_dark()),
+                                         x_offset=3))
         self._shown: list[tuple[float, float, float]] | None = None
 
     def refresh(self, now: float) -> str:

@@ -20,7 +20,7 @@ from panel.viewable import Viewer
 
 from apps.escape import choice_options, esc, spreadsheet_safe
 from apps.format_templates import COUNT
-from apps.palette import DRIFT_COLOURS, QUIET, RUN_STATUS_COLOURS, WARNING_TEXT
+from apps.palette import DRIFT_COLOURS, QUIET, RUN_STATUS_COLOURS, WARNING_TEXT, text_colour
 from apps.widgets import LiveHTML, SnapshotSection, dim, freshness, table
 from monitoring.format import age
 from monitoring.models.profiling import Kpi, ProfilingSnapshot, Run, TableState
@@ -124,7 +124,7 @@ class ProfilingView(SnapshotSection, Viewer):
         health = self.store.health().get(self.source)
         text, stale = freshness("profiling", shown, health, now)
         if self._snapshot is not None:
-            text += "".join(f'<div class="pw-note" style="color:{WARNING_TEXT}">{esc(n)}</div>'
+            text += "".join(f'<div class="pw-note" style="color:{text_colour(WARNING_TEXT)}">{esc(n)}</div>'
                             for n in self._snapshot.notes)
         self.status.text = text  # a Bokeh property set to its own value sends nothing
         dim((self.runs, self.drift, self.tables), stale)

@@ -12,7 +12,7 @@ from panel.viewable import Viewer
 from apps.escape import esc
 from apps.format_templates import COUNT
 from apps.live import LiveChart
-from apps.palette import ERROR, WARNING_TEXT
+from apps.palette import ERROR, WARNING_TEXT, text_colour
 from apps.widgets import LiveHTML, LiveTable, SnapshotSection, dim, freshness, shared_frame
 from monitoring.format import clock
 from monitoring.health import State
@@ -78,7 +78,8 @@ class SchemaRegistryView(SnapshotSection, Viewer):
         health = self.store.health().get(self.source)
         text, stale = freshness("schema registry", shown, health, now)
         if health is not None and health.effective_state(now) is State.DOWN:
-            text = (f'<div class="pw-registry-down" style="color:{ERROR}"><b>DOWN</b>: {esc(health.reason(now))}</div>'
+            text = (f'<div class="pw-registry-down" style="color:{text_colour(ERROR)}"><b>DOWN</b>: '
+                    f'{esc(health.reason(now))}</div>'
                     + text)
         text += self._summary
         self.status.text = text  # a Bokeh property set to its own value sends nothing
@@ -100,7 +101,7 @@ class SchemaRegistryView(SnapshotSection, Viewer):
                             else ""))
         shown = " &middot; ".join(facts)  # each fact escaped above
         self._summary = f'<div class="pw-registry-facts">{shown}</div>' + "".join(
-            f'<div class="pw-note" style="color:{_WARN}">{esc(w)}</div>' for w in snapshot.warnings)
+            f'<div class="pw-note" style="color:{text_colour(_WARN)}">{esc(w)}</div>' for w in snapshot.warnings)
         self.subjects.value = shared_frame(self.source, snapshot, "subjects", lambda: pd.DataFrame(
             [_subject_row(s) for s in snapshot.subjects], columns=list(_SUBJECT_COLUMNS)))
 

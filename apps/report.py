@@ -21,7 +21,9 @@ from jinja2 import Template
 
 from apps.escape import esc
 from apps.flow_view import flow_figure, legend_html
-from apps.palette import HEALTH_COLOURS, NEUTRAL, WARNING_TEXT
+from apps.format_templates import format_axes
+from apps.palette import HEALTH_COLOURS, NEUTRAL, WARNING_TEXT, text_colour
+from apps.theme import TOOLBAR_CSS
 from monitoring.format import count, duration, rate, size
 from monitoring.report import Chart, PipelineReport, ReportData
 
@@ -97,7 +99,7 @@ def _header(data: ReportData) -> str:
               else f"everything the store held at {_time(data.window_end)}")
     rows = "".join(
         f"<tr><td><a href='#pipeline-{esc(quote(r.name, safe=''))}'>{esc(r.name)}</a></td>"
-        f"<td class='pw-health' style='color:{esc(HEALTH_COLOURS.get(r.summary.health, NEUTRAL))}'>"
+        f"<td class='pw-health' style='color:{esc(text_colour(HEALTH_COLOURS.get(r.summary.health, NEUTRAL)))}'>"
         f"{esc(r.summary.health)}</td><td>{esc(r.sentence)}</td></tr>"
         for r in data.pipelines)
     return (f"<h1>pipewatch report</h1><div class='pw-meta'>Generated {_time(data.generated_at)} on "
@@ -138,14 +140,15 @@ def _summary(report: PipelineReport) -> str:
 def _chart(chart: Chart, data: ReportData):
     fig = figure(title=chart.title, name=chart.name, x_axis_type="datetime", height=300, width=1100,
                  tools="pan,wheel_zoom,box_zoom,reset,save", toolbar_location="above")
-    fig.yaxis.axis_label = chart.unit
+    fig.toolbar.stylesheets = [TOOLBAR_CSS]
+    hover = format_axes(fig, chart.unit)
     items = []
     for index, line in enumerate(chart.lines[:20]):
         renderer = fig.line(line.times * 1000.0, line.values, line_width=2, color=Category10_10[index % 10],
                             name=line.label)
         items.append(LegendItem(label=line.label, renderers=[renderer]))
-    fig.add_tools(HoverTool(tooltips=[("series", "$name"), ("value", "$y{0,0.[00]}"), ("time", "$x{%H:%M:%S}")],
-                            formatters={"$x": "datetime"}))
+    fig.add_tools(HoverTool(tooltips=[("series", "$name"), ("value", "$y{custom}"), ("time", "$x{%H:%M:%S}")],
+                            formatters={"$x": "datetime", "$y": hover}))
     fig.add_layout(Legend(items=items, click_policy="hide", label_text_font_size="9pt"), "right")
     return fig
 
@@ -232,7 +235,8 @@ class ReportDownload:
 
         session = pn.state.curdoc if pn.state.curdoc is not None else self
         if session in _building:
-            self.message.object = (f"<span class='pw-report-busy' style='color:{WARNING_TEXT}'>A report is being built "
+            self.message.object = (f"<span class='pw-report-busy' style='color:{text_colour(WARNING_TEXT)}'>"
+                                   "A report is being built "
                                    "for this page already: it downloads when ready.</span>")
             return None  # refused: nothing is downloaded for this click
         _building.add(session)

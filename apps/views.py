@@ -21,7 +21,7 @@ from apps.format_templates import COUNT, RATE, duration_formatter
 from apps.health_bar import HealthBar
 from apps.live import LiveChart
 from apps.pages import SECTIONS, sections_of
-from apps.palette import LAG_STATUS_COLOURS, WARNING_TEXT, coloured_cell
+from apps.palette import LAG_STATUS_COLOURS, WARNING_TEXT, coloured_cell, text_colour
 from apps.pipeline_overview import PipelineOverview
 from apps.profiling_view import ProfilingView
 from apps.registry_view import SchemaRegistryView
@@ -128,7 +128,8 @@ class KafkaLagView(SnapshotSection, Viewer):
                 notes.append(f"<b>{esc(progress.group_id)}</b>: records of <b>{esc(progress.topic)}</b> "
                              f"will be deleted before they are consumed in about "
                              f"{duration(progress.retention_risk_seconds)}")
-        self._notes = "".join(f'<div class="pw-note" style="color:{WARNING_TEXT}">{n}</div>' for n in notes)
+        self._notes = "".join(f'<div class="pw-note" style="color:{text_colour(WARNING_TEXT)}">{n}</div>'
+                              for n in notes)
         frame = functools.partial(shared_frame, self.source, snapshot)
         self.groups.value = frame("groups", lambda: pd.DataFrame([_group_row(g, snapshot) for g in snapshot.groups],
                                                                  columns=list(_GROUP_COLUMNS)))

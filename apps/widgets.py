@@ -21,7 +21,9 @@ from bokeh.models import (
 from panel.models.markup import HTML as _PanelHTML
 
 from apps.escape import esc
-from apps.palette import WARNING_TEXT
+from apps.format_templates import session_copy
+from apps.palette import WARNING_TEXT, text_colour
+from apps.theme import TABLE_CSS, TABULATOR_CSS
 from monitoring.format import age, clock
 from monitoring.health import CollectorHealth, State
 
@@ -63,8 +65,9 @@ def table(columns: dict[str, object], name: str, page_size: int) -> pn.widgets.T
     (profiling runs, the errors page). Tables that follow a live source every second are `LiveTable`s."""
     return pn.widgets.Tabulator(
         pd.DataFrame(columns=list(columns)), name=name, show_index=False, disabled=True, sizing_mode="stretch_width",
-        pagination="remote", page_size=page_size, layout="fit_data_stretch",
-        formatters={column: f.clone() if isinstance(f, Model) else f for column, f in columns.items() if f is not None},
+        pagination="remote", page_size=page_size, layout="fit_data_stretch", stylesheets=[TABULATOR_CSS],
+        formatters={column: session_copy(f) if isinstance(f, Model) else f
+                    for column, f in columns.items() if f is not None},
     )
 
 
@@ -98,11 +101,10 @@ class LiveTable:
         text, editor = StringFormatter(), CellEditor()
         self.table = DataTable(
             source=self.source, view=CDSView(), name=name, css_classes=[f"pw-table-{name}"], index_position=None,
+            stylesheets=[TABLE_CSS],
             sortable=True, reorderable=False, sizing_mode="stretch_width", row_height=_ROW_HEIGHT,
             height=_ROW_HEIGHT + 6,
-            # A formatter of its own: a model belongs to one session's document, and a table built once the page is
-            # shown (apps/main.py) joins it by an update, which refuses a model another session holds.
-            columns=[TableColumn(field=c, title=c, formatter=f.clone() if f is not None else text, editor=editor)
+            columns=[TableColumn(field=c, title=c, formatter=session_copy(f) if f is not None else text, editor=editor)
                      for c, f in columns.items()])
         self.previous = Button(label="Previous", width=90, visible=False, name=f"{name}-previous")
         self.next = Button(label="Next", width=90, visible=False, name=f"{name}-next")
@@ -250,7 +252,8 @@ def freshness(what: str, snapshot_time: float | None, health: CollectorHealth | 
             text += f" Collector down: {esc(health.reason(now))}"
         return text, False
     if state is not None and state is not State.UP:
-        return (f'<div class="pw-stale" style="color:{WARNING_TEXT}"><b>STALE</b>: tables and charts show data '
+        return (f'<div class="pw-stale" style="color:{text_colour(WARNING_TEXT)}"><b>STALE</b>: tables and '
+                f'charts show data '
                 f'measured at {clock(snapshot_time)} ({age(snapshot_time, now)}); the collector is '
                 f'{esc(state.value)}: {esc(health.reason(now))}</div>'), True
     return f'<span class="pw-fresh">Measured at {clock(snapshot_time)} ({age(snapshot_time, now)})</span>', False

@@ -9,7 +9,7 @@ import subprocess
 
 import pytest
 
-from apps.format_templates import cell_template, script
+from apps.format_templates import axis_kind, cell_template, hover_formatter, script, tick_formatter
 from monitoring.format import age, clock, count, duration, number, rate, size
 
 DURATIONS = [
@@ -72,7 +72,8 @@ def test_age_and_clock():
 
 @pytest.mark.skipif(shutil.which("node") is None, reason="needs node to run the cell templates' JavaScript")
 @pytest.mark.parametrize(("kind", "cases", "python"), [
-    ("duration", DURATIONS, duration), ("rate", RATES, rate), ("count", COUNTS, count), ("number", NUMBERS, number)])
+    ("duration", DURATIONS, duration), ("rate", RATES, rate), ("count", COUNTS, count), ("number", NUMBERS, number),
+    ("size", SIZES, size)])
 def test_the_cell_templates_write_what_python_writes(kind, cases, python):
     """The browser's text for every case (and a spread of values between them) is Python's, character for character."""
     values = [v for v, _ in cases] + [x * f for x in (0.05, 0.5, 5, 50, 500, 5e3, 5e4, 5e5, 5e6, 5e9)
@@ -90,3 +91,28 @@ def test_cell_templates_escape_and_can_leave_none_blank():
     template = cell_template("duration", "unbounded", blank_none=True, field="max_lag")
     assert "<%=" not in template and "<%- duration(value) %>" in template
     assert template.startswith('<span class="pw-cell" data-field="max_lag">')
+
+
+def _run(code: str, name: str, values: list[float]) -> list[str]:
+    """A formatter model's JavaScript `code`, as BokehJS calls it (a function of `name`), over `values`."""
+    program = (f"var f = new Function({json.dumps(name)}, {json.dumps(code)});"
+               f"process.stdout.write(JSON.stringify({json.dumps(values)}.map(function (v) {{ return f(v); }})));")
+    return json.loads(subprocess.run(["node", "-e", program], capture_output=True, text=True, check=True).stdout)
+
+
+@pytest.mark.skipif(shutil.which("node") is None, reason="needs node to run the charts' formatter code")
+@pytest.mark.parametrize(("unit", "values", "ticks"), [
+    ("seconds", [0, 0.35, 52.3, 78, 10920, 700_000], ["0 s", "350 ms", "52 s", "1 min 18 s", "3 h 2 min", "8 d 2 h"]),
+    ("messages / s", [0, 0.5, 57.4, 1234], ["0/s", "0.5/s", "57/s", "1.2k/s"]),
+    ("records / s", [3.4e6], ["3.4M/s"]),
+    ("messages", [0, 1496, 2_500_000, 0.5, 2.5], ["0", "1,496", "2,500,000", "0.5", "2.5"]),
+    ("bytes", [512, 2400, 243e6], ["512 B", "2.4 kB", "243 MB"]),
+    ("ms / s", [0.44, 1530.4], ["0.4", "1,530"]),
+])
+def test_chart_axes_and_hovers_write_values_by_their_unit(unit, values, ticks):
+    """The y axis of a chart in `unit` labels its ticks as monitoring/format.py writes them (a count axis's
+    fractional ticks as numbers, not rounded into repeated labels); its hover writes the value the same way."""
+    assert _run(tick_formatter(axis_kind(unit)).code, "tick", values) == ticks
+    hover = _run(hover_formatter(axis_kind(unit)).code, "value", values)
+    python = {"duration": duration, "rate": rate, "count": count, "size": size, "number": number}[axis_kind(unit)]
+    assert hover == [python(v) for v in values]

@@ -61,12 +61,15 @@ _RECORDED = json.loads((Path(__file__).parent / "flink_responses" / "flink-2.3.j
 
 
 class FakeFlink:
-    """Flink's recorded REST answers, with hostile names and messages written into them."""
+    """Flink's recorded REST answers, with hostile names and messages written into them (or other `names`: the
+    recorded name -> the one served)."""
 
-    def __init__(self) -> None:
+    def __init__(self, names: dict[str, str] | None = None) -> None:
         text = json.dumps(_RECORDED["responses"])
-        for old, new in (("pipewatch steady job", STEADY_JOB), ("pipewatch failing job", FAILING_JOB),
-                         ("enrich (slow)", VERTEX), ("/ by zero", EXCEPTION)):
+        if names is None:
+            names = {"pipewatch steady job": STEADY_JOB, "pipewatch failing job": FAILING_JOB,
+                     "enrich (slow)": VERTEX, "/ by zero": EXCEPTION}
+        for old, new in names.items():
             text = text.replace(json.dumps(old)[1:-1], json.dumps(new)[1:-1])
         self.responses = {unquote(key): value for key, value in json.loads(text).items()}
         responses = self.responses

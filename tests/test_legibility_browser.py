@@ -1,0 +1,385 @@
+"""Every page legible in both themes, every number formatted, measured in a real browser (issue #18).
+
+One `panel serve` over real sources where they can be (the broker, PostgreSQL with ProfileMesh tables and a change
+feed, the schema-registry stand-in) and Flink's recorded REST answers (tests/test_hostile_browser.FakeFlink). On
+every page (overview, pipeline page with every section and its drill-downs, aggregate, errors), light and dark:
+
+- the WCAG contrast ratio of every visible text against its effective background (the first opaque background
+  up its ancestors, through shadow roots, with every translucent one and the element's opacity composited) is at
+  least 4.5; so is that of the text the charts and the flow diagram draw on their canvas, read from their models;
+- no text shows a raw float (`1.2120161056518`, `7.000e+5`), and the charts' axes and hovers write values as
+  monitoring/format.py does (asked of the browser's own formatter models).
+
+Screenshots: /tmp/pipewatch-legibility-<page>-<theme>.png.
+"""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from playwright.sync_api import expect
+
+from tests.kafka_util import commit, create_topic, produce
+from tests.services import free_port, run_async, wait_until
+from tests.test_app_browser import live_column, serving
+from tests.test_hostile_browser import FakeFlink, _choose, _screenshot
+
+pytestmark = pytest.mark.browser
+
+WAIT = 30_000
+MINIMUM = 4.5
+"""WCAG 2 AA for normal text (1.4.3); every text here is held to it, large or not."""
+
+_AUDIT = """() => {
+    const ctx = document.createElement("canvas").getContext("2d");
+    const rgba = (colour) => {
+        ctx.fillStyle = "#000000";
+        ctx.fillStyle = colour;
+        const s = ctx.fillStyle;
+        if (s.startsWith("#")) return [1, 3, 5].map((i) => parseInt(s.slice(i, i + 2), 16)).concat([1]);
+        let m = s.match(/^rgba?\\(([^)]*)\\)$/);
+        if (m) { const p = m[1].split(",").map(Number); return [p[0], p[1], p[2], p.length > 3 ? p[3] : 1]; }
+        m = s.match(/^color\\(srgb ([\\d.e-]+) ([\\d.e-]+) ([\\d.e-]+)(?: \\/ ([\\d.e-]+))?\\)$/);
+        if (m) return [m[1] * 255, m[2] * 255, m[3] * 255, m[4] === undefined ? 1 : Number(m[4])];
+        throw new Error("cannot read the colour " + colour + " (" + s + ")");
+    };
+    const over = (top, bottom) => {
+        const a = top[3];
+        return [0, 1, 2].map((i) => top[i] * a + bottom[i] * (1 - a)).concat([1]);
+    };
+    const luminance = (c) => {
+        const [r, g, b] = c.slice(0, 3).map((v) => {
+            v /= 255;
+            return v <= 0.04045 ? v / 12.92 : Math.pow((v + 0.055) / 1.055, 2.4);
+        });
+        return 0.2126 * r + 0.7152 * g + 0.0722 * b;
+    };
+    const ratio = (a, b) => {
+        const [hi, lo] = [luminance(a), luminance(b)].sort((x, y) => y - x);
+        return (hi + 0.05) / (lo + 0.05);
+    };
+    const parentOf = (node) => {
+        if (node.assignedSlot) return node.assignedSlot;
+        const parent = node.parentNode;
+        if (parent instanceof ShadowRoot) return parent.host;
+        return parent && parent.nodeType === Node.ELEMENT_NODE ? parent : null;
+    };
+    const name = (el) => {
+        const parts = [];
+        for (let node = el; node && parts.length < 5; node = parentOf(node)) {
+            let part = node.nodeName.toLowerCase();
+            const classes = [...node.classList].filter((c) => !c.startsWith("bk-panel-models")).slice(0, 3);
+            if (classes.length) part += "." + classes.join(".");
+            for (const a of node.attributes) {
+                if (a.name.startsWith("data-") || a.name === "tabulator-field") part += `[${a.name}="${a.value}"]`;
+            }
+            parts.push(part);
+        }
+        return parts.join(" < ");
+    };
+    // The colour behind an element: its own and its ancestors' backgrounds down to the first opaque one (the
+    // browser's canvas, white, when none is), each translucent one composited over what lies behind it.
+    const background = (el) => {
+        const layers = [];
+        let opacity = 1;
+        for (let node = el; node; node = parentOf(node)) {
+            const style = getComputedStyle(node);
+            opacity *= Number(style.opacity);
+            const colour = rgba(style.backgroundColor);
+            if (colour[3] > 0) layers.push(colour);
+            if (colour[3] >= 1) break;
+        }
+        let base = [255, 255, 255, 1];
+        for (const layer of layers.reverse()) base = over(layer, base);
+        return [base, opacity];
+    };
+    const disabled = (el) => {
+        for (let node = el; node; node = parentOf(node)) {
+            if (node.disabled || node.getAttribute("aria-disabled") === "true"
+                || node.classList.contains("bk-disabled")) return true;
+        }
+        return false;
+    };
+    const texts = [];
+    const visit = (root) => {
+        for (const el of root.querySelectorAll("*")) {
+            if (el.shadowRoot) visit(el.shadowRoot);
+            if (["SCRIPT", "STYLE", "TITLE", "OPTION", "NOSCRIPT", "TEMPLATE"].includes(el.nodeName)) continue;
+            let text = "";
+            if (el.nodeName === "SELECT") text = el.selectedOptions.length ? el.selectedOptions[0].text : "";
+            else if (el.nodeName === "INPUT" && ["text", "search", "number", ""].includes(el.type)) text = el.value;
+            else for (const child of el.childNodes) if (child.nodeType === Node.TEXT_NODE) text += child.data;
+            text = text.trim();
+            if (!text) continue;
+            const box = el.getBoundingClientRect();
+            if (box.width < 1 || box.height < 1) continue;
+            if (!el.checkVisibility({opacityProperty: true, visibilityProperty: true})) continue;
+            if (disabled(el)) continue;
+            const style = getComputedStyle(el);
+            const [behind, opacity] = background(el);
+            const colour = rgba(style.color);
+            const shown = over([colour[0], colour[1], colour[2], colour[3] * opacity], behind);
+            texts.push({element: name(el), text: text.slice(0, 60), colour: style.color,
+                        background: "rgb(" + behind.slice(0, 3).map(Math.round).join(",") + ")",
+                        ratio: ratio(shown, behind)});
+        }
+    };
+    visit(document);
+
+    // Text the charts and the flow diagram draw on their canvas: read from their models (no DOM to measure).
+    const models = [...Bokeh.documents[0]._all_models.values()];
+    const value = (v) => (v && typeof v === "object" && "value" in v) ? v.value : v;
+    const fill = (colour, alpha, base) => over(rgba(colour).slice(0, 3).concat([(alpha ?? 1) * rgba(colour)[3]]), base);
+    const page = background(document.body)[0];
+    const canvas = [];
+    const check = (what, colour, behind) => {
+        if (colour === null || colour === undefined) return;
+        canvas.push({element: what, text: "", colour: String(colour),
+                     background: "rgb(" + behind.slice(0, 3).map(Math.round).join(",") + ")",
+                     ratio: ratio(over(rgba(colour), behind), behind)});
+    };
+    for (const plot of models.filter((m) => m.type === "Plot" || m.type === "Figure")) {
+        if (!plot.visible) continue;
+        const chart = `chart "${plot.title ? plot.title.text : plot.name}"`;
+        const border = fill(plot.border_fill_color ?? "#ffffff", plot.border_fill_alpha, page);
+        const inner = fill(plot.background_fill_color ?? "#ffffff", plot.background_fill_alpha, border);
+        if (plot.title && plot.title.text) check(chart + " title", plot.title.text_color, border);
+        for (const axis of [...plot.left, ...plot.below, ...plot.right, ...plot.above]) {
+            if (axis.major_label_text_color !== undefined && axis.visible) {
+                check(chart + " axis tick labels", axis.major_label_text_color, border);
+                if (axis.axis_label) check(chart + " axis label", axis.axis_label_text_color, border);
+            }
+            if (axis.type === "Legend" && axis.visible && axis.items.some((item) => item.visible)) {
+                const behind = fill(axis.background_fill_color ?? "#ffffff", axis.background_fill_alpha, border);
+                check(chart + " legend", axis.label_text_color, behind);
+            }
+        }
+        for (const r of plot.renderers) {
+            if (r.type === "LabelSet" && r.visible) check(chart + " labels", value(r.text_color), inner);
+            if (r.type !== "GlyphRenderer" || !r.visible || r.glyph.type !== "Text") continue;
+            const data = r.data_source.data;
+            const rows = (data[Object.keys(data)[0]] || []).length;
+            if (!rows) continue;
+            // A text drawn inside a box of the same rows (the flow diagram's node labels) lies on the box's fill.
+            const box = plot.renderers.find((o) => o.type === "GlyphRenderer" && o.visible && o.glyph.type === "Rect"
+                                                 && o.data_source === r.data_source);
+            for (let i = 0; i < rows; i++) {
+                const colour = r.glyph.text_color.field ? data[r.glyph.text_color.field][i] : value(r.glyph.text_color);
+                let behind = inner;
+                if (box) {
+                    const boxFill = box.glyph.fill_color.field ? data[box.glyph.fill_color.field][i]
+                                                               : value(box.glyph.fill_color);
+                    behind = fill(boxFill, value(box.glyph.fill_alpha), inner);
+                }
+                const label = data[r.glyph.text.field] ? data[r.glyph.text.field][i] : value(r.glyph.text);
+                check(`${chart} text "${label}"`, colour, behind);
+            }
+        }
+    }
+    return texts.concat(canvas);
+}"""
+
+_RAW_NUMBER = re.compile(r"(?<![\d.:\w-])\d+\.\d{3,}(?![\d.])|\d(?:\.\d+)?e[+-]\d")
+"""A number nobody formatted: three or more decimals (`1.2120161056518`; not a time `14:03:27.042` or an
+address), or an exponent (`7.000e+5`)."""
+
+
+def _audit(page, where: str) -> list[dict]:
+    """Every text's contrast on the page; the failures named (element path, text, colours, ratio)."""
+    shown = page.evaluate(_AUDIT)
+    assert len(shown) > 20, f"{where}: only {len(shown)} texts found"
+    return [dict(entry, where=where) for entry in shown]
+
+
+def _report(failures: list[dict]) -> str:
+    return "\n".join(f"{f['where']}: {f['ratio']:.2f}:1 {f['colour']} on {f['background']}: {f['element']}"
+                     f" {f['text']!r}" for f in failures)
+
+
+_AXIS_TEXT = """(cases) => {
+    // What each chart's y axis and hover write for the given values, by the browser's own formatter models.
+    const out = {};
+    const models = [...Bokeh.documents[0]._all_models.values()];
+    for (const [name, values] of Object.entries(cases)) {
+        const plot = models.find((m) => m.name === name);
+        if (!plot) { out[name] = null; continue; }
+        const formatter = plot.left[0].formatter;
+        const hover = plot.toolbar.tools.find((t) => t.type === "HoverTool");
+        const custom = hover && Object.values(hover.formatters || {}).find((f) => f.type === "CustomJSHover");
+        out[name] = {
+            axis: values.map((v) => formatter.compute(v)),
+            hover: custom ? values.map((v) => custom.format(v, "", {})) : null,
+        };
+    }
+    return out;
+}"""
+
+
+async def _seed_postgres(dsn: str, schema: str):
+    import asyncpg
+
+    from tests.profiling_util import ProfilerTables
+    from tests.test_change_feed import _setup
+    from tests.test_profiling import _seed
+
+    connection = await asyncpg.connect(dsn)
+    try:
+        await _seed(await ProfilerTables(connection, schema).create())
+    finally:
+        await connection.close()
+    return await _setup(dsn, f"{schema}_feed")
+
+
+async def _changes(dsn: str, schema: str) -> None:
+    import asyncpg
+
+    connection = await asyncpg.connect(dsn)
+    try:
+        await connection.execute(f"INSERT INTO \"{schema}\".orders SELECT g, 'new', g * 1.25, 'first order' "
+                                 "FROM generate_series(1, 30) g")
+        await connection.execute(f'UPDATE "{schema}".orders SET status = \'paid\' WHERE order_key < 5')
+    finally:
+        await connection.close()
+
+
+@pytest.mark.timeout(900)  # eight page loads of a pipeline with every source, on a busy two-core machine
+def test_every_page_is_legible_in_both_themes_and_shows_every_number_formatted(broker, registry, postgres, pg_schema,
+                                                                               tmp_path, browser_page):
+    from apps.views import _GROUP_COLUMNS
+    from tests.test_schema_registry import AVRO
+
+    run_async(create_topic(broker.bootstrap, "payments", 3))
+    run_async(produce(broker.bootstrap, "payments", {0: 1500, 1: 700, 2: 5}))
+    run_async(commit(broker.bootstrap, "billing", "payments", {0: 4, 1: 7}))
+    registry.register("orders-value", AVRO)
+    registry.register("payments-value", AVRO)
+    feed = run_async(_seed_postgres(postgres.dsn, pg_schema))
+    flink = FakeFlink(names={})
+    config = tmp_path / "pipewatch.yml"
+    config.write_text(
+        "pipelines:\n"
+        "  - name: orders\n"
+        "    kafka:\n"
+        f"      bootstrap_servers: [\"{broker.bootstrap}\"]\n"
+        "      interval_seconds: 0.5\n"
+        "    schema_registry:\n"
+        f"      url: {registry.url}\n"
+        "      interval_seconds: 0.5\n"
+        "    flink:\n"
+        f"      rest_url: {flink.url}\n"
+        "      interval_seconds: 1\n"
+        "    profiling:\n"
+        f"      dsn: \"{postgres.dsn}\"\n"
+        f"      schema: {pg_schema}\n"
+        "      interval_seconds: 0.5\n"
+        "    change_feed:\n"
+        f"      dsn: \"{postgres.dsn}\"\n"
+        f"      schema: {pg_schema}_feed\n"
+        f"      channel: {feed.channel}\n"
+        "      entities:\n"
+        "        - {name: Order, table: orders, key: order_key}\n"
+        "        - {name: Order Item, table: order items, key: id, events: [insert]}\n"
+        "  - name: audit\n"
+        "    kafka:\n"
+        f"      bootstrap_servers: [\"127.0.0.1:{free_port()}\"]\n"  # nothing listens: down, an error to list
+        "      interval_seconds: 0.5\n"
+        "runtime:\n"
+        "  max_backoff_seconds: 1\n"
+        "exporter:\n"
+        f"  port: {free_port()}\n"
+    )
+    page = browser_page
+    page.set_default_timeout(WAIT)
+    shown: list[dict] = []
+    unformatted: list[str] = []
+    try:
+        with serving(tmp_path, config, page) as server:
+            for theme in ("default", "dark"):
+                page.goto(f"{server.url}?page=overview&theme={theme}", wait_until="commit", timeout=4 * WAIT)
+                expect(page.locator('.pw-tile[data-pipeline="orders"] tr[data-fact="max lag"] .v')).to_contain_text(
+                    "1,496 messages", timeout=2 * WAIT)
+                expect(page.locator('.pw-tile[data-pipeline="audit"]')).to_have_attribute("data-health", "down")
+                shown += _audit(page, f"overview ({theme})")
+                _screenshot(page, f"/tmp/pipewatch-legibility-overview-{theme}.png")
+
+                page.goto(f"{server.url}?page=pipeline&pipeline=orders&theme={theme}", wait_until="commit",
+                          timeout=4 * WAIT)
+                for collector in ("kafka", "schema_registry", "flink", "profiling", "change_feed"):
+                    expect(page.locator(f'.pw-health[data-collector="{collector}"]')).to_have_attribute(
+                        "data-state", "up", timeout=2 * WAIT)
+                if theme == "default":  # changes once the feed listens (it delivers what arrives from then on)
+                    expect(page.locator('.pw-feed-connection[data-state="up"]')).to_be_visible()
+                    run_async(_changes(postgres.dsn, f"{pg_schema}_feed"))
+                # Every section drawn: the groups, the Flink jobs, the subjects, the runs and the changes.
+                expect(live_column(page, "groups-table", _GROUP_COLUMNS, "lag")).to_have_text(["2,189"])
+                expect(page.locator(".pw-table-flink-jobs-table .slick-row")).to_have_count(2)
+                expect(page.locator(".pw-table-subjects-table .slick-row")).to_have_count(2)
+                expect(page.locator('.tabulator-row [tabulator-field="run id"]').first).to_be_visible()
+                expect(page.locator('.pw-feed-card[data-entity="Order"] .pw-feed-totals')).to_contain_text(
+                    "30 inserts")
+                # Drill-downs: a group's members and partitions, a Flink job's graph, a profiling run's metrics.
+                _choose(page, "billing")
+                page.locator('.tabulator-row [tabulator-field="run id"]').first.click()
+                expect(page.locator(".pw-run-title")).to_contain_text("Column metrics of run")
+                expect(page.locator(".pw-vertex").first).to_be_visible()
+                wait_until(lambda: page.evaluate(_FLOW_NODES) >= 4, 30, what="the flow diagram's nodes")
+                shown += _audit(page, f"pipeline ({theme})")
+                _screenshot(page, f"/tmp/pipewatch-legibility-pipeline-{theme}.png")
+                if theme == "default":
+                    unformatted += _formatted_numbers(page)
+
+                page.goto(f"{server.url}?page=aggregate&theme={theme}", wait_until="commit", timeout=4 * WAIT)
+                rows = page.locator(".slick-row").filter(has=page.locator('[data-field="agent"]'))
+                expect(rows).to_have_count(2, timeout=2 * WAIT)
+                expect(page.locator(".pw-agg-totals")).to_contain_text("1 ok, 1 not")
+                shown += _audit(page, f"aggregate ({theme})")
+                _screenshot(page, f"/tmp/pipewatch-legibility-aggregate-{theme}.png")
+
+                page.goto(f"{server.url}?page=errors&theme={theme}", wait_until="commit", timeout=4 * WAIT)
+                errors = page.locator(".tabulator").filter(has=page.locator('[tabulator-field="hint"]'))
+                expect(errors.locator(".tabulator-row").first).to_be_visible(timeout=2 * WAIT)
+                shown += _audit(page, f"errors ({theme})")
+                _screenshot(page, f"/tmp/pipewatch-legibility-errors-{theme}.png")
+            unformatted += [f"{s['where']}: {s['element']} {s['text']!r}" for s in shown
+                            if _RAW_NUMBER.search(s["text"])]
+            assert not unformatted, "numbers shown unformatted:\n" + "\n".join(unformatted)
+            failures = [s for s in shown if s["ratio"] < MINIMUM]
+            assert not failures, (f"{len(failures)} of {len(shown)} texts below {MINIMUM}:1\n"
+                                  + _report(failures))
+            assert page.errors == []
+    finally:
+        flink.stop()
+
+
+_FLOW_NODES = """() => {
+    const source = [...Bokeh.documents[0]._all_models.values()].find((m) => m.name === "flow-nodes");
+    return source ? source.data.id.length : 0;
+}"""
+
+
+def _formatted_numbers(page) -> list[str]:
+    """The text the tables show for lag seconds and catch-up, and what the charts' axes and hovers write: what is
+    not as monitoring/format.py writes it."""
+    from apps.views import _GROUP_COLUMNS
+
+    duration = re.compile(r"^(unknown|unbounded|not catching up|\d+ ms|\d\.\d s|\d+ s|\d+ min( \d+ s)?|"
+                          r"\d+ h( \d+ min)?|[\d,]+ d( \d+ h)?)$")
+    wrong = [f"group table {field}: {text!r}" for field in ("lag seconds", "catch-up")
+             for text in live_column(page, "groups-table", _GROUP_COLUMNS, field).all_inner_texts()
+             if not duration.match(text)]
+    written = page.evaluate(_AXIS_TEXT, {
+        "pipeline-latency": [0, 0.35, 52.3, 78, 700_000],
+        "pipeline-throughput": [0, 57.4, 1234],
+        "pipeline-lag": [0, 1496, 2_500_000],
+        "flink-checkpoint-size-chart": [512, 243e6],
+    })
+    expected = {
+        "pipeline-latency": {"axis": ["0 s", "350 ms", "52 s", "1 min 18 s", "8 d 2 h"],
+                             "hover": ["0 s", "350 ms", "52 s", "1 min 18 s", "8 d 2 h"]},
+        "pipeline-throughput": {"axis": ["0/s", "57/s", "1.2k/s"], "hover": ["0/s", "57/s", "1.2k/s"]},
+        "pipeline-lag": {"axis": ["0", "1,496", "2,500,000"], "hover": ["0", "1,496", "2,500,000"]},
+        "flink-checkpoint-size-chart": {"axis": ["512 B", "243 MB"], "hover": ["512 B", "243 MB"]},
+    }
+    return wrong + [f"chart {name}: {written.get(name)} instead of {text}" for name, text in expected.items()
+                    if written.get(name) != text]
