@@ -30,16 +30,16 @@ STALE = "stale"
 
 
 def _values(notation: str) -> list[float | str | None]:
-    """promtool's expanding notation: `a+bxn`, `axn`, `_`, `stale`, separated by spaces."""
+    """promtool's expanding notation: `a+bxn`, `axn`, `_`, `stale`, `NaN`, separated by spaces."""
     out: list[float | str | None] = []
     for token in notation.split():
-        match = re.fullmatch(r"(_|stale|[+-]?(?:Inf|\d+(?:\.\d+)?))(?:([+-]\d+(?:\.\d+)?)?x(\d+))?", token)
+        match = re.fullmatch(r"(_|stale|NaN|[+-]?(?:Inf|\d+(?:\.\d+)?))(?:([+-]\d+(?:\.\d+)?)?x(\d+))?", token)
         assert match, f"cannot read {token!r}"
         start, step, times = match.group(1), match.group(2), match.group(3)
         if start in ("_", STALE):
             out += [None if start == "_" else STALE] * (int(times) if times else 1)
             continue
-        first = float(start.replace("Inf", "inf"))
+        first = float(start.replace("Inf", "inf").replace("NaN", "nan"))
         if times is None:
             out.append(first)
         else:

@@ -41,7 +41,7 @@ class Rule:
     """str.format template: the alert's labels and {value} (written for people)."""
     description: str = ""
     unit: str = ""
-    """How {value} is written: seconds as a duration, anything else as a number."""
+    """How {value} is written: seconds as a duration, a ratio as a percentage, anything else as a number."""
     builtin: bool = False
 
     def render(self, template: str, labels: dict[str, str], value: float) -> str:
@@ -59,6 +59,8 @@ class _Fill(dict):
 def format_value(value: float, unit: str) -> str:
     if unit == "seconds":
         return fmt.duration(value)
+    if unit == "ratio":
+        return fmt.share(value)
     return fmt.number(value)
 
 
@@ -137,6 +139,11 @@ DEFAULT_RULES: tuple[Rule, ...] = (
          0.0, "warning", "High-severity data drift in table {table}",
          "The profiler recorded about {value} high-severity drift event(s) in table {table} of pipeline {pipeline} "
          "in the last hour.", builtin=True),
+    Rule("PipewatchDeadLetterRatioHigh", Compare(Select("pipewatch_pipeline_invalid_ratio"), ">", 0.01), 10 * _M,
+         "warning", "Pipeline {pipeline} sends {value} of its input to dead letters",
+         "{value} of the records into pipeline {pipeline} went to its dead-letter topics, above 1 % for 10 minutes: "
+         "they were not processed. The pipeline's page charts the dead-letter rate and names the topics.", "ratio",
+         True),
     Rule("PipewatchChangeFeedDelayHigh",
          Compare(HistogramQuantile(0.99, Select("db_change_feed_delay_seconds_bucket"), 5 * _M, ("pipeline", "entity")),
                  ">", 5),
