@@ -21,7 +21,7 @@ from apps.escape import esc
 from apps.health_bar import HealthBar
 from apps.shared_aggregate import Combined, shared_aggregate
 from apps.theme import TABLE_CSS
-from apps.widgets import LiveHTML, redraw
+from apps.widgets import LiveHTML, redraw, table_pane
 from monitoring.models.aggregate import AGGREGATE_PIPELINE
 from monitoring.sources import PROMETHEUS, REMOTE_AGENT, DeclaredSource
 from monitoring.store import Store
@@ -68,7 +68,8 @@ class AggregateView(Viewer):
         self._layout = pn.Column(
             pn.pane.HTML(f"<h3>All pipelines: {heading_html}</h3>"),
             *(pn.pane.Bokeh(model, sizing_mode="stretch_width")
-              for model in (self.status.model, self.totals.model, self.agents.model, self.pipelines)),
+              for model in (self.status.model, self.totals.model, self.agents.model)),
+            table_pane(self.pipelines),
             self.small, sizing_mode="stretch_width",
         )
         self.refresh()

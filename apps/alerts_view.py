@@ -38,10 +38,11 @@ def firing_badge(alerts: AlertEngine | None, dark: bool = False) -> str:
     if alerts is None:
         return ""
     firing = sum(alerts.state().firing_by_pipeline().values())
-    colour = ERROR if firing else NEUTRAL
     href = "?page=alerts&amp;theme=dark" if dark else "?page=alerts"
+    # On the header's colour: white text, on a red pill while something fires (white on ERROR: 5.4:1).
+    look = f"background:{ERROR};padding:2px 8px;border-radius:10px" if firing else ""
     return (f'<a class="pw-alerts-badge" data-firing="{firing:d}" href="{href}" '
-            f'style="color:{colour};font-weight:bold;text-decoration:none">{firing:d} firing</a>')
+            f'style="color:#ffffff;font-weight:bold;text-decoration:none;{look}">{firing:d} firing</a>')
 
 
 class AlertsPage(Viewer):

@@ -34,7 +34,7 @@ from apps.palette import NEUTRAL, entity_colour
 from apps.shared_feed import SharedFeed, shared_models
 from apps.shared_patch import in_server_session
 from apps.theme import TABLE_CSS
-from apps.widgets import LiveHTML, redraw
+from apps.widgets import LiveHTML, redraw, table_pane
 from monitoring.config import ChangeFeedSource
 from monitoring.health import State, state_now
 from monitoring.store import FeedRow, Store
@@ -95,7 +95,7 @@ class ChangeFeedView(Viewer):
             pn.pane.Markdown("### Database change feed"), pn.pane.Bokeh(self.status.model, sizing_mode="stretch_width"),
             pn.pane.Bokeh(self.cards.model, sizing_mode="stretch_width"),
             pn.Row(self.entity_filter, self.event_filter, self.search, self.pause, pn.pane.Bokeh(self.arrived.model)),
-            pn.pane.Bokeh(self.table, sizing_mode="stretch_width"),
+            table_pane(self.table),
             pn.Row(pn.pane.Bokeh(self.newer), pn.pane.Bokeh(self.older), pn.pane.Bokeh(self.page_info.model),
                    self.download),
             sizing_mode="stretch_width",

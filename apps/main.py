@@ -13,6 +13,7 @@ import panel as pn
 from apps.alerts_view import firing_badge
 from apps.pages import PAGES, SECTIONS, Route, fit_section, pipeline_names, route, sections_of
 from apps.shell import connection_watch, frame, metrics_link, theme_switch
+from apps.theme import NAV_CSS
 from apps.theme import install as install_theme
 from pipewatch.service import get_service
 
@@ -35,13 +36,15 @@ def _section_options(pipeline: str) -> dict[str, str]:
 
 page_choice = pn.widgets.RadioButtonGroup(name="page", options={p.title: key for key, p in PAGES.items()},
                                           value=shown.page, button_type="default", orientation="vertical",
-                                          sizing_mode="stretch_width", css_classes=["pw-nav-pages"])
+                                          sizing_mode="stretch_width", css_classes=["pw-nav-pages"],
+                                          stylesheets=[NAV_CSS])
 pipeline_choice = pn.widgets.Select(name="pipeline", options=pipelines, value=shown.pipeline,
                                     sizing_mode="stretch_width")
 section_choice = pn.widgets.RadioButtonGroup(name="section", options=_section_options(shown.pipeline),
                                              value=shown.section or _SUMMARY, button_type="default",
                                              orientation="vertical", sizing_mode="stretch_width",
-                                             visible=shown.page == "pipeline", css_classes=["pw-nav-sections"])
+                                             visible=shown.page == "pipeline", css_classes=["pw-nav-sections"],
+                                             stylesheets=[NAV_CSS])
 holder = pn.Column(sizing_mode="stretch_width")
 current: dict[str, object] = {}
 """This session's page, its route and, once the browser is connected, its periodic callback (the ticker)."""

@@ -86,7 +86,7 @@ def _tile(s: PipelineSummary, firing: int | None = None) -> str:
          not (math.isnan(s.dead_letter_rate) and math.isnan(s.invalid_ratio))),
     ]
     if firing is not None:
-        alert_colour = ERROR if firing else NEUTRAL
+        alert_colour = text_colour(ERROR if firing else NEUTRAL)
         facts.insert(0, ("alerts firing", f'<a href="?page=alerts" class="pw-tile-alerts" data-firing="{firing:d}" '
                                           f'style="color:{alert_colour}">{firing:d}</a>', True))
     rows = "".join(f'<tr data-fact="{label}"><td style="opacity:.75;padding-right:10px">{label}</td>'

@@ -21,6 +21,7 @@ from panel.viewable import Viewer
 from apps.escape import choice_options, esc, spreadsheet_safe
 from apps.format_templates import COUNT
 from apps.palette import DRIFT_COLOURS, QUIET, RUN_STATUS_COLOURS, WARNING_TEXT, text_colour
+from apps.theme import TOOLBAR_CSS
 from apps.widgets import LiveHTML, SnapshotSection, dim, freshness, table
 from monitoring.format import age
 from monitoring.models.profiling import Kpi, ProfilingSnapshot, Run, TableState
@@ -240,10 +241,12 @@ class ProfilingView(SnapshotSection, Viewer):
                              columns=["day", "severity", "events"])
         self.per_day.object = (runs.hvplot.bar(
             x="day", y="runs", by="status", stacked=True, rot=45, title="Runs per day (UTC) by status",
-            responsive=True, cmap=_colours(runs["status"], _STATUS_COLOURS)) if not runs.empty else None)
+            responsive=True, cmap=_colours(runs["status"], _STATUS_COLOURS)).opts(hooks=[_themed])
+            if not runs.empty else None)
         self.drift_per_day.object = (drift.hvplot.bar(
             x="day", y="events", by="severity", stacked=True, rot=45, title="Drift events per day (UTC) by severity",
-            responsive=True, cmap=_colours(drift["severity"], _SEVERITY_COLOURS)) if not drift.empty else None)
+            responsive=True, cmap=_colours(drift["severity"], _SEVERITY_COLOURS)).opts(hooks=[_themed])
+            if not drift.empty else None)
 
     def _history_keys(self) -> list[tuple[str, str, str]]:
         return sorted(key[1][1:] for key in self.store.keys(
@@ -269,9 +272,15 @@ class ProfilingView(SnapshotSection, Viewer):
         # it as a dimension spec.
         frame = pd.DataFrame({"profiled at": pd.to_datetime(delta.times, unit="s"), "value": delta.values})
         title = ".".join(chosen[:2]) + ": " + chosen[2]  # drawn on the canvas, as text
-        self.history.object = frame.sort_values("profiled at").hvplot.line(
+        self.history.object = (frame.sort_values("profiled at").hvplot.line(
             x="profiled at", y="value", title=title, ylabel=chosen[2], responsive=True,
-        ) * frame.hvplot.scatter(x="profiled at", y="value", responsive=True)  # fixed-size parts would warn
+        ) * frame.hvplot.scatter(x="profiled at", y="value", responsive=True)).opts(hooks=[_themed])
+        # (responsive parts: fixed-size ones would warn)
+
+
+def _themed(plot, _element) -> None:
+    """HoloViews' hook: the chart's toolbar in the theme's colours, as every other chart's."""
+    plot.state.toolbar.stylesheets = [TOOLBAR_CSS]
 
 
 def _run_row(run: Run) -> dict[str, object]:

@@ -89,6 +89,9 @@ TABULATOR_CSS = (
 """A Panel Tabulator's stylesheet, the same colours as the DataTables'."""
 
 
+NAV_CSS = (".bk-btn-group .bk-btn.bk-active{background-color:var(--pw-selected);color:var(--pw-fg);font-weight:600;"
+           "box-shadow:inset 4px 0 0 var(--pw-link);}")
+"""The sidebar's page and section choices: the one shown stands out in both themes."""
 TOOLBAR_CSS = ".bk-tool-overflow{color:var(--pw-muted,#57606a);}"
 """A chart toolbar's stylesheet: its overflow mark (`⋮`) is Bokeh's light grey otherwise (3.9:1 on white)."""
 

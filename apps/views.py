@@ -308,7 +308,8 @@ def _section_links(pipeline: str, sources: list[DeclaredSource]) -> str:
     """Links into the pipeline's sections (the health bar above names their sources)."""
     links = []
     for kind in sections_of(sources, pipeline):
-        links.append(f'<a class="pw-section-link" data-section="{kind}" href="{pipeline_href(pipeline, kind)}">'
+        links.append(f'<a class="pw-section-link" data-section="{kind}" href="{pipeline_href(pipeline, kind)}" '
+                     'style="color:var(--pw-link)">'
                      f'{esc(SECTIONS[kind])}</a>')
     if not links:
         return ""

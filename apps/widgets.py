@@ -79,6 +79,12 @@ _pages: dict[tuple[int, int, int], tuple[pd.DataFrame, dict[str, object]]] = {}
 reused while its entry lives."""
 
 
+def table_pane(table: DataTable) -> pn.pane.Bokeh:
+    """A DataTable in a pane that keeps the table's theme: a page's design sets the stylesheets of the models its
+    panes hold when the page is first drawn (a table built later keeps its own), so the pane names them too."""
+    return pn.pane.Bokeh(table, sizing_mode="stretch_width", stylesheets=[TABLE_CSS])
+
+
 class LiveTable:
     """A read-only table that follows a live source: a plain Bokeh DataTable paged on the server.
 
@@ -112,7 +118,7 @@ class LiveTable:
         self.previous.on_click(lambda: self.turn(-1))
         self.next.on_click(lambda: self.turn(+1))
         self._panel = pn.Column(
-            pn.pane.Bokeh(self.table, sizing_mode="stretch_width"),
+            table_pane(self.table),
             pn.Row(pn.pane.Bokeh(self.previous), pn.pane.Bokeh(self.next), pn.pane.Bokeh(self.page_info.model)),
             sizing_mode="stretch_width")
 

@@ -406,7 +406,8 @@ def test_change_feed_shows_a_new_row_live_and_payloads_as_text(postgres, pg_sche
         page.bring_to_front()
         page.get_by_role("button", name="Overview", exact=True).click()
         expect(page.locator(".pw-tile").first).to_be_visible(timeout=30_000)
-        page.get_by_role("button", name="Pipeline", exact=True).click()
+        page.get_by_role("button", name="Pipeline", exact=True).click()  # its summary, then the section
+        page.get_by_role("button", name="Change feed", exact=True).click()
         expect(newest.locator(".slick-cell.l3")).to_have_text("131", timeout=30_000)
         run_async(write(f'INSERT INTO "{pg_schema}".orders VALUES (132, \'late\', 1, \'\')'))
         for viewer in (page, other):

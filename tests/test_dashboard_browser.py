@@ -50,7 +50,7 @@ def test_overview_navigation_shareable_urls_theme_and_a_source_going_down_and_ba
         expect(_fact(page, "orders", "lag status")).not_to_have_text("unknown", timeout=30_000)
 
         # A tile's link opens its pipeline; the URL names page and pipeline.
-        page.locator('.pw-tile[data-pipeline="audit"] a').click()
+        page.locator('.pw-tile[data-pipeline="audit"] a[href*="page=pipeline"]').click()
         expect(page).to_have_url(f"{server.url}?page=pipeline&pipeline=audit", timeout=30_000)
         expect(page.locator('.pw-health[data-collector="kafka"]')).to_have_attribute("data-state", "up", timeout=30_000)
         expect(page.locator(".pw-latency")).to_be_visible(timeout=30_000)

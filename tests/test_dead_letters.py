@@ -179,7 +179,7 @@ def test_dead_letters_in_a_real_browser_tile_and_section_light_and_dark(broker, 
         run_async(produce(bootstrap, "orders.dlq", {0: 1}))
         expect(fact).to_contain_text(", 5.0 % of input", timeout=30_000)
 
-        page.locator('.pw-tile[data-pipeline="orders"] a').click(timeout=90_000)
+        page.locator('.pw-tile[data-pipeline="orders"] a[href*="page=pipeline"]').click(timeout=90_000)
         expect(page).to_have_url(f"{server.url}?page=pipeline&pipeline=orders", timeout=30_000)
         line = page.locator(".pw-dead-letter-topics")
         expect(line).to_have_text("local: dead-letter topics orders.dlq; input orders.raw", timeout=120_000)

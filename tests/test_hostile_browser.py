@@ -464,7 +464,7 @@ def test_a_hostile_client_id_and_host_show_as_text_in_the_group_drill_down(broke
             f"mirror: {agent.url}\n")
         with serving(tmp_path, config, page) as server:
             for theme in ("default", "dark"):
-                page.goto(f"{server.url}?page=pipeline&pipeline=orders&theme={theme}")
+                page.goto(f"{server.url}?page=pipeline&pipeline=orders&section=kafka&theme={theme}")
                 expect(page.locator('.pw-health[data-collector="mirror"]')).to_have_attribute(
                     "data-state", "up", timeout=2 * WAIT)
                 page.get_by_label("Drill down into").select_option("billing")

@@ -243,7 +243,7 @@ async def _changes(dsn: str, schema: str) -> None:
         await connection.close()
 
 
-@pytest.mark.timeout(900)  # eight page loads of a pipeline with every source, on a busy two-core machine
+@pytest.mark.timeout(900)  # twenty page loads of a pipeline with every source, on a busy two-core machine
 def test_every_page_is_legible_in_both_themes_and_shows_every_number_formatted(broker, registry, postgres, pg_schema,
                                                                                tmp_path, browser_page):
     from apps.views import _GROUP_COLUMNS
@@ -293,54 +293,84 @@ def test_every_page_is_legible_in_both_themes_and_shows_every_number_formatted(b
     page.set_default_timeout(WAIT)
     shown: list[dict] = []
     unformatted: list[str] = []
+
+    def open_view(query: str, theme: str) -> None:
+        page.goto(f"{server.url}?{query}&theme={theme}", wait_until="commit", timeout=4 * WAIT)
+
+    def section(kind: str, theme: str) -> None:
+        open_view(f"page=pipeline&pipeline=orders&section={kind}", theme)
+        expect(page.locator(f'.pw-health[data-collector="{kind}"]')).to_have_attribute("data-state", "up",
+                                                                                       timeout=2 * WAIT)
+
+    def audit(where: str, theme: str) -> None:
+        shown.extend(_audit(page, f"{where} ({theme})"))
+        _screenshot(page, f"/tmp/pipewatch-legibility-{where.replace(' ', '-')}-{theme}.png")
+
     try:
         with serving(tmp_path, config, page) as server:
             for theme in ("default", "dark"):
-                page.goto(f"{server.url}?page=overview&theme={theme}", wait_until="commit", timeout=4 * WAIT)
+                open_view("page=overview", theme)
                 expect(page.locator('.pw-tile[data-pipeline="orders"] tr[data-fact="max lag"] .v')).to_contain_text(
                     "1,496 messages", timeout=2 * WAIT)
                 expect(page.locator('.pw-tile[data-pipeline="audit"]')).to_have_attribute("data-health", "down")
-                shown += _audit(page, f"overview ({theme})")
-                _screenshot(page, f"/tmp/pipewatch-legibility-overview-{theme}.png")
+                audit("overview", theme)
 
-                page.goto(f"{server.url}?page=pipeline&pipeline=orders&theme={theme}", wait_until="commit",
-                          timeout=4 * WAIT)
+                # The pipeline's summary: every source's health, the flow diagram, the charts.
+                open_view("page=pipeline&pipeline=orders", theme)
                 for collector in ("kafka", "schema_registry", "flink", "profiling", "change_feed"):
                     expect(page.locator(f'.pw-health[data-collector="{collector}"]')).to_have_attribute(
                         "data-state", "up", timeout=2 * WAIT)
-                if theme == "default":  # changes once the feed listens (it delivers what arrives from then on)
-                    expect(page.locator('.pw-feed-connection[data-state="up"]')).to_be_visible()
-                    run_async(_changes(postgres.dsn, f"{pg_schema}_feed"))
-                # Every section drawn: the groups, the Flink jobs, the subjects, the runs and the changes.
-                expect(live_column(page, "groups-table", _GROUP_COLUMNS, "lag")).to_have_text(["2,189"])
-                expect(page.locator(".pw-table-flink-jobs-table .slick-row")).to_have_count(2)
-                expect(page.locator(".pw-table-subjects-table .slick-row")).to_have_count(2)
-                expect(page.locator('.tabulator-row [tabulator-field="run id"]').first).to_be_visible()
-                expect(page.locator('.pw-feed-card[data-entity="Order"] .pw-feed-totals')).to_contain_text(
-                    "30 inserts")
-                # Drill-downs: a group's members and partitions, a Flink job's graph, a profiling run's metrics.
-                _choose(page, "billing")
-                page.locator('.tabulator-row [tabulator-field="run id"]').first.click()
-                expect(page.locator(".pw-run-title")).to_contain_text("Column metrics of run")
-                expect(page.locator(".pw-vertex").first).to_be_visible()
                 wait_until(lambda: page.evaluate(_FLOW_NODES) >= 4, 30, what="the flow diagram's nodes")
-                shown += _audit(page, f"pipeline ({theme})")
-                _screenshot(page, f"/tmp/pipewatch-legibility-pipeline-{theme}.png")
+                audit("pipeline summary", theme)
                 if theme == "default":
-                    unformatted += _formatted_numbers(page)
+                    unformatted += _charts_written(page, ("pipeline-latency", "pipeline-throughput", "pipeline-lag"))
 
-                page.goto(f"{server.url}?page=aggregate&theme={theme}", wait_until="commit", timeout=4 * WAIT)
+                # Each section, with its tables filled and a drill-down open.
+                section("change_feed", theme)
+                if theme == "default":  # changes once the feed listens (it delivers what arrives from then on)
+                    expect(page.locator('.pw-feed-connection[data-state="up"]')).to_be_visible(timeout=WAIT)
+                    run_async(_changes(postgres.dsn, f"{pg_schema}_feed"))
+                expect(page.locator('.pw-feed-card[data-entity="Order"] .pw-feed-totals')).to_contain_text(
+                    "30 inserts", timeout=WAIT)
+                audit("change feed", theme)
+
+                section("kafka", theme)
+                expect(live_column(page, "groups-table", _GROUP_COLUMNS, "lag")).to_have_text(["2,189"], timeout=WAIT)
+                _choose(page, "billing")  # a group's members and partitions
+                audit("kafka", theme)
+                if theme == "default":
+                    unformatted += _group_durations(page)
+
+                section("schema_registry", theme)
+                expect(page.locator(".pw-table-subjects-table .slick-row")).to_have_count(2, timeout=WAIT)
+                audit("schema registry", theme)
+
+                section("flink", theme)
+                expect(page.locator(".pw-table-flink-jobs-table .slick-row")).to_have_count(2, timeout=WAIT)
+                expect(page.locator(".pw-vertex").first).to_be_visible(timeout=WAIT)  # a job's graph
+                audit("flink", theme)
+                if theme == "default":
+                    unformatted += _charts_written(page, ("flink-checkpoint-size-chart",))
+
+                section("profiling", theme)
+                page.locator('.tabulator-row [tabulator-field="run id"]').first.click()  # a run's metrics
+                expect(page.locator(".pw-run-title")).to_contain_text("Column metrics of run", timeout=WAIT)
+                audit("profiling", theme)
+
+                open_view("page=aggregate", theme)
                 rows = page.locator(".slick-row").filter(has=page.locator('[data-field="agent"]'))
                 expect(rows).to_have_count(2, timeout=2 * WAIT)
                 expect(page.locator(".pw-agg-totals")).to_contain_text("1 ok, 1 not")
-                shown += _audit(page, f"aggregate ({theme})")
-                _screenshot(page, f"/tmp/pipewatch-legibility-aggregate-{theme}.png")
+                audit("aggregate", theme)
 
-                page.goto(f"{server.url}?page=errors&theme={theme}", wait_until="commit", timeout=4 * WAIT)
+                open_view("page=errors", theme)
                 errors = page.locator(".tabulator").filter(has=page.locator('[tabulator-field="hint"]'))
                 expect(errors.locator(".tabulator-row").first).to_be_visible(timeout=2 * WAIT)
-                shown += _audit(page, f"errors ({theme})")
-                _screenshot(page, f"/tmp/pipewatch-legibility-errors-{theme}.png")
+                audit("errors", theme)
+
+                open_view("page=alerts", theme)
+                expect(page.locator(".pw-alerts-summary")).to_be_visible(timeout=2 * WAIT)
+                audit("alerts", theme)
             unformatted += [f"{s['where']}: {s['element']} {s['text']!r}" for s in shown
                             if _RAW_NUMBER.search(s["text"])]
             assert not unformatted, "numbers shown unformatted:\n" + "\n".join(unformatted)
@@ -358,28 +388,28 @@ _FLOW_NODES = """() => {
 }"""
 
 
-def _formatted_numbers(page) -> list[str]:
-    """The text the tables show for lag seconds and catch-up, and what the charts' axes and hovers write: what is
-    not as monitoring/format.py writes it."""
+_WRITTEN = {
+    "pipeline-latency": ([0, 0.35, 52.3, 78, 700_000], ["0 s", "350 ms", "52 s", "1 min 18 s", "8 d 2 h"]),
+    "pipeline-throughput": ([0, 57.4, 1234], ["0/s", "57/s", "1.2k/s"]),
+    "pipeline-lag": ([0, 1496, 2_500_000], ["0", "1,496", "2,500,000"]),
+    "flink-checkpoint-size-chart": ([512, 243e6], ["512 B", "243 MB"]),
+}
+"""Values a chart's y axis and hover get, and what monitoring/format.py writes for them."""
+
+
+def _charts_written(page, names: tuple[str, ...]) -> list[str]:
+    """What the charts' axes and hovers write, where it is not as monitoring/format.py writes it."""
+    written = page.evaluate(_AXIS_TEXT, {name: _WRITTEN[name][0] for name in names})
+    return [f"chart {name}: {written.get(name)} instead of {_WRITTEN[name][1]}" for name in names
+            if written.get(name) != {"axis": _WRITTEN[name][1], "hover": _WRITTEN[name][1]}]
+
+
+def _group_durations(page) -> list[str]:
+    """The text the groups table shows for lag seconds and catch-up, where it is not a duration as format.py's."""
     from apps.views import _GROUP_COLUMNS
 
     duration = re.compile(r"^(unknown|unbounded|not catching up|\d+ ms|\d\.\d s|\d+ s|\d+ min( \d+ s)?|"
                           r"\d+ h( \d+ min)?|[\d,]+ d( \d+ h)?)$")
-    wrong = [f"group table {field}: {text!r}" for field in ("lag seconds", "catch-up")
-             for text in live_column(page, "groups-table", _GROUP_COLUMNS, field).all_inner_texts()
-             if not duration.match(text)]
-    written = page.evaluate(_AXIS_TEXT, {
-        "pipeline-latency": [0, 0.35, 52.3, 78, 700_000],
-        "pipeline-throughput": [0, 57.4, 1234],
-        "pipeline-lag": [0, 1496, 2_500_000],
-        "flink-checkpoint-size-chart": [512, 243e6],
-    })
-    expected = {
-        "pipeline-latency": {"axis": ["0 s", "350 ms", "52 s", "1 min 18 s", "8 d 2 h"],
-                             "hover": ["0 s", "350 ms", "52 s", "1 min 18 s", "8 d 2 h"]},
-        "pipeline-throughput": {"axis": ["0/s", "57/s", "1.2k/s"], "hover": ["0/s", "57/s", "1.2k/s"]},
-        "pipeline-lag": {"axis": ["0", "1,496", "2,500,000"], "hover": ["0", "1,496", "2,500,000"]},
-        "flink-checkpoint-size-chart": {"axis": ["512 B", "243 MB"], "hover": ["512 B", "243 MB"]},
-    }
-    return wrong + [f"chart {name}: {written.get(name)} instead of {text}" for name, text in expected.items()
-                    if written.get(name) != text]
+    return [f"group table {field}: {text!r}" for field in ("lag seconds", "catch-up")
+            for text in live_column(page, "groups-table", _GROUP_COLUMNS, field).all_inner_texts()
+            if not duration.match(text)]
