@@ -182,7 +182,8 @@ class _Viewer(BokehViewer):
     """A headless browser session of the page (bench/viewers.py) that notes the insert marks it is shown."""
 
     def __init__(self, port: int) -> None:
-        super().__init__(port, on_content=self._marks, arguments={"page": "pipeline", "pipeline": "shop"})
+        super().__init__(port, on_content=self._marks,
+                         arguments={"page": "pipeline", "pipeline": "shop", "section": "change_feed"})
         self.seen: list[tuple[float, float]] = []
         """(arrival, newest insert time in the message) of every message with a mark."""
         self.messages = 0

@@ -45,6 +45,13 @@ def _lag(metrics_url: str) -> float:
     return float(found.group(1)) if found else 0.0
 
 
+_FLOW_DRAWN = """() => {
+    const doc = window.Bokeh && Bokeh.documents[0];
+    const nodes = doc && [...doc._all_models.values()].find((m) => m.name === "flow-nodes");
+    return nodes != null && nodes.data.id.length >= 4;
+}"""
+
+
 def shoot(url: str, out: Path) -> None:
     from playwright.sync_api import sync_playwright
 
@@ -53,10 +60,10 @@ def shoot(url: str, out: Path) -> None:
         try:
             page = browser.new_page(viewport={"width": WIDTH, "height": HEIGHT})
             page.goto(url, timeout=600_000, wait_until="commit")  # a busy machine takes minutes
-            page.get_by_text("order-processor").first.wait_for(timeout=600_000)
-            page.locator("canvas").first.wait_for(timeout=600_000)  # Bokeh draws in shadow roots: a locator enters them
-            # The live charts have drawn once their first points arrived: two ticks after the first canvas.
-            page.wait_for_timeout(3000)
+            page.locator(".pw-health").first.wait_for(timeout=600_000)
+            # The flow diagram's boxes (drawn on its canvas, after the first paint), then the charts' first points.
+            page.wait_for_function(_FLOW_DRAWN, timeout=600_000)
+            page.wait_for_timeout(3000)  # two ticks: the live charts have drawn their first points
             page.screenshot(path=str(out), clip={"x": 0, "y": 0, "width": WIDTH, "height": HEIGHT})
         finally:
             browser.close()
@@ -66,7 +73,7 @@ def _shoot_both(args: argparse.Namespace) -> None:
     _poll(lambda: _lag(f"http://127.0.0.1:{args.metrics_port}/metrics") >= args.min_lag, 400,
           "the lagging group to fall behind in a burst")
     page = f"http://127.0.0.1:{args.port}/apps?page=pipeline&pipeline=orders"
-    for theme, name in (("light", "screenshot.png"), ("dark", "screenshot-dark.png")):
+    for theme, name in (("default", "screenshot.png"), ("dark", "screenshot-dark.png")):
         shoot(f"{page}&theme={theme}", ROOT / "docs" / name)
         print(f"wrote docs/{name}", flush=True)
 
