@@ -180,6 +180,16 @@ class Pipeline:
         self.postgres.close()
 
 
+def _inject(pipeline: Pipeline, fault: dict, started: float) -> None:
+    """One fault; a part that did not come back is recorded (and the soak goes on without it)."""
+    try:
+        pipeline.fault(fault["kind"])
+    except Exception as exc:  # noqa: BLE001 - reported in the results, not fatal to the run
+        fault["error"] = f"{type(exc).__name__}: {exc}"
+        print(f"  fault {fault['kind']}: not recovered: {fault['error'][:200]}", flush=True)
+    fault["until"] = time.time() - started
+
+
 def _start(args: list[str], config: Path, log: Path, env: dict[str, str]) -> subprocess.Popen:
     with open(log, "ab") as out:
         return subprocess.Popen(args, cwd=ROOT, env={**env, "PIPEWATCH_CONFIG": str(config)}, stdout=out,
@@ -266,7 +276,7 @@ def run(minutes: float, pages: int, fault_every: float, sample_seconds: float, s
                 proc.cpu_percent(None)
             samples: list[dict] = []
             faults: list[dict] = []
-            next_fault, fault_index = started + fault_every * 60, 0
+            next_fault, fault_index, faulting = started + fault_every * 60, 0, None
             next_sample = started
             while time.time() < until:
                 now = time.time()
@@ -280,16 +290,19 @@ def run(minutes: float, pages: int, fault_every: float, sample_seconds: float, s
                           f"sessions {row['dashboard'].get('sessions')}  agent {row['agent']['rss_mb']:.1f} MB "
                           f"{row['agent']['cpu_percent']:.0f}% fds {row['agent']['fds']}", flush=True)
                     next_sample += sample_seconds
-                if now >= next_fault:
+                if now >= next_fault and (faulting is None or not faulting.is_alive()):
                     kind = FAULTS[fault_index % len(FAULTS)]
                     fault_index += 1
                     print(f"  fault: {kind}", flush=True)
-                    t0 = time.time() - started
-                    pipeline.fault(kind)
-                    faults.append({"kind": kind, "t": t0, "until": time.time() - started})
+                    fault = {"kind": kind, "t": now - started}
+                    faults.append(fault)
+                    faulting = threading.Thread(target=_inject, args=(pipeline, fault, started), daemon=True)
+                    faulting.start()  # on its own thread: the sampling goes on through the fault
                     next_fault += fault_every * 60
                 time.sleep(0.5)
             browser.join(60)
+            if faulting is not None:
+                faulting.join(180)
             for name, proc in (("dashboard", dashboard), ("agent", agent)):
                 if proc.poll() is not None:
                     raise RuntimeError(f"the {name} exited during the soak with {proc.returncode}")
@@ -323,7 +336,7 @@ def plot(result: dict, png: Path) -> None:
 
     figures = []
     for key, title in (("rss_mb", "RSS (MB)"), ("cpu_percent", "CPU (%)"), ("fds", "open descriptors"),
-                       ("threads", "threads"), ("series", "exported samples"), ("sessions", "dashboard sessions")):
+                       ("threads", "threads"), ("series", "exported samples"), ("sessions", "dashboard connections")):
         fig = figure(title=title, width=560, height=260, x_axis_label="minutes")
         for process, colour in (("dashboard", "#1f77b4"), ("agent", "#d62728")):
             points = [(r["t"] / 60, r[process].get(key)) for r in result["samples"] if r[process].get(key) is not None]
@@ -331,8 +344,8 @@ def plot(result: dict, png: Path) -> None:
                 fig.line([p[0] for p in points], [p[1] for p in points], color=colour, legend_label=process,
                          line_width=2)
         for fault in result["faults"]:
-            fig.add_layout(BoxAnnotation(left=fault["t"] / 60, right=fault["until"] / 60, fill_alpha=0.15,
-                                         fill_color="#999999"))
+            fig.add_layout(BoxAnnotation(left=fault["t"] / 60, right=fault.get("until", fault["t"]) / 60,
+                                         fill_alpha=0.15, fill_color="#999999"))
         fig.legend.location = "top_left"
         figures.append(fig)
     html = png.with_suffix(".html")
