@@ -405,6 +405,9 @@ class ChangeFeedSource(_PostgresConnection):
     prune_interval_seconds: Annotated[float, Field(ge=1)] = 60.0
     rows_per_entity: Annotated[int, Field(ge=1, le=100_000)] = 500
     """Recent changes kept per entity, in pipewatch and in each browser."""
+    max_value_chars: Annotated[int, Field(ge=16, le=1_000_000)] = 1000
+    """A row's text values longer than this are kept cut to it, with their full length said: a table's big column
+    (a document, a blob as text) would otherwise cost its size for each of the rows kept."""
     timeout_seconds: Annotated[float, Field(gt=0, le=3600)] = 10.0
 
     dsn_schemes: ClassVar[tuple[str, ...]] = POSTGRES_SCHEMES + MYSQL_SCHEMES
@@ -719,6 +722,9 @@ class StoreSettings(_Strict):
     """Hard cap on live series; writes of new series beyond it are refused and logged.
     Worst-case memory of the series: max_series x points_per_series x 16 bytes (1.2 GB by default)."""
     events: Annotated[int, Field(ge=1, le=1_000_000)] = 2000
+    """Events kept (state changes, errors as they happen), the newest."""
+    errors: Annotated[int, Field(ge=1, le=100_000)] = 500
+    """Distinct errors the error registry keeps (the least recently seen go first)."""
 
 
 class RuntimeSettings(_Strict):

@@ -10,6 +10,8 @@ from dataclasses import dataclass, replace
 
 SEVERITIES = ("error", "warning")
 DEFAULT_CAPACITY = 500
+MAX_MESSAGE_CHARS = 4000
+"""An error's message and hint are kept up to this long (a source's answer quoted whole could be megabytes)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,7 +75,7 @@ class ErrorRegistry:
 
     def record(self, pipeline: str, component: str, category: str, message: str, severity: str, target: str,
                hint: str, t: float, count: int = 1) -> ErrorEntry:
-        message, hint = redact(message), redact(hint)
+        message, hint = redact(message)[:MAX_MESSAGE_CHARS], redact(hint)[:MAX_MESSAGE_CHARS]
         key_text = normalise(message)
         key = (pipeline, component, category, key_text)
         entry = self._entries.get(key)

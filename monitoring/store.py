@@ -227,6 +227,10 @@ class Store:
             if stale:
                 self._removals += 1
                 self.series_generation += 1
+                # A metric this cycle wrote no rows of keeps no resolution: it would hold the removed series.
+                written = {name for name, *_ in writer.columns}
+                for key in [k for k in self._columns if k[0] == source and k[1] not in written]:
+                    del self._columns[key]
 
     def _write_column(self, source: Source, name: str, labels: tuple[tuple[str, ...], ...], values: list[float],
                       only_changes: bool, t: float, cycle: int, commit: int) -> None:

@@ -62,7 +62,7 @@ class Service:
         self.started_at = time.time()
         self.mirror = mirror and config.mirror is not None
         settings = config.store
-        self.store = Store(settings.points_per_series, settings.max_series, settings.events)
+        self.store = Store(settings.points_per_series, settings.max_series, settings.events, settings.errors)
         self.sources = declared_sources(config)
         """Every source the config declares: what the pages show."""
         self.evaluator = Evaluator(self.store, [p.name for p in config.pipelines], write_series=not self.mirror)

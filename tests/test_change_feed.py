@@ -351,7 +351,7 @@ async def test_exporter_serves_counts_delay_histogram_and_backlog(postgres, pg_s
 
 
 async def test_a_row_nested_2000_deep_is_delivered_as_text_and_counted_with_the_rest_of_its_batch(postgres, pg_schema):
-    feed = await _setup(postgres.dsn, pg_schema)
+    feed = await _setup(postgres.dsn, pg_schema, max_value_chars=10_000)  # the whole text fits
     writer = await asyncpg.connect(postgres.dsn)
     store, collector = Store(), ChangeFeedCollector(PIPELINE, feed)
     deep = "[" * 2000 + "]" * 2000  # Python's json raises RecursionError on it; PostgreSQL takes it
@@ -378,6 +378,24 @@ async def test_a_row_nested_2000_deep_is_delivered_as_text_and_counted_with_the_
         {"order_key": k, "status": "new", "total": k, "note": "", "doc": {"ok": True}} for k in (1, 2, 4, 5)]
     assert store.latest("db_change_feed_unparsed_total", (PIPELINE, "Order"))[1] == 1
     assert store.latest("db_change_events_total", (PIPELINE, "Order", "insert"))[1] == 5
+
+
+async def test_long_values_are_kept_cut_to_max_value_chars_with_their_length(postgres, pg_schema):
+    feed = await _setup(postgres.dsn, pg_schema, max_value_chars=100)
+    writer = await asyncpg.connect(postgres.dsn)
+    store, collector = Store(), ChangeFeedCollector(PIPELINE, feed)
+    try:
+        await collector.collect(store)
+        await writer.execute(f'INSERT INTO "{pg_schema}".orders VALUES (1, \'new\', 1, $1)', "x" * 100_000)
+        await writer.execute(f'INSERT INTO "{pg_schema}".orders VALUES (2, \'new\', 2, $1)', "y" * 100)
+        await _drain(store, collector, 2)
+    finally:
+        await writer.close()
+        await collector.close()
+    long, short = store.feed_since(collector.source, 0)
+    assert long.payload == {"order_key": 1, "status": "new", "total": 1,
+                            "note": "x" * 100 + "… (cut: 100,000 characters)"}
+    assert short.payload["note"] == "y" * 100  # at the bound: whole
 
 
 async def test_writers_need_no_privilege_on_the_changelog(postgres, pg_schema):

@@ -682,3 +682,16 @@ def test_allowed_hosts_default_and_checked_names(tmp_path):
     assert config.exporter.allowed_hosts == ["pipewatch.example.com", "[::1]", "10.0.0.1", "*"]
     message = _error(_write(tmp_path, EXAMPLE + "  allowed_hosts: ['http://pipewatch:9108']\n"))
     assert "exporter.allowed_hosts[0]: String should match pattern" in message
+
+
+def test_memory_bounds_load_and_a_bad_one_names_its_key(tmp_path):
+    """docs/memory.md: every bound is a config key with a default; a bad value is refused by name."""
+    base = "pipelines:\n  - name: p\n    kafka: {bootstrap_servers: [\"k:9092\"]}\n"
+    config = load_config(_write(tmp_path, base + "store: {points_per_series: 60, events: 100, errors: 50}\n"),
+                         environ={})
+    assert (config.store.points_per_series, config.store.events, config.store.errors) == (60, 100, 50)
+    assert load_config(_write(tmp_path, base), environ={}).store.errors == 500
+    message = _error(_write(tmp_path, base + "store: {errors: 0}\n"))
+    assert "store.errors" in message and "greater than or equal to 1" in message
+    message = _error(_write(tmp_path, base + "store: {points_per_series: 1}\n"))
+    assert "store.points_per_series" in message

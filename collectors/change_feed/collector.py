@@ -64,8 +64,9 @@ class ChangeFeedReader(Collector):
     def _fill(self, store: Store, rows: list) -> None:
         """The newest rows of each entity, read when the reader starts: on the page, not counted."""
         if rows:
-            store.feed_append(self.source, [_change(row) for row in rows], self.config.rows_per_entity,
-                              self.config.rows_per_entity * len(self.entities), time.time())
+            store.feed_append(self.source, [_change(row, self.config.max_value_chars) for row in rows],
+                              self.config.rows_per_entity, self.config.rows_per_entity * len(self.entities),
+                              time.time())
 
     def _finish(self, store: Store) -> None:
         """Deliver what the read took (all of it, or what it took before it failed), and write the series when
@@ -80,7 +81,7 @@ class ChangeFeedReader(Collector):
     # -- results ---------------------------------------------------------------------------------
 
     def _deliver(self, store: Store, rows: list, now: float) -> None:
-        changes = [_change(row) for row in rows]
+        changes = [_change(row, self.config.max_value_chars) for row in rows]
         store.feed_append(self.source, changes, self.config.rows_per_entity,
                           self.config.rows_per_entity * len(self.entities), now)
         self.delivered += len(changes)
@@ -254,18 +255,40 @@ _MAX_DEPTH = 100
 """Deeper payloads are delivered as text too: pages, /api/v1 and the wire encode payloads recursively."""
 
 
-def _change(row) -> tuple[str, str, str | None, dict, float]:
-    """A changelog row (an asyncpg Record, or a dict from MySQL) as the store's change."""
-    return row["entity"], row["event_type"], row["row_key"], _payload(row["payload"]), float(row["created_at"])
+def _change(row, max_chars: int) -> tuple[str, str, str | None, dict, float]:
+    """A changelog row (an asyncpg Record, or a dict from MySQL) as the store's change, long texts cut."""
+    return (row["entity"], row["event_type"], _cut(row["row_key"], max_chars), _payload(row["payload"], max_chars),
+            float(row["created_at"]))
 
 
-def _payload(text: str) -> dict:
-    """The row as a dict, or {UNPARSED: text} when it cannot be one (one bad row never costs its batch)."""
+def _payload(text: str, max_chars: int) -> dict:
+    """The row as a dict, or {UNPARSED: text} when it cannot be one (one bad row never costs its batch); text values
+    longer than max_chars cut (`_cut`)."""
     try:
         value = json.loads(text)
     except (ValueError, RecursionError):  # RecursionError: nested about 1,000 deep or more
-        return {UNPARSED: text}
-    return value if isinstance(value, dict) and _depth_within(value, _MAX_DEPTH) else {UNPARSED: text}
+        return {UNPARSED: _cut(text, max_chars)}
+    if not isinstance(value, dict) or not _depth_within(value, _MAX_DEPTH):
+        return {UNPARSED: _cut(text, max_chars)}
+    if len(text) > max_chars:  # some value may be longer (a short text has none)
+        value = _cut_values(value, max_chars)
+    return value
+
+
+def _cut(text: str | None, max_chars: int) -> str | None:
+    if text is None or len(text) <= max_chars:
+        return text
+    return f"{text[:max_chars]}… (cut: {len(text):,} characters)"
+
+
+def _cut_values(value: object, max_chars: int) -> object:
+    if isinstance(value, str):
+        return _cut(value, max_chars)
+    if isinstance(value, dict):
+        return {key: _cut_values(item, max_chars) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_cut_values(item, max_chars) for item in value]
+    return value
 
 
 def _depth_within(value: object, limit: int) -> bool:

@@ -182,6 +182,8 @@ class KafkaRequests:
                 groups[group_id] = self._protocol_types[group_id]
                 group_errors[group_id] = f"coordinator {node} unreachable: {unreachable[node]}"
         self._protocol_types = groups
+        # Only groups of this cycle keep their coordinator: group ids come and go (one per console consumer or job).
+        self._coordinators = {g: node for g, node in self._coordinators.items() if g in groups}
         return groups
 
     async def _coordinator(self, client: AIOKafkaClient, group_id: str) -> int:
