@@ -32,7 +32,7 @@ from apps.change_feed_text import cards_text, status_text
 from apps.escape import choice_options, spreadsheet_safe
 from apps.palette import NEUTRAL, entity_colour
 from apps.shared_feed import SharedFeed, shared_models
-from apps.shared_patch import in_server_session
+from apps.shared_patch import in_server_session, writes_at_once
 from apps.theme import TABLE_CSS
 from apps.widgets import LiveHTML, redraw, table_pane
 from monitoring.config import ChangeFeedSource
@@ -52,6 +52,10 @@ class ChangeFeedView(Viewer):
         self._seq = -1
         self._paused_at: int | None = None
         self._shown_key: tuple | None = None
+        self._shown_at_once = False
+        """Whether the browser gets what the last own show sent before any later shared update: not so for a show in
+        the page's `onload` turn (the section is built then), which Bokeh writes on a later turn; a shared update sent
+        before it would reach a table the browser does not have yet, and the row it carried would be missed."""
         self._slow_at = 0.0
         self._page = 0
         self.rows: list[dict[str, str]] = []
@@ -132,12 +136,12 @@ class ChangeFeedView(Viewer):
         shown them once on its own since it came back to them (its browser holds that page; the shared updates
         replace it)."""
         return (self._shared is not None and self._paused_at is None and self._page == 0
-                and self._shown_key is not None and self._shown_key[2:] == UNFILTERED
+                and self._shown_at_once and self._shown_key is not None and self._shown_key[2:] == UNFILTERED
                 and self._filters(0)[2:] == UNFILTERED)
 
     def _followed(self, key: tuple, rows: list[dict[str, str]]) -> None:
         """The shared update showed these rows in this session's browser."""
-        self._seq, self._shown_key, self.rows = key[1], key, rows
+        self._seq, self._shown_key, self.rows, self._shown_at_once = key[1], key, rows, True
 
     def _feed_advanced(self) -> None:
         # On the collectors' thread: only hand over. add_next_tick_callback is the Document's one
@@ -199,6 +203,7 @@ class ChangeFeedView(Viewer):
         if self._shown_key is None or key[2:] != self._shown_key[2:]:
             self._page = 0  # other filters (or just resumed): back to the newest changes
         self._shown_key = key
+        self._shown_at_once = writes_at_once(self._doc)
         self.rows = rows
         self._showpage_columns()
 
