@@ -46,6 +46,7 @@ def on_server_loaded(server_context) -> None:
         raise SystemExit(PORT_TAKEN_EXIT) from None
     service.start_in_thread()
     _warm_up()
+    _freeze_what_lives_forever()
     if service.mirror:
         log.info("pipewatch mirror started: showing what the agent at %s collects (%d sources)",
                  service.config.mirror.url, len(service.sources))
@@ -64,6 +65,15 @@ def _warm_up() -> None:
 
     pn.extension("tabulator", notifications=False)
     TEMPLATE(title="pipewatch")
+
+
+def _freeze_what_lives_forever() -> None:
+    """Leave the objects made so far (modules, classes, the warm-up's compiled templates: most of what the process
+    holds) out of every later garbage collection: a full collection traverses every tracked object on the server's
+    one thread, and with them it paused every page's updates for hundreds of milliseconds, every few seconds under
+    load (docs/benchmarks.md, change feed). They are never garbage."""
+    gc.collect()
+    gc.freeze()
 
 
 def on_server_unloaded(server_context) -> None:

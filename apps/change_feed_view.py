@@ -32,7 +32,7 @@ from apps.change_feed_text import cards_text, status_text
 from apps.escape import choice_options, spreadsheet_safe
 from apps.palette import NEUTRAL, entity_colour
 from apps.shared_feed import SharedFeed, shared_models
-from apps.shared_patch import in_server_session, writes_at_once
+from apps.shared_patch import in_server_session, sent_to_browser, writes_at_once
 from apps.theme import TABLE_CSS
 from apps.widgets import LiveHTML, redraw, table_pane
 from monitoring.config import ChangeFeedSource
@@ -54,8 +54,9 @@ class ChangeFeedView(Viewer):
         self._shown_key: tuple | None = None
         self._shown_at_once = False
         """Whether the browser gets what the last own show sent before any later shared update: not so for a show in
-        the page's `onload` turn (the section is built then), which Bokeh writes on a later turn; a shared update sent
-        before it would reach a table the browser does not have yet, and the row it carried would be missed."""
+        the page's `onload` turn, nor before the section's table went out in a message of its own (the section is
+        built in `onload`, and Bokeh writes it some turns later): a shared update sent before it would reach a table
+        the browser does not have yet, and the row it carried would be missed."""
         self._slow_at = 0.0
         self._page = 0
         self.rows: list[dict[str, str]] = []
@@ -203,7 +204,7 @@ class ChangeFeedView(Viewer):
         if self._shown_key is None or key[2:] != self._shown_key[2:]:
             self._page = 0  # other filters (or just resumed): back to the newest changes
         self._shown_key = key
-        self._shown_at_once = writes_at_once(self._doc)
+        self._shown_at_once = writes_at_once(self._doc) and sent_to_browser(self.source_rows)
         self.rows = rows
         self._showpage_columns()
 

@@ -220,6 +220,14 @@ def writes_at_once(document: Document | None) -> bool:
     return document is not None and panel_state.curdoc is document and panel_state.loaded
 
 
+def sent_to_browser(model: Model) -> bool:
+    """Whether the model went out in a message of its session's own (written, or held back where SessionWriter waits
+    for it): a shared update that refers to it cannot reach the browser before the model itself. Bokeh keeps the
+    models no message has carried yet in a private set of the document (DocumentModelManager._new_models)."""
+    document = model.document
+    return document is not None and model not in getattr(document.models, "_new_models", ())
+
+
 def _websockets(document: Document) -> list:
     # Bokeh keeps a session's connections private (ServerSession._subscribed_connections, each one's _socket, the
     # WSHandler whose send_message takes the connection's write lock): the one place pipewatch reaches into them.

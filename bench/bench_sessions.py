@@ -1,21 +1,20 @@
-"""Sessions per server process: CPU and memory of 1, 25 and 100 open pipeline pages, against raw Bokeh.
+"""Sessions per server process: CPU and memory of 1, 25 and 100 open pages of a pipeline's Kafka section, against
+raw Bokeh.
 
-Set-up: a pipeline whose page has 13 live charts, all fed every second: two Kafka clusters (two
-local Tansu brokers, each with an `orders` topic of 6 partitions, a producer writing 20 records a
-second and two consumer groups committing every second, one slower than the producer so its lag
-grows; lag, lag seconds and rate charts: 7 lines per cluster) and two schema registries (the
-tests' stand-in with three subjects; latency of `GET /` and `GET /subjects`, and the failed
-requests counter after one failure at start: 3 lines per registry), all collected every second
-(`interval_seconds: 1`), and the pipeline's own throughput (produced, consumed), lag and latency
-(consumer lag p50/p95/p99) charts from the evaluator: 6 lines. 26 lines in all. The real `panel serve apps/`
-serves it with the session flags pipewatch uses (pipewatch/service.py). The traffic runs throughout, baseline
-included. The viewers open the pipeline page (`?page=pipeline&pipeline=orders`); besides its charts it has the
-health badges, the flow diagram, the latency table, and per source a status line and its tables, which
-pipewatch redraws every 5 s or when a source's health changes (apps/views.py, DETAIL_SECONDS).
-pipewatch's charts stream their lines through one shared message a second for all the sessions
-that show the same lines (apps/shared_lines.py); each session still ticks once a second on its own.
+Set-up: a pipeline fed every second from two Kafka clusters (two local Tansu brokers, each with an `orders` topic
+of 6 partitions, a producer writing 20 records a second and two consumer groups committing every second, one slower
+than the producer so its lag grows) and two schema registries (the tests' stand-in with three subjects), all
+collected every second (`interval_seconds: 1`). The real `panel serve apps/` serves it with the session flags
+pipewatch uses (pipewatch/service.py). The traffic runs throughout, baseline included. The viewers open the
+pipeline's Kafka section (`?page=pipeline&pipeline=orders&section=kafka`), the view with the most live lines since
+the pipeline page became a summary with one view per source: per cluster lag (group x topic), lag seconds (group)
+and rates (produced to the topic, consumed by each group), 7 lines, 14 in all; besides its charts it has per
+cluster a status line and the groups, partitions, topics and brokers tables, which pipewatch redraws every 5 s or
+when a source's health changes (apps/views.py, DETAIL_SECONDS). pipewatch's charts stream their lines through one
+shared message a second for all the sessions that show the same lines (apps/shared_lines.py); each session still
+ticks once a second on its own.
 
-The baseline (bench/baseline_app/main.py) is a minimal raw-Bokeh app served the same way: 10
+The baseline (bench/baseline_app/main.py) is a minimal raw-Bokeh app served the same way: 6
 figures with the same lines per figure, one point streamed into every line each second with the
 same rollover (720), in one document hold per tick from Bokeh's periodic callback, as pipewatch
 ticks. It has no collectors, tables or status lines: the floor of what live charts cost when
@@ -72,16 +71,14 @@ CLUSTERS = ("east", "west")
 REGISTRIES = ("primary", "secondary")
 GROUPS = {"order-processor": 0.8, "order-audit": 10.0}
 """Consumer groups and their capacity as a multiple of the produce rate."""
-LINES = (2, 1, 3) + (2, 2, 3) * len(CLUSTERS) + (2, 1) * len(REGISTRIES)
-"""Lines per live chart of the page: the pipeline's throughput (produced, consumed), lag and latency (p50, p95,
-p99 of the consumer lag in seconds); per Kafka cluster lag (group x topic), lag seconds (group) and rates
-(produced to the topic, consumed by each group); per registry latency (two requests) and failed requests (one
-status)."""
+LINES = (2, 2, 3) * len(CLUSTERS)
+"""Lines per live chart of the Kafka section: per cluster lag (group x topic), lag seconds (group) and rates
+(produced to the topic, consumed by each group)."""
 SETTLE_LIMIT = 120.0
 """After the sessions are destroyed, wait at most this long for the server's CPU to come back to its idle (it
 destroys the sessions' documents and collects their garbage in the meantime)."""
 ROLLOVER = 720
-PAGE = {"page": "pipeline", "pipeline": "orders"}
+PAGE = {"page": "pipeline", "pipeline": "orders", "section": "kafka"}
 """The URL query of the page the viewers open (the baseline app has one page)."""
 OPENING = 10
 """Sessions opening at once: more only queue in the server (and their tokens can expire there)."""
