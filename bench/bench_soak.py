@@ -6,7 +6,10 @@ runs, the shop tables under the change feed), Flink where Java is installed, the
 producer and consumers. `panel serve apps/` (the dashboard, with its collectors) and `pipewatch agent` each watch it.
 Playwright's Chromium keeps N pages open (pipeline, overview, aggregate in turn). Every `--fault-every` minutes the
 next fault of FAULTS; every `--sample-seconds` each process's RSS, CPU, open descriptors and threads, its exported
-series (/metrics lines) and the dashboard's websocket connections (its sessions) are recorded.
+series (/metrics lines) and the dashboard's websocket connections (its sessions) are recorded. At the end the
+traffic stops and each process is held against the sources (`truth` in the results): the changes its feed counted
+against the changelog's rows written since both readers ran (nothing lost through the faults, nothing twice), and
+the demo topic's lag per group and partition against the broker's high watermarks and committed offsets (exact).
 
     .venv/bin/python bench/bench_soak.py --minutes 120 --pages 1,10          # the issue's run
     .venv/bin/python bench/bench_soak.py --minutes 8 --pages 1 --fault-every 1.5 --sample-seconds 15 --small
@@ -19,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import json
 import os
 import signal
@@ -33,9 +37,13 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+import asyncpg  # noqa: E402
 import httpx  # noqa: E402
 import psutil  # noqa: E402
+from prometheus_client.parser import text_string_to_metric_families  # noqa: E402
 
+from collectors.change_feed import postgres as change_feed_postgres  # noqa: E402
+from monitoring.config import ChangeFeedSource  # noqa: E402
 from pipewatch import demo  # noqa: E402
 from pipewatch.local.broker import LocalBroker, free_port, port_open  # noqa: E402
 from pipewatch.local.flink import FlinkUnavailable, LocalFlink  # noqa: E402
@@ -66,7 +74,9 @@ class Pipeline:
         self.flink: LocalFlink | None = None
         self.small = small
         self._stop = threading.Event()
-        self._traffic: threading.Thread | None = None
+        self._threads: list[threading.Thread] = []
+        self.feed_mark: int | None = None
+        """The changelog's newest id when the shop began writing: every change after it is the feed's to count."""
 
     def start(self) -> None:
         self.broker.start()
@@ -75,8 +85,6 @@ class Pipeline:
         self.registry.register("orders-value", '{"type": "record", "name": "Order", "fields": []}')
         self.sample = ProfilingSample(self.postgres.dsn, seed=1)
         asyncio.run(demo._profiling_history(self.sample))
-        from monitoring.config import ChangeFeedSource
-
         asyncio.run(demo._install_feed(ChangeFeedSource.model_validate(
             {"dsn": self.postgres.dsn, "entities": feed_sample.ENTITIES})))
         try:
@@ -92,8 +100,24 @@ class Pipeline:
         self.origin = time.time()
         self.pattern = demo.parse_pattern("base=50/s;1m-2m:400%;every=5m")
         asyncio.run(self._create_topic())
-        self._traffic = threading.Thread(target=lambda: asyncio.run(self._run_traffic()), daemon=True)
-        self._traffic.start()
+        base = self.pattern.base_rate
+        self._run_on_thread([
+            lambda stop: demo._produce(self.broker.bootstrap, self.pattern, self.origin, stop),
+            lambda stop: demo._consume(self.broker.bootstrap, demo.LAGGING_GROUP, base * demo.LAGGING_CAPACITY, stop),
+            lambda stop: demo._consume(self.broker.bootstrap, demo.KEEPING_UP_GROUP, base * demo.KEEPING_UP_CAPACITY,
+                                       stop),
+            lambda stop: demo._profile(self.sample, stop)])
+
+    def start_feed_writes(self) -> None:
+        """The shop's writes under the change feed, from a mark: call once the processes' feed readers run (each
+        begins at the present), so that they count exactly the changes after the mark."""
+        self.feed_mark = asyncio.run(_changelog_newest_id(self.postgres.dsn))
+        self._run_on_thread([lambda stop: feed_sample.shop(self.sample.dsn, stop)])
+
+    def stop_traffic(self) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(30)
 
     def config(self, metrics_port: int) -> Path:
         path = demo._write_config(self.workdir, self.broker.bootstrap, self.postgres.dsn,
@@ -120,7 +144,12 @@ class Pipeline:
         finally:
             await admin.close()
 
-    async def _run_traffic(self) -> None:
+    def _run_on_thread(self, clients) -> None:
+        thread = threading.Thread(target=lambda: asyncio.run(self._run_clients(clients)), daemon=True)
+        thread.start()
+        self._threads.append(thread)
+
+    async def _run_clients(self, clients) -> None:
         stop = asyncio.Event()
 
         async def watch() -> None:
@@ -135,17 +164,7 @@ class Pipeline:
                 except Exception:  # noqa: BLE001 - whatever the fault made it raise
                     await asyncio.sleep(1)
 
-        base = self.pattern.base_rate
-        await asyncio.gather(
-            watch(),
-            resilient(lambda: demo._produce(self.broker.bootstrap, self.pattern, self.origin, stop)),
-            resilient(lambda: demo._consume(self.broker.bootstrap, demo.LAGGING_GROUP, base * demo.LAGGING_CAPACITY,
-                                            stop)),
-            resilient(lambda: demo._consume(self.broker.bootstrap, demo.KEEPING_UP_GROUP,
-                                            base * demo.KEEPING_UP_CAPACITY, stop)),
-            resilient(lambda: demo._profile(self.sample, stop)),
-            resilient(lambda: feed_sample.shop(self.sample.dsn, stop)),
-        )
+        await asyncio.gather(watch(), *(resilient(functools.partial(client, stop)) for client in clients))
 
     def fault(self, kind: str) -> None:
         """Take one part down for FAULT_SECONDS and bring it back (the broker comes back empty: its storage is
@@ -170,14 +189,115 @@ class Pipeline:
             self.registry.failure = None
 
     def stop(self) -> None:
-        self._stop.set()
-        if self._traffic is not None:
-            self._traffic.join(30)
+        self.stop_traffic()
         if self.flink is not None:
             self.flink.stop()
         self.registry.stop()
         self.broker.stop()
         self.postgres.close()
+
+
+_CHANGELOG = change_feed_postgres.changelog(ChangeFeedSource.model_validate(
+    {"dsn": "postgresql://localhost/demo", "entities": feed_sample.ENTITIES}))
+"""The demo's changelog (its default schema and table)."""
+TRUTH_SECONDS = 120.0
+"""After the traffic stops, how long each process may take to show the truth (a cycle after the last commits)."""
+
+
+async def _changelog_newest_id(dsn: str) -> int:
+    connection = await asyncpg.connect(dsn)
+    try:
+        return await connection.fetchval(f"SELECT coalesce(max(id), 0) FROM {_CHANGELOG}")
+    finally:
+        await connection.close()
+
+
+async def _changelog_rows_after(dsn: str, mark: int) -> int:
+    connection = await asyncpg.connect(dsn)
+    try:
+        return await connection.fetchval(f"SELECT count(*) FROM {_CHANGELOG} WHERE id > $1", mark)
+    finally:
+        await connection.close()
+
+
+async def _kafka_lag(bootstrap: str) -> dict[str, int]:
+    """Each demo group's lag per partition of the topic, from the broker: its high watermark minus the group's
+    committed offset ("group/partition": records), for the partitions the group has committed."""
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    partitions = [TopicPartition(demo.TOPIC, n) for n in range(demo.PARTITIONS)]
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap)
+    await admin.start()
+    await consumer.start()
+    try:
+        ends = await consumer.end_offsets(partitions)
+        lag = {}
+        for group in (demo.LAGGING_GROUP, demo.KEEPING_UP_GROUP):
+            committed = await admin.list_consumer_group_offsets(group, partitions=partitions)
+            for partition in partitions:
+                offset = committed.get(partition)
+                if offset is not None and offset.offset >= 0:
+                    lag[f"{group}/{partition.partition}"] = ends[partition] - offset.offset
+        return lag
+    finally:
+        await consumer.stop()
+        await admin.close()
+
+
+def _exported(metrics_port: int) -> tuple[float | None, dict[str, int]]:
+    """What a process exports: the changes its feed counted, and the demo topic's lag per group and partition."""
+    try:
+        text = httpx.get(f"http://127.0.0.1:{metrics_port}/metrics", timeout=20).text
+    except httpx.HTTPError:
+        return None, {}
+    counted, lag = 0.0, {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == "db_change_events_total":
+                counted += sample.value
+            elif sample.name == "kafka_consumergroup_lag" and sample.labels.get("topic") == demo.TOPIC:
+                lag[f"{sample.labels['consumergroup']}/{sample.labels['partition']}"] = int(sample.value)
+    return counted, lag
+
+
+def _feed_reader_up(metrics_port: int, timeout: float = 120.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            text = httpx.get(f"http://127.0.0.1:{metrics_port}/metrics", timeout=20).text
+        except httpx.HTTPError:
+            text = ""
+        if any(sample.labels.get("collector") == "change_feed" and sample.value == 1
+               for family in text_string_to_metric_families(text) if family.name == "pipewatch_collector_up"
+               for sample in family.samples):
+            return
+        time.sleep(0.5)
+    raise RuntimeError(f"the change feed's reader of the process exporting on {metrics_port} did not come up")
+
+
+def _truth(pipeline: Pipeline, metrics_ports: dict[str, int]) -> dict:
+    """Stop the traffic, then compare what each process shows with the sources: the changes its feed counted with
+    the changelog's rows after the mark (nothing lost, nothing twice), and the demo topic's lag per group and
+    partition with the broker's (exact)."""
+    pipeline.stop_traffic()
+    feed = asyncio.run(_changelog_rows_after(pipeline.postgres.dsn, pipeline.feed_mark))
+    lag = asyncio.run(_kafka_lag(pipeline.broker.bootstrap))
+    out = {}
+    for name, port in metrics_ports.items():
+        deadline = time.monotonic() + TRUTH_SECONDS
+        while True:
+            counted, exported = _exported(port)
+            exact = counted == feed and exported == lag
+            if exact or time.monotonic() > deadline:
+                break
+            time.sleep(1)  # polling a process that collects on its own schedule
+        out[name] = {"feed_counted": counted, "feed_truth": feed, "kafka_lag": exported, "kafka_truth": lag,
+                     "exact": exact}
+        print(f"  truth, {name}: feed counted {counted} of {feed} changes; Kafka lag "
+              f"{'exact' if exported == lag else f'{exported} against {lag}'}", flush=True)
+    return out
 
 
 def _inject(pipeline: Pipeline, fault: dict, started: float) -> None:
@@ -266,6 +386,9 @@ def run(minutes: float, pages: int, fault_every: float, sample_seconds: float, s
                             "agent"], pipeline.config(agent_metrics), workdir / "agent.log", env)
             _wait_port(port, dashboard, "the dashboard")
             _wait_port(agent_metrics, agent, "the agent's exporter")
+            for metrics_port in (dash_metrics, agent_metrics):
+                _feed_reader_up(metrics_port)
+            pipeline.start_feed_writes()
             started = time.time()
             until = started + minutes * 60
             browser = threading.Thread(target=lambda: asyncio.run(
@@ -306,12 +429,13 @@ def run(minutes: float, pages: int, fault_every: float, sample_seconds: float, s
             for name, proc in (("dashboard", dashboard), ("agent", agent)):
                 if proc.poll() is not None:
                     raise RuntimeError(f"the {name} exited during the soak with {proc.returncode}")
+            truth = _truth(pipeline, {"dashboard": dash_metrics, "agent": agent_metrics})
         finally:
             for proc in (dashboard, agent):
                 if proc is not None:
                     _stop(proc)
             pipeline.stop()
-    return {"minutes": minutes, "pages": pages, "small": small, "samples": samples, "faults": faults,
+    return {"minutes": minutes, "pages": pages, "small": small, "samples": samples, "faults": faults, "truth": truth,
             "flink": pipeline.flink is not None, "machine": {"cpus": os.cpu_count(), "load": os.getloadavg()}}
 
 
