@@ -1,6 +1,7 @@
 """Memory stays flat once the rings are full: many collection cycles against a real broker whose consumer groups and
-topics come and go (series and caches keyed by names a source controls), and many dashboard sessions opened and
-closed in a real browser. docs/memory.md lists the bounds this guards."""
+topics come and go (series and caches keyed by names a source controls), and rounds of dashboard sessions of every
+kind of page opened, shown live and closed (headless sessions of the Bokeh protocol, bench/viewers.py, as a browser
+opens them). docs/memory.md lists the bounds this guards."""
 
 from __future__ import annotations
 
@@ -140,3 +141,69 @@ async def test_collection_cycles_with_churning_groups_and_topics_stay_flat(broke
     assert growth < HELD_GROWTH_BOUND, (
         f"the store and the collectors grew by {growth} bytes over {MEASURED_ROUNDS} rounds of "
         f"{GROUPS_PER_ROUND} groups and a topic created and deleted (after each round: {held})")
+
+
+SESSION_PAGES = (({"page": "pipeline", "pipeline": "guard"}, True),
+                 ({"page": "pipeline", "pipeline": "guard", "section": "kafka"}, True),
+                 ({"page": "overview"}, True), ({"page": "aggregate"}, True),
+                 ({"page": "errors"}, False))
+"""The page kinds opened in turn, each with whether it updates every second (the errors page changes only when a
+source fails, and none does here)."""
+SESSIONS_PER_ROUND = 10
+SESSION_ROUNDS = 5
+SESSION_GROWTH_BOUND_MB = 25.0
+"""What the server's resident memory may grow by from the second round of sessions to the last, each round's sessions
+opened, shown live, closed and destroyed. A session's document costs the server several MB (docs/benchmarks.md,
+sessions): sessions kept alive after closing (a view left subscribed to the store or a shared update) would grow
+it by tens of MB a round."""
+
+
+async def test_sessions_opened_and_closed_are_freed(broker, tmp_path):
+    from bench.viewers import BokehViewer, rss_mb
+    from pipewatch.local.broker import free_port
+    from tests.services import PanelServer
+
+    await create_topic(broker.bootstrap, "orders", 6)
+    await produce(broker.bootstrap, "orders", {p: 3 for p in range(6)})
+    config = tmp_path / "pipewatch.yml"
+    config.write_text(
+        "pipelines:\n"
+        "  - name: guard\n"
+        "    kafka:\n"
+        f"      bootstrap_servers: [\"{broker.bootstrap}\"]\n"
+        "      interval_seconds: 1\n"
+        "exporter:\n"
+        f"  port: {free_port()}\n", encoding="utf-8")
+    server = PanelServer(tmp_path, config, env={"PANEL_LOG_LEVEL": "info"})  # logs each session destroyed
+    server.start()
+    try:
+        after_round: list[float] = []
+        for round_ in range(SESSION_ROUNDS):
+            stop = asyncio.Event()
+            pages = [SESSION_PAGES[i % len(SESSION_PAGES)] for i in range(SESSIONS_PER_ROUND)]
+            viewers = [BokehViewer(server.port, arguments=arguments) for arguments, _ in pages]
+            tasks = [asyncio.create_task(viewer.run(stop)) for viewer in viewers]
+
+            def live(viewers=viewers, pages=pages) -> bool:
+                """Every session got its document, and the live pages updates after it."""
+                return all(v.pulled.is_set() and (v.patches or not updates)
+                           for v, (_, updates) in zip(viewers, pages, strict=True))
+
+            try:
+                await async_wait_until(live, timeout=120, what=f"round {round_}'s {SESSIONS_PER_ROUND} sessions live")
+            except AssertionError as error:
+                state = [(arguments, v.pulled.is_set(), v.patches)
+                         for v, (arguments, _) in zip(viewers, pages, strict=True)]
+                raise AssertionError(f"{error}: (page, document received, updates received) {state}") from None
+            stop.set()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            opened = (round_ + 1) * SESSIONS_PER_ROUND
+            await async_wait_until(lambda opened=opened: server.log_path.read_text().count(" destroyed") >= opened,
+                                   timeout=60, what=f"the {opened} sessions opened so far destroyed")
+            after_round.append(rss_mb(server.proc.pid))
+    finally:
+        server.stop()
+    growth = after_round[-1] - after_round[1]
+    assert growth < SESSION_GROWTH_BOUND_MB, (
+        f"the dashboard grew by {growth:.1f} MB over {SESSION_ROUNDS - 2} rounds of {SESSIONS_PER_ROUND} sessions "
+        f"opened and closed (RSS after each round, MB: {[round(r, 1) for r in after_round]})")
