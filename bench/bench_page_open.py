@@ -65,7 +65,7 @@ def _wait_port(port: int, timeout: float, proc: subprocess.Popen, what: str, log
         time.sleep(0.2)
 
 
-async def _open(browser, url: str, first: str, everything: tuple[str, ...]) -> tuple[float, float]:
+async def open_page(browser, url: str, first: str, everything: tuple[str, ...]) -> tuple[float, float]:
     """(first view drawn, everything drawn) in seconds; a part not drawn within OPEN_TIMEOUT_MS counts as infinite."""
     from playwright.async_api import TimeoutError as PlaywrightTimeout
 
@@ -93,11 +93,11 @@ async def _measure(urls: dict[str, str], rounds: dict[int, int], progress) -> di
         browser = await playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         try:
             for name, (_, first, everything) in PAGES.items():  # warm-up: each server's first session imports
-                await _open(browser, urls[name], first, everything)
+                await open_page(browser, urls[name], first, everything)
             for opening, count in rounds.items():
                 for round_ in range(count):
                     for name, (_, first, everything) in PAGES.items():
-                        times = await asyncio.gather(*(_open(browser, urls[name], first, everything)
+                        times = await asyncio.gather(*(open_page(browser, urls[name], first, everything)
                                                        for _ in range(opening)))
                         samples[name][opening].append(sorted(times))
                         median = statistics.median(t[0] for t in times)
@@ -205,10 +205,10 @@ def interpretation(result: dict) -> list[str]:
             verdict = "met" if ratio <= goal else "NOT met"
             lines.append(f"- {opening} page{'s' if opening > 1 else ''} opening: the {name}'s first view is drawn "
                          f"in {ratio:.2f}x the baseline's time (goal <= {goal:g}x: {verdict}).")
-    lines.append(f"- The demo ran {'with' if result['flink'] else 'without Flink (it did not come up in time)'}; "
+    lines.append(f"- The demo ran {'with Flink' if result['flink'] else 'without Flink (it did not come up in time)'}; "
                  f"load average when measuring started: {' / '.join(f'{x:.2f}' for x in result['load'])} (1/5/15 min). "
-                 "The machine was shared with other work during this run: the absolute times are inflated by it and "
-                 "vary; the ratios compare pages opened in turn in the same run.")
+                 "Absolute times depend on what else the machine runs (the demo itself loads its two cores); the "
+                 "ratios compare pages opened in turn in the same run.")
     return lines
 
 
