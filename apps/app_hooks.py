@@ -7,8 +7,6 @@ work on Bokeh's loop never delays a collection. Browser sessions only build view
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import errno
 import gc
 import logging
@@ -20,6 +18,7 @@ from bokeh.core.validation.warnings import MISSING_RENDERERS
 from tornado.ioloop import IOLoop
 
 from monitoring.config import ConfigError
+from pipewatch import heap
 from pipewatch.cli import LOG_LEVELS, set_own_log_level
 from pipewatch.ports import PORT_TAKEN_EXIT, port_taken_message
 from pipewatch.service import existing_service, get_service
@@ -30,6 +29,7 @@ log = logging.getLogger("pipewatch.app")
 def on_server_loaded(server_context) -> None:
     # A live chart is drawn before its first data: its lines are added when they arrive, not a mistake to warn of.
     silence(MISSING_RENDERERS, True)
+    heap.pin_thresholds()  # before the collectors allocate: their buffers otherwise fragment the heap for good
     if os.environ.get("PIPEWATCH_LOG_LEVEL") in LOG_LEVELS:  # `pipewatch dashboard --log-level`, the demo's
         set_own_log_level(os.environ["PIPEWATCH_LOG_LEVEL"])
     try:
@@ -101,16 +101,4 @@ def _return_freed_memory() -> None:
     global _trim_pending
     _trim_pending = False
     gc.collect()
-    if _malloc_trim is not None:
-        _malloc_trim(0)
-
-
-def _find_malloc_trim():
-    name = ctypes.util.find_library("c")
-    try:
-        return getattr(ctypes.CDLL(name), "malloc_trim", None) if name else None
-    except OSError:  # not glibc (e.g. musl, macOS): nothing to trim
-        return None
-
-
-_malloc_trim = _find_malloc_trim()
+    heap.trim()

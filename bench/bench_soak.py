@@ -4,7 +4,8 @@ Not in `make test` nor in bench/run.py (issue #22 asks for two hours per page co
 built here from the same parts so the faults can reach them: the local broker, PostgreSQL (profiling history and
 runs, the shop tables under the change feed), Flink where Java is installed, the schema-registry stand-in, the demo's
 producer and consumers. `panel serve apps/` (the dashboard, with its collectors) and `pipewatch agent` each watch it.
-Playwright's Chromium keeps N pages open (pipeline, overview, aggregate in turn). Every `--fault-every` minutes the
+Playwright's Chromium keeps N pages open (pipeline, overview, aggregate in turn) and times a new pipeline page
+opened two minutes in and one at the end (`page_opens`). Every `--fault-every` minutes the
 next fault of FAULTS; every `--sample-seconds` each process's RSS, CPU, open descriptors and threads, its exported
 series (/metrics lines) and the dashboard's websocket connections (its sessions) are recorded. At the end the
 traffic stops and each process is held against the sources (`truth` in the results): the changes its feed counted
@@ -42,6 +43,8 @@ import httpx  # noqa: E402
 import psutil  # noqa: E402
 from prometheus_client.parser import text_string_to_metric_families  # noqa: E402
 
+from bench.bench_page_open import PAGES as OPEN_PAGES  # noqa: E402
+from bench.bench_page_open import open_page  # noqa: E402
 from collectors.change_feed import postgres as change_feed_postgres  # noqa: E402
 from monitoring.config import ChangeFeedSource  # noqa: E402
 from pipewatch import demo  # noqa: E402
@@ -55,6 +58,9 @@ from tests.schema_registry_standin import SchemaRegistryStandIn  # noqa: E402
 from tests.services import CHROMIUM, CHROMIUM_ARGS  # noqa: E402
 
 PAGES = ("?page=pipeline&pipeline=orders", "?page=overview", "?page=aggregate")
+OPEN_AFTER_SECONDS = 120.0
+OPEN_BEFORE_END_SECONDS = 90.0
+"""When a new page is opened and timed: two minutes in, and at the end (issue #22: as fast after hours)."""
 FAULTS = ("broker", "postgres", "flink_taskmanager", "registry")
 FAULT_SECONDS = 20.0
 """How long a source stays down (the registry answers 503 for as long)."""
@@ -118,6 +124,8 @@ class Pipeline:
         self._stop.set()
         for thread in self._threads:
             thread.join(30)
+        if any(thread.is_alive() for thread in self._threads):  # the truth needs sources that no longer change
+            raise RuntimeError("the pipeline's producer, consumers or shop did not stop within 30 s")
 
     def config(self, metrics_port: int) -> Path:
         path = demo._write_config(self.workdir, self.broker.bootstrap, self.postgres.dsn,
@@ -354,9 +362,16 @@ def _sample(proc: psutil.Process, metrics_port: int, port: int | None) -> dict:
     return row
 
 
-async def _browse(url: str, pages: int, until: float) -> None:
+async def _browse(url: str, pages: int, until: float, opens: list[dict]) -> None:
+    """Keep `pages` pages open until `until`; a new pipeline page opened (and closed) OPEN_AFTER_SECONDS after the
+    start and OPEN_BEFORE_END_SECONDS before the end, its time to first view and to everything drawn in `opens`."""
     from playwright.async_api import async_playwright
 
+    started = time.time()
+    probes = [started + OPEN_AFTER_SECONDS]
+    if until - OPEN_BEFORE_END_SECONDS > probes[0]:
+        probes.append(until - OPEN_BEFORE_END_SECONDS)
+    query, first, everything = OPEN_PAGES["pipeline"]
     async with async_playwright() as playwright:
         browser = await playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         try:
@@ -364,13 +379,23 @@ async def _browse(url: str, pages: int, until: float) -> None:
                 page = await browser.new_page(viewport={"width": 1280, "height": 800})
                 await page.goto(url + PAGES[n % len(PAGES)], timeout=180_000)
             while time.time() < until:
+                if probes and time.time() >= probes[0]:
+                    probes.pop(0)
+                    t = time.time() - started
+                    first_s, everything_s = await open_page(browser, url + query, first, everything)
+                    opens.append({"t": t, "first_view_s": first_s, "everything_s": everything_s})
+                    print(f"  a pipeline page opened at {t / 60:.1f} min: first view {first_s:.2f} s, everything "
+                          f"{everything_s:.2f} s", flush=True)
                 await asyncio.sleep(1)
         finally:
             await browser.close()
 
 
 def run(minutes: float, pages: int, fault_every: float, sample_seconds: float, small: bool) -> dict:
-    env = {**os.environ, **SERVE_ENV, "PYTHONPATH": f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+    # Each process with the environment pipewatch gives it: SERVE_ENV for `panel serve apps/` only (the agent runs
+    # with CPython's allocator, as `pipewatch agent` does).
+    agent_env = {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+    env = {**agent_env, **SERVE_ENV}
     with tempfile.TemporaryDirectory(prefix="pipewatch-soak-") as tmp:
         workdir = Path(tmp)
         pipeline = Pipeline(workdir, small)
@@ -383,7 +408,7 @@ def run(minutes: float, pages: int, fault_every: float, sample_seconds: float, s
                                 "--port", str(port), "--allow-websocket-origin", f"127.0.0.1:{port}",
                                 *SERVE_SESSION_ARGS], pipeline.config(dash_metrics), workdir / "dashboard.log", env)
             agent = _start([sys.executable, "-c", "import sys; from pipewatch.cli import main; sys.exit(main())",
-                            "agent"], pipeline.config(agent_metrics), workdir / "agent.log", env)
+                            "agent"], pipeline.config(agent_metrics), workdir / "agent.log", agent_env)
             _wait_port(port, dashboard, "the dashboard")
             _wait_port(agent_metrics, agent, "the agent's exporter")
             for metrics_port in (dash_metrics, agent_metrics):
@@ -391,8 +416,9 @@ def run(minutes: float, pages: int, fault_every: float, sample_seconds: float, s
             pipeline.start_feed_writes()
             started = time.time()
             until = started + minutes * 60
+            opens: list[dict] = []
             browser = threading.Thread(target=lambda: asyncio.run(
-                _browse(f"http://127.0.0.1:{port}/apps", pages, until)), daemon=True)
+                _browse(f"http://127.0.0.1:{port}/apps", pages, until, opens)), daemon=True)
             browser.start()
             processes = {"dashboard": psutil.Process(dashboard.pid), "agent": psutil.Process(agent.pid)}
             for proc in processes.values():
@@ -436,6 +462,7 @@ def run(minutes: float, pages: int, fault_every: float, sample_seconds: float, s
                     _stop(proc)
             pipeline.stop()
     return {"minutes": minutes, "pages": pages, "small": small, "samples": samples, "faults": faults, "truth": truth,
+            "page_opens": opens,
             "flink": pipeline.flink is not None, "machine": {"cpus": os.cpu_count(), "load": os.getloadavg()}}
 
 

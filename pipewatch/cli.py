@@ -396,8 +396,10 @@ async def _collect(config: Config, seconds: float):
 
 
 async def _run_agent(config: Config) -> int:
+    from pipewatch import heap
     from pipewatch.service import Service
 
+    heap.pin_thresholds()  # before the collectors allocate: their buffers otherwise fragment the heap for good
     service = Service(config, mirror=False)  # the agent is what mirrors copy: `mirror:` is for the dashboard
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

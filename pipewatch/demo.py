@@ -275,7 +275,7 @@ async def _produce(bootstrap: str, pattern: TrafficPattern, origin: float, stop:
             now = time.monotonic()
             due += pattern.rate_at(time.time() - origin) * (now - last)
             last = now
-            while sent < int(due):
+            while sent < int(due) and not stop.is_set():  # behind (a slow broker): still stop when told
                 await producer.send_and_wait(TOPIC, f'{{"order": {sent}}}'.encode(), partition=sent % PARTITIONS)
                 sent += 1
             await asyncio.sleep(0.05)
