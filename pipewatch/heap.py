@@ -34,12 +34,11 @@ _mallopt = getattr(_LIBC, "mallopt", None)
 _malloc_trim = getattr(_LIBC, "malloc_trim", None)
 
 
-def pin_thresholds() -> bool:
-    """Fix glibc's mmap and trim thresholds for the rest of the process; False where there is no glibc."""
-    if _mallopt is None:
-        return False
-    return bool(_mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES)) and bool(
-        _mallopt(_M_TRIM_THRESHOLD, TRIM_THRESHOLD_BYTES))
+def pin_thresholds() -> None:
+    """Fix glibc's mmap and trim thresholds for the rest of the process (nothing where there is no glibc)."""
+    if _mallopt is not None:
+        _mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES)
+        _mallopt(_M_TRIM_THRESHOLD, TRIM_THRESHOLD_BYTES)
 
 
 def trim() -> None:
