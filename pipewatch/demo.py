@@ -12,6 +12,7 @@ the exporter. Ctrl-C stops all of it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import os
@@ -20,6 +21,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -51,6 +53,7 @@ COMMIT_EVERY_SECONDS = 1.0
 _APPS_DIR = Path(__file__).resolve().parent.parent / "apps"
 _SERVER_START_SECONDS = 120.0  # Panel and Bokeh imports take several seconds on a busy two-core machine
 _FLINK_START_SECONDS = 240.0  # about 10 s on an idle two-core machine; a minute and more when it is busy
+_SLOW_STAGE_SECONDS = 30.0  # each stage takes a few seconds on an idle machine
 
 
 def run_demo(port: int, metrics_port: int, pattern_text: str, verbose: bool = False) -> int:
@@ -73,21 +76,24 @@ def run_demo(port: int, metrics_port: int, pattern_text: str, verbose: bool = Fa
     flink: LocalFlink | None = None
     server: subprocess.Popen[bytes] | None = None
     try:
-        broker.start()
-        postgres.start()
-        sample = ProfilingSample(postgres.dsn, seed=1)
-        asyncio.run(_profiling_history(sample))
-        feed = ChangeFeedSource.model_validate({"dsn": postgres.dsn, "entities": feed_sample.ENTITIES})
-        asyncio.run(_install_feed(feed))
+        with _said_if_slow("the broker"):
+            broker.start()
+        with _said_if_slow("PostgreSQL"):
+            postgres.start()
+            sample = ProfilingSample(postgres.dsn, seed=1)
+            asyncio.run(_profiling_history(sample))
+            feed = ChangeFeedSource.model_validate({"dsn": postgres.dsn, "entities": feed_sample.ENTITIES})
+            asyncio.run(_install_feed(feed))
         try:
             flink = LocalFlink(workdir)
         except FlinkUnavailable as exc:
             print(f"pipewatch demo: no Flink cluster: {exc}", flush=True)
         if flink is not None:
             try:
-                flink.start(timeout=_FLINK_START_SECONDS)
-                for kind in ("steady", "failing"):
-                    flink.submit(kind)
+                with _said_if_slow("Flink"):
+                    flink.start(timeout=_FLINK_START_SECONDS)
+                    for kind in ("steady", "failing"):
+                        flink.submit(kind)
             except (RuntimeError, httpx.HTTPError) as exc:  # the rest of the demo is worth running without it
                 reason = str(exc).splitlines()[0]  # a crashed JVM's message ends with its log's tail: that stays there
                 reason = reason.split(": ", 1)[0] if len(str(exc).splitlines()) > 1 else reason
@@ -107,7 +113,9 @@ def run_demo(port: int, metrics_port: int, pattern_text: str, verbose: bool = Fa
             stdout=None if verbose else subprocess.DEVNULL,  # Bokeh prints there; warnings and errors go to stderr
             start_new_session=True,
         )
-        if not _wait_for_ports(server, (port, metrics_port), _SERVER_START_SECONDS):
+        with _said_if_slow("the dashboard"):
+            started = _wait_for_ports(server, (port, metrics_port), _SERVER_START_SECONDS)
+        if not started:
             print(f"pipewatch demo: the dashboard server did not start within {_SERVER_START_SECONDS:g} s "
                   f"(exit code {server.poll()}); run with --log-level DEBUG to see why", file=sys.stderr, flush=True)
             return 1
@@ -131,6 +139,19 @@ def run_demo(port: int, metrics_port: int, pattern_text: str, verbose: bool = Fa
         shutil.rmtree(workdir, ignore_errors=True)  # the data, logs and config of this run: nothing left in /tmp
         print("pipewatch demo stopped: broker, PostgreSQL, Flink, producer, consumers and server are gone.", flush=True)
     return 0 if server is None or server.returncode in (0, -signal.SIGTERM, None) else 1
+
+
+@contextlib.contextmanager
+def _said_if_slow(what: str):
+    """A start stage that takes far longer than usual (a busy machine) says so once: never a silent terminal."""
+    notice = threading.Timer(_SLOW_STAGE_SECONDS, lambda: print(
+        f"pipewatch demo: still starting {what} after {_SLOW_STAGE_SECONDS:g} s (a busy machine?)...", flush=True))
+    notice.daemon = True
+    notice.start()
+    try:
+        yield
+    finally:
+        notice.cancel()
 
 
 def _wait_for_ports(server: subprocess.Popen[bytes], ports: tuple[int, ...], seconds: float) -> bool:

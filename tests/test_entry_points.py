@@ -7,9 +7,11 @@ import re
 import signal
 import subprocess
 import sys
+import threading
 import urllib.request
 from pathlib import Path
 
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from pipewatch.local.broker import port_open
@@ -74,6 +76,7 @@ def test_agent_with_bad_config_exits_at_once_naming_the_key(tmp_path):
             in result.stderr)
 
 
+@pytest.mark.timeout(600)  # the demo's own start budget (Flink 240 s, the server 120 s) is above the default 300 s
 def test_demo_shows_real_lag_and_ctrl_c_stops_everything(tmp_path):
     dashboard, metrics = free_port(), free_port()
     demo = subprocess.Popen(
@@ -81,14 +84,16 @@ def test_demo_shows_real_lag_and_ctrl_c_stops_everything(tmp_path):
          "--pattern", "base=20/s;0s-30s:500%;every=60s"],
         cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
     )
-    lines: list[str] = []
+    output = _Output(demo)
     try:
-        wait_until(lambda: _read_until(demo, lines, "Ctrl-C stops everything."), 360, what="the demo's banner")
-        # One clean banner: a line while it starts, then what runs, where to look and how to stop; no log line.
+        lines = wait_until(lambda: output.through("Ctrl-C stops everything."), 420, what="the demo's banner")
+        # One clean banner: a line while it starts (and one for a stage that is slow), then what runs, where to look
+        # and how to stop; no log line.
         assert lines[0] == "pipewatch demo: starting a broker, PostgreSQL, Flink and the dashboard (half a minute or " \
                            "so)...\n", "".join(lines)
-        assert len(lines) <= 16 and not any(re.search(r"\b(INFO|DEBUG)\b|Traceback", line) for line in lines), \
-            "".join(lines)
+        notices = [line for line in lines if line.startswith("pipewatch demo: still starting ")]
+        assert len(lines) - len(notices) <= 16, "".join(lines)
+        assert not any(re.search(r"\b(INFO|DEBUG)\b|Traceback", line) for line in lines), "".join(lines)
         banner = {line.split(":", 1)[0].strip(): line.split(":", 1)[1].strip() for line in lines
                   if re.match(r"  \S[^:]*: ", line)}
         assert banner["dashboard"] == f"http://127.0.0.1:{dashboard}/apps"
@@ -136,7 +141,8 @@ def test_demo_shows_real_lag_and_ctrl_c_stops_everything(tmp_path):
     finally:
         if demo.poll() is None:
             os.killpg(demo.pid, signal.SIGINT)  # what Ctrl-C in a terminal does
-        rest = demo.communicate(timeout=30)[0]
+        demo.wait(timeout=30)
+    rest = "".join(output.all(timeout=10)[len(lines):])
     assert demo.returncode == 0, "".join(lines) + rest
     # Nothing but pipewatch's own warnings after the banner: no library's INFO line, no request log.
     assert not re.search(r"\b(INFO|DEBUG)\b|Traceback", rest), rest
@@ -147,12 +153,34 @@ def test_demo_shows_real_lag_and_ctrl_c_stops_everything(tmp_path):
     assert not (pgdata / "postmaster.pid").exists(), "PostgreSQL still running after Ctrl-C"
 
 
-def _read_until(proc: subprocess.Popen[str], lines: list[str], marker: str) -> str | None:
-    line = proc.stdout.readline()
-    if not line and proc.poll() is not None:
-        raise AssertionError(f"demo exited early: {''.join(lines)}")
-    lines.append(line)
-    return line if marker in line else None
+class _Output:
+    """A subprocess's output lines, read on a thread: a process that prints nothing cannot block the test past its
+    deadline, and a timeout says what it printed until then."""
+
+    def __init__(self, proc: subprocess.Popen[str]) -> None:
+        self.proc = proc
+        self.lines: list[str] = []
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        for line in self.proc.stdout:
+            self.lines.append(line)
+
+    def through(self, marker: str) -> list[str]:
+        """The lines up to the first holding `marker`; fails saying what was printed while it has not come."""
+        lines = list(self.lines)
+        for index, line in enumerate(lines):
+            if marker in line:
+                return lines[:index + 1]
+        if self.proc.poll() is not None and not self._reader.is_alive():
+            pytest.fail(f"exited with {self.proc.returncode} before {marker!r}: {''.join(lines)}")
+        raise AssertionError(f"printed so far: {''.join(lines)!r}")
+
+    def all(self, timeout: float) -> list[str]:
+        """Every line, once the process has exited and its output is closed."""
+        self._reader.join(timeout)
+        return list(self.lines)
 
 
 def test_libraries_log_info_only_at_debug_and_the_level_goes_before_or_after_the_command():
