@@ -7,7 +7,8 @@ producer and consumers. `panel serve apps/` (the dashboard, with its collectors)
 Playwright's Chromium keeps N pages open (pipeline, overview, aggregate in turn) and times three new pipeline
 pages opened in turn two minutes in and three at the end (`page_opens`). Every `--fault-every` minutes the
 next fault of FAULTS; every `--sample-seconds` each process's RSS, CPU, open descriptors and threads, its exported
-series (/metrics lines) and the dashboard's websocket connections (its sessions) are recorded. At the end the
+series (/metrics lines) and the TCP connections to the dashboard's port (`sessions`: a page's websocket and,
+until Tornado closes them after an idle hour, its HTTP keep-alive connections) are recorded. At the end the
 traffic stops and each process is held against the sources (`truth` in the results): the changes its feed counted
 against the changelog's rows written since both readers ran (nothing lost through the faults, nothing twice), and
 the demo topic's lag per group and partition against the broker's high watermarks and committed offsets (exact).
