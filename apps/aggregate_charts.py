@@ -12,6 +12,7 @@ from bokeh.models import ColumnDataSource
 from bokeh.plotting import figure
 from panel.viewable import Viewer
 
+from apps.escape import plain
 from apps.format_templates import tick_formatter
 from apps.palette import LINE
 from monitoring.models.aggregate import History, RemoteAgentSnapshot
@@ -32,8 +33,9 @@ class _SmallChart:
         self.seen = 0
         self.source = ColumnDataSource({"t": [], "y": []})
         agent = "this process" if row.job == "local" else row.instance
-        self.figure = figure(title=f"{row.pipeline} · {agent}", name="small-multiple", x_axis_type="datetime",
-                             height=150, width=280, tools="", toolbar_location=None)
+        self.figure = figure(name="small-multiple", x_axis_type="datetime", height=150, width=280, tools="",
+                             toolbar_location=None)
+        self.figure.title.text = plain(f"{row.pipeline} · {agent}")  # an agent's names
         self.figure.title.text_font_size = "9pt"
         self.figure.xaxis.major_label_text_font_size = self.figure.yaxis.major_label_text_font_size = "7pt"
         self.figure.yaxis.formatter = tick_formatter("count")  # lag in messages

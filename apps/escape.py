@@ -1,8 +1,8 @@
 """The one way a string from a monitored system reaches a page, a link or an exported file.
 
 Group ids, job names, subjects, dataset names, payloads... are written by whoever runs those systems:
-in HTML they are always text (`esc`), in a link always one encoded query value (`pipeline_href`), and in a
-CSV never a spreadsheet formula (`spreadsheet_safe`). tests/test_html_sinks.py checks the sources use them.
+in HTML they are always text (`esc`), in a link always one encoded query value (`pipeline_href`), in a chart's
+title or axis label always plain text (`plain`), and in a CSV never a spreadsheet formula (`spreadsheet_safe`). tests/test_html_sinks.py checks the sources use them.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ import html
 from urllib.parse import quote
 
 import pandas as pd
+from bokeh.models import PlainText
 
 from monitoring.spreadsheet import spreadsheet_cell
 
@@ -24,6 +25,12 @@ def pipeline_href(name: str, section: str = "") -> str:
     """The link to a pipeline's page (or to one of its sections), for an href attribute (already HTML-escaped)."""
     link = f"?page=pipeline&pipeline={quote(name, safe='')}"
     return esc(f"{link}&section={quote(section, safe='')}" if section else link)
+
+
+def plain(value: object) -> PlainText:
+    """`value` for a Bokeh title or axis label, shown as written: Bokeh reads a string there holding `$$...$$` (or
+    `\\[...\\]`, `\\(...\\)`) as TeX, and would draw a name like `c$$x^2$$` as a formula or as garbled markup."""
+    return PlainText(text=str(value))
 
 
 def spreadsheet_safe(frame: pd.DataFrame) -> pd.DataFrame:

@@ -36,7 +36,7 @@ from bokeh.models import (
 )
 from panel.viewable import Viewer
 
-from apps.escape import esc
+from apps.escape import esc, plain
 from apps.palette import BAND_COLOURS, FLOW_COLOURS, NEUTRAL
 from apps.theme import TOOLBAR_CSS, chart_colours, is_dark
 from monitoring.flow_layout import FlowLayout, LayoutEdge, LayoutNode, layered_layout
@@ -264,7 +264,7 @@ def flow_figure(topology: Topology, width: int | None = None) -> Any:
     """The diagram as a standalone Bokeh figure (its layout's own size), e.g. for a report. `width` is kept for
     callers of the earlier figure; the diagram is drawn at one pixel per unit whatever it says."""
     models = _Models(f"flow-{topology.pipeline}")
-    models.figure.title.text = f"Pipeline flow: {topology.pipeline}"
+    models.figure.title.text = plain(f"Pipeline flow: {topology.pipeline}")
     models.show(diagram_data(topology))
     return models.figure
 

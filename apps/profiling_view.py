@@ -18,7 +18,7 @@ import pandas as pd
 import panel as pn
 from panel.viewable import Viewer
 
-from apps.escape import choice_options, esc, spreadsheet_safe
+from apps.escape import choice_options, esc, plain, spreadsheet_safe
 from apps.format_templates import COUNT
 from apps.palette import DRIFT_COLOURS, QUIET, RUN_STATUS_COLOURS, WARNING_TEXT, text_colour
 from apps.theme import TOOLBAR_CSS
@@ -241,11 +241,11 @@ class ProfilingView(SnapshotSection, Viewer):
                              columns=["day", "severity", "events"])
         self.per_day.object = (runs.hvplot.bar(
             x="day", y="runs", by="status", stacked=True, rot=45, title="Runs per day (UTC) by status",
-            responsive=True, cmap=_colours(runs["status"], _STATUS_COLOURS)).opts(hooks=[_themed])
+            responsive=True, cmap=_colours(runs["status"], _STATUS_COLOURS)).opts(hooks=[_themed, _as_written])
             if not runs.empty else None)
         self.drift_per_day.object = (drift.hvplot.bar(
             x="day", y="events", by="severity", stacked=True, rot=45, title="Drift events per day (UTC) by severity",
-            responsive=True, cmap=_colours(drift["severity"], _SEVERITY_COLOURS)).opts(hooks=[_themed])
+            responsive=True, cmap=_colours(drift["severity"], _SEVERITY_COLOURS)).opts(hooks=[_themed, _as_written])
             if not drift.empty else None)
 
     def _history_keys(self) -> list[tuple[str, str, str]]:
@@ -271,16 +271,26 @@ class ProfilingView(SnapshotSection, Viewer):
         # The metric's name (the profiler's data) is the axis label, never a column name: HoloViews would read
         # it as a dimension spec.
         frame = pd.DataFrame({"profiled at": pd.to_datetime(delta.times, unit="s"), "value": delta.values})
-        title = ".".join(chosen[:2]) + ": " + chosen[2]  # drawn on the canvas, as text
+        title = ".".join(chosen[:2]) + ": " + chosen[2]
         self.history.object = (frame.sort_values("profiled at").hvplot.line(
             x="profiled at", y="value", title=title, ylabel=chosen[2], responsive=True,
-        ) * frame.hvplot.scatter(x="profiled at", y="value", responsive=True)).opts(hooks=[_themed])
+        ) * frame.hvplot.scatter(x="profiled at", y="value", responsive=True)).opts(hooks=[_themed, _as_written])
         # (responsive parts: fixed-size ones would warn)
 
 
 def _themed(plot, _element) -> None:
     """HoloViews' hook: the chart's toolbar in the theme's colours, as every other chart's."""
     plot.state.toolbar.stylesheets = [TOOLBAR_CSS]
+
+
+def _as_written(plot, _element) -> None:
+    """HoloViews' hook: the title and axis labels hold the profiler's names, drawn as written (never read as TeX)."""
+    figure = plot.state
+    if isinstance(figure.title.text, str):
+        figure.title.text = plain(figure.title.text)
+    for axis in (*figure.xaxis, *figure.yaxis):
+        if isinstance(axis.axis_label, str):
+            axis.axis_label = plain(axis.axis_label)
 
 
 def _run_row(run: Run) -> dict[str, object]:

@@ -50,7 +50,7 @@ REGISTRY_ERROR = f"Operation timed out {SCRIPT}"
 DATASET = f"d`{IMG}`"  # the reported one: a backtick ended the Markdown code span around it
 ENVIRONMENT = IMG
 TABLE = f"t{SCRIPT}"
-COLUMN = f"c{IMG}"
+COLUMN = f"c{IMG}$$x^2$$"  # (TeX: Bokeh draws a title or axis label holding it as a formula)
 FEED_KEY = f"k{IMG}"
 FEED_VALUE = f"=1+1{SCRIPT}"
 
@@ -152,9 +152,20 @@ def _shows(page, *strings: str, timeout: float = 30.0) -> None:
     _never_ran(page)
 
 
+_TEX = """() => {
+    // Chart titles and axis labels Bokeh would read as TeX: a plain string holding a TeX delimiter.
+    if (typeof Bokeh === "undefined") return [];
+    const tex = /\\$\\$|\\\\\\[|\\\\\\(/;
+    return Bokeh.documents.flatMap((doc) => [...doc.all_models])
+        .map((m) => m.type === "Title" ? m.text : m.type.endsWith("Axis") ? m.axis_label : null)
+        .filter((text) => typeof text === "string" && tex.test(text));
+}"""
+
+
 def _never_ran(page) -> None:
     assert page.evaluate("typeof window.__pwned") == "undefined", "a hostile string ran as a script"
     assert page.evaluate(_MARKUP) == 0, "a hostile string was parsed as markup"
+    assert page.evaluate(_TEX) == [], "a hostile string would be drawn as TeX"
 
 
 def _choose(page, value: str) -> None:
