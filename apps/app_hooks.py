@@ -17,6 +17,7 @@ from bokeh.core.validation import silence
 from bokeh.core.validation.warnings import MISSING_RENDERERS
 from tornado.ioloop import IOLoop
 
+from apps.page_resources import leave_out_mathjax
 from monitoring.config import ConfigError
 from pipewatch import heap
 from pipewatch.cli import LOG_LEVELS, set_own_log_level
@@ -29,6 +30,7 @@ log = logging.getLogger("pipewatch.app")
 def on_server_loaded(server_context) -> None:
     # A live chart is drawn before its first data: its lines are added when they arrive, not a mistake to warn of.
     silence(MISSING_RENDERERS, True)
+    leave_out_mathjax()
     heap.pin_thresholds()  # before the collectors allocate: their buffers otherwise fragment the heap for good
     if os.environ.get("PIPEWATCH_LOG_LEVEL") in LOG_LEVELS:  # `pipewatch dashboard --log-level`, the demo's
         set_own_log_level(os.environ["PIPEWATCH_LOG_LEVEL"])

@@ -37,6 +37,14 @@ def assert_fits(page, what: str) -> None:
         page.set_viewport_size(size)
 
 
+def assert_no_mathjax(page, what: str) -> None:
+    """The page loaded BokehJS but not its 1.8 MB MathJax bundle: no pane of pipewatch renders math
+    (apps/page_resources.py)."""
+    scripts = page.evaluate("() => [...document.scripts].map((s) => s.src).filter((src) => src)")
+    assert any("/static/js/bokeh.min.js" in src for src in scripts), f"{what}: BokehJS not among {scripts}"
+    assert not [src for src in scripts if "mathjax" in src.lower()], f"{what} loads MathJax: {scripts}"
+
+
 def _config(tmp_path, bootstrap: str):
     config = tmp_path / "pipewatch.yml"
     config.write_text(
@@ -83,6 +91,7 @@ def test_each_view_has_its_url_old_urls_still_open_and_no_default_view_is_taller
                     expect(partition_column(page, "group")).to_have_count(20, timeout=30_000)
                     expect(page.locator("canvas").first).to_be_visible(timeout=30_000)
                 assert_fits(page, f"{query} ({theme})")
+                assert_no_mathjax(page, query)
                 _screenshot(page, str(tmp_path / f"view-{len(query)}-{theme}.png"))
         # Older links: a pipeline by name alone opens its summary; a section the pipeline has not, the summary too.
         page.goto(f"{server.url}?pipeline=orders")
