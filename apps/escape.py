@@ -2,7 +2,8 @@
 
 Group ids, job names, subjects, dataset names, payloads... are written by whoever runs those systems:
 in HTML they are always text (`esc`), in a link always one encoded query value (`pipeline_href`), in a chart's
-title or axis label always plain text (`plain`), and in a CSV never a spreadsheet formula (`spreadsheet_safe`). tests/test_html_sinks.py checks the sources use them.
+title or axis label always plain text (`plain`), and in a CSV never a spreadsheet formula (`spreadsheet_safe`).
+tests/test_html_sinks.py checks the sources use them.
 """
 
 from __future__ import annotations
