@@ -6,7 +6,8 @@ A static check over the sources of apps/, monitoring/ and exporters/, read as Py
   code span);
 - HTML built in an f-string, and any f-string set as an HTML pane's, a Div's or a LiveHTML's text, interpolates a
   model's field (an attribute, an item, a method's result) only through `esc()` or with a number format.
-- escaping is `esc()` (apps/escape.py) everywhere, never `html.escape` directly.
+- escaping is `esc()` (apps/escape.py) everywhere, never `html.escape` directly;
+- a chart's title or axis label (Bokeh reads `$$` there as TeX) holds a model's field only through `plain()`.
 Plain local names (HTML the code built, its parts escaped) and calls of formatting functions (`clock(t)`,
 `age(...)`) are the code's own text.
 """
@@ -79,6 +80,21 @@ def _callee(node: ast.Call) -> str:
     return node.func.attr if isinstance(node.func, ast.Attribute) else getattr(node.func, "id", "")
 
 
+def _chart_text(node: ast.AST) -> ast.AST | None:
+    """What a node draws as a chart's title or axis label: set on `.title.text` or `.axis_label`, or given as a
+    `title=`, `xlabel=` or `ylabel=` argument; None when it is `plain()` text or no such thing."""
+    value = None
+    if isinstance(node, ast.Assign) and any(
+            isinstance(t, ast.Attribute) and (t.attr == "axis_label" or (
+                t.attr == "text" and isinstance(t.value, ast.Attribute) and t.value.attr == "title"))
+            for t in node.targets):
+        value = node.value
+    elif isinstance(node, ast.Call):
+        value = next((k.value for k in node.keywords if k.arg in ("title", "xlabel", "ylabel")), None)
+    is_plain = isinstance(value, ast.Call) and _callee(value) == "plain"
+    return None if is_plain else value
+
+
 def violations(source: str, name: str = "<source>") -> list[str]:
     tree = ast.parse(source)
     found: list[str] = []
@@ -111,6 +127,11 @@ def violations(source: str, name: str = "<source>") -> list[str]:
                 if not _looks_like_html(joined):  # (else reported below)
                     for placeholder in _unescaped_fields(joined):
                         report(placeholder, "a field set as HTML text without esc()")
+        chart_text = _chart_text(node)
+        if chart_text is not None:
+            for joined in _joined(chart_text):
+                for placeholder in _unescaped_fields(joined):
+                    report(placeholder, "a field drawn in a chart's title or axis label without plain()")
         if isinstance(node, ast.JoinedStr) and _looks_like_html(node):
             for placeholder in _unescaped_fields(node):
                 report(placeholder, "a field interpolated into HTML without esc()")
@@ -137,6 +158,9 @@ def test_no_source_string_reaches_html_unescaped():
     'rows = f"<td>{row[\'dataset\']}</td>"',
     'rows = f"<td>{s.health.upper()}</td>"',
     'x = "<b>" + html.escape(name) + "</b>"',
+    'fig.title.text = f"Pipeline flow: {topology.pipeline}"',
+    'fig = figure(title=f"{row.pipeline} · {agent}", height=150)',
+    'fig.yaxis.axis_label = f"{metric.name}"',
 ])
 def test_the_check_finds_each_kind_of_unescaped_sink(bug):
     assert violations(bug), bug
@@ -151,7 +175,8 @@ def test_the_check_finds_each_kind_of_unescaped_sink(bug):
     'parts.append(f\'<b style="color:{colour}">{esc(job.state)}</b> {age(t, now)}\')',
     "x = HTMLTemplateFormatter(template='<span><%- value %></span>')",
     'x = pn.pane.HTML(f"<h3>{heading}</h3> {clock(t)}")',  # names: HTML the code built
-    'fig.title.text = f"Pipeline flow: {topology.pipeline}"',  # drawn on the canvas, as text
+    'fig.title.text = plain(f"Pipeline flow: {topology.pipeline}")',  # drawn on the canvas, as written
+    'fig = figure(title=title, height=150)',  # a name: the code's own text
     'label = f"{group.group_id} / {topic}"',  # not HTML
 ])
 def test_the_check_passes_escaped_and_constant_text(fine):
