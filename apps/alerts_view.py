@@ -55,12 +55,12 @@ class AlertsPage(Viewer):
         self.active = table(_ACTIVE, "alerts-active-table", page_size=25)
         self.history = table(_HISTORY, "alerts-history-table", page_size=25)
         self.silences = table(_SILENCES, "alerts-silences-table", page_size=10)
-        self.target = pn.widgets.Select(name="Silence", options={}, width=420, css_classes=["pw-silence-target"])
-        self.duration = pn.widgets.Select(name="for", options=DURATIONS, value=3600, width=140,
+        self.target = pn.widgets.Select(label="Silence", options={}, width=420, css_classes=["pw-silence-target"])
+        self.duration = pn.widgets.Select(label="for", options=DURATIONS, value=3600, width=140,
                                           css_classes=["pw-silence-duration"])
-        self.reason = pn.widgets.TextInput(name="why", placeholder="why (recorded with your name)", width=320,
+        self.reason = pn.widgets.TextInput(label="why", placeholder="why (recorded with your name)", width=320,
                                            css_classes=["pw-silence-reason"])
-        self.button = pn.widgets.Button(name="Silence", button_type="warning", width=100,
+        self.button = pn.widgets.Button(label="Silence", button_type="warning", width=100,
                                         css_classes=["pw-silence-button"])
         self.message = pn.pane.HTML("", sizing_mode="stretch_width", css_classes=["pw-silence-message"])
         self.button.on_click(self._silence)

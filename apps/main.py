@@ -34,13 +34,13 @@ def _section_options(pipeline: str) -> dict[str, str]:
     return {"Summary": _SUMMARY, **{SECTIONS[kind]: kind for kind in sections_of(service.sources, pipeline)}}
 
 
-page_choice = pn.widgets.RadioButtonGroup(name="page", options={p.title: key for key, p in PAGES.items()},
+page_choice = pn.widgets.RadioButtonGroup(label="page", options={p.title: key for key, p in PAGES.items()},
                                           value=shown.page, button_type="default", orientation="vertical",
                                           sizing_mode="stretch_width", css_classes=["pw-nav-pages"],
                                           stylesheets=[NAV_CSS])
-pipeline_choice = pn.widgets.Select(name="pipeline", options=pipelines, value=shown.pipeline,
+pipeline_choice = pn.widgets.Select(label="pipeline", options=pipelines, value=shown.pipeline,
                                     sizing_mode="stretch_width")
-section_choice = pn.widgets.RadioButtonGroup(name="section", options=_section_options(shown.pipeline),
+section_choice = pn.widgets.RadioButtonGroup(label="section", options=_section_options(shown.pipeline),
                                              value=shown.section or _SUMMARY, button_type="default",
                                              orientation="vertical", sizing_mode="stretch_width",
                                              visible=shown.page == "pipeline", css_classes=["pw-nav-sections"],

@@ -44,7 +44,7 @@ class PipelineOverview(Viewer):
         self.latency = LiveChart(store, "Latency percentiles", "seconds", mine("pipewatch_pipeline_latency_seconds"),
                                  _latency_label, name="pipeline-latency", max_lines=9, legend_columns=3)
         self.charts = (self.throughput, self.lag, self.latency)
-        self.window = pn.widgets.RadioButtonGroup(name="window", options=list(WINDOWS), value=_DEFAULT_WINDOW,
+        self.window = pn.widgets.RadioButtonGroup(label="window", options=list(WINDOWS), value=_DEFAULT_WINDOW,
                                                   button_type="light", width=320)
         self.window.param.watch(lambda event: self._show_window(event.new), "value")
         self._show_window(_DEFAULT_WINDOW)

@@ -210,10 +210,10 @@ class ReportDownload:
         import panel as pn
 
         self.store, self.pipeline = store, pipeline
-        self.window = pn.widgets.Select(name="Report window", options=list(self.WINDOWS), value="last hour",
+        self.window = pn.widgets.Select(label="Report window", options=list(self.WINDOWS), value="last hour",
                                         width=150)
         self.button = _refusable_download()(callback=self._build, filename="pipewatch-report.html", label="Report",
-                                             button_type="primary", width=110, name="report-download",
+                                             button_type="primary", width=110,
                                              align="end")
         self.message = pn.pane.HTML("", css_classes=["pw-report-message"])
         self.panel = pn.Row(self.window, self.button, self.message, name="report-row")

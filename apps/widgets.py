@@ -64,7 +64,7 @@ def table(columns: dict[str, object], name: str, page_size: int) -> pn.widgets.T
     """A Tabulator paged on the server, for tables that change rarely and that users select rows in or filter
     (profiling runs, the errors page). Tables that follow a live source every second are `LiveTable`s."""
     return pn.widgets.Tabulator(
-        pd.DataFrame(columns=list(columns)), name=name, show_index=False, disabled=True, sizing_mode="stretch_width",
+        pd.DataFrame(columns=list(columns)), label=name, show_index=False, disabled=True, sizing_mode="stretch_width",
         pagination="remote", page_size=page_size, layout="fit_data_stretch", stylesheets=[TABULATOR_CSS],
         formatters={column: session_copy(f) if isinstance(f, Model) else f
                     for column, f in columns.items() if f is not None},
