@@ -60,7 +60,7 @@ class AlertsPage(Viewer):
                                           css_classes=["pw-silence-duration"])
         self.reason = pn.widgets.TextInput(label="why", placeholder="why (recorded with your name)", width=320,
                                            css_classes=["pw-silence-reason"])
-        self.button = pn.widgets.Button(label="Silence", button_type="warning", width=100,
+        self.button = pn.widgets.Button(label="Silence", color="warning", width=100,
                                         css_classes=["pw-silence-button"])
         self.message = pn.pane.HTML("", sizing_mode="stretch_width", css_classes=["pw-silence-message"])
         self.button.on_click(self._silence)

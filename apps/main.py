@@ -35,13 +35,13 @@ def _section_options(pipeline: str) -> dict[str, str]:
 
 
 page_choice = pn.widgets.RadioButtonGroup(label="page", options={p.title: key for key, p in PAGES.items()},
-                                          value=shown.page, button_type="default", orientation="vertical",
+                                          value=shown.page, color="default", orientation="vertical",
                                           sizing_mode="stretch_width", css_classes=["pw-nav-pages"],
                                           stylesheets=[NAV_CSS])
 pipeline_choice = pn.widgets.Select(label="pipeline", options=pipelines, value=shown.pipeline,
                                     sizing_mode="stretch_width")
 section_choice = pn.widgets.RadioButtonGroup(label="section", options=_section_options(shown.pipeline),
-                                             value=shown.section or _SUMMARY, button_type="default",
+                                             value=shown.section or _SUMMARY, color="default",
                                              orientation="vertical", sizing_mode="stretch_width",
                                              visible=shown.page == "pipeline", css_classes=["pw-nav-sections"],
                                              stylesheets=[NAV_CSS])

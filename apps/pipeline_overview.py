@@ -45,7 +45,7 @@ class PipelineOverview(Viewer):
                                  _latency_label, name="pipeline-latency", max_lines=9, legend_columns=3)
         self.charts = (self.throughput, self.lag, self.latency)
         self.window = pn.widgets.RadioButtonGroup(label="window", options=list(WINDOWS), value=_DEFAULT_WINDOW,
-                                                  button_type="light", width=320)
+                                                  color="light", width=320)
         self.window.param.watch(lambda event: self._show_window(event.new), "value")
         self._show_window(_DEFAULT_WINDOW)
         self.latency_table = LiveHTML("", name="pipeline-latency-table", sizing_mode="stretch_width")

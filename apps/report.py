@@ -213,7 +213,7 @@ class ReportDownload:
         self.window = pn.widgets.Select(label="Report window", options=list(self.WINDOWS), value="last hour",
                                         width=150)
         self.button = _refusable_download()(callback=self._build, filename="pipewatch-report.html", label="Report",
-                                             button_type="primary", width=110,
+                                             color="primary", width=110,
                                              align="end")
         self.message = pn.pane.HTML("", css_classes=["pw-report-message"])
         self.panel = pn.Row(self.window, self.button, self.message, name="report-row")

@@ -76,7 +76,7 @@ def connection_watch() -> pn.pane.Bokeh:
 
 def theme_switch(dark: bool) -> pn.widgets.Button:
     """The theme applies when the page is built: the switch reloads the same URL with the other theme."""
-    button = pn.widgets.Button(label="Light theme" if dark else "Dark theme", button_type="light", width=110)
+    button = pn.widgets.Button(label="Light theme" if dark else "Dark theme", color="light", width=110)
     button.js_on_click(code="""
         const url = new URL(window.location.href);
         url.searchParams.set('theme', url.searchParams.get('theme') === 'dark' ? 'default' : 'dark');
