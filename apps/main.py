@@ -127,5 +127,4 @@ frame(
                    sizing_mode="stretch_width")],
     sidebar=[pn.pane.HTML("<b>Pages</b>", margin=(10, 10, 0, 10)), page_choice, pipeline_choice, section_choice],
     main=[holder],
-    dark=dark,
 ).servable(title="pipewatch")

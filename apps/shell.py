@@ -6,9 +6,13 @@ from __future__ import annotations
 import uuid
 
 import panel as pn
+import param
 from bokeh.models import CustomJS, Spacer
+from bokeh.themes import Theme
+from panel.theme.bootstrap import Bootstrap, BootstrapDarkTheme, BootstrapDefaultTheme
 
 from apps.escape import esc
+from apps.theme import DARK_CHARTS
 
 _CONNECTION_JS = """
 if (window.pwConnection != null) { return }  // once per page, also when a reconnection re-sends the document
@@ -93,14 +97,22 @@ def metrics_link(service) -> pn.pane.HTML:
                         margin=(12, 10))
 
 
+class _DarkTheme(BootstrapDarkTheme):
+    bokeh_theme = param.ClassSelector(class_=(Theme, str), default=DARK_CHARTS)
+
+
+class _Design(Bootstrap):
+    """Panel's Bootstrap design, its dark theme drawing charts with apps/theme.DARK_CHARTS."""
+
+    _themes = {"default": BootstrapDefaultTheme, "dark": _DarkTheme}
+
+
 TEMPLATE = pn.template.BootstrapTemplate
 
 
-def frame(header: list, sidebar: list, main: list, dark: bool) -> pn.template.BootstrapTemplate:
+def frame(header: list, sidebar: list, main: list) -> pn.template.BootstrapTemplate:
     """The template, in the theme the URL asks for (`&theme=dark`: Panel reads it, so widgets and charts follow)."""
-    if dark:
-        pn.state.curdoc.theme = "dark_minimal"  # the Bokeh charts and tables follow Panel's dark design
     return TEMPLATE(
         title="pipewatch", header=header, sidebar=sidebar, main=main, sidebar_width=230,
-        busy_indicator=None,
+        busy_indicator=None, design=_Design,
     )

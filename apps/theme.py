@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import panel as pn
+from bokeh.themes import Theme
 
 from apps.palette import TEXT_SHADES
 
@@ -34,6 +35,22 @@ LIGHT = Colours(text="#1f2328", muted="#57606a", background="#ffffff", surface="
 DARK = Colours(text="#e6edf3", muted="#9da5ae", background="#212529", surface="#2b3035", selected="#1f3a5f",
                border="#444c56", link="#58a6ff")
 """The dark theme's background is Panel's (its dark.css)."""
+
+_CHART_LINES = {"color": "#e0e0e0", "alpha": 0.25}
+DARK_CHARTS = Theme(json={"attrs": {
+    "Plot": {"background_fill_color": DARK.surface, "border_fill_color": DARK.background,
+             "outline_line_color": _CHART_LINES["color"], "outline_line_alpha": _CHART_LINES["alpha"]},
+    "Grid": {"grid_line_color": _CHART_LINES["color"], "grid_line_alpha": _CHART_LINES["alpha"]},
+    "Axis": {"major_tick_line_alpha": 0, "minor_tick_line_alpha": 0, "axis_line_alpha": 0,
+             "major_label_text_color": DARK.text, "axis_label_text_color": DARK.text},
+    "Legend": {"label_text_color": DARK.text, "border_line_alpha": 0, "background_fill_color": DARK.surface,
+               "background_fill_alpha": 0.25},
+    "BaseColorBar": {"title_text_color": DARK.text, "major_label_text_color": DARK.text,
+                     "background_fill_color": DARK.background, "major_tick_line_alpha": 0, "bar_line_alpha": 0},
+    "Title": {"text_color": DARK.text},
+}})
+"""The dark theme's charts: Panel's dark colours with the light theme's fonts and sizes. Panel's own dark Bokeh theme
+(Bokeh's dark_minimal) sets every chart text larger and in another font, and the time axis' labels ran together."""
 
 
 def is_dark() -> bool:
