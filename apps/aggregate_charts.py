@@ -13,7 +13,7 @@ from bokeh.plotting import figure
 from panel.viewable import Viewer
 
 from apps.escape import plain
-from apps.format_templates import tick_formatter
+from apps.format_templates import value_axis
 from apps.palette import LINE
 from monitoring.models.aggregate import History, RemoteAgentSnapshot
 from monitoring.store import Store
@@ -38,7 +38,7 @@ class _SmallChart:
         self.figure.title.text = plain(f"{row.pipeline} · {agent}")  # an agent's names
         self.figure.title.text_font_size = "9pt"
         self.figure.xaxis.major_label_text_font_size = self.figure.yaxis.major_label_text_font_size = "7pt"
-        self.figure.yaxis.formatter = tick_formatter("count")  # lag in messages
+        value_axis(self.figure, "count")  # lag in messages
         self.figure.line("t", "y", source=self.source, line_width=2, color=LINE,
                          name=f"{row.pipeline} @ {row.instance}")
 

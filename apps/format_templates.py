@@ -142,12 +142,28 @@ def hover_formatter(kind: str) -> CustomJSHover:
     return CustomJSHover(code=f"{script(kind)} return {kind}(value);")
 
 
+NOT_NEGATIVE = ("rate", "count", "size")
+"""Kinds of values never below zero: their axes start at zero."""
+
+
+def value_axis(figure, kind: str) -> None:
+    """A chart's y axis for values of `kind`: ticks written by its rule; a count axis ticks whole numbers only (its
+    half-way ticks were written rounded, `2,189 2,189 2,190`); an axis of values never below zero starts at zero
+    (an idle chart's range otherwise ran from -1/s to 1/s)."""
+    figure.yaxis.formatter = tick_formatter(kind)
+    if kind == "count":
+        for axis in figure.yaxis:
+            axis.ticker.min_interval = 1
+    if kind in NOT_NEGATIVE:
+        figure.y_range.start = 0
+
+
 def format_axes(figure, unit: str) -> CustomJSHover:
-    """Label a chart's y axis with its unit and write its ticks by the unit's rule; returns the hover formatter
-    for its `$y` (`formatters={"$y": ...}`, tooltip `$y{custom}`)."""
+    """Label a chart's y axis with its unit and write its values by the unit's rule (`value_axis`); returns the hover
+    formatter for its `$y` (`formatters={"$y": ...}`, tooltip `$y{custom}`)."""
     kind = axis_kind(unit)
     figure.yaxis.axis_label = unit
-    figure.yaxis.formatter = tick_formatter(kind)
+    value_axis(figure, kind)
     return hover_formatter(kind)
 
 

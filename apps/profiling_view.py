@@ -19,7 +19,7 @@ import panel as pn
 from panel.viewable import Viewer
 
 from apps.escape import choice_options, esc, plain, spreadsheet_safe
-from apps.format_templates import COUNT
+from apps.format_templates import COUNT, value_axis
 from apps.palette import DRIFT_COLOURS, QUIET, RUN_STATUS_COLOURS, WARNING_TEXT, text_colour
 from apps.theme import TOOLBAR_CSS
 from apps.widgets import LiveHTML, SnapshotSection, dim, freshness, table
@@ -241,11 +241,11 @@ class ProfilingView(SnapshotSection, Viewer):
                              columns=["day", "severity", "events"])
         self.per_day.object = (runs.hvplot.bar(
             x="day", y="runs", by="status", stacked=True, rot=45, title="Runs per day (UTC) by status",
-            responsive=True, cmap=_colours(runs["status"], _STATUS_COLOURS)).opts(hooks=[_themed, _as_written])
+            responsive=True, cmap=_colours(runs["status"], _STATUS_COLOURS)).opts(hooks=[_themed, _counted])
             if not runs.empty else None)
         self.drift_per_day.object = (drift.hvplot.bar(
             x="day", y="events", by="severity", stacked=True, rot=45, title="Drift events per day (UTC) by severity",
-            responsive=True, cmap=_colours(drift["severity"], _SEVERITY_COLOURS)).opts(hooks=[_themed, _as_written])
+            responsive=True, cmap=_colours(drift["severity"], _SEVERITY_COLOURS)).opts(hooks=[_themed, _counted])
             if not drift.empty else None)
 
     def _history_keys(self) -> list[tuple[str, str, str]]:
@@ -291,6 +291,11 @@ def _as_written(plot, _element) -> None:
     for axis in (*figure.xaxis, *figure.yaxis):
         if isinstance(axis.axis_label, str):
             axis.axis_label = plain(axis.axis_label)
+
+
+def _counted(plot, _element) -> None:
+    """HoloViews' hook: a chart of counts (runs, events per day) ticks whole numbers, written as counts."""
+    value_axis(plot.state, "count")
 
 
 def _run_row(run: Run) -> dict[str, object]:

@@ -214,6 +214,27 @@ _CHART_FONTS = """() => {
     return fonts;
 }"""
 
+_DRAWN_TICKS = """(name) => {
+    // The y axis ticks a chart draws now (from its axis view) and the labels its formatter writes for them.
+    const plot = [...Bokeh.documents[0]._all_models.values()].find((m) => m.name === name);
+    const axis = plot.left[0];
+    const ticks = Bokeh.index.find_one(axis).tick_coords.major[1];
+    return {ticks, labels: ticks.map((tick) => axis.formatter.compute(tick))};
+}"""
+
+
+def _ticks_drawn(page, names: tuple[str, ...], whole: tuple[str, ...]) -> list[str]:
+    """The charts whose y axis draws a label twice, or a tick below zero (these are never negative), or, for those
+    in `whole` (counts), a tick between whole numbers."""
+    wrong = []
+    for name in names:
+        drawn = page.evaluate(_DRAWN_TICKS, name)
+        ticks, labels = drawn["ticks"], drawn["labels"]
+        if len(set(labels)) != len(labels) or min(ticks) < 0 or (name in whole and any(t % 1 for t in ticks)):
+            wrong.append(f"chart {name}: y ticks {ticks} labelled {labels}")
+    return wrong
+
+
 _AXIS_TEXT = """(cases) => {
     // What each chart's y axis and hover write for the given values, by the browser's own formatter models.
     const out = {};
@@ -343,6 +364,7 @@ def test_every_page_is_legible_in_both_themes_and_shows_every_number_formatted(b
                 chart_fonts[theme] = page.evaluate(_CHART_FONTS)
                 if theme == "default":
                     unformatted += _charts_written(page, ("pipeline-latency", "pipeline-throughput", "pipeline-lag"))
+                    unformatted += _ticks_drawn(page, ("pipeline-throughput", "pipeline-lag"), whole=("pipeline-lag",))
 
                 # Each section, with its tables filled and a drill-down open.
                 section("change_feed", theme)
