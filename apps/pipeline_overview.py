@@ -57,8 +57,11 @@ class PipelineOverview(Viewer):
             pn.Row(pn.pane.HTML("window:", width=60), self.window),
             pn.pane.Bokeh(self.latency_table.model, sizing_mode="stretch_width"),
             pn.pane.Bokeh(self.traffic_line.model, sizing_mode="stretch_width"),
-            pn.Row(*(pn.pane.Bokeh(chart.figure, sizing_mode="stretch_width") for chart in self.charts),
+            pn.Row(*(pn.pane.Bokeh(chart.figure, sizing_mode="stretch_width") for chart in self.charts[:2]),
                    sizing_mode="stretch_width"),
+            # The page's width to itself: its nine lines' legend is wider than a third of the page, and drew over
+            # the lag chart's beside it.
+            pn.pane.Bokeh(self.latency.figure, sizing_mode="stretch_width"),
             sizing_mode="stretch_width",
         )
         self.refresh()

@@ -4,7 +4,7 @@
 
 Starts `pipewatch demo` on those ports (or, with --running, uses the demo already running there), waits until
 the lagging group falls behind in a burst, opens the pipeline page in the system Chromium (Playwright) in both
-themes and writes docs/screenshot.png and docs/screenshot-dark.png (the first 1,200 px of a 1,400 px wide
+themes and writes docs/screenshot.png and docs/screenshot-dark.png (the first 1,520 px of a 1,400 px wide
 window); then stops the demo it started with Ctrl-C.
 """
 
@@ -22,7 +22,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 CHROMIUM = "/usr/bin/chromium"
-WIDTH, HEIGHT = 1400, 1200
+WIDTH, HEIGHT = 1400, 1520
 
 
 def _poll(condition, seconds: float, what: str):

@@ -223,6 +223,22 @@ _DRAWN_TICKS = """(name) => {
 }"""
 
 
+_LEGENDS_OUTSIDE = """() => {
+    // Legends drawn partly outside their chart (over the chart beside it): chart name, legend box, chart width.
+    const outside = [];
+    for (const plot of [...Bokeh.documents[0]._all_models.values()]) {
+        if ((plot.type !== "Plot" && plot.type !== "Figure") || !plot.visible || !plot.name) continue;
+        const width = Bokeh.index.find_one(plot).el.getBoundingClientRect().width;
+        for (const legend of [...plot.below, ...plot.center, ...plot.right, ...plot.above]) {
+            if (legend.type !== "Legend" || !legend.visible) continue;
+            const box = Bokeh.index.find_one(legend).bbox;
+            if (box.x < 0 || box.x + box.width > width + 0.5) outside.push([plot.name, box.x, box.width, width]);
+        }
+    }
+    return outside;
+}"""
+
+
 def _ticks_drawn(page, names: tuple[str, ...], whole: tuple[str, ...]) -> list[str]:
     """The charts whose y axis draws a label twice, or a tick below zero (these are never negative), or, for those
     in `whole` (counts), a tick between whole numbers."""
@@ -365,6 +381,8 @@ def test_every_page_is_legible_in_both_themes_and_shows_every_number_formatted(b
                 if theme == "default":
                     unformatted += _charts_written(page, ("pipeline-latency", "pipeline-throughput", "pipeline-lag"))
                     unformatted += _ticks_drawn(page, ("pipeline-throughput", "pipeline-lag"), whole=("pipeline-lag",))
+                    # (Each legend within its chart: the latency chart's nine lines' legend drew over the lag chart's.)
+                    assert page.evaluate(_LEGENDS_OUTSIDE) == []
 
                 # Each section, with its tables filled and a drill-down open.
                 section("change_feed", theme)
