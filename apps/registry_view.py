@@ -41,7 +41,7 @@ class SchemaRegistryView(SnapshotSection, Viewer):
             label=lambda k: f"GET {k[1][2]}", name="registry-latency-chart",
         )
         self.errors_chart = LiveChart(
-            store, "Failed requests since start, by HTTP status and error code (the slope is the error rate)",
+            store, "Failed requests since start, by HTTP status and error code",
             "requests",
             select=lambda k: k[0] == "schema_registry_errors_total" and k[1][:2] == mine,
             label=lambda k: k[1][2] + (f" / {k[1][3]}" if k[1][3] else ""), name="registry-errors-chart",

@@ -55,12 +55,12 @@ class KafkaLagView(SnapshotSection, Viewer):
         mine = (pipeline, cluster)  # the first two labels of every Kafka series
         self._notes = ""
         self.lag_chart = LiveChart(
-            store, "Consumer lag (messages) per group and topic", "messages",
+            store, "Lag (messages) per group and topic", "messages",
             select=lambda k: k[0] == "kafka_consumergroup_group_topic_sum_lag" and k[1][:2] == mine,
             label=lambda k: f"{k[1][2]} / {k[1][3]}", name="lag-chart",
         )
         self.lag_seconds_chart = LiveChart(
-            store, "Consumer lag (seconds): age of the oldest unconsumed record, per group", "seconds",
+            store, "Age of the oldest unconsumed record", "seconds",
             select=lambda k: k[0] == "kafka_consumergroup_group_max_lag_seconds" and k[1][:2] == mine,
             label=lambda k: k[1][2], name="lag-seconds-chart",
         )

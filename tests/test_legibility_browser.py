@@ -240,6 +240,24 @@ _LEGENDS_OUTSIDE = """() => {
 }"""
 
 
+_TITLES_CUT = """() => {
+    // Chart titles wider than their chart's plot area, where Bokeh cuts them off: name, title, widths.
+    const context = document.createElement("canvas").getContext("2d");
+    const cut = [];
+    for (const plot of [...Bokeh.documents[0]._all_models.values()]) {
+        if ((plot.type !== "Plot" && plot.type !== "Figure") || !plot.visible || !plot.title) continue;
+        const title = plot.title;
+        const text = typeof title.text === "string" ? title.text : title.text.text;
+        if (!text) continue;
+        context.font = `${title.text_font_style} ${title.text_font_size} ${title.text_font}`;
+        const width = context.measureText(text).width;
+        const room = Bokeh.index.find_one(plot).frame.bbox.width;
+        if (width > room) cut.push([plot.name, text, Math.round(width), Math.round(room)]);
+    }
+    return cut;
+}"""
+
+
 def _ticks_drawn(page, names: tuple[str, ...], whole: tuple[str, ...]) -> list[str]:
     """The charts whose y axis draws a label twice, or a tick below zero (these are never negative), or, for those
     in `whole` (counts), a tick between whole numbers."""
@@ -350,6 +368,7 @@ def test_every_page_is_legible_in_both_themes_and_shows_every_number_formatted(b
     unformatted: list[str] = []
     chart_fonts: dict[str, dict] = {}
     legends_outside: list[str] = []
+    titles_cut: list[str] = []
 
     def open_view(query: str, theme: str) -> None:
         page.goto(f"{server.url}?{query}&theme={theme}", wait_until="commit", timeout=4 * WAIT)
@@ -363,6 +382,7 @@ def test_every_page_is_legible_in_both_themes_and_shows_every_number_formatted(b
         shown.extend(_audit(page, f"{where} ({theme})"))
         # Each chart's legends within the chart: the latency chart's nine lines' legend drew over the lag chart's.
         legends_outside.extend(f"{where} ({theme}): {entry}" for entry in page.evaluate(_LEGENDS_OUTSIDE))
+        titles_cut.extend(f"{where} ({theme}): {entry}" for entry in page.evaluate(_TITLES_CUT))
         _screenshot(page, f"/tmp/pipewatch-legibility-{where.replace(' ', '-')}-{theme}.png")
 
     try:
@@ -443,6 +463,7 @@ def test_every_page_is_legible_in_both_themes_and_shows_every_number_formatted(b
             assert {"pipeline-latency", "pipeline-throughput", "pipeline-lag"} <= set(chart_fonts["default"])
             assert chart_fonts["dark"] == chart_fonts["default"]
             assert not legends_outside, "legends drawn outside their chart:\n" + "\n".join(legends_outside)
+            assert not titles_cut, "chart titles cut off:\n" + "\n".join(titles_cut)
             assert page.errors == []
     finally:
         flink.stop()
