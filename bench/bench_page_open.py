@@ -11,7 +11,7 @@ start in the client to: first view drawn, the first content of the page visible 
 row; overview: the first pipeline tile; pipeline: the source health badges); everything drawn, every part of
 the view visible (baseline: the chart's canvas and the row; overview: the tiles, all there at once; pipeline:
 the flow diagram's and the three charts' canvases and the latency table). With 25 pages the figure is the
-median page's and the slowest page's. Rounds: 3 for 1 page, 2 for 25 (`--quick`: 1 each); the table gives
+median page's and the slowest page's. Rounds: 9 for 1 page, 2 for 25 (`--quick`: 1 each); the table gives
 medians of the rounds. Ratios are pipewatch's time over the baseline's in the same run.
 """
 
@@ -110,7 +110,7 @@ async def _measure(urls: dict[str, str], rounds: dict[int, int], progress) -> di
 
 def run(quick: bool = False, progress=print) -> dict:
     started = time.perf_counter()
-    rounds = {1: 1, 25: 1} if quick else {1: 3, 25: 2}
+    rounds = {1: 1, 25: 1} if quick else {1: 9, 25: 2}
     port, metrics_port, baseline_port = free_port(), free_port(), free_port()
     env = {**os.environ, **SERVE_ENV, "PYTHONPATH": f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
     with tempfile.TemporaryDirectory(prefix="pipewatch-bench-open-") as workdir:
