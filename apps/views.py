@@ -74,8 +74,8 @@ class KafkaLagView(SnapshotSection, Viewer):
         )
         self.charts = (self.lag_chart, self.lag_seconds_chart, self.rate_chart)
         self.status = LiveHTML("", name="kafka-status", sizing_mode="stretch_width")
-        self.groups = LiveTable(_GROUP_COLUMNS, "groups-table", page_size=10, widths=_GROUP_WIDTHS)
-        self.partitions = LiveTable(_PARTITION_COLUMNS, "partitions-table", page_size=20, widths=_PARTITION_WIDTHS)
+        self.groups = LiveTable(_GROUP_COLUMNS, "groups-table", page_size=10)
+        self.partitions = LiveTable(_PARTITION_COLUMNS, "partitions-table", page_size=20)
         self.topics = LiveTable(_TOPIC_COLUMNS, "topics-table", page_size=10)
         self.brokers = LiveTable(_BROKER_COLUMNS, "brokers-table", page_size=10)
         self.members = LiveTable(_MEMBER_COLUMNS, "members-table", page_size=10)
@@ -184,12 +184,6 @@ _PARTITION_COLUMNS = {
     "group": None, "topic": None, "partition": COUNT, "owner": None, "committed": COUNT, "high watermark": COUNT,
     "lag": COUNT, "lag seconds": duration_formatter("unbounded"), "method": None, "status": _STATUS, "reason": None,
 }
-_GROUP_WIDTHS = {"group": 130, "state": 80, "status": 70, "members": 70, "lag": 80, "max lag": 80, "lag seconds": 90,
-                 "catch-up": 120, "consume rate": 100, "reason": 220, "error": 160}
-_PARTITION_WIDTHS = {"group": 120, "topic": 120, "partition": 70, "owner": 110, "committed": 90, "high watermark": 125,
-                     "lag": 80, "lag seconds": 90, "method": 190, "status": 105, "reason": 230}
-"""The Kafka tables' columns by what they hold (numbers narrow, reasons wide): equal columns cut `not catching up`,
-`record_timestamp` and most reasons short."""
 _TOPIC_COLUMNS = {
     "topic": None, "partitions": COUNT, "under-replicated": COUNT, "offline": COUNT, "messages": COUNT,
     "produce rate": RATE,

@@ -94,10 +94,8 @@ class LiveTable:
     changed, one data change carrying only the columns that changed. Clicking a header sorts the rows of the page in
     the browser; the server's order (e.g. most lagging first) decides which rows are on which page."""
 
-    def __init__(self, columns: dict[str, object], name: str, page_size: int,
-                 widths: dict[str, int] | None = None) -> None:
-        """columns: title -> Bokeh cell formatter (None: text). widths: title -> a column's width relative to the
-        others' (the table fills its width); without it every column is as wide as the next."""
+    def __init__(self, columns: dict[str, object], name: str, page_size: int) -> None:
+        """columns: title -> Bokeh cell formatter (None: text)."""
         self.columns = list(columns)
         self.page_size = page_size
         self._frame = pd.DataFrame(columns=self.columns)
@@ -112,8 +110,7 @@ class LiveTable:
             stylesheets=[TABLE_CSS],
             sortable=True, reorderable=False, sizing_mode="stretch_width", row_height=_ROW_HEIGHT,
             height=_ROW_HEIGHT + 6,
-            columns=[TableColumn(field=c, title=c, formatter=session_copy(f) if f is not None else text, editor=editor,
-                                 **({"width": widths[c]} if widths else {}))
+            columns=[TableColumn(field=c, title=c, formatter=session_copy(f) if f is not None else text, editor=editor)
                      for c, f in columns.items()])
         self.previous = Button(label="Previous", width=90, visible=False, name=f"{name}-previous")
         self.next = Button(label="Next", width=90, visible=False, name=f"{name}-next")
